@@ -1,0 +1,40 @@
+"""What happened: the event log of saleday.
+
+Envelope and hash chain (`chain`), type registry and upcasters (`registry`), the
+`EventStore` protocol (`store`) with its SQLite and Redis Streams backends, and `Tail`
+for reading all streams from per-stream positions. The wire format is documented for
+auditors in docs/LOG_FORMAT.md.
+"""
+
+from events.chain import ChainVerifier, canonical, event_hash, seal
+from events.envelope import ZERO_HASH, AppendResult, Data, Envelope, NewEvent, Snapshot, StreamHead
+from events.errors import (
+    ConcurrencyError,
+    CorruptRecordError,
+    DuplicateCommandError,
+    EventDecodeError,
+    EventLogError,
+    FencedError,
+    HashChainBroken,
+    InvalidAppend,
+    InvalidEventData,
+    InvalidStoreUrl,
+    InvalidStreamName,
+    SnapshotError,
+    StoreUnavailable,
+    UnknownEventType,
+    UnknownSchemaVersion,
+)
+from events.registry import EventRegistry, event_type, registry, upcaster
+from events.store import EventStore, open_store
+from events.tail import Tail
+
+__all__ = [
+    "ZERO_HASH", "AppendResult", "ChainVerifier", "ConcurrencyError", "CorruptRecordError",
+    "Data", "DuplicateCommandError", "Envelope", "EventDecodeError", "EventLogError",
+    "EventRegistry", "EventStore", "FencedError", "HashChainBroken", "InvalidAppend",
+    "InvalidEventData", "InvalidStoreUrl", "InvalidStreamName", "NewEvent", "Snapshot",
+    "SnapshotError", "StoreUnavailable", "StreamHead", "Tail", "UnknownEventType",
+    "UnknownSchemaVersion", "canonical", "event_hash", "event_type", "open_store",
+    "registry", "seal", "upcaster",
+]

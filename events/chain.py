@@ -1,0 +1,171 @@
+"""The hash chain: canonical payloads, sealing a commit, and verifying a stream.
+
+The rule (documented for auditors in docs/LOG_FORMAT.md):
+
+    hash = blake2b(prev_hash + msgpack.packb([stream, version, type, schema_version,
+                   recorded_at, command_id, correlation_id, causation_id, data]),
+                   digest_size=32)
+
+where every map inside `data` has its keys sorted (recursively) and `prev_hash` of
+version 1 is 32 zero bytes. The packed list is also exactly what the stores keep as
+the event's body, so sealing packs each event once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from hashlib import blake2b
+from typing import Any
+
+import msgpack
+
+from events.envelope import ZERO_HASH, Data, Envelope, NewEvent
+from events.errors import HashChainBroken, InvalidAppend, InvalidEventData
+
+HASH_SIZE = 32
+_SCALARS = (str, int, bool, bytes, type(None))
+_packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+
+
+def canonical(data: Any, event_type: str = "?") -> Data:
+    """Return `data` with every map's keys sorted; refuse what is not msgpack-native.
+
+    Allowed values: str, int (64-bit), bool, bytes, None, lists/tuples and str-keyed
+    maps of those. Floats are refused: money is integer cents, time integer ms.
+    """
+    if type(data) is not dict:
+        raise InvalidEventData(event_type, "", f"must be a map, not {type(data).__name__}")
+    return _canonical_map(data, event_type, "")
+
+
+def _canonical_map(data: dict, event_type: str, path: str) -> dict:
+    try:
+        keys = sorted(data)
+    except TypeError:
+        keys = list(data)
+    out = {}
+    for key in keys:
+        if type(key) is not str:
+            raise InvalidEventData(event_type, path, f"map key {key!r} is not a str")
+        value = data[key]
+        if type(value) in _SCALARS:
+            out[key] = value
+        else:
+            out[key] = _canonical_value(value, event_type, f"{path}[{key!r}]")
+    return out
+
+
+def _canonical_value(value: Any, event_type: str, path: str) -> Any:
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is dict:
+        return _canonical_map(value, event_type, path)
+    if kind is list or kind is tuple:
+        return [_canonical_value(v, event_type, f"{path}[{i}]") for i, v in enumerate(value)]
+    if kind is float:
+        raise InvalidEventData(event_type, path, "floats are not allowed (use integer cents or ms)")
+    raise InvalidEventData(event_type, path, f"{kind.__name__} is not msgpack-native")
+
+
+@dataclass(frozen=True, slots=True)
+class SealedCommit:
+    """A batch of events given versions and hashes, ready for a store to write as one commit.
+
+    `body` is a msgpack array whose items are the events' hash preimages; `hashes` is
+    the events' hashes concatenated (32 bytes each).
+    """
+
+    stream: str
+    first_version: int
+    last_version: int
+    prev_hash: bytes
+    head_hash: bytes
+    hashes: bytes
+    body: bytes
+    command_ids: list[str]
+
+
+def _array_header(n: int) -> bytes:
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+def seal(stream: str, version: int, prev_hash: bytes, events: Sequence[NewEvent]) -> SealedCommit:
+    """Give `events` the versions after `version` and chain them from `prev_hash`."""
+    if not events:
+        raise InvalidAppend(f"stream {stream!r}: a commit needs at least one event")
+    bodies: list[bytes] = []
+    hashes: list[bytes] = []
+    command_ids: dict[str, None] = {}
+    h = prev_hash
+    v = version
+    pack = _packb
+    for ev in events:
+        v += 1
+        if type(ev) is not NewEvent:
+            raise InvalidAppend(f"stream {stream!r}: expected NewEvent, got {type(ev).__name__}")
+        _check_fields(stream, ev)
+        try:
+            body = pack([stream, v, ev.type, ev.schema_version, ev.recorded_at, ev.command_id,
+                         ev.correlation_id, ev.causation_id, canonical(ev.data, ev.type)])
+        except (OverflowError, TypeError, ValueError) as exc:
+            if isinstance(exc, InvalidEventData):
+                raise
+            raise InvalidEventData(ev.type, "", str(exc)) from exc
+        h = blake2b(h + body, digest_size=HASH_SIZE).digest()
+        bodies.append(body)
+        hashes.append(h)
+        command_ids[ev.command_id] = None
+    bodies.insert(0, _array_header(len(events)))
+    return SealedCommit(stream, version + 1, v, prev_hash, h, b"".join(hashes), b"".join(bodies),
+                        list(command_ids))
+
+
+def _check_fields(stream: str, ev: NewEvent) -> None:
+    if type(ev.type) is not str or not ev.type:
+        raise InvalidAppend(f"stream {stream!r}: event type must be a non-empty str")
+    if type(ev.schema_version) is not int or ev.schema_version < 1:
+        raise InvalidAppend(f"stream {stream!r}: {ev.type}: schema_version must be an int >= 1")
+    if type(ev.recorded_at) is not int or ev.recorded_at < 0:
+        raise InvalidAppend(f"stream {stream!r}: {ev.type}: recorded_at must be int ms >= 0")
+    if type(ev.command_id) is not str or not ev.command_id:
+        raise InvalidAppend(f"stream {stream!r}: {ev.type}: command_id must be a non-empty str")
+    if type(ev.correlation_id) is not str or type(ev.causation_id) is not str:
+        raise InvalidAppend(f"stream {stream!r}: {ev.type}: correlation/causation ids must be str")
+
+
+def event_hash(prev_hash: bytes, env: Envelope) -> bytes:
+    """Recompute one event's hash from its fields, exactly as docs/LOG_FORMAT.md says."""
+    body = _packb([env.stream, env.version, env.type, env.schema_version, env.recorded_at,
+                   env.command_id, env.correlation_id, env.causation_id,
+                   canonical(env.data, env.type)])
+    return blake2b(prev_hash + body, digest_size=HASH_SIZE).digest()
+
+
+class ChainVerifier:
+    """Checks one stream's events in order: gapless versions, linked and intact hashes.
+
+    Feed it the stream's envelopes from version 1 (in as many calls as you like);
+    the first broken link raises `HashChainBroken` naming stream and version.
+    """
+
+    def __init__(self, stream: str, version: int = 0, head_hash: bytes = ZERO_HASH) -> None:
+        self.stream = stream
+        self.version = version
+        self.head_hash = head_hash
+
+    def feed(self, envelopes: Iterable[Envelope]) -> None:
+        stream, v, h = self.stream, self.version, self.head_hash
+        for env in envelopes:
+            v += 1
+            if env.stream != stream or env.version != v:
+                raise HashChainBroken(stream, v, f"expected version {v} of this stream, "
+                                      f"found {env.stream!r} version {env.version}")
+            if env.prev_hash != h:
+                raise HashChainBroken(stream, v, "prev_hash does not match the previous "
+                                      "event's hash")
+            if event_hash(h, env) != env.hash:
+                raise HashChainBroken(stream, v, "hash does not match the event's content")
+            h = env.hash
+        self.version, self.head_hash = v, h

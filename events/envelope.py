@@ -1,0 +1,83 @@
+"""The records of the log: what a writer appends and what a reader gets back.
+
+`NewEvent` is an event about to be appended: its type, schema version, payload and
+the ids and time the caller stamped on it. `Envelope` is a recorded event: the same
+plus the stream, its gapless version and the hash chain. `Envelope` is a NamedTuple
+rather than a dataclass because readers build millions of them and a tuple is the
+cheapest immutable record CPython has.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+ZERO_HASH = bytes(32)
+"""`prev_hash` of version 1 of every stream."""
+
+Data = dict[str, Any]
+"""An event payload: a map of str keys to msgpack-native values (no floats)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewEvent:
+    """An event to append: payload plus the ids and event time stamped by the caller."""
+
+    type: str
+    data: Data
+    command_id: str
+    recorded_at: int
+    schema_version: int = 1
+    correlation_id: str = ""
+    causation_id: str = ""
+
+
+class Envelope(NamedTuple):
+    """A recorded event. Field order is the hash preimage's order, then the two hashes."""
+
+    stream: str
+    version: int
+    type: str
+    schema_version: int
+    recorded_at: int
+    command_id: str
+    correlation_id: str
+    causation_id: str
+    data: Data
+    prev_hash: bytes
+    hash: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppendResult:
+    """What one commit recorded: its version range and the stream's new head hash.
+
+    `duplicate` is True when the commit's command ids were already recorded and the
+    store answered with the earlier commit's result, writing nothing.
+    """
+
+    stream: str
+    first_version: int
+    last_version: int
+    head_hash: bytes
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamHead:
+    """The tip of a stream: its last version, that version's hash, and its writer epoch."""
+
+    stream: str
+    version: int = 0
+    hash: bytes = ZERO_HASH
+    epoch: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Snapshot:
+    """A host's folded state of a stream up to `version`, as opaque bytes."""
+
+    stream: str
+    version: int
+    recorded_at: int
+    data: bytes = field(repr=False)

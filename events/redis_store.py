@@ -1,0 +1,301 @@
+"""The cluster event store: Redis Streams, one stream key per event stream.
+
+Keys of one event stream share the hash tag `{<stream>}` so a commit's script touches
+one Redis Cluster slot:
+
+    <prefix>:{<stream>}:log    a Redis stream; one entry per commit, id `<last_version>-0`,
+                               fields f (first version), p (prev hash), h (hashes), b (body)
+    <prefix>:{<stream>}:meta   hash: version, hash (head hash), epoch
+    <prefix>:{<stream>}:cmd    hash: command id -> last version of the commit that holds it
+    <prefix>:{<stream>}:snap   hash: version, recorded_at, data
+    <prefix>:streams           set of stream names (added before a stream's first append)
+
+An append is one Lua script: it checks the writer epoch, the command-id dedup record,
+and that the stream is still at the version and head hash the client sealed against,
+then XADDs the commit and updates the head and the dedup record. Redis runs a script
+atomically, so a commit is all or nothing. Hashes are computed by the client (Redis has
+no blake2b), which is why the script checks the head hash too.
+
+Durability is the server's: with `appendonly yes` and `appendfsync always` an
+acknowledged commit survives a Redis crash; with `everysec` up to a second of commits
+can be lost on an OS crash. docs/STORES.md says more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis
+import redis.exceptions
+
+from events.chain import seal
+from events.codec import decode_commit, gc_paused
+from events.envelope import ZERO_HASH, AppendResult, Envelope, NewEvent, Snapshot, StreamHead
+from events.errors import (
+    ConcurrencyError,
+    CorruptRecordError,
+    DuplicateCommandError,
+    FencedError,
+    InvalidStoreUrl,
+    SnapshotError,
+    StoreUnavailable,
+)
+from events.store import check_expected, check_read, check_stream, redact
+
+_APPEND = """
+local meta, log, cmds = KEYS[1], KEYS[2], KEYS[3]
+local base, prev, epoch = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local head = redis.call('HMGET', meta, 'version', 'hash', 'epoch')
+local version = tonumber(head[1]) or 0
+local current_epoch = tonumber(head[3]) or 0
+if epoch >= 0 and epoch < current_epoch then
+  return {'fenced', current_epoch}
+end
+local n = #ARGV - 8
+local hits, at, mixed = 0, false, false
+for i = 9, #ARGV, 500 do
+  local found = redis.call('HMGET', cmds, unpack(ARGV, i, math.min(i + 499, #ARGV)))
+  for j = 1, #found do
+    local v = found[j]
+    if v then
+      hits = hits + 1
+      if at and at ~= v then mixed = true end
+      at = v
+    end
+  end
+end
+if hits > 0 then
+  if hits == n and not mixed then
+    local entry = redis.call('XRANGE', log, at .. '-0', at .. '-0')[1]
+    local fields = entry[2]
+    local first, hashes
+    for k = 1, #fields, 2 do
+      if fields[k] == 'f' then first = fields[k + 1] end
+      if fields[k] == 'h' then hashes = fields[k + 1] end
+    end
+    return {'dup', first, at, string.sub(hashes, -32)}
+  end
+  return {'partial'}
+end
+if version ~= base or (head[2] or string.rep('\\0', 32)) ~= prev then
+  return {'conflict', version}
+end
+redis.call('XADD', log, ARGV[5] .. '-0', 'f', ARGV[4], 'p', prev, 'h', ARGV[7], 'b', ARGV[8])
+redis.call('HSET', meta, 'version', ARGV[5], 'hash', ARGV[6], 'epoch', math.max(epoch, current_epoch))
+for i = 9, #ARGV, 500 do
+  local args = {}
+  for j = i, math.min(i + 499, #ARGV) do
+    args[#args + 1] = ARGV[j]
+    args[#args + 1] = ARGV[5]
+  end
+  redis.call('HSET', cmds, unpack(args))
+end
+return {'ok'}
+"""
+
+_SAVE_SNAPSHOT = """
+local version = tonumber(ARGV[1])
+local head = tonumber(redis.call('HGET', KEYS[1], 'version')) or 0
+if version < 1 or version > head then
+  return {'outside', head}
+end
+local kept = tonumber(redis.call('HGET', KEYS[2], 'version')) or 0
+if version >= kept then
+  redis.call('HSET', KEYS[2], 'version', ARGV[1], 'recorded_at', ARGV[2], 'data', ARGV[3])
+end
+return {'ok'}
+"""
+
+_READ_PAGE = 64  # commits per XRANGE call
+_ANY_RETRIES = 16
+
+
+class RedisEventStore:
+    """An `EventStore` on Redis Streams."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str = "saleday", url: str = "redis://") -> None:
+        self._r = client
+        self.prefix = prefix
+        self.url = redact(url)
+        self._append = client.register_script(_APPEND)
+        self._save_snapshot = client.register_script(_SAVE_SNAPSHOT)
+        self._heads: dict[str, tuple[int, bytes]] = {}
+        self._indexed: set[str] = set()
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisEventStore:
+        parts = urlsplit(url)
+        opts = dict(parse_qsl(parts.query))
+        prefix = opts.pop("prefix", "saleday")
+        try:
+            connect_timeout = float(opts.pop("connect_timeout", 2.0))
+            socket_timeout = float(opts.pop("socket_timeout", 10.0))
+        except ValueError as exc:
+            raise InvalidStoreUrl(f"{redact(url)}: timeouts must be numbers of seconds") from exc
+        if not prefix or "{" in prefix or "}" in prefix:
+            raise InvalidStoreUrl(f"{redact(url)}: prefix must be non-empty, without braces")
+        clean = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(opts), parts.fragment))
+        try:
+            client = redis.Redis.from_url(clean, socket_connect_timeout=connect_timeout,
+                                          socket_timeout=socket_timeout, decode_responses=False)
+        except ValueError as exc:
+            raise InvalidStoreUrl(f"{redact(url)}: {exc}") from exc
+        return cls(client, prefix=prefix, url=url)
+
+    # -- keys and errors --------------------------------------------------------------
+
+    def _keys(self, stream: str) -> tuple[str, str, str, str]:
+        tag = f"{self.prefix}:{{{stream}}}"
+        return f"{tag}:meta", f"{tag}:log", f"{tag}:cmd", f"{tag}:snap"
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise StoreUnavailable(self.url, f"{type(exc).__name__}: {exc}") from exc
+        except redis.exceptions.RedisError as exc:
+            raise StoreUnavailable(self.url, f"{type(exc).__name__}: {exc}") from exc
+
+    def close(self) -> None:
+        self._r.close()
+
+    def __enter__(self) -> RedisEventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def ping(self) -> None:
+        """Raise `StoreUnavailable` unless the server answers."""
+        with self._errors():
+            self._r.ping()
+
+    # -- writing ----------------------------------------------------------------------
+
+    def append(self, stream: str, events: Sequence[NewEvent], expected_version: int | None,
+               *, epoch: int | None = None) -> AppendResult:
+        check_stream(stream)
+        check_expected(stream, expected_version)
+        events = list(events)
+        keys = self._keys(stream)
+        with self._errors():
+            if stream not in self._indexed:
+                # The index may name a stream before it holds events, never the reverse.
+                self._r.sadd(f"{self.prefix}:streams", stream)
+                self._indexed.add(stream)
+            head = self._heads.get(stream)
+            if head is None:
+                head = self._fetch_head(stream)
+            for _ in range(_ANY_RETRIES):
+                base, prev = head
+                if expected_version is not None and expected_version != base:
+                    # Seal against the caller's version: if the commit is a retry the
+                    # script answers from its dedup record, else it reports the conflict.
+                    base, prev = expected_version, ZERO_HASH
+                sealed = seal(stream, base, prev, events)
+                reply = self._append(keys=keys[:3], args=[
+                    base, prev, -1 if epoch is None else epoch, sealed.first_version,
+                    sealed.last_version, sealed.head_hash, sealed.hashes, sealed.body,
+                    *sealed.command_ids])
+                status = reply[0]
+                if status == b"ok":
+                    self._heads[stream] = (sealed.last_version, sealed.head_hash)
+                    return AppendResult(stream=stream, first_version=sealed.first_version,
+                                        last_version=sealed.last_version,
+                                        head_hash=sealed.head_hash)
+                if status == b"dup":
+                    return AppendResult(stream=stream, first_version=int(reply[1]),
+                                        last_version=int(reply[2]), head_hash=reply[3],
+                                        duplicate=True)
+                if status == b"fenced":
+                    raise FencedError(stream, epoch or 0, int(reply[1]))
+                if status == b"partial":
+                    found = self._r.hmget(keys[2], sealed.command_ids)
+                    raise DuplicateCommandError(stream, sorted(
+                        cid for cid, v in zip(sealed.command_ids, found) if v is not None))
+                actual = int(reply[1])
+                if expected_version is not None and actual != expected_version:
+                    self._heads.pop(stream, None)
+                    raise ConcurrencyError(stream, expected_version, actual)
+                head = self._fetch_head(stream)  # our cached head was stale; seal again
+        raise ConcurrencyError(stream, expected_version, head[0])
+
+    def _fetch_head(self, stream: str) -> tuple[int, bytes]:
+        version, hash_ = self._r.hmget(self._keys(stream)[0], "version", "hash")
+        head = (int(version or 0), hash_ or ZERO_HASH)
+        self._heads[stream] = head
+        return head
+
+    def acquire_epoch(self, stream: str) -> int:
+        check_stream(stream)
+        with self._errors():
+            return int(self._r.hincrby(self._keys(stream)[0], "epoch", 1))
+
+    def save_snapshot(self, snapshot: Snapshot) -> None:
+        check_stream(snapshot.stream)
+        meta, _, _, snap = self._keys(snapshot.stream)
+        with self._errors():
+            reply = self._save_snapshot(keys=[meta, snap], args=[
+                snapshot.version, snapshot.recorded_at, snapshot.data])
+        if reply[0] != b"ok":
+            raise SnapshotError(f"stream {snapshot.stream!r}: snapshot at version "
+                                f"{snapshot.version} is outside the stream (at {int(reply[1])})")
+
+    # -- reading ----------------------------------------------------------------------
+
+    def head(self, stream: str) -> StreamHead:
+        check_stream(stream)
+        with self._errors():
+            version, hash_, epoch = self._r.hmget(self._keys(stream)[0], "version", "hash", "epoch")
+        return StreamHead(stream=stream, version=int(version or 0), hash=hash_ or ZERO_HASH,
+                          epoch=int(epoch or 0))
+
+    def streams(self) -> dict[str, int]:
+        with self._errors():
+            names = sorted(n.decode() for n in self._r.smembers(f"{self.prefix}:streams"))
+            pipe = self._r.pipeline(transaction=False)
+            for name in names:
+                pipe.hget(self._keys(name)[0], "version")
+            versions = pipe.execute()
+        return {n: int(v) for n, v in zip(names, versions) if v is not None and int(v) > 0}
+
+    def read(self, stream: str, from_version: int = 1, limit: int | None = None) -> list[Envelope]:
+        check_stream(stream)
+        check_read(stream, from_version, limit)
+        if limit == 0:
+            return []
+        log = self._keys(stream)[1]
+        out: list[Envelope] = []
+        start = f"{from_version}-0"
+        with self._errors(), gc_paused():
+            while True:
+                page = self._r.xrange(log, start, "+", count=_READ_PAGE)
+                for entry_id, fields in page:
+                    last = int(entry_id.split(b"-", 1)[0])
+                    try:
+                        first = int(fields[b"f"])
+                        envs = decode_commit(stream, first, last, fields[b"p"], fields[b"h"],
+                                             fields[b"b"])
+                    except (KeyError, ValueError) as exc:
+                        raise CorruptRecordError(stream, last, f"commit entry malformed: {exc!r}") from None
+                    if first < from_version:
+                        envs = envs[from_version - first:]
+                    out.extend(envs)
+                    if limit is not None and len(out) >= limit:
+                        del out[limit:]
+                        return out
+                if len(page) < _READ_PAGE:
+                    return out
+                start = f"({page[-1][0].decode()}"
+
+    def load_snapshot(self, stream: str) -> Snapshot | None:
+        check_stream(stream)
+        with self._errors():
+            version, recorded_at, data = self._r.hmget(self._keys(stream)[3], "version",
+                                                       "recorded_at", "data")
+        if version is None:
+            return None
+        return Snapshot(stream=stream, version=int(version), recorded_at=int(recorded_at), data=data)

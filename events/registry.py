@@ -1,0 +1,145 @@
+"""The type registry: stable wire names for event classes, and pure upcasters.
+
+Event types are frozen slotted dataclasses registered under a wire name such as
+`inventory.stock_reserved` and a schema version. The log stores the wire name, never a
+module path, so classes can move. Reading an event recorded under an older schema
+version runs the registered upcasters `v1 -> v2 -> ...`, each a pure `dict -> dict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from events.envelope import Data, Envelope, NewEvent
+from events.errors import EventDecodeError, UnknownEventType, UnknownSchemaVersion
+
+T = TypeVar("T")
+Upcaster = Callable[[Data], Data]
+"""A pure function lifting one event payload from schema version n to n + 1."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    name: str
+    version: int
+    cls: type
+    fields: tuple[str, ...]
+
+
+class EventRegistry:
+    """Maps wire names and schema versions to event classes, and back."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, _Entry] = {}
+        self._by_class: dict[type, _Entry] = {}
+        self._upcasters: dict[tuple[str, int], Upcaster] = {}
+
+    def event(self, name: str, *, version: int = 1) -> Callable[[type[T]], type[T]]:
+        """Class decorator: register a frozen slotted dataclass under `name` at `version`."""
+
+        def register(cls: type[T]) -> type[T]:
+            self.register(cls, name, version=version)
+            return cls
+
+        return register
+
+    def register(self, cls: type, name: str, *, version: int = 1) -> None:
+        """Register `cls` under the wire `name`; the name and the class must both be new."""
+        if not dataclasses.is_dataclass(cls) or not cls.__dataclass_params__.frozen:
+            raise TypeError(f"{cls.__name__}: event types must be frozen dataclasses")
+        if "__slots__" not in cls.__dict__:
+            raise TypeError(f"{cls.__name__}: event types must be slotted dataclasses")
+        if not name or "." not in name:
+            raise ValueError(f"{cls.__name__}: wire name {name!r} must read 'area.event_name'")
+        if version < 1:
+            raise ValueError(f"{name}: schema version must be >= 1")
+        if name in self._by_name:
+            raise ValueError(f"wire name {name!r} is already registered to "
+                             f"{self._by_name[name].cls.__name__}")
+        if cls in self._by_class:
+            raise ValueError(f"{cls.__name__} is already registered as {self._by_class[cls].name!r}")
+        fields = tuple(sorted(f.name for f in dataclasses.fields(cls)))
+        entry = _Entry(name, version, cls, fields)
+        self._by_name[name] = entry
+        self._by_class[cls] = entry
+
+    def upcaster(self, name: str, *, from_version: int) -> Callable[[Upcaster], Upcaster]:
+        """Decorator: register a pure function lifting `name` from `from_version` to +1."""
+
+        def register(fn: Upcaster) -> Upcaster:
+            key = (name, from_version)
+            if key in self._upcasters:
+                raise ValueError(f"{name}: an upcaster from v{from_version} is already registered")
+            self._upcasters[key] = fn
+            return fn
+
+        return register
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._by_name
+
+    def names(self) -> list[str]:
+        return sorted(self._by_name)
+
+    def wire_name(self, cls: type) -> str:
+        return self._by_class[cls].name
+
+    def encode(self, event: Any) -> tuple[str, int, Data]:
+        """Return `(wire name, schema version, payload)` of a registered event object."""
+        try:
+            entry = self._by_class[type(event)]
+        except KeyError:
+            raise TypeError(f"{type(event).__name__} is not a registered event type") from None
+        return entry.name, entry.version, {f: getattr(event, f) for f in entry.fields}
+
+    def new_event(self, event: Any, *, command_id: str, recorded_at: int,
+                  correlation_id: str = "", causation_id: str = "") -> NewEvent:
+        """Wrap a registered event object as a `NewEvent` ready to append."""
+        name, version, data = self.encode(event)
+        return NewEvent(type=name, schema_version=version, data=data, command_id=command_id,
+                        recorded_at=recorded_at, correlation_id=correlation_id,
+                        causation_id=causation_id)
+
+    def decode(self, env: Envelope) -> Any:
+        """Build the event object of a recorded envelope, upcasting older payloads."""
+        entry = self._by_name.get(env.type)
+        if entry is None:
+            raise UnknownEventType(env.stream, env.version, env.type)
+        data = env.data
+        if env.schema_version != entry.version:
+            data = self._upcast(env, entry)
+        try:
+            return entry.cls(**data)
+        except TypeError as exc:
+            raise EventDecodeError(env.stream, env.version, env.type, str(exc)) from None
+
+    def decode_all(self, envelopes: Iterable[Envelope]) -> list[Any]:
+        decode = self.decode
+        return [decode(env) for env in envelopes]
+
+    def _upcast(self, env: Envelope, entry: _Entry) -> Data:
+        v = env.schema_version
+        if v > entry.version:
+            raise UnknownSchemaVersion(env.stream, env.version, env.type, v,
+                                       f"newer than this code's v{entry.version}")
+        if v < 1:
+            raise UnknownSchemaVersion(env.stream, env.version, env.type, v, "versions start at 1")
+        data = dict(env.data)
+        while v < entry.version:
+            step = self._upcasters.get((entry.name, v))
+            if step is None:
+                raise UnknownSchemaVersion(env.stream, env.version, env.type, v,
+                                           f"no upcaster from v{v} to v{v + 1}")
+            data = step(data)
+            v += 1
+        return data
+
+
+registry = EventRegistry()
+"""The process-wide registry that the domain's event modules register into."""
+
+event_type = registry.event
+upcaster = registry.upcaster

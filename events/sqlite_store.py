@@ -1,0 +1,301 @@
+"""The embedded event store: one SQLite file in WAL mode.
+
+Tables: `streams` (head version, head hash, writer epoch), `commits` (one row per commit:
+version range, prev hash, the events' hashes and their packed bodies), `commands`
+(command id -> the commit that recorded it, for dedup) and `snapshots`.
+
+Each append is one `BEGIN IMMEDIATE` transaction, so a commit is all or nothing and a
+killed process leaves no half-written state. With `synchronous=full` (the default) the
+WAL is fsynced before `append` returns; `?synchronous=normal` trades the last commits on
+an OS crash (never on a process crash) for speed. Each thread gets its own connection;
+other processes may open the same file.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from events.chain import HASH_SIZE, SealedCommit, seal
+from events.codec import decode_commit, gc_paused
+from events.envelope import ZERO_HASH, AppendResult, Envelope, NewEvent, Snapshot, StreamHead
+from events.errors import (
+    ConcurrencyError,
+    DuplicateCommandError,
+    FencedError,
+    InvalidStoreUrl,
+    SnapshotError,
+    StoreUnavailable,
+)
+from events.store import check_expected, check_read, check_stream
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS streams (
+    stream TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    epoch INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS commits (
+    id INTEGER PRIMARY KEY,
+    stream TEXT NOT NULL,
+    first_version INTEGER NOT NULL,
+    last_version INTEGER NOT NULL,
+    prev_hash BLOB NOT NULL,
+    hashes BLOB NOT NULL,
+    body BLOB NOT NULL,
+    UNIQUE (stream, last_version)
+);
+CREATE TABLE IF NOT EXISTS commands (
+    stream TEXT NOT NULL,
+    command_id TEXT NOT NULL,
+    last_version INTEGER NOT NULL,
+    PRIMARY KEY (stream, command_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS snapshots (
+    stream TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    recorded_at INTEGER NOT NULL,
+    data BLOB NOT NULL
+) WITHOUT ROWID;
+"""
+_CHUNK = 500  # host parameters per IN (...) query
+
+
+class SqliteEventStore:
+    """An `EventStore` in one SQLite file."""
+
+    def __init__(self, path: str | Path, *, synchronous: str = "full",
+                 busy_timeout_ms: int = 30_000) -> None:
+        if synchronous not in ("full", "normal", "extra"):
+            raise InvalidStoreUrl(f"sqlite synchronous must be full, normal or extra, not {synchronous!r}")
+        self.path = Path(path)
+        self.url = f"sqlite:///{self.path}"
+        self._synchronous = synchronous
+        self._busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._heads: dict[str, tuple[int, bytes]] = {}
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(self.url, str(exc)) from exc
+        with self._errors():
+            self._conn().executescript(_SCHEMA)
+
+    @classmethod
+    def from_url(cls, url: str) -> SqliteEventStore:
+        parts = urlsplit(url)
+        path = parts.path
+        if parts.netloc or not path or path == "/":
+            raise InvalidStoreUrl(f"sqlite URL must read sqlite:///path/events.db, not {url!r}")
+        opts = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        unknown = set(opts) - {"synchronous", "busy_timeout_ms"}
+        if unknown:
+            raise InvalidStoreUrl(f"unknown sqlite URL options: {sorted(unknown)}")
+        return cls(path, synchronous=opts.get("synchronous", "full"),
+                   busy_timeout_ms=int(opts.get("busy_timeout_ms", 30_000)))
+
+    # -- connections ------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                   timeout=self._busy_timeout_ms / 1000)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+            conn.execute("PRAGMA cache_size=-65536")
+            self._local.conn = conn
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(self.url, f"{type(exc).__name__}: {exc}") from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        with self._errors():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._conns_lock:
+            for conn in self._conns:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._conns.clear()
+        self._local = threading.local()
+
+    def __enter__(self) -> SqliteEventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing ----------------------------------------------------------------------
+
+    def append(self, stream: str, events: Sequence[NewEvent], expected_version: int | None,
+               *, epoch: int | None = None) -> AppendResult:
+        check_stream(stream)
+        check_expected(stream, expected_version)
+        events = list(events)
+        # Seal outside the write lock against the head we last saw; re-seal inside
+        # only if another writer moved the stream meanwhile.
+        cached = self._heads.get(stream)
+        sealed: SealedCommit | None = None
+        if cached is not None and (expected_version is None or expected_version == cached[0]):
+            sealed = seal(stream, cached[0], cached[1], events)
+        elif expected_version == 0:
+            sealed = seal(stream, 0, ZERO_HASH, events)
+        with self._write() as conn:
+            row = conn.execute("SELECT version, hash, epoch FROM streams WHERE stream = ?",
+                               (stream,)).fetchone()
+            version, head_hash, current_epoch = row if row else (0, ZERO_HASH, 0)
+            if epoch is not None and epoch < current_epoch:
+                raise FencedError(stream, epoch, current_epoch)
+            if expected_version is not None and expected_version != version:
+                probe = sealed or seal(stream, expected_version, ZERO_HASH, events)
+                recorded = self._recorded(conn, stream, probe.command_ids)
+                if recorded is not None:
+                    return recorded
+                raise ConcurrencyError(stream, expected_version, version)
+            if sealed is None or sealed.first_version != version + 1 or sealed.prev_hash != head_hash:
+                sealed = seal(stream, version, head_hash, events)
+            try:
+                conn.executemany(
+                    "INSERT INTO commands (stream, command_id, last_version) VALUES (?, ?, ?)",
+                    [(stream, cid, sealed.last_version) for cid in sealed.command_ids])
+            except sqlite3.IntegrityError:
+                conn.execute("ROLLBACK")
+                conn.execute("BEGIN")
+                recorded = self._recorded(conn, stream, sealed.command_ids)
+                if recorded is None:  # pragma: no cover - the insert just saw a duplicate
+                    raise
+                return recorded
+            conn.execute(
+                "INSERT INTO commits (stream, first_version, last_version, prev_hash, hashes, body)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (stream, sealed.first_version, sealed.last_version, sealed.prev_hash,
+                 sealed.hashes, sealed.body))
+            new_epoch = max(current_epoch, epoch or 0)
+            conn.execute(
+                "INSERT INTO streams (stream, version, hash, epoch) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (stream) DO UPDATE SET version = excluded.version,"
+                " hash = excluded.hash, epoch = excluded.epoch",
+                (stream, sealed.last_version, sealed.head_hash, new_epoch))
+        self._heads[stream] = (sealed.last_version, sealed.head_hash)
+        return AppendResult(stream=stream, first_version=sealed.first_version,
+                            last_version=sealed.last_version, head_hash=sealed.head_hash)
+
+    def _recorded(self, conn: sqlite3.Connection, stream: str,
+                  command_ids: list[str]) -> AppendResult | None:
+        """The earlier commit holding all of `command_ids`, None if none is recorded."""
+        found: dict[str, int] = {}
+        for i in range(0, len(command_ids), _CHUNK):
+            chunk = command_ids[i:i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found.update(conn.execute(
+                f"SELECT command_id, last_version FROM commands WHERE stream = ? AND command_id IN ({marks})",
+                (stream, *chunk)).fetchall())
+        if not found:
+            return None
+        commits = set(found.values())
+        if len(found) != len(command_ids) or len(commits) != 1:
+            raise DuplicateCommandError(stream, sorted(found))
+        first, hashes = conn.execute(
+            "SELECT first_version, hashes FROM commits WHERE stream = ? AND last_version = ?",
+            (stream, commits.pop())).fetchone()
+        return AppendResult(stream=stream, first_version=first,
+                            last_version=first + len(hashes) // HASH_SIZE - 1,
+                            head_hash=hashes[-HASH_SIZE:], duplicate=True)
+
+    def acquire_epoch(self, stream: str) -> int:
+        check_stream(stream)
+        with self._write() as conn:
+            (epoch,) = conn.execute(
+                "INSERT INTO streams (stream, version, hash, epoch) VALUES (?, 0, ?, 1)"
+                " ON CONFLICT (stream) DO UPDATE SET epoch = epoch + 1 RETURNING epoch",
+                (stream, ZERO_HASH)).fetchone()
+        return epoch
+
+    def save_snapshot(self, snapshot: Snapshot) -> None:
+        check_stream(snapshot.stream)
+        with self._write() as conn:
+            row = conn.execute("SELECT version FROM streams WHERE stream = ?",
+                               (snapshot.stream,)).fetchone()
+            if snapshot.version < 1 or snapshot.version > (row[0] if row else 0):
+                raise SnapshotError(f"stream {snapshot.stream!r}: snapshot at version "
+                                    f"{snapshot.version} is outside the stream (at {row[0] if row else 0})")
+            conn.execute(
+                "INSERT INTO snapshots (stream, version, recorded_at, data) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (stream) DO UPDATE SET version = excluded.version,"
+                " recorded_at = excluded.recorded_at, data = excluded.data"
+                " WHERE excluded.version >= snapshots.version",
+                (snapshot.stream, snapshot.version, snapshot.recorded_at, snapshot.data))
+
+    # -- reading ----------------------------------------------------------------------
+
+    def head(self, stream: str) -> StreamHead:
+        check_stream(stream)
+        with self._errors():
+            row = self._conn().execute("SELECT version, hash, epoch FROM streams WHERE stream = ?",
+                                       (stream,)).fetchone()
+        if row is None:
+            return StreamHead(stream=stream)
+        return StreamHead(stream=stream, version=row[0], hash=row[1], epoch=row[2])
+
+    def streams(self) -> dict[str, int]:
+        with self._errors():
+            return dict(self._conn().execute(
+                "SELECT stream, version FROM streams WHERE version > 0 ORDER BY stream").fetchall())
+
+    def read(self, stream: str, from_version: int = 1, limit: int | None = None) -> list[Envelope]:
+        check_stream(stream)
+        check_read(stream, from_version, limit)
+        if limit == 0:
+            return []
+        out: list[Envelope] = []
+        with self._errors(), gc_paused():
+            cursor = self._conn().execute(
+                "SELECT first_version, last_version, prev_hash, hashes, body FROM commits"
+                " WHERE stream = ? AND last_version >= ? ORDER BY last_version",
+                (stream, from_version))
+            for first, last, prev_hash, hashes, body in cursor:
+                envs = decode_commit(stream, first, last, prev_hash, hashes, body)
+                if first < from_version:
+                    envs = envs[from_version - first:]
+                out.extend(envs)
+                if limit is not None and len(out) >= limit:
+                    del out[limit:]
+                    break
+        return out
+
+    def load_snapshot(self, stream: str) -> Snapshot | None:
+        check_stream(stream)
+        with self._errors():
+            row = self._conn().execute(
+                "SELECT version, recorded_at, data FROM snapshots WHERE stream = ?",
+                (stream,)).fetchone()
+        if row is None:
+            return None
+        return Snapshot(stream=stream, version=row[0], recorded_at=row[1], data=row[2])

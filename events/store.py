@@ -1,0 +1,122 @@
+"""The EventStore protocol, and opening a store from a URL.
+
+Two backends implement it and pass one contract suite (tests/events/test_store_contract.py):
+
+- `sqlite:///path/events.db` — the embedded default: one file, WAL, one transaction per commit.
+- `redis://[user:password@]host:port/db`, `rediss://...` — Redis Streams, one stream key per
+  event stream, appended by a Lua script. Query options: `prefix` (key prefix, default
+  `saleday`), `connect_timeout` and `socket_timeout` (seconds).
+
+A stream's events are appended in commits: all or nothing, checked against the expected
+version, deduplicated by command id and fenced by writer epoch.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+from urllib.parse import urlsplit, urlunsplit
+
+from events.envelope import AppendResult, Envelope, NewEvent, Snapshot, StreamHead
+from events.errors import InvalidAppend, InvalidStoreUrl, InvalidStreamName
+
+_STREAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:|\-]{0,199}")
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    """What every backend offers. Methods raise only `events.errors` types."""
+
+    url: str
+    """The store's URL with any password removed: safe to log."""
+
+    def append(self, stream: str, events: Sequence[NewEvent], expected_version: int | None,
+               *, epoch: int | None = None) -> AppendResult:
+        """Append `events` to `stream` as one atomic commit.
+
+        `expected_version` is the version the caller last saw (0: the stream must be new;
+        None: whatever it is now). A stale one raises `ConcurrencyError` carrying the
+        actual version. A commit whose command ids are all already recorded (in one earlier
+        commit) writes nothing and returns that commit's result with `duplicate=True`.
+        With `epoch`, a writer older than the stream's current epoch gets `FencedError`.
+        """
+        ...
+
+    def read(self, stream: str, from_version: int = 1, limit: int | None = None) -> list[Envelope]:
+        """Return up to `limit` events of `stream` from `from_version` on, in order."""
+        ...
+
+    def head(self, stream: str) -> StreamHead:
+        """Return the stream's last version, its hash and its writer epoch (zeros if new)."""
+        ...
+
+    def streams(self) -> dict[str, int]:
+        """Return every stream that holds events, with its last version."""
+        ...
+
+    def acquire_epoch(self, stream: str) -> int:
+        """Take the next writer epoch of `stream`, fencing every writer of an older one."""
+        ...
+
+    def save_snapshot(self, snapshot: Snapshot) -> None:
+        """Keep `snapshot` as the stream's latest, unless a later one is already kept."""
+        ...
+
+    def load_snapshot(self, stream: str) -> Snapshot | None:
+        """Return the stream's latest snapshot, if any."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+def check_stream(stream: object) -> str:
+    """Return `stream` if it is a valid stream name, else raise `InvalidStreamName`.
+
+    Names are 1-200 chars of letters, digits and `_ . : | -`, starting with a letter or
+    digit; braces are excluded because the Redis backend uses them as hash tags.
+    """
+    if type(stream) is not str:
+        raise InvalidStreamName(stream, "must be a str")
+    if not _STREAM_NAME.fullmatch(stream):
+        raise InvalidStreamName(stream, "use 1-200 of A-Z a-z 0-9 _ . : | - (starting alnum)")
+    return stream
+
+
+def check_expected(stream: str, expected_version: int | None) -> None:
+    if expected_version is not None and (type(expected_version) is not int or expected_version < 0):
+        raise InvalidAppend(f"stream {stream!r}: expected_version must be None or an int >= 0")
+
+
+def check_read(stream: str, from_version: int, limit: int | None) -> None:
+    if type(from_version) is not int or from_version < 1:
+        raise InvalidAppend(f"stream {stream!r}: from_version must be an int >= 1")
+    if limit is not None and (type(limit) is not int or limit < 0):
+        raise InvalidAppend(f"stream {stream!r}: limit must be None or an int >= 0")
+
+
+def redact(url: str) -> str:
+    """Return `url` with any password replaced by `***`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def open_store(url: str) -> EventStore:
+    """Open the store a URL names: `sqlite:///path`, `redis://...` or `rediss://...`."""
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    if scheme == "sqlite":
+        from events.sqlite_store import SqliteEventStore
+
+        return SqliteEventStore.from_url(url)
+    if scheme in ("redis", "rediss"):
+        from events.redis_store import RedisEventStore
+
+        return RedisEventStore.from_url(url)
+    raise InvalidStoreUrl(f"unknown event store URL {redact(url)!r}: "
+                          "use sqlite:///path/events.db, redis://host:port/db or rediss://...")
