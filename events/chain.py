@@ -33,40 +33,77 @@ def canonical(data: Any, event_type: str = "?") -> Data:
 
     Allowed values: str, int (64-bit), bool, bytes, None, lists/tuples and str-keyed
     maps of those. Floats are refused: money is integer cents, time integer ms.
+    A payload that is already canonical is returned as is (the common case, since the
+    registry emits fields in sorted order).
     """
     if type(data) is not dict:
         raise InvalidEventData(event_type, "", f"must be a map, not {type(data).__name__}")
-    return _canonical_map(data, event_type, "")
-
-
-def _canonical_map(data: dict, event_type: str, path: str) -> dict:
     try:
-        keys = sorted(data)
-    except TypeError:
-        keys = list(data)
-    out = {}
-    for key in keys:
-        if type(key) is not str:
-            raise InvalidEventData(event_type, path, f"map key {key!r} is not a str")
-        value = data[key]
-        if type(value) in _SCALARS:
-            out[key] = value
-        else:
-            out[key] = _canonical_value(value, event_type, f"{path}[{key!r}]")
-    return out
+        return _canonical_map(data)
+    except _NotNative:
+        raise _explain(data, event_type, "") from None
 
 
-def _canonical_value(value: Any, event_type: str, path: str) -> Any:
+class _NotNative(Exception):
+    pass
+
+
+_SCALAR_TYPES = frozenset(_SCALARS)
+_STR_ONLY = frozenset((str,))
+
+
+def _canonical_map(data: dict) -> dict:
+    keys = list(data)
+    if keys and not _STR_ONLY.issuperset(map(type, keys)):
+        raise _NotNative
+    ordered = sorted(keys)
+    if keys != ordered:
+        data = {k: data[k] for k in ordered}
+    if _SCALAR_TYPES.issuperset(map(type, data.values())):
+        return data
+    for v in data.values():
+        if type(v) not in _SCALAR_TYPES and _canonical_value(v) is not v:
+            return {k: v if type(v) in _SCALAR_TYPES else _canonical_value(v)
+                    for k, v in data.items()}
+    return data
+
+
+def _canonical_value(value: Any) -> Any:
     kind = type(value)
-    if kind in _SCALARS:
-        return value
     if kind is dict:
-        return _canonical_map(value, event_type, path)
+        return _canonical_map(value)
     if kind is list or kind is tuple:
-        return [_canonical_value(v, event_type, f"{path}[{i}]") for i, v in enumerate(value)]
+        if _SCALAR_TYPES.issuperset(map(type, value)):
+            return value
+        for v in value:
+            if type(v) not in _SCALAR_TYPES and _canonical_value(v) is not v:
+                return [v if type(v) in _SCALAR_TYPES else _canonical_value(v) for v in value]
+        return value
+    raise _NotNative
+
+
+def _explain(value: Any, event_type: str, path: str) -> InvalidEventData:
+    """Find the first value under `value` that is not msgpack-native, and say where."""
+    kind = type(value)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                return InvalidEventData(event_type, path, f"map key {key!r} is not a str")
+            if type(item) not in _SCALAR_TYPES:
+                found = _explain(item, event_type, f"{path}[{key!r}]")
+                if found is not None:
+                    return found
+        return None  # type: ignore[return-value]
+    if kind is list or kind is tuple:
+        for i, item in enumerate(value):
+            if type(item) not in _SCALAR_TYPES:
+                found = _explain(item, event_type, f"{path}[{i}]")
+                if found is not None:
+                    return found
+        return None  # type: ignore[return-value]
     if kind is float:
-        raise InvalidEventData(event_type, path, "floats are not allowed (use integer cents or ms)")
-    raise InvalidEventData(event_type, path, f"{kind.__name__} is not msgpack-native")
+        return InvalidEventData(event_type, path, "floats are not allowed (use integer cents or ms)")
+    return InvalidEventData(event_type, path, f"{kind.__name__} is not msgpack-native")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +140,12 @@ def seal(stream: str, version: int, prev_hash: bytes, events: Sequence[NewEvent]
     pack = _packb
     for ev in events:
         v += 1
-        if type(ev) is not NewEvent:
-            raise InvalidAppend(f"stream {stream!r}: expected NewEvent, got {type(ev).__name__}")
-        _check_fields(stream, ev)
+        if not (type(ev) is NewEvent and type(ev.type) is str and ev.type
+                and type(ev.schema_version) is int and ev.schema_version > 0
+                and type(ev.recorded_at) is int and ev.recorded_at >= 0
+                and type(ev.command_id) is str and ev.command_id
+                and type(ev.correlation_id) is str and type(ev.causation_id) is str):
+            _check_fields(stream, ev)  # raises, naming what is wrong
         try:
             body = pack([stream, v, ev.type, ev.schema_version, ev.recorded_at, ev.command_id,
                          ev.correlation_id, ev.causation_id, canonical(ev.data, ev.type)])
@@ -123,6 +163,8 @@ def seal(stream: str, version: int, prev_hash: bytes, events: Sequence[NewEvent]
 
 
 def _check_fields(stream: str, ev: NewEvent) -> None:
+    if type(ev) is not NewEvent:
+        raise InvalidAppend(f"stream {stream!r}: expected NewEvent, got {type(ev).__name__}")
     if type(ev.type) is not str or not ev.type:
         raise InvalidAppend(f"stream {stream!r}: event type must be a non-empty str")
     if type(ev.schema_version) is not int or ev.schema_version < 1:

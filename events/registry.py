@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from events.codec import gc_paused
 from events.envelope import Data, Envelope, NewEvent
 from events.errors import EventDecodeError, UnknownEventType, UnknownSchemaVersion
 
@@ -27,6 +28,35 @@ class _Entry:
     version: int
     cls: type
     fields: tuple[str, ...]
+    build: Callable[[Data], Any]
+
+
+def _builder(cls: type) -> Callable[[Data], Any]:
+    """A constructor for payloads that carry exactly the class's fields.
+
+    It fills the slots directly, which is what a frozen dataclass's `__init__` does too,
+    minus the keyword-argument parsing; anything unusual (missing fields that take a
+    default, unknown fields, a `__post_init__`) goes through the class itself.
+    """
+    fields = dataclasses.fields(cls)
+    if hasattr(cls, "__post_init__") or any(not f.init for f in fields):
+        return lambda data: cls(**data)
+    setters = tuple((f.name, getattr(cls, f.name).__set__) for f in fields)
+    count = len(setters)
+    new = object.__new__
+
+    def build(data: Data) -> Any:
+        if len(data) != count:
+            return cls(**data)
+        obj = new(cls)
+        try:
+            for name, set_ in setters:
+                set_(obj, data[name])
+        except KeyError:
+            return cls(**data)
+        return obj
+
+    return build
 
 
 class EventRegistry:
@@ -62,7 +92,7 @@ class EventRegistry:
         if cls in self._by_class:
             raise ValueError(f"{cls.__name__} is already registered as {self._by_class[cls].name!r}")
         fields = tuple(sorted(f.name for f in dataclasses.fields(cls)))
-        entry = _Entry(name, version, cls, fields)
+        entry = _Entry(name, version, cls, fields, _builder(cls))
         self._by_name[name] = entry
         self._by_class[cls] = entry
 
@@ -112,13 +142,14 @@ class EventRegistry:
         if env.schema_version != entry.version:
             data = self._upcast(env, entry)
         try:
-            return entry.cls(**data)
+            return entry.build(data)
         except TypeError as exc:
             raise EventDecodeError(env.stream, env.version, env.type, str(exc)) from None
 
     def decode_all(self, envelopes: Iterable[Envelope]) -> list[Any]:
         decode = self.decode
-        return [decode(env) for env in envelopes]
+        with gc_paused():
+            return [decode(env) for env in envelopes]
 
     def _upcast(self, env: Envelope, entry: _Entry) -> Data:
         v = env.schema_version

@@ -13,6 +13,7 @@ other processes may open the same file.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -63,7 +64,6 @@ CREATE TABLE IF NOT EXISTS snapshots (
     data BLOB NOT NULL
 ) WITHOUT ROWID;
 """
-_CHUNK = 500  # host parameters per IN (...) query
 
 
 class SqliteEventStore:
@@ -182,9 +182,10 @@ class SqliteEventStore:
             if sealed is None or sealed.first_version != version + 1 or sealed.prev_hash != head_hash:
                 sealed = seal(stream, version, head_hash, events)
             try:
-                conn.executemany(
-                    "INSERT INTO commands (stream, command_id, last_version) VALUES (?, ?, ?)",
-                    [(stream, cid, sealed.last_version) for cid in sealed.command_ids])
+                conn.execute(
+                    "INSERT INTO commands (stream, command_id, last_version)"
+                    " SELECT ?, value, ? FROM json_each(?)",
+                    (stream, sealed.last_version, json.dumps(sealed.command_ids)))
             except sqlite3.IntegrityError:
                 conn.execute("ROLLBACK")
                 conn.execute("BEGIN")
@@ -210,13 +211,10 @@ class SqliteEventStore:
     def _recorded(self, conn: sqlite3.Connection, stream: str,
                   command_ids: list[str]) -> AppendResult | None:
         """The earlier commit holding all of `command_ids`, None if none is recorded."""
-        found: dict[str, int] = {}
-        for i in range(0, len(command_ids), _CHUNK):
-            chunk = command_ids[i:i + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            found.update(conn.execute(
-                f"SELECT command_id, last_version FROM commands WHERE stream = ? AND command_id IN ({marks})",
-                (stream, *chunk)).fetchall())
+        found: dict[str, int] = dict(conn.execute(
+            "SELECT c.command_id, c.last_version FROM json_each(?) AS j"
+            " JOIN commands AS c ON c.stream = ? AND c.command_id = j.value",
+            (json.dumps(command_ids), stream)).fetchall())
         if not found:
             return None
         commits = set(found.values())

@@ -1,0 +1,169 @@
+"""`saleday bench store`: how fast the event stores append, read and verify.
+
+Each backend gets a fresh store; the same events (shaped like a flash-sale reservation)
+are appended in commits of `batch` events, each commit durable when `append` returns,
+then read back and decoded into event objects, then read back and hash-chain verified.
+Every figure is the median of `repeat` runs. The machine is described in the output,
+because numbers from these small shared machines are only comparable within one run.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from events import ChainVerifier, EventRegistry, EventStore, NewEvent, StoreUnavailable, open_store
+
+bench_registry = EventRegistry()
+
+
+@bench_registry.event("bench.stock_reserved")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BenchStockReserved:
+    """The shape of the hottest event of sale day, for measuring the log alone."""
+
+    reservation_id: str
+    user: str
+    sku: str
+    qty: int
+    unit_prices: tuple[int, ...]
+    deadline: int
+
+
+def make_events(n: int, *, start: int = 0) -> list[NewEvent]:
+    """`n` reservation events with distinct, time-ordered command ids."""
+    now = 1_762_790_400_000  # 2025-11-11T00:00:00+08:00 in ms
+    out = []
+    for i in range(start, start + n):
+        ev = BenchStockReserved(reservation_id=f"r-{i:09d}", user=f"u-{(i * 7919) % 1_000_003:07d}",
+                                sku=f"sku-{i % 1000:04d}", qty=1 + i % 3,
+                                unit_prices=(4_950,) * (1 + i % 3), deadline=now + 900_000 + i)
+        out.append(bench_registry.new_event(ev, command_id=f"cmd-{i:012d}", recorded_at=now + i,
+                                            correlation_id=f"order-{i:09d}"))
+    return out
+
+
+def _rate(n: int, fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return n / (time.perf_counter() - t0)
+
+
+def bench_store(open_fresh: Callable[[], EventStore], *, events: int, batch: int,
+                repeat: int) -> dict[str, Any]:
+    """Median append, read+decode and read+verify rates of stores made by `open_fresh`."""
+    prepared = make_events(events)
+    batches = [prepared[i:i + batch] for i in range(0, events, batch)]
+    appends, reads, verifies = [], [], []
+    for _ in range(repeat):
+        store = open_fresh()
+        try:
+            stream = "bench-0"
+
+            def append_all() -> None:
+                version = 0
+                for b in batches:
+                    version = store.append(stream, b, version).last_version
+
+            def read_all() -> None:
+                decoded = bench_registry.decode_all(store.read(stream))
+                assert len(decoded) == events
+
+            def verify_all() -> None:
+                verifier = ChainVerifier(stream)
+                verifier.feed(store.read(stream))
+                assert verifier.version == events
+
+            appends.append(_rate(events, append_all))
+            reads.append(_rate(events, read_all))
+            verifies.append(_rate(events, verify_all))
+        finally:
+            _dispose(store)
+    return {
+        "append_events_per_s": round(statistics.median(appends)),
+        "read_events_per_s": round(statistics.median(reads)),
+        "verify_events_per_s": round(statistics.median(verifies)),
+        "runs": {"append": [round(x) for x in appends], "read": [round(x) for x in reads],
+                 "verify": [round(x) for x in verifies]},
+    }
+
+
+def _dispose(store: EventStore) -> None:
+    cleanup = getattr(store, "_bench_cleanup", None)
+    if cleanup:
+        cleanup()
+    store.close()
+
+
+def run(*, events: int = 200_000, batch: int = 1000, repeat: int = 3,
+        redis_url: str = "redis://127.0.0.1:6379/0", sqlite_synchronous: str = "full",
+        backends: tuple[str, ...] = ("sqlite", "redis")) -> dict[str, Any]:
+    """Benchmark each backend and return `{"sqlite": {...}, "redis": {...}, ...}`."""
+    result: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="saleday-bench-") as tmp:
+        if "sqlite" in backends:
+            def fresh_sqlite() -> EventStore:
+                path = os.path.join(tmp, f"{uuid.uuid4().hex}.db")
+                return open_store(f"sqlite:///{path}?synchronous={sqlite_synchronous}")
+
+            result["sqlite"] = bench_store(fresh_sqlite, events=events, batch=batch, repeat=repeat)
+            result["sqlite"]["durability"] = f"WAL, synchronous={sqlite_synchronous}"
+    if "redis" in backends:
+        def fresh_redis() -> EventStore:
+            prefix = f"saleday-bench-{uuid.uuid4().hex[:12]}"
+            sep = "&" if "?" in redis_url else "?"
+            store = open_store(f"{redis_url}{sep}prefix={prefix}")
+            store.ping()  # type: ignore[attr-defined]
+            store._bench_cleanup = lambda: _drop_prefix(store, prefix)  # type: ignore[attr-defined]
+            return store
+
+        try:
+            result["redis"] = bench_store(fresh_redis, events=events, batch=batch, repeat=repeat)
+            result["redis"]["durability"] = _redis_durability(redis_url)
+        except StoreUnavailable as exc:
+            result["redis"] = {"error": str(exc)}
+    result["params"] = {"events": events, "batch": batch, "repeat": repeat}
+    result["machine"] = machine()
+    return result
+
+
+def _drop_prefix(store: Any, prefix: str) -> None:
+    client = store._r
+    for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+        client.delete(key)
+
+
+def _redis_durability(url: str) -> str:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url.split("?")[0], socket_connect_timeout=2)
+        conf = client.config_get("appendonly") | client.config_get("appendfsync")
+        info = client.info("server")
+        client.close()
+    except Exception as exc:  # durability is a label, never a reason to fail the bench
+        return f"unknown ({type(exc).__name__})"
+    return (f"redis {info.get('redis_version')}, appendonly={conf.get('appendonly')}, "
+            f"appendfsync={conf.get('appendfsync')}")
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform()}

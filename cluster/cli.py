@@ -1,0 +1,170 @@
+"""The `saleday` command line (also `python -m cluster.cli`).
+
+Commands today: `bench store` (event store throughput) and `log streams|verify`
+(inspect a store and check its hash chains).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import structlog
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cluster import logs
+
+app = typer.Typer(help="saleday: an event-sourced sale-day (11.11) system on Ray.",
+                  no_args_is_help=True, add_completion=False)
+bench_app = typer.Typer(help="Benchmarks: every performance figure comes from here.",
+                        no_args_is_help=True)
+log_app = typer.Typer(help="Inspect an event store and verify its hash chains.",
+                      no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+app.add_typer(log_app, name="log")
+
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+StoreOpt = Annotated[str, typer.Option("--store", help="Store URL: sqlite:///path/events.db, "
+                                       "redis://host:port/db or rediss://...")]
+
+
+@app.callback()
+def main_options(
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "warning",
+) -> None:
+    logs.configure(log_level)
+
+
+@bench_app.command("store")
+def bench_store(
+    events: Annotated[int, typer.Option(min=1000, help="Events per run.")] = 200_000,
+    batch: Annotated[int, typer.Option(min=1, help="Events per commit.")] = 1000,
+    repeat: Annotated[int, typer.Option(min=1, help="Runs per figure (the median is shown).")] = 3,
+    redis_url: Annotated[str, typer.Option(help="Redis to measure (keys under a fresh prefix, "
+                                           "deleted afterwards).")] = DEFAULT_REDIS,
+    sqlite_sync: Annotated[str, typer.Option(help="SQLite synchronous: full (fsync per "
+                                             "commit) or normal.")] = "full",
+    backend: Annotated[list[str] | None, typer.Option(help="sqlite and/or redis (default: both).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Append, read+decode and read+verify rates of the SQLite and Redis event stores."""
+    from cluster.bench import run
+
+    backends = tuple(backend or ("sqlite", "redis"))
+    unknown = set(backends) - {"sqlite", "redis"}
+    if unknown:
+        raise typer.BadParameter(f"unknown backend(s) {sorted(unknown)}", param_hint="--backend")
+    structlog.get_logger().info("bench_store_started", events=events, batch=batch, repeat=repeat)
+    result = run(events=events, batch=batch, repeat=repeat, redis_url=redis_url,
+                 sqlite_synchronous=sqlite_sync, backends=backends)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    table = Table(title=f"event store, {events:,} events in commits of {batch:,}, "
+                        f"median of {repeat}")
+    for col in ("backend", "append ev/s", "read+decode ev/s", "read+verify ev/s", "durability"):
+        table.add_column(col, justify="right" if "ev/s" in col else "left")
+    for name in backends:
+        row = result[name]
+        if "error" in row:
+            table.add_row(name, "-", "-", "-", f"[red]{row['error']}[/red]")
+            continue
+        table.add_row(name, f"{row['append_events_per_s']:,}", f"{row['read_events_per_s']:,}",
+                      f"{row['verify_events_per_s']:,}", row["durability"])
+    console = Console()
+    console.print(table)
+    m = result["machine"]
+    console.print(f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}")
+
+
+@log_app.command("streams")
+def log_streams(store: StoreOpt,
+                as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List the streams of a store with their versions and writer epochs."""
+    from events import open_store
+
+    with _opened(store) as s:
+        rows = [(name, version, s.head(name).epoch) for name, version in s.streams().items()]
+    if as_json:
+        typer.echo(json.dumps([{"stream": n, "version": v, "epoch": e} for n, v, e in rows]))
+        return
+    table = Table()
+    for col in ("stream", "version", "epoch"):
+        table.add_column(col)
+    for n, v, e in rows:
+        table.add_row(n, str(v), str(e))
+    Console().print(table)
+
+
+@log_app.command("verify")
+def log_verify(store: StoreOpt,
+               stream: Annotated[list[str] | None, typer.Option(help="Only these streams.")] = None,
+               as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Re-read streams and check gapless versions and the hash chain; exit 1 on a break."""
+    from events import ChainVerifier, CorruptRecordError
+
+    results = []
+    with _opened(store) as s:
+        names = stream or list(s.streams())
+        for name in names:
+            verifier = ChainVerifier(name)
+            try:
+                pos = 1
+                while batch := s.read(name, pos, 50_000):
+                    verifier.feed(batch)
+                    pos = batch[-1].version + 1
+                head = s.head(name)
+                ok = head.version == verifier.version and head.hash == verifier.head_hash
+                results.append({"stream": name, "version": verifier.version, "ok": ok,
+                                "error": None if ok else "head does not match the last event"})
+            except CorruptRecordError as exc:
+                results.append({"stream": name, "version": exc.version, "ok": False,
+                                "error": str(exc)})
+    if as_json:
+        typer.echo(json.dumps(results))
+    else:
+        for r in results:
+            mark = "ok" if r["ok"] else f"BROKEN at version {r['version']}: {r['error']}"
+            typer.echo(f"{r['stream']}: {r['version']} events, {mark}")
+    if not all(r["ok"] for r in results):
+        raise typer.Exit(1)
+
+
+class _opened:
+    """Open a store from a URL; turn log errors into one readable line and exit 2."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        from events import EventLogError, open_store
+
+        try:
+            self.store = open_store(self.url)
+        except EventLogError as exc:
+            _fail(exc)
+        return self.store
+
+    def __exit__(self, kind, exc, tb) -> bool:  # type: ignore[no-untyped-def]
+        from events import EventLogError
+
+        self.store.close()
+        if isinstance(exc, EventLogError) and not isinstance(exc, typer.Exit):
+            _fail(exc)
+        return False
+
+
+def _fail(exc: Exception) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(2)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Shared fixtures: a Redis server for the session and an isolated key prefix per test."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+import uuid  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests.helpers import RedisServer, delete_prefix, no_redis, ping, with_query  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis server URL: SALEDAY_REDIS_URL if set, else a private redis-server."""
+    url = os.environ.get("SALEDAY_REDIS_URL")
+    if url:
+        if not ping(url, timeout=2.0):
+            no_redis("SALEDAY_REDIS_URL is set but the server does not answer PING")
+        yield url
+        return
+    server = RedisServer(tmp_path_factory.mktemp("redis"))  # skips/fails without redis-server
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_store_url(redis_url: str) -> Iterator[str]:
+    """A store URL on `redis_url` with a key prefix of its own, deleted after the test."""
+    url = with_query(redis_url, prefix=f"t-{uuid.uuid4().hex}")
+    try:
+        yield url
+    finally:
+        delete_prefix(url)

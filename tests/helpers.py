@@ -1,0 +1,246 @@
+"""Test helpers shared by the event-log suites: Redis servers, URLs and event builders.
+
+Kept in a plain module (not conftest) so that `multiprocessing` children started with
+'spawn' can import the worker functions by name.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import pytest
+
+from events import ChainVerifier, ConcurrencyError, NewEvent, open_store
+
+# Options of the store URL that redis-py does not understand.
+STORE_URL_OPTIONS = ("prefix", "connect_timeout", "socket_timeout")
+
+
+# -- Redis availability ---------------------------------------------------------------
+
+
+def redis_required() -> bool:
+    return os.environ.get("SALEDAY_REQUIRE_REDIS", "") == "1"
+
+
+def no_redis(reason: str) -> None:
+    """Skip the test (or fail it, when SALEDAY_REQUIRE_REDIS=1) for want of Redis."""
+    if redis_required():
+        pytest.fail(f"{reason} (and SALEDAY_REQUIRE_REDIS=1 forbids skipping)", pytrace=False)
+    pytest.skip(reason)
+
+
+def redis_server_executable() -> str:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        no_redis("Redis tests need SALEDAY_REDIS_URL or `redis-server` on PATH; neither is available")
+    return exe  # type: ignore[return-value]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ping(url: str, timeout: float = 0.5) -> bool:
+    import redis
+
+    client = redis.Redis.from_url(client_url(url), socket_connect_timeout=timeout,
+                                  socket_timeout=timeout)
+    try:
+        return bool(client.ping())
+    except redis.exceptions.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+# -- URLs -----------------------------------------------------------------------------
+
+
+def with_query(url: str, **options: str) -> str:
+    """Return `url` with `options` set in its query string (replacing any present)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in options]
+    query.extend(options.items())
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+
+def client_url(url: str) -> str:
+    """`url` without the store-only options, for a plain redis-py client."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in STORE_URL_OPTIONS]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+
+def redis_client(url: str):
+    import redis
+
+    return redis.Redis.from_url(client_url(url), socket_connect_timeout=2, socket_timeout=10)
+
+
+def prefix_of(url: str) -> str:
+    return dict(parse_qsl(urlsplit(url).query)).get("prefix", "saleday")
+
+
+def delete_prefix(url: str) -> None:
+    """Delete every key of the store prefix that `url` names (SCAN + DEL)."""
+    client = redis_client(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix_of(url)}:*", count=1000))
+        for i in range(0, len(keys), 500):
+            client.delete(*keys[i:i + 500])
+    finally:
+        client.close()
+
+
+# -- a redis-server subprocess --------------------------------------------------------
+
+
+class RedisServer:
+    """A redis-server subprocess on a free port, in `directory`, that tests may kill.
+
+    `extra_args` are appended to the command line and override the defaults
+    (`--save "" --appendonly no`), e.g. `("--appendonly", "yes", "--appendfsync", "always")`.
+    """
+
+    def __init__(self, directory: str | os.PathLike, *extra_args: str, port: int | None = None,
+                 start: bool = True, ready_timeout: float = 15.0) -> None:
+        self.executable = redis_server_executable()
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.extra_args = list(extra_args)
+        self.ready_timeout = ready_timeout
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+        if start:
+            self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _command(self) -> list[str]:
+        defaults = {"--save": "", "--appendonly": "no"}
+        for opt in self.extra_args:
+            defaults.pop(opt, None)
+        cmd = [self.executable, "--port", str(self.port), "--bind", "127.0.0.1",
+               "--dir", str(self.dir), "--daemonize", "no"]
+        for opt, value in defaults.items():
+            cmd += [opt, value]
+        return cmd + self.extra_args
+
+    def start(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError(f"redis-server on port {self.port} is already running")
+        log_path = self.dir / "redis-server.log"
+        self._log = open(log_path, "ab")
+        self.proc = subprocess.Popen(self._command(), stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.proc.returncode}: "
+                                   f"{log_path.read_text(errors='replace')[-2000:]}")
+            if ping(self.url, timeout=0.2):
+                return
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"redis-server on port {self.port} did not answer PING within "
+                           f"{self.ready_timeout}s")
+
+    def kill(self) -> None:
+        """SIGKILL the server (no shutdown, no final fsync) and reap it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        self._close_log()
+
+    def restart(self) -> None:
+        """Start the server again on the same port and directory."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.stop()
+        self.start()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> RedisServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# -- events ---------------------------------------------------------------------------
+
+
+def ev(i: int = 0, *, command_id: str | None = None, type: str = "test.happened",
+       data: dict | None = None, **kw) -> NewEvent:
+    """A small valid event; its command id defaults to `cmd-<i>`."""
+    return NewEvent(type=type, data={"i": i} if data is None else data,
+                    command_id=command_id or f"cmd-{i}", recorded_at=1_700_000_000_000 + i, **kw)
+
+
+def verify(store, stream: str) -> list:
+    """Read the whole stream, check its chain, and return the envelopes."""
+    envs = store.read(stream)
+    ChainVerifier(stream).feed(envs)
+    return envs
+
+
+# -- multiprocessing workers (spawned: keep them importable and self-contained) --------
+
+
+def append_own_stream(url: str, stream: str, commits: int) -> int:
+    """Append `commits` two-event commits to `stream`, each at the expected version."""
+    store = open_store(url)
+    try:
+        for c in range(commits):
+            store.append(stream, [ev(2 * c, command_id=f"{stream}-{c}-a"),
+                                  ev(2 * c + 1, command_id=f"{stream}-{c}-b")], 2 * c)
+        return store.head(stream).version
+    finally:
+        store.close()
+
+
+def race_same_stream(url: str, stream: str, writer: str, commits: int) -> int:
+    """Append `commits` one-event commits to a contended stream, retrying on conflicts;
+    return the number of conflicts seen."""
+    store = open_store(url)
+    conflicts = 0
+    try:
+        for c in range(commits):
+            event = ev(c, command_id=f"{writer}-{c}", data={"writer": writer, "c": c})
+            while True:
+                version = store.head(stream).version
+                try:
+                    store.append(stream, [event], version)
+                    break
+                except ConcurrencyError as exc:
+                    assert exc.actual > version
+                    conflicts += 1
+        return conflicts
+    finally:
+        store.close()
