@@ -7,7 +7,17 @@ auditors in docs/LOG_FORMAT.md.
 """
 
 from events.chain import ChainVerifier, canonical, event_hash, seal
-from events.envelope import ZERO_HASH, AppendResult, Data, Envelope, NewEvent, Snapshot, StreamHead
+from events.codec import verify_commits
+from events.envelope import (
+    ZERO_HASH,
+    AppendResult,
+    Data,
+    Envelope,
+    NewEvent,
+    Snapshot,
+    StoredCommit,
+    StreamHead,
+)
 from events.errors import (
     ConcurrencyError,
     CorruptRecordError,
@@ -34,7 +44,7 @@ __all__ = [
     "Data", "DuplicateCommandError", "Envelope", "EventDecodeError", "EventLogError",
     "EventRegistry", "EventStore", "FencedError", "HashChainBroken", "InvalidAppend",
     "InvalidEventData", "InvalidStoreUrl", "InvalidStreamName", "NewEvent", "Snapshot",
-    "SnapshotError", "StoreUnavailable", "StreamHead", "Tail", "UnknownEventType",
+    "SnapshotError", "StoreUnavailable", "StoredCommit", "StreamHead", "Tail", "UnknownEventType",
     "UnknownSchemaVersion", "canonical", "event_hash", "event_type", "open_store",
-    "registry", "seal", "upcaster",
+    "registry", "seal", "upcaster", "verify_commits",
 ]

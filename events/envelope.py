@@ -48,6 +48,21 @@ class Envelope(NamedTuple):
     hash: bytes
 
 
+class StoredCommit(NamedTuple):
+    """One commit as both stores keep it (docs/LOG_FORMAT.md, "How the stores keep it").
+
+    `hashes` is the events' hashes concatenated; `body` a msgpack array of their hash
+    preimages, so the hashed bytes are the stored bytes.
+    """
+
+    stream: str
+    first_version: int
+    last_version: int
+    prev_hash: bytes
+    hashes: bytes
+    body: bytes
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AppendResult:
     """What one commit recorded: its version range and the stream's new head hash.

@@ -31,8 +31,16 @@ import redis
 import redis.exceptions
 
 from events.chain import seal
-from events.codec import decode_commit, gc_paused
-from events.envelope import ZERO_HASH, AppendResult, Envelope, NewEvent, Snapshot, StreamHead
+from events.codec import envelopes
+from events.envelope import (
+    ZERO_HASH,
+    AppendResult,
+    Envelope,
+    NewEvent,
+    Snapshot,
+    StoredCommit,
+    StreamHead,
+)
 from events.errors import (
     ConcurrencyError,
     CorruptRecordError,
@@ -263,33 +271,27 @@ class RedisEventStore:
         return {n: int(v) for n, v in zip(names, versions) if v is not None and int(v) > 0}
 
     def read(self, stream: str, from_version: int = 1, limit: int | None = None) -> list[Envelope]:
-        check_stream(stream)
         check_read(stream, from_version, limit)
-        if limit == 0:
-            return []
+        return envelopes(self.read_commits(stream, from_version), from_version, limit)
+
+    def read_commits(self, stream: str, from_version: int = 1) -> Iterator[StoredCommit]:
+        check_stream(stream)
+        check_read(stream, from_version, None)
         log = self._keys(stream)[1]
-        out: list[Envelope] = []
         start = f"{from_version}-0"
-        with self._errors(), gc_paused():
-            while True:
+        while True:
+            with self._errors():
                 page = self._r.xrange(log, start, "+", count=_READ_PAGE)
-                for entry_id, fields in page:
-                    last = int(entry_id.split(b"-", 1)[0])
-                    try:
-                        first = int(fields[b"f"])
-                        envs = decode_commit(stream, first, last, fields[b"p"], fields[b"h"],
-                                             fields[b"b"])
-                    except (KeyError, ValueError) as exc:
-                        raise CorruptRecordError(stream, last, f"commit entry malformed: {exc!r}") from None
-                    if first < from_version:
-                        envs = envs[from_version - first:]
-                    out.extend(envs)
-                    if limit is not None and len(out) >= limit:
-                        del out[limit:]
-                        return out
-                if len(page) < _READ_PAGE:
-                    return out
-                start = f"({page[-1][0].decode()}"
+            for entry_id, fields in page:
+                last = int(entry_id.split(b"-", 1)[0])
+                try:
+                    yield StoredCommit(stream, int(fields[b"f"]), last, fields[b"p"], fields[b"h"],
+                                       fields[b"b"])
+                except (KeyError, ValueError) as exc:
+                    raise CorruptRecordError(stream, last, f"commit entry malformed: {exc!r}") from None
+            if len(page) < _READ_PAGE:
+                return
+            start = f"({page[-1][0].decode()}"
 
     def load_snapshot(self, stream: str) -> Snapshot | None:
         check_stream(stream)

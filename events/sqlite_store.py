@@ -22,8 +22,16 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from events.chain import HASH_SIZE, SealedCommit, seal
-from events.codec import decode_commit, gc_paused
-from events.envelope import ZERO_HASH, AppendResult, Envelope, NewEvent, Snapshot, StreamHead
+from events.codec import envelopes
+from events.envelope import (
+    ZERO_HASH,
+    AppendResult,
+    Envelope,
+    NewEvent,
+    Snapshot,
+    StoredCommit,
+    StreamHead,
+)
 from events.errors import (
     ConcurrencyError,
     DuplicateCommandError,
@@ -268,25 +276,19 @@ class SqliteEventStore:
                 "SELECT stream, version FROM streams WHERE version > 0 ORDER BY stream").fetchall())
 
     def read(self, stream: str, from_version: int = 1, limit: int | None = None) -> list[Envelope]:
-        check_stream(stream)
         check_read(stream, from_version, limit)
-        if limit == 0:
-            return []
-        out: list[Envelope] = []
-        with self._errors(), gc_paused():
-            cursor = self._conn().execute(
+        return envelopes(self.read_commits(stream, from_version), from_version, limit)
+
+    def read_commits(self, stream: str, from_version: int = 1) -> Iterator[StoredCommit]:
+        check_stream(stream)
+        check_read(stream, from_version, None)
+        with self._errors():
+            rows = self._conn().execute(
                 "SELECT first_version, last_version, prev_hash, hashes, body FROM commits"
                 " WHERE stream = ? AND last_version >= ? ORDER BY last_version",
                 (stream, from_version))
-            for first, last, prev_hash, hashes, body in cursor:
-                envs = decode_commit(stream, first, last, prev_hash, hashes, body)
-                if first < from_version:
-                    envs = envs[from_version - first:]
-                out.extend(envs)
-                if limit is not None and len(out) >= limit:
-                    del out[limit:]
-                    break
-        return out
+            for first, last, prev_hash, hashes, body in rows:
+                yield StoredCommit(stream, first, last, prev_hash, hashes, body)
 
     def load_snapshot(self, stream: str) -> Snapshot | None:
         check_stream(stream)

@@ -14,11 +14,11 @@ version, deduplicated by command id and fenced by writer epoch.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
-from events.envelope import AppendResult, Envelope, NewEvent, Snapshot, StreamHead
+from events.envelope import AppendResult, Envelope, NewEvent, Snapshot, StoredCommit, StreamHead
 from events.errors import InvalidAppend, InvalidStoreUrl, InvalidStreamName
 
 _STREAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:|\-]{0,199}")
@@ -45,6 +45,10 @@ class EventStore(Protocol):
 
     def read(self, stream: str, from_version: int = 1, limit: int | None = None) -> list[Envelope]:
         """Return up to `limit` events of `stream` from `from_version` on, in order."""
+        ...
+
+    def read_commits(self, stream: str, from_version: int = 1) -> Iterator[StoredCommit]:
+        """Yield the stored commits of `stream` that hold `from_version` and later, raw."""
         ...
 
     def head(self, stream: str) -> StreamHead:
