@@ -178,10 +178,17 @@ def _check_fields(stream: str, ev: NewEvent) -> None:
 
 
 def event_hash(prev_hash: bytes, env: Envelope) -> bytes:
-    """Recompute one event's hash from its fields, exactly as docs/LOG_FORMAT.md says."""
-    body = _packb([env.stream, env.version, env.type, env.schema_version, env.recorded_at,
-                   env.command_id, env.correlation_id, env.causation_id,
-                   canonical(env.data, env.type)])
+    """Recompute one event's hash from its fields, exactly as docs/LOG_FORMAT.md says.
+
+    A recorded payload that is not msgpack-native (say a byte flipped an int into a
+    float) cannot have been sealed by a writer, so it is a broken chain, not bad input.
+    """
+    try:
+        data = canonical(env.data, env.type)
+        body = _packb([env.stream, env.version, env.type, env.schema_version, env.recorded_at,
+                       env.command_id, env.correlation_id, env.causation_id, data])
+    except (InvalidEventData, TypeError, ValueError, OverflowError) as exc:
+        raise HashChainBroken(env.stream, env.version, f"record is not a sealable event: {exc}") from None
     return blake2b(prev_hash + body, digest_size=HASH_SIZE).digest()
 
 

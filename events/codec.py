@@ -68,20 +68,28 @@ def decode_commit(stream: str, first: int, last: int, prev_hash: bytes, hashes: 
     if type(rows) is not tuple or len(rows) != n:
         raise CorruptRecordError(stream, first, f"commit {first}..{last} holds "
                                  f"{len(rows) if type(rows) is tuple else 'no'} events, not {n}")
-    out: list[Envelope] = []
-    append = out.append
-    h = prev_hash
-    v = first
-    for i, row in enumerate(rows):
+    size = HASH_SIZE
+    hs = [hashes[i:i + size] for i in range(0, n * size, size)]
+    try:
+        fits = ([r[1] for r in rows] == list(range(first, last + 1))
+                and {r[0] for r in rows} == {stream}
+                and {len(r) for r in rows} == {_FIELDS}
+                and {type(r[8]) for r in rows} == {dict})
+    except (TypeError, IndexError, KeyError):
+        fits = False
+    if not fits:
+        raise _misplaced(stream, first, rows)
+    return [_new(Envelope, r + (p, h)) for r, p, h in zip(rows, [prev_hash, *hs[:-1]], hs)]
+
+
+def _misplaced(stream: str, first: int, rows: tuple) -> CorruptRecordError:
+    """Name the first record of a commit that is not a well-formed event in its place."""
+    for v, row in enumerate(rows, start=first):
         if type(row) is not tuple or len(row) != _FIELDS or row[1] != v or row[0] != stream:
-            raise CorruptRecordError(stream, v, "record does not carry its own stream and version")
+            return CorruptRecordError(stream, v, "record does not carry its own stream and version")
         if type(row[8]) is not dict:
-            raise CorruptRecordError(stream, v, "record payload is not a map")
-        nh = hashes[i * HASH_SIZE:(i + 1) * HASH_SIZE]
-        append(_new(Envelope, row + (h, nh)))
-        h = nh
-        v += 1
-    return out
+            return CorruptRecordError(stream, v, "record payload is not a map")
+    return CorruptRecordError(stream, first, "commit is malformed")  # pragma: no cover
 
 
 def _locate(stream: str, first: int, n: int, body: bytes, exc: Exception) -> CorruptRecordError:
