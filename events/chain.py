@@ -143,7 +143,7 @@ def seal(stream: str, version: int, prev_hash: bytes, events: Sequence[NewEvent]
         if not (type(ev) is NewEvent and type(ev.type) is str and ev.type
                 and type(ev.schema_version) is int and ev.schema_version > 0
                 and type(ev.recorded_at) is int and ev.recorded_at >= 0
-                and type(ev.command_id) is str and ev.command_id
+                and type(ev.command_id) is str and ev.command_id and "\x00" not in ev.command_id
                 and type(ev.correlation_id) is str and type(ev.causation_id) is str):
             _check_fields(stream, ev)  # raises, naming what is wrong
         try:
@@ -171,8 +171,9 @@ def _check_fields(stream: str, ev: NewEvent) -> None:
         raise InvalidAppend(f"stream {stream!r}: {ev.type}: schema_version must be an int >= 1")
     if type(ev.recorded_at) is not int or ev.recorded_at < 0:
         raise InvalidAppend(f"stream {stream!r}: {ev.type}: recorded_at must be int ms >= 0")
-    if type(ev.command_id) is not str or not ev.command_id:
-        raise InvalidAppend(f"stream {stream!r}: {ev.type}: command_id must be a non-empty str")
+    if type(ev.command_id) is not str or not ev.command_id or "\x00" in ev.command_id:
+        raise InvalidAppend(f"stream {stream!r}: {ev.type}: command_id must be a non-empty str "
+                            "without NUL characters")
     if type(ev.correlation_id) is not str or type(ev.causation_id) is not str:
         raise InvalidAppend(f"stream {stream!r}: {ev.type}: correlation/causation ids must be str")
 

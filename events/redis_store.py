@@ -186,7 +186,7 @@ class RedisEventStore:
     def append(self, stream: str, events: Sequence[NewEvent], expected_version: int | None,
                *, epoch: int | None = None) -> AppendResult:
         check_stream(stream)
-        check_expected(stream, expected_version)
+        check_expected(stream, expected_version, epoch)
         events = list(events)
         keys = self._keys(stream)
         with self._errors():
@@ -271,12 +271,16 @@ class RedisEventStore:
         return {n: int(v) for n, v in zip(names, versions) if v is not None and int(v) > 0}
 
     def read(self, stream: str, from_version: int = 1, limit: int | None = None) -> list[Envelope]:
+        check_stream(stream)
         check_read(stream, from_version, limit)
         return envelopes(self.read_commits(stream, from_version), from_version, limit)
 
     def read_commits(self, stream: str, from_version: int = 1) -> Iterator[StoredCommit]:
         check_stream(stream)
         check_read(stream, from_version, None)
+        return self._commits(stream, from_version)
+
+    def _commits(self, stream: str, from_version: int) -> Iterator[StoredCommit]:
         log = self._keys(stream)[1]
         start = f"{from_version}-0"
         while True:

@@ -74,6 +74,9 @@ CREATE TABLE IF NOT EXISTS snapshots (
 """
 
 
+_READ_PAGE = 64  # commits per query
+
+
 class SqliteEventStore:
     """An `EventStore` in one SQLite file."""
 
@@ -165,7 +168,7 @@ class SqliteEventStore:
     def append(self, stream: str, events: Sequence[NewEvent], expected_version: int | None,
                *, epoch: int | None = None) -> AppendResult:
         check_stream(stream)
-        check_expected(stream, expected_version)
+        check_expected(stream, expected_version, epoch)
         events = list(events)
         # Seal outside the write lock against the head we last saw; re-seal inside
         # only if another writer moved the stream meanwhile.
@@ -276,19 +279,29 @@ class SqliteEventStore:
                 "SELECT stream, version FROM streams WHERE version > 0 ORDER BY stream").fetchall())
 
     def read(self, stream: str, from_version: int = 1, limit: int | None = None) -> list[Envelope]:
+        check_stream(stream)
         check_read(stream, from_version, limit)
         return envelopes(self.read_commits(stream, from_version), from_version, limit)
 
     def read_commits(self, stream: str, from_version: int = 1) -> Iterator[StoredCommit]:
         check_stream(stream)
         check_read(stream, from_version, None)
-        with self._errors():
-            rows = self._conn().execute(
-                "SELECT first_version, last_version, prev_hash, hashes, body FROM commits"
-                " WHERE stream = ? AND last_version >= ? ORDER BY last_version",
-                (stream, from_version))
+        return self._commits(stream, from_version)
+
+    def _commits(self, stream: str, from_version: int) -> Iterator[StoredCommit]:
+        # Pages are fetched whole, so no statement (and no read snapshot) stays open on
+        # this thread's connection while the caller holds the iterator.
+        while True:
+            with self._errors():
+                rows = self._conn().execute(
+                    "SELECT first_version, last_version, prev_hash, hashes, body FROM commits"
+                    " WHERE stream = ? AND last_version >= ? ORDER BY last_version LIMIT ?",
+                    (stream, from_version, _READ_PAGE)).fetchall()
             for first, last, prev_hash, hashes, body in rows:
                 yield StoredCommit(stream, first, last, prev_hash, hashes, body)
+            if len(rows) < _READ_PAGE:
+                return
+            from_version = rows[-1][1] + 1
 
     def load_snapshot(self, stream: str) -> Snapshot | None:
         check_stream(stream)

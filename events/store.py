@@ -88,9 +88,11 @@ def check_stream(stream: object) -> str:
     return stream
 
 
-def check_expected(stream: str, expected_version: int | None) -> None:
+def check_expected(stream: str, expected_version: int | None, epoch: int | None = None) -> None:
     if expected_version is not None and (type(expected_version) is not int or expected_version < 0):
         raise InvalidAppend(f"stream {stream!r}: expected_version must be None or an int >= 0")
+    if epoch is not None and (type(epoch) is not int or epoch < 0):
+        raise InvalidAppend(f"stream {stream!r}: epoch must be None or an int >= 0")
 
 
 def check_read(stream: str, from_version: int, limit: int | None) -> None:

@@ -225,11 +225,16 @@ def append_own_stream(url: str, stream: str, commits: int) -> int:
         store.close()
 
 
-def race_same_stream(url: str, stream: str, writer: str, commits: int) -> int:
+def race_same_stream(url: str, stream: str, writer: str, commits: int,
+                     start_at: float = 0.0) -> int:
     """Append `commits` one-event commits to a contended stream, retrying on conflicts;
-    return the number of conflicts seen."""
+    return the number of conflicts seen. Writers wait for wall-clock `start_at` so that
+    processes spawned at different speeds really race."""
     store = open_store(url)
+    store.head(stream)  # connect before the start line
     conflicts = 0
+    while time.time() < start_at:
+        time.sleep(0.001)
     try:
         for c in range(commits):
             event = ev(c, command_id=f"{writer}-{c}", data={"writer": writer, "c": c})

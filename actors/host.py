@@ -1,0 +1,362 @@
+"""The generic shard host: many entities of one decider, one event stream, one writer.
+
+A batch of requests is decided in order (later commands see earlier ones' effects),
+all resulting events are appended as ONE commit at the expected version and the host's
+writer epoch, and only then is state advanced and each request answered. Nothing is
+acknowledged that is not in the log.
+
+- Dedup: a retried command id is answered from the dedup record, with no second effect;
+  the record is rebuilt from the log on recovery (and bounded, the store's own command-id
+  dedup standing behind it).
+- Recovery (`__init__`): take a new writer epoch (fencing any older incarnation), load
+  the latest snapshot, replay the stream's tail.
+- Timers: deadlines set by events go on a heap; due entities get the decider's expire
+  command before every batch and on `tick()`.
+- Failures: a store that is unreachable fails the batch as `Unavailable` (the caller
+  retries with the same ids); a commit that lost a race catches up from the log and
+  decides again; a fenced host refuses all further work (`ShardFenced`).
+
+This is a plain class: unit tests drive it without Ray (cluster/wiring.py makes it an actor).
+"""
+
+from __future__ import annotations
+
+import heapq
+import pickle
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from actors.decider import Decider, InvalidCommand, Rejection
+from events import (
+    ConcurrencyError,
+    DuplicateCommandError,
+    EventLogError,
+    EventRegistry,
+    EventStore,
+    FencedError,
+    NewEvent,
+    Snapshot,
+    StoreUnavailable,
+    registry as default_registry,
+)
+
+log = structlog.get_logger("saleday.shard")
+
+SNAPSHOT_FORMAT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One command sent to a shard, with the id that makes its retry safe."""
+
+    command_id: str
+    command: Any
+    correlation_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The command was decided and its events (possibly none) are durable in the log."""
+
+    events: tuple[Any, ...] = ()
+    first_version: int = 0
+    last_version: int = 0
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unavailable(Rejection):
+    """Not decided: the shard or its store could not be reached. Retry with the same id."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Busy(Rejection):
+    """Not decided: the shard's queue is full (load shedding). Retry later."""
+
+    shard: str
+
+
+Reply = Accepted | Rejection
+"""What a shard answers for each request: `Accepted`, or a typed `Rejection`."""
+
+
+class ShardFenced(Exception):
+    """This incarnation lost its stream to a newer one and must not decide anything."""
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class _Batch:
+    events: list[NewEvent] = field(default_factory=list)
+    decided: list[Any] = field(default_factory=list)
+    owners: list[int] = field(default_factory=list)   # request index per event, -1: expiry
+    working: dict[str, Any] = field(default_factory=dict)
+
+
+class ShardHost:
+    """Hosts every entity of `decider` that routing sends here, on `stream`."""
+
+    def __init__(self, *, decider: Decider, store: EventStore, stream: str,
+                 registry: EventRegistry = default_registry, snapshot_every: int = 10_000,
+                 dedup_capacity: int = 200_000, clock: Callable[[], int] = wall_clock_ms) -> None:
+        self.decider = decider
+        self.store = store
+        self.stream = stream
+        self.registry = registry
+        self.snapshot_every = snapshot_every
+        self.dedup_capacity = dedup_capacity
+        self.clock = clock
+        self.states: dict[str, Any] = {}
+        self.version = 0
+        self.snapshot_version = 0
+        self.fenced = False
+        self._dedup: OrderedDict[str, Accepted] = OrderedDict()
+        self._deadlines: list[tuple[int, str]] = []
+        started = time.perf_counter()
+        self.epoch = store.acquire_epoch(stream)
+        self._load_snapshot()
+        replayed = self._catch_up()
+        log.info("shard_recovered", stream=stream, epoch=self.epoch, version=self.version,
+                 snapshot_version=self.snapshot_version, replayed=replayed,
+                 entities=len(self.states), ms=round((time.perf_counter() - started) * 1000, 1))
+
+    # -- recovery ---------------------------------------------------------------------
+
+    def _load_snapshot(self) -> None:
+        snap = self.store.load_snapshot(self.stream)
+        if snap is None:
+            return
+        try:
+            body = pickle.loads(snap.data)
+            if body["format"] != SNAPSHOT_FORMAT or body["kind"] != self.decider.kind:
+                raise ValueError(f"snapshot of {body['kind']!r} format {body['format']}")
+        except Exception as exc:  # a snapshot is a cache: replay the whole stream instead
+            log.warning("snapshot_unusable", stream=self.stream, version=snap.version,
+                        error=f"{type(exc).__name__}: {exc}")
+            return
+        self.states = body["states"]
+        self._deadlines = body["deadlines"]
+        self._dedup = OrderedDict(body["dedup"])
+        self.version = self.snapshot_version = snap.version
+
+    def _catch_up(self) -> int:
+        """Apply what the log holds past `self.version`; return how many events."""
+        replayed = 0
+        decider, registry = self.decider, self.registry
+        while True:
+            envelopes = self.store.read(self.stream, self.version + 1, 50_000)
+            if not envelopes:
+                return replayed
+            accepted: dict[str, list] = {}
+            for env in envelopes:
+                event = registry.decode(env)
+                entity = decider.entity_of(event)
+                state = self.states.get(entity)
+                if state is None:
+                    state = decider.initial(entity)
+                self.states[entity] = decider.evolve(state, event)
+                deadline = decider.deadline_of(event)
+                if deadline is not None:
+                    heapq.heappush(self._deadlines, (deadline, entity))
+                accepted.setdefault(env.command_id, []).append((event, env.version))
+            for command_id, done in accepted.items():
+                self._remember(command_id, Accepted(tuple(e for e, _ in done), done[0][1],
+                                                    done[-1][1]))
+            self.version = envelopes[-1].version
+            replayed += len(envelopes)
+
+    def _remember(self, command_id: str, reply: Accepted) -> None:
+        self._dedup[command_id] = reply
+        if len(self._dedup) > self.dedup_capacity:
+            self._dedup.popitem(last=False)
+
+    # -- serving ----------------------------------------------------------------------
+
+    def handle(self, requests: Sequence[Request]) -> list[Reply]:
+        """Decide a batch, append its events as one commit, then answer each request."""
+        if self.fenced:
+            raise ShardFenced(f"{self.stream}: epoch {self.epoch} was fenced")
+        for _ in range(3):
+            batch = self._decide(requests, self.clock())
+            try:
+                return self._commit(requests, batch)
+            except ConcurrencyError:
+                # Our view is behind the log (an earlier append whose reply was lost did
+                # land): catch up, then decide again; retried ids are now answered from dedup.
+                self._catch_up()
+            except DuplicateCommandError:
+                self._catch_up()
+        return [Unavailable(reason=f"{self.stream}: could not commit after catching up")
+                for _ in requests]
+
+    def tick(self) -> int:
+        """Expire what is due now; return the number of events it recorded."""
+        before = self.version
+        self.handle([])
+        return self.version - before
+
+    def _decide(self, requests: Sequence[Request], now: int) -> _Batch:
+        batch = _Batch()
+        self._expire_due(batch, now)
+        decider = self.decider
+        seen: set[str] = set()
+        for i, req in enumerate(requests):
+            if req.command_id in self._dedup or req.command_id in seen:
+                continue
+            seen.add(req.command_id)
+            command = req.command
+            if type(command) not in decider.commands:
+                batch.decided.append((i, InvalidCommand(
+                    reason=f"{decider.kind} shard does not take {type(command).__name__}")))
+                continue
+            try:
+                entity = decider.entity_of(command)
+                state = self._state(batch, entity)
+                result = decider.decide(command, state)
+                if not isinstance(result, Rejection):
+                    for event in result:
+                        state = decider.evolve(state, event)
+                        batch.events.append(self.registry.new_event(
+                            event, command_id=req.command_id, recorded_at=now,
+                            correlation_id=req.correlation_id))
+                        batch.owners.append(i)
+                    batch.working[entity] = state
+                    result = tuple(result)
+            except Exception as exc:  # a decider bug or a malformed command: refuse, don't die
+                log.warning("command_failed", stream=self.stream, command_id=req.command_id,
+                            command=type(command).__name__, error=f"{type(exc).__name__}: {exc}")
+                result = InvalidCommand(reason=f"{type(exc).__name__}: {exc}")
+            batch.decided.append((i, result))
+        return batch
+
+    def _expire_due(self, batch: _Batch, now: int) -> None:
+        expire = self.decider.expire
+        if expire is None:
+            return
+        due: list[str] = []
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            _, entity = heapq.heappop(heap)
+            if entity not in due:
+                due.append(entity)
+        for entity in due:
+            state = self._state(batch, entity)
+            result = self.decider.decide(expire(entity, now), state)
+            if isinstance(result, Rejection) or not result:
+                continue
+            for event in result:
+                state = self.decider.evolve(state, event)
+                batch.events.append(self.registry.new_event(
+                    event, command_id=f"{self.decider.kind}.expire:{entity}:{now}:{self.version}",
+                    recorded_at=now))
+                batch.owners.append(-1)
+            batch.working[entity] = state
+
+    def _state(self, batch: _Batch, entity: str) -> Any:
+        state = batch.working.get(entity)
+        if state is None:
+            state = self.states.get(entity)
+            if state is None:
+                state = self.decider.initial(entity)
+        return state
+
+    def _commit(self, requests: Sequence[Request], batch: _Batch) -> list[Reply]:
+        first = last = 0
+        if batch.events:
+            try:
+                result = self.store.append(self.stream, batch.events, self.version, epoch=self.epoch)
+            except FencedError:
+                self.fenced = True
+                log.error("shard_fenced", stream=self.stream, epoch=self.epoch)
+                raise ShardFenced(f"{self.stream}: epoch {self.epoch} was fenced") from None
+            except StoreUnavailable as exc:
+                log.warning("append_unavailable", stream=self.stream, error=str(exc))
+                return [self._dedup.get(r.command_id) or Unavailable(reason=str(exc))
+                        for r in requests]
+            if result.duplicate:  # the whole commit was already recorded: re-read it
+                raise ConcurrencyError(self.stream, self.version, result.last_version)
+            first, last = result.first_version, result.last_version
+        # Durable: now advance state, then answer.
+        self.states.update(batch.working)
+        versions: dict[int, list[int]] = {}
+        for n, owner in enumerate(batch.owners):
+            versions.setdefault(owner, []).append(first + n)
+        self._push_deadlines(batch)
+        replies: dict[int, Reply] = {}
+        for i, result in batch.decided:
+            if isinstance(result, Rejection):
+                replies[i] = result
+                continue
+            vs = versions.get(i)
+            reply = Accepted(result, vs[0], vs[-1]) if vs else Accepted(result)
+            self._remember(requests[i].command_id, reply)
+            replies[i] = reply
+        if last:
+            self.version = last
+            if self.version - self.snapshot_version >= self.snapshot_every:
+                self.save_snapshot()
+        out: list[Reply] = []
+        for i, req in enumerate(requests):
+            reply = replies.get(i)
+            if reply is None:  # a duplicate id: answer as the first time
+                recorded = self._dedup.get(req.command_id)
+                reply = (Accepted(recorded.events, recorded.first_version, recorded.last_version,
+                                  duplicate=True) if recorded is not None
+                         else self._first_answer(requests, i, replies))
+            out.append(reply)
+        return out
+
+    def _first_answer(self, requests: Sequence[Request], i: int, replies: dict[int, Reply]) -> Reply:
+        """The reply to the first request in this batch carrying the same command id."""
+        cid = requests[i].command_id
+        for j in range(i):
+            if requests[j].command_id == cid and j in replies:
+                return replies[j]
+        return InvalidCommand(reason=f"command id {cid!r} could not be matched")  # pragma: no cover
+
+    def _push_deadlines(self, batch: _Batch) -> None:
+        deadline_of, entity_of = self.decider.deadline_of, self.decider.entity_of
+        for i, result in batch.decided:
+            if isinstance(result, Rejection):
+                continue
+            for event in result:
+                deadline = deadline_of(event)
+                if deadline is not None:
+                    heapq.heappush(self._deadlines, (deadline, entity_of(event)))
+
+    # -- snapshots and status ---------------------------------------------------------
+
+    def save_snapshot(self) -> None:
+        """Store the folded state at the current version (a cache: recovery works without)."""
+        dedup = list(self._dedup.items())[-self.dedup_capacity:]
+        data = pickle.dumps({"format": SNAPSHOT_FORMAT, "kind": self.decider.kind,
+                             "states": self.states, "deadlines": self._deadlines,
+                             "dedup": dedup}, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            self.store.save_snapshot(Snapshot(stream=self.stream, version=self.version,
+                                              recorded_at=self.clock(), data=data))
+        except EventLogError as exc:
+            log.warning("snapshot_failed", stream=self.stream, version=self.version, error=str(exc))
+            return
+        self.snapshot_version = self.version
+        log.info("snapshot_saved", stream=self.stream, version=self.version, bytes=len(data))
+
+    def status(self) -> dict[str, Any]:
+        return {"stream": self.stream, "kind": self.decider.kind, "epoch": self.epoch,
+                "version": self.version, "snapshot_version": self.snapshot_version,
+                "entities": len(self.states), "pending_deadlines": len(self._deadlines),
+                "fenced": self.fenced}
+
+    def state_of(self, entity: str) -> Any:
+        state = self.states.get(entity)
+        return state if state is not None else self.decider.initial(entity)

@@ -1,0 +1,570 @@
+"""The SKU decider: one product's stock, its flash-sale price tiers, per-user limits and
+reservations with deadlines.
+
+Stock moves between three buckets and never leaves them: `available` (on the shelf),
+`reserved` (held for a checkout until a deadline) and `sold` (paid). At every point
+`available + reserved + sold == stocked`, none negative.
+
+A sale is a window `[start, end)`, a per-user limit (0 = none) and price tiers
+`((units, unit_price_cents), ...)`: every tier but the last covers `units` units, the last
+(units == 0) covers everything after. Each reserved unit goes to the LOWEST tier that has
+room and costs that tier's price, so a reservation spanning tiers carries both prices in
+log order. A tier's units are taken while reserved or sold. Released and expired units
+return to the tier they came from, so "the first 100 at half price" means at most 100
+units are ever *sold* at half price, and a released half-price unit is offered at half
+price again. A user's limit counts held plus confirmed units; releasing frees it.
+
+Reconfiguring a sale (say to extend its window) keeps the units taken per tier by index,
+so it is refused when a tier would hold fewer units than are taken in it, or when the
+number of tiers changes while any unit is taken. Prices may change; reservations keep
+the prices they were given.
+
+Pure: no I/O, clock, randomness or logging. `now` and ids arrive in the commands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import assert_never
+
+import immutables
+
+from actors.decider import Decider, InvalidCommand, Rejection
+from events.registry import event_type
+
+Tiers = tuple[tuple[int, int], ...]
+"""Price tiers `((units, unit_price_cents), ...)`; the last tier has units == 0."""
+
+
+# --- commands -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AddStock:
+    """Put `qty` more units on the shelf (the initial stock, or a restock)."""
+
+    sku: str
+    qty: int
+    now: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigureSale:
+    """Set (or change) the sale's price tiers, per-user limit and window `[start, end)`."""
+
+    sku: str
+    tiers: Tiers
+    per_user_limit: int
+    start: int
+    end: int
+    now: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReserveStock:
+    """Hold `qty` units for `user` until `deadline`, at the prices the tiers give."""
+
+    reservation_id: str
+    user: str
+    sku: str
+    qty: int
+    now: int
+    deadline: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfirmReservation:
+    """The reservation was paid for: its units are sold."""
+
+    reservation_id: str
+    sku: str
+    now: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReleaseReservation:
+    """The reservation is given up (order cancelled, payment failed): units go back."""
+
+    reservation_id: str
+    sku: str
+    reason: str
+    now: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExpireReservations:
+    """Release every held reservation whose deadline is at or before `now`."""
+
+    sku: str
+    now: int
+
+
+SkuCommand = (AddStock | ConfigureSale | ReserveStock | ConfirmReservation
+              | ReleaseReservation | ExpireReservations)
+
+COMMANDS = (AddStock, ConfigureSale, ReserveStock, ConfirmReservation, ReleaseReservation,
+            ExpireReservations)
+
+
+# --- events ---------------------------------------------------------------------------
+
+
+@event_type("inventory.stock_added")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StockAdded:
+    """`qty` units were put on the shelf."""
+
+    sku: str
+    qty: int
+
+
+@event_type("inventory.sale_configured")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SaleConfigured:
+    """The sale now has these tiers, per-user limit (0 = none) and window `[start, end)`."""
+
+    sku: str
+    tiers: Tiers
+    per_user_limit: int
+    start: int
+    end: int
+
+
+@event_type("inventory.stock_reserved")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StockReserved:
+    """`qty` units are held for `user` until `deadline`; unit k costs `unit_prices[k]` and
+    was taken from tier `tiers[k]`."""
+
+    reservation_id: str
+    user: str
+    sku: str
+    qty: int
+    unit_prices: tuple[int, ...]
+    tiers: tuple[int, ...]
+    deadline: int
+    reserved_at: int
+
+
+@event_type("inventory.reservation_confirmed")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReservationConfirmed:
+    """The reservation was paid: its `qty` units are sold for `amount_cents` in total."""
+
+    reservation_id: str
+    sku: str
+    user: str
+    qty: int
+    amount_cents: int
+
+
+@event_type("inventory.reservation_released")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReservationReleased:
+    """The reservation was given up; its units are back on the shelf and in their tiers."""
+
+    reservation_id: str
+    sku: str
+    user: str
+    qty: int
+    reason: str
+
+
+@event_type("inventory.reservation_expired")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReservationExpired:
+    """The reservation reached its deadline unpaid; its units are back on the shelf."""
+
+    reservation_id: str
+    sku: str
+    user: str
+    qty: int
+    deadline: int
+
+
+SkuEvent = (StockAdded | SaleConfigured | StockReserved | ReservationConfirmed
+            | ReservationReleased | ReservationExpired)
+
+
+# --- rejections -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnknownSku(Rejection):
+    """No stock was ever added and no sale configured for this SKU."""
+
+    sku: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InvalidQuantity(Rejection):
+    """A quantity below 1."""
+
+    sku: str
+    qty: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SaleNotOpen(Rejection):
+    """`now` is outside the sale window `[start, end)` (both 0 when no sale is configured)."""
+
+    sku: str
+    now: int
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SoldOut(Rejection):
+    """Fewer units are available than requested."""
+
+    sku: str
+    requested: int
+    available: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LimitExceeded(Rejection):
+    """The user already holds or bought `held` units; the request would pass `limit`."""
+
+    sku: str
+    user: str
+    limit: int
+    held: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReservationNotFound(Rejection):
+    """No reservation with this id is held (never made, or already confirmed or released)."""
+
+    sku: str
+    reservation_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DuplicateReservation(Rejection):
+    """A reservation with this id is already held."""
+
+    sku: str
+    reservation_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadlinePassed(Rejection):
+    """The reservation's deadline has passed; its expiry will release it."""
+
+    sku: str
+    reservation_id: str
+    deadline: int
+
+
+# --- state ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reservation:
+    """Units held for a user until a deadline, with each unit's price and tier."""
+
+    user: str
+    qty: int
+    unit_prices: tuple[int, ...]
+    tiers: tuple[int, ...]
+    deadline: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SkuState:
+    """One SKU: its stock buckets, sale configuration and held reservations.
+
+    `tier_taken[i]` counts the reserved and sold units of tier i; `per_user` counts each
+    user's reserved plus sold units (users at zero are dropped).
+    """
+
+    sku: str
+    known: bool
+    stocked: int
+    available: int
+    reserved: int
+    sold: int
+    tiers: Tiers
+    tier_taken: tuple[int, ...]
+    per_user_limit: int
+    start: int
+    end: int
+    configured: bool
+    reservations: immutables.Map[str, Reservation]
+    per_user: immutables.Map[str, int]
+
+
+_EMPTY: immutables.Map = immutables.Map()
+
+
+def initial(sku: str) -> SkuState:
+    """A SKU nobody has stocked or put on sale yet."""
+    return SkuState(sku=sku, known=False, stocked=0, available=0, reserved=0, sold=0,
+                    tiers=(), tier_taken=(), per_user_limit=0, start=0, end=0,
+                    configured=False, reservations=_EMPTY, per_user=_EMPTY)
+
+
+# --- decide ---------------------------------------------------------------------------
+
+
+def decide(command: SkuCommand, state: SkuState) -> list[SkuEvent] | Rejection:
+    """The facts `command` establishes against `state`, or why it is refused."""
+    malformed = _malformed(command, state)
+    if malformed is not None:
+        return malformed
+    match command:
+        case AddStock():
+            return _add_stock(command, state)
+        case ConfigureSale():
+            return _configure_sale(command, state)
+        case ReserveStock():
+            return _reserve(command, state)
+        case ConfirmReservation():
+            return _confirm(command, state)
+        case ReleaseReservation():
+            return _release(command, state)
+        case ExpireReservations():
+            return _expire_due(command, state)
+        case _:
+            return InvalidCommand(reason=f"the sku decider does not take {type(command).__name__}")
+
+
+def _add_stock(command: AddStock, state: SkuState) -> list[SkuEvent] | Rejection:
+    if command.qty < 0:
+        return InvalidCommand(reason=f"cannot add negative stock ({command.qty})")
+    if command.qty == 0:
+        return InvalidQuantity(sku=command.sku, qty=command.qty)
+    return [StockAdded(sku=command.sku, qty=command.qty)]
+
+
+def _configure_sale(command: ConfigureSale, state: SkuState) -> list[SkuEvent] | Rejection:
+    tiers = _normalized_tiers(command.tiers)
+    if isinstance(tiers, str):
+        return InvalidCommand(reason=tiers)
+    if command.per_user_limit < 0:
+        return InvalidCommand(reason=f"per_user_limit must be >= 0, not {command.per_user_limit}")
+    if command.start >= command.end:
+        return InvalidCommand(reason=f"the sale window [{command.start}, {command.end}) is empty")
+    if sum(state.tier_taken) and len(tiers) != len(state.tiers):
+        return InvalidCommand(reason=f"cannot change the number of tiers from {len(state.tiers)} "
+                                     f"to {len(tiers)} while units are taken")
+    for i, ((units, _), taken) in enumerate(zip(tiers[:-1], state.tier_taken)):
+        if units < taken:
+            return InvalidCommand(reason=f"tier {i} would hold {units} units but {taken} are taken")
+    event = SaleConfigured(sku=command.sku, tiers=tiers, per_user_limit=command.per_user_limit,
+                           start=command.start, end=command.end)
+    unchanged = (state.configured and (state.tiers, state.per_user_limit, state.start, state.end)
+                 == (tiers, command.per_user_limit, command.start, command.end))
+    return [] if unchanged else [event]
+
+
+def _reserve(command: ReserveStock, state: SkuState) -> list[SkuEvent] | Rejection:
+    sku, qty, now = command.sku, command.qty, command.now
+    if command.deadline <= now:
+        return InvalidCommand(reason=f"deadline {command.deadline} is not after now ({now})")
+    if qty < 1:
+        return InvalidQuantity(sku=sku, qty=qty)
+    if not state.known:
+        return UnknownSku(sku=sku)
+    if not (state.configured and state.start <= now < state.end):
+        return SaleNotOpen(sku=sku, now=now, start=state.start, end=state.end)
+    if command.reservation_id in state.reservations:
+        return DuplicateReservation(sku=sku, reservation_id=command.reservation_id)
+    held = state.per_user.get(command.user, 0)
+    if state.per_user_limit and held + qty > state.per_user_limit:
+        return LimitExceeded(sku=sku, user=command.user, limit=state.per_user_limit, held=held)
+    if qty > state.available:
+        return SoldOut(sku=sku, requested=qty, available=state.available)
+    tiers = _tiers_for(qty, state)
+    return [StockReserved(reservation_id=command.reservation_id, user=command.user, sku=sku,
+                          qty=qty, unit_prices=tuple(state.tiers[t][1] for t in tiers),
+                          tiers=tiers, deadline=command.deadline, reserved_at=now)]
+
+
+def _confirm(command: ConfirmReservation, state: SkuState) -> list[SkuEvent] | Rejection:
+    held = _held(command.reservation_id, state)
+    if isinstance(held, Rejection):
+        return held
+    if command.now > held.deadline:
+        return DeadlinePassed(sku=command.sku, reservation_id=command.reservation_id,
+                              deadline=held.deadline)
+    return [ReservationConfirmed(reservation_id=command.reservation_id, sku=command.sku,
+                                 user=held.user, qty=held.qty, amount_cents=sum(held.unit_prices))]
+
+
+def _release(command: ReleaseReservation, state: SkuState) -> list[SkuEvent] | Rejection:
+    held = _held(command.reservation_id, state)
+    if isinstance(held, Rejection):
+        return held
+    return [ReservationReleased(reservation_id=command.reservation_id, sku=command.sku,
+                                user=held.user, qty=held.qty, reason=command.reason)]
+
+
+def _expire_due(command: ExpireReservations, state: SkuState) -> list[SkuEvent]:
+    due = sorted((r.deadline, rid, r) for rid, r in state.reservations.items()
+                 if r.deadline <= command.now)
+    return [ReservationExpired(reservation_id=rid, sku=command.sku, user=r.user, qty=r.qty,
+                               deadline=deadline)
+            for deadline, rid, r in due]
+
+
+def _held(reservation_id: str, state: SkuState) -> Reservation | Rejection:
+    """The reservation held under `reservation_id`, or why there is none."""
+    if not state.known:
+        return UnknownSku(sku=state.sku)
+    held = state.reservations.get(reservation_id)
+    if held is None:
+        return ReservationNotFound(sku=state.sku, reservation_id=reservation_id)
+    return held
+
+
+def _tiers_for(qty: int, state: SkuState) -> tuple[int, ...]:
+    """The tier of each of the next `qty` units: the lowest tier with room, in order."""
+    out: list[int] = []
+    last = len(state.tiers) - 1
+    for i, ((units, _), taken) in enumerate(zip(state.tiers, state.tier_taken)):
+        room = qty - len(out) if i == last else min(units - taken, qty - len(out))
+        out.extend([i] * max(room, 0))
+        if len(out) == qty:
+            break
+    return tuple(out)
+
+
+def _normalized_tiers(tiers: object) -> Tiers | str:
+    """`tiers` as a tuple of `(units, price)` int pairs, or what is wrong with them."""
+    if type(tiers) not in (tuple, list) or not tiers:
+        return "tiers must be a non-empty sequence of (units, unit_price_cents) pairs"
+    out = []
+    for i, tier in enumerate(tiers):
+        if type(tier) not in (tuple, list) or len(tier) != 2 or not all(_is_int64(v) for v in tier):
+            return f"tier {i} must be a pair of ints (units, unit_price_cents), not {tier!r}"
+        units, price = tier
+        if price < 0:
+            return f"tier {i} has a negative price ({price})"
+        if i == len(tiers) - 1 and units != 0:
+            return f"the last tier must have units == 0 (all remaining units), not {units}"
+        if i < len(tiers) - 1 and units < 1:
+            return f"tier {i} must cover at least one unit, not {units}"
+        out.append((units, price))
+    return tuple(out)
+
+
+def _is_int64(value: object) -> bool:
+    """An int (not a bool) that fits the log's 64-bit integers."""
+    return type(value) is int and -(2**63) <= value < 2**63
+
+
+_FIELD_TYPES: dict[type, tuple[tuple[str, type], ...]] = {
+    cls: tuple((f.name, {"int": int, "str": str}[f.type]) for f in fields(cls)
+               if f.type in ("int", "str"))
+    for cls in COMMANDS
+}
+"""Each command class's str and int fields, checked before any business rule."""
+
+
+def _malformed(command: SkuCommand, state: SkuState) -> InvalidCommand | None:
+    """The first field of `command` of the wrong type, or a command for another SKU.
+
+    None also for a command class this decider does not know: `decide` refuses those.
+    """
+    if type(command) not in _FIELD_TYPES:
+        return None
+    name = type(command).__name__
+    for field, kind in _FIELD_TYPES[type(command)]:
+        value = getattr(command, field)
+        if kind is int and not _is_int64(value):
+            return InvalidCommand(reason=f"{name}.{field} must be a 64-bit int, not {value!r}")
+        if kind is str and (type(value) is not str or (not value and field != "reason")):
+            return InvalidCommand(reason=f"{name}.{field} must be a non-empty str, not {value!r}")
+    if command.sku != state.sku:
+        return InvalidCommand(reason=f"{name} for sku {command.sku!r} sent to sku {state.sku!r}")
+    return None
+
+
+# --- evolve ---------------------------------------------------------------------------
+
+
+def evolve(state: SkuState, event: SkuEvent) -> SkuState:
+    """The state after `event`. No validation: the event already happened."""
+    match event:
+        case StockAdded(qty=qty):
+            return replace(state, known=True, stocked=state.stocked + qty,
+                           available=state.available + qty)
+        case SaleConfigured():
+            taken = state.tier_taken
+            if len(taken) != len(event.tiers):
+                taken = (0,) * len(event.tiers)
+            return replace(state, known=True, configured=True, tiers=event.tiers,
+                           tier_taken=taken, per_user_limit=event.per_user_limit,
+                           start=event.start, end=event.end)
+        case StockReserved(qty=qty):
+            held = Reservation(user=event.user, qty=qty, unit_prices=event.unit_prices,
+                               tiers=event.tiers, deadline=event.deadline)
+            return replace(state, available=state.available - qty,
+                           reserved=state.reserved + qty,
+                           tier_taken=_moved(state.tier_taken, event.tiers, +1),
+                           reservations=state.reservations.set(event.reservation_id, held),
+                           per_user=_counted(state.per_user, event.user, qty))
+        case ReservationConfirmed(qty=qty):
+            return replace(state, reserved=state.reserved - qty, sold=state.sold + qty,
+                           reservations=_without(state.reservations, event.reservation_id))
+        case ReservationReleased() | ReservationExpired():
+            return _returned(state, event.reservation_id)
+        case _:
+            assert_never(event)
+
+
+def _returned(state: SkuState, reservation_id: str) -> SkuState:
+    """The state after a held reservation's units go back to the shelf and their tiers."""
+    held = state.reservations.get(reservation_id)
+    if held is None:
+        return state
+    return replace(state, available=state.available + held.qty,
+                   reserved=state.reserved - held.qty,
+                   tier_taken=_moved(state.tier_taken, held.tiers, -1),
+                   reservations=_without(state.reservations, reservation_id),
+                   per_user=_counted(state.per_user, held.user, -held.qty))
+
+
+def _moved(taken: tuple[int, ...], tiers: tuple[int, ...], sign: int) -> tuple[int, ...]:
+    """`taken` with one unit added (sign +1) or removed (-1) per entry of `tiers`."""
+    counts = list(taken)
+    for t in tiers:
+        counts[t] += sign
+    return tuple(counts)
+
+
+def _counted(per_user: immutables.Map[str, int], user: str, delta: int) -> immutables.Map[str, int]:
+    """`per_user` with `delta` added to `user`'s count; a count of zero is dropped."""
+    count = per_user.get(user, 0) + delta
+    return per_user.set(user, count) if count else _without(per_user, user)
+
+
+def _without(m: immutables.Map, key: str) -> immutables.Map:
+    """`m` without `key` (which may be absent)."""
+    return m.delete(key) if key in m else m
+
+
+# --- what a shard host needs ----------------------------------------------------------
+
+
+def entity_of(x: SkuCommand | SkuEvent) -> str:
+    """The SKU a command or an event is about."""
+    return x.sku
+
+
+def deadline_of(event: SkuEvent) -> int | None:
+    """When a reservation is due to expire; None for events that start no timer."""
+    return event.deadline if type(event) is StockReserved else None
+
+
+def expire(sku: str, now: int) -> ExpireReservations:
+    """The command a host issues once a reservation of `sku` is due."""
+    return ExpireReservations(sku=sku, now=now)
+
+
+sku_decider: Decider[SkuCommand, SkuEvent, SkuState] = Decider(
+    kind="sku", initial=initial, decide=decide, evolve=evolve, entity_of=entity_of,
+    commands=COMMANDS, deadline_of=deadline_of, expire=expire)

@@ -1,0 +1,294 @@
+"""`saleday bench reserve`: a flash sale end to end, against two Redis baselines.
+
+The workload: `skus` SKUs with `stock` units each, the first 30% of each SKU's units at
+half price; `requests` reservations of one unit each (demand = `demand` x supply) from
+`users` users, SKUs drawn Zipf-like (exponent `zipf`), all generated from `seed`.
+
+Systems, on the same workload in the same run:
+- `saleday[sqlite]`, `saleday[redis]`: client -> batching gateway -> Ray shard actors ->
+  decide -> durable append (one commit per batch) -> reply. A closed loop keeps `window`
+  requests outstanding.
+- `seed_decrby_rollback`: the seed's approach, `DECRBY` then `INCRBY` back when negative,
+  one round trip per request.
+- `redis_lua_pipelined`: an atomic Lua check-and-decrement plus `XADD` of the event,
+  pipelined 256 at a time.
+
+Each row has `req_per_s`, `p50_ms`, `p99_ms` (latency from submit to reply) and
+`oversold` (units granted beyond stock, counted independently from what was recorded:
+the event log for saleday, the baseline's own counters for the baselines).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import itertools
+import os
+import random
+import statistics
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from actors.host import Accepted
+from actors.sku import AddStock, ConfigureSale, ReserveStock, StockReserved
+from cluster.bench import machine
+from events import open_store, registry
+
+NOW0 = 1_762_790_400_000  # 2025-11-11T00:00:00+08:00 (baselines; saleday runs on the wall clock)
+
+
+@dataclass(frozen=True)
+class Workload:
+    skus: list[str]
+    stock: int
+    requests: list[tuple[str, str]]   # (user, sku)
+
+    @property
+    def supply(self) -> int:
+        return len(self.skus) * self.stock
+
+
+def make_workload(*, skus: int, stock: int, demand: float, users: int, zipf: float,
+                  seed: int) -> Workload:
+    rng = random.Random(seed)
+    names = [f"sku-{i:05d}" for i in range(skus)]
+    weights = [1 / (rank ** zipf) for rank in range(1, skus + 1)]
+    cumulative = list(itertools.accumulate(weights))
+    total = cumulative[-1]
+    n = int(skus * stock * demand)
+    requests = []
+    for _ in range(n):
+        sku = names[bisect.bisect_left(cumulative, rng.random() * total)]
+        requests.append((f"u-{rng.randrange(users):07d}", sku))
+    return Workload(names, stock, requests)
+
+
+def _percentiles(latencies: list[float]) -> tuple[float, float]:
+    ordered = sorted(latencies)
+    p = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000  # noqa: E731
+    return round(p(0.50), 3), round(p(0.99), 3)
+
+
+# -- saleday ------------------------------------------------------------------------------
+
+def run_saleday(store_url: str, work: Workload, *, shards: int, window: int,
+                max_batch: int, max_wait_ms: float) -> dict[str, Any]:
+    from cluster.runtime import Runtime, RuntimeConfig
+
+    config = RuntimeConfig(store_url=store_url, shards={"sku": shards}, max_batch=max_batch,
+                           max_wait_ms=max_wait_ms, max_in_flight=2, tick_s=0)
+    runtime = Runtime(config).start()
+    try:
+        return asyncio.run(_drive_saleday(runtime, work, window, store_url))
+    finally:
+        for hs in runtime.handles.values():
+            for h in hs:
+                import ray
+
+                ray.kill(h, no_restart=True)
+        runtime.stop()
+
+
+async def _drive_saleday(runtime: Any, work: Workload, window: int, store_url: str) -> dict[str, Any]:
+    gateway = runtime.gateway()
+    half = (work.stock * 3) // 10
+    setup = [c for sku in work.skus for c in (
+        AddStock(sku=sku, qty=work.stock, now=NOW0),
+        ConfigureSale(sku=sku, tiers=((half, 4950), (0, 9900)) if half else ((0, 9900),),
+                      per_user_limit=0, start=NOW0, end=NOW0 + 10 * 365 * 86_400_000, now=NOW0))]
+    for reply in await gateway.submit_many(setup):
+        assert isinstance(reply, Accepted), reply
+    now = int(time.time() * 1000)  # the shards expire reservations on their wall clock
+    deadline = now + 900_000
+    commands = [ReserveStock(reservation_id=f"r-{i}", user=user, sku=sku, qty=1, now=now,
+                             deadline=deadline) for i, (user, sku) in enumerate(work.requests)]
+    started = time.perf_counter()
+    latencies, replies = await closed_loop(gateway, commands, window)
+    elapsed = time.perf_counter() - started
+    granted = sum(1 for r in replies if isinstance(r, Accepted))
+    rejected: dict[str, int] = {}
+    for r in replies:
+        if not isinstance(r, Accepted):
+            rejected[r.code] = rejected.get(r.code, 0) + 1
+    p50, p99 = _percentiles(latencies)
+    return {"req_per_s": round(len(commands) / elapsed), "p50_ms": p50, "p99_ms": p99,
+            "oversold": _oversold_from_log(store_url, work), "granted": granted,
+            "rejected": rejected, "batches": gateway.stats["batches"]}
+
+
+async def closed_loop(gateway: Any, commands: list[Any], window: int) -> tuple[list[float], list[Any]]:
+    """Keep `window` commands outstanding until all are answered; no task per request
+    (a task each would cost more than the gateway itself)."""
+    loop = asyncio.get_running_loop()
+    finished = loop.create_future()
+    latencies: list[float] = []
+    replies: list[Any] = [None] * len(commands)
+    pending = iter(enumerate(commands))
+    outstanding = 0
+    clock = time.perf_counter
+
+    def launch() -> None:
+        nonlocal outstanding
+        while outstanding < window:
+            item = next(pending, None)
+            if item is None:
+                if outstanding == 0 and not finished.done():
+                    finished.set_result(None)
+                return
+            i, command = item
+            fut = gateway.submit_nowait(command)
+            outstanding += 1
+            fut.add_done_callback(lambda f, i=i, t0=clock(): done(i, t0, f))
+
+    def done(i: int, t0: float, fut: asyncio.Future) -> None:
+        nonlocal outstanding
+        latencies.append(clock() - t0)
+        replies[i] = fut.result()
+        outstanding -= 1
+        launch()
+
+    launch()
+    await finished
+    return latencies, replies
+
+
+def _oversold_from_log(store_url: str, work: Workload) -> int:
+    """Units reserved beyond stock per SKU, folded from the log itself (not shard state)."""
+    added: dict[str, int] = {}
+    held: dict[str, int] = {}
+    store = open_store(store_url)
+    try:
+        for stream in store.streams():
+            for env in store.read(stream):
+                event = registry.decode(env)
+                name = type(event).__name__
+                if name == "StockAdded":
+                    added[event.sku] = added.get(event.sku, 0) + event.qty
+                elif isinstance(event, StockReserved):
+                    held[event.sku] = held.get(event.sku, 0) + event.qty
+                elif name in ("ReservationReleased", "ReservationExpired"):
+                    held[event.sku] = held.get(event.sku, 0) - event.qty
+    finally:
+        store.close()
+    return sum(max(0, held.get(s, 0) - added.get(s, 0)) for s in work.skus)
+
+
+# -- baselines ----------------------------------------------------------------------------
+
+def run_seed_decrby(client: redis.Redis, prefix: str, work: Workload) -> dict[str, Any]:
+    """The seed: DECRBY, and INCRBY back when it went negative. One round trip each."""
+    for sku in work.skus:
+        client.set(f"{prefix}:stock:{sku}", work.stock)
+    latencies = []
+    granted = negative_seen = 0
+    started = time.perf_counter()
+    for _, sku in work.requests:
+        t0 = time.perf_counter()
+        left = client.decrby(f"{prefix}:stock:{sku}", 1)
+        if left < 0:
+            negative_seen += 1
+            client.incrby(f"{prefix}:stock:{sku}", 1)
+        else:
+            granted += 1
+        latencies.append(time.perf_counter() - t0)
+    elapsed = time.perf_counter() - started
+    p50, p99 = _percentiles(latencies)
+    sold = sum(work.stock - int(client.get(f"{prefix}:stock:{sku}")) for sku in work.skus)
+    return {"req_per_s": round(len(work.requests) / elapsed), "p50_ms": p50, "p99_ms": p99,
+            "oversold": max(0, sold - work.supply), "granted": granted,
+            "negative_stock_seen": negative_seen, "durable_log": False}
+
+
+_LUA_RESERVE = """
+local left = tonumber(redis.call('GET', KEYS[1]) or '0')
+local qty = tonumber(ARGV[1])
+if left < qty then return 0 end
+redis.call('DECRBY', KEYS[1], qty)
+redis.call('XADD', KEYS[2], '*', 'user', ARGV[2], 'sku', ARGV[3], 'qty', qty)
+return 1
+"""
+
+
+def run_lua_pipelined(client: redis.Redis, prefix: str, work: Workload, *, depth: int = 256) -> dict[str, Any]:
+    """An atomic Lua check-and-decrement plus XADD, pipelined `depth` at a time."""
+    for sku in work.skus:
+        client.set(f"{prefix}:stock:{sku}", work.stock)
+    script = client.register_script(_LUA_RESERVE)
+    script(keys=[f"{prefix}:stock:{work.skus[0]}", f"{prefix}:log"], args=[0, "warm", "up"])
+    latencies = []
+    granted = 0
+    started = time.perf_counter()
+    for i in range(0, len(work.requests), depth):
+        chunk = work.requests[i:i + depth]
+        t0 = time.perf_counter()
+        pipe = client.pipeline(transaction=False)
+        for user, sku in chunk:
+            script(keys=[f"{prefix}:stock:{sku}", f"{prefix}:log"], args=[1, user, sku], client=pipe)
+        results = pipe.execute()
+        dt = time.perf_counter() - t0
+        latencies.extend([dt] * len(chunk))
+        granted += sum(results)
+    elapsed = time.perf_counter() - started
+    p50, p99 = _percentiles(latencies)
+    sold = sum(work.stock - int(client.get(f"{prefix}:stock:{sku}")) for sku in work.skus)
+    return {"req_per_s": round(len(work.requests) / elapsed), "p50_ms": p50, "p99_ms": p99,
+            "oversold": max(0, sold - work.supply), "granted": granted, "durable_log": True}
+
+
+# -- the whole run ------------------------------------------------------------------------
+
+def run(*, skus: int = 1000, stock: int = 100, demand: float = 3.0, users: int = 200_000,
+        zipf: float = 1.0, seed: int = 11, shards: int = 2, window: int = 4096,
+        max_batch: int = 1024, max_wait_ms: float = 2.0,
+        redis_url: str = "redis://127.0.0.1:6379/0",
+        systems: tuple[str, ...] = ("saleday[sqlite]", "saleday[redis]", "seed_decrby_rollback",
+                                    "redis_lua_pipelined")) -> dict[str, Any]:
+    work = make_workload(skus=skus, stock=stock, demand=demand, users=users, zipf=zipf, seed=seed)
+    result: dict[str, Any] = {}
+    prefix = f"saleday-bench-{uuid.uuid4().hex[:12]}"
+    sep = "&" if "?" in redis_url else "?"
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=2)
+    try:
+        with tempfile.TemporaryDirectory(prefix="saleday-bench-") as tmp:
+            for system in systems:
+                try:
+                    if system == "saleday[sqlite]":
+                        row = run_saleday(f"sqlite:///{os.path.join(tmp, 'events.db')}", work,
+                                          shards=shards, window=window, max_batch=max_batch,
+                                          max_wait_ms=max_wait_ms)
+                    elif system == "saleday[redis]":
+                        row = run_saleday(f"{redis_url}{sep}prefix={prefix}-log", work,
+                                          shards=shards, window=window, max_batch=max_batch,
+                                          max_wait_ms=max_wait_ms)
+                    elif system == "seed_decrby_rollback":
+                        row = run_seed_decrby(client, f"{prefix}-seed", work)
+                    elif system == "redis_lua_pipelined":
+                        row = run_lua_pipelined(client, f"{prefix}-lua", work)
+                    else:
+                        raise ValueError(f"unknown system {system!r}")
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    row = {"error": f"Redis unavailable: {exc}"}
+                result[system] = row
+    finally:
+        try:
+            for key in client.scan_iter(match=f"{prefix}*", count=1000):
+                client.delete(key)
+        except redis.RedisError:
+            pass
+        client.close()
+    base = result.get("redis_lua_pipelined", {}).get("req_per_s")
+    if base:
+        for system in ("saleday[sqlite]", "saleday[redis]"):
+            if "req_per_s" in result.get(system, {}):
+                result[system]["x_redis_lua_pipelined"] = round(result[system]["req_per_s"] / base, 2)
+    result["params"] = {"skus": skus, "stock": stock, "demand": demand, "users": users,
+                        "zipf": zipf, "seed": seed, "requests": len(work.requests),
+                        "shards": shards, "window": window, "max_batch": max_batch,
+                        "max_wait_ms": max_wait_ms}
+    result["machine"] = machine()
+    return result

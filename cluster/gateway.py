@@ -1,0 +1,231 @@
+"""The batching gateway: commands in, one Ray call per batch per shard, replies out.
+
+A Ray actor call costs ~0.2-0.7 ms here, so one call per request would cap a shard at a
+few thousand requests a second. The gateway groups requests for the same shard (up to
+`max_batch`, waiting at most `max_wait_ms`) into one `handle` call.
+
+- Back-pressure: at most `max_in_flight` batches per shard are in flight, and at most
+  `max_queue` requests wait behind them; past that `submit` answers `Busy` at once
+  (load shedding, never an unbounded queue).
+- Retries: when a shard is unavailable or restarting, the same batch (the SAME command
+  ids) is sent again with backoff until `retry_for_s` runs out; the shard answers a
+  repeated id from its dedup record, so nothing happens twice. Every wait has a timeout.
+- Ticks: every `tick_s` each shard is asked to expire what is due, so a lost payment
+  callback cannot hold stock past its deadline even when no traffic arrives.
+
+`Gateway` is asyncio; `GatewayClient` is the synchronous API over it (its own loop in a
+background thread). Both return one reply per command, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from actors.host import Busy, Reply, Request, Unavailable
+from cluster.routing import ShardMap
+from cluster.wire import Wire
+
+log = structlog.get_logger("saleday.gateway")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatewayConfig:
+    max_batch: int = 1024
+    max_wait_ms: float = 2.0
+    max_in_flight: int = 2
+    max_queue: int | None = None
+    """Requests allowed to wait per shard; default `max_batch * max_in_flight * 2`."""
+    call_timeout_s: float = 10.0
+    retry_for_s: float = 30.0
+    tick_s: float = 1.0
+
+
+@dataclass
+class _Lane:
+    name: str
+    handle: Any
+    queue: list[tuple[Request, asyncio.Future]] = field(default_factory=list)
+    in_flight: int = 0
+    timer: asyncio.TimerHandle | None = None
+
+
+class Gateway:
+    """Routes commands of each kind to its shards, in micro-batches."""
+
+    def __init__(self, maps: dict[str, ShardMap], handles: dict[str, list[Any]],
+                 config: GatewayConfig = GatewayConfig(), *,
+                 entity_of: dict[str, Callable[[Any], str]],
+                 kind_of: Callable[[Any], str],
+                 transient: tuple[type[BaseException], ...] = (),
+                 wire: Wire | None = None) -> None:
+        self.maps = maps
+        self.wire = wire or Wire(())
+        self.config = config
+        self.entity_of = entity_of
+        self.kind_of = kind_of
+        self.transient = transient + (asyncio.TimeoutError,)
+        self.max_queue = config.max_queue or config.max_batch * config.max_in_flight * 2
+        self.lanes = {kind: [_Lane(maps[kind].stream(i), h) for i, h in enumerate(hs)]
+                      for kind, hs in handles.items()}
+        self._ids = itertools.count(1)
+        self._id_prefix = uuid.uuid4().hex[:12]
+        self._ticker: asyncio.Task | None = None
+        self.stats = {"submitted": 0, "busy": 0, "batches": 0, "retries": 0, "unavailable": 0}
+
+    def new_command_id(self) -> str:
+        """A unique, time-ordered command id (keeps the stores' dedup indexes append-only)."""
+        return f"{self._id_prefix}-{time.time_ns() // 1000:016d}-{next(self._ids)}"
+
+    def start_ticking(self) -> None:
+        if self._ticker is None and self.config.tick_s > 0:
+            self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
+
+    async def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+
+    # -- submitting ---------------------------------------------------------------------
+
+    def submit_nowait(self, command: Any, *, command_id: str | None = None,
+                      correlation_id: str = "") -> asyncio.Future:
+        """Queue one command; the returned future resolves to its reply."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future = loop.create_future()
+        self.stats["submitted"] += 1
+        kind = self.kind_of(command)
+        shard_map = self.maps.get(kind)
+        if shard_map is None:
+            from actors.decider import InvalidCommand
+
+            fut.set_result(InvalidCommand(reason=f"no shards host {type(command).__name__}"))
+            return fut
+        lane = self.lanes[kind][shard_map.shard_of(self.entity_of[kind](command))]
+        if len(lane.queue) >= self.max_queue:
+            self.stats["busy"] += 1
+            fut.set_result(Busy(shard=lane.name))
+            return fut
+        lane.queue.append((Request(command_id or self.new_command_id(), command, correlation_id), fut))
+        if len(lane.queue) >= self.config.max_batch:
+            self._flush(lane)
+        elif lane.timer is None:
+            lane.timer = loop.call_later(self.config.max_wait_ms / 1000, self._flush, lane)
+        return fut
+
+    async def submit(self, command: Any, *, command_id: str | None = None,
+                     correlation_id: str = "") -> Reply:
+        return await self.submit_nowait(command, command_id=command_id,
+                                        correlation_id=correlation_id)
+
+    async def submit_many(self, commands: Iterable[Any]) -> list[Reply]:
+        return list(await asyncio.gather(*(self.submit_nowait(c) for c in commands)))
+
+    # -- batching -----------------------------------------------------------------------
+
+    def _flush(self, lane: _Lane) -> None:
+        if lane.timer is not None:
+            lane.timer.cancel()
+            lane.timer = None
+        while lane.queue and lane.in_flight < self.config.max_in_flight:
+            take = lane.queue[:self.config.max_batch]
+            del lane.queue[:self.config.max_batch]
+            lane.in_flight += 1
+            asyncio.get_running_loop().create_task(self._send(lane, take))
+
+    async def _send(self, lane: _Lane, take: list[tuple[Request, asyncio.Future]]) -> None:
+        requests = [r for r, _ in take]
+        batch = self.wire.encode_requests(requests)
+        give_up = time.monotonic() + self.config.retry_for_s
+        delay = 0.01
+        try:
+            while True:
+                try:
+                    blob = await asyncio.wait_for(_awaitable(lane.handle.handle.remote(batch)),
+                                                  self.config.call_timeout_s)
+                    replies = self.wire.decode_replies(blob)
+                    break
+                except self.transient as exc:
+                    if time.monotonic() + delay > give_up:
+                        log.warning("shard_unavailable", shard=lane.name, requests=len(requests),
+                                    error=f"{type(exc).__name__}: {exc}"[:300])
+                        self.stats["unavailable"] += len(requests)
+                        replies = [Unavailable(reason=f"{lane.name}: {type(exc).__name__}")
+                                   for _ in requests]
+                        break
+                    self.stats["retries"] += 1
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+            self.stats["batches"] += 1
+            for (_, fut), reply in zip(take, replies):
+                if not fut.done():
+                    fut.set_result(reply)
+        except BaseException as exc:  # never leave a caller waiting forever
+            for _, fut in take:
+                if not fut.done():
+                    fut.set_result(Unavailable(reason=f"{lane.name}: {type(exc).__name__}: {exc}"))
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            lane.in_flight -= 1
+            if lane.queue:
+                self._flush(lane)
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.tick_s)
+            for lanes in self.lanes.values():
+                for lane in lanes:
+                    try:
+                        await asyncio.wait_for(_awaitable(lane.handle.tick.remote()),
+                                               self.config.call_timeout_s)
+                    except Exception as exc:
+                        log.info("tick_failed", shard=lane.name, error=type(exc).__name__)
+
+
+async def _awaitable(ref: Any) -> Any:
+    return await ref
+
+
+class GatewayClient:
+    """The synchronous API: a `Gateway` on its own event loop in a background thread."""
+
+    def __init__(self, make_gateway: Callable[[], Gateway], *, timeout_s: float = 60.0) -> None:
+        self.timeout_s = timeout_s
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="saleday-gateway",
+                                        daemon=True)
+        self._thread.start()
+        self.gateway: Gateway = self._call(self._make(make_gateway))
+
+    @staticmethod
+    async def _make(make_gateway: Callable[[], Gateway]) -> Gateway:
+        gateway = make_gateway()
+        gateway.start_ticking()
+        return gateway
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(self.timeout_s)
+
+    def submit(self, command: Any, *, command_id: str | None = None,
+               correlation_id: str = "") -> Reply:
+        return self._call(self.gateway.submit(command, command_id=command_id,
+                                              correlation_id=correlation_id))
+
+    def submit_many(self, commands: Sequence[Any]) -> list[Reply]:
+        return self._call(self.gateway.submit_many(commands))
+
+    def close(self) -> None:
+        try:
+            self._call(self.gateway.close())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)

@@ -1,0 +1,108 @@
+"""Putting it together: Ray, the shard actors of each entity kind, and a gateway.
+
+    with Runtime(RuntimeConfig(store_url="sqlite:///saleday-data/events.db")) as rt:
+        client = rt.client()
+        reply = client.submit(ReserveStock(...))
+
+On the embedded default Ray starts in this process and the log is a SQLite file under the
+data dir; with `ray_address` and a `redis://` store it joins a cluster.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from cluster import wiring
+from cluster.gateway import Gateway, GatewayClient, GatewayConfig
+from cluster.routing import ShardMap
+from cluster.wire import Wire
+
+
+class RuntimeConfig(BaseModel):
+    """How to run: where the log is, how many shards of each kind, how to batch."""
+
+    store_url: str = "sqlite:///saleday-data/events.db"
+    ray_address: str | None = None
+    num_cpus: int | None = None
+    shards: dict[str, int] = Field(default_factory=lambda: {"sku": 2})
+    partitions: int = 64
+    snapshot_every: int = 10_000
+    max_batch: int = 1024
+    max_wait_ms: float = 2.0
+    max_in_flight: int = 2
+    call_timeout_s: float = 10.0
+    retry_for_s: float = 30.0
+    tick_s: float = 1.0
+
+    def gateway_config(self) -> GatewayConfig:
+        return GatewayConfig(max_batch=self.max_batch, max_wait_ms=self.max_wait_ms,
+                             max_in_flight=self.max_in_flight, call_timeout_s=self.call_timeout_s,
+                             retry_for_s=self.retry_for_s, tick_s=self.tick_s)
+
+
+class Runtime:
+    """Ray plus the named shard actors of each kind; hands out gateways over them."""
+
+    def __init__(self, config: RuntimeConfig = RuntimeConfig()) -> None:
+        self.config = config
+        self.maps = {kind: ShardMap.uniform(kind, n, config.partitions)
+                     for kind, n in config.shards.items()}
+        self.handles: dict[str, list[Any]] = {}
+        self._clients: list[GatewayClient] = []
+        deciders = wiring.deciders()
+        unknown = set(config.shards) - set(deciders)
+        if unknown:
+            raise ValueError(f"no decider for kind(s) {sorted(unknown)}; known: {sorted(deciders)}")
+        self._entity_of = {kind: deciders[kind].entity_of for kind in config.shards}
+        self._kind_by_type = {cls: kind for kind in config.shards for cls in deciders[kind].commands}
+        self._wire = Wire(list(self._kind_by_type))
+
+    def start(self) -> Runtime:
+        if self.config.store_url.startswith("sqlite:///"):
+            Path(self.config.store_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        wiring.start_ray(self.config.ray_address, num_cpus=self.config.num_cpus)
+        for kind, shard_map in self.maps.items():
+            self.handles[kind] = [
+                wiring.shard_handle(kind=kind, stream=shard_map.stream(i),
+                                    store_url=self.config.store_url,
+                                    snapshot_every=self.config.snapshot_every)
+                for i in range(shard_map.shards)]
+        self.status()  # waits until every shard has recovered
+        return self
+
+    def status(self) -> list[dict[str, Any]]:
+        refs = [h.status.remote() for hs in self.handles.values() for h in hs]
+        return wiring.get(refs, timeout=120)
+
+    def kind_of(self, command: Any) -> str:
+        return self._kind_by_type.get(type(command), "?")
+
+    def gateway(self) -> Gateway:
+        """A new asyncio gateway; create it inside the event loop that will use it."""
+        return Gateway(self.maps, self.handles, self.config.gateway_config(),
+                       entity_of=self._entity_of, kind_of=self.kind_of,
+                       transient=wiring.transient_errors(), wire=self._wire)
+
+    def client(self) -> GatewayClient:
+        """A synchronous client with its own gateway."""
+        client = GatewayClient(self.gateway)
+        self._clients.append(client)
+        return client
+
+    def stop(self, *, shutdown_ray: bool = False) -> None:
+        for client in self._clients:
+            client.close()
+        self._clients.clear()
+        if shutdown_ray:
+            import ray
+
+            ray.shutdown()
+
+    def __enter__(self) -> Runtime:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

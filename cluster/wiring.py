@@ -1,0 +1,133 @@
+"""All Ray API calls live here: starting Ray, and the shard actors' options and names.
+
+`ShardActor` is a plain class (tests construct it without Ray); `shard_handle` is the one
+place it becomes a Ray actor: named `<stream>` in the `saleday` namespace,
+`max_restarts=-1` (Ray brings a crashed shard back; its `__init__` recovers from the log)
+and `max_task_retries=0` (Ray must not re-run calls out of order on a fresh actor: the
+gateway retries with the same command ids instead).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import structlog
+
+from actors.host import Request, ShardFenced, ShardHost
+from cluster.wire import Wire
+from events import open_store
+
+NAMESPACE = "saleday"
+log = structlog.get_logger("saleday.wiring")
+
+
+def deciders() -> dict[str, Any]:
+    """The entity kinds a shard can host, by name."""
+    from actors.sku import sku_decider
+
+    return {"sku": sku_decider}
+
+
+class ShardActor:
+    """A shard host built from plain settings, so Ray can (re)create it anywhere."""
+
+    def __init__(self, *, kind: str, stream: str, store_url: str, snapshot_every: int = 10_000) -> None:
+        from cluster import logs
+
+        logs.configure(os.environ.get("SALEDAY_LOG_LEVEL", "warning"))
+        decider = deciders()[kind]
+        self.wire = Wire(decider.commands)
+        self.host = ShardHost(decider=decider, store=open_store(store_url), stream=stream,
+                              snapshot_every=snapshot_every)
+
+    def handle(self, batch: bytes) -> bytes:
+        """Decide a batch encoded by `cluster.wire`; answer with the encoded replies."""
+        return self.wire.encode_replies(self.handle_requests(self.wire.decode_requests(batch)))
+
+    def handle_requests(self, requests: list[Request]) -> list[Any]:
+        try:
+            return self.host.handle(requests)
+        except ShardFenced:
+            # A newer incarnation owns the stream. Exit so Ray restarts this actor, and
+            # the restart takes a newer epoch still; never decide on a stale view.
+            log.error("shard_exiting_fenced", stream=self.host.stream, epoch=self.host.epoch)
+            os._exit(70)
+
+    def tick(self) -> int:
+        try:
+            return self.host.tick()
+        except ShardFenced:
+            os._exit(70)
+
+    def status(self) -> dict[str, Any]:
+        return {**self.host.status(), "pid": os.getpid(), "node": _node_id()}
+
+    def state_of(self, entity: str) -> Any:
+        return self.host.state_of(entity)
+
+    def snapshot(self) -> int:
+        self.host.save_snapshot()
+        return self.host.snapshot_version
+
+
+def _node_id() -> str | None:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    except Exception:
+        return None
+
+
+def start_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
+    """Join the Ray cluster at `address`, or start a local one in this process."""
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count() or 2, include_dashboard=False,
+                 namespace=NAMESPACE, log_to_driver=False)
+
+
+def shard_handle(*, kind: str, stream: str, store_url: str, snapshot_every: int = 10_000,
+                 num_cpus: float = 0, resources: dict[str, float] | None = None,
+                 detached: bool = False) -> Any:
+    """The named shard actor for `stream`, created if it does not exist yet.
+
+    `detached` actors outlive the process that created them (a deployed cluster);
+    otherwise they end with it (the embedded default, tests, benchmarks).
+    """
+    import ray
+
+    actor = ray.remote(ShardActor).options(
+        name=stream, namespace=NAMESPACE, get_if_exists=True,
+        lifetime="detached" if detached else None,
+        max_restarts=-1, max_task_retries=0, num_cpus=num_cpus, resources=resources or {})
+    return actor.remote(kind=kind, stream=stream, store_url=store_url, snapshot_every=snapshot_every)
+
+
+def kill_shard(handle: Any, *, no_restart: bool = False) -> None:
+    """Kill a shard actor (Ray restarts it unless `no_restart`)."""
+    import ray
+
+    ray.kill(handle, no_restart=no_restart)
+
+
+def get(refs: Any, timeout: float | None = None) -> Any:
+    import ray
+
+    return ray.get(refs, timeout=timeout)
+
+
+def transient_errors() -> tuple[type[BaseException], ...]:
+    """Errors after which the same call may be retried (the shard restarts or is busy)."""
+    import ray.exceptions as rex
+
+    return (rex.RayActorError, rex.ActorUnavailableError, rex.GetTimeoutError,
+            rex.RayTaskError, rex.ObjectLostError)
