@@ -86,12 +86,7 @@ def run_saleday(store_url: str, work: Workload, *, shards: int, window: int,
     try:
         return asyncio.run(_drive_saleday(runtime, work, window, store_url))
     finally:
-        for hs in runtime.handles.values():
-            for h in hs:
-                import ray
-
-                ray.kill(h, no_restart=True)
-        runtime.stop()
+        runtime.stop(kill_shards=True)
 
 
 async def _drive_saleday(runtime: Any, work: Workload, window: int, store_url: str) -> dict[str, Any]:

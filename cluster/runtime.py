@@ -92,10 +92,22 @@ class Runtime:
         self._clients.append(client)
         return client
 
-    def stop(self, *, shutdown_ray: bool = False) -> None:
+    def stop(self, *, kill_shards: bool = False, shutdown_ray: bool = False) -> None:
+        """Close the clients; with `kill_shards`, end the shard actors too (and wait until
+        their names are free, so a new runtime can start shards of the same names)."""
         for client in self._clients:
             client.close()
         self._clients.clear()
+        if kill_shards:
+            import ray
+
+            for handles in self.handles.values():
+                for handle in handles:
+                    ray.kill(handle, no_restart=True)
+            for kind, handles in self.handles.items():
+                for i in range(len(handles)):
+                    _wait_name_free(self.maps[kind].stream(i))
+            self.handles.clear()
         if shutdown_ray:
             import ray
 
@@ -106,3 +118,17 @@ class Runtime:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _wait_name_free(name: str, timeout_s: float = 10.0) -> None:
+    import time
+
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(name, namespace=wiring.NAMESPACE)
+        except ValueError:
+            return
+        time.sleep(0.05)
