@@ -120,7 +120,8 @@ class ShardHost:
         self.version = 0
         self.snapshot_version = 0
         self.fenced = False
-        self._dedup: OrderedDict[str, Accepted] = OrderedDict()
+        self._dedup: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        """command id -> (first, last) version of its events; (0, 0) when it decided none."""
         self._deadlines: list[tuple[int, str]] = []
         started = time.perf_counter()
         self.epoch = store.acquire_epoch(stream)
@@ -157,7 +158,7 @@ class ShardHost:
             envelopes = self.store.read(self.stream, self.version + 1, 50_000)
             if not envelopes:
                 return replayed
-            accepted: dict[str, list] = {}
+            accepted: dict[str, list[int]] = {}
             for env in envelopes:
                 event = registry.decode(env)
                 entity = decider.entity_of(event)
@@ -168,17 +169,27 @@ class ShardHost:
                 deadline = decider.deadline_of(event)
                 if deadline is not None:
                     heapq.heappush(self._deadlines, (deadline, entity))
-                accepted.setdefault(env.command_id, []).append((event, env.version))
-            for command_id, done in accepted.items():
-                self._remember(command_id, Accepted(tuple(e for e, _ in done), done[0][1],
-                                                    done[-1][1]))
+                accepted.setdefault(env.command_id, []).append(env.version)
+            for command_id, versions in accepted.items():
+                self._remember(command_id, (versions[0], versions[-1]))
             self.version = envelopes[-1].version
             replayed += len(envelopes)
 
-    def _remember(self, command_id: str, reply: Accepted) -> None:
-        self._dedup[command_id] = reply
+    def _remember(self, command_id: str, versions: tuple[int, int]) -> None:
+        self._dedup[command_id] = versions
         if len(self._dedup) > self.dedup_capacity:
             self._dedup.popitem(last=False)
+
+    def _recorded(self, command_id: str) -> Accepted | None:
+        """The reply to a command decided before: its events, re-read from the log."""
+        versions = self._dedup.get(command_id)
+        if versions is None:
+            return None
+        first, last = versions
+        if not last:
+            return Accepted((), 0, 0, duplicate=True)
+        events = self.registry.decode_all(self.store.read(self.stream, first, last - first + 1))
+        return Accepted(tuple(events), first, last, duplicate=True)
 
     # -- serving ----------------------------------------------------------------------
 
@@ -281,8 +292,7 @@ class ShardHost:
                 raise ShardFenced(f"{self.stream}: epoch {self.epoch} was fenced") from None
             except StoreUnavailable as exc:
                 log.warning("append_unavailable", stream=self.stream, error=str(exc))
-                return [self._dedup.get(r.command_id) or Unavailable(reason=str(exc))
-                        for r in requests]
+                return [Unavailable(reason=str(exc)) for _ in requests]
             if result.duplicate:  # the whole commit was already recorded: re-read it
                 raise ConcurrencyError(self.stream, self.version, result.last_version)
             first, last = result.first_version, result.last_version
@@ -299,7 +309,7 @@ class ShardHost:
                 continue
             vs = versions.get(i)
             reply = Accepted(result, vs[0], vs[-1]) if vs else Accepted(result)
-            self._remember(requests[i].command_id, reply)
+            self._remember(requests[i].command_id, (reply.first_version, reply.last_version))
             replies[i] = reply
         if last:
             self.version = last
@@ -309,20 +319,24 @@ class ShardHost:
         for i, req in enumerate(requests):
             reply = replies.get(i)
             if reply is None:  # a duplicate id: answer as the first time
-                recorded = self._dedup.get(req.command_id)
-                reply = (Accepted(recorded.events, recorded.first_version, recorded.last_version,
-                                  duplicate=True) if recorded is not None
-                         else self._first_answer(requests, i, replies))
+                reply = (self._first_answer(requests, i, replies)
+                         or self._recorded(req.command_id)
+                         or InvalidCommand(reason=f"command id {req.command_id!r} lost its reply"))
             out.append(reply)
         return out
 
-    def _first_answer(self, requests: Sequence[Request], i: int, replies: dict[int, Reply]) -> Reply:
-        """The reply to the first request in this batch carrying the same command id."""
+    def _first_answer(self, requests: Sequence[Request], i: int,
+                      replies: dict[int, Reply]) -> Reply | None:
+        """The reply to an earlier request in this batch carrying the same command id."""
         cid = requests[i].command_id
         for j in range(i):
             if requests[j].command_id == cid and j in replies:
-                return replies[j]
-        return InvalidCommand(reason=f"command id {cid!r} could not be matched")  # pragma: no cover
+                first = replies[j]
+                if isinstance(first, Accepted):
+                    return Accepted(first.events, first.first_version, first.last_version,
+                                    duplicate=True)
+                return first
+        return None
 
     def _push_deadlines(self, batch: _Batch) -> None:
         deadline_of, entity_of = self.decider.deadline_of, self.decider.entity_of

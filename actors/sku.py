@@ -24,7 +24,8 @@ Pure: no I/O, clock, randomness or logging. `now` and ids arrive in the commands
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
+from operator import attrgetter
 from typing import assert_never
 
 import immutables
@@ -464,12 +465,41 @@ _FIELD_TYPES: dict[type, tuple[tuple[str, type], ...]] = {
 """Each command class's str and int fields, checked before any business rule."""
 
 
+_INT_ONLY, _STR_ONLY = frozenset((int,)), frozenset((str,))
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _getter(names: list[str]):  # noqa: ANN202 - a tuple-returning attrgetter
+    if not names:
+        return lambda command: (0,)
+    get = attrgetter(*names)
+    return (lambda command: (get(command),)) if len(names) == 1 else get
+
+
+# The common case in one pass of C-level checks; `_malformed` walks field by field only
+# to say what is wrong. Checked: int fields are 64-bit ints, str fields are strs, and
+# every str but `reason` (which may be empty) is non-empty.
+_FAST_CHECKS = {
+    cls: (_getter([f for f, k in specs if k is int]),
+          _getter([f for f, k in specs if k is str]),
+          _getter([f for f, k in specs if k is str and f != "reason"]))
+    for cls, specs in _FIELD_TYPES.items()
+}
+
+
 def _malformed(command: SkuCommand, state: SkuState) -> InvalidCommand | None:
     """The first field of `command` of the wrong type, or a command for another SKU.
 
     None also for a command class this decider does not know: `decide` refuses those.
     """
-    if type(command) not in _FIELD_TYPES:
+    checks = _FAST_CHECKS.get(type(command))
+    if checks is None:
+        return None
+    ints_of, strs_of, required_of = checks
+    ints = ints_of(command)
+    if (_INT_ONLY.issuperset(map(type, ints)) and min(ints) >= _INT64_MIN and max(ints) <= _INT64_MAX
+            and _STR_ONLY.issuperset(map(type, strs_of(command))) and all(required_of(command))
+            and command.sku == state.sku):
         return None
     name = type(command).__name__
     for field, kind in _FIELD_TYPES[type(command)]:
@@ -484,6 +514,18 @@ def _malformed(command: SkuCommand, state: SkuState) -> InvalidCommand | None:
 
 
 # --- evolve ---------------------------------------------------------------------------
+
+
+def replace(state: SkuState, **changes: object) -> SkuState:
+    """`dataclasses.replace` for `SkuState`, without re-running `__init__` (5x faster,
+    and evolve runs on every event of every replay)."""
+    new = object.__new__(SkuState)
+    for name, set_ in _STATE_SETTERS:
+        set_(new, changes[name] if name in changes else getattr(state, name))
+    return new
+
+
+_STATE_SETTERS = tuple((f.name, SkuState.__dict__[f.name].__set__) for f in fields(SkuState))
 
 
 def evolve(state: SkuState, event: SkuEvent) -> SkuState:

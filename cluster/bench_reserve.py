@@ -287,3 +287,75 @@ def run(*, skus: int = 1000, stock: int = 100, demand: float = 3.0, users: int =
                         "max_wait_ms": max_wait_ms}
     result["machine"] = machine()
     return result
+
+
+# -- recovery -----------------------------------------------------------------------------
+
+def run_recovery(*, events: int = 1_000_000, snapshot_every: int = 10_000,
+                 skus: int = 100) -> dict[str, Any]:
+    """Fill one shard's stream with `events` events (reserve, then release, as a shard
+    would write them, snapshots included), then time (a) recovery of a new host in this
+    process and (b) a Ray shard actor killed and restarted until it answers again."""
+    import ray
+
+    from actors.host import Request, ShardHost
+    from actors.sku import ReleaseReservation, sku_decider
+    from cluster import wiring
+
+    with tempfile.TemporaryDirectory(prefix="saleday-bench-") as tmp:
+        url = f"sqlite:///{os.path.join(tmp, 'events.db')}?synchronous=normal"
+        store = open_store(url)
+        stream = "sku-000"
+        host = ShardHost(decider=sku_decider, store=store, stream=stream,
+                         snapshot_every=snapshot_every)
+        names = [f"sku-{i:04d}" for i in range(skus)]
+        now = int(time.time() * 1000)
+        host.handle([Request(f"setup-{c.sku}-{type(c).__name__}", c) for sku in names for c in (
+            AddStock(sku=sku, qty=1_000_000, now=now),
+            ConfigureSale(sku=sku, tiers=((0, 9900),), per_user_limit=0, start=0,
+                          end=now + 86_400_000, now=now))])
+        started = time.perf_counter()
+        n = 0
+        while host.version < events:
+            batch = [Request(f"res-{n + i}", ReserveStock(
+                reservation_id=f"r-{n + i}", user=f"u-{(n + i) % 9973}", sku=names[(n + i) % skus],
+                qty=1, now=now, deadline=now + 3_600_000)) for i in range(500)]
+            batch += [Request(f"rel-{n + i}", ReleaseReservation(
+                reservation_id=f"r-{n + i}", sku=names[(n + i) % skus], reason="cancelled", now=now))
+                for i in range(500)]
+            host.handle(batch)
+            n += 500
+        fill_s = time.perf_counter() - started
+        total = host.version
+        t0 = time.perf_counter()
+        recovered = ShardHost(decider=sku_decider, store=store, stream=stream,
+                              snapshot_every=snapshot_every)
+        in_process_ms = (time.perf_counter() - t0) * 1000
+        assert recovered.version == total
+        store.close()
+
+        wiring.start_ray()
+        handle = wiring.shard_handle(kind="sku", stream=stream, store_url=url,
+                                     snapshot_every=snapshot_every)
+        wire = __import__("cluster.wire", fromlist=["Wire"]).Wire(sku_decider.commands)
+        probe = lambda i: wire.encode_requests([Request(f"probe-{i}", ReserveStock(  # noqa: E731
+            reservation_id=f"probe-{i}", user="u-probe", sku=names[0], qty=1,
+            now=int(time.time() * 1000), deadline=int(time.time() * 1000) + 60_000))])
+        ray.get(handle.handle.remote(probe(0)), timeout=120)
+        old_pid = ray.get(handle.status.remote(), timeout=30)["pid"]
+        ray.kill(handle, no_restart=False)
+        t0 = time.perf_counter()
+        while True:  # until the NEW incarnation has recovered and answered a reservation
+            try:
+                if ray.get(handle.status.remote(), timeout=30)["pid"] == old_pid:
+                    time.sleep(0.005)
+                    continue
+                ray.get(handle.handle.remote(probe(1)), timeout=30)
+                break
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+                time.sleep(0.005)
+        ray_restart_ms = (time.perf_counter() - t0) * 1000
+        ray.kill(handle, no_restart=True)
+    return {"events": total, "snapshot_every": snapshot_every, "fill_s": round(fill_s, 1),
+            "recover_in_process_ms": round(in_process_ms, 1),
+            "ray_kill_to_serving_ms": round(ray_restart_ms, 1)}

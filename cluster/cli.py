@@ -1,7 +1,8 @@
 """The `saleday` command line (also `python -m cluster.cli`).
 
-Commands today: `bench store` (event store throughput) and `log streams|verify`
-(inspect a store and check its hash chains).
+Commands today: `bench store` (event store throughput), `bench reserve` (a flash sale end
+to end on Ray, against Redis baselines) and `log streams|verify` (inspect a store and check
+its hash chains).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Annotated
 import structlog
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cluster import logs
@@ -71,13 +73,73 @@ def bench_store(
     for name in backends:
         row = result[name]
         if "error" in row:
-            table.add_row(name, "-", "-", "-", "-", f"[red]{row['error']}[/red]")
+            table.add_row(name, "-", "-", "-", "-", f"[red]{escape(row['error'])}[/red]")
             continue
         table.add_row(name, f"{row['append_events_per_s']:,}", f"{row['read_events_per_s']:,}",
                       f"{row['verify_events_per_s']:,}",
                       f"{row['verify_recompute_events_per_s']:,}", row["durability"])
     console = Console()
     console.print(table)
+    m = result["machine"]
+    console.print(f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}")
+
+
+@bench_app.command("reserve")
+def bench_reserve(
+    skus: Annotated[int, typer.Option(min=1, help="SKUs on sale.")] = 1000,
+    stock: Annotated[int, typer.Option(min=1, help="Units per SKU.")] = 100,
+    demand: Annotated[float, typer.Option(min=0.1, help="Reservations per unit of supply.")] = 3.0,
+    users: Annotated[int, typer.Option(min=1)] = 200_000,
+    zipf: Annotated[float, typer.Option(help="Popularity exponent of SKUs.")] = 1.0,
+    seed: Annotated[int, typer.Option()] = 11,
+    shards: Annotated[int, typer.Option(min=1, help="SKU shard actors.")] = 2,
+    window: Annotated[int, typer.Option(min=1, help="Requests kept outstanding.")] = 2048,
+    max_batch: Annotated[int, typer.Option(min=1)] = 1024,
+    max_wait_ms: Annotated[float, typer.Option(min=0)] = 2.0,
+    redis_url: Annotated[str, typer.Option(help="Redis for saleday[redis] and the baselines "
+                                           "(keys under a fresh prefix, deleted afterwards).")] = DEFAULT_REDIS,
+    system: Annotated[list[str] | None, typer.Option(
+        help="saleday[sqlite], saleday[redis], seed_decrby_rollback, redis_lua_pipelined "
+             "(default: all).")] = None,
+    recovery_events: Annotated[int, typer.Option(
+        min=0, help="Also time a restart of a shard whose stream holds this many events "
+                    "(0: skip).")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """A flash sale end to end (client -> gateway -> Ray shards -> durable log -> reply),
+    with Zipf-popular SKUs and demand above supply, against two Redis baselines."""
+    from cluster import bench_reserve as br
+
+    systems = tuple(system or ("saleday[sqlite]", "saleday[redis]", "seed_decrby_rollback",
+                               "redis_lua_pipelined"))
+    result = br.run(skus=skus, stock=stock, demand=demand, users=users, zipf=zipf, seed=seed,
+                    shards=shards, window=window, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                    redis_url=redis_url, systems=systems)
+    if recovery_events:
+        result["recovery"] = br.run_recovery(events=recovery_events)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    p = result["params"]
+    table = Table(title=f"flash sale: {p['requests']:,} reservations for {p['skus']:,} SKUs x "
+                        f"{p['stock']:,} units (Zipf {p['zipf']}), {p['shards']} shards")
+    for col in ("system", "req/s", "x lua", "p50 ms", "p99 ms", "oversold", "granted"):
+        table.add_column(col, justify="left" if col == "system" else "right")
+    for name in systems:
+        row = result[name]
+        if "error" in row:
+            table.add_row(escape(name), f"[red]{escape(row['error'])}[/red]", "", "", "", "", "")
+            continue
+        table.add_row(escape(name), f"{row['req_per_s']:,}", str(row.get("x_redis_lua_pipelined", "")),
+                      str(row["p50_ms"]), str(row["p99_ms"]), str(row["oversold"]),
+                      f"{row['granted']:,}")
+    console = Console()
+    console.print(table)
+    if "recovery" in result:
+        r = result["recovery"]
+        console.print(f"recovery: stream of {r['events']:,} events (snapshot every "
+                      f"{r['snapshot_every']:,}): new host ready in {r['recover_in_process_ms']} ms; "
+                      f"Ray actor killed -> serving again in {r['ray_kill_to_serving_ms']} ms")
     m = result["machine"]
     console.print(f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}")
 

@@ -1,0 +1,161 @@
+"""The gateway's batching, back-pressure, retries and timeouts, against stand-in shards (no Ray)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from actors.decider import InvalidCommand
+from actors.host import Accepted, Busy, Unavailable
+from actors.sku import COMMANDS, ReserveStock, SoldOut
+from cluster.gateway import Gateway, GatewayConfig
+from cluster.routing import ShardMap, partition_of
+from cluster.wire import Wire
+
+WIRE = Wire(COMMANDS)
+
+
+class Flaky(Exception):
+    """Stands in for Ray's 'actor unavailable' errors."""
+
+
+class StandInShard:
+    """Answers batches like a shard would; can fail the first calls or answer slowly."""
+
+    def __init__(self, *, fail_first: int = 0, delay: float = 0.0) -> None:
+        self.calls: list[list[str]] = []
+        self.fail_first = fail_first
+        self.delay = delay
+        self.handle = self
+        self.tick = self
+
+    def remote(self, blob: bytes | None = None):
+        return self._answer(blob)
+
+    async def _answer(self, blob):
+        if blob is None:
+            return 0
+        requests = WIRE.decode_requests(blob)
+        self.calls.append([r.command_id for r in requests])
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if len(self.calls) <= self.fail_first:
+            raise Flaky("restarting")
+        return WIRE.encode_replies([SoldOut(sku=r.command.sku, requested=1, available=0)
+                                    for r in requests])
+
+
+def gateway(shards, **config) -> Gateway:
+    return Gateway({"sku": ShardMap.uniform("sku", len(shards), 8)}, {"sku": shards},
+                   GatewayConfig(tick_s=0, **config), entity_of={"sku": lambda c: c.sku},
+                   kind_of=lambda c: "sku" if type(c) in COMMANDS else "?",
+                   transient=(Flaky,), wire=WIRE)
+
+
+def reserve(i: int, sku: str = "a") -> ReserveStock:
+    return ReserveStock(reservation_id=f"r{i}", user="u", sku=sku, qty=1, now=1, deadline=2)
+
+
+def test_commands_for_one_shard_travel_in_one_call():
+    """Many commands submitted together reach their shard in a single batch."""
+    shard = StandInShard()
+    replies = asyncio.run(gateway([shard]).submit_many([reserve(i) for i in range(100)]))
+    assert len(shard.calls) == 1 and len(shard.calls[0]) == 100
+    assert all(isinstance(r, SoldOut) for r in replies)
+
+
+def test_batches_are_capped_at_max_batch():
+    """No call carries more than max_batch commands."""
+    shard = StandInShard()
+    asyncio.run(gateway([shard], max_batch=10).submit_many([reserve(i) for i in range(35)]))
+    assert [len(c) for c in shard.calls] == [10, 10, 10, 5]
+
+
+def test_commands_route_to_the_shard_of_their_entity():
+    """Each command goes to the shard that owns its entity's partition."""
+    shards = [StandInShard(), StandInShard()]
+    gw = gateway(shards)
+    skus = [f"sku-{i}" for i in range(40)]
+    asyncio.run(gw.submit_many([reserve(i, sku) for i, sku in enumerate(skus)]))
+    for index, shard in enumerate(shards):
+        for call in shard.calls:
+            assert len(call) > 0
+    owners = {sku: gw.maps["sku"].owners[partition_of(sku, 8)] for sku in skus}
+    assert sum(len(c) for c in shards[0].calls) == sum(1 for o in owners.values() if o == 0)
+
+
+def test_a_full_queue_answers_busy_at_once():
+    """Past max_in_flight batches and max_queue waiting commands, submit answers Busy."""
+    shard = StandInShard(delay=0.05)
+    replies = asyncio.run(gateway([shard], max_batch=4, max_in_flight=1, max_queue=8)
+                          .submit_many([reserve(i) for i in range(40)]))
+    busy = [r for r in replies if isinstance(r, Busy)]
+    # 4 leave in the one batch allowed in flight, 8 wait, the other 28 are shed.
+    assert len(busy) == 28 and all(r.shard == "sku-000" for r in busy)
+    assert sum(len(c) for c in shard.calls) == 40 - len(busy)
+
+
+def test_an_unavailable_shard_gets_the_same_batch_again():
+    """A transient failure is retried with the SAME command ids until the shard answers."""
+    shard = StandInShard(fail_first=2)
+    replies = asyncio.run(gateway([shard], retry_for_s=5).submit_many([reserve(i) for i in range(5)]))
+    assert len(shard.calls) == 3 and shard.calls[0] == shard.calls[1] == shard.calls[2]
+    assert all(isinstance(r, SoldOut) for r in replies)
+
+
+def test_a_shard_that_never_answers_gives_unavailable_within_the_retry_budget():
+    """Retries stop when retry_for_s runs out; every caller gets Unavailable, none waits forever."""
+    shard = StandInShard(fail_first=10**6)
+    replies = asyncio.run(gateway([shard], retry_for_s=0.2).submit_many([reserve(i) for i in range(3)]))
+    assert all(isinstance(r, Unavailable) for r in replies)
+
+
+def test_a_slow_shard_call_times_out_and_is_retried():
+    """Every wait has a timeout: a call slower than call_timeout_s is retried, then given up."""
+    shard = StandInShard(delay=1.0)
+    replies = asyncio.run(gateway([shard], call_timeout_s=0.05, retry_for_s=0.3)
+                          .submit_many([reserve(1)]))
+    assert isinstance(replies[0], Unavailable) and len(shard.calls) >= 2
+
+
+def test_a_command_no_shard_hosts_is_refused():
+    """An object that is no known command is an InvalidCommand, not a crash."""
+    (reply,) = asyncio.run(gateway([StandInShard()]).submit_many(["not a command"]))
+    assert isinstance(reply, InvalidCommand)
+
+
+def test_gateway_command_ids_are_unique_and_ordered():
+    """Generated ids never repeat and sort in submission order within a gateway."""
+    gw = gateway([StandInShard()])
+    ids = [gw.new_command_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000 and ids == sorted(ids)
+
+
+def test_accepted_replies_cross_the_wire_intact():
+    """Replies with events and rejections survive encoding between processes."""
+    from actors.sku import StockReserved
+
+    reply = Accepted((StockReserved(reservation_id="r", user="u", sku="a", qty=2, unit_prices=(1, 2),
+                                    tiers=(0, 1), deadline=5, reserved_at=1),), 3, 3, True)
+    rejection = SoldOut(sku="a", requested=2, available=1)
+    assert WIRE.decode_replies(WIRE.encode_replies([reply, rejection])) == [reply, rejection]
+
+
+def test_an_undecodable_request_becomes_a_refusal_not_a_crash():
+    """A request naming an unknown type decodes to something the shard refuses alone."""
+    import msgpack
+
+    blob = msgpack.packb([("c1", "", "nowhere:Nothing", ()), ("c2", "", WIRE._t(reserve(1)).name,
+                                                           WIRE._t(reserve(1)).values(reserve(1)))])
+    first, second = WIRE.decode_requests(blob)
+    assert isinstance(first.command, str) and second.command == reserve(1)
+
+
+@pytest.mark.parametrize("shards", [1, 3, 8])
+def test_uniform_maps_spread_partitions_and_can_move_one(shards):
+    """Partitions spread evenly over shards; the map is data and a partition can move."""
+    m = ShardMap.uniform("sku", shards, 8)
+    assert m.shards == shards and ShardMap.from_dict(m.to_dict()) == m
+    moved = m.moved(0, shards - 1)
+    assert moved.owners[0] == shards - 1 and moved.owners[1:] == m.owners[1:]
