@@ -5,9 +5,11 @@ all resulting events are appended as ONE commit at the expected version and the 
 writer epoch, and only then is state advanced and each request answered. Nothing is
 acknowledged that is not in the log.
 
-- Dedup: a retried command id is answered from the dedup record, with no second effect;
-  the record is rebuilt from the log on recovery (and bounded, the store's own command-id
-  dedup standing behind it).
+- Dedup: a retried command id is answered from the dedup record (the last
+  `dedup_capacity` commands' versions, rebuilt from the log on recovery), with no second
+  effect. Behind it stands the store's own command-id record: an older retry that would
+  write again is caught there and answered with its original events; one that is
+  refused when decided again (say its reservation is still held) gets that refusal.
 - Recovery (`__init__`): take a new writer epoch (fencing any older incarnation), load
   the latest snapshot, replay the stream's tail.
 - Timers: deadlines set by events go on a heap; due entities get the decider's expire
@@ -22,6 +24,7 @@ This is a plain class: unit tests drive it without Ray (cluster/wiring.py makes 
 from __future__ import annotations
 
 import heapq
+from concurrent.futures import Future, ThreadPoolExecutor
 import pickle
 import time
 from collections import OrderedDict
@@ -32,6 +35,7 @@ from typing import Any
 import structlog
 
 from actors.decider import Decider, InvalidCommand, Rejection
+from events.codec import envelopes
 from events import (
     ConcurrencyError,
     DuplicateCommandError,
@@ -108,7 +112,8 @@ class ShardHost:
 
     def __init__(self, *, decider: Decider, store: EventStore, stream: str,
                  registry: EventRegistry = default_registry, snapshot_every: int = 10_000,
-                 dedup_capacity: int = 200_000, clock: Callable[[], int] = wall_clock_ms) -> None:
+                 dedup_capacity: int = 20_000, clock: Callable[[], int] = wall_clock_ms,
+                 snapshot_in_background: bool = False) -> None:
         self.decider = decider
         self.store = store
         self.stream = stream
@@ -123,6 +128,9 @@ class ShardHost:
         self._dedup: OrderedDict[str, tuple[int, int]] = OrderedDict()
         """command id -> (first, last) version of its events; (0, 0) when it decided none."""
         self._deadlines: list[tuple[int, str]] = []
+        self._executor = (ThreadPoolExecutor(1, thread_name_prefix=f"snapshot-{stream}")
+                          if snapshot_in_background else None)
+        self._snapshotting: Future | None = None
         started = time.perf_counter()
         self.epoch = store.acquire_epoch(stream)
         self._load_snapshot()
@@ -147,7 +155,8 @@ class ShardHost:
             return
         self.states = body["states"]
         self._deadlines = body["deadlines"]
-        self._dedup = OrderedDict(body["dedup"])
+        ids, versions = body["dedup"]
+        self._dedup = OrderedDict(zip(ids, versions))
         self.version = self.snapshot_version = snap.version
 
     def _catch_up(self) -> int:
@@ -180,6 +189,16 @@ class ShardHost:
         if len(self._dedup) > self.dedup_capacity:
             self._dedup.popitem(last=False)
 
+    def _learn(self, command_ids: Sequence[str]) -> None:
+        """Put commands the store has recorded, but our dedup record forgot, back into it."""
+        for command_id, last in self.store.recorded(self.stream, command_ids).items():
+            if command_id in self._dedup:
+                continue
+            commit = next(iter(self.store.read_commits(self.stream, last)))
+            versions = [env.version for env in envelopes([commit]) if env.command_id == command_id]
+            if versions:
+                self._remember(command_id, (versions[0], versions[-1]))
+
     def _recorded(self, command_id: str) -> Accepted | None:
         """The reply to a command decided before: its events, re-read from the log."""
         versions = self._dedup.get(command_id)
@@ -205,8 +224,11 @@ class ShardHost:
                 # Our view is behind the log (an earlier append whose reply was lost did
                 # land): catch up, then decide again; retried ids are now answered from dedup.
                 self._catch_up()
-            except DuplicateCommandError:
+            except DuplicateCommandError as exc:
+                # Some commands were recorded long ago (older than the dedup record):
+                # learn their versions from the store's own record, then decide again.
                 self._catch_up()
+                self._learn(exc.command_ids)
         return [Unavailable(reason=f"{self.stream}: could not commit after catching up")
                 for _ in requests]
 
@@ -293,8 +315,8 @@ class ShardHost:
             except StoreUnavailable as exc:
                 log.warning("append_unavailable", stream=self.stream, error=str(exc))
                 return [Unavailable(reason=str(exc)) for _ in requests]
-            if result.duplicate:  # the whole commit was already recorded: re-read it
-                raise ConcurrencyError(self.stream, self.version, result.last_version)
+            if result.duplicate:  # the whole commit was already recorded
+                raise DuplicateCommandError(self.stream, sorted({e.command_id for e in batch.events}))
             first, last = result.first_version, result.last_version
         # Durable: now advance state, then answer.
         self.states.update(batch.working)
@@ -351,19 +373,38 @@ class ShardHost:
     # -- snapshots and status ---------------------------------------------------------
 
     def save_snapshot(self) -> None:
-        """Store the folded state at the current version (a cache: recovery works without)."""
-        dedup = list(self._dedup.items())[-self.dedup_capacity:]
-        data = pickle.dumps({"format": SNAPSHOT_FORMAT, "kind": self.decider.kind,
-                             "states": self.states, "deadlines": self._deadlines,
-                             "dedup": dedup}, protocol=pickle.HIGHEST_PROTOCOL)
+        """Store the folded state at the current version (a cache: recovery works without).
+
+        The state is captured here (states are immutable values, so a shallow copy is a
+        consistent picture); with `snapshot_in_background` it is pickled and stored on a
+        background thread, so a large snapshot does not stall the batches behind it.
+        """
+        if self._snapshotting is not None and not self._snapshotting.done():
+            return  # one at a time; the next threshold will take another
+        picture = {"format": SNAPSHOT_FORMAT, "kind": self.decider.kind,
+                   "states": dict(self.states), "deadlines": list(self._deadlines),
+                   "dedup": (list(self._dedup), list(self._dedup.values()))}
+        version = self.version
+        if self._executor is None:
+            self._store_snapshot(picture, version)
+        else:
+            self._snapshotting = self._executor.submit(self._store_snapshot, picture, version)
+
+    def _store_snapshot(self, picture: dict[str, Any], version: int) -> None:
+        data = pickle.dumps(picture, protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            self.store.save_snapshot(Snapshot(stream=self.stream, version=self.version,
+            self.store.save_snapshot(Snapshot(stream=self.stream, version=version,
                                               recorded_at=self.clock(), data=data))
         except EventLogError as exc:
-            log.warning("snapshot_failed", stream=self.stream, version=self.version, error=str(exc))
+            log.warning("snapshot_failed", stream=self.stream, version=version, error=str(exc))
             return
-        self.snapshot_version = self.version
-        log.info("snapshot_saved", stream=self.stream, version=self.version, bytes=len(data))
+        self.snapshot_version = max(self.snapshot_version, version)
+        log.info("snapshot_saved", stream=self.stream, version=version, bytes=len(data))
+
+    def wait_for_snapshot(self) -> None:
+        """Block until a background snapshot, if any, is stored."""
+        if self._snapshotting is not None:
+            self._snapshotting.result()
 
     def status(self) -> dict[str, Any]:
         return {"stream": self.stream, "kind": self.decider.kind, "epoch": self.epoch,

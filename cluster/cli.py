@@ -123,15 +123,17 @@ def bench_reserve(
     p = result["params"]
     table = Table(title=f"flash sale: {p['requests']:,} reservations for {p['skus']:,} SKUs x "
                         f"{p['stock']:,} units (Zipf {p['zipf']}), {p['shards']} shards")
-    for col in ("system", "req/s", "x lua", "p50 ms", "p99 ms", "oversold", "granted"):
+    for col in ("system", "req/s", "x lua", "p50 ms", "p99 ms", "p99 ms at half load",
+                "oversold", "granted"):
         table.add_column(col, justify="left" if col == "system" else "right")
     for name in systems:
         row = result[name]
         if "error" in row:
-            table.add_row(escape(name), f"[red]{escape(row['error'])}[/red]", "", "", "", "", "")
+            table.add_row(escape(name), f"[red]{escape(row['error'])}[/red]", "", "", "", "", "", "")
             continue
         table.add_row(escape(name), f"{row['req_per_s']:,}", str(row.get("x_redis_lua_pipelined", "")),
-                      str(row["p50_ms"]), str(row["p99_ms"]), str(row["oversold"]),
+                      str(row["p50_ms"]), str(row["p99_ms"]), str(row.get("p99_ms_at_half_load", "")),
+                      str(row["oversold"]),
                       f"{row['granted']:,}")
     console = Console()
     console.print(table)

@@ -29,7 +29,7 @@ class RuntimeConfig(BaseModel):
     num_cpus: int | None = None
     shards: dict[str, int] = Field(default_factory=lambda: {"sku": 2})
     partitions: int = 64
-    snapshot_every: int = 10_000
+    snapshot_every: int = 50_000
     max_batch: int = 1024
     max_wait_ms: float = 2.0
     max_in_flight: int = 2

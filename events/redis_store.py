@@ -237,6 +237,15 @@ class RedisEventStore:
         self._heads[stream] = head
         return head
 
+    def recorded(self, stream: str, command_ids: Sequence[str]) -> dict[str, int]:
+        check_stream(stream)
+        ids = list(command_ids)
+        if not ids:
+            return {}
+        with self._errors():
+            found = self._r.hmget(self._keys(stream)[2], ids)
+        return {cid: int(v) for cid, v in zip(ids, found) if v is not None}
+
     def acquire_epoch(self, stream: str) -> int:
         check_stream(stream)
         with self._errors():

@@ -238,6 +238,14 @@ class SqliteEventStore:
                             last_version=first + len(hashes) // HASH_SIZE - 1,
                             head_hash=hashes[-HASH_SIZE:], duplicate=True)
 
+    def recorded(self, stream: str, command_ids: Sequence[str]) -> dict[str, int]:
+        check_stream(stream)
+        with self._errors():
+            return dict(self._conn().execute(
+                "SELECT c.command_id, c.last_version FROM json_each(?) AS j"
+                " JOIN commands AS c ON c.stream = ? AND c.command_id = j.value",
+                (json.dumps(list(command_ids)), stream)).fetchall())
+
     def acquire_epoch(self, stream: str) -> int:
         check_stream(stream)
         with self._write() as conn:

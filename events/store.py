@@ -51,6 +51,10 @@ class EventStore(Protocol):
         """Yield the stored commits of `stream` that hold `from_version` and later, raw."""
         ...
 
+    def recorded(self, stream: str, command_ids: Sequence[str]) -> dict[str, int]:
+        """Which of `command_ids` the stream has recorded: id -> last version of its commit."""
+        ...
+
     def head(self, stream: str) -> StreamHead:
         """Return the stream's last version, its hash and its writer epoch (zeros if new)."""
         ...

@@ -241,3 +241,22 @@ def test_expired_events_carry_the_reservation(store):
 
     last = registry.decode(store.read("sku-000")[-1])
     assert last == ReservationExpired(reservation_id="r1", sku="a", user="u1", qty=1, deadline=T0 + 1000)
+
+
+def test_a_retry_older_than_the_dedup_record_is_still_applied_once(store):
+    """When the host has forgotten an old command id, the store's record answers for it."""
+    from actors.sku import ReleaseReservation
+
+    h = host(store, dedup_capacity=2)
+    stocked(h, qty=10)
+    (first,) = h.handle([Request("old", reserve("r-old"))])
+    h.handle([Request("rel", ReleaseReservation(reservation_id="r-old", sku="a", reason="x", now=T0))])
+    for i in range(5):
+        h.handle([Request(f"c{i}", reserve(f"r{i}"))])
+    assert "old" not in h._dedup
+    # Decided again, "old" would reserve r-old anew; the store knows it was recorded.
+    (again,) = h.handle([Request("old", reserve("r-old"))])
+    assert isinstance(again, Accepted) and again.duplicate and again.events == first.events
+    mixed = h.handle([Request("old", reserve("r-old")), Request("new", reserve("r-new"))])
+    assert mixed[0].duplicate and isinstance(mixed[1], Accepted) and not mixed[1].duplicate
+    assert h.state_of("a").reserved == 6

@@ -301,6 +301,14 @@ class StoreContract:
             s.append("s", [ev(1, command_id="order-7\x00a")], 0)
         assert s.head("s").version == 0
 
+    def test_recorded_names_the_commit_of_each_known_command_id(self):
+        """The store says which command ids it holds, and the last version of their commit."""
+        s = self.store
+        s.append("s", [ev(1, command_id="c1"), ev(2, command_id="c2")], 0)
+        s.append("s", [ev(3, command_id="c3")], 2)
+        assert s.recorded("s", ["c1", "c3", "nope"]) == {"c1": 2, "c3": 3}
+        assert s.recorded("s", []) == {} and s.recorded("other", ["c1"]) == {}
+
     def test_command_ids_are_scoped_to_their_stream(self):
         """The same command id in two different streams is two different commands."""
         s = self.store
