@@ -78,12 +78,14 @@ class Gateway:
                       for kind, hs in handles.items()}
         self._ids = itertools.count(1)
         self._id_prefix = uuid.uuid4().hex[:12]
+        self._last_us = 0
         self._ticker: asyncio.Task | None = None
         self.stats = {"submitted": 0, "busy": 0, "batches": 0, "retries": 0, "unavailable": 0}
 
     def new_command_id(self) -> str:
         """A unique, time-ordered command id (keeps the stores' dedup indexes append-only)."""
-        return f"{self._id_prefix}-{time.time_ns() // 1000:016d}-{next(self._ids)}"
+        self._last_us = max(self._last_us, time.time_ns() // 1000)  # never backwards
+        return f"{self._id_prefix}-{self._last_us:016d}-{next(self._ids):012d}"
 
     def start_ticking(self) -> None:
         if self._ticker is None and self.config.tick_s > 0:
