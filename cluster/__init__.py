@@ -1,2 +1,2 @@
-"""How it runs: the `saleday` CLI, logging set-up and benchmarks (routing, the gateway and
-Ray wiring arrive with the inventory shards)."""
+"""How it runs: routing, the gateway-shard wire, Ray wiring, the batching gateway, the
+runtime that puts them together, the `saleday` CLI, logging set-up and benchmarks."""
