@@ -7,14 +7,15 @@ ids arrive inside commands. An expected refusal (sold out, limit reached, ...) i
 
 Many entities of one kind are the same decider indexed by entity id; `entity_of` finds
 the id in a command or an event. Timers are data too: `deadline_of` tells the host when
-an event sets a deadline, and `expire(entity_id, now)` is the command the host issues
-once it is due.
+an event sets a deadline, `next_deadline` when a state next has something due, and
+`expire(entity_id, now)` is the command the host issues once it is due.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
+from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
 C = TypeVar("C")
@@ -60,8 +61,40 @@ class Decider(Generic[C, E, S]):
     """The command classes this decider accepts; anything else is an `InvalidCommand`."""
     deadline_of: Callable[[E], int | None] = lambda event: None
     """When an event starts a timer: the time (ms) at which `expire` is due."""
+    next_deadline: Callable[[S], int | None] = lambda state: None
+    """The earliest time (ms) at which `expire` has something to do for this state."""
     expire: Callable[[str, int], C] | None = None
     """The command that ends what is due for an entity at `now`."""
+
+
+def compact_pickle(cls: type[S]) -> type[S]:
+    """Let a frozen slotted dataclass pickle as `(class, field values)`.
+
+    The default pickling of such classes goes through Python-level `__getstate__` /
+    `__setstate__` per object, which made shard snapshots (hundreds of thousands of state
+    objects) take ~3x longer. States keep their value semantics; only the pickle changes.
+    """
+    names = tuple(f.name for f in fields(cls))
+    get = attrgetter(*names)
+    single = len(names) == 1
+    _SETTERS[cls] = tuple(getattr(cls, n).__set__ for n in names)
+
+    def __reduce__(self: Any) -> tuple:
+        values = get(self)
+        return (_rebuild, (cls, (values,) if single else values))
+
+    cls.__reduce__ = __reduce__  # type: ignore[assignment]
+    return cls
+
+
+_SETTERS: dict[type, tuple[Callable[[Any, Any], None], ...]] = {}
+
+
+def _rebuild(cls: type, values: tuple) -> Any:
+    obj = object.__new__(cls)
+    for set_, value in zip(_SETTERS[cls], values):
+        set_(obj, value)
+    return obj
 
 
 def fold(decider: Decider[C, E, S], entity_id: str, events: Sequence[E]) -> S:

@@ -12,8 +12,10 @@ acknowledged that is not in the log.
   refused when decided again (say its reservation is still held) gets that refusal.
 - Recovery (`__init__`): take a new writer epoch (fencing any older incarnation), load
   the latest snapshot, replay the stream's tail.
-- Timers: deadlines set by events go on a heap; due entities get the decider's expire
-  command before every batch and on `tick()`.
+- Timers: one per entity, at its earliest deadline (from `deadline_of` as events land,
+  `next_deadline` after an expiry and on recovery); due entities get the decider's expire
+  command before every batch and on `tick()`. A batch that fails to commit puts its
+  timers back.
 - Failures: a store that is unreachable fails the batch as `Unavailable` (the caller
   retries with the same ids); a commit that lost a race catches up from the log and
   decides again; a fenced host refuses all further work (`ShardFenced`).
@@ -51,7 +53,7 @@ from events import (
 
 log = structlog.get_logger("saleday.shard")
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +107,7 @@ class _Batch:
     decided: list[Any] = field(default_factory=list)
     owners: list[int] = field(default_factory=list)   # request index per event, -1: expiry
     working: dict[str, Any] = field(default_factory=dict)
+    due: list[tuple[int, str]] = field(default_factory=list)   # timers taken for this batch
 
 
 class ShardHost:
@@ -127,14 +130,19 @@ class ShardHost:
         self.fenced = False
         self._dedup: OrderedDict[str, tuple[int, int]] = OrderedDict()
         """command id -> (first, last) version of its events; (0, 0) when it decided none."""
-        self._deadlines: list[tuple[int, str]] = []
+        self._timers: dict[str, int] = {}
+        """entity -> the earliest time its expire command is due (one timer per entity)."""
+        self._heap: list[tuple[int, str]] = []
+        """(due, entity), lazily deleted: an entry counts only while it matches `_timers`."""
         self._executor = (ThreadPoolExecutor(1, thread_name_prefix=f"snapshot-{stream}")
                           if snapshot_in_background else None)
         self._snapshotting: Future | None = None
+        self._pickled: dict[str, tuple[Any, bytes]] = {}
         started = time.perf_counter()
         self.epoch = store.acquire_epoch(stream)
         self._load_snapshot()
         replayed = self._catch_up()
+        self._rebuild_timers()
         log.info("shard_recovered", stream=stream, epoch=self.epoch, version=self.version,
                  snapshot_version=self.snapshot_version, replayed=replayed,
                  entities=len(self.states), ms=round((time.perf_counter() - started) * 1000, 1))
@@ -153,8 +161,7 @@ class ShardHost:
             log.warning("snapshot_unusable", stream=self.stream, version=snap.version,
                         error=f"{type(exc).__name__}: {exc}")
             return
-        self.states = body["states"]
-        self._deadlines = body["deadlines"]
+        self.states = {entity: pickle.loads(state) for entity, state in body["states"].items()}
         ids, versions = body["dedup"]
         self._dedup = OrderedDict(zip(ids, versions))
         self.version = self.snapshot_version = snap.version
@@ -175,14 +182,40 @@ class ShardHost:
                 if state is None:
                     state = decider.initial(entity)
                 self.states[entity] = decider.evolve(state, event)
-                deadline = decider.deadline_of(event)
-                if deadline is not None:
-                    heapq.heappush(self._deadlines, (deadline, entity))
                 accepted.setdefault(env.command_id, []).append(env.version)
             for command_id, versions in accepted.items():
                 self._remember(command_id, (versions[0], versions[-1]))
             self.version = envelopes[-1].version
             replayed += len(envelopes)
+
+    # -- timers -------------------------------------------------------------------------
+
+    def _rebuild_timers(self) -> None:
+        next_deadline = self.decider.next_deadline
+        self._timers = {e: d for e, s in self.states.items() if (d := next_deadline(s)) is not None}
+        self._heap = [(d, e) for e, d in self._timers.items()]
+        heapq.heapify(self._heap)
+
+    def _schedule(self, entity: str, due: int) -> None:
+        current = self._timers.get(entity)
+        if current is None or due < current:
+            self._timers[entity] = due
+            heapq.heappush(self._heap, (due, entity))
+
+    def _take_due(self, now: int) -> list[tuple[int, str]]:
+        """Pop the timers due at `now` (one per entity); `_put_back` undoes it."""
+        due: list[tuple[int, str]] = []
+        heap, timers = self._heap, self._timers
+        while heap and heap[0][0] <= now:
+            at, entity = heapq.heappop(heap)
+            if timers.get(entity) == at:
+                del timers[entity]
+                due.append((at, entity))
+        return due
+
+    def _put_back(self, due: list[tuple[int, str]]) -> None:
+        for at, entity in due:
+            self._schedule(entity, at)
 
     def _remember(self, command_id: str, versions: tuple[int, int]) -> None:
         self._dedup[command_id] = versions
@@ -224,11 +257,17 @@ class ShardHost:
                 # Our view is behind the log (an earlier append whose reply was lost did
                 # land): catch up, then decide again; retried ids are now answered from dedup.
                 self._catch_up()
+                self._rebuild_timers()
             except DuplicateCommandError as exc:
                 # Some commands were recorded long ago (older than the dedup record):
                 # learn their versions from the store's own record, then decide again.
+                self._put_back(batch.due)
                 self._catch_up()
+                self._rebuild_timers()
                 self._learn(exc.command_ids)
+            except BaseException:
+                self._put_back(batch.due)
+                raise
         return [Unavailable(reason=f"{self.stream}: could not commit after catching up")
                 for _ in requests]
 
@@ -276,13 +315,8 @@ class ShardHost:
         expire = self.decider.expire
         if expire is None:
             return
-        due: list[str] = []
-        heap = self._deadlines
-        while heap and heap[0][0] <= now:
-            _, entity = heapq.heappop(heap)
-            if entity not in due:
-                due.append(entity)
-        for entity in due:
+        batch.due = self._take_due(now)
+        for _, entity in batch.due:
             state = self._state(batch, entity)
             result = self.decider.decide(expire(entity, now), state)
             if isinstance(result, Rejection) or not result:
@@ -314,6 +348,7 @@ class ShardHost:
                 raise ShardFenced(f"{self.stream}: epoch {self.epoch} was fenced") from None
             except StoreUnavailable as exc:
                 log.warning("append_unavailable", stream=self.stream, error=str(exc))
+                self._put_back(batch.due)
                 return [Unavailable(reason=str(exc)) for _ in requests]
             if result.duplicate:  # the whole commit was already recorded
                 raise DuplicateCommandError(self.stream, sorted({e.command_id for e in batch.events}))
@@ -361,6 +396,7 @@ class ShardHost:
         return None
 
     def _push_deadlines(self, batch: _Batch) -> None:
+        """After a commit: timers for new deadlines, and the next one of expired entities."""
         deadline_of, entity_of = self.decider.deadline_of, self.decider.entity_of
         for i, result in batch.decided:
             if isinstance(result, Rejection):
@@ -368,7 +404,12 @@ class ShardHost:
             for event in result:
                 deadline = deadline_of(event)
                 if deadline is not None:
-                    heapq.heappush(self._deadlines, (deadline, entity_of(event)))
+                    self._schedule(entity_of(event), deadline)
+        next_deadline = self.decider.next_deadline
+        for _, entity in batch.due:
+            due = next_deadline(self.state_of(entity))
+            if due is not None:
+                self._schedule(entity, due)
 
     # -- snapshots and status ---------------------------------------------------------
 
@@ -382,7 +423,7 @@ class ShardHost:
         if self._snapshotting is not None and not self._snapshotting.done():
             return  # one at a time; the next threshold will take another
         picture = {"format": SNAPSHOT_FORMAT, "kind": self.decider.kind,
-                   "states": dict(self.states), "deadlines": list(self._deadlines),
+                   "states": dict(self.states),
                    "dedup": (list(self._dedup), list(self._dedup.values()))}
         version = self.version
         if self._executor is None:
@@ -391,6 +432,27 @@ class ShardHost:
             self._snapshotting = self._executor.submit(self._store_snapshot, picture, version)
 
     def _store_snapshot(self, picture: dict[str, Any], version: int) -> None:
+        # Entity by entity, yielding the GIL between slices: one pickle call over the whole
+        # state would hold it for ~150 ms per 100k reservations and stall the batches.
+        # States are immutable values, so an entity whose state is the very object pickled
+        # last time has not changed: only the others are pickled again.
+        states: dict[str, bytes] = {}
+        cache: dict[str, tuple[Any, bytes]] = {}
+        previous = self._pickled
+        pickled = 0
+        for entity, state in picture["states"].items():
+            hit = previous.get(entity)
+            if hit is not None and hit[0] is state:
+                blob = hit[1]
+            else:
+                blob = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+                pickled += 1
+                if pickled % 16 == 0:
+                    time.sleep(0)
+            states[entity] = blob
+            cache[entity] = (state, blob)
+        self._pickled = cache
+        picture["states"] = states
         data = pickle.dumps(picture, protocol=pickle.HIGHEST_PROTOCOL)
         try:
             self.store.save_snapshot(Snapshot(stream=self.stream, version=version,
@@ -409,7 +471,7 @@ class ShardHost:
     def status(self) -> dict[str, Any]:
         return {"stream": self.stream, "kind": self.decider.kind, "epoch": self.epoch,
                 "version": self.version, "snapshot_version": self.snapshot_version,
-                "entities": len(self.states), "pending_deadlines": len(self._deadlines),
+                "entities": len(self.states), "timers": len(self._timers),
                 "fenced": self.fenced}
 
     def state_of(self, entity: str) -> Any:

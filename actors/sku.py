@@ -30,7 +30,7 @@ from typing import assert_never
 
 import immutables
 
-from actors.decider import Decider, InvalidCommand, Rejection
+from actors.decider import Decider, InvalidCommand, Rejection, compact_pickle
 from events.registry import event_type
 
 Tiers = tuple[tuple[int, int], ...]
@@ -262,6 +262,7 @@ class DeadlinePassed(Rejection):
 # --- state ----------------------------------------------------------------------------
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Reservation:
     """Units held for a user until a deadline, with each unit's price and tier."""
@@ -273,6 +274,7 @@ class Reservation:
     deadline: int
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SkuState:
     """One SKU: its stock buckets, sale configuration and held reservations.
@@ -602,6 +604,13 @@ def deadline_of(event: SkuEvent) -> int | None:
     return event.deadline if type(event) is StockReserved else None
 
 
+def next_deadline(state: SkuState) -> int | None:
+    """The earliest deadline among the held reservations, if any."""
+    if not state.reservations:
+        return None
+    return min(r.deadline for r in state.reservations.values())
+
+
 def expire(sku: str, now: int) -> ExpireReservations:
     """The command a host issues once a reservation of `sku` is due."""
     return ExpireReservations(sku=sku, now=now)
@@ -609,4 +618,4 @@ def expire(sku: str, now: int) -> ExpireReservations:
 
 sku_decider: Decider[SkuCommand, SkuEvent, SkuState] = Decider(
     kind="sku", initial=initial, decide=decide, evolve=evolve, entity_of=entity_of,
-    commands=COMMANDS, deadline_of=deadline_of, expire=expire)
+    commands=COMMANDS, deadline_of=deadline_of, next_deadline=next_deadline, expire=expire)

@@ -37,7 +37,7 @@ import redis
 from actors.host import Accepted
 from actors.sku import AddStock, ConfigureSale, ReserveStock, StockReserved
 from cluster.bench import machine
-from events import open_store, registry
+from events import StoreUnavailable, open_store, registry
 
 NOW0 = 1_762_790_400_000  # 2025-11-11T00:00:00+08:00 (baselines; saleday runs on the wall clock)
 
@@ -309,7 +309,7 @@ def run(*, skus: int = 1000, stock: int = 100, demand: float = 3.0, users: int =
                         row = run_lua_pipelined(client, f"{prefix}-lua", work)
                     else:
                         raise ValueError(f"unknown system {system!r}")
-                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                except (redis.ConnectionError, redis.TimeoutError, StoreUnavailable) as exc:
                     row = {"error": f"Redis unavailable: {exc}"}
                 result[system] = row
     finally:

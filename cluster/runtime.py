@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from cluster import wiring
+from events import open_store
 from cluster.gateway import Gateway, GatewayClient, GatewayConfig
 from cluster.routing import ShardMap
 from cluster.wire import Wire
@@ -61,8 +62,16 @@ class Runtime:
         self._wire = Wire(list(self._kind_by_type))
 
     def start(self) -> Runtime:
+        """Start (or join) Ray and bring every shard up; raise `StoreUnavailable` at once if
+        the log cannot be reached, rather than let Ray restart shards that cannot recover."""
         if self.config.store_url.startswith("sqlite:///"):
-            Path(self.config.store_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.config.store_url[len("sqlite:///"):].split("?")[0]).parent.mkdir(
+                parents=True, exist_ok=True)
+        store = open_store(self.config.store_url)
+        try:
+            store.streams()
+        finally:
+            store.close()
         wiring.start_ray(self.config.ray_address, num_cpus=self.config.num_cpus)
         for kind, shard_map in self.maps.items():
             self.handles[kind] = [

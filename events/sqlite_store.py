@@ -13,9 +13,11 @@ other processes may open the same file.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -92,8 +94,10 @@ class SqliteEventStore:
         self._heads: dict[str, tuple[int, bytes]] = {}
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
+        self._thread_lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_file = open(f"{self.path}.writer-lock", "a+b")  # noqa: SIM115
         except OSError as exc:
             raise StoreUnavailable(self.url, str(exc)) from exc
         with self._errors():
@@ -138,7 +142,7 @@ class SqliteEventStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn()
-        with self._errors():
+        with self._writer_lock(), self._errors():
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -147,7 +151,35 @@ class SqliteEventStore:
                 raise
             conn.execute("COMMIT")
 
+    @contextmanager
+    def _writer_lock(self) -> Iterator[None]:
+        """Queue writers (threads, then processes) on a lock that wakes the next one the
+        moment it is free. SQLite's own busy handler polls with sleeps of up to 100 ms,
+        which several shard processes writing one file turn into tail latency."""
+        with self._thread_lock:
+            if self._lock_file is None:
+                yield
+                return
+            deadline = time.monotonic() + self._busy_timeout_ms / 1000
+            pause = 0.0001
+            while True:
+                try:
+                    fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise StoreUnavailable(self.url, "timed out waiting for the write lock") from None
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.001)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+
     def close(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
         with self._conns_lock:
             for conn in self._conns:
                 try:

@@ -260,3 +260,30 @@ def test_a_retry_older_than_the_dedup_record_is_still_applied_once(store):
     mixed = h.handle([Request("old", reserve("r-old")), Request("new", reserve("r-new"))])
     assert mixed[0].duplicate and isinstance(mixed[1], Accepted) and not mixed[1].duplicate
     assert h.state_of("a").reserved == 6
+
+
+def test_a_failed_commit_keeps_the_timers_it_took(store):
+    """Expiries decided in a batch whose append fails are not forgotten: the next batch does them."""
+    clock = Clock()
+    flaky = FlakyStore(store)
+    h = host(flaky, clock)
+    stocked(h)
+    h.handle([Request("c1", reserve("r1", deadline=T0 + 1000))])
+    clock.now = T0 + 2000
+    flaky.fail = "before"
+    assert h.tick() == 0
+    flaky.fail = None
+    assert h.tick() == 1
+    assert h.state_of("a").available == 3
+
+
+def test_recovery_restores_the_timers_of_held_reservations(store):
+    """A new incarnation still expires what the old one had scheduled."""
+    clock = Clock()
+    h = host(store, clock, snapshot_every=3)
+    stocked(h)
+    h.handle([Request("c1", reserve("r1", deadline=T0 + 1000)), Request("c2", reserve("r2", deadline=T0 + 9000))])
+    h2 = host(store, clock)
+    assert h2.status()["timers"] == 1
+    clock.now = T0 + 1500
+    assert h2.tick() == 1 and h2.state_of("a").reserved == 1

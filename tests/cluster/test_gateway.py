@@ -159,3 +159,36 @@ def test_uniform_maps_spread_partitions_and_can_move_one(shards):
     assert m.shards == shards and ShardMap.from_dict(m.to_dict()) == m
     moved = m.moved(0, shards - 1)
     assert moved.owners[0] == shards - 1 and moved.owners[1:] == m.owners[1:]
+
+
+class TickCounter(StandInShard):
+    """A stand-in shard that counts the gateway's ticks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ticks = 0
+        self.tick = self._TickMethod(self)
+
+    class _TickMethod:
+        def __init__(self, shard) -> None:
+            self.shard = shard
+
+        def remote(self):
+            self.shard.ticks += 1
+            return self.shard._answer(None)
+
+
+def test_the_gateway_ticks_every_shard_while_idle():
+    """With no traffic at all, each shard is still asked to expire what is due."""
+    shards = [TickCounter(), TickCounter()]
+
+    async def idle() -> None:
+        gw = Gateway({"sku": ShardMap.uniform("sku", 2, 8)}, {"sku": shards},
+                     GatewayConfig(tick_s=0.02), entity_of={"sku": lambda c: c.sku},
+                     kind_of=lambda c: "sku", transient=(Flaky,), wire=WIRE)
+        gw.start_ticking()
+        await asyncio.sleep(0.15)
+        await gw.close()
+
+    asyncio.run(idle())
+    assert all(s.ticks >= 3 for s in shards)
