@@ -35,7 +35,15 @@ from typing import Any
 import redis
 
 from actors.host import Accepted
-from actors.sku import AddStock, ConfigureSale, ReserveStock, StockReserved
+from actors.sku import (
+    AddStock,
+    ConfigureSale,
+    ReservationExpired,
+    ReservationReleased,
+    ReserveStock,
+    StockAdded,
+    StockReserved,
+)
 from cluster.bench import machine
 from events import StoreUnavailable, open_store, registry
 
@@ -192,8 +200,9 @@ async def closed_loop(gateway: Any, commands: list[Any], window: int) -> tuple[l
     return latencies, replies
 
 
-def _oversold_from_log(store_url: str, work: Workload) -> int:
-    """Units reserved beyond stock per SKU, folded from the log itself (not shard state)."""
+def stock_from_log(store_url: str) -> tuple[dict[str, int], dict[str, int]]:
+    """Per SKU, units stocked and units held or sold, folded from the log itself (never
+    from a shard's memory): what an oversell check must trust."""
     added: dict[str, int] = {}
     held: dict[str, int] = {}
     store = open_store(store_url)
@@ -201,15 +210,19 @@ def _oversold_from_log(store_url: str, work: Workload) -> int:
         for stream in store.streams():
             for env in store.read(stream):
                 event = registry.decode(env)
-                name = type(event).__name__
-                if name == "StockAdded":
+                if isinstance(event, StockAdded):
                     added[event.sku] = added.get(event.sku, 0) + event.qty
                 elif isinstance(event, StockReserved):
                     held[event.sku] = held.get(event.sku, 0) + event.qty
-                elif name in ("ReservationReleased", "ReservationExpired"):
+                elif isinstance(event, (ReservationReleased, ReservationExpired)):
                     held[event.sku] = held.get(event.sku, 0) - event.qty
     finally:
         store.close()
+    return added, held
+
+
+def _oversold_from_log(store_url: str, work: Workload) -> int:
+    added, held = stock_from_log(store_url)
     return sum(max(0, held.get(s, 0) - added.get(s, 0)) for s in set(added) | set(held))
 
 

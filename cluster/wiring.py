@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import gc
 import os
+import time
 from typing import Any
 
 import structlog
 
-from actors.host import Request, ShardFenced, ShardHost
+from actors.host import Accepted, Request, ShardFenced, ShardHost
 from cluster.wire import Wire
 from events import open_store
 
@@ -41,16 +42,20 @@ class ShardActor:
         self.wire = Wire(decider.commands)
         self.host = ShardHost(decider=decider, store=open_store(store_url), stream=stream,
                               snapshot_every=snapshot_every, snapshot_in_background=True)
+        self.metrics = ShardMetrics(stream)
         tune_gc()
-
 
     def handle(self, batch: bytes) -> bytes:
         """Decide a batch encoded by `cluster.wire`; answer with the encoded replies."""
         return self.wire.encode_replies(self.handle_requests(self.wire.decode_requests(batch)))
 
     def handle_requests(self, requests: list[Request]) -> list[Any]:
+        started = time.perf_counter()
+        version = self.host.version
         try:
-            return self.host.handle(requests)
+            replies = self.host.handle(requests)
+            self.metrics.batch(replies, self.host.version - version, time.perf_counter() - started)
+            return replies
         except ShardFenced:
             # A newer incarnation owns the stream. Exit so Ray restarts this actor, and
             # the restart takes a newer epoch still; never decide on a stale view.
@@ -73,6 +78,41 @@ class ShardActor:
         self.host.save_snapshot()
         return self.host.snapshot_version
 
+
+
+class ShardMetrics:
+    """Per-shard counters and a batch-latency histogram, exported where Ray exports metrics
+    (its Prometheus endpoint, when the cluster runs the metrics agent). Recorded once per
+    batch, never per command."""
+
+    def __init__(self, stream: str) -> None:
+        try:
+            from ray.util import metrics
+        except ImportError:  # pragma: no cover - ray is a dependency
+            self._enabled = False
+            return
+        tags = ("shard",)
+        self._commands = metrics.Counter("saleday_shard_commands", "Commands decided, by outcome.",
+                                         tag_keys=("shard", "outcome"))
+        self._events = metrics.Counter("saleday_shard_events", "Events appended.", tag_keys=tags)
+        self._batch_ms = metrics.Histogram(
+            "saleday_shard_batch_ms", "Time to decide, append and answer one batch (ms).",
+            boundaries=[1, 2, 5, 10, 25, 50, 100, 250, 1000], tag_keys=tags)
+        self._tags = {"shard": stream}
+        self._enabled = True
+
+    def batch(self, replies: list[Any], events: int, seconds: float) -> None:
+        if not self._enabled:
+            return
+        outcomes: dict[str, int] = {}
+        for reply in replies:
+            code = "accepted" if isinstance(reply, Accepted) else reply.code
+            outcomes[code] = outcomes.get(code, 0) + 1
+        for code, n in outcomes.items():
+            self._commands.inc(n, tags={**self._tags, "outcome": code})
+        if events:
+            self._events.inc(events, tags=self._tags)
+        self._batch_ms.observe(seconds * 1000, tags=self._tags)
 
 
 def tune_gc() -> None:

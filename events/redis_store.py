@@ -31,7 +31,6 @@ import redis
 import redis.exceptions
 
 from events.chain import seal
-from events.codec import envelopes
 from events.envelope import (
     ZERO_HASH,
     AppendResult,
@@ -50,7 +49,7 @@ from events.errors import (
     SnapshotError,
     StoreUnavailable,
 )
-from events.store import check_expected, check_read, check_stream, redact
+from events.store import StoreBase, check_expected, check_stream, redact
 
 _APPEND = """
 local meta, log, cmds = KEYS[1], KEYS[2], KEYS[3]
@@ -120,7 +119,7 @@ _READ_PAGE = 64  # commits per XRANGE call
 _ANY_RETRIES = 16
 
 
-class RedisEventStore:
+class RedisEventStore(StoreBase):
     """An `EventStore` on Redis Streams."""
 
     def __init__(self, client: redis.Redis, *, prefix: str = "saleday", url: str = "redis://") -> None:
@@ -170,11 +169,6 @@ class RedisEventStore:
     def close(self) -> None:
         self._r.close()
 
-    def __enter__(self) -> RedisEventStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def ping(self) -> None:
         """Raise `StoreUnavailable` unless the server answers."""
@@ -278,16 +272,6 @@ class RedisEventStore:
                 pipe.hget(self._keys(name)[0], "version")
             versions = pipe.execute()
         return {n: int(v) for n, v in zip(names, versions) if v is not None and int(v) > 0}
-
-    def read(self, stream: str, from_version: int = 1, limit: int | None = None) -> list[Envelope]:
-        check_stream(stream)
-        check_read(stream, from_version, limit)
-        return envelopes(self.read_commits(stream, from_version), from_version, limit)
-
-    def read_commits(self, stream: str, from_version: int = 1) -> Iterator[StoredCommit]:
-        check_stream(stream)
-        check_read(stream, from_version, None)
-        return self._commits(stream, from_version)
 
     def _commits(self, stream: str, from_version: int) -> Iterator[StoredCommit]:
         log = self._keys(stream)[1]

@@ -24,7 +24,6 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from events.chain import HASH_SIZE, SealedCommit, seal
-from events.codec import envelopes
 from events.envelope import (
     ZERO_HASH,
     AppendResult,
@@ -42,7 +41,7 @@ from events.errors import (
     SnapshotError,
     StoreUnavailable,
 )
-from events.store import check_expected, check_read, check_stream
+from events.store import StoreBase, check_expected, check_stream
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS streams (
@@ -79,7 +78,7 @@ CREATE TABLE IF NOT EXISTS snapshots (
 _READ_PAGE = 64  # commits per query
 
 
-class SqliteEventStore:
+class SqliteEventStore(StoreBase):
     """An `EventStore` in one SQLite file."""
 
     def __init__(self, path: str | Path, *, synchronous: str = "full",
@@ -189,11 +188,6 @@ class SqliteEventStore:
             self._conns.clear()
         self._local = threading.local()
 
-    def __enter__(self) -> SqliteEventStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- writing ----------------------------------------------------------------------
 
@@ -317,16 +311,6 @@ class SqliteEventStore:
         with self._errors():
             return dict(self._conn().execute(
                 "SELECT stream, version FROM streams WHERE version > 0 ORDER BY stream").fetchall())
-
-    def read(self, stream: str, from_version: int = 1, limit: int | None = None) -> list[Envelope]:
-        check_stream(stream)
-        check_read(stream, from_version, limit)
-        return envelopes(self.read_commits(stream, from_version), from_version, limit)
-
-    def read_commits(self, stream: str, from_version: int = 1) -> Iterator[StoredCommit]:
-        check_stream(stream)
-        check_read(stream, from_version, None)
-        return self._commits(stream, from_version)
 
     def _commits(self, stream: str, from_version: int) -> Iterator[StoredCommit]:
         # Pages are fetched whole, so no statement (and no read snapshot) stays open on

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
+from events.codec import envelopes
 from events.envelope import AppendResult, Envelope, NewEvent, Snapshot, StoredCommit, StreamHead
 from events.errors import InvalidAppend, InvalidStoreUrl, InvalidStreamName
 
@@ -77,6 +78,32 @@ class EventStore(Protocol):
 
     def close(self) -> None:
         ...
+
+
+class StoreBase:
+    """What both backends share: reading envelopes on top of their raw commits."""
+
+    def read(self, stream: str, from_version: int = 1, limit: int | None = None) -> list[Envelope]:
+        check_stream(stream)
+        check_read(stream, from_version, limit)
+        return envelopes(self.read_commits(stream, from_version), from_version, limit)
+
+    def read_commits(self, stream: str, from_version: int = 1) -> Iterator[StoredCommit]:
+        check_stream(stream)
+        check_read(stream, from_version, None)
+        return self._commits(stream, from_version)
+
+    def _commits(self, stream: str, from_version: int) -> Iterator[StoredCommit]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def check_stream(stream: object) -> str:

@@ -13,6 +13,7 @@ import ray
 
 from actors.host import Accepted, Busy, Request, ShardFenced, ShardHost
 from actors.sku import AddStock, ConfigureSale, ReserveStock, sku_decider
+from cluster.bench_reserve import stock_from_log
 from cluster.gateway import Gateway, GatewayConfig
 from cluster.runtime import Runtime, RuntimeConfig
 from cluster.wire import Wire
@@ -58,18 +59,7 @@ def reservations(n: int, skus: list[str], *, deadline_ms: int = 900_000) -> list
 
 def reserved_units_in_log(store_url: str) -> dict[str, int]:
     """Units held or sold per SKU, folded from the log (not from any shard's memory)."""
-    held: dict[str, int] = {}
-    store = open_store(store_url)
-    for stream in store.streams():
-        for env in store.read(stream):
-            event = registry.decode(env)
-            name = type(event).__name__
-            if name == "StockReserved":
-                held[event.sku] = held.get(event.sku, 0) + event.qty
-            elif name in ("ReservationReleased", "ReservationExpired"):
-                held[event.sku] = held.get(event.sku, 0) - event.qty
-    store.close()
-    return held
+    return stock_from_log(store_url)[1]
 
 
 def test_a_killed_shard_comes_back_losing_nothing_acknowledged(ray_instance, tmp_path):
