@@ -50,6 +50,8 @@ def bench_store(
     sqlite_sync: Annotated[str, typer.Option(help="SQLite synchronous: full (fsync per "
                                              "commit) or normal.")] = "full",
     backend: Annotated[list[str] | None, typer.Option(help="sqlite and/or redis (default: both).")] = None,
+    baseline: Annotated[bool, typer.Option(help="Also measure the eventsourcing library "
+                                           "(SQLite) in the same run.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Append, read+decode and read+verify rates of the SQLite and Redis event stores."""
@@ -61,7 +63,7 @@ def bench_store(
         raise typer.BadParameter(f"unknown backend(s) {sorted(unknown)}", param_hint="--backend")
     structlog.get_logger().info("bench_store_started", events=events, batch=batch, repeat=repeat)
     result = run(events=events, batch=batch, repeat=repeat, redis_url=redis_url,
-                 sqlite_synchronous=sqlite_sync, backends=backends)
+                 sqlite_synchronous=sqlite_sync, backends=backends, baseline=baseline)
     if as_json:
         typer.echo(json.dumps(result))
         return
@@ -70,14 +72,18 @@ def bench_store(
     for col in ("backend", "append ev/s", "read+decode ev/s", "read+verify ev/s",
                 "read+recompute ev/s", "durability"):
         table.add_column(col, justify="right" if "ev/s" in col else "left")
-    for name in backends:
-        row = result[name]
-        if "error" in row:
-            table.add_row(name, "-", "-", "-", "-", f"[red]{escape(row['error'])}[/red]")
+    for name in (*backends, "eventsourcing[sqlite]"):
+        row = result.get(name)
+        if row is None:
             continue
-        table.add_row(name, f"{row['append_events_per_s']:,}", f"{row['read_events_per_s']:,}",
-                      f"{row['verify_events_per_s']:,}",
-                      f"{row['verify_recompute_events_per_s']:,}", row["durability"])
+        if "error" in row:
+            table.add_row(escape(name), "-", "-", "-", "-", f"[red]{escape(row['error'])}[/red]")
+            continue
+        table.add_row(escape(name), f"{row['append_events_per_s']:,}",
+                      f"{row['read_events_per_s']:,}",
+                      f"{row['verify_events_per_s']:,}" if "verify_events_per_s" in row else "-",
+                      f"{row['verify_recompute_events_per_s']:,}"
+                      if "verify_recompute_events_per_s" in row else "-", row["durability"])
     console = Console()
     console.print(table)
     m = result["machine"]
