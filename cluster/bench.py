@@ -214,10 +214,10 @@ def _drop_prefix(store: Any, prefix: str) -> None:
 
 
 def _redis_durability(url: str) -> str:
-    import redis
+    from events.redis_store import client_from_url
 
     try:
-        client = redis.Redis.from_url(url.split("?")[0], socket_connect_timeout=2)
+        client, _ = client_from_url(url)
         conf = client.config_get("appendonly") | client.config_get("appendfsync")
         info = client.info("server")
         client.close()

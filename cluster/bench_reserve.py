@@ -46,6 +46,7 @@ from actors.sku import (
 )
 from cluster.bench import machine
 from events import StoreUnavailable, open_store, registry
+from events.redis_store import client_from_url
 
 NOW0 = 1_762_790_400_000  # 2025-11-11T00:00:00+08:00 (baselines; saleday runs on the wall clock)
 
@@ -303,7 +304,7 @@ def run(*, skus: int = 1000, stock: int = 100, demand: float = 3.0, users: int =
     result: dict[str, Any] = {}
     prefix = f"saleday-bench-{uuid.uuid4().hex[:12]}"
     sep = "&" if "?" in redis_url else "?"
-    client = redis.Redis.from_url(redis_url, socket_connect_timeout=2)
+    client, _ = client_from_url(redis_url)
     try:
         with tempfile.TemporaryDirectory(prefix="saleday-bench-") as tmp:
             for system in systems:

@@ -71,13 +71,16 @@ def bench_store(
                         f"median of {repeat}")
     for col in ("backend", "append ev/s", "read+decode ev/s", "read+verify ev/s",
                 "read+recompute ev/s", "durability"):
-        table.add_column(col, justify="right" if "ev/s" in col else "left")
+        table.add_column(col, justify="right" if "ev/s" in col else "left",
+                         no_wrap=col == "backend")
+    errors = []
     for name in (*backends, "eventsourcing[sqlite]"):
         row = result.get(name)
         if row is None:
             continue
         if "error" in row:
-            table.add_row(escape(name), "-", "-", "-", "-", f"[red]{escape(row['error'])}[/red]")
+            table.add_row(escape(name), "-", "-", "-", "-", "[red]failed[/red]")
+            errors.append(f"{name}: {row['error']}")
             continue
         table.add_row(escape(name), f"{row['append_events_per_s']:,}",
                       f"{row['read_events_per_s']:,}",
@@ -86,13 +89,15 @@ def bench_store(
                       if "verify_recompute_events_per_s" in row else "-", row["durability"])
     console = Console()
     console.print(table)
+    for line in errors:
+        console.print(f"[red]{escape(line)}[/red]")
     m = result["machine"]
     console.print(f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}")
 
 
 @bench_app.command("reserve")
 def bench_reserve(
-    skus: Annotated[int, typer.Option(min=1, help="SKUs on sale.")] = 1000,
+    skus: Annotated[int, typer.Option(min=1, help="SKUs on sale.")] = 500,
     stock: Annotated[int, typer.Option(min=1, help="Units per SKU.")] = 100,
     demand: Annotated[float, typer.Option(min=0.1, help="Reservations per unit of supply.")] = 3.0,
     users: Annotated[int, typer.Option(min=1)] = 200_000,
@@ -131,11 +136,14 @@ def bench_reserve(
                         f"{p['stock']:,} units (Zipf {p['zipf']}), {p['shards']} shards")
     for col in ("system", "req/s", "x lua", "p50 ms", "p99 ms", "p99 ms at half load",
                 "oversold", "granted"):
-        table.add_column(col, justify="left" if col == "system" else "right")
+        table.add_column(col, justify="left" if col == "system" else "right",
+                         no_wrap=col == "system")
+    errors = []
     for name in systems:
         row = result[name]
         if "error" in row:
-            table.add_row(escape(name), f"[red]{escape(row['error'])}[/red]", "", "", "", "", "", "")
+            table.add_row(escape(name), "[red]failed[/red]", "", "", "", "", "", "")
+            errors.append(f"{name}: {row['error']}")
             continue
         table.add_row(escape(name), f"{row['req_per_s']:,}", str(row.get("x_redis_lua_pipelined", "")),
                       str(row["p50_ms"]), str(row["p99_ms"]), str(row.get("p99_ms_at_half_load", "")),
@@ -143,6 +151,8 @@ def bench_reserve(
                       f"{row['granted']:,}")
     console = Console()
     console.print(table)
+    for line in errors:
+        console.print(f"[red]{escape(line)}[/red]")
     if "recovery" in result:
         r = result["recovery"]
         console.print(f"recovery: stream of {r['events']:,} events (snapshot every "

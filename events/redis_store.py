@@ -116,6 +116,27 @@ return {'ok'}
 """
 
 _READ_PAGE = 64  # commits per XRANGE call
+
+
+def client_from_url(url: str) -> tuple[redis.Redis, str]:
+    """A redis-py client and the key prefix for a store URL (our options taken out)."""
+    parts = urlsplit(url)
+    opts = dict(parse_qsl(parts.query))
+    prefix = opts.pop("prefix", "saleday")
+    try:
+        connect_timeout = float(opts.pop("connect_timeout", 2.0))
+        socket_timeout = float(opts.pop("socket_timeout", 10.0))
+    except ValueError as exc:
+        raise InvalidStoreUrl(f"{redact(url)}: timeouts must be numbers of seconds") from exc
+    if not prefix or "{" in prefix or "}" in prefix:
+        raise InvalidStoreUrl(f"{redact(url)}: prefix must be non-empty, without braces")
+    clean = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(opts), parts.fragment))
+    try:
+        client = redis.Redis.from_url(clean, socket_connect_timeout=connect_timeout,
+                                      socket_timeout=socket_timeout, decode_responses=False)
+    except ValueError as exc:
+        raise InvalidStoreUrl(f"{redact(url)}: {exc}") from exc
+    return client, prefix
 _ANY_RETRIES = 16
 
 
@@ -133,22 +154,7 @@ class RedisEventStore(StoreBase):
 
     @classmethod
     def from_url(cls, url: str) -> RedisEventStore:
-        parts = urlsplit(url)
-        opts = dict(parse_qsl(parts.query))
-        prefix = opts.pop("prefix", "saleday")
-        try:
-            connect_timeout = float(opts.pop("connect_timeout", 2.0))
-            socket_timeout = float(opts.pop("socket_timeout", 10.0))
-        except ValueError as exc:
-            raise InvalidStoreUrl(f"{redact(url)}: timeouts must be numbers of seconds") from exc
-        if not prefix or "{" in prefix or "}" in prefix:
-            raise InvalidStoreUrl(f"{redact(url)}: prefix must be non-empty, without braces")
-        clean = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(opts), parts.fragment))
-        try:
-            client = redis.Redis.from_url(clean, socket_connect_timeout=connect_timeout,
-                                          socket_timeout=socket_timeout, decode_responses=False)
-        except ValueError as exc:
-            raise InvalidStoreUrl(f"{redact(url)}: {exc}") from exc
+        client, prefix = client_from_url(url)
         return cls(client, prefix=prefix, url=url)
 
     # -- keys and errors --------------------------------------------------------------
