@@ -8,6 +8,7 @@ its hash chains).
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from typing import Annotated
 
@@ -87,7 +88,7 @@ def bench_store(
                       f"{row['verify_events_per_s']:,}" if "verify_events_per_s" in row else "-",
                       f"{row['verify_recompute_events_per_s']:,}"
                       if "verify_recompute_events_per_s" in row else "-", row["durability"])
-    console = Console()
+    console = _console()
     console.print(table)
     for line in errors:
         console.print(f"[red]{escape(line)}[/red]")
@@ -149,7 +150,7 @@ def bench_reserve(
                       str(row["p50_ms"]), str(row["p99_ms"]), str(row.get("p99_ms_at_half_load", "")),
                       str(row["oversold"]),
                       f"{row['granted']:,}")
-    console = Console()
+    console = _console()
     console.print(table)
     for line in errors:
         console.print(f"[red]{escape(line)}[/red]")
@@ -178,7 +179,7 @@ def log_streams(store: StoreOpt,
         table.add_column(col)
     for n, v, e in rows:
         table.add_row(n, str(v), str(e))
-    Console().print(table)
+    _console().print(table)
 
 
 @log_app.command("verify")
@@ -246,6 +247,11 @@ class _opened:
         if isinstance(exc, EventLogError) and not isinstance(exc, typer.Exit):
             _fail(exc)
         return False
+
+
+def _console() -> Console:
+    """A console at least 132 columns wide, so tables are never cut when output is piped."""
+    return Console(width=max(shutil.get_terminal_size((132, 24)).columns, 132))
 
 
 def _fail(exc: Exception) -> None:
