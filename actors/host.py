@@ -26,18 +26,17 @@ This is a plain class: unit tests drive it without Ray (cluster/wiring.py makes 
 from __future__ import annotations
 
 import heapq
-from concurrent.futures import Future, ThreadPoolExecutor
 import pickle
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
 from actors.decider import Decider, InvalidCommand, Rejection
-from events.codec import envelopes
 from events import (
     ConcurrencyError,
     DuplicateCommandError,
@@ -48,8 +47,11 @@ from events import (
     NewEvent,
     Snapshot,
     StoreUnavailable,
+)
+from events import (
     registry as default_registry,
 )
+from events.codec import envelopes
 
 log = structlog.get_logger("saleday.shard")
 

@@ -25,7 +25,6 @@ import bisect
 import itertools
 import os
 import random
-import statistics
 import tempfile
 import time
 import uuid

@@ -167,7 +167,6 @@ def bench_reserve(
 def log_streams(store: StoreOpt,
                 as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List the streams of a store with their versions and writer epochs."""
-    from events import open_store
 
     with _opened(store) as s:
         rows = [(name, version, s.head(name).epoch) for name, version in s.streams().items()]

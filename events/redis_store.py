@@ -34,7 +34,6 @@ from events.chain import seal
 from events.envelope import (
     ZERO_HASH,
     AppendResult,
-    Envelope,
     NewEvent,
     Snapshot,
     StoredCommit,

@@ -27,7 +27,6 @@ from events.chain import HASH_SIZE, SealedCommit, seal
 from events.envelope import (
     ZERO_HASH,
     AppendResult,
-    Envelope,
     NewEvent,
     Snapshot,
     StoredCommit,

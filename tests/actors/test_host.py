@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from actors.decider import InvalidCommand
 from actors.host import Accepted, Request, ShardFenced, ShardHost, Unavailable
 from actors.sku import (
     AddStock,
@@ -15,7 +16,6 @@ from actors.sku import (
     StockReserved,
     sku_decider,
 )
-from actors.decider import InvalidCommand
 from events import StoreUnavailable, open_store
 
 T0 = 1_762_790_400_000
@@ -287,3 +287,38 @@ def test_recovery_restores_the_timers_of_held_reservations(store):
     assert h2.status()["timers"] == 1
     clock.now = T0 + 1500
     assert h2.tick() == 1 and h2.state_of("a").reserved == 1
+
+
+@pytest.mark.parametrize("kind", ["session", "campaign", "team"])
+def test_every_entity_kind_runs_on_the_generic_host(store, kind):
+    """The same host serves each decider: decide, append, recover, answer retries."""
+    from actors.campaign import CreateCampaign, GrantCoupon
+    from actors.session import StartSession
+    from actors.team import CreateTeam, JoinTeam
+    from cluster.wiring import deciders
+
+    commands = {
+        "session": [StartSession(user="u1", session_id="s1", utm_source="wechat", utm_medium="share",
+                                 utm_campaign="1111", now=T0)],
+        "campaign": [CreateCampaign(campaign="c1", value_cents=500, min_spend_cents=0, valid_from=T0,
+                                    valid_until=T0 + 86_400_000, budget_coupons=1, budget_cents=0,
+                                    now=T0),
+                     GrantCoupon(campaign="c1", grant_id="g1", user="u1", now=T0),
+                     GrantCoupon(campaign="c1", grant_id="g2", user="u2", now=T0)],
+        "team": [CreateTeam(team="t1", leader="u1", campaign="c1", pool_cents=1000, size=2,
+                            min_share_cents=100, expires=T0 + 60_000, seed=7, now=T0),
+                 JoinTeam(team="t1", user="u2", now=T0)],
+    }[kind]
+    decider = deciders()[kind]
+    h = ShardHost(decider=decider, store=store, stream=f"{kind}-000", clock=Clock())
+    replies = h.handle([Request(f"c{i}", c) for i, c in enumerate(commands)])
+    assert isinstance(replies[0], Accepted) and replies[0].events
+    if kind == "campaign":
+        assert replies[2].code == "budget_exhausted"
+    if kind == "team":
+        assert [type(e).__name__ for e in replies[1].events] == ["MemberJoined", "TeamCompleted",
+                                                                 "RedPacketSplit"]
+    again = ShardHost(decider=decider, store=store, stream=f"{kind}-000", clock=Clock())
+    assert again.states == h.states
+    (retried,) = again.handle([Request("c0", commands[0])])
+    assert retried.duplicate and retried.events == replies[0].events

@@ -13,12 +13,12 @@ import ray
 
 from actors.host import Accepted, Busy, Request, ShardFenced, ShardHost
 from actors.sku import AddStock, ConfigureSale, ReserveStock, sku_decider
+from cluster import wiring
 from cluster.bench_reserve import stock_from_log
 from cluster.gateway import Gateway, GatewayConfig
 from cluster.runtime import Runtime, RuntimeConfig
 from cluster.wire import Wire
-from cluster import wiring
-from events import open_store, registry
+from events import open_store
 
 pytestmark = pytest.mark.ray
 T0 = 1_762_790_400_000

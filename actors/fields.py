@@ -1,0 +1,107 @@
+"""What every decider does to its commands' fields and its states, written once.
+
+`FieldChecks` checks a command's `int` and `str` fields before any business rule: ints
+are real ints (not bools) that fit the log's 64-bit integers, strs are strs and, unless
+listed as optional, non-empty. The common case is one pass of C-level set checks; only a
+bad command is walked field by field, to say what is wrong.
+
+`fast_replace(cls)` is `dataclasses.replace` for a frozen slotted state class without
+re-running `__init__` (5x faster; `evolve` runs on every event of every replay).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import fields
+from operator import attrgetter
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+UINT64_MAX = 2**64 - 1
+_INT_ONLY, _STR_ONLY = frozenset((int,)), frozenset((str,))
+
+
+def _getter(names: list[str]) -> Callable[[Any], tuple]:
+    if not names:
+        return lambda obj: ()
+    get = attrgetter(*names)
+    return (lambda obj: (get(obj),)) if len(names) == 1 else get
+
+
+class _Spec:
+    __slots__ = ("fields", "ints", "uints", "non_negative", "strs", "required")
+
+    def __init__(self, cls: type, optional_strs: frozenset[str], non_negative: frozenset[str],
+                 unsigned: frozenset[str]) -> None:
+        typed = [(f.name, f.type) for f in fields(cls) if f.type in ("int", "str")]
+        self.fields = typed
+        self.ints = _getter([n for n, k in typed if k == "int" and n not in unsigned])
+        self.uints = _getter([n for n, k in typed if k == "int" and n in unsigned])
+        self.non_negative = _getter([n for n, k in typed if k == "int" and n in non_negative])
+        self.strs = _getter([n for n, k in typed if k == "str"])
+        self.required = _getter([n for n, k in typed if k == "str" and n not in optional_strs])
+
+
+class FieldChecks:
+    """Type checks for the int and str fields of a decider's command classes."""
+
+    def __init__(self, commands: Iterable[type], *, optional_strs: Iterable[str] = (),
+                 non_negative: Iterable[str] = (), unsigned: Iterable[str] = ()) -> None:
+        self.optional_strs = frozenset(optional_strs)
+        self.non_negative_names = frozenset(non_negative)
+        self.unsigned = frozenset(unsigned)
+        self._specs = {cls: _Spec(cls, self.optional_strs, self.non_negative_names, self.unsigned)
+                       for cls in commands}
+
+    def problem(self, command: Any) -> str | None:
+        """What is wrong with `command`'s fields, in words; None if nothing (or not ours)."""
+        spec = self._specs.get(type(command))
+        if spec is None:
+            return None
+        ints, uints, positive = spec.ints(command), spec.uints(command), spec.non_negative(command)
+        if (_INT_ONLY.issuperset(map(type, ints)) and (not ints or (min(ints) >= INT64_MIN
+                                                                   and max(ints) <= INT64_MAX))
+                and _INT_ONLY.issuperset(map(type, uints))
+                and (not uints or (min(uints) >= 0 and max(uints) <= UINT64_MAX))
+                and (not positive or min(positive) >= 0)
+                and _STR_ONLY.issuperset(map(type, spec.strs(command)))
+                and all(spec.required(command))):
+            return None
+        return self._explain(command, spec)
+
+    def _explain(self, command: Any, spec: _Spec) -> str:
+        name = type(command).__name__
+        for field, kind in spec.fields:
+            value = getattr(command, field)
+            if kind == "int":
+                if field in self.unsigned:
+                    if type(value) is not int or not 0 <= value <= UINT64_MAX:
+                        return f"{name}.{field} must be an unsigned 64-bit int, not {value!r}"
+                    continue
+                if type(value) is not int or not INT64_MIN <= value <= INT64_MAX:
+                    return f"{name}.{field} must be a 64-bit int, not {value!r}"
+                if field in self.non_negative_names and value < 0:
+                    return f"{name}.{field} must be >= 0, not {value}"
+            else:
+                if type(value) is not str:
+                    return f"{name}.{field} must be a str, not {value!r}"
+                if not value and field not in self.optional_strs:
+                    return f"{name}.{field} must be a non-empty str"
+        return f"{name} is malformed"  # pragma: no cover - the fast path said something was
+
+
+def fast_replace(cls: type[T]) -> Callable[..., T]:
+    """A `replace(state, **changes)` for the frozen slotted dataclass `cls`."""
+    setters = tuple((f.name, cls.__dict__[f.name].__set__) for f in fields(cls))
+    new = object.__new__
+
+    def replace(state: T, **changes: Any) -> T:
+        obj = new(cls)
+        for name, set_ in setters:
+            set_(obj, changes[name] if name in changes else getattr(state, name))
+        return obj
+
+    replace.__doc__ = f"`dataclasses.replace` for `{cls.__name__}`, without re-running `__init__`."
+    return replace
