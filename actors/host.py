@@ -118,7 +118,7 @@ class ShardHost:
     def __init__(self, *, decider: Decider, store: EventStore, stream: str,
                  registry: EventRegistry = default_registry, snapshot_every: int = 10_000,
                  dedup_capacity: int = 20_000, clock: Callable[[], int] = wall_clock_ms,
-                 snapshot_in_background: bool = False) -> None:
+                 snapshot_in_background: bool = False, use_snapshot: bool = True) -> None:
         self.decider = decider
         self.store = store
         self.stream = stream
@@ -142,7 +142,8 @@ class ShardHost:
         self._pickled: dict[str, tuple[Any, bytes]] = {}
         started = time.perf_counter()
         self.epoch = store.acquire_epoch(stream)
-        self._load_snapshot()
+        if use_snapshot:
+            self._load_snapshot()
         replayed = self._catch_up()
         self._rebuild_timers()
         log.info("shard_recovered", stream=stream, epoch=self.epoch, version=self.version,

@@ -351,7 +351,9 @@ def run_recovery(*, events: int = 1_000_000, snapshot_every: int = 50_000,
                  skus: int = 100) -> dict[str, Any]:
     """Fill one shard's stream with `events` events (reserve, then release, as a shard
     would write them, snapshots included), then time (a) recovery of a new host in this
-    process and (b) a Ray shard actor killed and restarted until it answers again."""
+    process from the latest snapshot, (b) a replay of the whole stream (whose rate gives
+    the worst case: a tail of `snapshot_every` events after the snapshot) and (c) a Ray
+    shard actor killed and restarted until it answers again."""
     import ray
 
     from actors.host import Request, ShardHost
@@ -388,6 +390,10 @@ def run_recovery(*, events: int = 1_000_000, snapshot_every: int = 50_000,
                               snapshot_every=snapshot_every)
         in_process_ms = (time.perf_counter() - t0) * 1000
         assert recovered.version == total
+        t0 = time.perf_counter()
+        replayed = ShardHost(decider=sku_decider, store=store, stream=stream, use_snapshot=False)
+        replay_rate = total / (time.perf_counter() - t0)
+        assert replayed.states == recovered.states
         store.close()
 
         wiring.start_ray()
@@ -414,4 +420,6 @@ def run_recovery(*, events: int = 1_000_000, snapshot_every: int = 50_000,
         ray.kill(handle, no_restart=True)
     return {"events": total, "snapshot_every": snapshot_every, "fill_s": round(fill_s, 1),
             "recover_in_process_ms": round(in_process_ms, 1),
+            "replay_events_per_s": round(replay_rate),
+            "worst_case_tail_ms": round(snapshot_every / replay_rate * 1000, 1),
             "ray_kill_to_serving_ms": round(ray_restart_ms, 1)}

@@ -157,8 +157,10 @@ def bench_reserve(
     if "recovery" in result:
         r = result["recovery"]
         console.print(f"recovery: stream of {r['events']:,} events (snapshot every "
-                      f"{r['snapshot_every']:,}): new host ready in {r['recover_in_process_ms']} ms; "
-                      f"Ray actor killed -> serving again in {r['ray_kill_to_serving_ms']} ms")
+                      f"{r['snapshot_every']:,}): new host ready in {r['recover_in_process_ms']} ms "
+                      f"(worst case, a full tail: {r['worst_case_tail_ms']} ms at "
+                      f"{r['replay_events_per_s']:,} events/s replayed); Ray actor killed -> "
+                      f"serving again in {r['ray_kill_to_serving_ms']} ms")
     m = result["machine"]
     console.print(f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}")
 
