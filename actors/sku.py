@@ -14,6 +14,10 @@ return to the tier they came from, so "the first 100 at half price" means at mos
 units are ever *sold* at half price, and a released half-price unit is offered at half
 price again. A user's limit counts held plus confirmed units; releasing frees it.
 
+A release for a reservation id that holds nothing (a TCC cancel that overtook its try)
+records `ReservationVoided`: the id is closed, and a try that arrives later is refused
+(`VoidedBeforeTry`), so no reservation is left hanging.
+
 Reconfiguring a sale (say to extend its window) keeps the units taken per tier by index,
 so it is refused when a tier would hold fewer units than are taken in it, or when the
 number of tiers changes while any unit is taken. Prices may change; reservations keep
@@ -183,8 +187,20 @@ class ReservationExpired:
     deadline: int
 
 
+@event_type("inventory.reservation_voided")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReservationVoided:
+    """A release arrived for a reservation that was never made (a TCC cancel that overtook
+    its try): the id is closed, so the late try is refused and nothing hangs."""
+
+    reservation_id: str
+    sku: str
+    reason: str
+    voided_at: int
+
+
 SkuEvent = (StockAdded | SaleConfigured | StockReserved | ReservationConfirmed
-            | ReservationReleased | ReservationExpired)
+            | ReservationReleased | ReservationExpired | ReservationVoided)
 
 
 # --- rejections -----------------------------------------------------------------------
@@ -237,6 +253,14 @@ class LimitExceeded(Rejection):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReservationNotFound(Rejection):
     """No reservation with this id is held (never made, or already confirmed or released)."""
+
+    sku: str
+    reservation_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VoidedBeforeTry(Rejection):
+    """The reservation's cancel arrived first: this id can no longer be reserved."""
 
     sku: str
     reservation_id: str
@@ -297,6 +321,8 @@ class SkuState:
     configured: bool
     reservations: immutables.Map[str, Reservation]
     per_user: immutables.Map[str, int]
+    voided: immutables.Map[str, int]
+    """Reservation ids cancelled before they were tried -> when."""
 
 
 _EMPTY: immutables.Map = immutables.Map()
@@ -306,7 +332,7 @@ def initial(sku: str) -> SkuState:
     """A SKU nobody has stocked or put on sale yet."""
     return SkuState(sku=sku, known=False, stocked=0, available=0, reserved=0, sold=0,
                     tiers=(), tier_taken=(), per_user_limit=0, start=0, end=0,
-                    configured=False, reservations=_EMPTY, per_user=_EMPTY)
+                    configured=False, reservations=_EMPTY, per_user=_EMPTY, voided=_EMPTY)
 
 
 # --- decide ---------------------------------------------------------------------------
@@ -373,6 +399,8 @@ def _reserve(command: ReserveStock, state: SkuState) -> list[SkuEvent] | Rejecti
         return UnknownSku(sku=sku)
     if not (state.configured and state.start <= now < state.end):
         return SaleNotOpen(sku=sku, now=now, start=state.start, end=state.end)
+    if command.reservation_id in state.voided:
+        return VoidedBeforeTry(sku=sku, reservation_id=command.reservation_id)
     if command.reservation_id in state.reservations:
         return DuplicateReservation(sku=sku, reservation_id=command.reservation_id)
     held = state.per_user.get(command.user, 0)
@@ -399,6 +427,12 @@ def _confirm(command: ConfirmReservation, state: SkuState) -> list[SkuEvent] | R
 
 def _release(command: ReleaseReservation, state: SkuState) -> list[SkuEvent] | Rejection:
     held = _held(command.reservation_id, state)
+    if isinstance(held, ReservationNotFound):
+        # Nothing held under this id: close it, so a try that arrives later is refused.
+        if command.reservation_id in state.voided:
+            return []
+        return [ReservationVoided(reservation_id=command.reservation_id, sku=command.sku,
+                                  reason=command.reason, voided_at=command.now)]
     if isinstance(held, Rejection):
         return held
     return [ReservationReleased(reservation_id=command.reservation_id, sku=command.sku,
@@ -509,6 +543,8 @@ def evolve(state: SkuState, event: SkuEvent) -> SkuState:
                            reservations=_without(state.reservations, event.reservation_id))
         case ReservationReleased() | ReservationExpired():
             return _returned(state, event.reservation_id)
+        case ReservationVoided():
+            return replace(state, voided=state.voided.set(event.reservation_id, event.voided_at))
         case _:
             assert_never(event)
 

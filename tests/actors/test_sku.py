@@ -19,6 +19,7 @@ from actors.sku import (
     ReservationExpired,
     ReservationNotFound,
     ReservationReleased,
+    ReservationVoided,
     ReserveStock,
     SaleConfigured,
     SaleNotOpen,
@@ -26,6 +27,7 @@ from actors.sku import (
     StockAdded,
     StockReserved,
     UnknownSku,
+    VoidedBeforeTry,
     deadline_of,
     expire,
     sku_decider,
@@ -145,10 +147,22 @@ def test_releasing_returns_the_units():
     assert "alice" not in state.per_user and not state.reservations
 
 
-def test_releasing_an_unknown_reservation_is_refused():
-    """Releasing a reservation that is not held is refused as ReservationNotFound."""
+def test_releasing_a_reservation_never_made_voids_its_id():
+    """A cancel that overtakes its try closes the reservation id instead of failing."""
     (on_sale().when(ReleaseReservation(reservation_id="nope", sku=SKU, reason="x", now=NOW))
-     .then_rejected(ReservationNotFound, sku=SKU, reservation_id="nope"))
+     .then(ReservationVoided(reservation_id="nope", sku=SKU, reason="x", voided_at=NOW)))
+
+
+def test_a_try_after_its_cancel_is_refused():
+    """Once an id is voided, reserving under it is refused: nothing is left hanging."""
+    voided = ReservationVoided(reservation_id="r1", sku=SKU, reason="payment_failed", voided_at=NOW)
+    on_sale(voided).when(reserve("r1")).then_rejected(VoidedBeforeTry, sku=SKU, reservation_id="r1")
+
+
+def test_a_repeated_void_does_nothing():
+    """Releasing an already voided id again records nothing."""
+    voided = ReservationVoided(reservation_id="r1", sku=SKU, reason="x", voided_at=NOW)
+    on_sale(voided).when(ReleaseReservation(reservation_id="r1", sku=SKU, reason="x", now=NOW)).then()
 
 
 def test_a_held_reservation_id_cannot_be_reused():
