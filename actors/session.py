@@ -12,10 +12,21 @@ started: the graph has no cycles (nor self-loops, which are also refused outrigh
 since each user is attributed at most once it is a forest.
 
 Coupon wallet. A coupon is held, locked by one order (the "try" of checkout), redeemed
-by that order, or lapsed. Validity `[received, valid_until)` is checked when locking; a
-lock then holds the coupon for its order, so it neither lapses nor can be locked by
-another order, and its order may redeem it. An unlocked coupon past `valid_until` lapses
-at the next expiry. A coupon is redeemed at most once and never after it lapsed.
+by that order (its "confirm"), or lapsed. Validity `[received, valid_until)` is checked
+when locking; a lock then holds the coupon for its order until the order's payment
+deadline `until`, so it neither lapses nor can be locked by another order, and its order
+may redeem it. The order's "cancel" unlocks it; a lock still held at `until` is released
+by the next expiry (reason "lock_expired"), so an abandoned checkout cannot keep a
+coupon. An unlocked coupon past `valid_until` lapses at the next expiry (the same one
+that released its lock, if due). A coupon is redeemed at most once and never after it
+lapsed.
+
+Every checkout step may be retried or arrive out of order. A cancel that arrives before
+its try ("cancel before try": an unlock from an order that holds no lock on the coupon
+and never did) records `CouponLockVoided`, and the late try is then refused
+(`LockVoided`), so it cannot lock a coupon for an order that was already given up. A
+lock is one-shot per (coupon, order): once released (unlocked or expired) that order
+cannot lock the coupon again either, and a repeated unlock decides nothing.
 
 Orders move forward only: placed -> paid | cancelled, paid -> refunded and
 cancelled -> refunded (a payment that arrives after a cancel is refunded).
@@ -97,12 +108,13 @@ class ReceiveCoupon:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LockCoupon:
-    """Hold a coupon for an order of `order_total_cents` during its checkout."""
+    """Hold a coupon for an order of `order_total_cents` until its payment deadline `until`."""
 
     user: str
     coupon_id: str
     order_id: str
     order_total_cents: int
+    until: int
     now: int
 
 
@@ -118,7 +130,8 @@ class RedeemCoupon:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UnlockCoupon:
-    """The order's checkout was given up: the coupon goes back to the wallet."""
+    """The order's checkout was given up: the coupon goes back to the wallet (or, if the
+    order never locked it, the order's lock is voided before it can happen)."""
 
     user: str
     coupon_id: str
@@ -128,7 +141,8 @@ class UnlockCoupon:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExpireCoupons:
-    """Lapse every held (not locked, not redeemed) coupon whose validity ended by `now`."""
+    """Release every lock whose `until` is at or before `now`, then lapse every held (not
+    locked, not redeemed) coupon whose validity ended by `now`."""
 
     user: str
     now: int
@@ -221,11 +235,12 @@ class CouponReceived:
 @event_type("sessions.coupon_locked")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CouponLocked:
-    """The coupon is held for `order_id` while its checkout runs."""
+    """The coupon is held for `order_id` while its checkout runs, at most until `until`."""
 
     user: str
     coupon_id: str
     order_id: str
+    until: int
 
 
 @event_type("sessions.coupon_redeemed")
@@ -242,12 +257,24 @@ class CouponRedeemed:
 @event_type("sessions.coupon_unlocked")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CouponUnlocked:
-    """`order_id` let go of the coupon; it lapses at the first expiry from `valid_until`."""
+    """`order_id` let go of the coupon ("cancelled"), or its lock reached `until` unpaid
+    ("lock_expired"); it lapses at the first expiry from `valid_until`."""
 
     user: str
     coupon_id: str
     order_id: str
     valid_until: int
+    reason: str
+
+
+@event_type("sessions.coupon_lock_voided")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CouponLockVoided:
+    """`order_id` was given up before it locked the coupon: it never will."""
+
+    user: str
+    coupon_id: str
+    order_id: str
 
 
 @event_type("sessions.coupon_lapsed")
@@ -295,8 +322,8 @@ class StoreVisited:
 
 
 SessionEvent = (SessionStarted | ReferralAttributed | CouponReceived | CouponLocked
-                | CouponRedeemed | CouponUnlocked | CouponLapsed | OrderStatusChanged
-                | PushDelivered | StoreVisited)
+                | CouponRedeemed | CouponUnlocked | CouponLockVoided | CouponLapsed
+                | OrderStatusChanged | PushDelivered | StoreVisited)
 
 
 # --- rejections -----------------------------------------------------------------------
@@ -356,6 +383,15 @@ class CouponNotLocked(Rejection):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LockVoided(Rejection):
+    """`order_id` was given up before (or after) it held the coupon: it cannot lock it."""
+
+    user: str
+    coupon_id: str
+    order_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class InvalidOrderTransition(Rejection):
     """Orders move forward only; `current` is "" for an order not tracked yet."""
 
@@ -381,7 +417,8 @@ class FrequencyCapped(Rejection):
 @compact_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Coupon:
-    """A coupon in the wallet: its terms, its status, and the order locking or redeeming it."""
+    """A coupon in the wallet: its terms, its status, and the order locking or redeeming it
+    (`until` is the lock's deadline while locked, else 0)."""
 
     campaign: str
     value_cents: int
@@ -389,6 +426,7 @@ class Coupon:
     valid_until: int
     status: str
     order_id: str
+    until: int
 
 
 @compact_pickle
@@ -399,6 +437,9 @@ class SessionState:
     `first_seen` is the start of the first session (0 before it): the gateway passes it
     as `inviter_since` when this user invites someone. `pushes` holds `(at, push_id)` of
     the deliveries within `MAX_PUSH_WINDOW_MS` of the latest, oldest first.
+    `closed_locks` maps each `(coupon_id, order_id)` whose lock is over to how it ended:
+    "voided" (cancelled before it was tried), "cancelled" or "lock_expired"; none of them
+    can lock again.
     """
 
     user: str
@@ -409,6 +450,7 @@ class SessionState:
     orders: immutables.Map[str, str]
     pushes: tuple[tuple[int, str], ...]
     visited: immutables.Map[str, int]
+    closed_locks: immutables.Map[tuple[str, str], str]
 
 
 _EMPTY: immutables.Map = immutables.Map()
@@ -417,7 +459,7 @@ _EMPTY: immutables.Map = immutables.Map()
 def initial(user: str) -> SessionState:
     """A user never seen."""
     return SessionState(user=user, first_seen=0, inviter="", sessions=_EMPTY, coupons=_EMPTY,
-                        orders=_EMPTY, pushes=(), visited=_EMPTY)
+                        orders=_EMPTY, pushes=(), visited=_EMPTY, closed_locks=_EMPTY)
 
 
 # --- decide ---------------------------------------------------------------------------
@@ -478,6 +520,8 @@ def _receive(command: ReceiveCoupon, state: SessionState) -> list[SessionEvent]:
 
 def _lock(command: LockCoupon, state: SessionState) -> list[SessionEvent] | Rejection:
     user, coupon_id, order_id = command.user, command.coupon_id, command.order_id
+    if (coupon_id, order_id) in state.closed_locks:
+        return LockVoided(user=user, coupon_id=coupon_id, order_id=order_id)
     coupon = state.coupons.get(coupon_id)
     if coupon is None:
         return CouponNotFound(user=user, coupon_id=coupon_id)
@@ -493,7 +537,11 @@ def _lock(command: LockCoupon, state: SessionState) -> list[SessionEvent] | Reje
         return MinimumSpendNotMet(user=user, coupon_id=coupon_id,
                                   min_spend_cents=coupon.min_spend_cents,
                                   order_total_cents=command.order_total_cents)
-    return [CouponLocked(user=user, coupon_id=coupon_id, order_id=order_id)]
+    if command.until <= command.now:
+        return InvalidCommand(reason=f"lock deadline {command.until} is not after now "
+                                     f"({command.now})")
+    return [CouponLocked(user=user, coupon_id=coupon_id, order_id=order_id,
+                         until=command.until)]
 
 
 def _redeem(command: RedeemCoupon, state: SessionState) -> list[SessionEvent] | Rejection:
@@ -512,17 +560,31 @@ def _redeem(command: RedeemCoupon, state: SessionState) -> list[SessionEvent] | 
 
 
 def _unlock(command: UnlockCoupon, state: SessionState) -> list[SessionEvent]:
-    coupon = state.coupons.get(command.coupon_id)
-    if coupon is None or coupon.status != LOCKED or coupon.order_id != command.order_id:
+    user, coupon_id, order_id = command.user, command.coupon_id, command.order_id
+    coupon = state.coupons.get(coupon_id)
+    if coupon is not None and coupon.order_id == order_id:
+        if coupon.status == LOCKED:
+            return [CouponUnlocked(user=user, coupon_id=coupon_id, order_id=order_id,
+                                   valid_until=coupon.valid_until, reason="cancelled")]
+        return []  # redeemed by this order: too late to cancel, and nothing to give back
+    if (coupon_id, order_id) in state.closed_locks:
         return []
-    return [CouponUnlocked(user=command.user, coupon_id=command.coupon_id,
-                           order_id=command.order_id, valid_until=coupon.valid_until)]
+    return [CouponLockVoided(user=user, coupon_id=coupon_id, order_id=order_id)]
 
 
 def _expire_due(command: ExpireCoupons, state: SessionState) -> list[SessionEvent]:
+    user, now = command.user, command.now
+    locks = sorted((c.until, cid) for cid, c in state.coupons.items()
+                   if c.status == LOCKED and c.until <= now)
+    events: list[SessionEvent] = [
+        CouponUnlocked(user=user, coupon_id=cid, order_id=state.coupons[cid].order_id,
+                       valid_until=state.coupons[cid].valid_until, reason="lock_expired")
+        for _, cid in locks]
+    released = {cid for _, cid in locks}
     due = sorted((c.valid_until, cid) for cid, c in state.coupons.items()
-                 if c.status == HELD and c.valid_until <= command.now)
-    return [CouponLapsed(user=command.user, coupon_id=cid) for _, cid in due]
+                 if (c.status == HELD or cid in released) and c.valid_until <= now)
+    events.extend(CouponLapsed(user=user, coupon_id=cid) for _, cid in due)
+    return events
 
 
 def _track(command: TrackOrder, state: SessionState) -> list[SessionEvent] | Rejection:
@@ -656,14 +718,20 @@ def evolve(state: SessionState, event: SessionEvent) -> SessionState:
         case CouponReceived():
             coupon = Coupon(campaign=event.campaign, value_cents=event.value_cents,
                             min_spend_cents=event.min_spend_cents,
-                            valid_until=event.valid_until, status=HELD, order_id="")
+                            valid_until=event.valid_until, status=HELD, order_id="",
+                            until=0)
             return replace(state, coupons=state.coupons.set(event.coupon_id, coupon))
         case CouponLocked():
-            return _coupon_now(state, event.coupon_id, LOCKED, event.order_id)
+            return _coupon_now(state, event.coupon_id, LOCKED, event.order_id, event.until)
         case CouponRedeemed():
             return _coupon_now(state, event.coupon_id, REDEEMED, event.order_id)
         case CouponUnlocked():
+            state = replace(state, closed_locks=state.closed_locks.set(
+                (event.coupon_id, event.order_id), event.reason))
             return _coupon_now(state, event.coupon_id, HELD, "")
+        case CouponLockVoided():
+            return replace(state, closed_locks=state.closed_locks.set(
+                (event.coupon_id, event.order_id), "voided"))
         case CouponLapsed():
             return _coupon_now(state, event.coupon_id, LAPSED, "")
         case OrderStatusChanged():
@@ -676,14 +744,15 @@ def evolve(state: SessionState, event: SessionEvent) -> SessionState:
             assert_never(event)
 
 
-def _coupon_now(state: SessionState, coupon_id: str, status: str, order_id: str) -> SessionState:
-    """The state with a wallet coupon moved to `status` for `order_id`."""
+def _coupon_now(state: SessionState, coupon_id: str, status: str, order_id: str,
+                until: int = 0) -> SessionState:
+    """The state with a wallet coupon moved to `status` for `order_id` (locked `until`)."""
     coupon = state.coupons.get(coupon_id)
     if coupon is None:
         return state
     moved = Coupon(campaign=coupon.campaign, value_cents=coupon.value_cents,
                    min_spend_cents=coupon.min_spend_cents, valid_until=coupon.valid_until,
-                   status=status, order_id=order_id)
+                   status=status, order_id=order_id, until=until)
     return replace(state, coupons=state.coupons.set(coupon_id, moved))
 
 
@@ -704,18 +773,24 @@ def entity_of(x: SessionCommand | SessionEvent) -> str:
 
 
 def deadline_of(event: SessionEvent) -> int | None:
-    """When a held coupon is due to lapse: on receipt, and again once it is unlocked."""
-    return event.valid_until if type(event) in (CouponReceived, CouponUnlocked) else None
+    """When a held coupon is due to lapse (on receipt, and again once it is unlocked), or a
+    lock is due to be released (`until`)."""
+    match event:
+        case CouponReceived() | CouponUnlocked():
+            return event.valid_until
+        case CouponLocked():
+            return event.until
+    return None
 
 
 def next_deadline(state: SessionState) -> int | None:
-    """The earliest `valid_until` among the held (lapsable) coupons, if any."""
-    return min((c.valid_until for c in state.coupons.values() if c.status == HELD),
-               default=None)
+    """The earliest `valid_until` of a held (lapsable) coupon or `until` of a lock, if any."""
+    return min((c.valid_until if c.status == HELD else c.until
+                for c in state.coupons.values() if c.status in (HELD, LOCKED)), default=None)
 
 
 def expire(user: str, now: int) -> ExpireCoupons:
-    """The command a host issues once a coupon of `user` is due to lapse."""
+    """The command a host issues once a coupon of `user` is due to lapse or be unlocked."""
     return ExpireCoupons(user=user, now=now)
 
 

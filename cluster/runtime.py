@@ -16,10 +16,10 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from cluster import wiring
-from events import open_store
 from cluster.gateway import Gateway, GatewayClient, GatewayConfig
 from cluster.routing import ShardMap
 from cluster.wire import Wire
+from events import open_store
 
 
 class RuntimeConfig(BaseModel):

@@ -27,11 +27,13 @@ log = structlog.get_logger("saleday.wiring")
 def deciders() -> dict[str, Any]:
     """The entity kinds a shard can host, by name."""
     from actors.campaign import campaign_decider
+    from actors.order import order_decider
     from actors.session import session_decider
     from actors.sku import sku_decider
     from actors.team import team_decider
 
-    return {d.kind: d for d in (sku_decider, session_decider, campaign_decider, team_decider)}
+    return {d.kind: d for d in (sku_decider, session_decider, campaign_decider, team_decider,
+                                order_decider)}
 
 
 class ShardActor:

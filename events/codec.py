@@ -11,10 +11,9 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from hashlib import blake2b
 
 import msgpack
-
-from hashlib import blake2b
 
 from events.chain import HASH_SIZE
 from events.envelope import ZERO_HASH, Envelope, StoredCommit

@@ -19,7 +19,14 @@ from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
 from events.codec import envelopes
-from events.envelope import AppendResult, Envelope, NewEvent, Snapshot, StoredCommit, StreamHead
+from events.envelope import (
+    AppendResult,
+    Envelope,
+    NewEvent,
+    Snapshot,
+    StoredCommit,
+    StreamHead,
+)
 from events.errors import InvalidAppend, InvalidStoreUrl, InvalidStreamName
 
 _STREAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:|\-]{0,199}")

@@ -289,10 +289,11 @@ def test_recovery_restores_the_timers_of_held_reservations(store):
     assert h2.tick() == 1 and h2.state_of("a").reserved == 1
 
 
-@pytest.mark.parametrize("kind", ["session", "campaign", "team"])
+@pytest.mark.parametrize("kind", ["session", "campaign", "team", "order"])
 def test_every_entity_kind_runs_on_the_generic_host(store, kind):
     """The same host serves each decider: decide, append, recover, answer retries."""
     from actors.campaign import CreateCampaign, GrantCoupon
+    from actors.order import CancelOrder, StartCheckout
     from actors.session import StartSession
     from actors.team import CreateTeam, JoinTeam
     from cluster.wiring import deciders
@@ -308,6 +309,9 @@ def test_every_entity_kind_runs_on_the_generic_host(store, kind):
         "team": [CreateTeam(team="t1", leader="u1", campaign="c1", pool_cents=1000, size=2,
                             min_share_cents=100, expires=T0 + 60_000, seed=7, now=T0),
                  JoinTeam(team="t1", user="u2", now=T0)],
+        "order": [StartCheckout(order_id="o1", user="u1", lines=(("sku-1", 2),), coupon_id="",
+                                payment_deadline=T0 + 900_000, now=T0),
+                  CancelOrder(order_id="o1", reason="payment_failed", now=T0 + 1)],
     }[kind]
     decider = deciders()[kind]
     h = ShardHost(decider=decider, store=store, stream=f"{kind}-000", clock=Clock())

@@ -15,6 +15,7 @@ from actors.session import (
     CouponInUse,
     CouponLapsed,
     CouponLocked,
+    CouponLockVoided,
     CouponNotFound,
     CouponNotLocked,
     CouponReceived,
@@ -24,6 +25,7 @@ from actors.session import (
     FrequencyCapped,
     InvalidOrderTransition,
     LockCoupon,
+    LockVoided,
     MinimumSpendNotMet,
     OrderStatusChanged,
     PushDelivered,
@@ -48,6 +50,7 @@ from tests.actors.given import given
 USER = "alice"
 NOW = 10_000
 VALID_UNTIL = 50_000
+UNTIL = 30_000
 
 
 def start(sid: str = "s1", now: int = NOW, inviter: str = "", since: int = 0,
@@ -72,12 +75,14 @@ def received(cid: str = "c1", valid_until: int = VALID_UNTIL, value: int = 500,
                           min_spend_cents=min_spend, valid_until=valid_until, received_at=NOW)
 
 
-def lock(cid: str = "c1", order: str = "o1", total: int = 5_000, now: int = NOW) -> LockCoupon:
-    return LockCoupon(user=USER, coupon_id=cid, order_id=order, order_total_cents=total, now=now)
+def lock(cid: str = "c1", order: str = "o1", total: int = 5_000, now: int = NOW,
+         until: int = UNTIL) -> LockCoupon:
+    return LockCoupon(user=USER, coupon_id=cid, order_id=order, order_total_cents=total,
+                      until=until, now=now)
 
 
-def locked(cid: str = "c1", order: str = "o1") -> CouponLocked:
-    return CouponLocked(user=USER, coupon_id=cid, order_id=order)
+def locked(cid: str = "c1", order: str = "o1", until: int = UNTIL) -> CouponLocked:
+    return CouponLocked(user=USER, coupon_id=cid, order_id=order, until=until)
 
 
 def redeem(cid: str = "c1", order: str = "o1", now: int = NOW) -> RedeemCoupon:
@@ -92,8 +97,14 @@ def unlock(cid: str = "c1", order: str = "o1", now: int = NOW) -> UnlockCoupon:
     return UnlockCoupon(user=USER, coupon_id=cid, order_id=order, now=now)
 
 
-def unlocked(cid: str = "c1", order: str = "o1", valid_until: int = VALID_UNTIL) -> CouponUnlocked:
-    return CouponUnlocked(user=USER, coupon_id=cid, order_id=order, valid_until=valid_until)
+def unlocked(cid: str = "c1", order: str = "o1", valid_until: int = VALID_UNTIL,
+             reason: str = "cancelled") -> CouponUnlocked:
+    return CouponUnlocked(user=USER, coupon_id=cid, order_id=order, valid_until=valid_until,
+                          reason=reason)
+
+
+def voided(cid: str = "c1", order: str = "o1") -> CouponLockVoided:
+    return CouponLockVoided(user=USER, coupon_id=cid, order_id=order)
 
 
 def lapsed(cid: str = "c1") -> CouponLapsed:
@@ -289,12 +300,55 @@ def test_unlocking_returns_the_coupon_to_the_wallet():
     session(received(), locked(), unlocked()).when(lock(order="o2")).then(locked(order="o2"))
 
 
-@pytest.mark.parametrize("past", [(), (received(),), (received(), locked(order="o2")),
-                                  (received(), locked(), redeemed()),
-                                  (received(), locked(), unlocked())])
-def test_unlocking_what_the_order_does_not_hold_decides_nothing(past):
-    """Unlocking is an idempotent cancel: nothing happens unless the order holds the coupon."""
+@pytest.mark.parametrize("past", [(received(), locked(), redeemed()),
+                                  (received(), locked(), unlocked()),
+                                  (received(), locked(), unlocked(reason="lock_expired")),
+                                  (voided(),), (received(), voided())])
+def test_unlocking_a_lock_that_is_over_decides_nothing(past):
+    """Unlocking is an idempotent cancel: a lock already redeemed, released or voided
+    for the order decides nothing."""
     session(*past).when(unlock()).then()
+
+
+@pytest.mark.parametrize("past", [(), (received(),), (received(), locked(order="o2")),
+                                  (received(), locked(order="o2"), redeemed(order="o2")),
+                                  (received(), locked(order="o2"), unlocked(order="o2"))])
+def test_cancel_before_try_voids_the_lock(past):
+    """An unlock from an order that never locked the coupon (known or not) voids its lock."""
+    outcome = session(*past).when(unlock()).then(voided())
+    assert outcome.state.closed_locks[("c1", "o1")] == "voided"
+
+
+def test_a_voided_lock_is_refused_to_the_late_try():
+    """After a cancel-before-try, the order's late lock is LockVoided, even for a held coupon."""
+    session(received(), voided()).when(lock()) \
+        .then_rejected(LockVoided, user=USER, coupon_id="c1", order_id="o1")
+    session(voided()).when(lock()).then_rejected(LockVoided, coupon_id="c1", order_id="o1")
+
+
+def test_a_voided_lock_leaves_other_orders_and_coupons_alone():
+    """Voiding (c1, o1) does not stop o2 locking c1, nor o1 locking c2."""
+    past = (received("c1"), received("c2"), voided("c1", "o1"))
+    session(*past).when(lock("c1", "o2")).then(locked("c1", "o2"))
+    session(*past).when(lock("c2", "o1")).then(locked("c2", "o1"))
+
+
+@pytest.mark.parametrize("reason", ["cancelled", "lock_expired"])
+def test_a_released_lock_cannot_be_taken_again_by_its_order(reason):
+    """A retried try arriving after its order's lock was released is LockVoided."""
+    session(received(), locked(), unlocked(reason=reason)).when(lock()) \
+        .then_rejected(LockVoided, order_id="o1")
+
+
+@pytest.mark.parametrize("until", [NOW, NOW - 1])
+def test_a_lock_until_not_after_now_is_invalid(until):
+    """A lock must end after it starts: `until` <= now is an InvalidCommand."""
+    session(received()).when(lock(until=until)).then_rejected(InvalidCommand)
+
+
+def test_a_lock_remembers_its_until():
+    """The locked coupon carries the lock's deadline."""
+    assert session(received(), locked(until=777)).state.coupons["c1"].until == 777
 
 
 def test_expiry_lapses_due_coupons_in_valid_until_then_id_order():
@@ -306,10 +360,36 @@ def test_expiry_lapses_due_coupons_in_valid_until_then_id_order():
 
 
 def test_locked_and_redeemed_coupons_do_not_lapse():
-    """A coupon locked by an order, or redeemed, does not lapse at its valid_until."""
-    (session(received("c1", valid_until=100), received("c2", valid_until=100), locked("c1"),
-             locked("c2", "o2"), redeemed("c2", "o2"))
+    """A coupon locked by an order (before its until), or redeemed, does not lapse."""
+    (session(received("c1", valid_until=100), received("c2", valid_until=100),
+             locked("c1", until=501), locked("c2", "o2"), redeemed("c2", "o2"))
      .when(ExpireCoupons(user=USER, now=500)).then())
+
+
+def test_a_lock_is_released_at_its_until():
+    """At `until` the lock is released ("lock_expired") and the coupon is held again."""
+    outcome = (session(received(), locked(until=200)).when(ExpireCoupons(user=USER, now=200))
+               .then(unlocked(reason="lock_expired")))
+    assert outcome.state.coupons["c1"].status == "held"
+    assert outcome.state.closed_locks[("c1", "o1")] == "lock_expired"
+    session(received(), locked(until=200)).when(ExpireCoupons(user=USER, now=199)).then()
+
+
+def test_an_expired_lock_of_an_invalid_coupon_lapses_in_the_same_expiry():
+    """A lock due at a time its coupon is no longer valid is released, then the coupon lapses."""
+    (session(received(valid_until=100), locked(until=300))
+     .when(ExpireCoupons(user=USER, now=300))
+     .then(unlocked(valid_until=100, reason="lock_expired"), lapsed()))
+
+
+def test_due_locks_are_released_in_until_then_id_order_before_any_lapse():
+    """Due locks go first, by until then id; due held coupons lapse after them."""
+    (session(received("c1"), received("c2"), received("c3"), received("c4", valid_until=400),
+             locked("c1", "o1", until=300), locked("c2", "o2", until=200),
+             locked("c3", "o3", until=600))
+     .when(ExpireCoupons(user=USER, now=500))
+     .then(unlocked("c2", "o2", reason="lock_expired"),
+           unlocked("c1", "o1", reason="lock_expired"), lapsed("c4")))
 
 
 def test_a_coupon_unlocked_after_its_validity_lapses_at_the_next_expiry():
@@ -326,13 +406,20 @@ def test_a_lapsed_coupon_is_not_lapsed_again():
     session(received(valid_until=100), lapsed()).when(ExpireCoupons(user=USER, now=500)).then()
 
 
-def test_deadlines_are_the_lapsable_coupons_valid_until():
-    """A received coupon sets a timer at valid_until; the next deadline skips locked coupons."""
+def test_deadlines_are_the_lapsable_coupons_valid_until_and_the_locks_until():
+    """A received coupon sets a timer at valid_until, a lock at its until; the next deadline
+    is the earliest of the held coupons' valid_until and the locks' until."""
     assert deadline_of(received(valid_until=700)) == 700
-    assert deadline_of(locked()) is None
+    assert deadline_of(locked(until=900)) == 900
+    assert deadline_of(voided()) is None
     state = session(received("c1", valid_until=100), received("c2", valid_until=300),
-                    locked("c1")).state
+                    locked("c1", until=400)).state
     assert next_deadline(state) == 300
+    state = session(received("c1", valid_until=100), received("c2", valid_until=300),
+                    locked("c1", until=250)).state
+    assert next_deadline(state) == 250
+    state = session(received("c1"), locked("c1", until=250), redeemed("c1")).state
+    assert next_deadline(state) is None
     assert next_deadline(session(started()).state) is None
     assert expire(USER, 5) == ExpireCoupons(user=USER, now=5)
 
@@ -511,6 +598,7 @@ def test_stores_may_arrive_as_lists():
                   valid_until=VALID_UNTIL, now=NOW),
     lock(total=-1),
     lock(total=True),
+    lock(until=1.5),
     redeem(order=""),
     track("shipped"),
     track("paid", amount=-100),
@@ -544,5 +632,5 @@ def test_every_event_is_about_the_user():
 def test_state_pickles_compactly_and_equal():
     """A folded state survives a pickle round trip unchanged (shard snapshots)."""
     state = session(started(), attributed(), received(), locked(), changed("placed"),
-                    delivered("p1", NOW), visited()).state
+                    delivered("p1", NOW), visited(), voided("c2", "o2")).state
     assert pickle.loads(pickle.dumps(state)) == state

@@ -1,9 +1,11 @@
 """Properties of the session decider over any sequence of commands, checked from its events.
 
 One user's wallet, orders, pushes, sessions and locations are driven by random commands
-while time moves forward: a coupon is redeemed at most once and never after it lapsed,
-replaying the decided events rebuilds the state, and every event is loggable. Many users
-started in random order with random inviters form a referral graph without cycles.
+while time moves forward: a coupon is redeemed at most once and never after it lapsed, no
+coupon is locked by two orders at once, a lock is released by its `until`, a (coupon,
+order) whose lock was voided (cancel before try) never becomes locked, replaying the
+decided events rebuilds the state, and every event is loggable. Many users started in
+random order with random inviters form a referral graph without cycles.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from actors.decider import Rejection, fold
 from actors.session import (
     CouponLapsed,
     CouponLocked,
+    CouponLockVoided,
     CouponReceived,
     CouponRedeemed,
     CouponUnlocked,
@@ -77,6 +80,9 @@ class WalletMachine(RuleBasedStateMachine):
         self.lapsed: set[str] = set()
         self.valid_until: dict[str, int] = {}
         self.locked_by: dict[str, str] = {}
+        self.lock_until: dict[str, int] = {}
+        self.voided: set[tuple[str, str]] = set()
+        self.ever_locked: set[tuple[str, str]] = set()
         self.order_status: dict[str, str] = {}
         self.deliveries: list[int] = []
 
@@ -100,10 +106,23 @@ class WalletMachine(RuleBasedStateMachine):
             case CouponLocked():
                 assert event.coupon_id not in self.lapsed, "locked after lapse"
                 assert command.now < self.valid_until[event.coupon_id], "locked after validity"
-                assert event.coupon_id not in self.locked_by
+                assert event.coupon_id not in self.locked_by, "locked by two orders"
+                assert (event.coupon_id, event.order_id) not in self.voided, "voided, then locked"
+                assert (event.coupon_id, event.order_id) not in self.ever_locked, "locked twice"
+                assert event.until > command.now
                 self.locked_by[event.coupon_id] = event.order_id
+                self.lock_until[event.coupon_id] = event.until
+                self.ever_locked.add((event.coupon_id, event.order_id))
             case CouponUnlocked():
                 assert self.locked_by.pop(event.coupon_id) == event.order_id
+                if event.reason == "lock_expired":
+                    assert self.lock_until[event.coupon_id] <= command.now
+                else:
+                    assert event.reason == "cancelled" and type(command) is UnlockCoupon
+            case CouponLockVoided():
+                pair = (event.coupon_id, event.order_id)
+                assert pair not in self.voided and pair not in self.ever_locked
+                self.voided.add(pair)
             case CouponRedeemed():
                 assert event.coupon_id not in self.lapsed, "redeemed after lapse"
                 assert self.locked_by.pop(event.coupon_id) == event.order_id
@@ -139,10 +158,11 @@ class WalletMachine(RuleBasedStateMachine):
                                min_spend_cents=min_spend, valid_until=self.now + ttl,
                                now=self.now))
 
-    @rule(cid=COUPONS, order=ORDERS, total=st.sampled_from((0, 999, 1_000, 6_000)))
-    def lock(self, cid: str, order: str, total: int) -> None:
+    @rule(cid=COUPONS, order=ORDERS, total=st.sampled_from((0, 999, 1_000, 6_000)),
+          ttl=st.integers(1, 2_000))
+    def lock(self, cid: str, order: str, total: int, ttl: int) -> None:
         self.run(LockCoupon(user=USER, coupon_id=cid, order_id=order, order_total_cents=total,
-                            now=self.now))
+                            until=self.now + ttl, now=self.now))
 
     @rule(cid=COUPONS, order=ORDERS)
     def redeem(self, cid: str, order: str) -> None:
@@ -165,6 +185,8 @@ class WalletMachine(RuleBasedStateMachine):
         self.run(ExpireCoupons(user=USER, now=self.now))
         assert all(c.valid_until > self.now for c in self.state.coupons.values()
                    if c.status == "held"), "a due coupon survived its expiry"
+        assert all(c.until > self.now for c in self.state.coupons.values()
+                   if c.status == "locked"), "a due lock survived its expiry"
 
     @rule(order=ORDERS, status=STATUSES, amount=st.integers(0, 10_000))
     def track(self, order: str, status: str, amount: int) -> None:

@@ -1,0 +1,492 @@
+"""The order decider: one checkout, from its try through payment to its end, and the
+money that moved for it (entity id = the order id).
+
+Checkout is a TCC flow driven by the gateway with deterministic command ids: Try
+(reserve stock at the SKU shards, lock the coupon at the user's session shard), Confirm
+on payment, Cancel on failure or at the payment deadline. Every step may be retried or
+arrive out of order, so every command here is idempotent and none can undo a fact.
+
+    none ──StartCheckout──▶ trying ──RecordTry──▶ placed ──RecordPayment──▶ paid
+      │                        │                     │
+      └─CancelOrder─▶ voided   └──CancelOrder / ExpireCheckout──▶ cancelled
+
+- `StartCheckout` (gateway, when the user submits the cart, before any reservation):
+  records the lines, coupon and payment deadline. A repeat with the same terms decides
+  nothing; other terms are an `InvalidCommand`. If a cancel got here first, the order is
+  voided and the late start is refused (`OrderCancelled`), so the gateway does not go
+  on to reserve stock for an order that was given up.
+- `RecordTry` (gateway, once every reservation and the coupon lock succeeded): records
+  the unit prices the reservations got and the coupon's value; the order is placed
+  with `total = subtotal - min(coupon value, subtotal)`, the amount the user must pay.
+- `CancelOrder` (gateway, when a try step failed or the user gave up): a trying or
+  placed order is cancelled (the gateway then releases the reservations and unlocks the
+  coupon). Arriving before the start, it leaves a tombstone (`OrderVoided`) that blocks
+  the late start. A paid order cannot be cancelled (`OrderAlreadyPaid`): that is a refund.
+- `RecordPayment` (payment callback, then the gateway confirms reservations and redeems
+  the coupon): a placed order paid its exact total before its deadline is paid. A
+  payment that lands anywhere else is refunded, never lost and never resurrecting an
+  order: on a cancelled, voided or still-trying order ("order_cancelled"), on an order
+  already paid by another payment ("duplicate_payment"), on an order never started
+  ("unknown_order"), or on a placed order whose deadline has passed, which is then
+  cancelled as its expiry would have ("payment_timeout") and refunded. Each payment id is
+  captured or refunded at most once; a repeat decides nothing.
+- `ExpireCheckout` (the shard's timer at `payment_deadline`): a trying or placed order
+  not paid by then is cancelled ("payment_timeout").
+
+Money is integer cents: captured - refunded >= 0, and a paid order captured exactly its
+total, once. Pure: no I/O, clock, randomness or logging. `now` and ids arrive in the
+commands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import assert_never
+
+import immutables
+
+from actors.decider import Decider, InvalidCommand, Rejection, compact_pickle
+from actors.fields import INT64_MAX, FieldChecks, fast_replace
+from events.registry import event_type
+
+Lines = tuple[tuple[str, int], ...]
+"""The order's lines `((sku, qty), ...)`, each sku once, qty >= 1."""
+LinePrices = tuple[tuple[int, ...], ...]
+"""Per line, the unit price (cents) of each reserved unit, in the reservation's order."""
+
+NONE, TRYING, PLACED, PAID, CANCELLED, VOIDED = (
+    "", "trying", "placed", "paid", "cancelled", "voided")
+"""The states of an order ("" = nothing happened yet; voided = cancelled before it began)."""
+
+
+# --- commands -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartCheckout:
+    """Begin checking out `lines` for `user` with `coupon_id` ("" = none), to be paid
+    before `payment_deadline`."""
+
+    order_id: str
+    user: str
+    lines: Lines
+    coupon_id: str
+    payment_deadline: int
+    now: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordTry:
+    """Every reservation and the coupon lock succeeded, at these unit prices and this
+    coupon value: the order is placed."""
+
+    order_id: str
+    line_prices: LinePrices
+    coupon_value_cents: int
+    now: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelOrder:
+    """Give the checkout up (a try step failed, the user cancelled, payment failed)."""
+
+    order_id: str
+    reason: str
+    now: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordPayment:
+    """The payment provider took `amount_cents` for the order under `payment_id`."""
+
+    order_id: str
+    payment_id: str
+    amount_cents: int
+    now: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExpireCheckout:
+    """Cancel the order if it is still unpaid at its payment deadline."""
+
+    order_id: str
+    now: int
+
+
+OrderCommand = StartCheckout | RecordTry | CancelOrder | RecordPayment | ExpireCheckout
+
+COMMANDS = (StartCheckout, RecordTry, CancelOrder, RecordPayment, ExpireCheckout)
+
+
+# --- events ---------------------------------------------------------------------------
+
+
+@event_type("orders.checkout_started")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckoutStarted:
+    """`user` began checking out `lines` with `coupon_id` ("" = none); it must be paid
+    before `payment_deadline`."""
+
+    order_id: str
+    user: str
+    lines: Lines
+    coupon_id: str
+    payment_deadline: int
+    started_at: int
+
+
+@event_type("orders.order_placed")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderPlaced:
+    """Stock and coupon are held: the order costs `total_cents` = subtotal - discount."""
+
+    order_id: str
+    user: str
+    line_prices: LinePrices
+    subtotal_cents: int
+    discount_cents: int
+    total_cents: int
+
+
+@event_type("orders.order_voided")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderVoided:
+    """The order was cancelled before it started: it never will."""
+
+    order_id: str
+    reason: str
+
+
+@event_type("orders.checkout_cancelled")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckoutCancelled:
+    """The checkout was given up (`was_placed`: after its try had succeeded)."""
+
+    order_id: str
+    reason: str
+    was_placed: bool
+
+
+@event_type("orders.payment_captured")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentCaptured:
+    """The order was paid its total by `payment_id`."""
+
+    order_id: str
+    payment_id: str
+    amount_cents: int
+
+
+@event_type("orders.refund_issued")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefundIssued:
+    """`payment_id`'s `amount_cents` are to be returned: it paid for nothing it can have."""
+
+    order_id: str
+    payment_id: str
+    amount_cents: int
+    reason: str
+
+
+OrderEvent = (CheckoutStarted | OrderPlaced | OrderVoided | CheckoutCancelled
+              | PaymentCaptured | RefundIssued)
+
+
+# --- rejections -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderCancelled(Rejection):
+    """The order was cancelled (or voided before it started) for `reason`."""
+
+    order_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderNotStarted(Rejection):
+    """No checkout was started for this order."""
+
+    order_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderAlreadyPaid(Rejection):
+    """The order is paid: it can no longer be cancelled."""
+
+    order_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentMismatch(Rejection):
+    """The payment's amount is not the order's total."""
+
+    order_id: str
+    expected: int
+    got: int
+
+
+# --- state ----------------------------------------------------------------------------
+
+
+@compact_pickle
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderState:
+    """One order: its terms, where it stands, and the money that moved.
+
+    `payment_id` is the payment that paid it ("" until paid); `refunds` maps each
+    refunded payment id to its amount.
+    """
+
+    order_id: str
+    status: str
+    user: str
+    lines: Lines
+    coupon_id: str
+    payment_deadline: int
+    started_at: int
+    line_prices: LinePrices
+    subtotal_cents: int
+    discount_cents: int
+    total_cents: int
+    cancel_reason: str
+    payment_id: str
+    captured_cents: int
+    refunds: immutables.Map[str, int]
+    refunded_cents: int
+
+
+_EMPTY: immutables.Map = immutables.Map()
+
+
+def initial(order_id: str) -> OrderState:
+    """An order nothing happened to yet."""
+    return OrderState(order_id=order_id, status=NONE, user="", lines=(), coupon_id="",
+                      payment_deadline=0, started_at=0, line_prices=(), subtotal_cents=0,
+                      discount_cents=0, total_cents=0, cancel_reason="", payment_id="",
+                      captured_cents=0, refunds=_EMPTY, refunded_cents=0)
+
+
+# --- decide ---------------------------------------------------------------------------
+
+
+def decide(command: OrderCommand, state: OrderState) -> list[OrderEvent] | Rejection:
+    """The facts `command` establishes against `state`, or why it is refused."""
+    malformed = _malformed(command, state)
+    if malformed is not None:
+        return malformed
+    match command:
+        case StartCheckout():
+            return _start(command, state)
+        case RecordTry():
+            return _record_try(command, state)
+        case CancelOrder():
+            return _cancel(command, state)
+        case RecordPayment():
+            return _pay(command, state)
+        case ExpireCheckout():
+            return _expire_due(command, state)
+        case _:
+            return InvalidCommand(
+                reason=f"the order decider does not take {type(command).__name__}")
+
+
+def _start(command: StartCheckout, state: OrderState) -> list[OrderEvent] | Rejection:
+    lines = _normalized_lines(command.lines)
+    if isinstance(lines, str):
+        return InvalidCommand(reason=lines)
+    if state.status == VOIDED:
+        return OrderCancelled(order_id=command.order_id, reason=state.cancel_reason)
+    if state.status != NONE:
+        terms = (state.user, state.lines, state.coupon_id, state.payment_deadline)
+        if terms != (command.user, lines, command.coupon_id, command.payment_deadline):
+            return InvalidCommand(reason=f"order {command.order_id!r} was started with "
+                                         f"other terms")
+        if state.status == CANCELLED:
+            return OrderCancelled(order_id=command.order_id, reason=state.cancel_reason)
+        return []
+    if command.payment_deadline <= command.now:
+        return InvalidCommand(reason=f"payment deadline {command.payment_deadline} is not "
+                                     f"after now ({command.now})")
+    return [CheckoutStarted(order_id=command.order_id, user=command.user, lines=lines,
+                            coupon_id=command.coupon_id,
+                            payment_deadline=command.payment_deadline, started_at=command.now)]
+
+
+def _record_try(command: RecordTry, state: OrderState) -> list[OrderEvent] | Rejection:
+    order_id = command.order_id
+    if state.status in (CANCELLED, VOIDED):
+        return OrderCancelled(order_id=order_id, reason=state.cancel_reason)
+    if state.status == NONE:
+        return OrderNotStarted(order_id=order_id)
+    prices = _normalized_prices(command.line_prices, state.lines)
+    if isinstance(prices, str):
+        return InvalidCommand(reason=prices)
+    subtotal = sum(map(sum, prices))
+    if subtotal > INT64_MAX:
+        return InvalidCommand(reason=f"the subtotal {subtotal} does not fit a 64-bit int")
+    discount = min(command.coupon_value_cents, subtotal) if state.coupon_id else 0
+    if state.status != TRYING:
+        if (prices, discount) != (state.line_prices, state.discount_cents):
+            return InvalidCommand(reason=f"order {order_id!r} was placed at other prices")
+        return []
+    return [OrderPlaced(order_id=order_id, user=state.user, line_prices=prices,
+                        subtotal_cents=subtotal, discount_cents=discount,
+                        total_cents=subtotal - discount)]
+
+
+def _cancel(command: CancelOrder, state: OrderState) -> list[OrderEvent] | Rejection:
+    match state.status:
+        case "":
+            return [OrderVoided(order_id=command.order_id, reason=command.reason)]
+        case "trying" | "placed":
+            return [CheckoutCancelled(order_id=command.order_id, reason=command.reason,
+                                      was_placed=state.status == PLACED)]
+        case "paid":
+            return OrderAlreadyPaid(order_id=command.order_id)
+    return []  # cancelled or voided already
+
+
+def _pay(command: RecordPayment, state: OrderState) -> list[OrderEvent] | Rejection:
+    order_id, payment_id, amount = command.order_id, command.payment_id, command.amount_cents
+    if payment_id == state.payment_id or payment_id in state.refunds:
+        return []
+    match state.status:
+        case "placed" if command.now >= state.payment_deadline:
+            return [CheckoutCancelled(order_id=order_id, reason="payment_timeout",
+                                      was_placed=True),
+                    _refund(command, "order_cancelled")]
+        case "placed" if amount != state.total_cents:
+            return PaymentMismatch(order_id=order_id, expected=state.total_cents, got=amount)
+        case "placed":
+            return [PaymentCaptured(order_id=order_id, payment_id=payment_id,
+                                    amount_cents=amount)]
+        case "paid":
+            return [_refund(command, "duplicate_payment")]
+        case "":
+            return [_refund(command, "unknown_order")]
+    return [_refund(command, "order_cancelled")]  # trying, cancelled or voided
+
+
+def _refund(command: RecordPayment, reason: str) -> RefundIssued:
+    return RefundIssued(order_id=command.order_id, payment_id=command.payment_id,
+                        amount_cents=command.amount_cents, reason=reason)
+
+
+def _expire_due(command: ExpireCheckout, state: OrderState) -> list[OrderEvent]:
+    if state.status not in (TRYING, PLACED) or state.payment_deadline > command.now:
+        return []
+    return [CheckoutCancelled(order_id=command.order_id, reason="payment_timeout",
+                              was_placed=state.status == PLACED)]
+
+
+# --- malformed commands ---------------------------------------------------------------
+
+
+_CHECKS = FieldChecks(COMMANDS, optional_strs=("coupon_id",),
+                      non_negative=("amount_cents", "coupon_value_cents"))
+"""Each command's int and str fields, checked before any business rule."""
+
+
+def _malformed(command: OrderCommand, state: OrderState) -> InvalidCommand | None:
+    """What is wrong with `command`'s fields, or a command for another order.
+
+    None also for a command class this decider does not know: `decide` refuses those.
+    """
+    if type(command) not in COMMANDS:
+        return None
+    problem = _CHECKS.problem(command)
+    if problem is not None:
+        return InvalidCommand(reason=problem)
+    if command.order_id != state.order_id:
+        return InvalidCommand(reason=f"{type(command).__name__} for order {command.order_id!r} "
+                                     f"sent to order {state.order_id!r}")
+    return None
+
+
+def _normalized_lines(lines: object) -> Lines | str:
+    """`lines` as a tuple of `(sku, qty)` pairs, or what is wrong with them."""
+    if type(lines) not in (tuple, list) or not lines:
+        return "lines must be a non-empty sequence of (sku, qty) pairs"
+    out = []
+    for i, line in enumerate(lines):
+        if (type(line) not in (tuple, list) or len(line) != 2 or type(line[0]) is not str
+                or not line[0] or type(line[1]) is not int or not 1 <= line[1] <= INT64_MAX):
+            return f"line {i} must be (sku, qty >= 1), not {line!r}"
+        out.append((line[0], line[1]))
+    if len({sku for sku, _ in out}) != len(out):
+        return "each sku may appear on one line only"
+    return tuple(out)
+
+
+def _normalized_prices(line_prices: object, lines: Lines) -> LinePrices | str:
+    """`line_prices` as a tuple of per-line unit-price tuples matching `lines`, or what
+    is wrong with them."""
+    if type(line_prices) not in (tuple, list) or len(line_prices) != len(lines):
+        return f"line_prices must give the unit prices of each of the {len(lines)} lines"
+    out = []
+    for (sku, qty), prices in zip(lines, line_prices):
+        if (type(prices) not in (tuple, list) or len(prices) != qty
+                or not all(type(p) is int and 0 <= p <= INT64_MAX for p in prices)):
+            return f"line {sku!r} needs {qty} unit prices (ints >= 0), not {prices!r}"
+        out.append(tuple(prices))
+    return tuple(out)
+
+
+# --- evolve ---------------------------------------------------------------------------
+
+
+replace = fast_replace(OrderState)
+
+
+def evolve(state: OrderState, event: OrderEvent) -> OrderState:
+    """The state after `event`. No validation: the event already happened."""
+    match event:
+        case CheckoutStarted():
+            return replace(state, status=TRYING, user=event.user, lines=event.lines,
+                           coupon_id=event.coupon_id, payment_deadline=event.payment_deadline,
+                           started_at=event.started_at)
+        case OrderPlaced():
+            return replace(state, status=PLACED, line_prices=event.line_prices,
+                           subtotal_cents=event.subtotal_cents,
+                           discount_cents=event.discount_cents, total_cents=event.total_cents)
+        case OrderVoided():
+            return replace(state, status=VOIDED, cancel_reason=event.reason)
+        case CheckoutCancelled():
+            return replace(state, status=CANCELLED, cancel_reason=event.reason)
+        case PaymentCaptured():
+            return replace(state, status=PAID, payment_id=event.payment_id,
+                           captured_cents=state.captured_cents + event.amount_cents)
+        case RefundIssued():
+            return replace(state, refunds=state.refunds.set(event.payment_id, event.amount_cents),
+                           refunded_cents=state.refunded_cents + event.amount_cents)
+        case _:
+            assert_never(event)
+
+
+# --- what a shard host needs ----------------------------------------------------------
+
+
+def entity_of(x: OrderCommand | OrderEvent) -> str:
+    """The order a command or an event is about."""
+    return x.order_id
+
+
+def deadline_of(event: OrderEvent) -> int | None:
+    """A started checkout is due to be paid by its payment deadline."""
+    return event.payment_deadline if type(event) is CheckoutStarted else None
+
+
+def next_deadline(state: OrderState) -> int | None:
+    """The payment deadline while the order is trying or placed."""
+    return state.payment_deadline if state.status in (TRYING, PLACED) else None
+
+
+def expire(order_id: str, now: int) -> ExpireCheckout:
+    """The command a host issues once an order's payment deadline is due."""
+    return ExpireCheckout(order_id=order_id, now=now)
+
+
+order_decider: Decider[OrderCommand, OrderEvent, OrderState] = Decider(
+    kind="order", initial=initial, decide=decide, evolve=evolve, entity_of=entity_of,
+    commands=COMMANDS, deadline_of=deadline_of, next_deadline=next_deadline, expire=expire)
