@@ -131,6 +131,12 @@ class Gateway:
     async def submit_many(self, commands: Iterable[Any]) -> list[Reply]:
         return list(await asyncio.gather(*(self.submit_nowait(c) for c in commands)))
 
+    async def query(self, kind: str, entity_id: str) -> Any:
+        """The current (durable) state of one entity, read from its shard."""
+        lane = self.lanes[kind][self.maps[kind].shard_of(entity_id)]
+        return await asyncio.wait_for(_awaitable(lane.handle.state_of.remote(entity_id)),
+                                      self.config.call_timeout_s)
+
     # -- batching -----------------------------------------------------------------------
 
     def _flush(self, lane: _Lane) -> None:

@@ -1,0 +1,199 @@
+"""Checkout as a TCC flow across shards, driven through the gateway.
+
+    place:   StartCheckout (order) -> ReserveStock per line (SKU shards) -> LockCoupon
+             (the user's wallet) -> RecordTry (order: prices, coupon, total) -> placed
+    paid:    RecordPayment (order) -> ConfirmReservation per line, RedeemCoupon -> paid
+    cancel:  CancelOrder (order) first, then ReleaseReservation per line, UnlockCoupon
+
+Every step's command id is derived from the order id (`<order>/start`, `<order>/try/<line>`,
+...), so a retried call, a duplicate payment callback or a whole flow driven again after a
+crash does nothing twice. A cancel that overtakes its try voids the ids it names, so the
+late try is refused. A payment that lands after a cancel is refunded by the order, never
+resurrecting it. Reservations and the coupon lock are held a grace period past the payment
+deadline, so a payment captured just before the deadline can still confirm them; and all
+of them, and the order itself, expire on their own, so an abandoned flow releases itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from actors.decider import Rejection
+from actors.host import Accepted, Busy, Unavailable
+from actors.order import CancelOrder, RecordPayment, RecordTry, StartCheckout
+from actors.session import LockCoupon, RedeemCoupon, TrackOrder, UnlockCoupon
+from actors.sku import ConfirmReservation, ReleaseReservation, ReserveStock
+from cluster.gateway import Gateway
+
+log = structlog.get_logger("saleday.checkout")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckoutResult:
+    """Where an order stands after a checkout call."""
+
+    order_id: str
+    status: str
+    """placed, paid, cancelled, refunded, refused (the order cannot take this step), or
+    unavailable (not decided: call again with the same order id)."""
+    total_cents: int = 0
+    reason: str = ""
+
+
+class Checkout:
+    """Drives orders through the gateway; holds no state of its own (the order shard does)."""
+
+    def __init__(self, gateway: Gateway, *, payment_window_ms: int = 900_000,
+                 grace_ms: int = 60_000, busy_retries: int = 50) -> None:
+        self.gateway = gateway
+        self.payment_window_ms = payment_window_ms
+        self.grace_ms = grace_ms
+        self.busy_retries = busy_retries
+
+    async def _submit(self, command: Any, command_id: str) -> Any:
+        """Submit with a deterministic id; ride out load shedding by trying again."""
+        reply: Any = None
+        for attempt in range(self.busy_retries):
+            reply = await self.gateway.submit(command, command_id=command_id)
+            if not isinstance(reply, Busy):
+                return reply
+            await asyncio.sleep(min(0.005 * (attempt + 1), 0.1))
+        return reply
+
+    # -- try ----------------------------------------------------------------------------
+
+    async def place(self, *, order_id: str, user: str, lines: tuple[tuple[str, int], ...],
+                    coupon_id: str = "", now: int) -> CheckoutResult:
+        """Start an order and hold everything it needs; cancel what was held on any refusal."""
+        deadline = now + self.payment_window_ms
+        hold_until = deadline + self.grace_ms
+        started = await self._submit(StartCheckout(order_id=order_id, user=user, lines=lines,
+                                                   coupon_id=coupon_id, payment_deadline=deadline,
+                                                   now=now), f"{order_id}/start")
+        if not isinstance(started, Accepted):
+            return _refused(order_id, started)
+        tries = await asyncio.gather(*(
+            self._submit(ReserveStock(reservation_id=f"{order_id}/{i}", user=user, sku=sku, qty=qty,
+                                      now=now, deadline=hold_until), f"{order_id}/try/{i}")
+            for i, (sku, qty) in enumerate(lines)))
+        refused = next((r for r in tries if not isinstance(r, Accepted)), None)
+        if refused is not None:
+            return await self._cancel_after(order_id, refused, now)
+        line_prices = tuple(_unit_prices(r) for r in tries)
+        subtotal = sum(sum(p) for p in line_prices)
+        coupon_value = 0
+        if coupon_id:
+            wallet = await self.gateway.query("session", user)
+            coupon = wallet.coupons.get(coupon_id)
+            locked = await self._submit(LockCoupon(user=user, coupon_id=coupon_id, order_id=order_id,
+                                                   order_total_cents=subtotal, until=hold_until,
+                                                   now=now), f"{order_id}/try/coupon")
+            if not isinstance(locked, Accepted):
+                return await self._cancel_after(order_id, locked, now)
+            coupon_value = coupon.value_cents if coupon is not None else 0
+        placed = await self._submit(RecordTry(order_id=order_id, line_prices=line_prices,
+                                              coupon_value_cents=coupon_value, now=now),
+                                    f"{order_id}/placed")
+        if not isinstance(placed, Accepted):
+            return await self._cancel_after(order_id, placed, now)
+        order = await self.gateway.query("order", order_id)
+        await self._submit(TrackOrder(user=user, order_id=order_id, status="placed",
+                                      amount_cents=order.total_cents, now=now),
+                           f"{order_id}/track/placed")
+        return CheckoutResult(order_id=order_id, status="placed", total_cents=order.total_cents)
+
+    # -- confirm ------------------------------------------------------------------------
+
+    async def payment_succeeded(self, *, order_id: str, payment_id: str, amount_cents: int,
+                                now: int) -> CheckoutResult:
+        """Record the payment; confirm what the order holds, or refund a late payment."""
+        paid = await self._submit(RecordPayment(order_id=order_id, payment_id=payment_id,
+                                                amount_cents=amount_cents, now=now),
+                                  f"{order_id}/pay/{payment_id}")
+        if not isinstance(paid, Accepted):
+            return _refused(order_id, paid)
+        order = await self.gateway.query("order", order_id)
+        kinds = {type(e).__name__ for e in paid.events}
+        if "CheckoutCancelled" in kinds:  # paid at or after the deadline: cancel, then refund
+            await self._release(order, "payment_timeout", now)
+        if "RefundIssued" in kinds:
+            await self._submit(TrackOrder(user=order.user, order_id=order_id, status="refunded",
+                                          amount_cents=amount_cents, now=now),
+                               f"{order_id}/track/refunded/{payment_id}")
+            return CheckoutResult(order_id=order_id, status="refunded", total_cents=amount_cents,
+                                  reason="payment after the order was cancelled or paid")
+        if order.status != "paid":  # a duplicate callback of a payment already handled
+            return CheckoutResult(order_id=order_id, status=order.status,
+                                  total_cents=order.total_cents)
+        confirms = await asyncio.gather(*(
+            self._submit(ConfirmReservation(reservation_id=f"{order_id}/{i}", sku=sku, now=now),
+                         f"{order_id}/confirm/{i}")
+            for i, (sku, _) in enumerate(order.lines)))
+        if order.coupon_id:
+            confirms.append(await self._submit(
+                RedeemCoupon(user=order.user, coupon_id=order.coupon_id, order_id=order_id, now=now),
+                f"{order_id}/confirm/coupon"))
+        failed = [r for r in confirms if not isinstance(r, Accepted)]
+        if failed:
+            log.error("checkout_confirm_refused", order=order_id,
+                      refusals=[getattr(r, "code", type(r).__name__) for r in failed])
+            return CheckoutResult(order_id=order_id, status="paid", total_cents=order.total_cents,
+                                  reason="confirm refused: " + ", ".join(r.code for r in failed))
+        await self._submit(TrackOrder(user=order.user, order_id=order_id, status="paid",
+                                      amount_cents=order.total_cents, now=now),
+                           f"{order_id}/track/paid")
+        return CheckoutResult(order_id=order_id, status="paid", total_cents=order.total_cents)
+
+    # -- cancel -------------------------------------------------------------------------
+
+    async def cancel(self, *, order_id: str, reason: str, now: int) -> CheckoutResult:
+        """Cancel the order first (so a late try is refused), then release what it holds."""
+        cancelled = await self._submit(CancelOrder(order_id=order_id, reason=reason, now=now),
+                                       f"{order_id}/cancel")
+        if not isinstance(cancelled, Accepted):
+            return _refused(order_id, cancelled)
+        order = await self.gateway.query("order", order_id)
+        await self._release(order, reason, now)
+        return CheckoutResult(order_id=order_id, status="cancelled", reason=reason)
+
+    async def payment_failed(self, *, order_id: str, now: int) -> CheckoutResult:
+        return await self.cancel(order_id=order_id, reason="payment_failed", now=now)
+
+    async def _cancel_after(self, order_id: str, refusal: Any, now: int) -> CheckoutResult:
+        reason = getattr(refusal, "code", type(refusal).__name__)
+        if isinstance(refusal, Unavailable):
+            # Not decided: leave the order to a retry of `place` or to its deadline.
+            return CheckoutResult(order_id=order_id, status="unavailable", reason=refusal.reason)
+        result = await self.cancel(order_id=order_id, reason=reason, now=now)
+        return CheckoutResult(order_id=order_id, status="cancelled", reason=reason) \
+            if result.status == "cancelled" else result
+
+    async def _release(self, order: Any, reason: str, now: int) -> None:
+        steps = [self._submit(ReleaseReservation(reservation_id=f"{order.order_id}/{i}", sku=sku,
+                                                 reason=reason, now=now),
+                              f"{order.order_id}/cancel/{i}")
+                 for i, (sku, _) in enumerate(order.lines)]
+        if order.coupon_id:
+            steps.append(self._submit(UnlockCoupon(user=order.user, coupon_id=order.coupon_id,
+                                                   order_id=order.order_id, now=now),
+                                      f"{order.order_id}/cancel/coupon"))
+        if order.user:
+            steps.append(self._submit(TrackOrder(user=order.user, order_id=order.order_id,
+                                                 status="cancelled", amount_cents=order.total_cents,
+                                                 now=now), f"{order.order_id}/track/cancelled"))
+        await asyncio.gather(*steps)
+
+
+def _unit_prices(reply: Accepted) -> tuple[int, ...]:
+    return reply.events[0].unit_prices
+
+
+def _refused(order_id: str, reply: Any) -> CheckoutResult:
+    if isinstance(reply, Unavailable):
+        return CheckoutResult(order_id=order_id, status="unavailable", reason=reply.reason)
+    reason = reply.code if isinstance(reply, Rejection) else type(reply).__name__
+    return CheckoutResult(order_id=order_id, status="refused", reason=reason)

@@ -1,0 +1,192 @@
+"""Checkout as a TCC flow on real Ray shards: every order ends paid with all its holds
+confirmed, or cancelled with all released, and nothing happens twice."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import ray
+
+from actors.host import Accepted
+from actors.session import ReceiveCoupon
+from actors.sku import AddStock, ConfigureSale
+from cluster import wiring
+from cluster.checkout import Checkout
+from cluster.runtime import Runtime, RuntimeConfig
+from events import open_store, registry
+
+pytestmark = pytest.mark.ray
+T0 = 1_762_790_400_000
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    ray.init(num_cpus=2, include_dashboard=False, namespace=wiring.NAMESPACE, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def shop(ray_instance, tmp_path):
+    """SKU, session and order shards on one SQLite log, two SKUs on sale, a coupon in u1's wallet."""
+    url = f"sqlite:///{tmp_path}/events.db"
+    rt = Runtime(RuntimeConfig(store_url=url, shards={"sku": 2, "session": 1, "order": 1},
+                               tick_s=0)).start()
+    client = rt.client()
+    now = now_ms()
+    setup = [c for sku, price in (("sku-a", 5000), ("sku-b", 2000)) for c in (
+        AddStock(sku=sku, qty=3, now=T0),
+        ConfigureSale(sku=sku, tiers=((0, price),), per_user_limit=0, start=T0,
+                      end=T0 + 10 * 365 * 86_400_000, now=T0))]
+    setup.append(ReceiveCoupon(user="u1", coupon_id="c-10", campaign="1111", value_cents=1000,
+                               min_spend_cents=5000, valid_until=now + 86_400_000, now=now))
+    assert all(isinstance(r, Accepted) for r in client.submit_many(setup))
+    yield rt, url
+    rt.stop(kill_shards=True)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def run(rt: Runtime, flow):
+    async def go():
+        return await flow(Checkout(rt.gateway()))
+    return asyncio.run(go())
+
+
+def log_of(url: str) -> list:
+    store = open_store(url)
+    events = [registry.decode(e) for s in store.streams() for e in store.read(s)]
+    store.close()
+    return events
+
+
+def names(url: str) -> list[str]:
+    return [type(e).__name__ for e in log_of(url)]
+
+
+def available(rt: Runtime, sku: str) -> int:
+    async def go():
+        return (await rt.gateway().query("sku", sku)).available
+    return asyncio.run(go())
+
+
+LINES = (("sku-a", 1), ("sku-b", 2))
+
+
+def test_a_paid_order_confirms_every_hold_and_redeems_its_coupon(shop):
+    """Place then pay: tier prices minus the coupon, reservations confirmed, coupon redeemed."""
+    rt, url = shop
+
+    async def flow(co: Checkout):
+        placed = await co.place(order_id="o1", user="u1", lines=LINES, coupon_id="c-10", now=now_ms())
+        paid = await co.payment_succeeded(order_id="o1", payment_id="p1",
+                                          amount_cents=placed.total_cents, now=now_ms())
+        return placed, paid
+
+    placed, paid = run(rt, flow)
+    assert (placed.status, placed.total_cents) == ("placed", 5000 + 2 * 2000 - 1000)
+    assert (paid.status, paid.total_cents) == ("paid", 8000)
+    kinds = names(url)
+    assert kinds.count("ReservationConfirmed") == 2 and kinds.count("CouponRedeemed") == 1
+    assert kinds.count("PaymentCaptured") == 1
+    assert available(rt, "sku-a") == 2 and available(rt, "sku-b") == 1
+
+
+def test_a_failed_payment_releases_everything(shop):
+    """Payment failure cancels the order, releases each line and unlocks the coupon."""
+    rt, url = shop
+
+    async def flow(co: Checkout):
+        await co.place(order_id="o2", user="u1", lines=LINES, coupon_id="c-10", now=now_ms())
+        return await co.payment_failed(order_id="o2", now=now_ms())
+
+    assert run(rt, flow).status == "cancelled"
+    kinds = names(url)
+    assert kinds.count("ReservationReleased") == 2 and kinds.count("CouponUnlocked") == 1
+    assert available(rt, "sku-a") == 3 and available(rt, "sku-b") == 3
+
+
+def test_duplicate_callbacks_and_retries_do_nothing_twice(shop):
+    """A retried place and a repeated payment callback change nothing; a second payment is refunded."""
+    rt, url = shop
+
+    async def flow(co: Checkout):
+        first = await co.place(order_id="o3", user="u1", lines=LINES, now=now_ms())
+        again = await co.place(order_id="o3", user="u1", lines=LINES, now=now_ms())
+        paid = await co.payment_succeeded(order_id="o3", payment_id="p1",
+                                          amount_cents=first.total_cents, now=now_ms())
+        dup = await co.payment_succeeded(order_id="o3", payment_id="p1",
+                                         amount_cents=first.total_cents, now=now_ms())
+        other = await co.payment_succeeded(order_id="o3", payment_id="p2",
+                                           amount_cents=first.total_cents, now=now_ms())
+        return first, again, paid, dup, other
+
+    first, again, paid, dup, other = run(rt, flow)
+    assert first.status == again.status == "placed" and first.total_cents == again.total_cents
+    assert paid.status == dup.status == "paid" and other.status == "refunded"
+    kinds = names(url)
+    assert kinds.count("StockReserved") == 2 and kinds.count("ReservationConfirmed") == 2
+    assert kinds.count("PaymentCaptured") == 1 and kinds.count("RefundIssued") == 1
+
+
+def test_a_payment_after_cancel_is_refunded_not_resurrected(shop):
+    """A payment landing after the order was cancelled records a refund; stock stays released."""
+    rt, url = shop
+
+    async def flow(co: Checkout):
+        placed = await co.place(order_id="o4", user="u1", lines=LINES, now=now_ms())
+        await co.payment_failed(order_id="o4", now=now_ms())
+        return await co.payment_succeeded(order_id="o4", payment_id="late",
+                                          amount_cents=placed.total_cents, now=now_ms())
+
+    assert run(rt, flow).status == "refunded"
+    assert "ReservationConfirmed" not in names(url) and available(rt, "sku-a") == 3
+
+
+def test_a_cancel_that_overtakes_its_try_blocks_the_late_try(shop):
+    """If the cancel arrives first, the later place is refused and nothing is held."""
+    rt, url = shop
+
+    async def flow(co: Checkout):
+        await co.cancel(order_id="o5", reason="payment_failed", now=now_ms())
+        return await co.place(order_id="o5", user="u1", lines=LINES, now=now_ms())
+
+    late = run(rt, flow)
+    assert late.status == "refused"
+    assert "StockReserved" not in names(url)
+
+
+def test_a_refused_line_cancels_what_was_tried(shop):
+    """One line sold out: the other line's reservation is released and the order cancelled."""
+    rt, url = shop
+
+    async def flow(co: Checkout):
+        return await co.place(order_id="o6", user="u1", lines=(("sku-a", 1), ("sku-b", 5)),
+                              now=now_ms())
+
+    result = run(rt, flow)
+    assert (result.status, result.reason) == ("cancelled", "sold_out")
+    assert available(rt, "sku-a") == 3 and available(rt, "sku-b") == 3
+
+
+def test_a_shard_killed_between_try_and_confirm_still_confirms(shop):
+    """Killing a SKU shard after the try: the confirm is retried until the shard is back."""
+    rt, url = shop
+
+    async def place(co: Checkout):
+        return await co.place(order_id="o7", user="u1", lines=LINES, now=now_ms())
+
+    placed = run(rt, place)
+    for handle in rt.handles["sku"]:
+        ray.kill(handle, no_restart=False)
+
+    async def pay(co: Checkout):
+        return await co.payment_succeeded(order_id="o7", payment_id="p7",
+                                          amount_cents=placed.total_cents, now=now_ms())
+
+    assert run(rt, pay).status == "paid"
+    assert names(url).count("ReservationConfirmed") == 2
