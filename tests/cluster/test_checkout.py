@@ -28,12 +28,16 @@ def ray_instance():
     ray.shutdown()
 
 
-@pytest.fixture
-def shop(ray_instance, tmp_path):
-    """SKU, session and order shards on one SQLite log, two SKUs on sale, a coupon in u1's wallet."""
-    url = f"sqlite:///{tmp_path}/events.db"
+@pytest.fixture(params=["sqlite", "redis"])
+def shop(request, ray_instance, tmp_path):
+    """SKU, session and order shards on one log (SQLite, or a real Redis), two SKUs on sale,
+    and a coupon in u1's wallet."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/events.db"
+    else:
+        url = request.getfixturevalue("redis_store_url")
     rt = Runtime(RuntimeConfig(store_url=url, shards={"sku": 2, "session": 1, "order": 1},
-                               tick_s=0)).start()
+                               tick_s=0.1)).start()
     client = rt.client()
     now = now_ms()
     setup = [c for sku, price in (("sku-a", 5000), ("sku-b", 2000)) for c in (
@@ -44,7 +48,40 @@ def shop(ray_instance, tmp_path):
                                min_spend_cents=5000, valid_until=now + 86_400_000, now=now))
     assert all(isinstance(r, Accepted) for r in client.submit_many(setup))
     yield rt, url
-    rt.stop(kill_shards=True)
+    try:
+        assert_every_order_settled(url)
+    finally:
+        rt.stop(kill_shards=True)
+
+
+def assert_every_order_settled(url: str) -> None:
+    """After any test: each order is paid with all its reservations confirmed, or cancelled
+    with none confirmed and none still held; no coupon is redeemed or received twice."""
+    events = log_of(url)
+    reservations: dict[str, list[str]] = {}
+    for e in events:
+        rid = getattr(e, "reservation_id", None)
+        if rid is not None:
+            reservations.setdefault(rid, []).append(type(e).__name__)
+    for e in events:
+        name = type(e).__name__
+        if name == "CheckoutStarted":
+            outcomes = [reservations.get(f"{e.order_id}/{i}", []) for i in range(len(e.lines))]
+            captured = any(type(x).__name__ == "PaymentCaptured" and x.order_id == e.order_id
+                           for x in events)
+            cancelled = any(type(x).__name__ == "CheckoutCancelled" and x.order_id == e.order_id
+                            for x in events)
+            if captured and not cancelled:
+                assert all("ReservationConfirmed" in o for o in outcomes), (e.order_id, outcomes)
+            else:
+                assert not any("ReservationConfirmed" in o for o in outcomes), (e.order_id, outcomes)
+            if cancelled:
+                ended = ("ReservationReleased", "ReservationExpired", "ReservationVoided")
+                assert all(any(n in o for n in ended) or "StockReserved" not in o
+                           for o in outcomes), (e.order_id, outcomes)
+    for kind in ("CouponRedeemed", "CouponReceived"):
+        ids = [e.coupon_id for e in events if type(e).__name__ == kind]
+        assert len(ids) == len(set(ids)), f"{kind} twice: {ids}"
 
 
 def now_ms() -> int:
@@ -190,3 +227,39 @@ def test_a_shard_killed_between_try_and_confirm_still_confirms(shop):
 
     assert run(rt, pay).status == "paid"
     assert names(url).count("ReservationConfirmed") == 2
+
+
+def test_a_checkout_interrupted_mid_flow_is_finished_by_driving_it_again(shop):
+    """If the gateway dies mid-checkout, placing the same order again completes it, once."""
+    rt, url = shop
+
+    async def crash(co: Checkout):
+        task = asyncio.ensure_future(co.place(order_id="o8", user="u1", lines=LINES, now=now_ms()))
+        await asyncio.sleep(0.01)  # the try is under way
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(rt, crash)
+
+    async def again(co: Checkout):
+        return await co.place(order_id="o8", user="u1", lines=LINES, now=now_ms())
+
+    assert run(rt, again).status == "placed"
+    assert names(url).count("StockReserved") == 2 and names(url).count("OrderPlaced") == 1
+
+
+def test_a_payment_after_the_deadline_is_refunded_and_holds_are_released(shop):
+    """A payment that comes after the payment window cancels the order and refunds it."""
+    rt, url = shop
+
+    async def flow(co: Checkout):
+        co.payment_window_ms, co.grace_ms = 300, 0
+        placed = await co.place(order_id="o9", user="u1", lines=LINES, now=now_ms())
+        await asyncio.sleep(0.8)  # the deadline passes; the shards' ticks expire the holds
+        return await co.payment_succeeded(order_id="o9", payment_id="p9",
+                                          amount_cents=placed.total_cents, now=now_ms())
+
+    assert run(rt, flow).status == "refunded"
+    assert "ReservationConfirmed" not in names(url)
+    assert available(rt, "sku-a") == 3 and available(rt, "sku-b") == 3
