@@ -31,10 +31,12 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-@pytest.fixture
-def sale(ray_instance, tmp_path):
-    """Session, campaign and team shards; campaign `1111` with a budget of 10 coupons / ¥100."""
-    url = f"sqlite:///{tmp_path}/events.db"
+@pytest.fixture(params=["sqlite", "redis"])
+def sale(request, ray_instance, tmp_path):
+    """Session, campaign and team shards (on SQLite, or a real Redis); campaign `1111` with a
+    budget of 10 coupons / ¥100."""
+    url = (f"sqlite:///{tmp_path}/events.db" if request.param == "sqlite"
+           else request.getfixturevalue("redis_store_url"))
     rt = Runtime(RuntimeConfig(store_url=url, shards={"session": 1, "campaign": 1, "team": 1},
                                tick_s=0.1)).start()
     now = now_ms()
