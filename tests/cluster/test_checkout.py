@@ -12,7 +12,6 @@ import ray
 from actors.host import Accepted
 from actors.session import ReceiveCoupon
 from actors.sku import AddStock, ConfigureSale
-from cluster import wiring
 from cluster.checkout import Checkout
 from cluster.runtime import Runtime, RuntimeConfig
 from events import open_store, registry
@@ -20,12 +19,6 @@ from events import open_store, registry
 pytestmark = pytest.mark.ray
 T0 = 1_762_790_400_000
 
-
-@pytest.fixture(scope="module")
-def ray_instance():
-    ray.init(num_cpus=2, include_dashboard=False, namespace=wiring.NAMESPACE, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(params=["sqlite", "redis"])

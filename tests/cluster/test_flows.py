@@ -7,24 +7,16 @@ import asyncio
 import time
 
 import pytest
-import ray
 
 from actors.campaign import CreateCampaign
 from actors.host import Accepted
 from actors.session import ReportLocation
-from cluster import wiring
 from cluster.flows import Reactor, SaleDayFlows
 from cluster.runtime import Runtime, RuntimeConfig
 from events import open_store, registry
 
 pytestmark = pytest.mark.ray
 
-
-@pytest.fixture(scope="module")
-def ray_instance():
-    ray.init(num_cpus=2, include_dashboard=False, namespace=wiring.NAMESPACE, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def now_ms() -> int:

@@ -24,12 +24,6 @@ pytestmark = pytest.mark.ray
 T0 = 1_762_790_400_000
 
 
-@pytest.fixture(scope="module")
-def ray_instance():
-    ray.init(num_cpus=2, include_dashboard=False, namespace=wiring.NAMESPACE, log_to_driver=False)
-    yield
-    ray.shutdown()
-
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
