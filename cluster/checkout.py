@@ -23,7 +23,7 @@ from typing import Any
 import structlog
 
 from actors.decider import Rejection
-from actors.host import Accepted, Busy, Unavailable
+from actors.host import Accepted, Unavailable
 from actors.order import CancelOrder, RecordPayment, RecordTry, StartCheckout
 from actors.session import LockCoupon, RedeemCoupon, TrackOrder, UnlockCoupon
 from actors.sku import ConfirmReservation, ReleaseReservation, ReserveStock
@@ -55,14 +55,8 @@ class Checkout:
         self.busy_retries = busy_retries
 
     async def _submit(self, command: Any, command_id: str) -> Any:
-        """Submit with a deterministic id; ride out load shedding by trying again."""
-        reply: Any = None
-        for attempt in range(self.busy_retries):
-            reply = await self.gateway.submit(command, command_id=command_id)
-            if not isinstance(reply, Busy):
-                return reply
-            await asyncio.sleep(min(0.005 * (attempt + 1), 0.1))
-        return reply
+        return await self.gateway.submit_retrying_busy(command, command_id=command_id,
+                                                       busy_retries=self.busy_retries)
 
     # -- try ----------------------------------------------------------------------------
 
@@ -168,9 +162,7 @@ class Checkout:
         if isinstance(refusal, Unavailable):
             # Not decided: leave the order to a retry of `place` or to its deadline.
             return CheckoutResult(order_id=order_id, status="unavailable", reason=refusal.reason)
-        result = await self.cancel(order_id=order_id, reason=reason, now=now)
-        return CheckoutResult(order_id=order_id, status="cancelled", reason=reason) \
-            if result.status == "cancelled" else result
+        return await self.cancel(order_id=order_id, reason=reason, now=now)
 
     async def _release(self, order: Any, reason: str, now: int) -> None:
         steps = [self._submit(ReleaseReservation(reservation_id=f"{order.order_id}/{i}", sku=sku,

@@ -24,7 +24,7 @@ from typing import Any
 import structlog
 
 from actors.campaign import CouponGranted, DrawPool, GrantCoupon, ReturnPool
-from actors.host import Accepted, Busy
+from actors.host import Accepted
 from actors.session import ReceiveCoupon, StartSession, StoreVisited
 from actors.team import CreateTeam, JoinTeam, RedPacketSplit, TeamExpiredUnfilled
 from cluster.gateway import Gateway
@@ -36,15 +36,8 @@ SHARE_VALIDITY_MS = 7 * 86_400_000
 """How long a red-packet share coupon stays valid after the split."""
 
 
-async def submit(gateway: Gateway, command: Any, command_id: str, *, busy_retries: int = 50) -> Any:
-    """Submit with a deterministic id, riding out load shedding."""
-    reply: Any = None
-    for attempt in range(busy_retries):
-        reply = await gateway.submit(command, command_id=command_id)
-        if not isinstance(reply, Busy):
-            return reply
-        await asyncio.sleep(min(0.005 * (attempt + 1), 0.1))
-    return reply
+async def submit(gateway: Gateway, command: Any, command_id: str) -> Any:
+    return await gateway.submit_retrying_busy(command, command_id=command_id)
 
 
 class SaleDayFlows:

@@ -128,6 +128,18 @@ class Gateway:
         return await self.submit_nowait(command, command_id=command_id,
                                         correlation_id=correlation_id)
 
+    async def submit_retrying_busy(self, command: Any, *, command_id: str,
+                                   busy_retries: int = 50) -> Reply:
+        """Submit under a caller-chosen (deterministic) id, riding out load shedding: a
+        `Busy` answer is tried again with backoff, up to `busy_retries` times."""
+        reply: Reply = Busy(shard="")
+        for attempt in range(busy_retries):
+            reply = await self.submit(command, command_id=command_id)
+            if not isinstance(reply, Busy):
+                return reply
+            await asyncio.sleep(min(0.005 * (attempt + 1), 0.1))
+        return reply
+
     async def submit_many(self, commands: Iterable[Any]) -> list[Reply]:
         return list(await asyncio.gather(*(self.submit_nowait(c) for c in commands)))
 
