@@ -8,17 +8,16 @@ its hash chains).
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from typing import Annotated
 
 import structlog
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cluster import logs
+from cluster import cli_ops, cli_projections, cli_simulate, logs
+from cluster.cli_common import DEFAULT_REDIS, StoreOpt, console, opened
 
 app = typer.Typer(help="saleday: an event-sourced sale-day (11.11) system on Ray.",
                   no_args_is_help=True, add_completion=False)
@@ -29,9 +28,6 @@ log_app = typer.Typer(help="Inspect an event store and verify its hash chains.",
 app.add_typer(bench_app, name="bench")
 app.add_typer(log_app, name="log")
 
-DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
-StoreOpt = Annotated[str, typer.Option("--store", help="Store URL: sqlite:///path/events.db, "
-                                       "redis://host:port/db or rediss://...")]
 
 
 @app.callback()
@@ -88,12 +84,12 @@ def bench_store(
                       f"{row['verify_events_per_s']:,}" if "verify_events_per_s" in row else "-",
                       f"{row['verify_recompute_events_per_s']:,}"
                       if "verify_recompute_events_per_s" in row else "-", row["durability"])
-    console = _console()
-    console.print(table)
+    out = console()
+    out.print(table)
     for line in errors:
-        console.print(f"[red]{escape(line)}[/red]")
+        out.print(f"[red]{escape(line)}[/red]")
     m = result["machine"]
-    console.print(f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}")
+    out.print(f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}")
 
 
 @bench_app.command("reserve")
@@ -150,19 +146,19 @@ def bench_reserve(
                       str(row["p50_ms"]), str(row["p99_ms"]), str(row.get("p99_ms_at_half_load", "")),
                       str(row["oversold"]),
                       f"{row['granted']:,}")
-    console = _console()
-    console.print(table)
+    out = console()
+    out.print(table)
     for line in errors:
-        console.print(f"[red]{escape(line)}[/red]")
+        out.print(f"[red]{escape(line)}[/red]")
     if "recovery" in result:
         r = result["recovery"]
-        console.print(f"recovery: stream of {r['events']:,} events (snapshot every "
+        out.print(f"recovery: stream of {r['events']:,} events (snapshot every "
                       f"{r['snapshot_every']:,}): new host ready in {r['recover_in_process_ms']} ms "
                       f"(worst case, a full tail: {r['worst_case_tail_ms']} ms at "
                       f"{r['replay_events_per_s']:,} events/s replayed); Ray actor killed -> "
                       f"serving again in {r['ray_kill_to_serving_ms']} ms")
     m = result["machine"]
-    console.print(f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}")
+    out.print(f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}")
 
 
 @log_app.command("streams")
@@ -170,7 +166,7 @@ def log_streams(store: StoreOpt,
                 as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List the streams of a store with their versions and writer epochs."""
 
-    with _opened(store) as s:
+    with opened(store) as s:
         rows = [(name, version, s.head(name).epoch) for name, version in s.streams().items()]
     if as_json:
         typer.echo(json.dumps([{"stream": n, "version": v, "epoch": e} for n, v, e in rows]))
@@ -180,7 +176,7 @@ def log_streams(store: StoreOpt,
         table.add_column(col)
     for n, v, e in rows:
         table.add_row(n, str(v), str(e))
-    _console().print(table)
+    console().print(table)
 
 
 @log_app.command("verify")
@@ -194,7 +190,7 @@ def log_verify(store: StoreOpt,
     from events import ChainVerifier, CorruptRecordError, verify_commits
 
     results = []
-    with _opened(store) as s:
+    with opened(store) as s:
         names = stream or list(s.streams())
         for name in names:
             try:
@@ -226,38 +222,11 @@ def log_verify(store: StoreOpt,
         raise typer.Exit(1)
 
 
-class _opened:
-    """Open a store from a URL; turn log errors into one readable line and exit 2."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def __enter__(self):  # type: ignore[no-untyped-def]
-        from events import EventLogError, open_store
-
-        try:
-            self.store = open_store(self.url)
-        except EventLogError as exc:
-            _fail(exc)
-        return self.store
-
-    def __exit__(self, kind, exc, tb) -> bool:  # type: ignore[no-untyped-def]
-        from events import EventLogError
-
-        self.store.close()
-        if isinstance(exc, EventLogError) and not isinstance(exc, typer.Exit):
-            _fail(exc)
-        return False
-
-
-def _console() -> Console:
-    """A console at least 132 columns wide, so tables are never cut when output is piped."""
-    return Console(width=max(shutil.get_terminal_size((132, 24)).columns, 132))
-
-
-def _fail(exc: Exception) -> None:
-    typer.echo(f"error: {exc}", err=True)
-    raise typer.Exit(2)
+# Commands that live in their own modules: projections (view, audit, export), the
+# simulator (simulate, replay) and operations (serve, status).
+cli_projections.register(app, bench_app)
+cli_simulate.register(app, bench_app)
+cli_ops.register(app, bench_app)
 
 
 def main() -> None:
