@@ -1,0 +1,126 @@
+"""What a simulated sale day produced: the `RunReport` a run fills and the report renders.
+
+One pydantic model at the boundary between a run (the engines fill it) and the ways it is
+shown (`simulator.report`: a rich table, PNG charts, one HTML file) or stored (`--json`).
+Times: `t_s` and `*_s` of simulated time are seconds since the sale window opened;
+`duration_s` and `throughput_per_s` are wall-clock. Counts are never negative.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt
+
+Count = NonNegativeInt
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LatencyMs(_Model):
+    """Command latency percentiles over a run, in milliseconds."""
+
+    p50: NonNegativeFloat
+    p95: NonNegativeFloat
+    p99: NonNegativeFloat
+    max: NonNegativeFloat
+
+
+class TimelinePoint(_Model):
+    """One bucket of simulated time: what was offered and what came back."""
+
+    t_s: float  # simulated seconds since the sale window opened, bucket start
+    offered: Count  # commands the scenario generated in the bucket
+    served: Count  # commands answered (accepted or rejected by the business rules)
+    busy: Count = 0
+    errors: Count = 0
+    p50_ms: NonNegativeFloat | None = None
+    p99_ms: NonNegativeFloat | None = None
+
+
+class StockPoint(_Model):
+    """Units of a SKU still available at a moment of simulated time."""
+
+    t_s: float
+    remaining: Count
+
+
+class Finding(_Model):
+    """One broken invariant, where the audit saw it."""
+
+    rule: str
+    stream: str | None = None
+    version: int | None = None
+    message: str
+
+
+class Invariants(_Model):
+    """The audit's verdict: how many violations, and the findings behind them."""
+
+    violations: Count = 0
+    findings: list[Finding] = Field(default_factory=list)
+
+
+class RunReport(_Model):
+    """Everything one simulated sale day produced, in the order a reader wants it."""
+
+    scenario: str
+    seed: int
+    engine: Literal["ray", "inprocess"]
+    users: Count
+    store: str  # the store URL, credentials redacted
+    data_dir: str
+    started_at: str  # ISO 8601
+    commands: Count
+    events: Count
+    duration_s: NonNegativeFloat  # wall clock
+    sim_duration_s: NonNegativeFloat
+    throughput_per_s: NonNegativeFloat  # commands per wall-clock second
+    latency_ms: LatencyMs | None = None
+    busy: Count = 0
+    unavailable: Count = 0
+    rejections: dict[str, Count] = Field(default_factory=dict)  # by rejection type
+    timeline: list[TimelinePoint] = Field(default_factory=list)
+    sellout_s: dict[str, NonNegativeFloat] = Field(default_factory=dict)  # hottest first
+    stock_depletion: dict[str, list[StockPoint]] = Field(default_factory=dict)  # top SKUs
+    orders: dict[str, Count] = Field(default_factory=dict)
+    coupons: dict[str, Count] = Field(default_factory=dict)
+    red_packets: dict[str, Count] = Field(default_factory=dict)
+    funnel: dict[str, Count] = Field(default_factory=dict)  # stages in funnel order
+    referral: dict[str, float] = Field(default_factory=dict)
+    invariants: Invariants = Field(default_factory=Invariants)
+    audit_ok: bool = False
+    views: dict[str, str] = Field(default_factory=dict)  # view name -> digest
+    faults_injected: dict[str, Count] = Field(default_factory=dict)
+    log_digest: str = ""
+    charts: list[str] = Field(default_factory=list)  # paths written
+    html: str | None = None
+    machine: dict[str, Any] = Field(default_factory=dict)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The whole report as one JSON-native object (dict orders kept, e.g. the funnel)."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_json_dict(cls, data: dict[str, Any]) -> RunReport:
+        """A report read back from `to_json_dict()` output (validated)."""
+        return cls.model_validate(data)
+
+
+def machine_info() -> dict[str, Any]:
+    """What a run was measured on: CPU model, cores, Python and platform."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform()}
