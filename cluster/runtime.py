@@ -37,6 +37,12 @@ class RuntimeConfig(BaseModel):
     call_timeout_s: float = 10.0
     retry_for_s: float = 30.0
     tick_s: float = 1.0
+    # Placement (deployed clusters): shards ask `{shard_resource: shard_resource_amount}`
+    # when a resource is named, are spread across nodes, and are detached when `detached`.
+    shard_resource: str | None = None
+    shard_resource_amount: float = 0.01
+    spread: bool = True
+    detached: bool = False
 
     def gateway_config(self) -> GatewayConfig:
         return GatewayConfig(max_batch=self.max_batch, max_wait_ms=self.max_wait_ms,
@@ -77,10 +83,17 @@ class Runtime:
             self.handles[kind] = [
                 wiring.shard_handle(kind=kind, stream=shard_map.stream(i),
                                     store_url=self.config.store_url,
-                                    snapshot_every=self.config.snapshot_every)
+                                    snapshot_every=self.config.snapshot_every,
+                                    **self._placement())
                 for i in range(shard_map.shards)]
         self.status()  # waits until every shard has recovered
         return self
+
+    def _placement(self) -> dict[str, Any]:
+        c = self.config
+        return {"resources": wiring.shard_placement(c.shard_resource, c.shard_resource_amount),
+                "scheduling_strategy": "SPREAD" if c.spread else None,
+                "detached": c.detached}
 
     def status(self) -> list[dict[str, Any]]:
         refs = [h.status.remote() for hs in self.handles.values() for h in hs]

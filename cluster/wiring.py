@@ -158,19 +158,68 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None) -> Non
 
 def shard_handle(*, kind: str, stream: str, store_url: str, snapshot_every: int = 50_000,
                  num_cpus: float = 0, resources: dict[str, float] | None = None,
-                 detached: bool = False) -> Any:
+                 detached: bool = False, scheduling_strategy: str | None = None) -> Any:
     """The named shard actor for `stream`, created if it does not exist yet.
 
     `detached` actors outlive the process that created them (a deployed cluster);
     otherwise they end with it (the embedded default, tests, benchmarks).
+    `resources` (e.g. `shard_placement(...)`) and `scheduling_strategy="SPREAD"` decide
+    which nodes it may run on; a restarted actor is placed by the same rules.
     """
     import ray
 
-    actor = ray.remote(ShardActor).options(
-        name=stream, namespace=NAMESPACE, get_if_exists=True,
-        lifetime="detached" if detached else None,
-        max_restarts=-1, max_task_retries=0, num_cpus=num_cpus, resources=resources or {})
+    options: dict[str, Any] = {
+        "name": stream, "namespace": NAMESPACE, "get_if_exists": True,
+        "lifetime": "detached" if detached else None, "max_restarts": -1,
+        "max_task_retries": 0, "num_cpus": num_cpus, "resources": resources or {}}
+    if scheduling_strategy:
+        options["scheduling_strategy"] = scheduling_strategy
+    actor = ray.remote(ShardActor).options(**options)
     return actor.remote(kind=kind, stream=stream, store_url=store_url, snapshot_every=snapshot_every)
+
+
+def shard_placement(resource: str | None, amount: float = 0.01) -> dict[str, float]:
+    """The custom resources a shard asks for: `{resource: amount}`, or none.
+
+    A cluster whose shard nodes offer, say, `saleday_shard: 100` (ray_cluster.yaml) keeps
+    shards off the head node; each shard asks a small amount so many fit on one node.
+    """
+    return {resource: amount} if resource else {}
+
+
+def where(names: set[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Actor name -> state (ALIVE, RESTARTING, DEAD, ...), node id, node IP, pid and
+    restarts, for the named actors in `names` (all if None), as Ray's GCS knows them.
+
+    Read from the GCS directly (it works without the dashboard); when a name has had
+    several actors (killed, then created again), the live or latest one is reported.
+    """
+    from ray._private import state
+
+    out: dict[str, dict[str, Any]] = {}
+    for info in state.actors().values():
+        name = info.get("Name")
+        if not name or (names is not None and name not in names):
+            continue
+        address = info.get("Address") or {}
+        row = {"state": info.get("State"), "node_id": address.get("NodeID"),
+               "node_ip": address.get("IPAddress"), "pid": info.get("Pid"),
+               "restarts": info.get("NumRestarts", 0), "detached": info.get("IsDetached"),
+               "started": info.get("StartTime", 0)}
+        kept = out.get(name)
+        if kept is None or (kept["state"] == "DEAD") or (
+                row["state"] != "DEAD" and row["started"] >= kept["started"]):
+            out[name] = row
+    return out
+
+
+def nodes() -> list[dict[str, Any]]:
+    """The cluster's nodes: id, IP, alive, and the resources each offers."""
+    import ray
+
+    return [{"node_id": n["NodeID"], "node_ip": n.get("NodeManagerAddress"),
+             "alive": n.get("Alive", False), "resources": n.get("Resources", {})}
+            for n in ray.nodes()]
 
 
 def kill_shard(handle: Any, *, no_restart: bool = False) -> None:
