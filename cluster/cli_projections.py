@@ -1,9 +1,361 @@
-"""`saleday` commands for projections (registered by cluster/cli.py)."""
+"""`saleday view orders|referrals|metrics|stock` and `saleday bench projections`.
+
+    saleday view stock --data ./saleday-data            # catch up, then a table
+    saleday view orders --order o-17 --json             # one order, for machines
+    saleday view referrals --top 20 --graphml refs.graphml
+    saleday view metrics --store redis://127.0.0.1:6379/0?prefix=sale --rebuild
+
+`view` catches the projection up from its checkpoint (`projections.db` next to a SQLite
+log, or on the same Redis, under the same prefix, when the log is on Redis) before it
+prints. `bench projections` writes a log of reservation traffic with the real SKU decider
+into a temporary SQLite store and times folding+checkpointing it per view, against the raw
+read+decode rate of the same log.
+"""
 
 from __future__ import annotations
 
+import json
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.markup import escape
+from rich.table import Table
+
+from cluster.cli_common import console, fail, opened
+
+DataOpt = Annotated[Path, typer.Option("--data", help="Data dir: the log is "
+                                       "sqlite:///<data>/events.db unless --store says otherwise.")]
+OptionalStore = Annotated[str | None, typer.Option(
+    "--store", help="Event store URL (default sqlite:///<data>/events.db).")]
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     """Add this module's commands to the `saleday` app (and its `bench` group)."""
+    app.command("view")(view)
+    bench_app.command("projections")(bench_projections)
+
+
+def checkpoint_url_for(store_url: str) -> str:
+    """Where a log's projections keep their checkpoints: next to a SQLite log, or on the
+    same Redis (same prefix) as a Redis log."""
+    if store_url.startswith("sqlite:///"):
+        path = Path(store_url[len("sqlite:///"):].split("?", 1)[0])
+        return f"sqlite:///{path.parent / 'projections.db'}"
+    return store_url
+
+
+def view(
+    name: Annotated[str, typer.Argument(help="orders, referrals, metrics or stock.")],
+    store: OptionalStore = None,
+    data: DataOpt = Path("./saleday-data"),
+    checkpoints: Annotated[str | None, typer.Option(
+        help="Checkpoint store URL (default: next to the log, see above).")] = None,
+    order: Annotated[str | None, typer.Option("--order", help="orders: just this order.")] = None,
+    user: Annotated[str | None, typer.Option("--user", help="orders: this user's orders; "
+                                             "referrals: this user.")] = None,
+    sku: Annotated[list[str] | None, typer.Option("--sku", help="stock, metrics: only these SKUs.")] = None,
+    top: Annotated[int, typer.Option("--top", min=1, help="Rows shown in lists.")] = 20,
+    graphml_file: Annotated[Path | None, typer.Option(
+        "--graphml", help="referrals: also write the graph as GraphML to this file.")] = None,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Fold the whole log again from zero.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Catch a view up with the log and show it."""
+    from projections.checkpoint import open_checkpoints
+    from projections.runner import Projection, ProjectionError
+    from projections.views import UnknownView, view_class
+
+    try:
+        cls = view_class(name)
+    except UnknownView as exc:
+        raise typer.BadParameter(str(exc), param_hint="NAME") from None
+    store_url = store or f"sqlite:///{data / 'events.db'}"
+    if store_url.startswith("sqlite:///") and not Path(store_url[10:].split("?")[0]).exists():
+        fail(FileNotFoundError(f"no event log at {store_url[10:]}: pass --data or --store"))
+    with opened(store_url) as s:
+        cps = open_checkpoints(checkpoints or checkpoint_url_for(store_url))
+        try:
+            proj = Projection(cls(), s, cps)
+            started = time.perf_counter()
+            folded = proj.rebuild() if rebuild else proj.catch_up()
+            seconds = time.perf_counter() - started
+        except ProjectionError as exc:
+            fail(exc)
+        finally:
+            cps.close()
+    v = proj.view
+    if graphml_file is not None:
+        if name != "referrals":
+            raise typer.BadParameter("only the referrals view exports GraphML", param_hint="--graphml")
+        from projections.views import graphml
+
+        graphml_file.write_bytes(graphml(v))  # type: ignore[arg-type]
+    shown = _SHOW[name](v, order=order, user=user, skus=sku, top=top)
+    if as_json:
+        typer.echo(json.dumps(shown["json"], ensure_ascii=False))
+        return
+    out = console()
+    for item in shown["rich"]:
+        out.print(item)
+    out.print(f"[dim]{name}: folded {folded:,} new events in {seconds:.2f} s; positions "
+              f"{sum(proj.positions.values()):,} events"
+              + (f"; GraphML written to {escape(str(graphml_file))}" if graphml_file else "")
+              + "[/dim]")
+
+
+# -- showing each view ---------------------------------------------------------------------
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("sku", "order", "user", "status",
+                                                        "what", "reason", "team") else "right")
+    for row in rows:
+        table.add_row(*(escape(str(c)) if c is not None else "-" for c in row))
+    return table
+
+
+def _missing(what: str) -> None:
+    fail(LookupError(f"{what} is not in the view"))
+
+
+def _show_orders(v: Any, *, order: str | None, user: str | None, top: int, **_: Any) -> dict:
+    if order is not None:
+        o = v.order(order)
+        if o is None:
+            _missing(f"order {order!r}")
+        lines = _table(f"order {order} ({o['status']}) of {o['user']}, total {o['total_cents']} "
+                       f"cents, paid {o['paid_cents']}, refunded {o['refunded_cents']}",
+                       ["sku", "qty", "unit prices", "tiers", "reservation"],
+                       [[ln["sku"], ln["qty"], ln["unit_prices"], ln["tiers"], ln["reservation"]]
+                        for ln in o["lines"]])
+        timeline = _table("timeline", ["status", "at (ms)"], o["timeline"])
+        return {"json": o, "rich": [lines, timeline]}
+    orders = v.by_user(user) if user is not None else list(v.to_json()["orders"].values())
+    rows = [[o["order_id"], o["user"], o["status"], len(o["lines"]), o["total_cents"],
+             o["paid_cents"], o["refunded_cents"], o["coupon"] or "", o["cancel_reason"] or ""]
+            for o in orders[:top]]
+    table = _table(f"{len(orders):,} orders" + (f" of {user}" if user else "")
+                   + (f" (first {top})" if len(orders) > top else ""),
+                   ["order", "user", "status", "lines", "total", "paid", "refunded", "coupon",
+                    "reason"], rows)
+    by_status: dict[str, int] = {}
+    for o in orders:
+        by_status[o["status"]] = by_status.get(o["status"], 0) + 1
+    summary = _table("by status", ["status", "orders"], sorted(by_status.items()))
+    return {"json": {"count": len(orders), "by_status": dict(sorted(by_status.items())),
+                     "orders": orders[:top]}, "rich": [table, summary]}
+
+
+def _show_referrals(v: Any, *, user: str | None, top: int, **_: Any) -> dict:
+    g = v.graph()
+    if user is not None:
+        u = v.user(user, g)
+        if u is None:
+            _missing(f"user {user!r}")
+        rows = [[k, json.dumps(val) if isinstance(val, (list, dict)) else val] for k, val in u.items()]
+        return {"json": u, "rich": [_table(f"user {user}", ["what", "value"], rows)]}
+    j = v.to_json()
+    top_rows = v.top_inviters(top, g)
+    summary = _table("referrals", ["what", "value"], [
+        ["users seen", j["users_seen"]], ["invited", j["invited"]], ["inviters", j["inviters"]],
+        ["K-factor (invited / users seen)", j["k_factor"]], ["max depth", j["max_depth"]],
+        ["teams", j["teams"]["count"]],
+        *[[f"teams {s}", n] for s, n in j["teams"]["by_status"].items()],
+        *[[f"utm source {s}", n] for s, n in j["utm_sources"].items()]])
+    inviters = _table(f"top {top} inviters", ["user", "invited", "reach", "depth"],
+                      [[r["user"], r["invited"], r["reach"], r["depth"]] for r in top_rows])
+    out = {k: j[k] for k in ("users_seen", "invited", "inviters", "k_factor", "max_depth",
+                             "cycles", "utm_sources")}
+    out["top_inviters"] = top_rows
+    out["teams"] = {"count": j["teams"]["count"], "by_status": j["teams"]["by_status"]}
+    return {"json": out, "rich": [summary, inviters]}
+
+
+def _show_metrics(v: Any, *, skus: list[str] | None, top: int, **_: Any) -> dict:
+    j = v.to_json()
+    sku_rows = {s: r for s, r in j["skus"].items() if not skus or s in skus}
+    busiest = sorted(j["per_second"], key=lambda r: (-r["reservations"], r["second"]))[:top]
+    summary = _table("metrics", ["what", "value"], [
+        *[[f"funnel: {k}", n] for k, n in j["funnel"].items()],
+        ["payment success (paid / placed)", j["payment_success_rate"]],
+        ["coupon redemption (redeemed / received)", j["coupon_redemption_rate"]],
+        ["reservations released", j["reservations_released"]],
+        ["reservations expired", j["reservations_expired"]],
+        ["oversold units (must be 0)", j["oversold_units"]],
+        ["SKUs sold out", j["skus_sold_out"]],
+        ["peak second (reservations)", j["peak_second"]["reservations"] if j["peak_second"] else 0]])
+    seconds = _table(f"busiest {len(busiest)} seconds", ["second", "reservations", "units",
+                                                        "orders placed", "payments"],
+                     [[r["second"], r["reservations"], r["units_reserved"], r["orders_placed"],
+                       r["payments"]] for r in busiest])
+    sold = sorted(sku_rows.items(), key=lambda kv: (kv[1]["sold_out_at"] is None,
+                                                    kv[1]["sold_out_after_s"] or 0, kv[0]))[:top]
+    sellout = _table("sell-out", ["sku", "stocked", "available", "sold out after (s)", "oversold"],
+                     [[s, r["stocked"], r["available"], r["sold_out_after_s"], r["oversold_units"]]
+                      for s, r in sold])
+    out = {k: v_ for k, v_ in j.items() if k not in ("per_second", "skus")}
+    out["busiest_seconds"] = busiest
+    out["skus"] = sku_rows
+    return {"json": out, "rich": [summary, seconds, sellout]}
+
+
+def _show_stock(v: Any, *, skus: list[str] | None, top: int, **_: Any) -> dict:
+    rows = {s: r for s, r in v.to_json()["skus"].items() if not skus or s in skus}
+    if skus and not rows:
+        _missing(f"SKU {', '.join(skus)}")
+    shown = sorted(rows.items(), key=lambda kv: (kv[1]["available"], kv[0]))[:top]
+    table = _table(f"stock of {len(rows):,} SKUs" + (f" (the {top} lowest)" if len(rows) > top else ""),
+                   ["sku", "stocked", "available", "reserved", "sold"],
+                   [[s, r["stocked"], r["available"], r["reserved"], r["sold"]] for s, r in shown])
+    return {"json": {"skus": rows}, "rich": [table]}
+
+
+_SHOW = {"orders": _show_orders, "referrals": _show_referrals, "metrics": _show_metrics,
+         "stock": _show_stock}
+
+
+# -- bench ---------------------------------------------------------------------------------
+
+
+T0 = 1_762_790_400_000  # 2025-11-11T00:00:00+08:00
+
+
+def write_reservation_log(store: Any, *, reservations: int, skus: int = 200, shards: int = 2,
+                          seed: int = 11, batch: int = 1000, confirm: float = 0.3,
+                          release: float = 0.1) -> int:
+    """Write reservation traffic with the real SKU decider through ShardHost: SKUs stocked and
+    on sale with two price tiers, `reservations` one-unit reservations, a share of them then
+    confirmed or released. Returns the events written."""
+    from actors.host import Request, ShardHost
+    from actors.sku import (
+        AddStock,
+        ConfigureSale,
+        ConfirmReservation,
+        ReleaseReservation,
+        ReserveStock,
+        sku_decider,
+    )
+    from cluster.routing import ShardMap
+
+    rng = random.Random(seed)
+    clock = [T0]
+    shard_map = ShardMap.uniform("sku", shards, max(shards, 64))
+    hosts = [ShardHost(decider=sku_decider, store=store, stream=shard_map.stream(i),
+                       clock=lambda: clock[0], snapshot_every=10**9) for i in range(shards)]
+    names = [f"sku-{i:05d}" for i in range(skus)]
+    stock = reservations // skus + 10
+    queues: list[list[Request]] = [[] for _ in hosts]
+
+    def send(force: bool = False) -> None:
+        for host, q in zip(hosts, queues):
+            if q and (force or len(q) >= batch):
+                host.handle(q)
+                q.clear()
+
+    for name in names:
+        queues[shard_map.shard_of(name)] += [
+            Request(f"add/{name}", AddStock(sku=name, qty=stock, now=T0)),
+            Request(f"sale/{name}", ConfigureSale(sku=name, tiers=((stock // 3, 4950), (0, 9900)),
+                                                  per_user_limit=0, start=T0,
+                                                  end=T0 + 86_400_000, now=T0))]
+    send(force=True)
+    for i in range(reservations):
+        clock[0] = T0 + i // 50  # ~50k reservations per second of event time
+        sku = names[rng.randrange(skus)]
+        q = queues[shard_map.shard_of(sku)]
+        q.append(Request(f"r/{i}", ReserveStock(reservation_id=f"r-{i}", user=f"u-{rng.randrange(10**6)}",
+                                                sku=sku, qty=1, now=clock[0],
+                                                deadline=T0 + 3_600_000)))
+        roll = rng.random()
+        if roll < confirm:
+            q.append(Request(f"c/{i}", ConfirmReservation(reservation_id=f"r-{i}", sku=sku, now=clock[0])))
+        elif roll < confirm + release:
+            q.append(Request(f"x/{i}", ReleaseReservation(reservation_id=f"r-{i}", sku=sku,
+                                                          reason="payment_failed", now=clock[0])))
+        send()
+    send(force=True)
+    return sum(store.streams().values())
+
+
+def bench_projections(
+    reservations: Annotated[int, typer.Option(min=1000, help="Reservations in the log.")] = 300_000,
+    skus: Annotated[int, typer.Option(min=1)] = 200,
+    shards: Annotated[int, typer.Option(min=1, help="SKU streams.")] = 2,
+    batch: Annotated[int, typer.Option(min=100, help="Events per projection batch (one commit).")] = 10_000,
+    seed: Annotated[int, typer.Option()] = 11,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Fold+checkpoint rates of each view and of all views together, on a log of reservation
+    traffic, against the raw read+decode rate of the same log."""
+    result = run_bench(reservations=reservations, skus=skus, shards=shards, batch=batch, seed=seed)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    p = result["params"]
+    table = Table(title=f"projections over {p['events']:,} events ({p['reservations']:,} "
+                        f"reservations, {p['skus']} SKUs, {p['shards']} streams), batches of {p['batch']:,}")
+    for col in ("what", "events/s", "of read+decode", "seconds"):
+        table.add_column(col, justify="left" if col == "what" else "right")
+    for name, row in result["rows"].items():
+        table.add_row(escape(name), f"{row['events_per_s']:,}", f"{row['of_baseline']:.0%}",
+                      f"{row['seconds']:.2f}")
+    out = console()
+    out.print(table)
+    m = result["machine"]
+    out.print(f"log written in {p['write_s']:.1f} s; machine: {m['cpu']}, {m['cores']} cores, "
+              f"Python {m['python']}")
+
+
+def run_bench(*, reservations: int, skus: int, shards: int, batch: int, seed: int) -> dict[str, Any]:
+    from cluster.bench import machine
+    from events import Tail, open_store
+    from projections.checkpoint import open_checkpoints
+    from projections.runner import Projection
+    from projections.views import VIEWS, all_views
+
+    with tempfile.TemporaryDirectory(prefix="saleday-bench-proj-") as tmp:
+        store = open_store(f"sqlite:///{tmp}/events.db?synchronous=normal")
+        try:
+            started = time.perf_counter()
+            events = write_reservation_log(store, reservations=reservations, skus=skus,
+                                           shards=shards, seed=seed)
+            write_s = time.perf_counter() - started
+            rows: dict[str, dict[str, Any]] = {}
+
+            def timed(name: str, fn: Any) -> None:
+                t0 = time.perf_counter()
+                n = fn()
+                seconds = time.perf_counter() - t0
+                if n != events:
+                    raise RuntimeError(f"{name}: folded {n} events of {events}")
+                rows[name] = {"events_per_s": round(events / seconds), "seconds": round(seconds, 3)}
+
+            def read_all() -> int:
+                tail, n = Tail(store, batch_size=batch), 0
+                while got := tail.poll():
+                    n += len(got)
+                return n
+
+            read_all()  # warm the page cache, as the projections will find it
+            timed("read+decode (baseline)", read_all)
+            for name, cls in VIEWS.items():
+                cps = open_checkpoints(f"sqlite:///{tmp}/{name}.db")
+                timed(name, Projection(cls(), store, cps, batch_size=batch).catch_up)
+                cps.close()
+            cps = open_checkpoints(f"sqlite:///{tmp}/all.db")
+            timed("all four views", Projection(all_views(), store, cps, batch_size=batch).catch_up)
+            cps.close()
+        finally:
+            store.close()
+    base = rows["read+decode (baseline)"]["events_per_s"]
+    for row in rows.values():
+        row["of_baseline"] = round(row["events_per_s"] / base, 3)
+    return {"params": {"reservations": reservations, "events": events, "skus": skus,
+                       "shards": shards, "batch": batch, "seed": seed, "write_s": round(write_s, 2)},
+            "rows": rows, "machine": machine()}
