@@ -100,6 +100,13 @@ class Projection:
 
     def _restore(self) -> None:
         positions, rows = self.checkpoints.load(self.name)
+        heads = self.store.streams()
+        ahead = {s: v for s, v in positions.items() if v > heads.get(s, 0)}
+        if ahead:
+            raise ProjectionError(
+                f"checkpoint {self.name!r} has folded more than the log holds "
+                f"({', '.join(f'{s} at {v}, log at {heads.get(s, 0)}' for s, v in sorted(ahead.items()))}): "
+                f"it was made from another log; rebuild it")
         by_view: dict[str, list[tuple[str, str, Any]]] = {v.name: [] for v in self.views}
         for view_name, table, key, value in rows:
             if view_name in by_view:

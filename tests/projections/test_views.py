@@ -151,7 +151,7 @@ def test_units_reserved_beyond_stock_are_counted_as_oversold(tmp_path):
     def ev(i, type, **data):
         return NewEvent(type=type, data=data, command_id=f"c{i}", recorded_at=T0 + i * 1000)
 
-    res = dict(user="u", unit_prices=[1], tiers=[0], deadline=T0 + 10**6, reserved_at=T0)
+    res = {"user": "u", "unit_prices": [1], "tiers": [0], "deadline": T0 + 10**6, "reserved_at": T0}
     store.append("sku-000", [ev(0, "inventory.stock_added", sku="x", qty=2),
                              ev(1, "inventory.stock_reserved", reservation_id="r1", sku="x", qty=2, **res),
                              ev(2, "inventory.stock_reserved", reservation_id="r2", sku="x", qty=1, **res)], 0)
