@@ -1,0 +1,343 @@
+"""Public behaviour logs read as normalised clicks, streaming (a multi-GB file in flat memory).
+
+Two layouts are known (`.csv` or gzip-compressed `.csv.gz`; compression is told by the
+file's magic bytes, not its name):
+
+- `taobao`: Taobao's UserBehavior.csv, no header; rows `user_id,item_id,category_id,
+  behavior,timestamp` with behavior in pv/cart/fav/buy and the timestamp in unix seconds.
+  Taobao gives no order ids: a buy's `order_ref` is `tb:<user>:<timestamp>`, so one user's
+  buys within the same second read as one order.
+- `retailrocket`: RetailRocket's events.csv, header `timestamp,visitorid,event,itemid,
+  transactionid` (columns found by name), event in view/addtocart/transaction, the
+  timestamp in unix milliseconds; a transaction's `order_ref` is its transactionid.
+
+A reader yields `Click`s and counts what it read in its `ClickStats`. Fields are taken as written
+(these files have no quoting and no padding). A malformed row (wrong field count, an id or
+timestamp that is not a plain integer, an unknown behaviour,
+a timestamp outside the accepted window, an empty id, a blank line, a non-ASCII line, a
+transaction without its id) is counted by reason, with a few sample line numbers, and skipped: never fatal.
+A missing file, an unknown layout or a file that cannot be read on (a truncated gzip)
+raises a `ClickstreamError` that says which file and why.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, TextIO
+
+import structlog
+
+log = structlog.get_logger("saleday.simulator")
+
+Action = Literal["view", "cart", "fav", "buy"]
+Layout = Literal["taobao", "retailrocket"]
+
+MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z: no public clickstream is older
+MAX_TS_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z: later is a corrupt timestamp
+SAMPLES_PER_REASON = 3
+TAOBAO_ACTIONS: dict[str, Action] = {"pv": "view", "cart": "cart", "fav": "fav", "buy": "buy"}
+RETAILROCKET_ACTIONS: dict[str, Action] = {"view": "view", "addtocart": "cart",
+                                           "transaction": "buy"}
+RETAILROCKET_COLUMNS = ("timestamp", "visitorid", "event", "itemid", "transactionid")
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class ClickstreamError(Exception):
+    """Base of the errors a clickstream reader raises (never for a single bad row)."""
+
+
+class ClickstreamNotFound(ClickstreamError, FileNotFoundError):
+    """The file to read does not exist or is not a regular file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(f"clickstream {str(path)!r}: no such file")
+
+
+class UnknownLayout(ClickstreamError, ValueError):
+    """The file's layout is not one we read, or its header lacks the columns we need."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        super().__init__(f"clickstream {str(path)!r}: {reason} "
+                         f"(known layouts: {', '.join(READERS)})")
+
+
+class ClickstreamReadError(ClickstreamError):
+    """The file stopped being readable part-way (a truncated gzip, an I/O error)."""
+
+    def __init__(self, path: Path, line: int, reason: str) -> None:
+        self.path = path
+        self.line = line
+        super().__init__(f"clickstream {str(path)!r}: cannot read past line {line:,}: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class Click:
+    """One normalised behaviour: who did what to which item, when (unix ms)."""
+
+    ts_ms: int
+    user: str
+    item: str
+    action: Action
+    order_ref: str = ""  # the order a buy belongs to; empty for the other actions
+
+
+@dataclass(slots=True)
+class ClickStats:
+    """What a reader saw: data rows, clicks yielded, malformed rows by reason, time span."""
+
+    path: str
+    layout: str
+    rows: int = 0  # data rows read (a header is not a row)
+    clicks: int = 0
+    malformed: dict[str, int] = field(default_factory=dict)
+    samples: dict[str, list[int]] = field(default_factory=dict)  # reason -> line numbers
+    first_ts: int | None = None  # earliest click (ms); files need not be sorted
+    last_ts: int | None = None  # latest click (ms)
+    seconds: float = 0.0
+
+    def bad(self, reason: str, line: int) -> None:
+        """Count a skipped row, keeping its line number if few of that reason are kept."""
+        self.malformed[reason] = self.malformed.get(reason, 0) + 1
+        kept = self.samples.setdefault(reason, [])
+        if len(kept) < SAMPLES_PER_REASON:
+            kept.append(line)
+
+    @property
+    def malformed_rows(self) -> int:
+        return sum(self.malformed.values())
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+
+RowParser = Callable[[TextIO, ClickStats, int, int], Iterator[Click]]
+
+
+class ClickReader:
+    """An iterable of the clicks of one file, with the `stats` of the last pass over it.
+
+    Malformed rows are counted as they are met; rows, clicks and the time span are totalled
+    when a pass ends (or is stopped). Each iteration reads the file again, with fresh stats.
+    """
+
+    def __init__(self, path: str | Path, layout: Layout, parse: RowParser, *,
+                 min_ts_ms: int = MIN_TS_MS, max_ts_ms: int = MAX_TS_MS) -> None:
+        self.path = _existing(path)
+        self.layout = layout
+        self.min_ts_ms = min_ts_ms
+        self.max_ts_ms = max_ts_ms
+        self.stats = ClickStats(path=str(self.path), layout=layout)
+        self._parse = parse
+
+    def __iter__(self) -> Iterator[Click]:
+        self.stats = stats = ClickStats(path=str(self.path), layout=self.layout)
+        started = time.perf_counter()
+        with _open_text(self.path) as f:
+            try:
+                yield from self._parse(f, stats, self.min_ts_ms, self.max_ts_ms)
+            except (OSError, EOFError, zlib.error) as exc:
+                raise ClickstreamReadError(self.path, stats.rows, str(exc) or type(exc).__name__) from exc
+            finally:
+                stats.seconds = time.perf_counter() - started
+        log.info("clickstream_read", path=str(self.path), layout=self.layout, rows=stats.rows,
+                 clicks=stats.clicks, malformed=stats.malformed_rows,
+                 rows_per_s=round(stats.rows_per_s))
+
+
+def taobao(path: str | Path, *, min_ts_ms: int = MIN_TS_MS,
+           max_ts_ms: int = MAX_TS_MS) -> ClickReader:
+    """The clicks of a Taobao UserBehavior.csv(.gz); raises ClickstreamNotFound at once."""
+    return ClickReader(path, "taobao", _taobao_rows, min_ts_ms=min_ts_ms, max_ts_ms=max_ts_ms)
+
+
+def retailrocket(path: str | Path, *, min_ts_ms: int = MIN_TS_MS,
+                 max_ts_ms: int = MAX_TS_MS) -> ClickReader:
+    """The clicks of a RetailRocket events.csv(.gz); its header must name the five columns."""
+    reader = ClickReader(path, "retailrocket", _retailrocket_rows,
+                         min_ts_ms=min_ts_ms, max_ts_ms=max_ts_ms)
+    with _open_text(reader.path) as f:
+        _retailrocket_columns(reader.path, f.readline())
+    return reader
+
+
+READERS: dict[str, Callable[..., ClickReader]] = {"taobao": taobao,
+                                                  "retailrocket": retailrocket}
+
+
+def read(path: str | Path, layout: str = "auto", **bounds: int) -> ClickReader:
+    """A reader for `path` in the named layout, or the detected one for "auto"."""
+    name = detect_layout(path) if layout == "auto" else layout
+    if name not in READERS:
+        raise UnknownLayout(Path(path), f"no reader for layout {name!r}")
+    return READERS[name](path, **bounds)
+
+
+def detect_layout(path: str | Path, *, sample_lines: int = 20) -> Layout:
+    """Best effort: a RetailRocket header, or mostly Taobao-shaped first lines."""
+    p = _existing(path)
+    with _open_text(p) as f:
+        try:
+            lines = [line.rstrip("\n") for _, line in zip(range(sample_lines), f, strict=False)]
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ClickstreamReadError(p, 0, str(exc) or type(exc).__name__) from exc
+    lines = [line for line in lines if line.strip()]
+    if not lines:
+        raise UnknownLayout(p, "the file is empty")
+    header = {c.strip().lower() for c in lines[0].split(",")}
+    if {"timestamp", "visitorid", "event", "itemid"} <= header:
+        return "retailrocket"
+    taobao_like = sum(_looks_taobao(line) for line in lines)
+    if taobao_like * 2 > len(lines):
+        return "taobao"
+    raise UnknownLayout(p, f"cannot tell the layout from its first line {lines[0][:80]!r}")
+
+
+def _looks_taobao(line: str) -> bool:
+    parts = [p.strip() for p in line.split(",")]
+    return (len(parts) == 5 and parts[3] in TAOBAO_ACTIONS
+            and all(p.isascii() and p.isdigit() for p in (parts[0], parts[1], parts[4])))
+
+
+# ---- the row loops (hot: kept flat) -----------------------------------------------------
+
+def _taobao_rows(f: TextIO, stats: ClickStats, lo: int, hi: int) -> Iterator[Click]:
+    actions = TAOBAO_ACTIONS
+    bad = stats.bad
+    first, last, clicks = hi, lo - 1, 0
+    line_no = 0
+    try:
+        for line_no, line in enumerate(f, 1):
+            parts = line.split(",")
+            if len(parts) != 5:
+                bad("blank_line" if not line.strip() else "field_count", line_no)
+                continue
+            if not line.isascii():
+                bad("non_ascii", line_no)
+                continue
+            user, item, category, behavior, ts = parts
+            ts = ts.rstrip()
+            if not user or not item or not category:
+                bad("empty_id", line_no)
+                continue
+            action = actions.get(behavior)
+            if action is None:
+                bad("unknown_behavior", line_no)
+                continue
+            if not (user.isdigit() and item.isdigit() and category.isdigit()):
+                bad("bad_int", line_no)
+                continue
+            if not ts.isdigit():
+                bad(_bad_ts(ts), line_no)
+                continue
+            ts_ms = int(ts) * 1000
+            if not lo <= ts_ms < hi:
+                bad("timestamp_out_of_range", line_no)
+                continue
+            if ts_ms < first:  # noqa: PLR1730 (hot loop: a compare beats a call)
+                first = ts_ms
+            if ts_ms > last:  # noqa: PLR1730
+                last = ts_ms
+            clicks += 1
+            yield Click(ts_ms, user, item, action, f"tb:{user}:{ts}" if action == "buy" else "")
+    finally:
+        stats.rows, stats.clicks = line_no, clicks
+        stats.first_ts, stats.last_ts = (first, last) if clicks else (None, None)
+
+
+def _bad_ts(ts: str) -> str:
+    """A negative timestamp is out of range; anything else that is not digits is not an int."""
+    return "timestamp_out_of_range" if ts[:1] == "-" and ts[1:].isdigit() else "bad_int"
+
+
+def _retailrocket_columns(path: Path, header: str) -> tuple[int, int, int, int, int, int]:
+    """Column indices of timestamp, visitorid, event, itemid, transactionid; and the width."""
+    names = [c.strip().lower() for c in header.rstrip("\n").split(",")]
+    missing = [c for c in RETAILROCKET_COLUMNS if c not in names]
+    if missing:
+        raise UnknownLayout(path, f"not a RetailRocket events file: header {header.strip()[:80]!r} "
+                                  f"lacks {', '.join(missing)}")
+    ts, user, event, item, txn = (names.index(c) for c in RETAILROCKET_COLUMNS)
+    return ts, user, event, item, txn, len(names)
+
+
+def _retailrocket_rows(f: TextIO, stats: ClickStats, lo: int, hi: int) -> Iterator[Click]:
+    path = Path(stats.path)
+    i_ts, i_user, i_event, i_item, i_txn, width = _retailrocket_columns(path, f.readline())
+    actions = RETAILROCKET_ACTIONS
+    bad = stats.bad
+    first, last, clicks = hi, lo - 1, 0
+    line_no = 1
+    try:
+        for line_no, line in enumerate(f, 2):
+            parts = line.split(",")
+            if len(parts) != width:
+                bad("blank_line" if not line.strip() else "field_count", line_no)
+                continue
+            if not line.isascii():
+                bad("non_ascii", line_no)
+                continue
+            user, item = parts[i_user].strip(), parts[i_item].strip()
+            if not user or not item:
+                bad("empty_id", line_no)
+                continue
+            action = actions.get(parts[i_event].strip())
+            if action is None:
+                bad("unknown_behavior", line_no)
+                continue
+            if not (user.isdigit() and item.isdigit()):
+                bad("bad_int", line_no)
+                continue
+            ts = parts[i_ts].strip()
+            if not ts.isdigit():
+                bad(_bad_ts(ts), line_no)
+                continue
+            ts_ms = int(ts)
+            if not lo <= ts_ms < hi:
+                bad("timestamp_out_of_range", line_no)
+                continue
+            order_ref = ""
+            if action == "buy":
+                order_ref = parts[i_txn].strip()
+                if not order_ref:
+                    bad("missing_transactionid", line_no)
+                    continue
+            if ts_ms < first:  # noqa: PLR1730 (hot loop: a compare beats a call)
+                first = ts_ms
+            if ts_ms > last:  # noqa: PLR1730
+                last = ts_ms
+            clicks += 1
+            yield Click(ts_ms, user, item, action, order_ref)
+    finally:
+        stats.rows, stats.clicks = line_no - 1, clicks
+        stats.first_ts, stats.last_ts = (first, last) if clicks else (None, None)
+
+
+# ---- files --------------------------------------------------------------------------------
+
+def _existing(path: str | Path) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise ClickstreamNotFound(p)
+    return p
+
+
+def _open_text(path: Path) -> TextIO:
+    """The file as text lines, gunzipped if it starts with gzip's magic bytes."""
+    try:
+        with open(path, "rb") as f:
+            gz = f.read(2) == _GZIP_MAGIC
+        raw = gzip.open(path, "rb") if gz else open(path, "rb")  # noqa: SIM115 (wrapped)
+    except FileNotFoundError as exc:
+        raise ClickstreamNotFound(path) from exc
+    except OSError as exc:
+        raise ClickstreamReadError(path, 0, str(exc)) from exc
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace")
