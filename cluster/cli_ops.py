@@ -1,9 +1,240 @@
-"""`saleday` commands for ops (registered by cluster/cli.py)."""
+"""`saleday serve` and `saleday status`: running the shards on a Ray cluster and watching them.
+
+    saleday --log-level info serve --address auto --store rediss://... --shards sku=8,session=4
+    saleday status --address 127.0.0.1:6380 [--store URL] [--json]
+
+Every option falls back to its `SALEDAY_*` variable (cluster/settings.py). `serve` joins
+the cluster (or starts a local Ray), starts or finds the named shard actors, prints where
+each runs, then stays up until Ctrl-C or SIGTERM: its gateway ticks the shards (so due
+reservations expire with no traffic) and it logs each shard's health every
+`--health-every-s`. `status` reads the shards from Ray's GCS and asks each live one for its
+stream version and epoch; it exits 1 unless every shard is healthy. Store URLs are shown
+redacted, never with a password.
+"""
 
 from __future__ import annotations
 
+import json
+import signal
+import threading
+from typing import Annotated, Any
+
+import structlog
 import typer
+from rich.markup import escape
+from rich.table import Table
+
+from cluster.cli_common import console, fail
+
+log = structlog.get_logger("saleday.ops")
+
+AddressOpt = Annotated[str | None, typer.Option(
+    "--address", help="Ray cluster: auto, ray://head:10001 or host:6380 (env SALEDAY_RAY_ADDRESS).")]
+StoreOpt = Annotated[str | None, typer.Option(
+    "--store", help="Event store URL (env SALEDAY_STORE_URL; credentials may come from "
+                    "SALEDAY_REDIS_USERNAME / SALEDAY_REDIS_PASSWORD).")]
+
+_STARTING = {"PENDING_CREATION", "DEPENDENCIES_UNREADY", "RESTARTING"}
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     """Add this module's commands to the `saleday` app (and its `bench` group)."""
+    app.command("serve")(serve)
+    app.command("status")(status)
+
+
+def _settings(**overrides: Any):  # type: ignore[no-untyped-def]
+    from pydantic import ValidationError
+
+    from cluster.settings import load_settings
+
+    try:
+        return load_settings(**overrides)
+    except ValidationError as exc:
+        fail(ValueError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                  for e in exc.errors())))
+
+
+def serve(
+    address: AddressOpt = None,
+    store: StoreOpt = None,
+    shards: Annotated[str | None, typer.Option(help="Shards per kind: sku=8,session=4.")] = None,
+    shard_resource: Annotated[str | None, typer.Option(
+        help="Place shards only on nodes with this custom resource (e.g. saleday_shard).")] = None,
+    partitions: Annotated[int | None, typer.Option(min=1)] = None,
+    max_batch: Annotated[int | None, typer.Option(min=1)] = None,
+    max_wait_ms: Annotated[float | None, typer.Option(min=0)] = None,
+    snapshot_every: Annotated[int | None, typer.Option(min=1)] = None,
+    tick_s: Annotated[float | None, typer.Option(min=0, help="Seconds between ticks.")] = None,
+    num_cpus: Annotated[int | None, typer.Option(min=1, help="CPUs of a local Ray.")] = None,
+    health_every_s: Annotated[float | None, typer.Option(min=0.1)] = None,
+    stop_shards: Annotated[bool, typer.Option(
+        help="Kill the shard actors on exit (default: leave them to the next serve).")] = False,
+) -> None:
+    """Start or find the shard actors on Ray, print where they run, and keep them ticked
+    and watched until Ctrl-C or SIGTERM."""
+    from events import EventLogError
+
+    settings = _settings(ray_address=address, store_url=store, shards=shards,
+                         shard_resource=shard_resource, partitions=partitions,
+                         max_batch=max_batch, max_wait_ms=max_wait_ms,
+                         snapshot_every=snapshot_every, tick_s=tick_s, num_cpus=num_cpus,
+                         health_every_s=health_every_s)
+    config = settings.runtime_config().model_copy(
+        update={"detached": settings.ray_address is not None})
+    from cluster.runtime import Runtime
+
+    runtime = Runtime(config)
+    try:
+        runtime.start()
+    except EventLogError as exc:
+        fail(exc)
+    except (ConnectionError, ValueError) as exc:
+        fail(RuntimeError(f"cannot start the shards: {exc}"))
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    runtime.client()  # its gateway ticks every shard every tick_s; runtime.stop closes it
+    gcs = _gcs_address()
+    safe = settings.safe()
+    log.info("serve_started", ray=gcs, store=safe["store_url"], shards=settings.shards,
+             shard_resource=settings.shard_resource)
+    rows = shard_rows(config.store_url)
+    out = console()
+    out.print(f"ray address: {gcs}")
+    out.print(f"store: {escape(safe['store_url'])}")
+    out.print(_table(rows, title="shards"))
+    typer.echo("serving; Ctrl-C or SIGTERM to stop", err=True)
+    try:
+        while not stopping.wait(settings.health_every_s):
+            for row in shard_rows(config.store_url):
+                event = log.info if row["health"] == "ok" else log.warning
+                event("shard_health", **{k: row[k] for k in (
+                    "stream", "health", "state", "node_ip", "version", "lag", "epoch", "restarts")})
+    finally:
+        log.info("serve_stopping", stop_shards=stop_shards)
+        runtime.stop(kill_shards=stop_shards)  # closes the client too
+
+
+def status(
+    address: AddressOpt = None,
+    store: StoreOpt = None,
+    timeout_s: Annotated[float, typer.Option(min=0.1, help="Wait this long for each shard.")] = 5.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+) -> None:
+    """Each shard: kind, stream, node, state, stream version, epoch, lag behind the log,
+    restarts and health. Exit 1 unless every shard is healthy."""
+    from cluster import wiring
+
+    settings = _settings(ray_address=address, store_url=store)
+    try:
+        wiring.start_ray(settings.ray_address or "auto")
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        fail(RuntimeError(f"no Ray cluster at {settings.ray_address or 'auto'}: {exc}"))
+    rows = shard_rows(settings.resolved_store_url() if settings.store_url else None,
+                      timeout_s=timeout_s)
+    if as_json:
+        typer.echo(json.dumps(rows))
+    else:
+        console().print(_table(rows, title=f"saleday shards on {_gcs_address()}"))
+        if not rows:
+            typer.echo("no shard actors found (is `saleday serve` running on this cluster?)",
+                       err=True)
+    if not rows or any(r["health"] != "ok" for r in rows):
+        raise typer.Exit(1)
+
+
+def shard_rows(store_url: str | None, *, timeout_s: float = 5.0) -> list[dict[str, Any]]:
+    """One row per shard actor Ray knows, with what the live ones say about themselves and,
+    given the store, how far each is behind its stream in the log."""
+    import ray
+
+    from cluster import wiring
+
+    placed = {name: row for name, row in wiring.where().items() if row["class"] == "ShardActor"}
+    refs: dict[str, Any] = {}
+    for name, row in placed.items():
+        if row["state"] == "ALIVE":
+            try:
+                refs[name] = ray.get_actor(name, namespace=wiring.NAMESPACE).status.remote()
+            except ValueError:
+                pass
+    ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout_s)
+    answered: dict[str, dict[str, Any]] = {}
+    ready_set = set(ready)
+    for name, ref in refs.items():
+        if ref in ready_set:
+            try:
+                answered[name] = ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - the actor died answering: report it
+                log.info("shard_status_failed", stream=name, error=type(exc).__name__)
+    heads = _log_versions(store_url, list(placed)) if store_url else {}
+    rows = []
+    for name in sorted(placed):
+        where, said = placed[name], answered.get(name, {})
+        row = {"stream": name, "kind": said.get("kind", name.rsplit("-", 1)[0]),
+               "state": where["state"], "node_ip": where["node_ip"], "node_id": where["node_id"],
+               "pid": said.get("pid", where["pid"]), "restarts": where["restarts"],
+               "version": said.get("version"), "epoch": said.get("epoch"),
+               "snapshot_version": said.get("snapshot_version"),
+               "entities": said.get("entities"), "timers": said.get("timers"),
+               "log_version": heads.get(name), "lag": None, "store": said.get("store")}
+        if row["version"] is not None and row["log_version"] is not None:
+            row["lag"] = row["log_version"] - row["version"]
+        row["health"] = _health(row, said)
+        rows.append(row)
+    return rows
+
+
+def _health(row: dict[str, Any], said: dict[str, Any]) -> str:
+    state = row["state"]
+    if state == "DEAD":
+        return "dead"
+    if state in _STARTING:
+        return "restarting"
+    if not said:
+        return "unresponsive"
+    if said.get("fenced"):
+        return "fenced"
+    if row["lag"] is not None and row["lag"] < 0:
+        return "log_behind"  # the log lost commits the shard acknowledged (docs/OPERATIONS.md)
+    if row["lag"]:
+        return "behind"
+    return "ok"
+
+
+def _log_versions(store_url: str, streams: list[str]) -> dict[str, int]:
+    from events import EventLogError, open_store
+
+    try:
+        store = open_store(store_url)
+    except EventLogError as exc:
+        log.warning("status_store_unavailable", error=str(exc))
+        return {}
+    try:
+        return {s: store.head(s).version for s in streams}
+    except EventLogError as exc:
+        log.warning("status_store_unavailable", error=str(exc))
+        return {}
+    finally:
+        store.close()
+
+
+def _gcs_address() -> str:
+    import ray
+
+    return ray.get_runtime_context().gcs_address
+
+
+def _table(rows: list[dict[str, Any]], *, title: str) -> Table:
+    table = Table(title=title)
+    columns = ("stream", "kind", "health", "state", "node_ip", "node_id", "pid", "version",
+               "epoch", "lag", "timers", "restarts")
+    for col in columns:
+        table.add_column(col, no_wrap=True,
+                         justify="right" if col in ("version", "epoch", "lag", "timers",
+                                                    "restarts", "pid") else "left")
+    for row in rows:
+        table.add_row(*(escape("-" if row[c] is None else str(row[c])[:12] if c == "node_id"
+                               else str(row[c])) for c in columns))
+    return table

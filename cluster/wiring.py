@@ -16,9 +16,9 @@ from typing import Any
 
 import structlog
 
-from actors.host import Accepted, Request, ShardFenced, ShardHost
+from actors.host import Accepted, Request, ShardFenced, ShardHost, Unavailable
 from cluster.wire import Wire
-from events import open_store
+from events import EventLogError, open_store
 
 NAMESPACE = "saleday"
 log = structlog.get_logger("saleday.wiring")
@@ -60,6 +60,8 @@ class ShardActor:
         try:
             replies = self.host.handle(requests)
             self.metrics.batch(replies, self.host.version - version, time.perf_counter() - started)
+            if any(isinstance(r, Unavailable) for r in replies):
+                self._exit_if_log_rewound()
             return replies
         except ShardFenced:
             # A newer incarnation owns the stream. Exit so Ray restarts this actor, and
@@ -73,8 +75,24 @@ class ShardActor:
         except ShardFenced:
             os._exit(70)
 
+    def _exit_if_log_rewound(self) -> None:
+        """If the log now ends before what this incarnation committed (Redis restarted
+        without its last writes: `appendfsync everysec` and an OS crash, or a failover to
+        a lagging replica), no append can ever succeed at our version again. Exit, so Ray
+        restarts the shard and it recovers from the log as it now is, instead of
+        answering `Unavailable` forever. Nothing is appended at a forked position."""
+        try:
+            head = self.host.store.head(self.host.stream).version
+        except EventLogError:
+            return  # unreachable: the store, not the log, is the problem
+        if head < self.host.version:
+            log.error("log_rewound", stream=self.host.stream, shard_version=self.host.version,
+                      log_version=head, lost=self.host.version - head)
+            os._exit(71)
+
     def status(self) -> dict[str, Any]:
-        return {**self.host.status(), "pid": os.getpid(), "node": _node_id()}
+        return {**self.host.status(), "pid": os.getpid(), "node": _node_id(),
+                "store": self.host.store.url}
 
     def state_of(self, entity: str) -> Any:
         return self.host.state_of(entity)
@@ -202,7 +220,7 @@ def where(names: set[str] | None = None) -> dict[str, dict[str, Any]]:
         if not name or (names is not None and name not in names):
             continue
         address = info.get("Address") or {}
-        row = {"state": info.get("State"), "node_id": address.get("NodeID"),
+        row = {"class": info.get("ActorClassName"), "state": info.get("State"), "node_id": address.get("NodeID"),
                "node_ip": address.get("IPAddress"), "pid": info.get("Pid"),
                "restarts": info.get("NumRestarts", 0), "detached": info.get("IsDetached"),
                "started": info.get("StartTime", 0)}
