@@ -67,6 +67,23 @@ class Partition:
         return "" if self.count == 1 else f"@{self.index}of{self.count}"
 
 
+def balanced_assignment(streams: Sequence[str], count: int) -> dict[str, int]:
+    """An explicit stream -> worker map that deals each kind's streams (`sku-000`,
+    `sku-001`, ...) round-robin over `count` workers. crc32 % count balances badly on such
+    names (CRC is linear: `sku-000`..`sku-003` all give the same parity), so a split of a
+    few streams of each kind should use a map like this one."""
+    by_kind: dict[str, list[str]] = {}
+    for stream in sorted(streams):
+        by_kind.setdefault(stream.rpartition("-")[0] or stream, []).append(stream)
+    out: dict[str, int] = {}
+    offset = 0
+    for kind in sorted(by_kind):
+        for i, stream in enumerate(by_kind[kind]):
+            out[stream] = (offset + i) % count
+        offset += len(by_kind[kind])
+    return out
+
+
 class Projection:
     """One or more views folded from one read of the log, under one checkpoint."""
 

@@ -19,7 +19,12 @@ from projections.checkpoint import (
     InvalidCheckpointUrl,
     open_checkpoints,
 )
-from projections.runner import Partition, Projection, ProjectionError
+from projections.runner import (
+    Partition,
+    Projection,
+    ProjectionError,
+    balanced_assignment,
+)
 from projections.view import merged
 from projections.views import MetricsView, StockView, all_views
 from tests.projections.conftest import Shop, sale_day
@@ -294,3 +299,12 @@ def test_an_explicit_stream_map_decides_which_worker_folds_a_stream(shop, cps):
     assert parts[0].view.digest() == rebuilt(shop.store, cps)["stock"]
     with pytest.raises(ValueError, match="outside"):
         Partition(0, 2, {"sku-000": 2})
+
+
+def test_a_balanced_map_deals_each_kinds_streams_over_the_workers():
+    """Four SKU streams and two session streams over two workers: two and one each."""
+    streams = ["sku-000", "sku-001", "sku-002", "sku-003", "session-000", "session-001"]
+    assignment = balanced_assignment(streams, 2)
+    for kind in ("sku-", "session-"):
+        mine = [assignment[s] for s in streams if s.startswith(kind)]
+        assert sorted(mine) == sorted([0, 1] * (len(mine) // 2))

@@ -3,6 +3,7 @@ which streams are read."""
 
 from __future__ import annotations
 
+import json
 import random
 import xml.etree.ElementTree as ET
 
@@ -240,3 +241,64 @@ def test_all_views_are_fresh_and_named_views_are_found():
     assert view_class("stock") is StockView
     with pytest.raises(UnknownView, match="use one of orders"):
         view_class("inventory")
+
+
+# -- the CLI ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def data_dir(shop, tmp_path):
+    """A data dir whose events.db holds the sale day."""
+    sale_day(shop)
+    return tmp_path
+
+
+def cli(*args):
+    from typer.testing import CliRunner
+
+    from cluster.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_saleday_view_catches_up_and_prints_json_for_machines(data_dir):
+    """`view stock --json` folds the log and prints the stock; a second call folds nothing
+    new and prints the same, restored from the checkpoint next to the log."""
+    first = cli("view", "stock", "--data", str(data_dir), "--json")
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.output)["skus"]["sku-c"] == {"stocked": 3, "available": 3,
+                                                         "reserved": 0, "sold": 0}
+    assert (data_dir / "projections.db").exists()
+    again = cli("view", "stock", "--data", str(data_dir), "--json", "--sku", "sku-c")
+    assert json.loads(again.output) == {"skus": {"sku-c": json.loads(first.output)["skus"]["sku-c"]}}
+
+
+def test_saleday_view_filters_orders_and_users_and_prints_tables(data_dir):
+    """--order shows one order, --user one user's; the human output is a table."""
+    one = cli("view", "orders", "--data", str(data_dir), "--order", "o001", "--json")
+    assert json.loads(one.output)["lines"][0]["tiers"] == [0, 1]
+    mine = cli("view", "orders", "--data", str(data_dir), "--user", "u3", "--json")
+    assert [o["order_id"] for o in json.loads(mine.output)["orders"]] == ["o003", "o027"]
+    table = cli("view", "orders", "--data", str(data_dir), "--top", "5")
+    assert table.exit_code == 0 and "o004" in table.output and "o005" not in table.output
+    missing = cli("view", "orders", "--data", str(data_dir), "--order", "nope")
+    assert missing.exit_code == 2 and "order 'nope' is not in the view" in missing.output
+
+
+def test_saleday_view_referrals_writes_graphml_and_metrics_rebuilds(data_dir):
+    """--graphml writes the graph; --rebuild folds everything again with the same result."""
+    out = data_dir / "refs.graphml"
+    shown = cli("view", "referrals", "--data", str(data_dir), "--graphml", str(out), "--top", "3")
+    assert shown.exit_code == 0, shown.output
+    assert "K-factor" in shown.output and ET.parse(out).getroot().tag.endswith("graphml")
+    first = json.loads(cli("view", "metrics", "--data", str(data_dir), "--json").output)
+    rebuilt = json.loads(cli("view", "metrics", "--data", str(data_dir), "--json", "--rebuild").output)
+    assert first == rebuilt and first["oversold_units"] == 0
+
+
+def test_saleday_view_refuses_unknown_views_and_missing_logs(tmp_path):
+    """A view name that does not exist, or a data dir with no log, is one readable error."""
+    bad = cli("view", "inventory", "--data", str(tmp_path))
+    assert bad.exit_code == 2 and "unknown view" in bad.output
+    empty = cli("view", "stock", "--data", str(tmp_path / "none"))
+    assert empty.exit_code == 2 and "no event log" in empty.output
