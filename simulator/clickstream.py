@@ -125,8 +125,8 @@ RowParser = Callable[[TextIO, ClickStats, int, int], Iterator[Click]]
 class ClickReader:
     """An iterable of the clicks of one file, with the `stats` of the last pass over it.
 
-    Malformed rows are counted as they are met; rows, clicks and the time span are totalled
-    when a pass ends (or is stopped). Each iteration reads the file again, with fresh stats.
+    The stats are current at every click yielded, so a reader stopped early (`islice`)
+    has counted what it read. Each iteration reads the file again, with fresh stats.
     """
 
     def __init__(self, path: str | Path, layout: Layout, parse: RowParser, *,
@@ -212,45 +212,41 @@ def _looks_taobao(line: str) -> bool:
 def _taobao_rows(f: TextIO, stats: ClickStats, lo: int, hi: int) -> Iterator[Click]:
     actions = TAOBAO_ACTIONS
     bad = stats.bad
-    first, last, clicks = hi, lo - 1, 0
-    line_no = 0
-    try:
-        for line_no, line in enumerate(f, 1):
-            parts = line.split(",")
-            if len(parts) != 5:
-                bad("blank_line" if not line.strip() else "field_count", line_no)
-                continue
-            if not line.isascii():
-                bad("non_ascii", line_no)
-                continue
-            user, item, category, behavior, ts = parts
-            ts = ts.rstrip()
-            if not user or not item or not category:
-                bad("empty_id", line_no)
-                continue
-            action = actions.get(behavior)
-            if action is None:
-                bad("unknown_behavior", line_no)
-                continue
-            if not (user.isdigit() and item.isdigit() and category.isdigit()):
-                bad("bad_int", line_no)
-                continue
-            if not ts.isdigit():
-                bad(_bad_ts(ts), line_no)
-                continue
-            ts_ms = int(ts) * 1000
-            if not lo <= ts_ms < hi:
-                bad("timestamp_out_of_range", line_no)
-                continue
-            if ts_ms < first:  # noqa: PLR1730 (hot loop: a compare beats a call)
-                first = ts_ms
-            if ts_ms > last:  # noqa: PLR1730
-                last = ts_ms
-            clicks += 1
-            yield Click(ts_ms, user, item, action, f"tb:{user}:{ts}" if action == "buy" else "")
-    finally:
-        stats.rows, stats.clicks = line_no, clicks
-        stats.first_ts, stats.last_ts = (first, last) if clicks else (None, None)
+    first, last = hi, lo - 1
+    for line_no, line in enumerate(f, 1):
+        stats.rows = line_no
+        parts = line.split(",")
+        if len(parts) != 5:
+            bad("blank_line" if not line.strip() else "field_count", line_no)
+            continue
+        if not line.isascii():
+            bad("non_ascii", line_no)
+            continue
+        user, item, category, behavior, ts = parts
+        ts = ts.rstrip()
+        if not user or not item or not category:
+            bad("empty_id", line_no)
+            continue
+        action = actions.get(behavior)
+        if action is None:
+            bad("unknown_behavior", line_no)
+            continue
+        if not (user.isdigit() and item.isdigit() and category.isdigit()):
+            bad("bad_int", line_no)
+            continue
+        if not ts.isdigit():
+            bad(_bad_ts(ts), line_no)
+            continue
+        ts_ms = int(ts) * 1000
+        if not lo <= ts_ms < hi:
+            bad("timestamp_out_of_range", line_no)
+            continue
+        if ts_ms < first:  # hot loop: a compare beats min()
+            first = stats.first_ts = ts_ms
+        if ts_ms > last:
+            last = stats.last_ts = ts_ms
+        stats.clicks += 1
+        yield Click(ts_ms, user, item, action, f"tb:{user}:{ts}" if action == "buy" else "")
 
 
 def _bad_ts(ts: str) -> str:
@@ -274,51 +270,47 @@ def _retailrocket_rows(f: TextIO, stats: ClickStats, lo: int, hi: int) -> Iterat
     i_ts, i_user, i_event, i_item, i_txn, width = _retailrocket_columns(path, f.readline())
     actions = RETAILROCKET_ACTIONS
     bad = stats.bad
-    first, last, clicks = hi, lo - 1, 0
-    line_no = 1
-    try:
-        for line_no, line in enumerate(f, 2):
-            parts = line.split(",")
-            if len(parts) != width:
-                bad("blank_line" if not line.strip() else "field_count", line_no)
+    first, last = hi, lo - 1
+    for line_no, line in enumerate(f, 2):
+        stats.rows = line_no - 1
+        parts = line.split(",")
+        if len(parts) != width:
+            bad("blank_line" if not line.strip() else "field_count", line_no)
+            continue
+        if not line.isascii():
+            bad("non_ascii", line_no)
+            continue
+        user, item = parts[i_user].strip(), parts[i_item].strip()
+        if not user or not item:
+            bad("empty_id", line_no)
+            continue
+        action = actions.get(parts[i_event].strip())
+        if action is None:
+            bad("unknown_behavior", line_no)
+            continue
+        if not (user.isdigit() and item.isdigit()):
+            bad("bad_int", line_no)
+            continue
+        ts = parts[i_ts].strip()
+        if not ts.isdigit():
+            bad(_bad_ts(ts), line_no)
+            continue
+        ts_ms = int(ts)
+        if not lo <= ts_ms < hi:
+            bad("timestamp_out_of_range", line_no)
+            continue
+        order_ref = ""
+        if action == "buy":
+            order_ref = parts[i_txn].strip()
+            if not order_ref:
+                bad("missing_transactionid", line_no)
                 continue
-            if not line.isascii():
-                bad("non_ascii", line_no)
-                continue
-            user, item = parts[i_user].strip(), parts[i_item].strip()
-            if not user or not item:
-                bad("empty_id", line_no)
-                continue
-            action = actions.get(parts[i_event].strip())
-            if action is None:
-                bad("unknown_behavior", line_no)
-                continue
-            if not (user.isdigit() and item.isdigit()):
-                bad("bad_int", line_no)
-                continue
-            ts = parts[i_ts].strip()
-            if not ts.isdigit():
-                bad(_bad_ts(ts), line_no)
-                continue
-            ts_ms = int(ts)
-            if not lo <= ts_ms < hi:
-                bad("timestamp_out_of_range", line_no)
-                continue
-            order_ref = ""
-            if action == "buy":
-                order_ref = parts[i_txn].strip()
-                if not order_ref:
-                    bad("missing_transactionid", line_no)
-                    continue
-            if ts_ms < first:  # noqa: PLR1730 (hot loop: a compare beats a call)
-                first = ts_ms
-            if ts_ms > last:  # noqa: PLR1730
-                last = ts_ms
-            clicks += 1
-            yield Click(ts_ms, user, item, action, order_ref)
-    finally:
-        stats.rows, stats.clicks = line_no - 1, clicks
-        stats.first_ts, stats.last_ts = (first, last) if clicks else (None, None)
+        if ts_ms < first:  # hot loop: a compare beats min()
+            first = stats.first_ts = ts_ms
+        if ts_ms > last:
+            last = stats.last_ts = ts_ms
+        stats.clicks += 1
+        yield Click(ts_ms, user, item, action, order_ref)
 
 
 # ---- files --------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import gzip
 import random
 import time
 import tracemalloc
+from itertools import islice
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,15 @@ def test_reading_again_starts_over_with_fresh_stats():
     reader = taobao(TAOBAO)
     assert len(list(reader)) == len(list(reader)) == 26
     assert reader.stats.rows == 36
+
+
+def test_a_reader_stopped_early_has_counted_what_it_read():
+    """Taking the first clicks only, the stats count the rows read up to the last one taken."""
+    reader = taobao(TAOBAO)
+    taken = list(islice(reader, 17))
+    assert taken[-1].user == "100001"
+    assert (reader.stats.rows, reader.stats.clicks, reader.stats.malformed_rows) == (27, 17, 10)
+    assert reader.stats.last_ts == 1_511_778_204_000
 
 
 # ---- RetailRocket -------------------------------------------------------------------------
