@@ -280,6 +280,10 @@ class ShardHost:
         self.handle([])
         return self.version - before
 
+    def next_due(self) -> int | None:
+        """When the earliest timer is due (it may have been cancelled since), or None."""
+        return self._heap[0][0] if self._heap else None
+
     def _decide(self, requests: Sequence[Request], now: int) -> _Batch:
         batch = _Batch()
         self._expire_due(batch, now)

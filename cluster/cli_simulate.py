@@ -1,9 +1,165 @@
-"""`saleday` commands for simulate (registered by cluster/cli.py)."""
+"""`saleday simulate` (the main job) and `saleday replay`: a sale day, seeded or replayed.
+
+`saleday simulate` with no arguments runs the `double11` preset on the embedded defaults
+(a local Ray started in this process, the SQLite log under ./saleday-data) and ends with
+the report and the audit's verdict. Exit status: 0 when every invariant held, 1 when the
+audit found a violation, 2 when the run could not start (bad scenario, unreachable store).
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from cluster.cli_common import console
+
+ENGINES = ("ray", "inprocess")
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add this module's commands to the `saleday` app (and its `bench` group)."""
+    """Add `simulate` and `replay` to the `saleday` app."""
+    app.command("simulate")(simulate)
+    app.command("replay")(replay)
+
+
+DataOpt = Annotated[Path, typer.Option("--data", help="Data dir: the SQLite log "
+                                       "(events.db) and the report (report/) go here.")]
+StoreOpt = Annotated[str | None, typer.Option(
+    "--store", help="Store URL instead of <data>/events.db: sqlite:///path.db or "
+                    "redis://host:port/db?prefix=<fresh prefix>. It must be empty.")]
+EngineOpt = Annotated[str, typer.Option("--engine", help="ray: the running system through "
+                                        "its gateway (local Ray, or --address); inprocess: "
+                                        "deciders and store in this process, deterministic.")]
+AddressOpt = Annotated[str | None, typer.Option("--address", help="Ray cluster address "
+                                                "(default: start Ray in this process).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
+
+
+def simulate(
+    scenario: Annotated[str, typer.Option(help="A preset (double11, flash-half-price, "
+                                          "team-up) or a .yaml/.toml/.json file.")] = "double11",
+    users: Annotated[int | None, typer.Option(min=1, help="Override the scenario's users.")] = None,
+    seed: Annotated[int, typer.Option(help="Same seed, same traffic (and, in-process, "
+                                      "the same log).")] = 11,
+    data: DataOpt = Path("saleday-data"),
+    store: StoreOpt = None,
+    engine: EngineOpt = "ray",
+    address: AddressOpt = None,
+    faults: Annotated[bool, typer.Option(help="In-process only: inject, from the seed, "
+                                         "shard crashes, lost replies, duplicate "
+                                         "deliveries, failed appends and late payment "
+                                         "callbacks, then check every invariant.")] = False,
+    record: Annotated[Path | None, typer.Option(help="Write the command stream (visits, "
+                                                "JSON lines; .gz to compress) here.")] = None,
+    num_cpus: Annotated[int | None, typer.Option(help="CPUs for a local Ray.")] = None,
+    compression: Annotated[float | None, typer.Option(
+        help="Simulated seconds per system second (default: the scenario's).")] = None,
+    charts: Annotated[bool, typer.Option(help="Write PNG charts and report.html under "
+                                         "<data>/report.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a seeded, time-compressed sale day against saleday and audit the log it wrote."""
+    from simulator.scenario import ScenarioError, load
+
+    try:
+        sc = load(scenario).with_overrides(users=users, compression=compression)
+    except ScenarioError as exc:
+        _fail(str(exc))
+    _run(sc, seed=seed, data=data, store=store, engine=engine, address=address, faults=faults,
+         record=record, num_cpus=num_cpus, charts=charts, progress=progress and not as_json,
+         as_json=as_json)
+
+
+def replay(
+    recording: Annotated[Path | None, typer.Argument(help="A recording written by "
+                                                     "`simulate --record`.")] = None,
+    clickstream: Annotated[Path | None, typer.Option(help="A public behaviour log (.csv or "
+                                                     ".csv.gz) to turn into traffic.")] = None,
+    layout: Annotated[str | None, typer.Option(help="taobao (UserBehavior.csv) or "
+                                               "retailrocket (events.csv); default: "
+                                               "detected from the file.")] = None,
+    scenario: Annotated[str, typer.Option(help="With --clickstream: the scenario that sets "
+                                          "stock, prices and payments.")] = "double11",
+    limit: Annotated[int | None, typer.Option(min=1, help="With --clickstream: read at "
+                                              "most this many rows.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Default: the recording's seed.")] = None,
+    data: DataOpt = Path("saleday-data"),
+    store: StoreOpt = None,
+    engine: EngineOpt = "inprocess",
+    address: AddressOpt = None,
+    num_cpus: Annotated[int | None, typer.Option(help="CPUs for a local Ray.")] = None,
+    charts: Annotated[bool, typer.Option(help="Write PNG charts and report.html.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Feed a recorded command stream (or a public clickstream) to saleday again.
+
+    A recording replayed with the in-process engine on a fresh store writes the same log
+    as the run that recorded it (the same log digest), faults included.
+    """
+    from simulator.recording import Recording, RecordingError
+
+    if (recording is None) == (clickstream is None):
+        _fail("give either a RECORDING or --clickstream FILE")
+    if recording is not None:
+        try:
+            rec = Recording(recording)
+        except RecordingError as exc:
+            _fail(str(exc))
+        _run(rec.scenario, seed=rec.seed if seed is None else seed, data=data, store=store,
+             engine=engine, address=address, faults=rec.faults and engine == "inprocess",
+             record=None, num_cpus=num_cpus, charts=charts,
+             progress=progress and not as_json, as_json=as_json, source=rec.visits())
+        return
+    from simulator.clickstream import ClickstreamError
+    from simulator.scenario import ScenarioError, load
+    from simulator.sessions import clickstream_visits
+
+    try:
+        sc = load(scenario)
+        source, stats, sc = clickstream_visits(clickstream, layout=layout, scenario=sc,
+                                               seed=11 if seed is None else seed, limit=limit)
+    except (ScenarioError, ClickstreamError) as exc:
+        _fail(str(exc))
+    _run(sc, seed=11 if seed is None else seed, data=data, store=store, engine=engine,
+         address=address, faults=False, record=None, num_cpus=num_cpus, charts=charts,
+         progress=progress and not as_json, as_json=as_json, source=source, click_stats=stats)
+
+
+def _run(sc, *, seed, data, store, engine, address, faults, record, num_cpus, charts,  # type: ignore[no-untyped-def]
+         progress, as_json, source=None, click_stats=None) -> None:
+    from events import EventLogError
+    from simulator.report import render
+    from simulator.run import RunOptions, SimulationError, simulate
+
+    if engine not in ENGINES:
+        _fail(f"unknown engine {engine!r}: use {' or '.join(ENGINES)}")
+    opts = RunOptions(scenario=sc, seed=seed, engine=engine, data_dir=data, store_url=store,
+                      address=address, faults=faults, record=record, progress=progress,
+                      num_cpus=num_cpus, charts=charts)
+    try:
+        report = simulate(opts, source=source)
+    except (SimulationError, EventLogError) as exc:
+        _fail(str(exc))
+    if as_json:
+        out = report.to_json_dict()
+        if click_stats is not None:
+            out["clickstream"] = click_stats.as_dict()
+        typer.echo(json.dumps(out))
+    else:
+        render(report, console())
+        if click_stats is not None:
+            console().print(f"clickstream: {click_stats.summary()}")
+        if record is not None:
+            console().print(f"command stream recorded in {record}")
+    if not report.audit_ok:
+        raise typer.Exit(1)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)

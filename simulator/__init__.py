@@ -1,0 +1,1 @@
+"""Sale-day traffic: scenarios, seeded generators, simulated clock, record/replay, reports."""

@@ -1,0 +1,205 @@
+"""Turning visits into commands: the flows a visitor drives, and what they are counted as.
+
+The `Driver` plays one `Visit` through the system's own client flows
+(`cluster.flows.SaleDayFlows` for sessions, coupon claims and team-ups;
+`cluster.checkout.Checkout` for orders and payments), so a simulation exercises exactly
+the code a real front end would. It works over any gateway with the `Gateway`'s API
+(`submit_retrying_busy`, `query`): the Ray one, or the in-process one of
+`simulator.inprocess`. Waiting for simulated time is the engine's business
+(`wait_until`), so the same visit runs paced by the wall clock or on a virtual clock.
+
+`Recorder` sits between the flows and the gateway and counts every command: when it was
+offered (simulated time), how long its reply took (wall), and what the reply was.
+"""
+
+from __future__ import annotations
+
+import time
+from array import array
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors.decider import Rejection
+from actors.host import Accepted, Busy, Unavailable
+from cluster.checkout import Checkout
+from cluster.flows import SaleDayFlows
+from simulator.generator import Sku, Visit
+from simulator.scenario import Scenario
+
+
+@dataclass(frozen=True, slots=True)
+class SimClock:
+    """Simulated seconds since midnight <-> the milliseconds the system sees."""
+
+    start_ms: int
+    compression: float
+
+    def ms(self, t_s: float) -> int:
+        return self.start_ms + round(t_s * 1000 / self.compression)
+
+    def span_ms(self, seconds: float) -> int:
+        return max(1, round(seconds * 1000 / self.compression))
+
+    def sim_s(self, ms: int) -> float:
+        return (ms - self.start_ms) * self.compression / 1000
+
+
+@dataclass
+class Bucket:
+    offered: int = 0
+    served: int = 0
+    busy: int = 0
+    errors: int = 0
+    latencies: array = field(default_factory=lambda: array("f"))
+
+
+class Recorder:
+    """A gateway wrapper that counts and times every command the flows submit."""
+
+    def __init__(self, gateway: Any, now_s: Callable[[], float], *, bucket_s: float) -> None:
+        self.gateway = gateway
+        self.now_s = now_s
+        self.bucket_s = bucket_s
+        self.buckets: dict[int, Bucket] = defaultdict(Bucket)
+        self.latencies = array("f")
+        self.commands = 0
+        self.busy = 0
+        self.unavailable = 0
+        self.rejections: Counter[str] = Counter()
+        self.by_type: Counter[str] = Counter()
+
+    async def submit_retrying_busy(self, command: Any, *, command_id: str,
+                                   busy_retries: int = 50) -> Any:
+        bucket = self.buckets[int(self.now_s() // self.bucket_s)]
+        bucket.offered += 1
+        self.commands += 1
+        self.by_type[type(command).__name__] += 1
+        started = time.perf_counter()
+        reply = await self.gateway.submit_retrying_busy(command, command_id=command_id,
+                                                        busy_retries=busy_retries)
+        ms = (time.perf_counter() - started) * 1000
+        if isinstance(reply, Busy):
+            bucket.busy += 1
+            self.busy += 1
+        elif isinstance(reply, Unavailable):
+            bucket.errors += 1
+            self.unavailable += 1
+        else:
+            bucket.served += 1
+            bucket.latencies.append(ms)
+            self.latencies.append(ms)
+            if isinstance(reply, Rejection):
+                self.rejections[reply.code] += 1
+        return reply
+
+    async def query(self, kind: str, entity_id: str) -> Any:
+        return await self.gateway.query(kind, entity_id)
+
+
+@dataclass
+class Outcomes:
+    """What the visits did, as the client saw it."""
+
+    visits: int = 0
+    views: int = 0
+    carts: int = 0
+    orders_started: int = 0
+    orders: Counter = field(default_factory=Counter)
+    coupon_used: int = 0
+    teams_opened: int = 0
+    joins: int = 0
+    claims: int = 0
+    late_payments: int = 0
+
+
+class Driver:
+    """Plays visits through the system's flows."""
+
+    def __init__(self, gateway: Recorder, scenario: Scenario, clock: SimClock, skus: list[Sku],
+                 wait_until: Callable[[float], Awaitable[None]]) -> None:
+        self.gw = gateway
+        self.sc = scenario
+        self.clock = clock
+        self.wait_until = wait_until
+        self.prices = {s.sku: s.lowest_price for s in skus}
+        self.flows = SaleDayFlows(gateway)  # type: ignore[arg-type]
+        self.checkout = Checkout(gateway,  # type: ignore[arg-type]
+                                 payment_window_ms=clock.span_ms(scenario.funnel.payment_window_s),
+                                 grace_ms=clock.span_ms(60))
+        self.out = Outcomes()
+        self.is_late: Callable[[str], bool] = lambda order_id: False
+        """Orders whose payment callback is held back past its deadline (a fault)."""
+
+    async def visit(self, v: Visit) -> None:
+        o, sc = self.out, self.sc
+        o.visits += 1
+        o.views += v.views
+        o.carts += v.carts
+        now = self.clock.ms(v.t_s)
+        await self.flows.start_session(user=v.user, session_id=v.session_id,
+                                       utm_source=v.utm_source, utm_medium=v.utm_medium,
+                                       utm_campaign=v.utm_campaign, inviter=v.inviter, now=now)
+        if v.claim:
+            o.claims += 1
+            await self.flows.grant_coupon(campaign=v.claim, grant_id=v.session_id, user=v.user,
+                                          now=now)
+        if v.team_create:
+            tu = sc.team_up
+            reply = await self.flows.create_team(
+                team=v.team_create, leader=v.user, campaign=tu.campaign, pool_cents=tu.pool_cents,
+                size=tu.size, min_share_cents=tu.min_share_cents,
+                expires=now + self.clock.span_ms(tu.expires_s), seed=_team_seed(v), now=now)
+            o.teams_opened += isinstance(reply, Accepted)
+        if v.team_join:
+            reply = await self.flows.join_team(team=v.team_join, user=v.user, now=now)
+            o.joins += isinstance(reply, Accepted)
+        order = v.order
+        if order is None:
+            return
+        await self.wait_until(order.t_s)
+        now = self.clock.ms(order.t_s)
+        coupon = await self._pick_coupon(v.user, order.lines, now) if order.use_coupon else ""
+        o.orders_started += 1
+        placed = await self.checkout.place(order_id=order.order_id, user=v.user,
+                                           lines=order.lines, coupon_id=coupon, now=now)
+        o.orders[placed.status] += 1
+        if placed.status != "placed":
+            return
+        o.coupon_used += bool(coupon)
+        payment = order.payment
+        pay_t = order.pay_t_s
+        if payment != "never" and self.is_late(order.order_id):
+            payment = "success"
+            pay_t = order.t_s + sc.funnel.payment_window_s + 30
+            o.late_payments += 1
+        if payment == "never":
+            o.orders["no_callback"] += 1
+            return
+        await self.wait_until(pay_t)
+        now = self.clock.ms(pay_t)
+        if payment == "success":
+            paid = await self.checkout.payment_succeeded(
+                order_id=order.order_id, payment_id=f"{order.order_id}/pay",
+                amount_cents=placed.total_cents, now=now)
+        else:
+            paid = await self.checkout.payment_failed(order_id=order.order_id, now=now)
+            o.orders["payment_failed"] += 1
+        o.orders[f"after_payment:{paid.status}"] += 1
+
+    async def _pick_coupon(self, user: str, lines: tuple[tuple[str, int], ...], now: int) -> str:
+        """A held coupon the order surely qualifies for (its lowest possible subtotal)."""
+        floor = sum(self.prices.get(sku, 0) * qty for sku, qty in lines)
+        wallet = await self.gw.query("session", user)
+        best = ""
+        best_value = 0
+        for coupon_id, c in sorted(wallet.coupons.items()):
+            if (c.status == "held" and c.min_spend_cents <= floor and now < c.valid_until
+                    and c.value_cents > best_value):
+                best, best_value = coupon_id, c.value_cents
+        return best
+
+
+def _team_seed(v: Visit) -> int:
+    return (v.seq * 0x9E3779B97F4A7C15 + 0x2545F4914F6CDD1D) % (1 << 64)

@@ -1,0 +1,303 @@
+"""The in-process engine: every shard host in this process, on a virtual clock, no Ray.
+
+It is the fast path for huge runs and the harness for deterministic simulation testing.
+`LocalShards` offers the gateway's API (`submit_retrying_busy`, `query`) over plain
+`ShardHost`s that share one store. Commands queue per shard and are decided in rounds:
+the engine lets every flow run until all of them wait (on a reply or on the clock), then
+hands each shard its queue as one batch, in a fixed order, and resumes the flows. Nothing
+depends on the wall clock or on thread timing, so a scenario, a seed and a fault plan give
+the same log, event for event.
+
+Faults (`FaultPlan`, drawn from the seed) are injected between and around those batches:
+- `crash`: the shard's host is dropped and a new one recovers from the store (a new
+  writer epoch; the old incarnation would be fenced);
+- `lost_reply`: the batch is decided and committed, the replies are lost, and the client
+  sends the same batch again (the host answers it from its dedup record);
+- `duplicate`: the same batch is delivered twice;
+- `failed_append`: the store refuses the commit (`StoreUnavailable`); the host answers
+  `Unavailable` and the client retries with the same ids;
+- `late_payment`: an order's payment callback is held back past its deadline (the order
+  must be cancelled, its holds released, and the late payment refunded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import structlog
+
+from actors.host import Accepted, Request, ShardHost, Unavailable
+from cluster.flows import follow_ups
+from cluster.routing import ShardMap
+from cluster.wiring import deciders
+from events import EventStore, StoreUnavailable, Tail, registry
+from simulator.generator import Visit
+
+log = structlog.get_logger("saleday.simulator")
+
+FAULT_KINDS = ("crash", "lost_reply", "duplicate", "failed_append", "late_payment")
+
+
+@dataclass
+class FaultPlan:
+    """When and where faults strike: (simulated second, kind, lane index) per fault."""
+
+    at: list[tuple[float, str, int]] = field(default_factory=list)
+    injected: Counter = field(default_factory=Counter)
+
+    @classmethod
+    def draw(cls, seed: int, *, window_s: float, lanes: int, per_kind: int = 3) -> FaultPlan:
+        """`per_kind` faults of each shard-side kind at random times of the busy part of
+        the window, on random shards. (Late payments are picked per order by the driver.)"""
+        rng = np.random.default_rng([seed, 7])
+        at = []
+        for kind in FAULT_KINDS[:-1]:
+            for t in rng.uniform(0.0, 0.5 * window_s, per_kind):
+                at.append((float(t), kind, int(rng.integers(0, lanes))))
+        at.sort()
+        return cls(at=at)
+
+
+class _FailNextAppend:
+    """A store proxy that refuses the next append, as an unreachable store would."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+        self.armed = False
+
+    def append(self, *args: Any, **kwargs: Any) -> Any:
+        if self.armed:
+            self.armed = False
+            raise StoreUnavailable("(simulated)", "injected fault: the store refused this append")
+        return self._store.append(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+@dataclass
+class _Lane:
+    kind: str
+    stream: str
+    host: ShardHost
+    store: _FailNextAppend
+    queue: list[tuple[Request, asyncio.Future]] = field(default_factory=list)
+
+
+class LocalShards:
+    """The gateway's API over in-process shard hosts, decided in deterministic rounds."""
+
+    def __init__(self, store: EventStore, shards: dict[str, int], *, partitions: int = 64,
+                 snapshot_every: int = 50_000, faults: FaultPlan | None = None,
+                 reactor_kinds: tuple[str, ...] = ("team", "campaign")) -> None:
+        self.store = store
+        self.now_ms = 0
+        self.maps = {kind: ShardMap.uniform(kind, n, partitions) for kind, n in shards.items()}
+        self.deciders = deciders()
+        self.snapshot_every = snapshot_every
+        self._kind_by_type = {cls: kind for kind in shards for cls in self.deciders[kind].commands}
+        self.lanes: dict[str, list[_Lane]] = {
+            kind: [self._lane(kind, m.stream(i)) for i in range(m.shards)]
+            for kind, m in self.maps.items()}
+        self.order = [lane for kind in sorted(self.lanes) for lane in self.lanes[kind]]
+        self.faults = faults or FaultPlan()
+        self._fault_at = 0
+        prefixes = tuple(f"{k}-" for k in reactor_kinds)
+        self.tail = Tail(store, include=lambda s: s.startswith(prefixes))
+        self._reacting = [lane for lane in self.order if lane.stream.startswith(prefixes)]
+        self._reacted_at: tuple[int, ...] = ()
+        self.reactions = 0
+        self.batches = 0
+
+    def _lane(self, kind: str, stream: str) -> _Lane:
+        proxy = _FailNextAppend(self.store)
+        host = ShardHost(decider=self.deciders[kind], store=proxy, stream=stream,  # type: ignore[arg-type]
+                         snapshot_every=self.snapshot_every, clock=lambda: self.now_ms)
+        return _Lane(kind, stream, host, proxy)
+
+    # -- the gateway's API ------------------------------------------------------------
+
+    def submit_nowait(self, command: Any, command_id: str) -> asyncio.Future:
+        fut = asyncio.get_running_loop().create_future()
+        kind = self._kind_by_type.get(type(command))
+        if kind is None:
+            raise TypeError(f"no shards host {type(command).__name__}")
+        decider = self.deciders[kind]
+        lane = self.lanes[kind][self.maps[kind].shard_of(decider.entity_of(command))]
+        lane.queue.append((Request(command_id, command), fut))
+        return fut
+
+    async def submit_retrying_busy(self, command: Any, *, command_id: str,
+                                   busy_retries: int = 50) -> Any:
+        return await self.submit_nowait(command, command_id)
+
+    async def query(self, kind: str, entity_id: str) -> Any:
+        return self.lanes[kind][self.maps[kind].shard_of(entity_id)].host.state_of(entity_id)
+
+    # -- rounds -------------------------------------------------------------------------
+
+    def pending(self) -> bool:
+        return any(lane.queue for lane in self.order)
+
+    def flush(self, t_s: float) -> int:
+        """Give every shard its queue as one batch; return the commands decided."""
+        done = 0
+        for index, lane in enumerate(self.order):
+            if not lane.queue:
+                continue
+            take, lane.queue = lane.queue, []
+            requests = [r for r, _ in take]
+            replies = self._deliver(index, lane, requests, t_s)
+            retry = []
+            for (req, fut), reply in zip(take, replies):
+                if isinstance(reply, Unavailable):
+                    retry.append((req, fut))  # the client retries with the same id
+                elif not fut.done():
+                    fut.set_result(reply)
+                    done += 1
+            lane.queue[:0] = retry
+            self.batches += 1
+        return done
+
+    def _deliver(self, index: int, lane: _Lane, requests: list[Request], t_s: float) -> list[Any]:
+        fault = self._due_fault(index, t_s)
+        if fault == "crash":
+            lane.host = ShardHost(decider=self.deciders[lane.kind], store=lane.store,  # type: ignore[arg-type]
+                                  stream=lane.stream, snapshot_every=self.snapshot_every,
+                                  clock=lambda: self.now_ms)
+        elif fault == "failed_append":
+            lane.store.armed = True
+        replies = lane.host.handle(requests)
+        if fault == "failed_append":
+            lane.store.armed = False
+        if fault == "lost_reply":
+            replies = lane.host.handle(requests)   # the client's retry of the same batch
+        elif fault == "duplicate":
+            again = lane.host.handle(requests)
+            for first, second in zip(replies, again):
+                if isinstance(first, Accepted) and not isinstance(second, Accepted):
+                    log.error("duplicate_delivery_diverged", stream=lane.stream,
+                              first=type(first).__name__, second=type(second).__name__)
+        return replies
+
+    def _due_fault(self, index: int, t_s: float) -> str | None:
+        plan = self.faults
+        while self._fault_at < len(plan.at) and plan.at[self._fault_at][0] <= t_s:
+            _, kind, target = plan.at[self._fault_at]
+            if target % len(self.order) != index:
+                return None   # waits for its lane's next batch
+            self._fault_at += 1
+            plan.injected[kind] += 1
+            log.info("fault_injected", kind=kind, stream=self.order[index].stream, at_s=round(t_s, 3))
+            return kind
+        return None
+
+    def tick(self) -> int:
+        """Expire what is due at `now_ms` on every shard that has a timer due."""
+        recorded = 0
+        for lane in self.order:
+            due = lane.host.next_due()
+            if due is not None and due <= self.now_ms:
+                recorded += lane.host.tick()
+        return recorded
+
+    def react(self) -> int:
+        """Submit what new team and campaign facts call for (shares, grants, pool returns)."""
+        heads = tuple(lane.host.version for lane in self._reacting)
+        if heads == self._reacted_at:
+            return 0
+        self._reacted_at = heads
+        queued = 0
+        while batch := self.tail.poll():
+            for env in batch:
+                for cid, command in follow_ups(env, registry.decode(env)):
+                    self.submit_nowait(command, cid)
+                    queued += 1
+        self.reactions += queued
+        return queued
+
+    def status(self) -> list[dict[str, Any]]:
+        return [lane.host.status() for lane in self.order]
+
+
+async def settle() -> None:
+    """Return once every other task is waiting (on a reply or on the clock).
+
+    asyncio runs ready callbacks first-in first-out; when this task resumes and the loop's
+    ready queue is empty, nothing else can run until a reply or the clock moves. (`_ready`
+    is CPython's BaseEventLoop queue; a bounded number of yields stands in elsewhere.)
+    """
+    loop = asyncio.get_running_loop()
+    for _ in range(10_000):
+        await asyncio.sleep(0)
+        ready = getattr(loop, "_ready", None)
+        if ready is not None and not ready:
+            return
+
+
+class VirtualTime:
+    """The simulated clock of the in-process engine: flows wait on it, the engine moves it."""
+
+    def __init__(self) -> None:
+        self.now_s = 0.0
+        self._waiters: list[tuple[float, int, asyncio.Future]] = []
+        self._seq = itertools.count()
+
+    async def wait_until(self, t_s: float) -> None:
+        if t_s <= self.now_s:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (t_s, next(self._seq), fut))
+        await fut
+
+    def advance(self, t_s: float) -> int:
+        self.now_s = t_s
+        woke = 0
+        while self._waiters and self._waiters[0][0] <= t_s:
+            _, _, fut = heapq.heappop(self._waiters)
+            fut.set_result(None)
+            woke += 1
+        return woke
+
+    def next_due(self) -> float | None:
+        return self._waiters[0][0] if self._waiters else None
+
+
+async def run_rounds(shards: LocalShards, clock: VirtualTime, visits: Iterator[Visit],
+                     play: Any, *, tick_s: float, end_s: float, to_ms: Any,
+                     on_tick: Any = None) -> None:
+    """Drive visits through `play(visit)` on the virtual clock until `end_s` and after,
+    until every flow has finished."""
+    tasks: set[asyncio.Task] = set()
+    upcoming = next(visits, None)
+    t = 0.0
+    while True:
+        shards.now_ms = to_ms(t)
+        clock.advance(t)
+        while upcoming is not None and upcoming.t_s <= t:
+            task = asyncio.get_running_loop().create_task(play(upcoming))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            upcoming = next(visits, None)
+        await settle()
+        shards.tick()
+        shards.react()
+        while shards.pending():
+            shards.flush(t)
+            await settle()
+            shards.react()
+        if on_tick is not None:
+            on_tick(t)
+        if upcoming is None and not tasks and t >= end_s:
+            return
+        nxt = t + tick_s
+        if upcoming is None and not tasks:
+            nxt = max(nxt, min(end_s, t + 60 * tick_s))   # idle: run the clock out faster
+        t = nxt

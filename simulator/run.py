@@ -1,0 +1,353 @@
+"""One simulated sale day, end to end: prepare the log, set the sale up, drive the traffic
+with an engine, audit the log, and fill the report.
+
+    report = simulate(RunOptions(scenario=preset("double11"), seed=11, engine="inprocess",
+                                 data_dir=Path("saleday-data")))
+
+Engines: `inprocess` (`simulator.inprocess`: every shard here, on a virtual clock,
+deterministic, with optional fault injection) and `ray` (`simulator.ray_engine`: the
+running system through the gateway, paced by the wall clock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from actors.campaign import CreateCampaign
+from actors.host import Accepted
+from actors.sku import AddStock, ConfigureSale
+from events import open_store
+from events.store import redact
+from simulator.driver import Driver, Recorder, SimClock
+from simulator.generator import Sku, Visit, catalog, visits
+from simulator.results import (
+    Finding,
+    Invariants,
+    LatencyMs,
+    RunReport,
+    StockPoint,
+    TimelinePoint,
+    machine_info,
+)
+from simulator.scenario import Scenario
+
+log = structlog.get_logger("saleday.simulator")
+
+TOP_SKUS = 5
+KINDS = ("sku", "session", "order", "campaign", "team")
+
+
+class SimulationError(RuntimeError):
+    """A run that cannot start or finish, said in words (bad store, setup refused, ...)."""
+
+
+@dataclass
+class RunOptions:
+    scenario: Scenario
+    seed: int = 11
+    engine: str = "ray"
+    data_dir: Path = Path("saleday-data")
+    store_url: str | None = None
+    address: str | None = None
+    faults: bool = False
+    record: Path | None = None
+    progress: bool = True
+    num_cpus: int | None = None
+    charts: bool = True
+    tick_s: float = 1.0
+    """In-process engine: simulated seconds per round of the virtual clock."""
+    max_live_visits: int = 20_000
+    """Ray engine: visits in flight at once before new arrivals wait (client back-pressure)."""
+    audit: bool = True
+
+
+@dataclass
+class EngineRun:
+    """What an engine hands back: the counters, the clock, and its own figures."""
+
+    recorder: Recorder
+    driver: Driver
+    clock: SimClock
+    wall_s: float
+    sim_end_s: float
+    faults_injected: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def default_store_url(data_dir: Path, engine: str) -> str:
+    path = (data_dir / "events.db").resolve()
+    # The in-process engine is a simulation harness: it trades fsync per commit for speed
+    # (WAL with synchronous=normal loses at most the last commits on a power cut).
+    return f"sqlite:///{path}" + ("?synchronous=normal" if engine == "inprocess" else "")
+
+
+def prepare_store(url: str) -> None:
+    """Start from an empty log: a SQLite file under the data dir is replaced; any other
+    store must already be empty (use a fresh `?prefix=` on Redis)."""
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):].split("?", 1)[0])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for suffix in ("", "-wal", "-shm", ".writer-lock"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return
+    store = open_store(url)
+    try:
+        if store.streams():
+            raise SimulationError(f"the store {redact(url)} already holds a log; a simulation "
+                                  "starts from an empty one (give Redis a fresh ?prefix=)")
+    finally:
+        store.close()
+
+
+def setup_commands(sc: Scenario, skus: list[Sku], clock: SimClock, now: int,
+                   opens_ms: int) -> list[tuple[str, Any]]:
+    """The catalogue and campaigns, as commands with their (deterministic) ids."""
+    end = clock.ms(sc.traffic.window_s) + 1
+    out: list[tuple[str, Any]] = []
+    for s in skus:
+        out.append((f"setup/{s.sku}/stock", AddStock(sku=s.sku, qty=s.stock, now=now)))
+        out.append((f"setup/{s.sku}/sale", ConfigureSale(
+            sku=s.sku, tiers=s.tiers, per_user_limit=sc.skus.per_user_limit, start=opens_ms,
+            end=end, now=now)))
+    for c in sc.campaigns:
+        out.append((f"setup/campaign/{c.name}", CreateCampaign(
+            campaign=c.name, value_cents=c.value_cents, min_spend_cents=c.min_spend_cents,
+            valid_from=opens_ms, valid_until=end + clock.span_ms(c.valid_s),
+            budget_coupons=c.budget_coupons, budget_cents=c.budget_cents, now=now)))
+    tu = sc.team_up
+    if tu.create_rate > 0:
+        out.append((f"setup/campaign/{tu.campaign}", CreateCampaign(
+            campaign=tu.campaign, value_cents=tu.pool_cents, min_spend_cents=0,
+            valid_from=opens_ms, valid_until=end + clock.span_ms(tu.expires_s),
+            budget_coupons=0, budget_cents=tu.pool_cents * tu.budget_teams, now=now)))
+    return out
+
+
+def check_setup(replies: list[tuple[str, Any]]) -> None:
+    refused = [(cid, r) for cid, r in replies if not isinstance(r, Accepted)]
+    if refused:
+        cid, reply = refused[0]
+        raise SimulationError(f"the sale could not be set up: {cid} was refused "
+                              f"({getattr(reply, 'code', type(reply).__name__)}: {reply}); "
+                              f"{len(refused)} setup commands refused in all")
+
+
+def end_of_sale_s(sc: Scenario) -> float:
+    """When the last hold of the sale has surely expired (simulated s)."""
+    f = sc.funnel
+    return (sc.traffic.window_s + f.payment_window_s + 90 * sc.compression / 120
+            + f.payment_delay_s * 10)
+
+
+def late_orders(seed: int, every: int = 101) -> Callable[[str], bool]:
+    """The fault plan's rule for payments held back past their deadline."""
+    return lambda order_id: zlib.crc32(f"{seed}/{order_id}".encode()) % every == 0
+
+
+def simulate(opts: RunOptions, source: Iterator[Visit] | None = None) -> RunReport:
+    """Run one sale day and return its report (charts and HTML written under the data dir)."""
+    sc = opts.scenario
+    if opts.engine not in ("ray", "inprocess"):
+        raise SimulationError(f"unknown engine {opts.engine!r}: use ray or inprocess")
+    if opts.faults and opts.engine != "inprocess":
+        raise SimulationError("--faults needs --engine inprocess (deterministic fault "
+                              "injection); the Ray engine's faults are real ones")
+    url = opts.store_url or default_store_url(opts.data_dir, opts.engine)
+    prepare_store(url)
+    skus = catalog(sc, opts.seed)
+    stream = source if source is not None else visits(sc, opts.seed)
+    if opts.record is not None:
+        from simulator.recording import Recorder as Tape
+
+        stream = Tape(opts.record, scenario=sc, seed=opts.seed, faults=opts.faults).tee(stream)
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    log.info("simulation_started", scenario=sc.name, seed=opts.seed, engine=opts.engine,
+             store=redact(url), users=sc.users)
+    from simulator.progress import RunProgress
+
+    with RunProgress(planned=None, enabled=opts.progress) as progress:
+        if opts.engine == "inprocess":
+            run = _run_inprocess(opts, url, skus, stream, progress)
+        else:
+            from simulator.ray_engine import run_ray
+
+            run = run_ray(opts, url, skus, stream, progress)
+    report = _report(opts, url, run, skus, started_at)
+    if opts.charts:
+        from simulator.report import write_outputs
+
+        report = write_outputs(report, opts.data_dir / "report")
+    log.info("simulation_finished", commands=report.commands, events=report.events,
+             audit_ok=report.audit_ok, log_digest=report.log_digest)
+    return report
+
+
+def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator[Visit],
+                   progress: Any) -> EngineRun:
+    from simulator.inprocess import FaultPlan, LocalShards, VirtualTime, run_rounds
+
+    sc = opts.scenario
+    clock = SimClock(sc.sale_start_ms, sc.compression)
+    store = open_store(url)
+    shard_counts = {"sku": sc.sku_shards, "session": 1, "order": 1, "campaign": 1, "team": 1}
+    plan = FaultPlan.draw(opts.seed, window_s=sc.traffic.window_s,
+                          lanes=sum(shard_counts.values())) if opts.faults else FaultPlan()
+    shards = LocalShards(store, shard_counts, faults=plan)
+    vt = VirtualTime()
+    recorder = Recorder(shards, lambda: vt.now_s, bucket_s=_bucket_s(sc))
+    driver = Driver(recorder, sc, clock, skus, vt.wait_until)
+    if opts.faults:
+        driver.is_late = late_orders(opts.seed)
+
+    def on_tick(t: float) -> None:
+        progress.update(t, recorder.commands, recorder.unavailable, recorder.busy)
+
+    async def main() -> None:
+        now = clock.ms(0) - 1
+        shards.now_ms = now
+        setup = setup_commands(sc, skus, clock, now, clock.ms(0))
+        futures = [(cid, shards.submit_nowait(cmd, cid)) for cid, cmd in setup]
+        while shards.pending():
+            shards.flush(0.0)
+        check_setup([(cid, f.result()) for cid, f in futures])
+        await run_rounds(shards, vt, stream, driver.visit, tick_s=opts.tick_s,
+                         end_s=end_of_sale_s(sc), to_ms=clock.ms, on_tick=on_tick)
+
+    started = time.perf_counter()
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+    wall = time.perf_counter() - started
+    plan.injected["late_payment"] = driver.out.late_payments
+    injected = {k: v for k, v in plan.injected.items() if v} if opts.faults else {}
+    return EngineRun(recorder=recorder, driver=driver, clock=clock, wall_s=wall,
+                     sim_end_s=vt.now_s, faults_injected=injected,
+                     extra={"batches": shards.batches, "reactions": shards.reactions})
+
+
+def _bucket_s(sc: Scenario) -> float:
+    """Timeline buckets: about 120 over the window, in whole seconds."""
+    return float(max(1, round(sc.traffic.window_s / 120)))
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return 0.0
+    k = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return float(sorted_values[k])
+
+
+def _report(opts: RunOptions, url: str, run: EngineRun, skus: list[Sku], started_at: str) -> RunReport:
+    sc = opts.scenario
+    rec, out, clock = run.recorder, run.driver.out, run.clock
+    lat = sorted(rec.latencies)
+    latency = (LatencyMs(p50=round(_percentile(lat, 0.50), 3), p95=round(_percentile(lat, 0.95), 3),
+                         p99=round(_percentile(lat, 0.99), 3), max=round(lat[-1], 3))
+               if lat else None)
+    timeline = []
+    for key in sorted(rec.buckets):
+        b = rec.buckets[key]
+        bl = sorted(b.latencies)
+        timeline.append(TimelinePoint(
+            t_s=key * rec.bucket_s, offered=b.offered, served=b.served, busy=b.busy,
+            errors=b.errors, p50_ms=round(_percentile(bl, 0.5), 3) if bl else None,
+            p99_ms=round(_percentile(bl, 0.99), 3) if bl else None))
+    audit = _audit(url, [s.sku for s in skus[:TOP_SKUS]]) if opts.audit else None
+    report = RunReport(
+        scenario=sc.name, seed=opts.seed, engine=opts.engine, users=sc.users, store=redact(url),
+        data_dir=str(opts.data_dir), started_at=started_at, commands=rec.commands,
+        events=audit["events"] if audit else 0, duration_s=round(run.wall_s, 3),
+        sim_duration_s=round(run.sim_end_s, 3),
+        throughput_per_s=round(rec.commands / run.wall_s, 1) if run.wall_s else 0.0,
+        latency_ms=latency, busy=rec.busy, unavailable=rec.unavailable,
+        rejections=dict(rec.rejections.most_common()), timeline=timeline,
+        faults_injected=run.faults_injected, machine=machine_info())
+    funnel = {"views": out.views, "carts": out.carts,
+              "orders": out.orders_started, "paid": out.orders.get("after_payment:paid", 0)}
+    report.funnel = funnel
+    if audit is None:
+        report.orders = _client_orders(out)
+        return report
+    m = audit["metrics"].get("totals", {})
+    tally = audit["tally"]
+    report.orders = {
+        "started": m.get("checkouts_started", out.orders_started),
+        "placed": m.get("orders_placed", 0), "paid": m.get("orders_paid", 0),
+        "cancelled": m.get("orders_cancelled", 0), "expired": audit["orders_expired"],
+        "voided": m.get("orders_voided", 0),
+        "payment_failed": m.get("payments_failed", 0), "refunded": m.get("refunds", 0)}
+    report.funnel["paid"] = m.get("orders_paid", funnel["paid"])
+    report.coupons = {"granted": audit["coupons_granted"], "received": m.get("coupons_received", 0),
+                      "locked": m.get("coupons_locked", 0),
+                      "redeemed": m.get("coupons_redeemed", 0), "lapsed": audit["coupons_lapsed"]}
+    report.red_packets = {"teams": m.get("teams_created", 0),
+                          "completed": m.get("teams_completed", 0),
+                          "expired_unfilled": m.get("teams_expired", 0),
+                          "shares": audit["shares"], "cents_split": audit["cents_split"]}
+    ref = audit["referrals"]
+    report.referral = {"invited": float(ref.get("invited", 0)),
+                       "inviters": float(ref.get("inviters", 0)),
+                       "k_factor": float(ref.get("k_factor", 0.0))}
+    report.sellout_s = {sku: round(max(0.0, clock.sim_s(at)), 1) for sku, at in sorted(
+        tally.sold_out_at.items(), key=lambda kv: (kv[1], kv[0]))[:10]}
+    report.stock_depletion = {
+        sku: [StockPoint(t_s=round(max(0.0, clock.sim_s(at)), 1), remaining=max(0, left))
+              for at, left in series]
+        for sku, series in tally.depletion().items()}
+    findings = [Finding(rule=f.rule, stream=f.stream, version=f.version, message=f.message)
+                for f in audit["findings"]]
+    report.invariants = Invariants(violations=len(findings), findings=findings[:200])
+    report.audit_ok = audit["ok"]
+    report.views = audit["views"]
+    report.log_digest = audit["log_digest"]
+    return report
+
+
+def _client_orders(out: Any) -> dict[str, int]:
+    return {"started": out.orders_started, "placed": out.orders.get("placed", 0),
+            "paid": out.orders.get("after_payment:paid", 0),
+            "cancelled": out.orders.get("cancelled", 0)
+            + out.orders.get("after_payment:cancelled", 0),
+            "payment_failed": out.orders.get("payment_failed", 0)}
+
+
+def _audit(url: str, top: list[str]) -> dict[str, Any]:
+    """Audit the run's log and fold every view (and the report's tally) in the same pass."""
+    from projections.audit import run_audit
+    from projections.source import StoreSource
+    from projections.views import all_views
+    from simulator.tally import SaleTally
+
+    tally = SaleTally(top)
+    views = all_views()
+    source = StoreSource(url)
+    try:
+        result = run_audit(source, views=[*views, tally])
+    finally:
+        source.close()
+    by_name = {v.name: v for v in views}
+    metrics = by_name["metrics"].to_json() if "metrics" in by_name else {}
+    referrals = by_name["referrals"].to_json() if "referrals" in by_name else {}
+    totals = metrics.get("totals", {})
+    return {
+        "ok": bool(result.ok), "events": int(result.events), "findings": list(result.findings),
+        "views": {name: d for name, d in result.views.items() if name != SaleTally.name},
+        "log_digest": result.log_digest, "metrics": metrics,
+        "referrals": {k: referrals.get(k, 0) for k in ("invited", "inviters", "k_factor")},
+        "tally": tally,
+        "orders_expired": tally.cancelled.get("payment_timeout", 0),
+        "coupons_granted": int(totals.get("coupons_granted", 0)),
+        "coupons_lapsed": int(totals.get("coupons_lapsed", 0)),
+        "shares": tally.shares,
+        "cents_split": tally.cents_split,
+    }

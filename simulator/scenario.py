@@ -1,0 +1,279 @@
+"""Scenarios: what a simulated sale day looks like, as a pydantic model.
+
+A scenario is loaded from a YAML, TOML or JSON file or taken from a named preset
+(`double11`, the default; `flash-half-price`; `team-up`). Its defaults follow public
+11.11 figures: a step at midnight to a plateau of ~12x the day's mean rate peaking near
+00:05 and halving within ~40 minutes, Zipf-popular SKUs (exponent ~1), a funnel of
+view -> cart ~6% and cart -> order ~30%, payments that succeed 99.5% of the time, and
+some that never return (the payment deadline must release what they hold).
+
+Times in a scenario are seconds of the simulated sale clock (0 = midnight, when the
+window opens). `compression` says how many simulated seconds pass per second the system
+sees: deadlines (payment window, team expiry) are divided by it, so a two-hour sale with
+`compression: 120` is a one-minute rush to the shards, with every deadline scaled alike.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ScenarioError(ValueError):
+    """A scenario file or preset that cannot be used, with what is wrong in words."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Traffic(_Model):
+    """The arrival curve over the sale window."""
+
+    window_s: int = Field(7200, gt=0, description="Length of the simulated window (s).")
+    plateau_x: float = Field(12.0, gt=0, description="Rate at the peak, as a multiple of "
+                             "the window's tail rate (the day's mean).")
+    start_x: float = Field(8.0, gt=0, description="Rate at 00:00:00, same unit.")
+    peak_s: int = Field(300, ge=0, description="When the rate peaks (s after midnight).")
+    half_life_s: int = Field(2400, gt=0, description="After the peak the excess over the "
+                             "mean rate halves every this many seconds.")
+
+    def rate(self, t_s: float) -> float:
+        """Relative arrival rate at simulated second `t_s` (the tail tends to 1)."""
+        if t_s < 0 or t_s > self.window_s:
+            return 0.0
+        if t_s <= self.peak_s:
+            f = t_s / self.peak_s if self.peak_s else 1.0
+            return self.start_x + (self.plateau_x - self.start_x) * f
+        return 1.0 + (self.plateau_x - 1.0) * 0.5 ** ((t_s - self.peak_s) / self.half_life_s)
+
+
+class Skus(_Model):
+    """The catalogue on sale: stock, prices, flash-sale tiers, limits, popularity."""
+
+    count: int = Field(300, ge=1)
+    stock_min: int = Field(20, ge=1)
+    stock_max: int = Field(400, ge=1)
+    price_min_cents: int = Field(1_900, ge=1)
+    price_max_cents: int = Field(99_900, ge=1)
+    flash_share: float = Field(0.3, ge=0, le=1, description="Share of SKUs with a flash tier.")
+    flash_units: int = Field(20, ge=1, description="Units sold at the flash price.")
+    flash_discount: float = Field(0.5, gt=0, lt=1, description="Flash price = price x (1 - this).")
+    per_user_limit: int = Field(2, ge=0, description="0: no limit.")
+    zipf: float = Field(1.0, ge=0, description="Popularity exponent.")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Skus:
+        if self.stock_max < self.stock_min or self.price_max_cents < self.price_min_cents:
+            raise ValueError("stock_max/price_max_cents must be >= stock_min/price_min_cents")
+        return self
+
+
+class Funnel(_Model):
+    """What a visit does: views, carts, orders, and how payments come back."""
+
+    views_per_visit: float = Field(5.0, gt=0)
+    view_to_cart: float = Field(0.06, ge=0, le=1)
+    cart_to_order: float = Field(0.30, ge=0, le=1)
+    browse_s: float = Field(40.0, ge=0, description="Mean time from arrival to order (s).")
+    payment_success: float = Field(0.995, ge=0, le=1)
+    payment_never_returns: float = Field(0.002, ge=0, le=1)
+    payment_delay_s: float = Field(20.0, ge=0, description="Mean time to the callback (s).")
+    payment_window_s: int = Field(900, gt=0, description="Time to pay before the order "
+                                  "expires and its holds are released (s).")
+
+    @model_validator(mode="after")
+    def _payments(self) -> Funnel:
+        if self.payment_success + self.payment_never_returns > 1:
+            raise ValueError("payment_success + payment_never_returns must be <= 1")
+        return self
+
+
+class Campaign(_Model):
+    """A coupon campaign: its terms, budget, and how many visitors claim one."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    value_cents: int = Field(gt=0)
+    min_spend_cents: int = Field(0, ge=0)
+    budget_coupons: int = Field(0, ge=0, description="0: no limit.")
+    budget_cents: int = Field(0, ge=0, description="0: no limit.")
+    claim_rate: float = Field(0.0, ge=0, le=1, description="Share of visits that claim one.")
+    valid_s: int = Field(86_400, gt=0)
+
+    @model_validator(mode="after")
+    def _budget(self) -> Campaign:
+        if not (self.budget_coupons or self.budget_cents):
+            raise ValueError(f"campaign {self.name!r} needs a budget: budget_coupons or "
+                             "budget_cents > 0")
+        return self
+
+
+class TeamUp(_Model):
+    """Team-up red packets: a leader opens a team, friends join from the shared link."""
+
+    campaign: str = "redpacket"
+    create_rate: float = Field(0.02, ge=0, le=1, description="Share of visits that open a team.")
+    join_rate: float = Field(0.05, ge=0, le=1, description="Share of visits that join an "
+                             "open team from a shared link.")
+    size: int = Field(3, ge=2, le=10)
+    pool_cents: int = Field(1_000, gt=0)
+    min_share_cents: int = Field(50, ge=1)
+    expires_s: int = Field(1_800, gt=0)
+    budget_teams: int = Field(400, ge=1, description="The red-packet campaign's budget, in "
+                              "pools: teams opened past it are refused.")
+
+    @model_validator(mode="after")
+    def _pool(self) -> TeamUp:
+        if self.min_share_cents * self.size > self.pool_cents:
+            raise ValueError("pool_cents must cover size x min_share_cents")
+        return self
+
+
+class Referrals(_Model):
+    """Sharing: who shares a link, and how many arrivals come through one."""
+
+    share_rate: float = Field(0.10, ge=0, le=1, description="Share of visitors who share a link.")
+    shared_arrival_rate: float = Field(0.15, ge=0, le=1, description="Share of arrivals "
+                                       "that come through a shared link.")
+    utm_sources: dict[str, float] = Field(
+        default_factory=lambda: {"app": 0.55, "search": 0.2, "ads": 0.15, "push": 0.1})
+
+
+class Scenario(_Model):
+    """A simulated sale day. `saleday simulate --scenario FILE|PRESET` runs one."""
+
+    name: str = "double11"
+    description: str = ""
+    users: int = Field(20_000, ge=1)
+    visits_per_user: float = Field(1.25, gt=0)
+    sale_start_ms: int = Field(1_794_326_400_000, ge=0, description="Midnight of the sale "
+                               "on the simulated clock (epoch ms; default 2026-11-11 00:00 "
+                               "Beijing time).")
+    compression: float = Field(120.0, gt=0, description="Simulated seconds per system second.")
+    traffic: Traffic = Traffic()
+    skus: Skus = Skus()
+    funnel: Funnel = Funnel()
+    campaigns: tuple[Campaign, ...] = (
+        Campaign(name="d11-full-reduction", value_cents=3_000, min_spend_cents=20_000,
+                 budget_coupons=5_000, claim_rate=0.25),
+    )
+    team_up: TeamUp = TeamUp()
+    referrals: Referrals = Referrals()
+    sku_shards: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Scenario:
+        names = [c.name for c in self.campaigns]
+        if len(set(names)) != len(names):
+            raise ValueError("campaign names must be unique")
+        if self.team_up.create_rate > 0 and self.team_up.campaign in names:
+            raise ValueError(f"team_up.campaign {self.team_up.campaign!r} is also a coupon "
+                             "campaign; give the red-packet campaign its own name")
+        return self
+
+    @property
+    def visits(self) -> int:
+        return max(1, math.ceil(self.users * self.visits_per_user))
+
+    def with_overrides(self, **changes: Any) -> Scenario:
+        """A copy with top-level fields replaced (None values are ignored), re-validated."""
+        data = self.model_dump()
+        data.update({k: v for k, v in changes.items() if v is not None})
+        try:
+            return Scenario.model_validate(data)
+        except ValidationError as exc:
+            raise ScenarioError(_explain(exc, "override")) from None
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "double11": {
+        "description": "11.11 midnight: a step to ~12x the mean rate peaking at 00:05, "
+                       "decaying over two hours; coupons, team-ups and referrals.",
+    },
+    "flash-half-price": {
+        "description": "A flash sale: 50 SKUs, the first 30 units of each at half price, "
+                       "demand far above stock, sold out in minutes.",
+        "users": 20_000,
+        "traffic": {"window_s": 1800, "plateau_x": 15.0, "start_x": 14.0, "peak_s": 60,
+                    "half_life_s": 600},
+        "skus": {"count": 50, "stock_min": 30, "stock_max": 120, "flash_share": 1.0,
+                 "flash_units": 30, "flash_discount": 0.5, "per_user_limit": 1, "zipf": 1.1},
+        "funnel": {"view_to_cart": 0.15, "cart_to_order": 0.5, "browse_s": 15.0},
+        "compression": 30.0,
+    },
+    "team-up": {
+        "description": "Team-up red packets: many teams of three, joins through shared "
+                       "links, shares paid out as coupons; a lighter shopping load.",
+        "users": 15_000,
+        "team_up": {"create_rate": 0.08, "join_rate": 0.25, "size": 3, "pool_cents": 1_200,
+                    "min_share_cents": 100, "expires_s": 1_200},
+        "referrals": {"share_rate": 0.3, "shared_arrival_rate": 0.35},
+    },
+}
+
+
+def preset(name: str) -> Scenario:
+    if name not in PRESETS:
+        raise ScenarioError(f"no preset {name!r}; presets: {', '.join(sorted(PRESETS))}")
+    return Scenario.model_validate({"name": name, **PRESETS[name]})
+
+
+def load(spec: str | Path) -> Scenario:
+    """A preset name, or a .yaml/.yml/.toml/.json file describing a scenario."""
+    if isinstance(spec, str) and spec in PRESETS:
+        return preset(spec)
+    path = Path(spec)
+    if not path.exists():
+        raise ScenarioError(f"{spec!r} is neither a preset ({', '.join(sorted(PRESETS))}) "
+                            "nor an existing file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        match path.suffix.lower():
+            case ".yaml" | ".yml":
+                data = yaml.safe_load(text)
+            case ".toml":
+                data = tomllib.loads(text)
+            case ".json":
+                data = json.loads(text)
+            case other:
+                raise ScenarioError(f"{path}: unknown scenario format {other!r} "
+                                    "(use .yaml, .toml or .json)")
+    except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ScenarioError(f"{path}: not valid {path.suffix[1:].upper()}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{path}: a scenario is a mapping of fields, not {type(data).__name__}")
+    base = data.pop("preset", None)
+    if base is not None:
+        merged = _merge(PRESETS.get(str(base)) or _unknown_preset(base), data)
+        data = {"name": data.get("name", str(base)), **merged}
+    data.setdefault("name", path.stem)
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(_explain(exc, str(path))) from None
+
+
+def _unknown_preset(name: object) -> dict[str, Any]:
+    raise ScenarioError(f"no preset {name!r}; presets: {', '.join(sorted(PRESETS))}")
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(
+            out.get(key), dict) else value
+    return out
+
+
+def _explain(exc: ValidationError, where: str) -> str:
+    lines = [f"{where}: invalid scenario"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"  {loc}: {err['msg']}")
+    return "\n".join(lines)
