@@ -245,7 +245,7 @@ def test_progress_shows_clock_commands_rate_errors_and_busy():
     with RunProgress(planned=10_000, console=console, min_interval_s=0) as progress:
         progress.update(sim_t_s=100, commands=2_500, errors=3, busy=1_200)
     out = console.file.getvalue()
-    assert "00:01:40" in out and "2,500/10,000 commands" in out
+    assert "00:01:40" in out and "2,500/10,000 commands" in out and " 25%" in out
     assert "errors 3" in out and "busy 1,200" in out and "cmd/s" in out
 
 
@@ -256,6 +256,15 @@ def test_progress_shows_the_last_update_even_if_throttled():
         progress.update(sim_t_s=1, commands=1)
         progress.update(sim_t_s=7_200, commands=99_999)
     assert "02:00:00" in console.file.getvalue() and "99,999 commands" in console.file.getvalue()
+
+
+def test_progress_without_a_plan_fills_the_bar_by_the_sale_clock():
+    """With no planned count, the bar follows simulated time to the end of the sale."""
+    console = terminal()
+    with RunProgress(planned=None, sim_end_s=3600, console=console, min_interval_s=0) as progress:
+        progress.update(sim_t_s=1800, commands=42_000)
+    out = console.file.getvalue()
+    assert "00:30:00" in out and "42,000 commands" in out and " 50%" in out
 
 
 def test_progress_is_silent_when_disabled_or_not_on_a_terminal():
