@@ -1,0 +1,302 @@
+"""`saleday bench audit`: a sale-day log written by the real deciders, then audited.
+
+`LocalGateway` offers the gateway's interface (`submit`, `submit_retrying_busy`, `query`)
+over shard hosts in this process: concurrent submissions to one shard are decided as one
+batch and one commit, as the Ray gateway batches them. The real flows
+(`cluster.checkout.Checkout`, `cluster.flows.SaleDayFlows`, the `Reactor`) run on it
+unchanged, so the log is the one the system writes, without Ray.
+
+`drive_sale` plays mixed traffic on a simulated clock: stock and flash-sale tiers,
+sessions with referrals, coupon grants, team-ups (filled and expired), and checkouts
+that are paid, fail, are abandoned or pay late. `run` builds a log of about N events in
+a temporary SQLite file, then times the audit (`projections.audit.run_audit` over the
+store: read, verify the chain over the stored bytes, decode, fold, check) against the
+baseline `saleday log verify` (`events.verify_commits`) over the same log, in one run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import platform
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from actors.campaign import CreateCampaign
+from actors.host import Request, ShardHost
+from actors.session import ReceiveCoupon
+from actors.sku import AddStock, ConfigureSale
+from cluster.checkout import Checkout
+from cluster.flows import Reactor, SaleDayFlows
+from cluster.routing import ShardMap
+from cluster.wiring import deciders
+from events import EventStore, open_store, verify_commits
+
+T0 = 1_762_790_400_000
+"""2025-11-11T00:00:00+08:00 in ms: the simulated clock starts at midnight."""
+DAY = 86_400_000
+
+
+class SimClock:
+    """A clock the driver moves by hand (ms)."""
+
+    def __init__(self, now: int = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+class LocalGateway:
+    """The gateway's interface over in-process shard hosts, one batch per shard per turn."""
+
+    def __init__(self, store: EventStore, shards: dict[str, int], clock: SimClock) -> None:
+        known = deciders()
+        self.clock = clock
+        self.maps = {kind: ShardMap.uniform(kind, n) for kind, n in shards.items()}
+        self.hosts = {kind: [ShardHost(decider=known[kind], store=store, stream=m.stream(i),
+                                       clock=clock, snapshot_every=10**12)
+                             for i in range(m.shards)] for kind, m in self.maps.items()}
+        self._kind = {cls: kind for kind in shards for cls in known[kind].commands}
+        self._entity_of = {kind: known[kind].entity_of for kind in shards}
+        self._queues: dict[int, list[tuple[ShardHost, Request, asyncio.Future]]] = {}
+
+    def _host(self, kind: str, entity: str) -> ShardHost:
+        return self.hosts[kind][self.maps[kind].shard_of(entity)]
+
+    async def submit(self, command: Any, *, command_id: str | None = None,
+                     correlation_id: str = "") -> Any:
+        kind = self._kind[type(command)]
+        host = self._host(kind, self._entity_of[kind](command))
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        queue = self._queues.setdefault(id(host), [])
+        if not queue:
+            loop.call_soon(self._flush, id(host))
+        queue.append((host, Request(command_id or f"local-{id(fut)}-{time.time_ns()}", command,
+                                    correlation_id), fut))
+        return await fut
+
+    async def submit_retrying_busy(self, command: Any, *, command_id: str,
+                                   busy_retries: int = 50) -> Any:
+        return await self.submit(command, command_id=command_id)
+
+    async def submit_many(self, commands: list[Any]) -> list[Any]:
+        return list(await asyncio.gather(*(self.submit(c) for c in commands)))
+
+    async def query(self, kind: str, entity_id: str) -> Any:
+        return self._host(kind, entity_id).state_of(entity_id)
+
+    def _flush(self, key: int) -> None:
+        taken = self._queues.pop(key, [])
+        if not taken:
+            return
+        host = taken[0][0]
+        try:
+            replies = host.handle([req for _, req, _ in taken])
+        except Exception as exc:  # hand the failure to every waiting caller
+            for _, _, fut in taken:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        for (_, _, fut), reply in zip(taken, replies):
+            if not fut.done():
+                fut.set_result(reply)
+
+    def tick(self) -> int:
+        """Every host expires what is due at the clock's time; return events recorded."""
+        return sum(h.tick() for hosts in self.hosts.values() for h in hosts)
+
+
+SHARDS = {"sku": 2, "session": 2, "order": 2, "campaign": 1, "team": 1}
+
+
+async def drive_sale(gw: LocalGateway, store: EventStore, *, orders: int, users: int = 500,
+                     skus: int = 40, stock: int = 60, teams: int = 20, grants: int = 40,
+                     seed: int = 11, wave: int = 256) -> dict[str, int]:
+    """Play a sale day on `gw`; every flow ends (paid, cancelled, expired) before returning.
+
+    Returns counts of what was driven. Demand exceeds supply for the popular SKUs, so
+    some checkouts are refused (sold out, limit) and cancelled, as on a real sale day.
+    """
+    rnd = random.Random(seed)
+    clock = gw.clock
+    flows, checkout = SaleDayFlows(gw), Checkout(gw)
+    reactor = Reactor(store, gw)
+    now = clock.now
+    sku_ids = [f"sku-{i:04d}" for i in range(skus)]
+    setup: list[Any] = [CreateCampaign(campaign="1111", value_cents=500, min_spend_cents=0,
+                                       valid_from=now, valid_until=now + DAY,
+                                       budget_coupons=grants + teams * 4 // 2,
+                                       budget_cents=(grants + teams * 4) * 500, now=now)]
+    for i, sku in enumerate(sku_ids):
+        price = 1000 + 100 * (i % 50)
+        setup += [AddStock(sku=sku, qty=stock, now=now),
+                  ConfigureSale(sku=sku, tiers=((max(stock // 5, 1), price // 2), (0, price)),
+                                per_user_limit=3, start=now, end=now + DAY, now=now)]
+    await gw.submit_many(setup)
+    user_ids = [f"u-{i:05d}" for i in range(users)]
+    # sessions: the first tenth arrive on their own, the rest half of the time by invite
+    for start in range(0, users, wave):
+        clock.now += 10
+        await asyncio.gather(*(flows.start_session(
+            user=u, session_id="s1", utm_source=rnd.choice(("wechat", "weibo", "direct")),
+            inviter=(user_ids[rnd.randrange(max(1, i // 2))]
+                     if i >= users // 10 and rnd.random() < 0.5 else ""),
+            now=clock.now) for i, u in enumerate(user_ids[start:start + wave], start)))
+    counts = {"orders": 0, "paid": 0, "failed": 0, "abandoned": 0, "late": 0}
+    # coupons: grants from the campaign, and a wallet coupon for a tenth of the users
+    clock.now += 10
+    await asyncio.gather(*(flows.grant_coupon(campaign="1111", grant_id=f"g-{i}",
+                                              user=rnd.choice(user_ids), now=clock.now)
+                           for i in range(grants)))
+    await asyncio.gather(*(gw.submit(ReceiveCoupon(
+        user=u, coupon_id=f"c-{u}", campaign="1111", value_cents=300, min_spend_cents=1000,
+        valid_until=clock.now + DAY, now=clock.now), command_id=f"wallet/{u}")
+        for u in user_ids[::10]))
+    # team-ups: most fill (their pools split into share coupons), some expire
+    clock.now += 10
+    await asyncio.gather(*(flows.create_team(
+        team=f"t-{i}", leader=user_ids[i], campaign="1111", pool_cents=2000, size=4,
+        min_share_cents=100, expires=clock.now + 600_000, seed=rnd.getrandbits(64), now=clock.now)
+        for i in range(teams)))
+    for i in range(teams):
+        joiners = rnd.sample(user_ids[teams:], 3 if i % 4 else 1)
+        for u in joiners:
+            clock.now += 1
+            await flows.join_team(team=f"t-{i}", user=u, now=clock.now)
+    await reactor.run_once()
+    # checkouts, a wave at a time
+    made = 0
+    while made < orders:
+        clock.now += 1000
+        batch = range(made, min(orders, made + wave))
+        await asyncio.gather(*(_one_order(checkout, rnd.random(), f"o-{k:07d}",
+                                          rnd.choice(user_ids), sku_ids, rnd, clock, counts)
+                               for k in batch))
+        made += len(batch)
+        counts["orders"] = made
+        if made % (wave * 8) == 0:
+            gw.tick()
+    # the end of the day: every deadline passes, every timer fires, reactions finish
+    clock.now += checkout.payment_window_ms + checkout.grace_ms + 700_000
+    gw.tick()
+    while await reactor.run_once():
+        pass
+    clock.now += DAY * 8
+    gw.tick()
+    return counts
+
+
+async def _one_order(co: Checkout, fate: float, oid: str, user: str, sku_ids: list[str],
+                     rnd: random.Random, clock: SimClock, counts: dict[str, int]) -> None:
+    hot = int(len(sku_ids) * rnd.random() ** 3)  # popular SKUs first, a long tail after
+    lines = [(sku_ids[hot], rnd.randint(1, 2))]
+    if rnd.random() < 0.3:
+        other = sku_ids[rnd.randrange(len(sku_ids))]
+        if other != lines[0][0]:
+            lines.append((other, 1))
+    coupon = f"c-{user}" if user.endswith("0") and rnd.random() < 0.5 else ""
+    placed = await co.place(order_id=oid, user=user, lines=tuple(lines), coupon_id=coupon,
+                            now=clock.now)
+    if placed.status != "placed":
+        return
+    if fate < 0.75:
+        await co.payment_succeeded(order_id=oid, payment_id=f"p-{oid}",
+                                   amount_cents=placed.total_cents, now=clock.now + 500)
+        counts["paid"] += 1
+        if fate < 0.02:  # the provider calls back twice with another payment: refunded
+            await co.payment_succeeded(order_id=oid, payment_id=f"p2-{oid}",
+                                       amount_cents=placed.total_cents, now=clock.now + 900)
+    elif fate < 0.9:
+        await co.payment_failed(order_id=oid, now=clock.now + 700)
+        counts["failed"] += 1
+    elif fate < 0.97:
+        counts["abandoned"] += 1  # never paid: the order, stock and coupon expire on their own
+    else:
+        counts["late"] += 1  # paid after the deadline: cancelled and refunded
+        await co.payment_succeeded(order_id=oid, payment_id=f"p-{oid}",
+                                   amount_cents=placed.total_cents,
+                                   now=clock.now + co.payment_window_ms + 1)
+
+
+def build_log(url: str, *, events: int, seed: int = 11) -> dict[str, Any]:
+    """Write a sale-day log of at least about `events` events to the store at `url`."""
+    store = open_store(url)
+    try:
+        gw = LocalGateway(store, SHARDS, SimClock())
+        orders = max(events // 6, 10)
+        users = max(min(orders // 2, 200_000), 50)
+        skus = max(users // 25, 8)
+        counts = asyncio.run(drive_sale(gw, store, orders=orders, users=users, skus=skus,
+                                        stock=max(orders * 2 // skus, 60), teams=max(users // 50, 4),
+                                        grants=max(users // 20, 4), seed=seed))
+        counts["events"] = sum(store.streams().values())
+        return counts
+    finally:
+        store.close()
+
+
+def machine() -> dict[str, Any]:
+    import os
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
+
+
+def run(*, events: int = 300_000, repeat: int = 3, seed: int = 11) -> dict[str, Any]:
+    """Build a log of ~`events` events, then the median audit and verify rates over it."""
+    from projections.audit import run_audit
+    from projections.source import StoreSource
+
+    with tempfile.TemporaryDirectory(prefix="saleday-bench-audit-") as tmp:
+        url = f"sqlite:///{tmp}/events.db?synchronous=normal"
+        t0 = time.perf_counter()
+        built = build_log(url, events=events, seed=seed)
+        build_s = time.perf_counter() - t0
+        audits, verifies, report = [], [], None
+        for _ in range(repeat):
+            gc.collect()
+            verifies.append(_verify_rate(url))
+            gc.collect()
+            source = StoreSource(url)
+            try:
+                report = run_audit(source)
+            finally:
+                source.close()
+            audits.append(report.events_per_s)
+        assert report is not None
+        audits.sort()
+        verifies.sort()
+        return {"events": report.events, "streams": len(report.streams), "traffic": built,
+                "build_s": round(build_s, 1), "repeat": repeat,
+                "audit_events_per_s": audits[len(audits) // 2],
+                "verify_events_per_s": verifies[len(verifies) // 2],
+                "audit_vs_verify": round(audits[len(audits) // 2] / verifies[len(verifies) // 2], 2),
+                "ok": report.ok, "findings": len(report.findings),
+                "first_findings": [str(f) for f in report.findings[:5]],
+                "log_digest": report.log_digest, "machine": machine()}
+
+
+def _verify_rate(url: str) -> int:
+    """`saleday log verify`'s work over every stream: events per second."""
+    store = open_store(url)
+    try:
+        t0 = time.perf_counter()
+        n = 0
+        for stream in store.streams():
+            version, _ = verify_commits(stream, store.read_commits(stream))
+            n += version
+        return int(n / (time.perf_counter() - t0))
+    finally:
+        store.close()
