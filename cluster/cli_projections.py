@@ -14,8 +14,10 @@ read+decode rate of the same log.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -289,17 +291,20 @@ def bench_projections(
     shards: Annotated[int, typer.Option(min=1, help="SKU streams.")] = 2,
     batch: Annotated[int, typer.Option(min=100, help="Events per projection batch (one commit).")] = 10_000,
     seed: Annotated[int, typer.Option()] = 11,
+    repeat: Annotated[int, typer.Option(min=1, help="Runs per figure (the median is shown).")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Fold+checkpoint rates of each view and of all views together, on a log of reservation
     traffic, against the raw read+decode rate of the same log."""
-    result = run_bench(reservations=reservations, skus=skus, shards=shards, batch=batch, seed=seed)
+    result = run_bench(reservations=reservations, skus=skus, shards=shards, batch=batch, seed=seed,
+                       repeat=repeat)
     if as_json:
         typer.echo(json.dumps(result))
         return
     p = result["params"]
     table = Table(title=f"projections over {p['events']:,} events ({p['reservations']:,} "
-                        f"reservations, {p['skus']} SKUs, {p['shards']} streams), batches of {p['batch']:,}")
+                        f"reservations, {p['skus']} SKUs, {p['shards']} streams), batches of {p['batch']:,}, "
+                        f"median of {p['repeat']}")
     for col in ("what", "events/s", "of read+decode", "seconds"):
         table.add_column(col, justify="left" if col == "what" else "right")
     for name, row in result["rows"].items():
@@ -312,7 +317,8 @@ def bench_projections(
               f"Python {m['python']}")
 
 
-def run_bench(*, reservations: int, skus: int, shards: int, batch: int, seed: int) -> dict[str, Any]:
+def run_bench(*, reservations: int, skus: int, shards: int, batch: int, seed: int,
+              repeat: int = 3) -> dict[str, Any]:
     from cluster.bench import machine
     from events import Tail, open_store
     from projections.checkpoint import open_checkpoints
@@ -326,7 +332,7 @@ def run_bench(*, reservations: int, skus: int, shards: int, batch: int, seed: in
             events = write_reservation_log(store, reservations=reservations, skus=skus,
                                            shards=shards, seed=seed)
             write_s = time.perf_counter() - started
-            rows: dict[str, dict[str, Any]] = {}
+            times: dict[str, list[float]] = {}
 
             def timed(name: str, fn: Any) -> None:
                 t0 = time.perf_counter()
@@ -334,7 +340,7 @@ def run_bench(*, reservations: int, skus: int, shards: int, batch: int, seed: in
                 seconds = time.perf_counter() - t0
                 if n != events:
                     raise RuntimeError(f"{name}: folded {n} events of {events}")
-                rows[name] = {"events_per_s": round(events / seconds), "seconds": round(seconds, 3)}
+                times.setdefault(name, []).append(seconds)
 
             def read_all() -> int:
                 tail, n = Tail(store, batch_size=batch), 0
@@ -342,20 +348,32 @@ def run_bench(*, reservations: int, skus: int, shards: int, batch: int, seed: in
                     n += len(got)
                 return n
 
+            def fold(name: str, views: list[Any]) -> Any:
+                def go() -> int:
+                    cps = open_checkpoints(f"sqlite:///{tmp}/{name}-{next(fresh)}.db")
+                    try:
+                        return Projection(views, store, cps, batch_size=batch).catch_up()
+                    finally:
+                        cps.close()
+                return go
+
+            fresh = itertools.count()
             read_all()  # warm the page cache, as the projections will find it
-            timed("read+decode (baseline)", read_all)
-            for name, cls in VIEWS.items():
-                cps = open_checkpoints(f"sqlite:///{tmp}/{name}.db")
-                timed(name, Projection(cls(), store, cps, batch_size=batch).catch_up)
-                cps.close()
-            cps = open_checkpoints(f"sqlite:///{tmp}/all.db")
-            timed("all four views", Projection(all_views(), store, cps, batch_size=batch).catch_up)
-            cps.close()
+            for _ in range(repeat):  # rounds interleave the figures, so noise hits all alike
+                timed("read+decode (baseline)", read_all)
+                for name, cls in VIEWS.items():
+                    timed(name, fold(name, [cls()]))
+                timed("all four views", fold("all", all_views()))
+            rows = {}
+            for name, runs in times.items():
+                seconds = statistics.median(runs)
+                rows[name] = {"events_per_s": round(events / seconds), "seconds": round(seconds, 3)}
         finally:
             store.close()
     base = rows["read+decode (baseline)"]["events_per_s"]
     for row in rows.values():
         row["of_baseline"] = round(row["events_per_s"] / base, 3)
     return {"params": {"reservations": reservations, "events": events, "skus": skus,
-                       "shards": shards, "batch": batch, "seed": seed, "write_s": round(write_s, 2)},
+                       "shards": shards, "batch": batch, "seed": seed, "repeat": repeat,
+                       "write_s": round(write_s, 2)},
             "rows": rows, "machine": machine()}
