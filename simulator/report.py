@@ -260,9 +260,17 @@ def _clock_axis(ax: Any) -> None:
 
 
 def _thousands(ax: Any) -> None:
+    """Thousands separators on the y axis, once its ticks are whole numbers."""
     from matplotlib.ticker import FuncFormatter
 
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
+    ticks = ax.get_yticks()
+    if len(ticks) > 1 and min(abs(b - a) for a, b in pairwise(ticks)) >= 1:
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
+
+
+def _legend(ax: Any) -> None:
+    """The legend beside the plot, where it hides no data."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
 
 
 def _widths(points: Sequence[TimelinePoint], sim_duration_s: float) -> list[float]:
@@ -284,8 +292,10 @@ def _draw_traffic(r: RunReport, ax: Any) -> bool:
         per_s = [v / w for v, w in zip(values, widths, strict=True)]
         return per_s + per_s[-1:]
 
-    ax.step(xs, rate([p.offered for p in points]), where="post", label="offered", color="#1f77b4")
-    ax.step(xs, rate([p.served for p in points]), where="post", label="served", color="#2ca02c")
+    ax.fill_between(xs, rate([p.served for p in points]), step="post", alpha=0.45,
+                    color="#2ca02c", label="served", linewidth=0)
+    ax.step(xs, rate([p.offered for p in points]), where="post", label="offered", color="#1f77b4",
+            linewidth=1.2)
     refused = [p.busy + p.errors for p in points]
     if any(refused):
         ax.fill_between(xs, rate(refused), step="post", alpha=0.35, color="#d62728",
@@ -295,7 +305,7 @@ def _draw_traffic(r: RunReport, ax: Any) -> bool:
     _thousands(ax)
     ax.set_title(_text(f"{r.scenario}: offered load against served throughput"))
     _clock_axis(ax)
-    ax.legend(loc="upper right")
+    _legend(ax)
     return True
 
 
@@ -328,7 +338,7 @@ def _draw_latency(r: RunReport, ax: Any) -> bool:
     ax.set_ylabel("latency (ms)")
     ax.set_title(_text(f"{r.scenario}: command latency"))
     _clock_axis(ax)
-    ax.legend(loc="upper right")
+    _legend(ax)
     return True
 
 
@@ -364,7 +374,7 @@ def _draw_stock(r: RunReport, ax: Any) -> bool:
     _thousands(ax)
     ax.set_title(_text(f"{r.scenario}: stock of the hottest SKUs (x: sold out)"))
     _clock_axis(ax)
-    ax.legend(loc="upper right", fontsize="small", ncols=2)
+    _legend(ax)
     return True
 
 
@@ -380,8 +390,8 @@ def _draw_funnel(r: RunReport, ax: Any) -> bool:
     ax.bar_label(bars, labels=labels, padding=2, fontsize="small")
     ax.set_xticks(range(len(stages)), names)
     ax.set_ylabel("users or commands")
-    _thousands(ax)
     ax.set_ylim(0, max(max(counts), 1) * 1.25)
+    _thousands(ax)
     ax.set_title(_text(f"{r.scenario}: funnel (conversion from the previous stage)"))
     return True
 
