@@ -63,10 +63,10 @@ def a_report(**changes: object) -> RunReport:
     return RunReport(**base)
 
 
-def rendered(report: RunReport) -> str:
+def rendered(report: RunReport, *, styles: bool = False) -> str:
     console = Console(record=True, width=160, file=io.StringIO(), color_system="truecolor")
     render(report, console)
-    return console.export_text()
+    return console.export_text(styles=styles)
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -124,6 +124,7 @@ def test_render_shows_the_figures_people_look_for():
                    "SoldOut", "audit: PASS", "d" * 64, "cores"):
         assert figure in text, figure
     assert text.index("sku-hot") < text.index("sku-cold")  # hottest first
+    assert "\x1b[1;32mPASS" in rendered(a_report(), styles=True)  # in bold green
 
 
 def test_render_of_a_failing_audit_lists_the_first_findings_literally():
@@ -132,6 +133,7 @@ def test_render_of_a_failing_audit_lists_the_first_findings_literally():
                         message=f"[red]sku-{v}[/red] sold 101 of 100") for v in range(8)]
     text = rendered(a_report(audit_ok=False, invariants=Invariants(violations=8, findings=findings)))
     assert "audit: FAIL (8 violations)" in text
+    assert "\x1b[1;31mFAIL" in rendered(a_report(audit_ok=False), styles=True)  # in bold red
     assert "sku-000@4 [red]sku-4[/red] sold 101 of 100" in text
     assert "sku-000@5" not in text
     assert "and 3 more findings" in text
