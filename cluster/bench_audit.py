@@ -97,7 +97,7 @@ class LocalGateway:
         host = taken[0][0]
         try:
             replies = host.handle([req for _, req, _ in taken])
-        except Exception as exc:  # hand the failure to every waiting caller
+        except Exception as exc:  # noqa: BLE001 - hand any failure to every waiting caller
             for _, _, fut in taken:
                 if not fut.done():
                     fut.set_exception(exc)

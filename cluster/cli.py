@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cluster import cli_ops, cli_projections, cli_simulate, logs
+from cluster import cli_audit, cli_ops, cli_projections, cli_simulate, logs
 from cluster.cli_common import DEFAULT_REDIS, StoreOpt, console, opened
 
 app = typer.Typer(help="saleday: an event-sourced sale-day (11.11) system on Ray.",
@@ -227,6 +227,7 @@ def log_verify(store: StoreOpt,
 cli_projections.register(app, bench_app)
 cli_simulate.register(app, bench_app)
 cli_ops.register(app, bench_app)
+cli_audit.register(app, bench_app)
 
 
 def main() -> None:

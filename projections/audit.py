@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 from operator import itemgetter
@@ -126,7 +126,7 @@ class _Fold:
         self.types: Counter[str] = Counter()
         self.commands: set[str] = set()
         self.last_command: dict[str, str] = {}
-        self.appliers = [v.apply for v in views]
+        self.appliers = [getattr(v, "apply_batch", None) or _each(v.apply) for v in views]
         self.events = 0
         self.last_time = 0
 
@@ -149,8 +149,7 @@ class _Fold:
                            f"{env[2]} payload does not have the documented shape "
                            f"({type(exc).__name__}: {exc})")
         for apply in self.appliers:
-            for env in envs:
-                apply(env)
+            apply(envs)
 
     def _commands(self, stream: str, envs: list[Envelope]) -> None:
         """Each command id's events form one run, in one stream: set operations on the
@@ -176,6 +175,13 @@ class _Fold:
                                 f"command {cid!r} recorded again: its effects are already "
                                 "in the log (in another commit or stream)")
             seen.add(cid)
+
+
+def _each(apply: Callable[[Envelope], None]) -> Callable[[list[Envelope]], None]:
+    def apply_batch(envs: list[Envelope]) -> None:
+        for env in envs:
+            apply(env)
+    return apply_batch
 
 
 def _unknown(rules: Rules, env: Envelope, unknown_type: bool) -> None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from hashlib import blake2b
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgpack
 from msgpack import Unpacker
@@ -38,6 +39,7 @@ from events import (
     CorruptRecordError,
     Envelope,
     EventLogError,
+    EventStore,
     StoredCommit,
     event_hash,
     open_store,
@@ -112,7 +114,7 @@ class StoreSource(LogSource):
         super().__init__()
         self.name = url
         try:
-            self.store = open_store(url)
+            self.store = open_existing(url)
             self._streams = list(streams) if streams is not None else sorted(self.store.streams())
         except EventLogError as exc:
             raise SourceError(str(exc)) from exc
@@ -218,6 +220,16 @@ def _verified(stream: str, commit: StoredCommit, version: int,
             or {type(e[8]) for e in envs} != {dict}):
         return None
     return envs
+
+
+def open_existing(url: str) -> EventStore:
+    """Open the store at `url`, refusing a SQLite path with no file (opening one would
+    quietly create an empty log, which would then audit as a clean one)."""
+    if url.split(":", 1)[0].lower() == "sqlite":
+        path = urlsplit(url).path
+        if path and path != "/" and not Path(path).is_file():
+            raise SourceError(f"no event log at {path}")
+    return open_store(url)
 
 
 def data_dir_url(path: str | Path) -> str:
@@ -427,7 +439,7 @@ def _untag(value: Any) -> Any:
 
 
 def open_source(*, store: str | None = None, data: str | Path | None = None,
-                log: str | Path | None = None) -> LogSource:
+                log: str | Path | None = None, manifest: str | Path | None = None) -> LogSource:
     """The one source the options name (exactly one of them)."""
     given = [x for x in (store, data, log) if x is not None]
     if len(given) != 1:
@@ -436,4 +448,4 @@ def open_source(*, store: str | None = None, data: str | Path | None = None,
         return StoreSource(store)
     if data is not None:
         return StoreSource(data_dir_url(data))
-    return JsonlSource(log)  # type: ignore[arg-type]
+    return JsonlSource(log, manifest=manifest)  # type: ignore[arg-type]
