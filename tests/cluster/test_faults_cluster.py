@@ -19,6 +19,8 @@ from cluster import wiring
 from cluster.bench_reserve import stock_from_log
 from cluster.runtime import Runtime, RuntimeConfig
 from events import open_store, verify_commits
+from projections.audit import run_audit
+from projections.source import StoreSource
 from tests.helpers import RedisServer
 
 pytestmark = [pytest.mark.ray, pytest.mark.redis, pytest.mark.slow]
@@ -54,6 +56,17 @@ def redis_aof(tmp_path):
 def start(url: str) -> Runtime:
     return Runtime(RuntimeConfig(store_url=url, shards={"sku": 2}, tick_s=0.5, retry_for_s=60,
                                  shard_resource="saleday_shard")).start()
+
+
+def assert_audit_passes(url: str) -> None:
+    """The auditor's replay of the whole log (chains, stock, tiers, dedup) finds nothing."""
+    source = StoreSource(url)
+    try:
+        report = run_audit(source)
+    finally:
+        source.close()
+    assert report.ok, [str(f) for f in report.findings[:5]]
+    assert report.events == sum(report.streams.values())
 
 
 def now_ms() -> int:
@@ -124,6 +137,7 @@ def assert_nothing_lost_or_oversold(url: str, items: dict[str, ReserveStock],
     assert set(logged) == accepted
     added, held = stock_from_log(url)
     assert all(0 <= held.get(s, 0) <= added[s] for s in added), (held, added)
+    assert_audit_passes(url)
     assert sum(held.values()) == len(accepted) == supply  # demand was above supply
 
 
