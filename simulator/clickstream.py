@@ -215,7 +215,7 @@ def _taobao_rows(f: TextIO, stats: ClickStats, lo: int, hi: int) -> Iterator[Cli
     first, last = hi, lo - 1
     for line_no, line in enumerate(f, 1):
         stats.rows = line_no
-        parts = line.split(",")
+        parts = line.rstrip("\n").split(",")
         if len(parts) != 5:
             bad("blank_line" if not line.strip() else "field_count", line_no)
             continue
@@ -223,7 +223,6 @@ def _taobao_rows(f: TextIO, stats: ClickStats, lo: int, hi: int) -> Iterator[Cli
             bad("non_ascii", line_no)
             continue
         user, item, category, behavior, ts = parts
-        ts = ts.rstrip()
         if not user or not item or not category:
             bad("empty_id", line_no)
             continue
@@ -273,25 +272,25 @@ def _retailrocket_rows(f: TextIO, stats: ClickStats, lo: int, hi: int) -> Iterat
     first, last = hi, lo - 1
     for line_no, line in enumerate(f, 2):
         stats.rows = line_no - 1
-        parts = line.split(",")
+        parts = line.rstrip("\n").split(",")
         if len(parts) != width:
             bad("blank_line" if not line.strip() else "field_count", line_no)
             continue
         if not line.isascii():
             bad("non_ascii", line_no)
             continue
-        user, item = parts[i_user].strip(), parts[i_item].strip()
+        user, item = parts[i_user], parts[i_item]
         if not user or not item:
             bad("empty_id", line_no)
             continue
-        action = actions.get(parts[i_event].strip())
+        action = actions.get(parts[i_event])
         if action is None:
             bad("unknown_behavior", line_no)
             continue
         if not (user.isdigit() and item.isdigit()):
             bad("bad_int", line_no)
             continue
-        ts = parts[i_ts].strip()
+        ts = parts[i_ts]
         if not ts.isdigit():
             bad(_bad_ts(ts), line_no)
             continue
@@ -301,7 +300,7 @@ def _retailrocket_rows(f: TextIO, stats: ClickStats, lo: int, hi: int) -> Iterat
             continue
         order_ref = ""
         if action == "buy":
-            order_ref = parts[i_txn].strip()
+            order_ref = parts[i_txn]
             if not order_ref:
                 bad("missing_transactionid", line_no)
                 continue

@@ -90,6 +90,18 @@ def test_reading_again_starts_over_with_fresh_stats():
     assert reader.stats.rows == 36
 
 
+def test_windows_line_endings_and_a_bom_read_like_plain_lines(tmp_path):
+    """A file saved with CRLF and a UTF-8 BOM reads the same; padded fields are not ints."""
+    path = tmp_path / "UserBehavior.csv"
+    path.write_bytes(b"\xef\xbb\xbf1,2268318,2520377,pv,1511544070\r\n"
+                     b"1,2333346,2520771,buy,1511561733\r\n"
+                     b"1, 2333346,2520771,pv,1511561733\r\n")
+    reader = taobao(path)
+    assert list(reader) == [Click(1_511_544_070_000, "1", "2268318", "view"),
+                            Click(1_511_561_733_000, "1", "2333346", "buy", "tb:1:1511561733")]
+    assert reader.stats.malformed == {"bad_int": 1}
+
+
 def test_a_reader_stopped_early_has_counted_what_it_read():
     """Taking the first clicks only, the stats count the rows read up to the last one taken."""
     reader = taobao(TAOBAO)
