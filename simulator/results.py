@@ -18,7 +18,7 @@ Count = NonNegativeInt
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # JSON has no NaN
 
 
 class LatencyMs(_Model):

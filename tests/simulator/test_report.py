@@ -89,13 +89,15 @@ def test_json_dict_has_the_required_keys_and_is_json():
 
 
 def test_report_refuses_nonsense():
-    """A negative count, an unknown engine or a misspelt field is a validation error."""
+    """A negative count, an unknown engine, a misspelt field or a NaN is a validation error."""
     with pytest.raises(ValidationError, match="commands"):
         a_report(commands=-1)
     with pytest.raises(ValidationError, match="engine"):
         a_report(engine="threads")
     with pytest.raises(ValidationError, match="comands"):
         a_report(comands=3)
+    with pytest.raises(ValidationError, match="throughput_per_s"):
+        a_report(throughput_per_s=float("nan"))  # would make the --json output invalid JSON
 
 
 def test_machine_info_names_the_cpu_cores_and_python():
