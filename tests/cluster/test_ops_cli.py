@@ -1,0 +1,178 @@
+"""`saleday serve` and `saleday status` as an operator runs them: serve starts the shards and
+stays up until SIGTERM; status shows each shard's node, state, version, epoch, lag,
+restarts and health, exits 1 when one is not healthy, and nothing shows a password."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from typer.testing import CliRunner
+
+from cluster.cli import app
+from events import NewEvent, open_store
+from tests.helpers import RedisServer, free_port
+
+PASSWORD = "ops-S3cret-never-print"
+SALEDAY = [sys.executable, "-m", "cluster.cli"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def env() -> dict[str, str]:
+    out = {k: v for k, v in os.environ.items() if not k.startswith("SALEDAY_")}
+    out.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=str(ROOT))
+    return out
+
+
+def saleday(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([*SALEDAY, *args], check=False, capture_output=True, text=True,
+                          timeout=timeout, env=env(), cwd=ROOT)
+
+
+class Serve:
+    """`saleday serve` in the background, its output read line by line."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen([*SALEDAY, "--log-level", "info", "serve", *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env=env(), cwd=ROOT)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            threading.Thread(target=self._pump, args=(pipe,), daemon=True).start()
+
+    def _pump(self, pipe) -> None:  # type: ignore[no-untyped-def]
+        for line in pipe:
+            self.lines.put(line)
+
+    def wait_for(self, text: str, timeout: float = 90) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    break
+                continue
+            self.seen.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"serve never printed {text!r}; output:\n{''.join(self.seen)[-3000:]}")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return code
+
+    @property
+    def output(self) -> str:
+        return "".join(self.seen)
+
+
+def statuses(address: str, store: str) -> tuple[int, list[dict], str]:
+    done = saleday("status", "--address", address, "--store", store, "--json")
+    return done.returncode, json.loads(done.stdout), done.stdout + done.stderr
+
+
+def ray_do(address: str, code: str) -> None:
+    """Run `code` in a driver of the Ray cluster at `address` (as an operator's script would)."""
+    script = (f"import ray; ray.init(address={address!r}, namespace='saleday', "
+              f"log_to_driver=False)\n{code}")
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=60,
+                   env=env(), cwd=ROOT)
+
+
+@pytest.mark.ray
+@pytest.mark.redis
+@pytest.mark.slow
+def test_serve_then_status_shows_every_shard_and_stops_on_sigterm(tmp_path):
+    """serve prints where each shard runs; status reports them healthy, then a writer
+    behind a shard's back (lag), a restart (restarts, epoch) and a dead shard (exit 1);
+    SIGTERM ends serve; the ACL password appears nowhere."""
+    with RedisServer(tmp_path) as server:
+        admin = redis.Redis(port=server.port)
+        admin.execute_command("ACL", "SETUSER", "saleday", "on", f">{PASSWORD}", "~ops:*", "+@all")
+        admin.close()
+        store = f"redis://saleday:{PASSWORD}@127.0.0.1:{server.port}/0?prefix=ops"
+        serve = Serve("--store", store, "--shards", "sku=2,session=1", "--num-cpus", "2",
+                      "--health-every-s", "0.5", "--tick-s", "0.2")
+        try:
+            address = serve.wait_for("ray address:").split()[-1]
+            serve.wait_for("session-000")
+            serve.wait_for("shard_health")
+            code, rows, text = statuses(address, store)
+            assert code == 0, text
+            assert [(r["stream"], r["kind"], r["health"]) for r in rows] == [
+                ("session-000", "session", "ok"), ("sku-000", "sku", "ok"), ("sku-001", "sku", "ok")]
+            assert all(r["node_ip"] and r["node_id"] and r["pid"] and r["epoch"] == 1 and
+                       r["version"] == 0 and r["lag"] == 0 and r["restarts"] == 0 for r in rows)
+            assert rows[0]["store"] == f"redis://saleday:***@127.0.0.1:{server.port}/0?prefix=ops"
+
+            # Another writer appends behind sku-000's back: status shows it behind by one.
+            log = open_store(store)
+            log.append("sku-000", [NewEvent(type="inventory.stock_added", command_id="intruder",
+                                            data={"sku": "x", "qty": 1}, recorded_at=1)], 0)
+            log.close()
+            code, rows, text = statuses(address, store)
+            by = {r["stream"]: r for r in rows}
+            assert code == 1 and by["sku-000"]["health"] == "behind" and by["sku-000"]["lag"] == 1
+
+            # A restart is counted and recovers the stream; a shard killed for good is dead.
+            ray_do(address, "ray.kill(ray.get_actor('sku-000'), no_restart=False)\n"
+                            "ray.kill(ray.get_actor('session-000'), no_restart=True)\n")
+            deadline = time.monotonic() + 30
+            while True:
+                code, rows, text = statuses(address, store)
+                by = {r["stream"]: r for r in rows}
+                if by["sku-000"]["health"] == "ok" or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            assert by["sku-000"]["health"] == "ok", by["sku-000"]
+            assert by["sku-000"]["restarts"] == 1 and by["sku-000"]["epoch"] == 2
+            assert by["sku-000"]["version"] == 1 and by["sku-000"]["lag"] == 0
+            assert by["session-000"]["health"] == "dead" and by["session-000"]["state"] == "DEAD"
+            assert code == 1
+            table = saleday("status", "--address", address, "--store", store)
+            assert "session-000" in table.stdout and "dead" in table.stdout
+            assert table.returncode == 1
+            serve.wait_for("health='dead'")
+        finally:
+            stopped = serve.stop()
+        assert stopped == 0, serve.output[-3000:]
+        assert "serve_stopping" in serve.output
+        for text in (serve.output, table.stdout, table.stderr, json.dumps(rows)):
+            assert PASSWORD not in text
+
+
+def test_serve_on_an_unreachable_store_says_so_without_the_password():
+    """A store that does not answer stops serve at once with a readable error (exit 2),
+    before Ray starts, and the URL in it is redacted."""
+    runner = CliRunner()
+    url = f"redis://app:{PASSWORD}@127.0.0.1:{free_port()}/0?connect_timeout=0.2"
+    result = runner.invoke(app, ["serve", "--store", url], env={"SALEDAY_RAY_ADDRESS": ""})
+    assert result.exit_code == 2
+    assert "unavailable" in result.output and "app:***@127.0.0.1" in result.output
+    assert PASSWORD not in result.output
+
+
+def test_serve_refuses_a_malformed_shard_count():
+    """`--shards sku` (no count) is a one-line error naming the setting."""
+    result = CliRunner().invoke(app, ["serve", "--shards", "sku"])
+    assert result.exit_code == 2
+    assert "shards" in result.output and "kind=count" in result.output
