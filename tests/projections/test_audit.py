@@ -1,0 +1,354 @@
+"""The audit: real logs pass; a log that breaks a rule fails, naming the rule, the stream
+and version, and what is wrong; a tampered export is caught where it was tampered."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from actors.team import split_red_packet
+from events import Envelope, NewEvent, open_store
+from projections.audit import run_audit
+from projections.audit_rules import RULES
+from projections.export import export
+from projections.source import JsonlSource, StoreSource
+from projections.view import View
+from tests.projections.audit_logs import (
+    CAMPAIGN,
+    ORDER,
+    SKU,
+    T0,
+    TEAM,
+    audit,
+    campaign,
+    completed,
+    confirmed,
+    coupon,
+    granted,
+    order,
+    pool,
+    real_sale,
+    released,
+    reserved,
+    session,
+    split,
+    stocked,
+    team,
+    write,
+)
+
+
+@pytest.fixture(scope="module")
+def sale(tmp_path_factory) -> str:
+    """A sale day on the real deciders: reservations, checkouts paid, failed, abandoned and
+    paid late, sessions with referrals, teams filled and expired, coupon grants."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('sale')}/events.db"
+    real_sale(url)
+    return url
+
+
+@pytest.fixture(scope="module")
+def exported(sale, tmp_path_factory) -> Path:
+    return export(sale, fmt="jsonl", out=tmp_path_factory.mktemp("export")).path
+
+
+# --- real logs pass --------------------------------------------------------------------
+
+
+def test_a_real_sale_day_passes_every_rule(sale):
+    """Every invariant holds on a log the system wrote, and every family was exercised."""
+    report = audit(sale)
+    assert report.ok, [str(f) for f in report.findings[:10]]
+    for kind in ("inventory.reservation_confirmed", "inventory.reservation_released",
+                 "inventory.reservation_expired", "inventory.reservation_voided",
+                 "orders.payment_captured", "orders.checkout_cancelled", "orders.refund_issued",
+                 "sessions.referral_attributed", "sessions.coupon_redeemed",
+                 "coupons.coupon_granted", "coupons.pool_returned", "teams.red_packet_split",
+                 "teams.team_expired_unfilled"):
+        assert report.types.get(kind, 0) > 0, kind
+    assert set(report.rules) == set(RULES)
+    assert all(row["checks"] > 0 and row["failed"] == 0 for row in report.rules.values())
+
+
+@pytest.mark.redis
+def test_a_real_sale_day_on_redis_passes_every_rule(redis_store_url):
+    """The same holds for a log kept in Redis Streams."""
+    real_sale(redis_store_url, orders=60, seed=3)
+    report = audit(redis_store_url)
+    assert report.ok and report.events > 500, [str(f) for f in report.findings[:10]]
+
+
+def test_the_export_audits_to_the_same_log_digest_and_views(sale, exported):
+    """Recomputing every hash from a JSONL export finds the same log as the store."""
+    views = (CountingView(), CountingView())
+    from_store = run_audit(StoreSource(sale), views=views[:1])
+    from_file = run_audit(JsonlSource(exported), views=views[1:])
+    assert from_file.ok and from_file.log_digest == from_store.log_digest
+    assert from_file.streams == from_store.streams
+    assert from_file.views == from_store.views == {"counts": views[0].digest()}
+
+
+def test_envelopes_in_memory_are_audited_with_their_chain_recomputed(sale):
+    """The simulator's path: hand over envelopes, any interleaving of streams."""
+    store = open_store(sale)
+    streams = {s: store.read(s) for s in store.streams()}
+    store.close()
+    interleaved = [e for group in zip(*streams.values()) for e in group]
+    rest = [e for envs in streams.values() for e in envs[min(map(len, streams.values())):]]
+    report = run_audit(interleaved + rest)
+    assert report.ok and report.log_digest == audit(sale).log_digest
+
+
+class CountingView(View):
+    """Events per type: a view of our own, so this test does not lean on the real ones."""
+
+    name = "counts"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: dict[str, int] = {}
+
+    def apply(self, env: Envelope) -> None:
+        self.counts[env.type] = self.counts.get(env.type, 0) + 1
+
+    def to_json(self) -> dict:
+        return dict(sorted(self.counts.items()))
+
+
+# --- a tampered export is caught and located ------------------------------------------
+
+
+def lines_of(path: Path) -> list[str]:
+    return path.read_text().splitlines(keepends=True)
+
+
+def first(lines: list[str], kind: str) -> int:
+    return next(i for i, line in enumerate(lines) if json.loads(line)["type"] == kind)
+
+
+def chain_findings(path: Path) -> list[tuple[str, str, int]]:
+    report = run_audit(JsonlSource(path))
+    assert not report.ok
+    return [(f.rule, f.stream, f.version) for f in report.findings if f.rule == "log.chain"]
+
+
+def where(line: str) -> tuple[str, int]:
+    o = json.loads(line)
+    return o["stream"], o["version"]
+
+
+def test_an_altered_payload_is_caught_at_its_event(exported, tmp_path):
+    """One unit more in a reservation breaks that event's hash."""
+    lines = lines_of(exported)
+    i = first(lines, "inventory.stock_reserved")
+    o = json.loads(lines[i])
+    o["data"]["qty"] += 1
+    lines[i] = json.dumps(o) + "\n"
+    (tmp_path / "events.jsonl").write_text("".join(lines))
+    assert chain_findings(tmp_path / "events.jsonl")[0] == ("log.chain", *where(lines[i]))
+
+
+def test_a_removed_event_is_caught_at_the_gap(exported, tmp_path):
+    """Deleting a line leaves a gap in its stream's versions."""
+    lines = lines_of(exported)
+    i = first(lines, "orders.payment_captured")
+    gone = where(lines[i])
+    del lines[i]
+    (tmp_path / "events.jsonl").write_text("".join(lines))
+    assert chain_findings(tmp_path / "events.jsonl")[0] == ("log.chain", *gone)
+
+
+def test_a_reordered_pair_is_caught_where_the_order_breaks(exported, tmp_path):
+    """Swapping two events of a stream is caught at the first of them."""
+    lines = lines_of(exported)
+    i = first(lines, "inventory.reservation_confirmed")
+    lines[i], lines[i + 1] = lines[i + 1], lines[i]
+    (tmp_path / "events.jsonl").write_text("".join(lines))
+    assert chain_findings(tmp_path / "events.jsonl")[0] == ("log.chain", *where(lines[i + 1]))
+
+
+def test_a_file_cut_mid_line_is_caught_at_the_cut_event(exported, tmp_path):
+    """A file cut in the middle of an event names that event."""
+    lines = lines_of(exported)
+    cut = len(lines) // 2
+    (tmp_path / "events.jsonl").write_text("".join(lines[:cut]) + lines[cut][:40])
+    (tmp_path / "manifest.json").write_text((exported.parent / "manifest.json").read_text())
+    found = chain_findings(tmp_path / "events.jsonl")
+    assert found[0] == ("log.chain", *where(lines[cut]))
+    report = run_audit(JsonlSource(tmp_path / "events.jsonl"))
+    assert "truncated" in report.findings[0].message
+
+
+def test_a_file_missing_its_last_events_is_caught_against_the_manifest(exported, tmp_path):
+    """Whole lines gone from the end still verify as a chain; the manifest's head does not."""
+    lines = lines_of(exported)
+    (tmp_path / "events.jsonl").write_text("".join(lines[:-3]))
+    (tmp_path / "manifest.json").write_text((exported.parent / "manifest.json").read_text())
+    stream, version = where(lines[-3])
+    assert ("log.chain", stream, version) in chain_findings(tmp_path / "events.jsonl")
+
+
+# --- a rule broken on purpose ---------------------------------------------------------
+
+
+def test_an_oversold_sku_fails_naming_the_sku(tmp_path):
+    """Raw events appended past the decider sell 3 units of a SKU that has 1."""
+    url = f"sqlite:///{tmp_path}/events.db"
+    heads = write(url, [*stocked("A1", qty=1)])
+    store = open_store(url)
+    store.append(SKU, [NewEvent(type="inventory.stock_reserved", command_id="rogue",
+                                recorded_at=T0 + 10, data=reserved("r1", 3, [1000] * 3)[2])],
+                 heads[SKU])
+    store.close()
+    report = audit(url)
+    assert [(f.rule, f.stream, f.version) for f in report.findings] == [("stock.oversell", SKU, 3)]
+    assert str(report.findings[0]) == "sku-000 v3: SKU 'A1' oversold: 3 units reserved with 1 available"
+
+
+def bad(event: tuple) -> tuple:
+    """Marks the event a finding must point at."""
+    return ("@", event)
+
+
+SPLIT = split_red_packet(1000, 2, 100, 42, ("u1", "u2"))
+PAID = [*stocked(), reserved("o1/0", 1, [1000]), order("checkout_started"), order("order_placed"),
+        order("payment_captured")]
+
+CASES = {
+    "stock.conservation": (
+        [*stocked(), reserved("r1", 2, [1000, 1000]), confirmed("r1", 2, 2000)],
+        [*stocked(), reserved("r1", 2, [1000, 1000]), bad(confirmed("r1", 1, 2000))],
+        "holds 2 units"),
+    "sale.tiers": (
+        [*stocked(tiers=((2, 500), (0, 1000))), reserved("r1", 3, [500, 500, 1000], tiers=[0, 0, 1])],
+        [*stocked(tiers=((2, 500), (0, 1000))), bad(reserved("r1", 3, [500, 1000, 1000], tiers=[0, 1, 1]))],
+        "tiers [0, 0, 1] at [500, 500, 1000]"),
+    "sale.limits": (
+        [*stocked(limit=2), reserved("r1", 2, [1000, 1000]), released("r1", 2), reserved("r2", 2, [1000] * 2)],
+        [*stocked(limit=2), reserved("r1", 2, [1000, 1000]), bad(reserved("r2", 1, [1000]))],
+        "3 units, over the per-user limit of 2"),
+    "reservations.leak": (
+        [*stocked(), reserved("r1", 1, [1000]), released("r1", 1), (ORDER, *order("order_voided")[1:], T0 + 90_000)],
+        [*stocked(), bad(reserved("r1", 1, [1000])), (ORDER, *order("order_voided")[1:], T0 + 90_000)],
+        "still held at the end of the log"),
+    "reservations.lifecycle": (
+        [*stocked(), reserved("r1", 1, [1000]), released("r1", 1)],
+        [*stocked(), reserved("r1", 1, [1000]), released("r1", 1), bad(confirmed("r1", 1, 1000))],
+        "it was released"),
+    "coupons.budget": (
+        [campaign(budget_coupons=3), granted("g1"), pool("drawn"), pool("returned"), granted("g2")],
+        [campaign(budget_coupons=3), granted("g1"), pool("drawn"), bad(granted("g2"))],
+        "over its budget"),
+    "coupons.redemption": (
+        [coupon("received"), coupon("locked"), coupon("redeemed")],
+        [coupon("received"), coupon("locked"), coupon("redeemed"), bad(coupon("redeemed", order_id="o2"))],
+        "redeemed a second time"),
+    "teams.split": (
+        [*team(["u1", "u2"]), completed(["u1", "u2"]), split(list(SPLIT))],
+        [*team(["u1", "u2"]), completed(["u1", "u2"]), bad(split([("u1", 600), ("u2", 300)]))],
+        "sum to 900 cents, not the pool of 1000"),
+    "teams.members": (
+        [*team(["u1", "u2"]), completed(["u1", "u2"])],
+        [*team(["u1", "u2"], size=3), bad(completed(["u1", "u2"]))],
+        "needs 3 distinct members"),
+    "orders.settlement": (
+        [*PAID, confirmed("o1/0", 1, 1000)],
+        [*PAID[:3], bad(order("checkout_started")), *PAID[4:], released("o1/0", 1)],
+        "was released, not confirmed"),
+    "orders.money": (
+        PAID,
+        [*PAID[:4], bad(order("order_placed", total_cents=900)),
+         order("payment_captured", amount_cents=900)],
+        "total 900 is not subtotal 1000 - discount 0"),
+    "referrals.no_self": (
+        [*session("u1", T0), *session("u2", T0 + 5, inviter="u1")],
+        [*session("u1", T0), session("u2", T0 + 5)[0], bad(session("u2", T0 + 5, inviter="u2")[1])],
+        "credited as their own inviter"),
+    "referrals.first_touch": (
+        [*session("u1", T0), *session("u2", T0 + 5, inviter="u1")],
+        [*session("u1", T0), *session("u2", T0 + 5), session("u2", T0 + 7)[0],
+         bad(session("u2", T0 + 7, inviter="u1")[1])],
+        "outside their first session"),
+    "referrals.no_cycles": (
+        [*session("u1", T0), *session("u2", T0 + 5, inviter="u1")],
+        [session("u1", T0, inviter="u2")[0], bad(session("u1", T0, inviter="u2")[1]),
+         *session("u2", T0 + 5, inviter="u1")],
+        "referral cycle"),
+}
+
+
+def _positions(events: list) -> tuple[list, tuple[str, int]]:
+    plain, at, counts = [], None, {}
+    for e in events:
+        marked = e[0] == "@"
+        e = e[1] if marked else e
+        counts[e[0]] = counts.get(e[0], 0) + 1
+        if marked:
+            at = (e[0], counts[e[0]])
+        plain.append(e)
+    return plain, at
+
+
+@pytest.mark.parametrize("rule", sorted(CASES))
+def test_each_invariant_fails_on_a_log_that_breaks_it(rule, tmp_path):
+    """The good log passes; the same log broken at one event fails that rule, there."""
+    good, broken, words = CASES[rule]
+    write(f"sqlite:///{tmp_path}/good.db", good)
+    events, (stream, version) = _positions(broken)
+    write(f"sqlite:///{tmp_path}/bad.db", events)
+    assert audit(f"sqlite:///{tmp_path}/good.db").findings == []
+    findings = [f for f in audit(f"sqlite:///{tmp_path}/bad.db").findings if f.rule == rule]
+    assert findings, f"{rule} did not fail"
+    assert (findings[0].stream, findings[0].version) == (stream, version)
+    assert words in findings[0].message
+
+
+def test_a_command_recorded_in_two_streams_is_caught(tmp_path):
+    """A retry that landed in a second shard records its effects twice."""
+    url = f"sqlite:///{tmp_path}/events.db"
+    write(url, [*stocked()])
+    store = open_store(url)
+    again = NewEvent(type="inventory.stock_added", data={"sku": "B2", "qty": 1},
+                     command_id="cmd-1", recorded_at=T0)
+    store.append("sku-001", [again], 0)
+    store.close()
+    findings = audit(url).findings
+    assert [(f.rule, f.stream, f.version) for f in findings] == [("log.commands", "sku-001", 1)]
+
+
+def test_an_event_of_an_unknown_type_or_schema_is_reported(tmp_path):
+    """The audit does not vouch for what it cannot read."""
+    url = f"sqlite:///{tmp_path}/events.db"
+    write(url, [(SKU, "inventory.stock_teleported", {"sku": "A1"}), (CAMPAIGN, *campaign()[1:])])
+    report = audit(url)
+    assert [(f.rule, f.stream, f.version) for f in report.findings] == [("log.schema", SKU, 1)]
+
+
+def test_a_payload_without_its_documented_fields_is_a_finding_not_a_crash(tmp_path):
+    """A sealed event missing a field is reported where it is."""
+    url = f"sqlite:///{tmp_path}/events.db"
+    write(url, [(TEAM, "teams.team_created", {"team": "t1"})])
+    (finding,) = audit(url).findings
+    assert (finding.rule, finding.stream, finding.version) == ("log.schema", TEAM, 1)
+    assert "KeyError" in finding.message
+
+
+def test_a_stored_byte_flipped_in_the_store_is_caught(sale, tmp_path):
+    """Tampering with the SQLite file itself is found over the stored bytes."""
+    import shutil
+    import sqlite3
+
+    path = Path(sale.removeprefix("sqlite:///"))
+    copy = tmp_path / "events.db"
+    shutil.copy(path, copy)
+    db = sqlite3.connect(copy)
+    rowid, body = db.execute("SELECT id, body FROM commits WHERE stream = ? ORDER BY id LIMIT 1 "
+                             "OFFSET 3", (ORDER,)).fetchone()
+    i = body.index(b"o-")
+    db.execute("UPDATE commits SET body = ? WHERE id = ?", (body[:i] + b"x-" + body[i + 2:], rowid))
+    db.commit()
+    db.close()
+    report = audit(f"sqlite:///{copy}")
+    assert report.findings[0].rule == "log.chain" and report.findings[0].stream == ORDER
