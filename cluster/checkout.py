@@ -173,7 +173,7 @@ class Checkout:
             steps.append(self._submit(UnlockCoupon(user=order.user, coupon_id=order.coupon_id,
                                                    order_id=order.order_id, now=now),
                                       f"{order.order_id}/cancel/coupon"))
-        if order.user:
+        if order.user and order.line_prices:   # the wallet only knows orders that were placed
             steps.append(self._submit(TrackOrder(user=order.user, order_id=order.order_id,
                                                  status="cancelled", amount_cents=order.total_cents,
                                                  now=now), f"{order.order_id}/track/cancelled"))

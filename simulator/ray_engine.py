@@ -65,7 +65,8 @@ async def _drive(opts: RunOptions, runtime: Runtime, url: str, skus: list[Sku],
     # Setup happens on the shards' own (wall) clock, just before the window opens.
     now = wall_clock_ms()
     pre = SimClock(now, sc.compression)
-    setup = setup_commands(sc, skus, pre, now, now)
+    # (The window is counted from when setup is done: the sale stays open a minute longer.)
+    setup = setup_commands(sc, skus, pre, now, now, margin_ms=60_000)
     replies = await asyncio.gather(*(gateway.submit_retrying_busy(cmd, command_id=cid)
                                      for cid, cmd in setup))
     check_setup([(cid, r) for (cid, _), r in zip(setup, replies)])

@@ -109,9 +109,10 @@ def prepare_store(url: str) -> None:
 
 
 def setup_commands(sc: Scenario, skus: list[Sku], clock: SimClock, now: int,
-                   opens_ms: int) -> list[tuple[str, Any]]:
-    """The catalogue and campaigns, as commands with their (deterministic) ids."""
-    end = clock.ms(sc.traffic.window_s) + 1
+                   opens_ms: int, *, margin_ms: int = 1) -> list[tuple[str, Any]]:
+    """The catalogue and campaigns, as commands with their (deterministic) ids; the sale
+    closes `margin_ms` after the window's last second."""
+    end = clock.ms(sc.traffic.window_s) + margin_ms
     out: list[tuple[str, Any]] = []
     for s in skus:
         out.append((f"setup/{s.sku}/stock", AddStock(sku=s.sku, qty=s.stock, now=now)))
