@@ -188,19 +188,20 @@ def test_a_failure_between_fold_and_commit_neither_skips_nor_doubles(shop, cps):
     assert digests(restarted.views) == digests(proj.views)
 
 
+@pytest.mark.slow
 def test_a_projection_killed_while_running_resumes_exactly(tmp_path, cps):
     """A real process folding in small batches is SIGKILLed mid-run; a new one resumes from
     the checkpoint and ends with the views of a rebuild."""
     store_url = f"sqlite:///{tmp_path}/events.db"
     store = open_store(store_url)
-    total = write_reservation_log(store, reservations=40_000, skus=50, shards=3)
+    total = write_reservation_log(store, reservations=20_000, skus=50, shards=3)
     code = textwrap.dedent(f"""
         from events import open_store
         from projections.checkpoint import open_checkpoints
         from projections.runner import Projection
         from projections.views import all_views
         proj = Projection(all_views(), open_store({store_url!r}),
-                          open_checkpoints({cps.url!r}), batch_size=150)
+                          open_checkpoints({cps.url!r}), batch_size=50)
         while proj.run_once():
             pass
     """)
@@ -220,11 +221,11 @@ def test_a_projection_killed_while_running_resumes_exactly(tmp_path, cps):
             child.wait(10)
     done = sum(cps.load("orders+referrals+metrics+stock")[0].values())
     assert total // 4 <= done < total, "the kill must land mid-run"
-    resumed = Projection(all_views(), store, cps, batch_size=150)
+    resumed = Projection(all_views(), store, cps, batch_size=50)
     assert resumed.lag()["total"] == total - done
     assert resumed.catch_up() == total - done
     assert digests(resumed.views) == rebuilt(store, cps)
-    assert resumed.views[2].to_json()["funnel"]["reservations"] == 40_000
+    assert resumed.views[2].to_json()["funnel"]["reservations"] == 20_000
     store.close()
 
 
