@@ -55,7 +55,8 @@ def view(
     store: OptionalStore = None,
     data: DataOpt = Path("./saleday-data"),
     checkpoints: Annotated[str | None, typer.Option(
-        help="Checkpoint store URL (default: next to the log, see above).")] = None,
+        help="Checkpoint store URL (default: projections.db next to a SQLite log, or the "
+             "log's own Redis and prefix).")] = None,
     order: Annotated[str | None, typer.Option("--order", help="orders: just this order.")] = None,
     user: Annotated[str | None, typer.Option("--user", help="orders: this user's orders; "
                                              "referrals: this user.")] = None,
