@@ -656,11 +656,14 @@ class Rules:
     def checkout_started(self, env: tuple) -> None:
         d = env[8]
         oid = d["order_id"]
-        if oid in self.orders:
+        o = self.orders.get(oid)
+        if o is not None and o.status:  # (an order only refunded so far has no status)
             self.fail("orders.settlement", env[0], env[1],
-                      f"order {oid!r} started after it was already {self.orders[oid].status}")
+                      f"order {oid!r} started after it was already {o.status}")
             return
-        o = self.orders[oid] = Order(oid, env[0], env[1])
+        if o is None:
+            o = self.orders[oid] = Order(oid, env[0], env[1])
+        o.stream, o.version = env[0], env[1]
         o.user, o.lines, o.coupon = d["user"], d["lines"], d["coupon_id"]
         o.deadline, o.started_at, o.status = d["payment_deadline"], d["started_at"], "trying"
 
@@ -694,11 +697,13 @@ class Rules:
 
     def order_voided(self, env: tuple) -> None:
         oid = env[8]["order_id"]
-        if oid in self.orders:
+        o = self.orders.get(oid)
+        if o is not None and o.status:
             self.fail("orders.settlement", env[0], env[1],
-                      f"order {oid!r} voided after it started ({self.orders[oid].status})")
+                      f"order {oid!r} voided after it started ({o.status})")
             return
-        o = self.orders[oid] = Order(oid, env[0], env[1])
+        if o is None:
+            o = self.orders[oid] = Order(oid, env[0], env[1])
         o.status = "voided"
 
     def checkout_cancelled(self, env: tuple) -> None:

@@ -3,12 +3,19 @@ and version, and what is wrong; a tampered export is caught where it was tampere
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from actors.session import ReceiveCoupon
+from actors.sku import AddStock, ConfigureSale
 from actors.team import split_red_packet
+from cluster.bench_audit import SHARDS, LocalGateway, SimClock
+from cluster.checkout import Checkout
+from cluster.cli import app
 from events import Envelope, NewEvent, open_store
 from projections.audit import run_audit
 from projections.audit_rules import RULES
@@ -17,6 +24,7 @@ from projections.source import JsonlSource, StoreSource
 from projections.view import View
 from tests.projections.audit_logs import (
     CAMPAIGN,
+    DAY,
     ORDER,
     SKU,
     T0,
@@ -352,3 +360,107 @@ def test_a_stored_byte_flipped_in_the_store_is_caught(sale, tmp_path):
     db.close()
     report = audit(f"sqlite:///{copy}")
     assert report.findings[0].rule == "log.chain" and report.findings[0].stream == ORDER
+
+
+# --- the edges of checkout, as the real flows write them --------------------------------
+
+
+def test_the_edges_of_checkout_pass(tmp_path):
+    """Cancel before try, a payment for an unknown order, late and duplicate payments, a
+    sold-out try, a coupon given back, an abandoned cart: all settle, every rule holds."""
+    url = f"sqlite:///{tmp_path}/events.db"
+    store = open_store(url)
+    clock = SimClock(T0)
+    gw = LocalGateway(store, SHARDS, clock)
+    co = Checkout(gw)
+
+    async def day() -> list[str]:
+        await gw.submit_many([AddStock(sku="A1", qty=3, now=T0),
+                              ConfigureSale(sku="A1", tiers=((1, 500), (0, 1000)), per_user_limit=0,
+                                            start=T0, end=T0 + DAY, now=T0),
+                              ReceiveCoupon(user="u1", coupon_id="c1", campaign="1111",
+                                            value_cents=300, min_spend_cents=0,
+                                            valid_until=T0 + DAY, now=T0)])
+        out = [(await co.payment_succeeded(order_id="o1", payment_id="p0", amount_cents=5,
+                                           now=T0)).status]
+        out.append((await co.place(order_id="o1", user="u1", lines=(("A1", 1),), now=T0)).status)
+        out.append((await co.payment_succeeded(order_id="o1", payment_id="p1", amount_cents=500,
+                                               now=T0 + 1)).status)
+        out.append((await co.payment_succeeded(order_id="o1", payment_id="p2", amount_cents=500,
+                                               now=T0 + 2)).status)
+        out.append((await co.cancel(order_id="o2", reason="user", now=T0)).status)
+        out.append((await co.place(order_id="o2", user="u2", lines=(("A1", 1),), now=T0)).status)
+        placed = await co.place(order_id="o3", user="u1", lines=(("A1", 1),), coupon_id="c1", now=T0)
+        out.append(placed.status)
+        out.append((await co.payment_failed(order_id="o3", now=T0 + 5)).status)
+        late = await co.place(order_id="o4", user="u3", lines=(("A1", 1),), now=T0)
+        out.append((await co.payment_succeeded(order_id="o4", payment_id="p4",
+                                               amount_cents=late.total_cents,
+                                               now=T0 + co.payment_window_ms)).status)
+        out.append((await co.place(order_id="o5", user="u4", lines=(("A1", 3),), now=T0)).status)
+        out.append((await co.place(order_id="o6", user="u5", lines=(("A1", 2),), now=T0)).status)
+        clock.now = T0 + co.payment_window_ms + co.grace_ms + 1
+        gw.tick()
+        return out
+
+    statuses = asyncio.run(day())
+    store.close()
+    assert statuses == ["refunded", "placed", "paid", "refunded", "cancelled", "refused", "placed",
+                        "cancelled", "refunded", "cancelled", "placed"]
+    report = audit(url)
+    assert report.ok, [str(f) for f in report.findings]
+    assert report.types["orders.order_voided"] == 1 and report.types["inventory.reservation_expired"] == 1
+
+
+# --- the command line -----------------------------------------------------------------
+
+runner = CliRunner()
+
+
+def test_audit_prints_rules_views_and_the_log_digest_and_exits_0(sale):
+    """A clean log: a table of rules, view digests, the log digest, exit 0."""
+    done = runner.invoke(app, ["audit", "--store", sale])
+    assert done.exit_code == 0, done.output
+    assert "OK: every rule held" in done.output and audit(sale).log_digest in done.output
+    assert "stock.oversell" in done.output and "views rebuilt from the log" in done.output
+
+
+def test_audit_json_has_the_documented_fields(sale):
+    """`--json` is one object with ok, events, streams, findings, rules, views, digest, rate."""
+    done = runner.invoke(app, ["audit", "--data", str(Path(sale.removeprefix("sqlite:///")).parent),
+                               "--json"])
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.output)
+    assert {"ok", "events", "streams", "findings", "rules", "views", "log_digest",
+            "events_per_s"} <= set(report)
+    assert report["ok"] and report["findings"] == [] and len(report["views"]) >= 1
+
+
+def test_audit_exits_1_naming_each_finding(tmp_path):
+    """A log with an oversold SKU: exit 1, the finding in words, with stream and version."""
+    url = f"sqlite:///{tmp_path}/events.db"
+    write(url, [*stocked("A1", qty=1), reserved("r1", 3, [1000] * 3)])
+    done = runner.invoke(app, ["audit", "--store", url])
+    assert done.exit_code == 1
+    assert "sku-000 v3: SKU 'A1' oversold: 3 units reserved with 1 available" in done.output
+    as_json = json.loads(runner.invoke(app, ["audit", "--store", url, "--json"]).output)
+    assert as_json["findings"][0] == {"rule": "stock.oversell", "stream": "sku-000", "version": 3,
+                                      "message": "SKU 'A1' oversold: 3 units reserved with 1 available"}
+
+
+@pytest.mark.parametrize("args", [["--store", "sqlite:///{tmp}/none.db"], ["--log", "{tmp}/none.jsonl"],
+                                  ["--log", "{tmp}/notes.txt"], ["--data", "{tmp}"], []])
+def test_audit_exits_2_when_there_is_no_log_to_read(args, tmp_path):
+    """No store, no file, not an export, or no log named: exit 2 with one readable line."""
+    (tmp_path / "notes.txt").write_text("not an export\n")
+    done = runner.invoke(app, ["audit", *[a.format(tmp=tmp_path) for a in args]])
+    assert done.exit_code == 2 and "error:" in done.output
+
+
+def test_bench_audit_measures_audit_and_verify_on_one_log():
+    """`saleday bench audit` builds a sale-day log, audits it clean and reports both rates."""
+    done = runner.invoke(app, ["bench", "audit", "--events", "3000", "--repeat", "1", "--json"])
+    assert done.exit_code == 0, done.output
+    result = json.loads(done.output)
+    assert result["ok"] and result["events"] >= 2000
+    assert result["audit_events_per_s"] > 0 and result["verify_events_per_s"] > 0
