@@ -85,7 +85,7 @@ def _money_row(key: str, cents: int) -> tuple[str, str]:
 # ---- the figures, laid out once -----------------------------------------------------------
 
 def headline(report: RunReport) -> str:
-    return (f"sale day {report.scenario!s}: seed {report.seed}, engine {report.engine}, "
+    return (f"sale day {report.scenario}: seed {report.seed}, engine {report.engine}, "
             f"{report.users:,} users, store {report.store}")
 
 
