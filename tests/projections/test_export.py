@@ -127,3 +127,28 @@ def test_export_from_a_data_dir(sale, tmp_path):
                                "--out", str(tmp_path)])
     assert done.exit_code == 0, done.output
     assert pq.read_table(tmp_path / "events.parquet").num_rows == len(store_events(sale))
+
+
+def _python_block(doc: str, containing: str) -> str:
+    text = (Path(__file__).parents[2] / "docs" / doc).read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
+    return next(b for b in blocks if containing in b)
+
+
+def test_the_documented_auditor_check_runs_without_this_code(sale, tmp_path, monkeypatch, capsys):
+    """docs/AUDIT.md's snippet (with LOG_FORMAT.md's verifier) verifies an export and prints
+    the same log digest as the audit; on a tampered file the verifier names the event."""
+    result = export(sale, fmt="jsonl", out=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    snippet = (_python_block("LOG_FORMAT.md", "def verify(events)")
+               + _python_block("AUDIT.md", "def untag(v)"))
+    exec(compile(snippet, "AUDIT.md", "exec"), {})  # noqa: S102 - the documented code itself
+    printed = capsys.readouterr().out.split()
+    assert printed == ["None", result.log_digest]
+    lines = (tmp_path / "events.jsonl").read_text().splitlines(keepends=True)
+    o = json.loads(lines[5])
+    o["recorded_at"] += 1
+    lines[5] = json.dumps(o) + "\n"
+    (tmp_path / "events.jsonl").write_text("".join(lines))
+    exec(compile(snippet, "AUDIT.md", "exec"), {})  # noqa: S102
+    assert f"('{o['stream']}', {o['version']}, 'hash does not match the content')" in capsys.readouterr().out
