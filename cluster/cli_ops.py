@@ -71,8 +71,9 @@ def serve(
     stop_shards: Annotated[bool, typer.Option(
         help="Kill the shard actors on exit (default: leave them to the next serve).")] = False,
 ) -> None:
-    """Start or find the shard actors on Ray, print where they run, and keep them ticked
-    and watched until Ctrl-C or SIGTERM."""
+    """Start or find the shard actors on Ray and keep them ticked and watched.
+
+    Prints where each shard runs, then stays up until Ctrl-C or SIGTERM."""
     from events import EventLogError
 
     settings = _settings(ray_address=address, store_url=store, shards=shards,
@@ -122,8 +123,9 @@ def status(
     timeout_s: Annotated[float, typer.Option(min=0.1, help="Wait this long for each shard.")] = 5.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
 ) -> None:
-    """Each shard: kind, stream, node, state, stream version, epoch, lag behind the log,
-    restarts and health. Exit 1 unless every shard is healthy."""
+    """Show each shard: node, state, version, epoch, lag, restarts and health.
+
+    Exit 1 unless every shard is healthy."""
     from cluster import wiring
 
     settings = _settings(ray_address=address, store_url=store)
