@@ -152,7 +152,8 @@ def redact(url: str) -> str:
 
 
 def open_store(url: str) -> EventStore:
-    """Open the store a URL names: `sqlite:///path`, `redis://...` or `rediss://...`."""
+    """Open the store a URL names: `sqlite:///path`, `redis://...`, `rediss://...` or
+    `memory://name` (this process's memory: simulations and tests only)."""
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     if scheme == "sqlite":
         from events.sqlite_store import SqliteEventStore
@@ -162,5 +163,9 @@ def open_store(url: str) -> EventStore:
         from events.redis_store import RedisEventStore
 
         return RedisEventStore.from_url(url)
+    if scheme == "memory":
+        from events.memory_store import MemoryEventStore
+
+        return MemoryEventStore.from_url(url)
     raise InvalidStoreUrl(f"unknown event store URL {redact(url)!r}: "
                           "use sqlite:///path/events.db, redis://host:port/db or rediss://...")

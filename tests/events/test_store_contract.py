@@ -880,6 +880,42 @@ class TestSqliteStore(StoreContract):
             open_store(f"sqlite:///{blocker}/sub/events.db")
 
 
+class TestMemoryStore(StoreContract):
+    """The contract on the in-memory backend (the in-process simulator's)."""
+
+    @pytest.fixture
+    def store_url(self):
+        import uuid
+
+        from events.memory_store import drop
+
+        name = f"t-{uuid.uuid4().hex}"
+        yield f"memory://{name}"
+        drop(name)
+
+    def corrupt_commit(self, stream, last_version, mutate):
+        from events.memory_store import _LOGS
+
+        log = _LOGS[self.store.name]
+        s = log.streams[stream]
+        i = s.lasts.index(last_version)
+        s.commits[i] = s.commits[i]._replace(body=mutate(bytes(s.commits[i].body)))
+
+    # A memory log lives in one process: the contract's multi-process cases do not apply;
+    # threads racing on one stream are covered by the thread cases above.
+    test_processes_on_different_streams = None
+    test_processes_racing_on_one_stream_record_every_command_once = None
+
+    def test_every_open_in_a_process_sees_the_same_log(self):
+        """Two opens of one memory:// name share the log; another name is another log."""
+        from events import NewEvent
+
+        self.store.append("s", [NewEvent(type="t.e", data={}, command_id="c1", recorded_at=1)], 0)
+        again = open_store(self.url)
+        assert again.head("s").version == 1
+        assert open_store(self.url + "-other").streams() == {}
+
+
 @pytest.mark.redis
 class TestRedisStore(StoreContract):
     """The contract on the Redis Streams backend."""
