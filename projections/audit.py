@@ -94,6 +94,7 @@ def run_audit(source: LogSource | Iterable[Envelope], views: Sequence[View] = ()
     check every rule; fold `views` alongside and report their digests."""
     if not isinstance(source, LogSource):
         source = EnvelopeSource(source)
+    source.rows_ok = not views
     started = time.perf_counter()
     with gc_paused():  # the fold's state holds no cycles; collections would rescan it all
         fold = _Fold(views)

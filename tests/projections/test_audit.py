@@ -464,3 +464,14 @@ def test_bench_audit_measures_audit_and_verify_on_one_log():
     result = json.loads(done.output)
     assert result["ok"] and result["events"] >= 2000
     assert result["audit_events_per_s"] > 0 and result["verify_events_per_s"] > 0
+
+
+def test_with_or_without_views_the_rules_see_the_same_log(sale, tmp_path):
+    """Views get envelopes and the rules alone get bare rows: same findings, same digest."""
+    url = f"sqlite:///{tmp_path}/events.db"
+    write(url, [*stocked("A1", qty=1), reserved("r1", 3, [1000] * 3), *session("u1", T0, "u1")])
+    for log in (sale, url):
+        bare = run_audit(StoreSource(log))
+        viewed = run_audit(StoreSource(log), views=[CountingView()])
+        assert (bare.findings, bare.log_digest, bare.events) == \
+            (viewed.findings, viewed.log_digest, viewed.events)
