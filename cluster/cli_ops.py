@@ -81,12 +81,13 @@ def serve(
                          max_batch=max_batch, max_wait_ms=max_wait_ms,
                          snapshot_every=snapshot_every, tick_s=tick_s, num_cpus=num_cpus,
                          health_every_s=health_every_s)
+    _check_reachable(settings.ray_address)
     config = settings.runtime_config().model_copy(
         update={"detached": settings.ray_address is not None})
     from cluster.runtime import Runtime
 
-    runtime = Runtime(config)
     try:
+        runtime = Runtime(config)
         runtime.start()
     except EventLogError as exc:
         fail(exc)
@@ -129,6 +130,7 @@ def status(
     from cluster import wiring
 
     settings = _settings(ray_address=address, store_url=store)
+    _check_reachable(settings.ray_address)
     try:
         wiring.start_ray(settings.ray_address or "auto")
     except (ConnectionError, ValueError, RuntimeError) as exc:
@@ -144,6 +146,23 @@ def status(
                        err=True)
     if not rows or any(r["health"] != "ok" for r in rows):
         raise typer.Exit(1)
+
+
+def _check_reachable(address: str | None, timeout_s: float = 3.0) -> None:
+    """Fail at once, readably, when a `host:port` or `ray://host:port` address does not
+    accept connections (Ray itself would retry for minutes). `auto` is left to Ray."""
+    import socket
+
+    if not address or address == "auto":
+        return
+    hostport = address.removeprefix("ray://").rsplit("/", 1)[0]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        fail(ValueError(f"Ray address {address!r}: expected auto, host:port or ray://host:port"))
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        fail(ConnectionError(f"no Ray cluster answers at {address}: {exc}"))
 
 
 def shard_rows(store_url: str | None, *, timeout_s: float = 5.0) -> list[dict[str, Any]]:

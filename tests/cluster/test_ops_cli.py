@@ -176,3 +176,12 @@ def test_serve_refuses_a_malformed_shard_count():
     result = CliRunner().invoke(app, ["serve", "--shards", "sku"])
     assert result.exit_code == 2
     assert "shards" in result.output and "kind=count" in result.output
+
+
+def test_status_where_no_ray_answers_fails_at_once():
+    """An address nothing listens on is a one-line error within seconds, not a long hang."""
+    started = time.monotonic()
+    result = CliRunner().invoke(app, ["status", "--address", f"127.0.0.1:{free_port()}"])
+    assert result.exit_code == 2
+    assert "no Ray cluster answers at 127.0.0.1:" in result.output
+    assert time.monotonic() - started < 10
