@@ -163,16 +163,17 @@ def bench_audit(
                         f"streams ({t['orders']:,} checkouts: {t['paid']:,} paid, {t['failed']:,} "
                         f"failed, {t['abandoned']:,} abandoned, {t['late']:,} paid late), "
                         f"median of {result['repeat']}")
-    for col in ("what", "events/s"):
+    for col in ("what", "events/s", "events per CPU-second"):
         table.add_column(col, justify="left" if col == "what" else "right")
     table.add_row("saleday audit (read, verify, decode, fold, check)",
-                  f"{result['audit_events_per_s']:,}")
+                  f"{result['audit_events_per_s']:,}", f"{result['audit_events_per_s_cpu']:,}")
     table.add_row("baseline: saleday log verify (events.verify_commits)",
-                  f"{result['verify_events_per_s']:,}")
+                  f"{result['verify_events_per_s']:,}", f"{result['verify_events_per_s_cpu']:,}")
     out.print(table)
-    out.print(f"audit / verify: {result['audit_vs_verify']}; audit "
+    out.print(f"audit / verify (CPU): {result['audit_vs_verify']}; audit "
               + ("[green]passed[/green]" if result["ok"] else
                  f"[red]found {result['findings']} problems[/red]: {result['first_findings']}"))
     m = result["machine"]
     out.print(f"log built in {result['build_s']} s; machine: {m['cpu']}, {m['cores']} cores, "
-              f"Python {m['python']}")
+              f"Python {m['python']}, load average {m['load_avg_1m_at_start']} at the start, "
+              f"{m['load_avg_1m_at_end']} at the end")
