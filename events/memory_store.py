@@ -16,7 +16,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from events.chain import HASH_SIZE, seal
-from events.envelope import ZERO_HASH, AppendResult, NewEvent, Snapshot, StoredCommit, StreamHead
+from events.envelope import (
+    ZERO_HASH,
+    AppendResult,
+    NewEvent,
+    Snapshot,
+    StoredCommit,
+    StreamHead,
+)
 from events.errors import (
     ConcurrencyError,
     DuplicateCommandError,

@@ -129,7 +129,6 @@ def visits(scenario: Scenario, seed: int) -> Iterator[Visit]:
     src_names = list(sc.referrals.utm_sources)
     src_p = np.array([sc.referrals.utm_sources[k] for k in src_names], dtype=np.float64)
     src = rng.choice(len(src_names), size=n, p=src_p / src_p.sum()) if src_names else np.zeros(n, int)
-    team_seed = rng.integers(0, 2**63 - 1, n)
 
     claims = [(c.name, c.claim_rate) for c in sc.campaigns if c.claim_rate > 0]
     f = sc.funnel

@@ -175,7 +175,7 @@ def simulate(opts: RunOptions, source: Iterator[Visit] | None = None) -> RunRepo
              store=redact(url), users=sc.users)
     from simulator.progress import RunProgress
 
-    with RunProgress(planned=None, enabled=opts.progress) as progress:
+    with RunProgress(planned=None, enabled=opts.progress, sim_end_s=end_of_sale_s(sc)) as progress:
         if opts.engine == "inprocess":
             run = _run_inprocess(opts, url, skus, stream, progress)
         else:
@@ -279,7 +279,7 @@ def _report(opts: RunOptions, url: str, run: EngineRun, skus: list[Sku], started
     if audit is None:
         report.orders = _client_orders(out)
         return report
-    m = audit["metrics"].get("totals", {})
+    m = audit["totals"]
     tally = audit["tally"]
     report.orders = {
         "started": m.get("checkouts_started", out.orders_started),
@@ -337,14 +337,21 @@ def _audit(url: str, top: list[str]) -> dict[str, Any]:
     finally:
         source.close()
     by_name = {v.name: v for v in views}
-    metrics = by_name["metrics"].to_json() if "metrics" in by_name else {}
-    referrals = by_name["referrals"].to_json() if "referrals" in by_name else {}
-    totals = metrics.get("totals", {})
+    # The report's figures are read off the folded views directly: their to_json() is a
+    # whole view (every user of the referral graph), already paid for once by the digest.
+    totals = by_name["metrics"].totals() if "metrics" in by_name else {}
+    referrals: dict[str, Any] = {}
+    if "referrals" in by_name:
+        from projections.views.referrals import INVITER
+
+        invites = by_name["referrals"].t["invite"]
+        referrals = {"invited": len(invites),
+                     "inviters": len({row[INVITER] for row in invites.values()}),
+                     "k_factor": by_name["referrals"].k_factor() or 0.0}
     return {
         "ok": bool(result.ok), "events": int(result.events), "findings": list(result.findings),
         "views": {name: d for name, d in result.views.items() if name != SaleTally.name},
-        "log_digest": result.log_digest, "metrics": metrics,
-        "referrals": {k: referrals.get(k, 0) for k in ("invited", "inviters", "k_factor")},
+        "log_digest": result.log_digest, "totals": totals, "referrals": referrals,
         "tally": tally,
         "orders_expired": tally.cancelled.get("payment_timeout", 0),
         "coupons_granted": int(totals.get("coupons_granted", 0)),

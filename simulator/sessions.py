@@ -39,7 +39,7 @@ CHUNK = 200_000
 
 
 class _Session:
-    __slots__ = ("user", "first", "last", "views", "carts", "buys", "buy_at")
+    __slots__ = ("buy_at", "buys", "carts", "first", "last", "user", "views")
 
     def __init__(self, click: Click) -> None:
         self.user = click.user
