@@ -18,8 +18,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import groupby
-from operator import itemgetter
+from itertools import islice
+from operator import itemgetter, ne
 from typing import Any
 
 from events import Envelope
@@ -155,17 +155,20 @@ class _Fold:
     def _commands(self, stream: str, envs: list[Envelope]) -> None:
         """Each command id's events form one run, in one stream: set operations on the
         batch's runs, and a walk to name the event only when one repeats."""
-        runs = [cid for cid, _ in groupby(map(_command, envs))]
-        continued = runs[0] == self.last_command.get(stream)
-        if continued:
-            runs = runs[1:]
-        self.last_command[stream] = envs[-1][5]
-        fresh = set(runs)
-        if len(fresh) == len(runs) and self.commands.isdisjoint(fresh):
-            self.commands |= fresh
-            return
+        cids = list(map(_command, envs))
+        runs = sum(map(ne, cids, islice(cids, 1, None))) + 1
+        fresh = set(cids)
+        before = self.last_command.get(stream)
+        self.last_command[stream] = cids[-1]
+        continued = cids[0] == before
+        if len(fresh) == runs:  # no command id comes back within the batch
+            if continued:
+                fresh.discard(before)
+            if self.commands.isdisjoint(fresh):
+                self.commands |= fresh
+                return
         seen = self.commands
-        previous = envs[0][5] if continued else None
+        previous = before if continued else None
         for env in envs:
             cid = env[5]
             if cid == previous:

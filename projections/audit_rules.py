@@ -270,16 +270,22 @@ class Rules:
             self.fail("stock.oversell", stream, version,
                       f"SKU {name!r} oversold: {qty} units reserved with {s.available} available")
         prices, tiers = d["unit_prices"], d["tiers"]
-        tier_list = s.tiers
-        if not s.configured:
-            pass  # reported as sale.window
-        elif len(tier_list) == 1:
-            price = tier_list[0][1]
-            if (len(tiers) != qty or len(prices) != qty or any(tiers)
-                    or any(p != price for p in prices)):
-                self._bad_tiers(s, d, stream, version)
-        else:
-            self._check_tiers(s, d, stream, version)
+        taken = s.taken
+        fitted = -1
+        if s.configured:
+            # the common case: every unit fits the lowest tier with room
+            tier_list = s.tiers
+            last = len(tier_list) - 1
+            i = 0
+            while i < last and taken[i] >= tier_list[i][0]:
+                i += 1
+            if i == last or taken[i] + qty <= tier_list[i][0]:
+                fitted = i
+                if (len(tiers) != qty or len(prices) != qty or tiers.count(i) != qty
+                        or prices.count(tier_list[i][1]) != qty):
+                    self._check_tiers(s, d, stream, version)
+            else:
+                self._check_tiers(s, d, stream, version)
         if qty < 1:
             self.fail("stock.conservation", stream, version,
                       f"SKU {name!r}: reservation {rid!r} of {qty} units")
@@ -292,12 +298,14 @@ class Rules:
         per_user[user] = count
         s.available -= qty
         s.reserved += qty
-        taken = s.taken
-        try:
-            for t in tiers:
-                taken[t] += 1
-        except (IndexError, TypeError):
-            pass  # reported by the tier check
+        if fitted >= 0 and tiers.count(fitted) == len(tiers):
+            taken[fitted] += len(tiers)
+        else:
+            try:
+                for t in tiers:
+                    taken[t] += 1
+            except (IndexError, TypeError):
+                pass  # reported by the tier check
         self.res[key] = [OPEN, user, qty, prices, d["deadline"], stream, version, tiers]
 
     def _check_tiers(self, s: Sku, d: dict, stream: str, version: int) -> None:
@@ -311,18 +319,11 @@ class Rules:
                 break
         want_prices = [s.tiers[t][1] for t in expected]
         if list(d["tiers"]) != expected or list(d["unit_prices"]) != want_prices:
-            self._bad_tiers(s, d, stream, version, expected, want_prices)
-
-    def _bad_tiers(self, s: Sku, d: dict, stream: str, version: int,
-                   expected: list[int] | None = None, prices: list[int] | None = None) -> None:
-        if expected is None:
-            expected = [0] * d["qty"]
-            prices = [s.tiers[0][1]] * d["qty"]
-        self.fail("sale.tiers", stream, version,
-                  f"SKU {s.name!r}: reservation {d['reservation_id']!r} took tiers "
-                  f"{list(d['tiers'])} at {list(d['unit_prices'])} cents, but the next "
-                  f"{d['qty']} units are tiers {expected} at {prices} cents "
-                  f"(tiers {s.tiers}, taken {s.taken})")
+            self.fail("sale.tiers", stream, version,
+                      f"SKU {s.name!r}: reservation {d['reservation_id']!r} took tiers "
+                      f"{list(d['tiers'])} at {list(d['unit_prices'])} cents, but the next "
+                      f"{qty} units are tiers {expected} at {want_prices} cents "
+                      f"(tiers {s.tiers}, taken {s.taken})")
 
     def _held(self, env: tuple, what: str) -> tuple[Sku, list] | None:
         d = env[8]

@@ -16,7 +16,7 @@ from actors.team import split_red_packet
 from cluster.bench_audit import SHARDS, LocalGateway, SimClock
 from cluster.checkout import Checkout
 from cluster.cli import app
-from events import Envelope, NewEvent, open_store
+from events import Envelope, NewEvent, event_hash, open_store
 from projections.audit import run_audit
 from projections.audit_rules import RULES
 from projections.export import export
@@ -475,3 +475,23 @@ def test_with_or_without_views_the_rules_see_the_same_log(sale, tmp_path):
         viewed = run_audit(StoreSource(log), views=[CountingView()])
         assert (bare.findings, bare.log_digest, bare.events) == \
             (viewed.findings, viewed.log_digest, viewed.events)
+
+
+def test_a_command_whose_events_span_batches_is_one_run(tmp_path, monkeypatch):
+    """A long commit split across the audit's batches is still one command; the same id
+    coming back later in the stream is not."""
+    import projections.source as source_module
+
+    url = f"sqlite:///{tmp_path}/events.db"
+    store = open_store(url)
+    store.append(SKU, [NewEvent(type="inventory.stock_added", data={"sku": "A1", "qty": 1},
+                                command_id="big", recorded_at=T0) for _ in range(5)], 0)
+    envs = store.read(SKU)
+    store.close()
+    monkeypatch.setattr(source_module, "BATCH", 2)
+    assert run_audit(envs).ok
+    again = list(envs)
+    for version, cid in ((6, "other"), (7, "big")):  # sealed right: only the id repeats
+        env = envs[0]._replace(version=version, command_id=cid, prev_hash=again[-1].hash)
+        again.append(env._replace(hash=event_hash(env.prev_hash, env)))
+    assert [(f.rule, f.version) for f in run_audit(again).findings] == [("log.commands", 7)]
