@@ -11,6 +11,7 @@ import asyncio
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -276,19 +277,33 @@ def test_redis_killed_mid_sale_with_appendfsync_always_keeps_every_acknowledged_
         open_sale(rt, skus, 25)
         items = dict(reserve(i, skus) for i in range(400))
 
-        async def sale() -> dict[str, object]:
-            ids = list(items)
-            replies = await submit_all(rt, [(c, items[c]) for c in ids[:150]])
-            wave = asyncio.ensure_future(submit_all(rt, [(c, items[c]) for c in ids[150:]]))
-            await asyncio.sleep(0.01)
-            await asyncio.get_running_loop().run_in_executor(None, server.kill)
-            await asyncio.sleep(0.3)
-            await asyncio.get_running_loop().run_in_executor(None, server.start)
-            replies.update(await wave)
-            await settle(rt, items, replies)
-            return replies
+        async def sale() -> tuple[dict[str, object], int]:
+            loop = asyncio.get_running_loop()
+            killed = threading.Event()
 
-        replies = run(sale())
+            def crash_and_restart() -> None:
+                time.sleep(0.003)  # let the next wave's batch get under way
+                server.kill()
+                killed.set()
+                time.sleep(0.3)
+                server.start()
+
+            ids = list(items)
+            replies: dict[str, object] = {}
+            restarted = None
+            for n, at in enumerate(range(0, len(ids), 20)):
+                if n == 5:
+                    restarted = loop.run_in_executor(None, crash_and_restart)
+                replies.update(await submit_all(rt, [(c, items[c]) for c in ids[at:at + 20]]))
+                if n == 5:
+                    await loop.run_in_executor(None, killed.wait)
+            await restarted
+            refused = sum(isinstance(r, Unavailable) for r in replies.values())
+            await settle(rt, items, replies)
+            return replies, refused
+
+        replies, refused_while_down = run(sale())
+        assert refused_while_down > 0  # the crash hit the sale: some commands were refused
         assert {type(r).__name__ for r in replies.values()} <= {"Accepted", "SoldOut"}
         in_log = audit(url)
         assert accepted_ids(items, replies) == set(in_log)
