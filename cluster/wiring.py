@@ -170,8 +170,10 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None) -> Non
     if address:
         ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 2, include_dashboard=False,
-                 namespace=NAMESPACE, log_to_driver=False)
+        # address="local": a new Ray in this process, even when a `ray start` cluster
+        # runs on this machine (ray.init() would otherwise join that one).
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 2,
+                 include_dashboard=False, namespace=NAMESPACE, log_to_driver=False)
 
 
 def shard_handle(*, kind: str, stream: str, store_url: str, snapshot_every: int = 50_000,
@@ -220,24 +222,19 @@ def where(names: set[str] | None = None) -> dict[str, dict[str, Any]]:
         if not name or (names is not None and name not in names):
             continue
         address = info.get("Address") or {}
-        row = {"class": info.get("ActorClassName"), "state": info.get("State"), "node_id": address.get("NodeID"),
-               "node_ip": address.get("IPAddress"), "pid": info.get("Pid"),
-               "restarts": info.get("NumRestarts", 0), "detached": info.get("IsDetached"),
-               "started": info.get("StartTime", 0)}
+        row = {"class": info.get("ActorClassName"), "state": info.get("State"),
+               "node_id": address.get("NodeID"), "node_ip": address.get("IPAddress"),
+               "pid": info.get("Pid"), "restarts": info.get("NumRestarts", 0),
+               "detached": info.get("IsDetached"), "started": info.get("StartTime", 0)}
         kept = out.get(name)
-        if kept is None or (kept["state"] == "DEAD") or (
-                row["state"] != "DEAD" and row["started"] >= kept["started"]):
+        if kept is None or _rank(row) > _rank(kept):
             out[name] = row
     return out
 
 
-def nodes() -> list[dict[str, Any]]:
-    """The cluster's nodes: id, IP, alive, and the resources each offers."""
-    import ray
-
-    return [{"node_id": n["NodeID"], "node_ip": n.get("NodeManagerAddress"),
-             "alive": n.get("Alive", False), "resources": n.get("Resources", {})}
-            for n in ray.nodes()]
+def _rank(row: dict[str, Any]) -> tuple[bool, int]:
+    """Of several actors that carried one name: a live one first, then the latest."""
+    return row["state"] != "DEAD", row["started"] or 0
 
 
 def kill_shard(handle: Any, *, no_restart: bool = False) -> None:
