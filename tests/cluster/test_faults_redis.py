@@ -223,6 +223,21 @@ def test_tls_with_client_certificates_from_settings(tls_redis, monkeypatch):
 # -- restarts and pauses under a running sale (Ray) ------------------------------------------
 
 
+def assert_password_not_in_ray_logs() -> None:
+    """No file of this Ray session (the shards' logs among them) holds the password, and
+    the shards did log the outage there (so the search looked in the right place)."""
+    import ray
+
+    logs = Path(ray._private.worker.global_worker.node.get_logs_dir_path())
+    seen_outage = False
+    for path in logs.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert PASSWORD.encode() not in data, f"the password is in {path}"
+            seen_outage = seen_outage or b"append_unavailable" in data
+    assert seen_outage, f"no shard logged the outage under {logs}"
+
+
 def run(coro):
     return asyncio.run(coro)
 
@@ -400,6 +415,7 @@ def test_an_unreachable_redis_gives_typed_errors_and_the_sale_resumes(ray_instan
                 assert "unavailable" in reply.reason and "saleday:***@" in reply.reason
         replies.update(paused)
         run(settle(rt, items, replies))
+        assert_password_not_in_ray_logs()
         in_log = audit(url)
         assert accepted_ids(items, replies) == set(in_log)
         assert len(in_log) == 5 * 40
