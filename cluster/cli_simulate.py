@@ -23,6 +23,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     """Add `simulate` and `replay` to the `saleday` app."""
     app.command("simulate")(simulate)
     app.command("replay")(replay)
+    bench_app.command("simulate")(bench_simulate)
 
 
 DataOpt = Annotated[Path, typer.Option("--data", help="Data dir: the SQLite log "
@@ -128,6 +129,67 @@ def replay(
     _run(sc, seed=11 if seed is None else seed, data=data, store=store, engine=engine,
          address=address, faults=False, record=None, num_cpus=num_cpus, charts=charts,
          progress=progress and not as_json, as_json=as_json, source=source, click_stats=stats)
+
+
+def bench_simulate(
+    scenario: Annotated[str, typer.Option(help="Preset or scenario file.")] = "double11",
+    users: Annotated[int, typer.Option(min=1, help="Users for the in-process engine.")] = 100_000,
+    ray_users: Annotated[int, typer.Option(min=1, help="Users for the Ray engine.")] = 50_000,
+    compression: Annotated[float, typer.Option(help="The Ray engine's compression (higher: "
+                                               "more offered load).")] = 600.0,
+    seed: Annotated[int, typer.Option()] = 11,
+    system: Annotated[list[str] | None, typer.Option(
+        help="generator, inprocess[memory], inprocess[sqlite], ray[sqlite], reserve[sqlite] "
+             "(default: all).")] = None,
+    num_cpus: Annotated[int | None, typer.Option(help="CPUs for the local Ray.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Commands/s of each engine playing a sale day, with the generator and the raw
+    reservation path measured in the same run."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from simulator import bench
+    from simulator.scenario import ScenarioError, load
+
+    try:
+        sc = load(scenario)
+    except ScenarioError as exc:
+        _fail(str(exc))
+    systems = tuple(system or bench.SYSTEMS)
+    unknown = set(systems) - set(bench.SYSTEMS)
+    if unknown:
+        _fail(f"unknown system(s) {sorted(unknown)}; known: {', '.join(bench.SYSTEMS)}")
+    result = bench.run(sc, users=users, ray_users=ray_users, compression=compression, seed=seed,
+                       systems=systems, num_cpus=num_cpus)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    table = Table(title=f"sale day {sc.name}: in-process at {users:,} users, Ray at "
+                        f"{ray_users:,} users x{compression:g}")
+    for col in ("system", "commands", "seconds", "commands/s", "p50 ms", "p99 ms", "note"):
+        table.add_column(col, justify="left" if col in ("system", "note") else "right")
+    for name in systems:
+        row = result[name]
+        if "error" in row:
+            table.add_row(escape(name), "", "", "", "", "", f"[red]failed: {escape(row['error'])}[/red]")
+            continue
+        if name == "generator":
+            table.add_row(escape(name), f"{row['visits']:,} visits", str(row["seconds"]),
+                          f"{row['visits_per_s']:,} visits/s", "", "", "")
+            continue
+        note = ""
+        if "x_goal_10M_in_90s" in row:
+            note = f"{row['x_goal_10M_in_90s']}x the goal (10M commands in 90 s)"
+        if "offered_per_s" in row:
+            note = f"offered {row['offered_per_s']:,}/s, busy {row['busy']:,}"
+        table.add_row(escape(name), f"{row.get('commands', row.get('requests', 0)):,}",
+                      str(row.get("seconds", "")), f"{row['commands_per_s']:,}",
+                      str(row.get("p50_ms", "")), str(row.get("p99_ms", "")), note)
+    out = console()
+    out.print(table)
+    m = result["machine"]
+    out.print(f"machine: {m.get('cpu')}, {m.get('cores')} cores, Python {m.get('python')}")
 
 
 def _run(sc, *, seed, data, store, engine, address, faults, record, num_cpus, charts,  # type: ignore[no-untyped-def]

@@ -83,7 +83,8 @@ async def _drive(opts: RunOptions, runtime: Runtime, url: str, skus: list[Sku],
             await asyncio.sleep(delay)
 
     recorder = Recorder(gateway, now_s, bucket_s=_bucket_s(sc))
-    driver = Driver(recorder, sc, clock, skus, wait_until)
+    driver = Driver(recorder, sc, clock, skus, wait_until,
+                    stamp=lambda t_s: max(clock.ms(t_s), wall_clock_ms()))
     store = open_store(url)
     reactor = Reactor(store, gateway, kinds=("team", "campaign"))
     stop = asyncio.Event()
