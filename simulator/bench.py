@@ -39,7 +39,7 @@ def run(scenario: Scenario, *, users: int, ray_users: int, compression: float, s
                 out[system] = _one(system, scenario, users=users, ray_users=ray_users,
                                    compression=compression, seed=seed, tmp=Path(tmp),
                                    num_cpus=num_cpus)
-            except Exception as exc:  # a failed system is reported, the others still run
+            except Exception as exc:  # noqa: BLE001 - a failed system is reported, the others run
                 out[system] = {"error": f"{type(exc).__name__}: {exc}"}
     goal = 10_000_000 / 90
     row = out.get("inprocess[memory]", {})
