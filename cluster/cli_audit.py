@@ -87,12 +87,12 @@ def _print_report(report: Any) -> None:
     out.print(f"{report.events:,} events in {len(report.streams)} streams, last event at {last}; "
               f"{report.events_per_s:,} events/s ({report.seconds:.2f} s)")
     table = Table(title="rules")
-    for col in ("rule", "checks", "failed", "what it means"):
-        table.add_column(col, justify="right" if col in ("checks", "failed") else "left",
+    for col in ("rule", "passed", "failed", "what it means"):
+        table.add_column(col, justify="right" if col in ("passed", "failed") else "left",
                          no_wrap=col == "rule")
     for rule, row in report.rules.items():
         failed = f"[red]{row['failed']:,}[/red]" if row["failed"] else "0"
-        table.add_row(rule, f"{row['checks']:,}", failed, escape(row["about"]))
+        table.add_row(rule, f"{row['passed']:,}", failed, escape(row["about"]))
     out.print(table)
     if report.findings:
         out.print(f"[red bold]{len(report.findings):,} findings[/red bold]"

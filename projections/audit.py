@@ -207,5 +207,6 @@ def _rule_table(findings: list[Finding], types: Counter[str], end: dict[str, int
             checks = events
         else:
             checks = sum(types[t] for t in READS.get(rule, ())) + end.get(rule, 0)
-        table[rule] = {"checks": checks, "failed": failed[rule], "about": about}
+        table[rule] = {"checks": checks, "passed": max(checks - failed[rule], 0),
+                       "failed": failed[rule], "about": about}
     return table
