@@ -115,7 +115,7 @@ def log_digest(heads: dict[str, tuple[int, bytes]]) -> str:
 class StoreSource(LogSource):
     """Every stream of a store, verified over the stored bytes and decoded once."""
 
-    verified_by = "stored bytes (events.verify_commits)"
+    verified_by = "the stored bytes (the rule of events.verify_commits)"
 
     def __init__(self, url: str, *, streams: Iterable[str] | None = None) -> None:
         super().__init__()
@@ -131,12 +131,16 @@ class StoreSource(LogSource):
             yield from self._stream(stream)
 
     def _stream(self, stream: str) -> Iterator[Item]:
+        """The stream up to its head as it was when the audit began (a live store keeps
+        growing; what is appended meanwhile is left to the next audit)."""
         version, head_hash = 0, ZERO_HASH
         try:
-            commits = self.store.read_commits(stream)
+            head = self.store.head(stream)
             chunk: list = []
             size = 0
-            for commit in commits:
+            for commit in self.store.read_commits(stream):
+                if commit.first_version > head.version:
+                    break
                 chunk.append(commit)
                 size += commit.last_version - commit.first_version + 1
                 if size >= BATCH:
@@ -148,7 +152,6 @@ class StoreSource(LogSource):
                 version, head_hash, broken = yield from self._checked(stream, chunk, version, head_hash)
                 if broken:
                     return
-            head = self.store.head(stream)
         except CorruptRecordError as exc:  # raised while reading, before verification
             self.heads[stream] = (version, head_hash)
             yield ChainFinding("log.chain", stream, exc.version, exc.reason)
@@ -157,10 +160,12 @@ class StoreSource(LogSource):
             raise SourceError(str(exc)) from exc
         self.heads[stream] = (version, head_hash)
         if (head.version, head.hash) != (version, head_hash):
-            yield ChainFinding("log.chain", stream, version or None,
+            yield ChainFinding("log.chain", stream, version + 1 if version < head.version else version,
                                f"the stream's recorded head (version {head.version}, hash "
                                f"{head.hash.hex()[:16]}…) is not its last event (version "
-                               f"{version}): events are missing or the head was altered")
+                               f"{version}): " + ("events are missing from the end"
+                                                  if version < head.version else
+                                                  "the head or the last event was altered"))
 
     def _checked(self, stream: str, chunk: list, version: int, head_hash: bytes):
         """Verify and decode `chunk`, yield its envelopes; return (version, hash, broken)."""

@@ -495,3 +495,21 @@ def test_a_command_whose_events_span_batches_is_one_run(tmp_path, monkeypatch):
         env = envs[0]._replace(version=version, command_id=cid, prev_hash=again[-1].hash)
         again.append(env._replace(hash=event_hash(env.prev_hash, env)))
     assert [(f.rule, f.version) for f in run_audit(again).findings] == [("log.commands", 7)]
+
+
+def test_a_store_missing_its_last_commit_is_caught_against_its_head(sale, tmp_path):
+    """The chain of what is left still holds, but the stream's head says there was more."""
+    import shutil
+    import sqlite3
+
+    copy = tmp_path / "events.db"
+    shutil.copy(Path(sale.removeprefix("sqlite:///")), copy)
+    db = sqlite3.connect(copy)
+    first, last = db.execute("SELECT first_version, last_version FROM commits WHERE stream = ? "
+                             "ORDER BY last_version DESC LIMIT 1", (SKU,)).fetchone()
+    db.execute("DELETE FROM commits WHERE stream = ? AND last_version = ?", (SKU, last))
+    db.commit()
+    db.close()
+    (finding,) = [f for f in audit(f"sqlite:///{copy}").findings if f.rule == "log.chain"]
+    assert (finding.stream, finding.version) == (SKU, first)
+    assert "missing from the end" in finding.message
