@@ -120,6 +120,7 @@ class StoreSource(LogSource):
     def __init__(self, url: str, *, streams: Iterable[str] | None = None) -> None:
         super().__init__()
         self.name = url
+        self._last_cid: dict[str, str] = {}
         try:
             self.store = open_existing(url)
             self._streams = list(streams) if streams is not None else sorted(self.store.streams())
@@ -170,6 +171,7 @@ class StoreSource(LogSource):
     def _checked(self, stream: str, chunk: list, version: int, head_hash: bytes):
         """Verify and decode `chunk`, yield its envelopes; return (version, hash, broken)."""
         out: list = []
+        twice: list[ChainFinding] = []
         rows_ok = self.rows_ok
         with gc_paused():
             for commit in chunk:
@@ -182,12 +184,23 @@ class StoreSource(LogSource):
                     except CorruptRecordError as exc:
                         if out:
                             yield stream, out
+                        yield from twice
                         self.heads[stream] = (version, head_hash)
                         yield ChainFinding("log.chain", stream, exc.version, exc.reason)
                         return version, head_hash, True
-                out += done[0]
+                rows = done[0]
+                # A command's events are one run, which the audit checks; only the store
+                # shows where commits meet, so a run that spans two commits is caught here.
+                if out and rows[0][5] == out[-1][5] or not out and rows[0][5] == self._last_cid.get(stream):
+                    twice.append(ChainFinding(
+                        "log.commands", stream, commit.first_version,
+                        f"command {rows[0][5]!r} recorded again: its effects are in the commit "
+                        f"before this one too"))
+                out += rows
                 version, head_hash = commit.last_version, done[1]
+        self._last_cid[stream] = out[-1][5]
         yield stream, out
+        yield from twice
         return version, head_hash, False
 
     def close(self) -> None:

@@ -513,3 +513,30 @@ def test_a_store_missing_its_last_commit_is_caught_against_its_head(sale, tmp_pa
     (finding,) = [f for f in audit(f"sqlite:///{copy}").findings if f.rule == "log.chain"]
     assert (finding.stream, finding.version) == (SKU, first)
     assert "missing from the end" in finding.message
+
+
+def test_a_command_recorded_in_two_commits_in_a_row_is_caught(tmp_path):
+    """Past the store's own dedup (rows written by hand), a command whose events fill the
+    end of one commit and the start of the next was recorded twice."""
+    import sqlite3
+
+    from events.chain import seal
+
+    url = f"sqlite:///{tmp_path}/events.db"
+    write(url, [*stocked(), (SKU, "inventory.stock_added", {"sku": "A1", "qty": 1}, T0, "add")])
+    store = open_store(url)
+    head = store.head(SKU)
+    store.close()
+    again = seal(SKU, head.version, head.hash, [NewEvent(
+        type="inventory.stock_added", data={"sku": "A1", "qty": 1}, command_id="add",
+        recorded_at=T0)])
+    db = sqlite3.connect(tmp_path / "events.db")
+    db.execute("INSERT INTO commits (stream, first_version, last_version, prev_hash, hashes, body) "
+               "VALUES (?, ?, ?, ?, ?, ?)", (SKU, again.first_version, again.last_version,
+                                             again.prev_hash, again.hashes, again.body))
+    db.execute("UPDATE streams SET version = ?, hash = ? WHERE stream = ?",
+               (again.last_version, again.head_hash, SKU))
+    db.commit()
+    db.close()
+    findings = audit(url).findings
+    assert [(f.rule, f.stream, f.version) for f in findings] == [("log.commands", SKU, 4)]
