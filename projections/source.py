@@ -384,18 +384,20 @@ class JsonlSource(LogSource):
         self.heads = chain.heads
         run: list[Envelope] = []
         try:
-            f = self.path.open("r", encoding="utf-8")
+            f = self.path.open("rb")
         except OSError as exc:
             raise SourceError(f"cannot read {self.name}: {exc}") from exc
         with f, gc_paused():
-            for n, line in enumerate(f, start=1):
+            for n, raw in enumerate(f, start=1):
                 self.lines = n
                 try:
+                    line = raw.decode("utf-8")
                     env = envelope_from_json(line)
                 except (ValueError, KeyError, TypeError) as exc:
                     if n == 1:
                         raise SourceError(f"{self.name} is not a saleday JSONL export: "
                                           f"line 1: {exc}") from exc
+                    line = raw.decode("utf-8", errors="replace")
                     stream, version = _located(line)
                     if run:
                         yield from _checked_run(chain, run)
@@ -413,6 +415,8 @@ class JsonlSource(LogSource):
                     run.append(env)
             if run:
                 yield from _checked_run(chain, run)
+        if self.lines == 0 and self.manifest is None:
+            raise SourceError(f"{self.name} is empty (and has no manifest saying the log is)")
         if self.manifest is not None:
             yield from self._against_manifest(chain)
 

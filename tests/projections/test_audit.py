@@ -449,10 +449,14 @@ def test_audit_exits_1_naming_each_finding(tmp_path):
 
 
 @pytest.mark.parametrize("args", [["--store", "sqlite:///{tmp}/none.db"], ["--log", "{tmp}/none.jsonl"],
-                                  ["--log", "{tmp}/notes.txt"], ["--data", "{tmp}"], []])
+                                  ["--log", "{tmp}/notes.txt"], ["--log", "{tmp}/blob.bin"],
+                                  ["--log", "{tmp}/empty.jsonl"], ["--data", "{tmp}"], []])
 def test_audit_exits_2_when_there_is_no_log_to_read(args, tmp_path):
-    """No store, no file, not an export, or no log named: exit 2 with one readable line."""
+    """No store, no file, not an export (text or binary), an empty file, or no log named:
+    exit 2 with one readable line."""
     (tmp_path / "notes.txt").write_text("not an export\n")
+    (tmp_path / "blob.bin").write_bytes(b"PAR1\xb5\x00\xff")
+    (tmp_path / "empty.jsonl").write_text("")
     done = runner.invoke(app, ["audit", *[a.format(tmp=tmp_path) for a in args]])
     assert done.exit_code == 2 and "error:" in done.output
 
@@ -540,3 +544,13 @@ def test_a_command_recorded_in_two_commits_in_a_row_is_caught(tmp_path):
     db.close()
     findings = audit(url).findings
     assert [(f.rule, f.stream, f.version) for f in findings] == [("log.commands", SKU, 4)]
+
+
+def test_a_line_that_is_not_text_is_a_finding_at_its_event(exported, tmp_path):
+    """Bytes that are not UTF-8 in the middle of an export: that event, not a crash."""
+    lines = [line.encode() for line in lines_of(exported)]
+    i = first(lines_of(exported), "orders.order_placed")
+    lines[i] = lines[i][:60] + b"\xff\xfe" + lines[i][60:]
+    (tmp_path / "events.jsonl").write_bytes(b"".join(lines))
+    assert chain_findings(tmp_path / "events.jsonl")[0] == \
+        ("log.chain", *where(lines_of(exported)[i]))
