@@ -228,7 +228,7 @@ def build_log(url: str, *, events: int, seed: int = 11) -> dict[str, Any]:
     store = open_store(url)
     try:
         gw = LocalGateway(store, SHARDS, SimClock())
-        orders = max(events // 6, 10)
+        orders = max(events * 10 // 74, 10)  # about 7.4 events per checkout, all told
         users = max(min(orders // 2, 200_000), 50)
         skus = max(users // 25, 8)
         counts = asyncio.run(drive_sale(gw, store, orders=orders, users=users, skus=skus,
