@@ -412,8 +412,9 @@ class Rules:
     def referral_attributed(self, env: tuple) -> None:
         d = env[8]
         user, inviter = d["user"], d["inviter"]
-        if inviter == user:
+        if inviter == user:  # the one rule it breaks: not also a cycle, nor seen-before
             self.fail("referrals.no_self", env[0], env[1], f"user {user!r} credited as their own inviter")
+            return
         before = self.inviter.get(user)
         u = self.users.get(user)
         if before is not None:
