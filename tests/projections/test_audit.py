@@ -81,11 +81,13 @@ def test_a_real_sale_day_passes_every_rule(sale):
 
 
 @pytest.mark.redis
-def test_a_real_sale_day_on_redis_passes_every_rule(redis_store_url):
-    """The same holds for a log kept in Redis Streams."""
+def test_a_real_sale_day_on_redis_passes_every_rule(redis_store_url, tmp_path):
+    """The same holds for a log kept in Redis Streams, and for its export."""
     real_sale(redis_store_url, orders=60, seed=3)
     report = audit(redis_store_url)
     assert report.ok and report.events > 500, [str(f) for f in report.findings[:10]]
+    from_file = run_audit(JsonlSource(export(redis_store_url, fmt="jsonl", out=tmp_path).path))
+    assert from_file.ok and from_file.log_digest == report.log_digest
 
 
 def test_the_export_audits_to_the_same_log_digest_and_views(sale, exported):
