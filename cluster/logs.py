@@ -31,5 +31,7 @@ def configure(level: str = "info", *, json: bool = False) -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
         logger_factory=structlog.PrintLoggerFactory(_CurrentStderr()),
-        cache_logger_on_first_use=True,
+        # Not cached: a later configure() (a CLI callback, a test) reaches every logger,
+        # including those first used before it. Nothing logs per command, so it costs little.
+        cache_logger_on_first_use=False,
     )

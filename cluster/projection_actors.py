@@ -160,14 +160,23 @@ def worker_name(views: list[str], index: int, count: int) -> str:
 
 def worker_handle(*, views: list[str], store_url: str, checkpoint_url: str, index: int = 0,
                   count: int = 1, assignment: dict[str, int] | None = None,
-                  batch_size: int = 10_000, num_cpus: float = 0, detached: bool = False) -> Any:
-    """The named projection worker actor for part `index` of `count`, created if needed."""
+                  batch_size: int = 10_000, num_cpus: float = 0, detached: bool = False,
+                  resource: str | None = None, resource_amount: float = 0.01,
+                  spread: bool = False) -> Any:
+    """The named projection worker actor for part `index` of `count`, created if needed.
+
+    Placed like the shards (`wiring.shard_placement`): on the nodes that offer `resource`
+    (none: anywhere), spread across them when `spread`.
+    """
     import ray
+
+    from cluster.wiring import shard_placement
 
     actor = ray.remote(ProjectionWorker).options(
         name=worker_name(views, index, count), namespace=NAMESPACE, get_if_exists=True,
         lifetime="detached" if detached else None, max_restarts=-1, max_task_retries=0,
-        num_cpus=num_cpus)
+        num_cpus=num_cpus, resources=shard_placement(resource, resource_amount),
+        scheduling_strategy="SPREAD" if spread else None)
     return actor.remote(views=views, store_url=store_url, checkpoint_url=checkpoint_url,
                         index=index, count=count, assignment=assignment, batch_size=batch_size)
 

@@ -12,7 +12,12 @@ from collections.abc import Iterator  # noqa: E402
 
 import pytest  # noqa: E402
 
+from cluster import logs  # noqa: E402
 from tests.helpers import RedisServer, delete_prefix, no_redis, ping, with_query  # noqa: E402
+
+# structlog's default prints every level to stdout, where a CLI test reads its JSON: log as
+# the CLI does (warnings and up, to stderr) unless a test says otherwise.
+logs.configure("warning")
 
 
 @pytest.fixture(scope="session")

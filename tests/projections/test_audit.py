@@ -432,7 +432,7 @@ def test_audit_json_has_the_documented_fields(sale):
     done = runner.invoke(app, ["audit", "--data", str(Path(sale.removeprefix("sqlite:///")).parent),
                                "--json"])
     assert done.exit_code == 0, done.output
-    report = json.loads(done.output)
+    report = json.loads(done.stdout)
     assert {"ok", "events", "streams", "findings", "rules", "views", "log_digest",
             "events_per_s"} <= set(report)
     assert report["ok"] and report["findings"] == [] and len(report["views"]) >= 1
@@ -445,7 +445,7 @@ def test_audit_exits_1_naming_each_finding(tmp_path):
     done = runner.invoke(app, ["audit", "--store", url])
     assert done.exit_code == 1
     assert "sku-000 v3: SKU 'A1' oversold: 3 units reserved with 1 available" in done.output
-    as_json = json.loads(runner.invoke(app, ["audit", "--store", url, "--json"]).output)
+    as_json = json.loads(runner.invoke(app, ["audit", "--store", url, "--json"]).stdout)
     assert as_json["findings"][0] == {"rule": "stock.oversell", "stream": "sku-000", "version": 3,
                                       "message": "SKU 'A1' oversold: 3 units reserved with 1 available"}
 
@@ -467,7 +467,7 @@ def test_bench_audit_measures_audit_and_verify_on_one_log():
     """`saleday bench audit` builds a sale-day log, audits it clean and reports both rates."""
     done = runner.invoke(app, ["bench", "audit", "--events", "3000", "--repeat", "1", "--json"])
     assert done.exit_code == 0, done.output
-    result = json.loads(done.output)
+    result = json.loads(done.stdout)
     assert result["ok"] and result["events"] >= 2000
     assert result["audit_events_per_s"] > 0 and result["verify_events_per_s"] > 0
 

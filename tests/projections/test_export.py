@@ -41,11 +41,11 @@ def test_jsonl_round_trips_to_the_same_log_digest(sale, tmp_path):
     done = runner.invoke(app, ["export", "--store", sale, "--format", "jsonl", "--out",
                                str(tmp_path), "--json"])
     assert done.exit_code == 0, done.output
-    exported = json.loads(done.output)
+    exported = json.loads(done.stdout)
     audited = runner.invoke(app, ["audit", "--log", str(tmp_path / "events.jsonl"), "--json",
                                   "--no-views"])
     assert audited.exit_code == 0, audited.output
-    from_file = json.loads(audited.output)
+    from_file = json.loads(audited.stdout)
     assert from_file["ok"] and from_file["log_digest"] == audit(sale).log_digest
     assert exported["log_digest"] == from_file["log_digest"]
     assert from_file["events"] == exported["events"] == len(store_events(sale))

@@ -266,19 +266,19 @@ def test_saleday_view_catches_up_and_prints_json_for_machines(data_dir):
     new and prints the same, restored from the checkpoint next to the log."""
     first = cli("view", "stock", "--data", str(data_dir), "--json")
     assert first.exit_code == 0, first.output
-    assert json.loads(first.output)["skus"]["sku-c"] == {"stocked": 3, "available": 3,
+    assert json.loads(first.stdout)["skus"]["sku-c"] == {"stocked": 3, "available": 3,
                                                          "reserved": 0, "sold": 0}
     assert (data_dir / "projections.db").exists()
     again = cli("view", "stock", "--data", str(data_dir), "--json", "--sku", "sku-c")
-    assert json.loads(again.output) == {"skus": {"sku-c": json.loads(first.output)["skus"]["sku-c"]}}
+    assert json.loads(again.stdout) == {"skus": {"sku-c": json.loads(first.stdout)["skus"]["sku-c"]}}
 
 
 def test_saleday_view_filters_orders_and_users_and_prints_tables(data_dir):
     """--order shows one order, --user one user's; the human output is a table."""
     one = cli("view", "orders", "--data", str(data_dir), "--order", "o001", "--json")
-    assert json.loads(one.output)["lines"][0]["tiers"] == [0, 1]
+    assert json.loads(one.stdout)["lines"][0]["tiers"] == [0, 1]
     mine = cli("view", "orders", "--data", str(data_dir), "--user", "u3", "--json")
-    assert [o["order_id"] for o in json.loads(mine.output)["orders"]] == ["o003", "o027"]
+    assert [o["order_id"] for o in json.loads(mine.stdout)["orders"]] == ["o003", "o027"]
     table = cli("view", "orders", "--data", str(data_dir), "--top", "5")
     assert table.exit_code == 0 and "o004" in table.output and "o005" not in table.output
     missing = cli("view", "orders", "--data", str(data_dir), "--order", "nope")
@@ -291,8 +291,8 @@ def test_saleday_view_referrals_writes_graphml_and_metrics_rebuilds(data_dir):
     shown = cli("view", "referrals", "--data", str(data_dir), "--graphml", str(out), "--top", "3")
     assert shown.exit_code == 0, shown.output
     assert "K-factor" in shown.output and ET.parse(out).getroot().tag.endswith("graphml")
-    first = json.loads(cli("view", "metrics", "--data", str(data_dir), "--json").output)
-    rebuilt = json.loads(cli("view", "metrics", "--data", str(data_dir), "--json", "--rebuild").output)
+    first = json.loads(cli("view", "metrics", "--data", str(data_dir), "--json").stdout)
+    rebuilt = json.loads(cli("view", "metrics", "--data", str(data_dir), "--json", "--rebuild").stdout)
     assert first == rebuilt and first["oversold_units"] == 0
 
 
