@@ -1,8 +1,7 @@
 """`saleday bench audit`: a sale-day log written by the real deciders, then audited.
 
-`LocalGateway` offers the gateway's interface (`submit`, `submit_retrying_busy`, `query`)
-over shard hosts in this process: concurrent submissions to one shard are decided as one
-batch and one commit, as the Ray gateway batches them. The real flows
+`local_gateway` is `cluster.local.LocalShards` (the gateway's interface over shard hosts in
+this process) batching as the Ray gateway does. The real flows
 (`cluster.checkout.Checkout`, `cluster.flows.SaleDayFlows`, the `Reactor`) run on it
 unchanged, so the log is the one the system writes, without Ray.
 
@@ -18,21 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import platform
 import random
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from actors.campaign import CreateCampaign
-from actors.host import Request, ShardHost
 from actors.session import ReceiveCoupon
 from actors.sku import AddStock, ConfigureSale
+from cluster.bench import machine
 from cluster.checkout import Checkout
 from cluster.flows import Reactor, SaleDayFlows
-from cluster.routing import ShardMap
-from cluster.wiring import deciders
+from cluster.local import LocalShards
 from events import EventStore, open_store, verify_commits
 
 T0 = 1_762_790_400_000
@@ -50,71 +46,16 @@ class SimClock:
         return self.now
 
 
-class LocalGateway:
-    """The gateway's interface over in-process shard hosts, one batch per shard per turn."""
-
-    def __init__(self, store: EventStore, shards: dict[str, int], clock: SimClock) -> None:
-        known = deciders()
-        self.clock = clock
-        self.maps = {kind: ShardMap.uniform(kind, n) for kind, n in shards.items()}
-        self.hosts = {kind: [ShardHost(decider=known[kind], store=store, stream=m.stream(i),
-                                       clock=clock, snapshot_every=10**12)
-                             for i in range(m.shards)] for kind, m in self.maps.items()}
-        self._kind = {cls: kind for kind in shards for cls in known[kind].commands}
-        self._entity_of = {kind: known[kind].entity_of for kind in shards}
-        self._queues: dict[int, list[tuple[ShardHost, Request, asyncio.Future]]] = {}
-
-    def _host(self, kind: str, entity: str) -> ShardHost:
-        return self.hosts[kind][self.maps[kind].shard_of(entity)]
-
-    async def submit(self, command: Any, *, command_id: str | None = None,
-                     correlation_id: str = "") -> Any:
-        kind = self._kind[type(command)]
-        host = self._host(kind, self._entity_of[kind](command))
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        queue = self._queues.setdefault(id(host), [])
-        if not queue:
-            loop.call_soon(self._flush, id(host))
-        queue.append((host, Request(command_id or f"local-{id(fut)}-{time.time_ns()}", command,
-                                    correlation_id), fut))
-        return await fut
-
-    async def submit_retrying_busy(self, command: Any, *, command_id: str,
-                                   busy_retries: int = 50) -> Any:
-        return await self.submit(command, command_id=command_id)
-
-    async def submit_many(self, commands: list[Any]) -> list[Any]:
-        return list(await asyncio.gather(*(self.submit(c) for c in commands)))
-
-    async def query(self, kind: str, entity_id: str) -> Any:
-        return self._host(kind, entity_id).state_of(entity_id)
-
-    def _flush(self, key: int) -> None:
-        taken = self._queues.pop(key, [])
-        if not taken:
-            return
-        host = taken[0][0]
-        try:
-            replies = host.handle([req for _, req, _ in taken])
-        except Exception as exc:  # noqa: BLE001 - hand any failure to every waiting caller
-            for _, _, fut in taken:
-                if not fut.done():
-                    fut.set_exception(exc)
-            return
-        for (_, _, fut), reply in zip(taken, replies):
-            if not fut.done():
-                fut.set_result(reply)
-
-    def tick(self) -> int:
-        """Every host expires what is due at the clock's time; return events recorded."""
-        return sum(h.tick() for hosts in self.hosts.values() for h in hosts)
+def local_gateway(store: EventStore, shards: dict[str, int], clock: SimClock) -> LocalShards:
+    """Shards in this process on `clock`: each shard's concurrent submissions decided as one
+    batch as soon as the loop gets to them, as the Ray gateway batches them."""
+    return LocalShards(store, shards, clock=clock, autoflush=True, snapshot_every=10**12)
 
 
 SHARDS = {"sku": 2, "session": 2, "order": 2, "campaign": 1, "team": 1}
 
 
-async def drive_sale(gw: LocalGateway, store: EventStore, *, orders: int, users: int = 500,
+async def drive_sale(gw: LocalShards, store: EventStore, *, orders: int, users: int = 500,
                      skus: int = 40, stock: int = 60, teams: int = 20, grants: int = 40,
                      seed: int = 11, wave: int = 256) -> dict[str, int]:
     """Play a sale day on `gw`; every flow ends (paid, cancelled, expired) before returning.
@@ -227,7 +168,7 @@ def build_log(url: str, *, events: int, seed: int = 11) -> dict[str, Any]:
     """Write a sale-day log of at least about `events` events to the store at `url`."""
     store = open_store(url)
     try:
-        gw = LocalGateway(store, SHARDS, SimClock())
+        gw = local_gateway(store, SHARDS, SimClock())
         orders = max(events * 10 // 74, 10)  # about 7.4 events per checkout, all told
         users = max(min(orders // 2, 200_000), 50)
         skus = max(users // 25, 8)
@@ -238,20 +179,6 @@ def build_log(url: str, *, events: int, seed: int = 11) -> dict[str, Any]:
         return counts
     finally:
         store.close()
-
-
-def machine() -> dict[str, Any]:
-    import os
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
 
 
 def run(*, events: int = 300_000, repeat: int = 3, seed: int = 11) -> dict[str, Any]:

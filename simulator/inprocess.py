@@ -1,8 +1,8 @@
 """The in-process engine: every shard host in this process, on a virtual clock, no Ray.
 
 It is the fast path for huge runs and the harness for deterministic simulation testing.
-`LocalShards` offers the gateway's API (`submit_retrying_busy`, `query`) over plain
-`ShardHost`s that share one store. Commands queue per shard and are decided in rounds:
+`cluster.local.LocalShards` offers the gateway's API over plain `ShardHost`s that share
+one store; here (`FaultyShards`) commands queue per shard and are decided in rounds:
 the engine lets every flow run until all of them wait (on a reply or on the clock), then
 hands each shard its queue as one batch, in a fixed order, and resumes the flows. Nothing
 depends on the wall clock or on thread timing, so a scenario, a seed and a fault plan give
@@ -33,11 +33,9 @@ from typing import Any
 import numpy as np
 import structlog
 
-from actors.host import Accepted, Request, ShardHost, Unavailable
-from cluster.flows import follow_ups
-from cluster.routing import ShardMap
-from cluster.wiring import deciders
-from events import EventStore, StoreUnavailable, Tail, registry
+from actors.host import Accepted, Request
+from cluster.local import Lane, LocalShards
+from events import EventStore, StoreUnavailable
 from simulator.generator import Visit
 
 log = structlog.get_logger("saleday.simulator")
@@ -82,96 +80,23 @@ class _FailNextAppend:
         return getattr(self._store, name)
 
 
-@dataclass
-class _Lane:
-    kind: str
-    stream: str
-    host: ShardHost
-    store: _FailNextAppend
-    queue: list[tuple[Request, asyncio.Future]] = field(default_factory=list)
+class FaultyShards(LocalShards):
+    """`LocalShards` in deterministic rounds, with the faults of a `FaultPlan` injected
+    around the batches they strike."""
 
-
-class LocalShards:
-    """The gateway's API over in-process shard hosts, decided in deterministic rounds."""
-
-    def __init__(self, store: EventStore, shards: dict[str, int], *, partitions: int = 64,
-                 snapshot_every: int = 50_000, faults: FaultPlan | None = None,
-                 reactor_kinds: tuple[str, ...] = ("team", "campaign")) -> None:
-        self.store = store
-        self.now_ms = 0
-        self.maps = {kind: ShardMap.uniform(kind, n, partitions) for kind, n in shards.items()}
-        self.deciders = deciders()
-        self.snapshot_every = snapshot_every
-        self._kind_by_type = {cls: kind for kind in shards for cls in self.deciders[kind].commands}
-        self.lanes: dict[str, list[_Lane]] = {
-            kind: [self._lane(kind, m.stream(i)) for i in range(m.shards)]
-            for kind, m in self.maps.items()}
-        self.order = [lane for kind in sorted(self.lanes) for lane in self.lanes[kind]]
+    def __init__(self, store: EventStore, shards: dict[str, int], *,
+                 faults: FaultPlan | None = None, **kw: Any) -> None:
         self.faults = faults or FaultPlan()
         self._fault_at = 0
-        prefixes = tuple(f"{k}-" for k in reactor_kinds)
-        self.tail = Tail(store, include=lambda s: s.startswith(prefixes))
-        self._reacting = [lane for lane in self.order if lane.stream.startswith(prefixes)]
-        self._reacted_at: tuple[int, ...] = ()
-        self.reactions = 0
-        self.batches = 0
+        super().__init__(store, shards, autoflush=False, **kw)
 
-    def _lane(self, kind: str, stream: str) -> _Lane:
-        proxy = _FailNextAppend(self.store)
-        host = ShardHost(decider=self.deciders[kind], store=proxy, stream=stream,  # type: ignore[arg-type]
-                         snapshot_every=self.snapshot_every, clock=lambda: self.now_ms)
-        return _Lane(kind, stream, host, proxy)
+    def _store_for(self, stream: str) -> _FailNextAppend:
+        return _FailNextAppend(self.store)
 
-    # -- the gateway's API ------------------------------------------------------------
-
-    def submit_nowait(self, command: Any, command_id: str) -> asyncio.Future:
-        fut = asyncio.get_running_loop().create_future()
-        kind = self._kind_by_type.get(type(command))
-        if kind is None:
-            raise TypeError(f"no shards host {type(command).__name__}")
-        decider = self.deciders[kind]
-        lane = self.lanes[kind][self.maps[kind].shard_of(decider.entity_of(command))]
-        lane.queue.append((Request(command_id, command), fut))
-        return fut
-
-    async def submit_retrying_busy(self, command: Any, *, command_id: str,
-                                   busy_retries: int = 50) -> Any:
-        return await self.submit_nowait(command, command_id)
-
-    async def query(self, kind: str, entity_id: str) -> Any:
-        return self.lanes[kind][self.maps[kind].shard_of(entity_id)].host.state_of(entity_id)
-
-    # -- rounds -------------------------------------------------------------------------
-
-    def pending(self) -> bool:
-        return any(lane.queue for lane in self.order)
-
-    def flush(self, t_s: float) -> int:
-        """Give every shard its queue as one batch; return the commands decided."""
-        done = 0
-        for index, lane in enumerate(self.order):
-            if not lane.queue:
-                continue
-            take, lane.queue = lane.queue, []
-            requests = [r for r, _ in take]
-            replies = self._deliver(index, lane, requests, t_s)
-            retry = []
-            for (req, fut), reply in zip(take, replies):
-                if isinstance(reply, Unavailable):
-                    retry.append((req, fut))  # the client retries with the same id
-                elif not fut.done():
-                    fut.set_result(reply)
-                    done += 1
-            lane.queue[:0] = retry
-            self.batches += 1
-        return done
-
-    def _deliver(self, index: int, lane: _Lane, requests: list[Request], t_s: float) -> list[Any]:
+    def _deliver(self, index: int, lane: Lane, requests: list[Request], t_s: float) -> list[Any]:
         fault = self._due_fault(index, t_s)
         if fault == "crash":
-            lane.host = ShardHost(decider=self.deciders[lane.kind], store=lane.store,  # type: ignore[arg-type]
-                                  stream=lane.stream, snapshot_every=self.snapshot_every,
-                                  clock=lambda: self.now_ms)
+            lane.host = self.new_host(lane.kind, lane.stream, lane.store)
         elif fault == "failed_append":
             lane.store.armed = True
         replies = lane.host.handle(requests)
@@ -198,33 +123,6 @@ class LocalShards:
             log.info("fault_injected", kind=kind, stream=self.order[index].stream, at_s=round(t_s, 3))
             return kind
         return None
-
-    def tick(self) -> int:
-        """Expire what is due at `now_ms` on every shard that has a timer due."""
-        recorded = 0
-        for lane in self.order:
-            due = lane.host.next_due()
-            if due is not None and due <= self.now_ms:
-                recorded += lane.host.tick()
-        return recorded
-
-    def react(self) -> int:
-        """Submit what new team and campaign facts call for (shares, grants, pool returns)."""
-        heads = tuple(lane.host.version for lane in self._reacting)
-        if heads == self._reacted_at:
-            return 0
-        self._reacted_at = heads
-        queued = 0
-        while batch := self.tail.poll():
-            for env in batch:
-                for cid, command in follow_ups(env, registry.decode(env)):
-                    self.submit_nowait(command, cid)
-                    queued += 1
-        self.reactions += queued
-        return queued
-
-    def status(self) -> list[dict[str, Any]]:
-        return [lane.host.status() for lane in self.order]
 
 
 async def settle() -> None:

@@ -194,7 +194,7 @@ def simulate(opts: RunOptions, source: Iterator[Visit] | None = None) -> RunRepo
 
 def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator[Visit],
                    progress: Any) -> EngineRun:
-    from simulator.inprocess import FaultPlan, LocalShards, VirtualTime, run_rounds
+    from simulator.inprocess import FaultPlan, FaultyShards, VirtualTime, run_rounds
 
     sc = opts.scenario
     clock = SimClock(sc.sale_start_ms, sc.compression)
@@ -202,7 +202,7 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
     shard_counts = {"sku": sc.sku_shards, "session": 1, "order": 1, "campaign": 1, "team": 1}
     plan = FaultPlan.draw(opts.seed, window_s=sc.traffic.window_s,
                           lanes=sum(shard_counts.values())) if opts.faults else FaultPlan()
-    shards = LocalShards(store, shard_counts, faults=plan)
+    shards = FaultyShards(store, shard_counts, faults=plan)
     vt = VirtualTime()
     recorder = Recorder(shards, lambda: vt.now_s, bucket_s=_bucket_s(sc))
     driver = Driver(recorder, sc, clock, skus, vt.wait_until)

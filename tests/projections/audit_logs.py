@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from cluster.bench_audit import SHARDS, LocalGateway, SimClock, drive_sale
+from cluster.bench_audit import SHARDS, SimClock, drive_sale, local_gateway
 from events import NewEvent, open_store
 from projections.audit import AuditReport, run_audit
 from projections.source import StoreSource
@@ -19,7 +19,7 @@ def real_sale(url: str, *, orders: int = 240, seed: int = 7) -> dict[str, int]:
     """A small sale day on the real deciders and flows, every flow ended."""
     store = open_store(url)
     try:
-        gw = LocalGateway(store, SHARDS, SimClock(T0))
+        gw = local_gateway(store, SHARDS, SimClock(T0))
         return asyncio.run(drive_sale(gw, store, orders=orders, users=60, skus=6, stock=40,
                                       teams=8, grants=12, seed=seed, wave=32))
     finally:

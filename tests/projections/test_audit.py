@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from actors.session import ReceiveCoupon
 from actors.sku import AddStock, ConfigureSale
 from actors.team import split_red_packet
-from cluster.bench_audit import SHARDS, LocalGateway, SimClock
+from cluster.bench_audit import SHARDS, SimClock, local_gateway
 from cluster.checkout import Checkout
 from cluster.cli import app
 from events import Envelope, NewEvent, event_hash, open_store
@@ -373,7 +373,7 @@ def test_the_edges_of_checkout_pass(tmp_path):
     url = f"sqlite:///{tmp_path}/events.db"
     store = open_store(url)
     clock = SimClock(T0)
-    gw = LocalGateway(store, SHARDS, clock)
+    gw = local_gateway(store, SHARDS, clock)
     co = Checkout(gw)
 
     async def day() -> list[str]:

@@ -77,7 +77,7 @@ def test_a_failing_seed_replays_to_the_same_failure(tmp_path, monkeypatch):
     broken = dataclasses.replace(honest, decide=careless)
     real = wiring.deciders
     monkeypatch.setattr(wiring, "deciders", lambda: {**real(), "sku": broken})
-    monkeypatch.setattr("simulator.inprocess.deciders", lambda: {**real(), "sku": broken})
+    monkeypatch.setattr("cluster.local.deciders", lambda: {**real(), "sku": broken})
     a = run(tmp_path, "a", FLASH, seed=9)
     b = run(tmp_path, "b", FLASH, seed=9)
     assert not a.audit_ok and a.invariants.violations > 0
