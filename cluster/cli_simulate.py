@@ -181,8 +181,9 @@ def bench_simulate(
         note = ""
         if "x_goal_10M_in_90s" in row:
             note = f"{row['x_goal_10M_in_90s']}x the goal (10M commands in 90 s)"
-        if "offered_per_s" in row:
-            note = f"offered {row['offered_per_s']:,}/s, busy {row['busy']:,}"
+        if "scheduled_per_s" in row:
+            note = (f"scheduled {row['scheduled_per_s']:,}/s; visits started up to "
+                    f"{row['late_start_p99_s']} s late (p99); busy {row['busy']:,}")
         table.add_row(escape(name), f"{row.get('commands', row.get('requests', 0)):,}",
                       str(row.get("seconds", "")), f"{row['commands_per_s']:,}",
                       str(row.get("p50_ms", "")), str(row.get("p99_ms", "")), note)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from array import array
 from collections.abc import Iterator
 from typing import Any
 
@@ -99,11 +100,13 @@ async def _drive(opts: RunOptions, runtime: Runtime, url: str, skus: list[Sku],
 
     started = time.perf_counter()
     last_shown = 0.0
+    late_starts = array("f")
     try:
         for visit in stream:
             await wait_until(visit.t_s)
             while len(tasks) >= opts.max_live_visits:
                 await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            late_starts.append(max(0.0, loop.time() - (t0 + visit.t_s / sc.compression)))
             task = loop.create_task(driver.visit(visit))
             tasks.add(task)
             task.add_done_callback(done)
@@ -137,4 +140,5 @@ async def _drive(opts: RunOptions, runtime: Runtime, url: str, skus: list[Sku],
     return EngineRun(recorder=recorder, driver=driver, clock=clock, wall_s=traffic_wall,
                      sim_end_s=now_s(),
                      extra={"gateway": dict(gateway.stats), "shards": status,
+                            "late_starts": late_starts,
                             "drain_s": round(time.perf_counter() - started - traffic_wall, 2)})

@@ -148,6 +148,10 @@ def _run_section(r: RunReport) -> Section:
         lat = r.latency_ms
         rows.append(("latency p50 / p95 / p99 / max",
                      f"{lat.p50:.2f} / {lat.p95:.2f} / {lat.p99:.2f} / {lat.max:.2f} ms"))
+    if r.late_start_s is not None and r.late_start_s.max > 0:
+        late = r.late_start_s
+        rows.append(("visits started late p50 / p99 / max",
+                     f"{late.p50:.2f} / {late.p99:.2f} / {late.max:.2f} s"))
     rows += [("Busy refusals", f"{r.busy:,}"), ("unavailable", f"{r.unavailable:,}"),
              ("rejected by the rules", f"{sum(r.rejections.values()):,}")]
     return Section(f"run ({r.started_at})", ("", "value"), rows)

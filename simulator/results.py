@@ -79,6 +79,7 @@ class RunReport(_Model):
     sim_duration_s: NonNegativeFloat
     throughput_per_s: NonNegativeFloat  # commands per wall-clock second
     latency_ms: LatencyMs | None = None
+    late_start_s: LatencyMs | None = None  # how far behind schedule visits started (wall s)
     busy: Count = 0
     unavailable: Count = 0
     rejections: dict[str, Count] = Field(default_factory=dict)  # by rejection type
