@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import threading
 import time
 import uuid
@@ -131,13 +132,16 @@ class Gateway:
     async def submit_retrying_busy(self, command: Any, *, command_id: str,
                                    busy_retries: int = 50) -> Reply:
         """Submit under a caller-chosen (deterministic) id, riding out load shedding: a
-        `Busy` answer is tried again with backoff, up to `busy_retries` times."""
+        `Busy` answer is tried again with backoff, up to `busy_retries` times.
+
+        The backoff doubles from 5 ms up to 1 s, with jitter (x0.5-1.5), so thousands of
+        refused callers spread their retries out instead of returning together."""
         reply: Reply = Busy(shard="")
         for attempt in range(busy_retries):
             reply = await self.submit(command, command_id=command_id)
             if not isinstance(reply, Busy):
                 return reply
-            await asyncio.sleep(min(0.005 * (attempt + 1), 0.1))
+            await asyncio.sleep(min(0.005 * 2 ** attempt, 1.0) * (0.5 + random.random()))
         return reply
 
     async def submit_many(self, commands: Iterable[Any]) -> list[Reply]:
