@@ -40,7 +40,7 @@ from events.errors import (
     SnapshotError,
     StoreUnavailable,
 )
-from events.store import StoreBase, check_expected, check_stream
+from events.store import StoreBase, check_expected, check_stream, sqlite_path
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS streams (
@@ -104,9 +104,7 @@ class SqliteEventStore(StoreBase):
     @classmethod
     def from_url(cls, url: str) -> SqliteEventStore:
         parts = urlsplit(url)
-        path = parts.path
-        if parts.netloc or not path or path == "/":
-            raise InvalidStoreUrl(f"sqlite URL must read sqlite:///path/events.db, not {url!r}")
+        path = sqlite_path(url)
         opts = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         unknown = set(opts) - {"synchronous", "busy_timeout_ms"}
         if unknown:

@@ -151,6 +151,17 @@ def redact(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+def sqlite_path(url: str) -> str:
+    """The file a `sqlite:` URL names. As in SQLAlchemy, `sqlite:///saleday-data/events.db`
+    is relative to the working directory and `sqlite:////var/lib/saleday/events.db` (four
+    slashes) is absolute. Options after `?` are not part of the path."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "sqlite" or parts.netloc or parts.path in ("", "/", "//"):
+        raise InvalidStoreUrl(f"sqlite URL must read sqlite:///path/events.db (relative) or "
+                              f"sqlite:////abs/path/events.db, not {redact(url)!r}")
+    return parts.path[1:]
+
+
 def open_store(url: str) -> EventStore:
     """Open the store a URL names: `sqlite:///path`, `redis://...`, `rediss://...` or
     `memory://name` (this process's memory: simulations and tests only)."""

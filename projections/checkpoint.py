@@ -32,6 +32,7 @@ from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qs, urlsplit
 
 from events.errors import EventLogError
+from events.store import sqlite_path
 
 Row = tuple[str, str, str, Any]
 """One stored view row: (view, table, key, JSON value); value None deletes the row."""
@@ -318,14 +319,15 @@ def open_checkpoints(url: str) -> CheckpointStore:
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     if scheme == "sqlite":
         parts = urlsplit(url)
-        if parts.netloc or not parts.path or parts.path == "/":
-            raise InvalidCheckpointUrl(f"sqlite URL must read sqlite:///path/projections.db, "
-                                       f"not {url!r}")
+        try:
+            path = sqlite_path(url)
+        except EventLogError as exc:
+            raise InvalidCheckpointUrl(str(exc).replace("events.db", "projections.db")) from None
         opts = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         unknown = set(opts) - {"synchronous"}
         if unknown:
             raise InvalidCheckpointUrl(f"unknown sqlite checkpoint URL options: {sorted(unknown)}")
-        return SqliteCheckpoints(parts.path, synchronous=opts.get("synchronous", "normal"))
+        return SqliteCheckpoints(path, synchronous=opts.get("synchronous", "normal"))
     if scheme in ("redis", "rediss"):
         try:
             return RedisCheckpoints(url)

@@ -30,7 +30,6 @@ from hashlib import blake2b
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgpack
 from msgpack import Unpacker
@@ -48,6 +47,7 @@ from events import (
 )
 from events.chain import HASH_SIZE
 from events.codec import decode_commit, gc_paused
+from events.store import sqlite_path
 
 BATCH = 256
 """Events per batch handed to the audit: small batches stay in the CPU cache while they are
@@ -265,8 +265,8 @@ def open_existing(url: str) -> EventStore:
     """Open the store at `url`, refusing a SQLite path with no file (opening one would
     quietly create an empty log, which would then audit as a clean one)."""
     if url.split(":", 1)[0].lower() == "sqlite":
-        path = urlsplit(url).path
-        if path and path != "/" and not Path(path).is_file():
+        path = sqlite_path(url)
+        if not Path(path).is_file():
             raise SourceError(f"no event log at {path}")
     return open_store(url)
 

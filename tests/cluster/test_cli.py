@@ -97,3 +97,17 @@ def test_bench_reserve_runs_a_small_flash_sale_without_overselling():
     asked = Counter(sku for _, sku in work.requests)
     assert row["oversold"] == 0 and row["req_per_s"] > 0
     assert row["granted"] == sum(min(n, 10) for n in asked.values())
+
+
+def test_a_relative_data_dir_means_the_one_under_the_working_directory(tmp_path, monkeypatch):
+    """`--data saleday-data` reads ./saleday-data/events.db, as `saleday simulate` wrote it,
+    for the audit and the views alike (not /saleday-data)."""
+    (tmp_path / "saleday-data").mkdir()
+    _store_with_events(tmp_path / "saleday-data")
+    monkeypatch.chdir(tmp_path)
+    audited = runner.invoke(app, ["audit", "--data", "saleday-data", "--json"])
+    assert audited.exit_code in (0, 1), audited.output
+    assert json.loads(audited.stdout)["events"] == 10
+    viewed = runner.invoke(app, ["view", "stock", "--data", "saleday-data", "--json"])
+    assert viewed.exit_code == 0, viewed.output
+    assert json.loads(viewed.stdout)["skus"]["a"]["stocked"] == 30

@@ -28,6 +28,7 @@ from events import (
     HashChainBroken,
     InvalidAppend,
     InvalidEventData,
+    InvalidStoreUrl,
     InvalidStreamName,
     NewEvent,
     Snapshot,
@@ -871,6 +872,22 @@ class TestSqliteStore(StoreContract):
         with pytest.raises(CorruptRecordError) as info:
             self.store.read("s")
         assert (info.value.stream, info.value.version) == ("s", 4)
+
+    def test_three_slashes_name_a_relative_path_and_four_an_absolute_one(self, tmp_path, monkeypatch):
+        """`sqlite:///data/events.db` is relative to the working directory (as in SQLAlchemy),
+        `sqlite:////abs/events.db` absolute; both name the same log here."""
+        from events import NewEvent
+
+        monkeypatch.chdir(tmp_path)
+        relative = open_store("sqlite:///data/events.db")
+        relative.append("s", [NewEvent(type="t.e", data={}, command_id="c1", recorded_at=1)], 0)
+        relative.close()
+        assert (tmp_path / "data" / "events.db").is_file()
+        absolute = open_store(f"sqlite:///{tmp_path / 'data' / 'events.db'}")
+        assert absolute.head("s").version == 1
+        absolute.close()
+        with pytest.raises(InvalidStoreUrl):
+            open_store("sqlite:///")
 
     def test_an_unwritable_location_is_store_unavailable(self, tmp_path):
         """Opening a store where no file can be created raises StoreUnavailable, not a raw OSError."""
