@@ -12,7 +12,8 @@ the checkpoint before the next batch, so a batch is never half-applied, skipped 
 applied twice. On start a projection restores its views from their stored rows.
 
 Split by stream across N workers (`Partition`): worker i folds the streams with
-crc32(stream) % N == i (or those an explicit map gives it) under its own checkpoint
+`default_worker(stream, N) == i` (each kind's shards dealt round-robin; or the worker an
+explicit map gives) under its own checkpoint
 (`<name>@<i>of<N>`); `view.merged(parts)` combines the parts into the view a single
 worker builds. Changing N or the map needs a rebuild of the parts.
 """
@@ -46,7 +47,7 @@ class Partition:
     index: int = 0
     count: int = 1
     assignment: Mapping[str, int] | None = field(default=None, hash=False)
-    """Explicit stream -> worker index; streams not in it fall back to crc32 % count."""
+    """Explicit stream -> worker index; streams not in it go by `default_worker`."""
 
     def __post_init__(self) -> None:
         if self.count < 1 or not 0 <= self.index < self.count:
@@ -60,28 +61,26 @@ class Partition:
             return True
         if self.assignment is not None and stream in self.assignment:
             return self.assignment[stream] == self.index
-        return zlib.crc32(stream.encode()) % self.count == self.index
+        return default_worker(stream, self.count) == self.index
 
     @property
     def suffix(self) -> str:
         return "" if self.count == 1 else f"@{self.index}of{self.count}"
 
 
-def balanced_assignment(streams: Sequence[str], count: int) -> dict[str, int]:
-    """An explicit stream -> worker map that deals each kind's streams (`sku-000`,
-    `sku-001`, ...) round-robin over `count` workers. crc32 % count balances badly on such
-    names (CRC is linear: `sku-000`..`sku-003` all give the same parity), so a split of a
-    few streams of each kind should use a map like this one."""
-    by_kind: dict[str, list[str]] = {}
-    for stream in sorted(streams):
-        by_kind.setdefault(stream.rpartition("-")[0] or stream, []).append(stream)
-    out: dict[str, int] = {}
-    offset = 0
-    for kind in sorted(by_kind):
-        for i, stream in enumerate(by_kind[kind]):
-            out[stream] = (offset + i) % count
-        offset += len(by_kind[kind])
-    return out
+def default_worker(stream: str, count: int) -> int:
+    """The worker of `count` that folds `stream` when no map says otherwise.
+
+    A shard's stream `<kind>-<n>` goes to worker `(crc32(kind) + n) % count`, which deals
+    each kind's shards round-robin over the workers (so 4 SKU streams over 2 workers are
+    2 and 2, whatever the names hash to); any other name goes by `crc32(stream) % count`.
+    crc32 of the whole name balances badly on such names: CRC is linear, so `sku-000` ..
+    `sku-003` all have the same parity and would all land on one of 2 workers.
+    """
+    kind, _, number = stream.rpartition("-")
+    if kind and number.isdigit():
+        return (zlib.crc32(kind.encode()) + int(number)) % count
+    return zlib.crc32(stream.encode()) % count
 
 
 class Projection:

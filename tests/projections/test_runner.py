@@ -23,7 +23,7 @@ from projections.runner import (
     Partition,
     Projection,
     ProjectionError,
-    balanced_assignment,
+    default_worker,
 )
 from projections.view import merged
 from projections.views import MetricsView, StockView, all_views
@@ -287,7 +287,7 @@ def test_a_projection_split_over_three_workers_merges_into_the_single_one(tmp_pa
 
 
 def test_an_explicit_stream_map_decides_which_worker_folds_a_stream(shop, cps):
-    """Streams named in the map go to their worker; the others fall back to crc32."""
+    """Streams named in the map go to their worker; the others go by the default rule."""
     sale_day(shop)
     streams = sorted(shop.store.streams())
     assignment = {s: (0 if s.startswith("sku-") else 1) for s in streams}
@@ -302,10 +302,12 @@ def test_an_explicit_stream_map_decides_which_worker_folds_a_stream(shop, cps):
         Partition(0, 2, {"sku-000": 2})
 
 
-def test_a_balanced_map_deals_each_kinds_streams_over_the_workers():
-    """Four SKU streams and two session streams over two workers: two and one each."""
+def test_the_default_split_deals_each_kinds_streams_over_the_workers():
+    """Four SKU streams and two session streams over two workers: two and one each (crc32
+    of the whole name would send all four SKU streams to one worker)."""
     streams = ["sku-000", "sku-001", "sku-002", "sku-003", "session-000", "session-001"]
-    assignment = balanced_assignment(streams, 2)
     for kind in ("sku-", "session-"):
-        mine = [assignment[s] for s in streams if s.startswith(kind)]
+        mine = [default_worker(s, 2) for s in streams if s.startswith(kind)]
         assert sorted(mine) == sorted([0, 1] * (len(mine) // 2))
+    assert [Partition(i, 2).owns("sku-000") for i in range(2)].count(True) == 1
+    assert 0 <= default_worker("not-a-shard", 3) < 3
