@@ -20,6 +20,7 @@ from cluster.gateway import Gateway, GatewayClient, GatewayConfig
 from cluster.routing import ShardMap
 from cluster.wire import Wire
 from events import open_store
+from events.store import sqlite_path
 
 
 class RuntimeConfig(BaseModel):
@@ -70,9 +71,14 @@ class Runtime:
     def start(self) -> Runtime:
         """Start (or join) Ray and bring every shard up; raise `StoreUnavailable` at once if
         the log cannot be reached, rather than let Ray restart shards that cannot recover."""
-        if self.config.store_url.startswith("sqlite:///"):
-            Path(self.config.store_url[len("sqlite:///"):].split("?")[0]).parent.mkdir(
-                parents=True, exist_ok=True)
+        if self.config.store_url.startswith("sqlite:"):
+            # The shards are other processes, perhaps started elsewhere: give them the
+            # file's absolute path, not one relative to this process's directory.
+            path = Path(sqlite_path(self.config.store_url)).resolve()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            query = self.config.store_url.partition("?")[2]
+            self.config = self.config.model_copy(
+                update={"store_url": f"sqlite:///{path}" + (f"?{query}" if query else "")})
         store = open_store(self.config.store_url)
         try:
             store.streams()
