@@ -3,7 +3,7 @@
 `run_audit(source, views=())` is a pure fold over the envelopes a source yields (I/O
 lives in projections/source.py): the chain findings the source reports, then per event
 the log rules (each command's effects recorded once; a type and schema version the audit
-knows) and the invariants of projections/audit_rules.py, and finally the end-of-log
+knows) and the invariants of projections/audit_rules.py (families in projections/rules/), and finally the end-of-log
 checks. The views given are folded alongside and their digests reported. The report
 says how many checks each rule made and which failed, each finding naming its stream
 and version; `log_digest` (BLAKE2b over the stream heads) names exactly the log audited.
