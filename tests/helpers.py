@@ -249,3 +249,22 @@ def race_same_stream(url: str, stream: str, writer: str, commits: int,
         return conflicts
     finally:
         store.close()
+
+
+def assert_audit_passes(url: str) -> None:
+    """The auditor's replay of the whole log (chains, stock, tiers, dedup) finds nothing."""
+    from projections.audit import run_audit
+    from projections.source import StoreSource
+
+    source = StoreSource(url)
+    try:
+        report = run_audit(source)
+    finally:
+        source.close()
+    assert report.ok, [str(f) for f in report.findings[:5]]
+    assert report.events == sum(report.streams.values())
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+

@@ -19,9 +19,7 @@ from cluster import wiring
 from cluster.bench_reserve import stock_from_log
 from cluster.runtime import Runtime, RuntimeConfig
 from events import open_store, verify_commits
-from projections.audit import run_audit
-from projections.source import StoreSource
-from tests.helpers import RedisServer
+from tests.helpers import RedisServer, assert_audit_passes, now_ms
 
 pytestmark = [pytest.mark.ray, pytest.mark.redis, pytest.mark.slow]
 T0 = 1_762_790_400_000
@@ -56,21 +54,6 @@ def redis_aof(tmp_path):
 def start(url: str) -> Runtime:
     return Runtime(RuntimeConfig(store_url=url, shards={"sku": 2}, tick_s=0.5, retry_for_s=60,
                                  shard_resource="saleday_shard")).start()
-
-
-def assert_audit_passes(url: str) -> None:
-    """The auditor's replay of the whole log (chains, stock, tiers, dedup) finds nothing."""
-    source = StoreSource(url)
-    try:
-        report = run_audit(source)
-    finally:
-        source.close()
-    assert report.ok, [str(f) for f in report.findings[:5]]
-    assert report.events == sum(report.streams.values())
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def open_sale(rt: Runtime, skus: list[str], stock: int) -> None:

@@ -24,9 +24,13 @@ from cluster.bench_reserve import stock_from_log
 from cluster.runtime import Runtime, RuntimeConfig
 from cluster.settings import SaledaySettings
 from events import StoreUnavailable, open_store, verify_commits
-from projections.audit import run_audit
-from projections.source import StoreSource
-from tests.helpers import RedisServer, free_port, redis_server_executable
+from tests.helpers import (
+    RedisServer,
+    assert_audit_passes,
+    free_port,
+    now_ms,
+    redis_server_executable,
+)
 
 pytestmark = pytest.mark.redis
 T0 = 1_762_790_400_000
@@ -36,21 +40,6 @@ PASSWORD = "s3cret-Pa55-do-not-log"
 STORE_ACL = ("on", f">{PASSWORD}", "resetkeys", "~sale:*", "resetchannels", "-@all", "+ping",
              "+evalsha", "+script|load", "+hget", "+hmget", "+hset", "+hincrby", "+sadd",
              "+smembers", "+xadd", "+xrange")
-
-
-def assert_audit_passes(url: str) -> None:
-    """The auditor's replay of the whole log (chains, stock, tiers, dedup) finds nothing."""
-    source = StoreSource(url)
-    try:
-        report = run_audit(source)
-    finally:
-        source.close()
-    assert report.ok, [str(f) for f in report.findings[:5]]
-    assert report.events == sum(report.streams.values())
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def add_store_user(port: int, **tls) -> str:
