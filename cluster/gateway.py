@@ -57,6 +57,7 @@ class _Lane:
     queue: list[tuple[Request, asyncio.Future]] = field(default_factory=list)
     in_flight: int = 0
     timer: asyncio.TimerHandle | None = None
+    queries: list[tuple[str, asyncio.Future]] = field(default_factory=list)
 
 
 class Gateway:
@@ -148,10 +149,37 @@ class Gateway:
         return list(await asyncio.gather(*(self.submit_nowait(c) for c in commands)))
 
     async def query(self, kind: str, entity_id: str) -> Any:
-        """The current (durable) state of one entity, read from its shard."""
+        """The current (durable) state of one entity, read from its shard.
+
+        Queries to one shard made in the same turn of the event loop travel in one call
+        (`states_of`), as commands do in batches: one Ray call per query cost the
+        simulator's driver a fifth of its CPU."""
         lane = self.lanes[kind][self.maps[kind].shard_of(entity_id)]
-        return await asyncio.wait_for(_awaitable(lane.handle.state_of.remote(entity_id)),
-                                      self.config.call_timeout_s)
+        fut = asyncio.get_running_loop().create_future()
+        if not lane.queries:
+            asyncio.get_running_loop().call_soon(self._flush_queries, lane)
+        lane.queries.append((entity_id, fut))
+        return await fut
+
+    def _flush_queries(self, lane: _Lane) -> None:
+        take, lane.queries = lane.queries, []
+        asyncio.get_running_loop().create_task(self._send_queries(lane, take))
+
+    async def _send_queries(self, lane: _Lane, take: list[tuple[str, asyncio.Future]]) -> None:
+        try:
+            states = await asyncio.wait_for(
+                _awaitable(lane.handle.states_of.remote([e for e, _ in take])),
+                self.config.call_timeout_s)
+        except BaseException as exc:  # every caller gets the failure, nobody waits forever
+            for _, fut in take:
+                if not fut.done():
+                    fut.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, fut), state in zip(take, states):
+            if not fut.done():
+                fut.set_result(state)
 
     # -- batching -----------------------------------------------------------------------
 

@@ -97,6 +97,10 @@ class ShardActor:
     def state_of(self, entity: str) -> Any:
         return self.host.state_of(entity)
 
+    def states_of(self, entities: list[str]) -> list[Any]:
+        """The states of several entities in one call (the gateway batches queries)."""
+        return [self.host.state_of(e) for e in entities]
+
     def snapshot(self) -> int:
         self.host.save_snapshot()
         return self.host.snapshot_version

@@ -192,3 +192,54 @@ def test_the_gateway_ticks_every_shard_while_idle():
 
     asyncio.run(idle())
     assert all(s.ticks >= 3 for s in shards)
+
+
+class StateShard(StandInShard):
+    """Answers state queries, counting the calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.query_calls: list[list[str]] = []
+        shard = self
+
+        class _States:
+            def remote(self, entities):
+                async def answer():
+                    shard.query_calls.append(list(entities))
+                    return [f"state of {e}" for e in entities]
+                return answer()
+
+        self.states_of = _States()
+
+
+def test_queries_to_one_shard_in_the_same_turn_travel_in_one_call():
+    shard = StateShard()
+
+    async def go():
+        gw = gateway([shard])
+        first = await asyncio.gather(*(gw.query("sku", e) for e in ("a", "b", "c")))
+        second = await gw.query("sku", "d")
+        return first, second
+
+    first, second = asyncio.run(go())
+    assert first == ["state of a", "state of b", "state of c"] and second == "state of d"
+    assert shard.query_calls == [["a", "b", "c"], ["d"]]
+
+
+def test_a_failed_query_call_fails_every_query_in_it():
+    shard = StateShard()
+
+    class _Down:
+        def remote(self, entities):
+            async def fail():
+                raise Flaky("restarting")
+            return fail()
+
+    shard.states_of = _Down()
+
+    async def go():
+        gw = gateway([shard])
+        return await asyncio.gather(*(gw.query("sku", e) for e in ("a", "b")),
+                                    return_exceptions=True)
+
+    assert [type(r) for r in asyncio.run(go())] == [Flaky, Flaky]

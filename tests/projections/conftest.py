@@ -49,6 +49,7 @@ class LocalShard:
         self.handle = _Remote(lambda blob: wire.encode_replies(
             host.handle(wire.decode_requests(blob))))
         self.state_of = _Remote(host.state_of)
+        self.states_of = _Remote(lambda entities: [host.state_of(e) for e in entities])
         self.tick = _Remote(host.tick)
 
 
