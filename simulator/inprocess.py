@@ -170,10 +170,18 @@ class VirtualTime:
 
 async def run_rounds(shards: LocalShards, clock: VirtualTime, visits: Iterator[Visit],
                      play: Any, *, tick_s: float, end_s: float, to_ms: Any,
-                     on_tick: Any = None) -> None:
+                     on_tick: Any = None) -> list[BaseException]:
     """Drive visits through `play(visit)` on the virtual clock until `end_s` and after,
-    until every flow has finished."""
+    until every flow has finished; return the exceptions visits raised (a bug: the
+    flows answer refusals with values, never by raising)."""
     tasks: set[asyncio.Task] = set()
+    failures: list[BaseException] = []
+
+    def done(task: asyncio.Task) -> None:
+        tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            failures.append(task.exception())  # type: ignore[arg-type]
+
     upcoming = next(visits, None)
     t = 0.0
     while True:
@@ -182,7 +190,7 @@ async def run_rounds(shards: LocalShards, clock: VirtualTime, visits: Iterator[V
         while upcoming is not None and upcoming.t_s <= t:
             task = asyncio.get_running_loop().create_task(play(upcoming))
             tasks.add(task)
-            task.add_done_callback(tasks.discard)
+            task.add_done_callback(done)
             upcoming = next(visits, None)
         await settle()
         shards.tick()
@@ -194,7 +202,7 @@ async def run_rounds(shards: LocalShards, clock: VirtualTime, visits: Iterator[V
         if on_tick is not None:
             on_tick(t)
         if upcoming is None and not tasks and t >= end_s:
-            return
+            return failures
         nxt = t + tick_s
         if upcoming is None and not tasks:
             nxt = max(nxt, min(end_s, t + 60 * tick_s))   # idle: run the clock out faster

@@ -223,8 +223,11 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
         while shards.pending():
             shards.flush(0.0)
         check_setup([(cid, f.result()) for cid, f in futures])
-        await run_rounds(shards, vt, stream, driver.visit, tick_s=opts.tick_s,
-                         end_s=end_of_sale_s(sc), to_ms=clock.ms, on_tick=on_tick)
+        failures = await run_rounds(shards, vt, stream, driver.visit, tick_s=opts.tick_s,
+                                    end_s=end_of_sale_s(sc), to_ms=clock.ms, on_tick=on_tick)
+        if failures:
+            raise SimulationError(f"{len(failures)} visits failed; the first: "
+                                  f"{type(failures[0]).__name__}: {failures[0]}") from failures[0]
 
     started = time.perf_counter()
     try:

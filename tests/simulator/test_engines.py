@@ -142,3 +142,22 @@ def test_the_ray_engine_drives_the_real_system_and_passes_the_audit(tmp_path):
     assert report.engine == "ray" and report.commands > 1_000
     assert report.latency_ms is not None and report.latency_ms.p99 > 0
     assert report.orders["paid"] > 0
+
+
+def test_a_visit_that_raises_fails_the_run_in_words(tmp_path, monkeypatch):
+    """Flows answer refusals with values; an exception in one is a bug, and the run says so
+    instead of reporting a sale day without that visit."""
+    from simulator.driver import Driver
+    from simulator.run import SimulationError
+
+    real = Driver.visit
+
+    async def broken(self, v):
+        if v.seq == 7:
+            raise KeyError("planted")
+        return await real(self, v)
+
+    monkeypatch.setattr(Driver, "visit", broken)
+    with pytest.raises(SimulationError, match="1 visits failed; the first: KeyError"):
+        run(tmp_path, "a", SMALL.with_overrides(users=200))
+
