@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -100,6 +101,6 @@ def test_arrival_times_match_the_rate_curve():
     sc = preset("double11")
     t = arrival_times(sc, 200_000, np.random.default_rng(1))
     hist, edges = np.histogram(t, bins=24, range=(0, sc.traffic.window_s))
-    rate = np.array([sc.traffic.rate((a + b) / 2) for a, b in zip(edges[:-1], edges[1:])])
+    rate = np.array([sc.traffic.rate((a + b) / 2) for a, b in itertools.pairwise(edges)])
     expected = rate / rate.sum() * len(t)
     assert np.all(np.abs(hist - expected) < 0.05 * expected + 50)
