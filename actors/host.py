@@ -446,6 +446,7 @@ class ShardHost:
         states: dict[str, bytes] = {}
         cache: dict[str, tuple[Any, bytes]] = {}
         previous = self._pickled
+        background = self._executor is not None
         pickled = 0
         for entity, state in picture["states"].items():
             hit = previous.get(entity)
@@ -454,8 +455,8 @@ class ShardHost:
             else:
                 blob = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
                 pickled += 1
-                if pickled % 16 == 0:
-                    time.sleep(0)
+                if background and pickled % 16 == 0:
+                    time.sleep(0)   # let the batches run (nothing to yield to in the foreground)
             states[entity] = blob
             cache[entity] = (state, blob)
         self._pickled = cache
