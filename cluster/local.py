@@ -64,6 +64,8 @@ class LocalShards:
             kind: [self._lane(kind, m.stream(i)) for i in range(m.shards)]
             for kind, m in self.maps.items()}
         self.order = [lane for kind in sorted(self.lanes) for lane in self.lanes[kind]]
+        self._routes = {cls: (self.deciders[kind].entity_of, self.maps[kind].shard_of,
+                              self.lanes[kind]) for cls, kind in self._kind_by_type.items()}
         prefixes = tuple(f"{k}-" for k in reactor_kinds)
         self.tail = Tail(store, include=lambda s: s.startswith(prefixes))
         self._reacting = [lane for lane in self.order if lane.stream.startswith(prefixes)]
@@ -94,10 +96,11 @@ class LocalShards:
                       correlation_id: str = "") -> asyncio.Future:
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        kind = self._kind_by_type.get(type(command))
-        if kind is None:
+        route = self._routes.get(type(command))
+        if route is None:
             raise TypeError(f"no shards host {type(command).__name__}")
-        lane = self.lane_of(kind, self.deciders[kind].entity_of(command))
+        entity_of, shard_of, lanes = route
+        lane = lanes[shard_of(entity_of(command))]
         lane.queue.append((Request(command_id or f"local-{next(self._ids)}", command,
                                    correlation_id), fut))
         if self.autoflush and not lane.scheduled:
