@@ -257,13 +257,19 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return float(sorted_values[k])
 
 
+def _spread(values: Any) -> LatencyMs | None:
+    """p50/p95/p99/max of `values` (rounded), or None when there are none."""
+    v = sorted(values)
+    if not v:
+        return None
+    return LatencyMs(p50=round(_percentile(v, 0.50), 3), p95=round(_percentile(v, 0.95), 3),
+                     p99=round(_percentile(v, 0.99), 3), max=round(v[-1], 3))
+
+
 def _report(opts: RunOptions, url: str, run: EngineRun, skus: list[Sku], started_at: str) -> RunReport:
     sc = opts.scenario
     rec, out, clock = run.recorder, run.driver.out, run.clock
-    lat = sorted(rec.latencies)
-    latency = (LatencyMs(p50=round(_percentile(lat, 0.50), 3), p95=round(_percentile(lat, 0.95), 3),
-                         p99=round(_percentile(lat, 0.99), 3), max=round(lat[-1], 3))
-               if lat else None)
+    latency = _spread(rec.latencies)
     timeline = []
     for key in sorted(rec.buckets):
         b = rec.buckets[key]
@@ -273,10 +279,7 @@ def _report(opts: RunOptions, url: str, run: EngineRun, skus: list[Sku], started
             errors=b.errors, p50_ms=round(_percentile(bl, 0.5), 3) if bl else None,
             p99_ms=round(_percentile(bl, 0.99), 3) if bl else None))
     audit = _audit(url, [s.sku for s in skus[:TOP_SKUS]]) if opts.audit else None
-    late = sorted(run.extra.get("late_starts", ()))
-    late_start = (LatencyMs(p50=round(_percentile(late, 0.5), 3), p95=round(_percentile(late, 0.95), 3),
-                            p99=round(_percentile(late, 0.99), 3), max=round(late[-1], 3))
-                  if late else None)
+    late_start = _spread(run.extra.get("late_starts", ()))
     report = RunReport(
         scenario=sc.name, seed=opts.seed, engine=opts.engine, users=sc.users, store=redact(url),
         data_dir=str(opts.data_dir), started_at=started_at, commands=rec.commands,
