@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cluster import cli_audit, cli_ops, cli_projections, cli_simulate, logs
-from cluster.cli_common import DEFAULT_REDIS, StoreOpt, console, opened
+from cluster.cli_common import DEFAULT_REDIS, StoreOpt, console, fail, opened
 
 app = typer.Typer(help="saleday: an event-sourced sale-day (11.11) system on Ray.",
                   no_args_is_help=True, add_completion=False)
@@ -166,7 +166,7 @@ def log_streams(store: StoreOpt,
                 as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List the streams of a store with their versions and writer epochs."""
 
-    with opened(store) as s:
+    with opened(store, read_only=True) as s:
         rows = [(name, version, s.head(name).epoch) for name, version in s.streams().items()]
     if as_json:
         typer.echo(json.dumps([{"stream": n, "version": v, "epoch": e} for n, v, e in rows]))
@@ -186,12 +186,17 @@ def log_verify(store: StoreOpt,
                    help="Recompute each hash from the decoded fields (the auditor's rule in "
                         "docs/LOG_FORMAT.md) instead of over the stored bytes.")] = False,
                as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Re-read streams and check gapless versions and the hash chain; exit 1 on a break."""
+    """Re-read streams and check gapless versions and the hash chain; exit 1 on a break
+    (or on a stream missing from the store's list of streams); exit 2 on no log or no events."""
     from events import ChainVerifier, CorruptRecordError, verify_commits
 
     results = []
-    with opened(store) as s:
-        names = stream or list(s.streams())
+    with opened(store, read_only=True) as s:
+        logged = s.logged_streams()  # from the commits themselves: nothing is hidden
+        listed = s.streams()
+        names = stream or sorted(set(logged) | set(listed))
+        if not names:
+            fail(ValueError(f"no events to verify in {s.url}: an empty log proves nothing"))
         for name in names:
             try:
                 if recompute:
@@ -205,9 +210,12 @@ def log_verify(store: StoreOpt,
                     version, head_hash = verify_commits(name, s.read_commits(name))
                 head = s.head(name)
                 ok = head.version == version and head.hash == head_hash
+                error = None if ok else "the stream's head does not match its last event"
+                if not stream and name not in listed:
+                    ok, error = False, ("the store's list of streams does not name it (its head "
+                                        "record is missing): it was hidden")
                 results.append({"stream": name, "version": version, "ok": ok,
-                                "head_hash": head_hash.hex(),
-                                "error": None if ok else "the stream's head does not match its last event"})
+                                "head_hash": head_hash.hex(), "error": error})
             except CorruptRecordError as exc:
                 results.append({"stream": name, "version": exc.version, "ok": False,
                                 "head_hash": None, "error": str(exc)})

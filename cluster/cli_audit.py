@@ -1,8 +1,9 @@
 """`saleday audit`, `saleday export` and `saleday bench audit` (registered by cluster/cli.py).
 
 Exit status of `audit`: 0 when every rule held, 1 with findings, 2 when the log cannot
-be read at all (no store, no file, not an export). `export` exits 2 when it cannot read
-the store or write the files.
+be read at all (no store, no file, not an export, a `memory://` log of another process)
+or holds no events (an empty log proves nothing). `export` exits 2 when it cannot read
+the store or write the files. Both open the log read-only and print store URLs redacted.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ def audit(
         _fail(str(exc))
     finally:
         source.close()
+    if report.events == 0 and report.ok:
+        _fail(f"no events to audit in {report.source}: an empty log proves nothing")
     if as_json:
         typer.echo(json.dumps(report.to_json()))
     else:

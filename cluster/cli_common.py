@@ -14,16 +14,18 @@ StoreOpt = Annotated[str, typer.Option("--store", help="Store URL: sqlite:///pat
 
 
 class opened:
-    """Open a store from a URL; turn log errors into one readable line and exit 2."""
+    """Open a store from a URL (`read_only` for commands that only read the log: it must
+    exist and nothing is written); turn log errors into one readable line and exit 2."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, read_only: bool = False) -> None:
         self.url = url
+        self.read_only = read_only
 
     def __enter__(self):  # type: ignore[no-untyped-def]
         from events import EventLogError, open_store
 
         try:
-            self.store = open_store(self.url)
+            self.store = open_store(self.url, read_only=self.read_only)
         except EventLogError as exc:
             fail(exc)
         return self.store

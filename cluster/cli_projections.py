@@ -79,7 +79,7 @@ def view(
     store_url = store or f"sqlite:///{data / 'events.db'}"
     if store_url.startswith("sqlite:///") and not Path(store_url[10:].split("?")[0]).exists():
         fail(FileNotFoundError(f"no event log at {store_url[10:]}: pass --data or --store"))
-    with opened(store_url) as s:
+    with opened(store_url, read_only=True) as s:
         cps = open_checkpoints(checkpoints or checkpoint_url_for(store_url))
         try:
             proj = Projection(cls(), s, cps)

@@ -5,7 +5,9 @@ commit) and passes the same contract suite, but nothing survives the process: it
 store of the in-process simulator's huge runs and of tests, never of a deployment. Every
 `open_store("memory://name")` in a process opens the same log (so an audit after a run
 reads what the run wrote); `drop(name)` forgets it. A lock makes each call atomic, so
-threads may share one.
+threads may share one. Opened `read_only` (an audit), the log must already exist in this
+process: a `memory://` URL handed to a fresh process (`saleday audit --store memory://x`)
+names nothing, and saying so beats auditing an empty log.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from events.errors import (
     FencedError,
     InvalidStoreUrl,
     SnapshotError,
+    StoreUnavailable,
 )
 from events.store import StoreBase, check_expected, check_stream
 
@@ -64,20 +67,27 @@ def drop(name: str) -> None:
 class MemoryEventStore(StoreBase):
     """One named in-memory log; see the module docstring."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, read_only: bool = False) -> None:
         if not name or "/" in name:
             raise InvalidStoreUrl(f"memory store name {name!r}: use memory://<name>, e.g. memory://sim")
         self.name = name
+        self.url = f"memory://{name}"
+        self.read_only = read_only
         with _LOGS_LOCK:
-            self._log = _LOGS.setdefault(name, _Log())
+            log = _LOGS.get(name)
+            if log is None and read_only:
+                raise StoreUnavailable(self.url, "no such log in this process: the memory store "
+                                                 "only lives in the process that wrote it (audit "
+                                                 "it there, or write the log to sqlite or redis)")
+            self._log = log if log is not None else _LOGS.setdefault(name, _Log())
 
     @classmethod
-    def from_url(cls, url: str) -> MemoryEventStore:
+    def from_url(cls, url: str, *, read_only: bool = False) -> MemoryEventStore:
         rest = url.split("://", 1)[1] if "://" in url else ""
         name, _, query = rest.partition("?")
         if query:
             raise InvalidStoreUrl(f"memory store {url!r} takes no options")
-        return cls(name.strip("/"))
+        return cls(name.strip("/"), read_only=read_only)
 
     def _stream(self, stream: str) -> _Stream:
         s = self._log.streams.get(stream)
@@ -87,6 +97,7 @@ class MemoryEventStore(StoreBase):
 
     def append(self, stream: str, events: Sequence[NewEvent], expected_version: int | None,
                *, epoch: int | None = None) -> AppendResult:
+        self._writable()
         check_stream(stream)
         check_expected(stream, expected_version, epoch)
         events = list(events)
@@ -132,6 +143,7 @@ class MemoryEventStore(StoreBase):
             return {cid: s.commands[cid] for cid in command_ids if cid in s.commands}
 
     def acquire_epoch(self, stream: str) -> int:
+        self._writable()
         check_stream(stream)
         with self._log.lock:
             s = self._stream(stream)
@@ -139,6 +151,7 @@ class MemoryEventStore(StoreBase):
             return s.epoch
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
+        self._writable()
         check_stream(snapshot.stream)
         with self._log.lock:
             s = self._log.streams.get(snapshot.stream)
@@ -167,6 +180,10 @@ class MemoryEventStore(StoreBase):
     def streams(self) -> dict[str, int]:
         with self._log.lock:
             return {name: s.version for name, s in sorted(self._log.streams.items()) if s.version}
+
+    def logged_streams(self) -> dict[str, int]:
+        with self._log.lock:
+            return {name: s.lasts[-1] for name, s in sorted(self._log.streams.items()) if s.lasts}
 
     def _commits(self, stream: str, from_version: int) -> Iterator[StoredCommit]:
         with self._log.lock:

@@ -19,6 +19,12 @@ no blake2b), which is why the script checks the head hash too.
 Durability is the server's: with `appendonly yes` and `appendfsync always` an
 acknowledged commit survives a Redis crash; with `everysec` up to a second of commits
 can be lost on an OS crash. docs/STORES.md says more.
+
+Opened `read_only` (auditors, exports, views, `status`), the store pings the server at
+once (so a wrong password is an error, not an empty log), requires keys under its
+prefix, and never writes: no key is created, appends and snapshots raise
+`StoreUnavailable`. `logged_streams()` finds streams by their `:log` keys (SCAN), not by
+the index set, so a stream dropped from the index is still audited.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from events.errors import (
     DuplicateCommandError,
     FencedError,
     InvalidStoreUrl,
+    InvalidStreamName,
     SnapshotError,
     StoreUnavailable,
 )
@@ -117,6 +124,19 @@ return {'ok'}
 _READ_PAGE = 64  # commits per XRANGE call
 
 
+def _is_stream(name: str) -> bool:
+    try:
+        check_stream(name)
+    except InvalidStreamName:
+        return False
+    return True
+
+
+def _glob(text: str) -> str:
+    """`text` with the characters special to a Redis MATCH pattern escaped."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
 def client_from_url(url: str) -> tuple[redis.Redis, str]:
     """A redis-py client and the key prefix for a store URL (our options taken out)."""
     parts = urlsplit(url)
@@ -142,19 +162,37 @@ _ANY_RETRIES = 16
 class RedisEventStore(StoreBase):
     """An `EventStore` on Redis Streams."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "saleday", url: str = "redis://") -> None:
+    def __init__(self, client: redis.Redis, *, prefix: str = "saleday", url: str = "redis://",
+                 read_only: bool = False) -> None:
         self._r = client
         self.prefix = prefix
         self.url = redact(url)
+        self.read_only = read_only
         self._append = client.register_script(_APPEND)
         self._save_snapshot = client.register_script(_SAVE_SNAPSHOT)
         self._heads: dict[str, tuple[int, bytes]] = {}
         self._indexed: set[str] = set()
+        if read_only:
+            try:
+                self._check_exists()
+            except BaseException:
+                client.close()
+                raise
 
     @classmethod
-    def from_url(cls, url: str) -> RedisEventStore:
+    def from_url(cls, url: str, *, read_only: bool = False) -> RedisEventStore:
         client, prefix = client_from_url(url)
-        return cls(client, prefix=prefix, url=url)
+        return cls(client, prefix=prefix, url=url, read_only=read_only)
+
+    def _check_exists(self) -> None:
+        """Raise `StoreUnavailable` unless the server answers and holds keys under the prefix."""
+        with self._errors():
+            self._r.ping()
+            found = self._r.exists(f"{self.prefix}:streams") or next(
+                iter(self._r.scan_iter(match=f"{_glob(self.prefix)}:*", count=1000)), None)
+        if not found:
+            raise StoreUnavailable(self.url, f"no event log under prefix {self.prefix!r} there "
+                                             "(a reader never creates one)")
 
     # -- keys and errors --------------------------------------------------------------
 
@@ -184,6 +222,7 @@ class RedisEventStore(StoreBase):
 
     def append(self, stream: str, events: Sequence[NewEvent], expected_version: int | None,
                *, epoch: int | None = None) -> AppendResult:
+        self._writable()
         check_stream(stream)
         check_expected(stream, expected_version, epoch)
         events = list(events)
@@ -246,11 +285,13 @@ class RedisEventStore(StoreBase):
         return {cid: int(v) for cid, v in zip(ids, found) if v is not None}
 
     def acquire_epoch(self, stream: str) -> int:
+        self._writable()
         check_stream(stream)
         with self._errors():
             return int(self._r.hincrby(self._keys(stream)[0], "epoch", 1))
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
+        self._writable()
         check_stream(snapshot.stream)
         meta, _, _, snap = self._keys(snapshot.stream)
         with self._errors():
@@ -277,6 +318,18 @@ class RedisEventStore(StoreBase):
                 pipe.hget(self._keys(name)[0], "version")
             versions = pipe.execute()
         return {n: int(v) for n, v in zip(names, versions) if v is not None and int(v) > 0}
+
+    def logged_streams(self) -> dict[str, int]:
+        head, tail = f"{self.prefix}:{{", "}:log"
+        with self._errors():
+            names = sorted({name for key in self._r.scan_iter(
+                match=f"{_glob(self.prefix)}:{{*}}:log", count=1000)
+                if _is_stream(name := key.decode(errors='replace')[len(head):-len(tail)])})
+            pipe = self._r.pipeline(transaction=False)
+            for name in names:
+                pipe.xrevrange(self._keys(name)[1], "+", "-", count=1)
+            lasts = pipe.execute()
+        return {n: int(last[0][0].split(b"-", 1)[0]) for n, last in zip(names, lasts) if last}
 
     def _commits(self, stream: str, from_version: int) -> Iterator[StoredCommit]:
         log = self._keys(stream)[1]

@@ -9,6 +9,13 @@ killed process leaves no half-written state. With `synchronous=full` (the defaul
 WAL is fsynced before `append` returns; `?synchronous=normal` trades the last commits on
 an OS crash (never on a process crash) for speed. Each thread gets its own connection;
 other processes may open the same file.
+
+Opened `read_only` (auditors, exports, views), the file must exist and hold a `commits`
+table; connections use a `file:...?mode=ro` URI, and nothing is created: no directory,
+no lock file, no table. A log at rest (no `-wal` file: no connection has it open, every
+commit is in the main file) is opened `immutable`, so not even the WAL's `-shm` index is
+created and the log can sit on read-only media; a log with a `-wal` (a live writer, or
+one that crashed) is read through it. A missing `streams` table reads as no heads.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from events.chain import HASH_SIZE, SealedCommit, seal
 from events.envelope import (
@@ -81,7 +88,7 @@ class SqliteEventStore(StoreBase):
     """An `EventStore` in one SQLite file."""
 
     def __init__(self, path: str | Path, *, synchronous: str = "full",
-                 busy_timeout_ms: int = 30_000) -> None:
+                 busy_timeout_ms: int = 30_000, read_only: bool = False) -> None:
         if synchronous not in ("full", "normal", "extra"):
             raise InvalidStoreUrl(f"sqlite synchronous must be full, normal or extra, not {synchronous!r}")
         self.path = Path(path)
@@ -93,6 +100,12 @@ class SqliteEventStore(StoreBase):
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
         self._thread_lock = threading.Lock()
+        self.read_only = read_only
+        self._has_heads = True
+        self._lock_file = None
+        if read_only:
+            self._open_existing()
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._lock_file = open(f"{self.path}.writer-lock", "a+b")  # noqa: SIM115
@@ -101,8 +114,21 @@ class SqliteEventStore(StoreBase):
         with self._errors():
             self._conn().executescript(_SCHEMA)
 
+    def _open_existing(self) -> None:
+        """Check, read-only, that the file is a log: it exists and has a commits table."""
+        if not self.path.is_file():
+            raise StoreUnavailable(self.url, f"no event log at {self.path} (a reader never creates one)")
+        with self._errors():
+            tables = {name for (name,) in self._conn().execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "commits" not in tables:
+            self.close()
+            raise StoreUnavailable(self.url, f"{self.path} is not a saleday event log (it has no "
+                                             "commits table)")
+        self._has_heads = "streams" in tables
+
     @classmethod
-    def from_url(cls, url: str) -> SqliteEventStore:
+    def from_url(cls, url: str, *, read_only: bool = False) -> SqliteEventStore:
         parts = urlsplit(url)
         path = sqlite_path(url)
         opts = {k: v[-1] for k, v in parse_qs(parts.query).items()}
@@ -110,22 +136,34 @@ class SqliteEventStore(StoreBase):
         if unknown:
             raise InvalidStoreUrl(f"unknown sqlite URL options: {sorted(unknown)}")
         return cls(path, synchronous=opts.get("synchronous", "full"),
-                   busy_timeout_ms=int(opts.get("busy_timeout_ms", 30_000)))
+                   busy_timeout_ms=int(opts.get("busy_timeout_ms", 30_000)), read_only=read_only)
 
     # -- connections ------------------------------------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                   timeout=self._busy_timeout_ms / 1000)
-            conn.execute("PRAGMA journal_mode=WAL")
+            if self.read_only:
+                conn = self._connect_read_only()
+            else:
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                       timeout=self._busy_timeout_ms / 1000)
+                conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
             conn.execute("PRAGMA cache_size=-65536")
             self._local.conn = conn
             with self._conns_lock:
                 self._conns.append(conn)
+        return conn
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """A `mode=ro` connection; `immutable` too when no WAL exists (see the module doc)."""
+        at_rest = not Path(f"{self.path}-wal").exists()
+        uri = f"file:{quote(str(self.path.resolve()))}?mode=ro" + ("&immutable=1" if at_rest else "")
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False,
+                               timeout=self._busy_timeout_ms / 1000)
+        conn.execute("PRAGMA query_only=1")
         return conn
 
     @contextmanager
@@ -137,6 +175,7 @@ class SqliteEventStore(StoreBase):
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        self._writable()
         conn = self._conn()
         with self._writer_lock(), self._errors():
             conn.execute("BEGIN IMMEDIATE")
@@ -190,6 +229,7 @@ class SqliteEventStore(StoreBase):
 
     def append(self, stream: str, events: Sequence[NewEvent], expected_version: int | None,
                *, epoch: int | None = None) -> AppendResult:
+        self._writable()
         check_stream(stream)
         check_expected(stream, expected_version, epoch)
         events = list(events)
@@ -297,6 +337,8 @@ class SqliteEventStore(StoreBase):
 
     def head(self, stream: str) -> StreamHead:
         check_stream(stream)
+        if not self._has_heads:
+            return StreamHead(stream=stream)
         with self._errors():
             row = self._conn().execute("SELECT version, hash, epoch FROM streams WHERE stream = ?",
                                        (stream,)).fetchone()
@@ -305,9 +347,17 @@ class SqliteEventStore(StoreBase):
         return StreamHead(stream=stream, version=row[0], hash=row[1], epoch=row[2])
 
     def streams(self) -> dict[str, int]:
+        if not self._has_heads:
+            return {}
         with self._errors():
             return dict(self._conn().execute(
                 "SELECT stream, version FROM streams WHERE version > 0 ORDER BY stream").fetchall())
+
+    def logged_streams(self) -> dict[str, int]:
+        with self._errors():
+            return dict(self._conn().execute(
+                "SELECT stream, MAX(last_version) FROM commits GROUP BY stream ORDER BY stream"
+            ).fetchall())
 
     def _commits(self, stream: str, from_version: int) -> Iterator[StoredCommit]:
         # Pages are fetched whole, so no statement (and no read snapshot) stays open on

@@ -9,6 +9,11 @@ Two backends implement it and pass one contract suite (tests/events/test_store_c
 
 A stream's events are appended in commits: all or nothing, checked against the expected
 version, deduplicated by command id and fenced by writer epoch.
+
+`open_store(url, read_only=True)` is how readers (audit, export, views, `log verify`,
+`status`) open a log: it must already exist (`StoreUnavailable` otherwise), nothing is
+created or written (no file, table, lock file or key), and every write raises
+`StoreUnavailable`.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from events.envelope import (
     StoredCommit,
     StreamHead,
 )
-from events.errors import InvalidAppend, InvalidStoreUrl, InvalidStreamName
+from events.errors import InvalidAppend, InvalidStoreUrl, InvalidStreamName, StoreUnavailable
 
 _STREAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:|\-]{0,199}")
 
@@ -68,7 +73,13 @@ class EventStore(Protocol):
         ...
 
     def streams(self) -> dict[str, int]:
-        """Return every stream that holds events, with its last version."""
+        """Return every stream that holds events, with its last version (from the heads)."""
+        ...
+
+    def logged_streams(self) -> dict[str, int]:
+        """Return every stream that has commits, with the last version of its last commit,
+        found from the commit records themselves rather than from the heads `streams()`
+        reads: what an auditor lists, so a stream whose head was lost is not hidden."""
         ...
 
     def acquire_epoch(self, stream: str) -> int:
@@ -89,6 +100,14 @@ class EventStore(Protocol):
 
 class StoreBase:
     """What both backends share: reading envelopes on top of their raw commits."""
+
+    url: str
+    read_only: bool = False
+
+    def _writable(self) -> None:
+        """Raise `StoreUnavailable` if this store was opened read-only."""
+        if self.read_only:
+            raise StoreUnavailable(self.url, "opened read-only: a reader never writes to the log")
 
     def read(self, stream: str, from_version: int = 1, limit: int | None = None) -> list[Envelope]:
         check_stream(stream)
@@ -162,21 +181,26 @@ def sqlite_path(url: str) -> str:
     return parts.path[1:]
 
 
-def open_store(url: str) -> EventStore:
+def open_store(url: str, *, read_only: bool = False) -> EventStore:
     """Open the store a URL names: `sqlite:///path`, `redis://...`, `rediss://...` or
-    `memory://name` (this process's memory: simulations and tests only)."""
+    `memory://name` (this process's memory: simulations and tests only).
+
+    With `read_only`, the log must already exist and is never written: a SQLite file is
+    opened with `mode=ro` (no lock file, no tables created), a Redis server is pinged (a
+    wrong password fails here) and must hold keys under the URL's prefix, and a memory log
+    must exist in this process. Otherwise `StoreUnavailable` says why."""
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     if scheme == "sqlite":
         from events.sqlite_store import SqliteEventStore
 
-        return SqliteEventStore.from_url(url)
+        return SqliteEventStore.from_url(url, read_only=read_only)
     if scheme in ("redis", "rediss"):
         from events.redis_store import RedisEventStore
 
-        return RedisEventStore.from_url(url)
+        return RedisEventStore.from_url(url, read_only=read_only)
     if scheme == "memory":
         from events.memory_store import MemoryEventStore
 
-        return MemoryEventStore.from_url(url)
+        return MemoryEventStore.from_url(url, read_only=read_only)
     raise InvalidStoreUrl(f"unknown event store URL {redact(url)!r}: "
                           "use sqlite:///path/events.db, redis://host:port/db or rediss://...")

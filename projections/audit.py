@@ -31,7 +31,7 @@ from projections.view import View
 KNOWN_SCHEMA = 1
 """The payload version of every wire type this audit reads."""
 
-_SHAPE_ERRORS = (KeyError, TypeError, IndexError, ValueError, AttributeError)
+_SHAPE_ERRORS = (KeyError, TypeError, IndexError, ValueError, AttributeError, RecursionError)
 _at = itemgetter(4)
 _type = itemgetter(2)
 _command = itemgetter(5)

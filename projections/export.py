@@ -97,8 +97,10 @@ def jsonl_line(env: Envelope) -> str:
 
 
 def _events(store: EventStore, heads: dict[str, tuple[int, bytes]]) -> Iterator[list[Envelope]]:
-    """Every stream's events, a page at a time, recording each stream's last event."""
-    for stream in sorted(store.streams()):
+    """Every stream's events, a page at a time, recording each stream's last event. The
+    streams are those with commits as well as those with heads: a stream whose head record
+    was lost is exported too (the audit of the store reports it)."""
+    for stream in sorted(set(store.logged_streams()) | set(store.streams())):
         pos = 1
         while page := store.read(stream, pos, BATCH):
             yield page
@@ -118,7 +120,7 @@ def export(url: str, *, fmt: str, out: str | Path) -> ExportResult:
     path = out / f"events.{fmt}"
     started = time.perf_counter()
     heads: dict[str, tuple[int, bytes]] = {}
-    store = open_existing(url)
+    store = open_existing(url)  # read-only: nothing is created or written in the log
     try:
         events = (_write_jsonl if fmt == "jsonl" else _write_parquet)(path, _events(store, heads))
     except OSError as exc:

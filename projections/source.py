@@ -6,14 +6,18 @@ checkable (a gap, a broken link, a record that cannot be read). Events after a b
 not yielded: nothing vouches for them. After iteration, `heads` holds each stream's last
 verified version and hash, from which the log digest is computed.
 
-- `StoreSource` checks the chain over the stored bytes (the rule of
-  `events.verify_commits`, what `saleday log verify` does) in the same pass that decodes
-  each event, and asks `verify_commits` itself where a commit that fails is broken.
+- `StoreSource` opens the store read-only (nothing is created or written), lists the
+  streams from the commits themselves as well as from the store's heads (a stream whose
+  head was deleted is audited, and reported), checks the chain over the stored bytes (the
+  rule of `events.verify_commits`, what `saleday log verify` does) in the same pass that
+  decodes each event, and asks `verify_commits` itself where a commit that fails is broken.
 - `JsonlSource` reads an export line by line (bounded memory) and recomputes every hash
   from the decoded fields (`events.event_hash`, the rule in docs/LOG_FORMAT.md), so it
   trusts neither the stored hashes nor this code's stores. A `manifest.json` next to the
-  file (written by `saleday export`) gives the heads the export had: a stream that ends
-  early (a truncated file) is reported against it.
+  file (written by `saleday export`) gives the heads, the event count and the log digest
+  the export had: a stream that ends early (a truncated file), a count or a digest that
+  differs is reported against it. A line that cannot be read (not UTF-8, not JSON, nested
+  too deep, missing fields) is a finding at that line.
 - `EnvelopeSource` recomputes the chain of envelopes already in memory (the simulator's).
 
 Errors that make a source unreadable as a whole (no such file, no store there) raise
@@ -47,7 +51,7 @@ from events import (
 )
 from events.chain import HASH_SIZE
 from events.codec import decode_commit, gc_paused
-from events.store import sqlite_path
+from events.store import redact
 
 BATCH = 256
 """Events per batch handed to the audit: small batches stay in the CPU cache while they are
@@ -119,13 +123,24 @@ class StoreSource(LogSource):
 
     def __init__(self, url: str, *, streams: Iterable[str] | None = None) -> None:
         super().__init__()
-        self.name = url
+        self.name = redact(url)
         self._last_cid: dict[str, str] = {}
         try:
             self.store = open_existing(url)
-            self._streams = list(streams) if streams is not None else sorted(self.store.streams())
+            try:
+                # The commits first: a stream committed meanwhile then has its head too.
+                self._logged = self.store.logged_streams()
+                self._listed: dict[str, int] | None = self.store.streams()
+            except BaseException:
+                self.store.close()
+                raise
         except EventLogError as exc:
             raise SourceError(str(exc)) from exc
+        if streams is not None:
+            self._streams = list(streams)
+            self._listed = None  # the caller chose the streams: no listing to check
+        else:
+            self._streams = sorted(set(self._logged) | set(self._listed))
 
     def __iter__(self) -> Iterator[Item]:
         for stream in self._streams:
@@ -137,10 +152,11 @@ class StoreSource(LogSource):
         version, head_hash = 0, ZERO_HASH
         try:
             head = self.store.head(stream)
+            end = max(head.version, self._logged.get(stream, 0))
             chunk: list = []
             size = 0
             for commit in self.store.read_commits(stream):
-                if commit.first_version > head.version:
+                if commit.first_version > end:
                     break
                 chunk.append(commit)
                 size += commit.last_version - commit.first_version + 1
@@ -160,7 +176,14 @@ class StoreSource(LogSource):
         except EventLogError as exc:
             raise SourceError(str(exc)) from exc
         self.heads[stream] = (version, head_hash)
-        if (head.version, head.hash) != (version, head_hash):
+        if self._listed is not None and stream not in self._listed:
+            yield ChainFinding("log.chain", stream, None,
+                               f"the stream holds events up to version {version} but the store's "
+                               "list of streams does not name it ("
+                               + (f"its head says version {head.version}" if head.version else
+                                  "it has no head record")
+                               + "): whatever lists streams by their heads would not see it")
+        elif (head.version, head.hash) != (version, head_hash):
             yield ChainFinding("log.chain", stream, version + 1 if version < head.version else version,
                                f"the stream's recorded head (version {head.version}, hash "
                                f"{head.hash.hex()[:16]}…) is not its last event (version "
@@ -262,13 +285,10 @@ def _verified(stream: str, commit: StoredCommit, version: int, head_hash: bytes,
 
 
 def open_existing(url: str) -> EventStore:
-    """Open the store at `url`, refusing a SQLite path with no file (opening one would
-    quietly create an empty log, which would then audit as a clean one)."""
-    if url.split(":", 1)[0].lower() == "sqlite":
-        path = sqlite_path(url)
-        if not Path(path).is_file():
-            raise SourceError(f"no event log at {path}")
-    return open_store(url)
+    """Open the log at `url` read-only: it must exist, and nothing is created or written
+    (opening a missing log for writing would quietly create an empty one, which would then
+    audit as a clean one). Raises `StoreUnavailable` (an `EventLogError`) otherwise."""
+    return open_store(url, read_only=True)
 
 
 def data_dir_url(path: str | Path) -> str:
@@ -373,11 +393,19 @@ class JsonlSource(LogSource):
         if manifest is not None or found.is_file():
             try:
                 self.manifest = json.loads(found.read_text())
-                if not isinstance(self.manifest["streams"], dict):
-                    raise TypeError("streams is not a map")
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise SourceError(f"unreadable manifest {found}: {exc}") from exc
+                if not isinstance(self.manifest["streams"], dict) or not all(
+                        type(h) is dict and type(h.get("version")) is int
+                        and type(h.get("head_hash")) is str for h in self.manifest["streams"].values()):
+                    raise TypeError("streams is not a map of {version, head_hash}")
+                if type(self.manifest["events"]) is not int:
+                    raise TypeError("events is not an integer")
+                if type(self.manifest["log_digest"]) is not str:
+                    raise TypeError("log_digest is not a string")
+            except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+                raise SourceError(f"unreadable manifest {found}: {type(exc).__name__}: {exc}") from exc
         self.lines = 0
+        self.events = 0
+        """Lines read that are events (whatever their chain), to check the manifest's count."""
 
     def __iter__(self) -> Iterator[Item]:
         chain = _Recompute()
@@ -393,7 +421,9 @@ class JsonlSource(LogSource):
                 try:
                     line = raw.decode("utf-8")
                     env = envelope_from_json(line)
-                except (ValueError, KeyError, TypeError) as exc:
+                except (ValueError, KeyError, TypeError, RecursionError) as exc:
+                    if isinstance(exc, RecursionError):
+                        exc = ValueError("nested too deep to read")
                     if n == 1:
                         raise SourceError(f"{self.name} is not a saleday JSONL export: "
                                           f"line 1: {exc}") from exc
@@ -408,6 +438,7 @@ class JsonlSource(LogSource):
                                        f"line {n} is not a complete event"
                                        f"{' (the file is truncated)' if not line.endswith(chr(10)) else ''}: {exc}")
                     continue
+                self.events += 1
                 if run and (env.stream != run[0].stream or len(run) >= BATCH):
                     yield from _checked_run(chain, run)
                     run = []
@@ -421,6 +452,19 @@ class JsonlSource(LogSource):
             yield from self._against_manifest(chain)
 
     def _against_manifest(self, chain: _Recompute) -> Iterator[ChainFinding]:
+        yield from self._against_manifest_heads(chain)
+        want_events, want_digest = self.manifest["events"], self.manifest["log_digest"]
+        if self.events != want_events:
+            yield ChainFinding("log.chain", "", None,
+                               f"the export's manifest counts {want_events:,} events but the file "
+                               f"holds {self.events:,}")
+        digest = log_digest(chain.heads)
+        if digest != want_digest:
+            yield ChainFinding("log.chain", "", None,
+                               f"the log digest of what the file verifies to ({digest}) is not the "
+                               f"export manifest's ({want_digest})")
+
+    def _against_manifest_heads(self, chain: _Recompute) -> Iterator[ChainFinding]:
         listed = self.manifest["streams"]
         for stream in sorted(set(listed) | set(chain.heads)):
             want = listed.get(stream)
