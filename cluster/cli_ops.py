@@ -8,8 +8,9 @@ the cluster (or starts a local Ray), starts or finds the named shard actors, pri
 each runs, then stays up until Ctrl-C or SIGTERM: its gateway ticks the shards (so due
 reservations expire with no traffic) and it logs each shard's health every
 `--health-every-s`. `status` reads the shards from Ray's GCS and asks each live one for its
-stream version and epoch; it exits 1 unless every shard is healthy. Store URLs are shown
-redacted, never with a password.
+stream version and epoch; it exits 1 unless every shard is healthy. Given a store, `status`
+opens it read-only before anything else and exits 2 when it is unreachable, refuses the
+credentials or holds no log. Store URLs are shown redacted, never with a password.
 """
 
 from __future__ import annotations
@@ -126,17 +127,19 @@ def status(
 ) -> None:
     """Show each shard: node, state, version, epoch, lag, restarts and health.
 
-    Exit 1 unless every shard is healthy."""
+    Exit 1 unless every shard is healthy; exit 2 when the store (given) cannot be read."""
     from cluster import wiring
 
     settings = _settings(ray_address=address, store_url=store)
+    store_url = settings.resolved_store_url() if settings.store_url else None
+    if store_url is not None:
+        _check_store(store_url)
     _check_reachable(settings.ray_address)
     try:
         wiring.start_ray(settings.ray_address or "auto")
     except (ConnectionError, ValueError, RuntimeError) as exc:
         fail(RuntimeError(f"no Ray cluster at {settings.ray_address or 'auto'}: {exc}"))
-    rows = shard_rows(settings.resolved_store_url() if settings.store_url else None,
-                      timeout_s=timeout_s)
+    rows = shard_rows(store_url, timeout_s=timeout_s)
     if as_json:
         typer.echo(json.dumps(rows))
     else:
@@ -144,8 +147,23 @@ def status(
         if not rows:
             typer.echo("no shard actors found (is `saleday serve` running on this cluster?)",
                        err=True)
+    if any(r["health"] == "store_unavailable" for r in rows):
+        typer.echo("error: the event store became unavailable while reading it (see the log)",
+                   err=True)
+        raise typer.Exit(2)
     if not rows or any(r["health"] != "ok" for r in rows):
         raise typer.Exit(1)
+
+
+def _check_store(store_url: str) -> None:
+    """Exit 2, readably and with the URL redacted, unless the store answers (with these
+    credentials) and holds a log. Opened read-only: status never writes to the log."""
+    from events import EventLogError, open_store
+
+    try:
+        open_store(store_url, read_only=True).close()
+    except EventLogError as exc:
+        fail(exc)
 
 
 def _check_reachable(address: str | None, timeout_s: float = 3.0) -> None:
@@ -189,7 +207,9 @@ def shard_rows(store_url: str | None, *, timeout_s: float = 5.0) -> list[dict[st
                 answered[name] = ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - the actor died answering: report it
                 log.info("shard_status_failed", stream=name, error=type(exc).__name__)
-    heads = _log_versions(store_url, list(placed)) if store_url else {}
+    found = _log_versions(store_url, list(placed)) if store_url else {}
+    unavailable = found is None
+    heads = found or {}
     rows = []
     for name in sorted(placed):
         where, said = placed[name], answered.get(name, {})
@@ -202,7 +222,7 @@ def shard_rows(store_url: str | None, *, timeout_s: float = 5.0) -> list[dict[st
                "log_version": heads.get(name), "lag": None, "store": said.get("store")}
         if row["version"] is not None and row["log_version"] is not None:
             row["lag"] = row["log_version"] - row["version"]
-        row["health"] = _health(row, said)
+        row["health"] = "store_unavailable" if unavailable else _health(row, said)
         rows.append(row)
     return rows
 
@@ -224,19 +244,20 @@ def _health(row: dict[str, Any], said: dict[str, Any]) -> str:
     return "ok"
 
 
-def _log_versions(store_url: str, streams: list[str]) -> dict[str, int]:
+def _log_versions(store_url: str, streams: list[str]) -> dict[str, int] | None:
+    """Each stream's version in the log, None when the store cannot be read (read-only)."""
     from events import EventLogError, open_store
 
     try:
-        store = open_store(store_url)
+        store = open_store(store_url, read_only=True)
     except EventLogError as exc:
         log.warning("status_store_unavailable", error=str(exc))
-        return {}
+        return None
     try:
         return {s: store.head(s).version for s in streams}
     except EventLogError as exc:
         log.warning("status_store_unavailable", error=str(exc))
-        return {}
+        return None
     finally:
         store.close()
 
