@@ -679,6 +679,31 @@ class StoreContract:
         self.store.append(stream, marked(stream, range(1, 4)), 0)
         self.store.append(stream, marked(stream, range(4, 7)), 3)
 
+    # -- read-only opening (auditors, exports, views) ----------------------------------
+
+    def test_a_read_only_open_reads_the_log_and_refuses_every_write(self):
+        """Opened read-only, a store reads every stream, head and event, and refuses an
+        append, an epoch and a snapshot with StoreUnavailable, writing nothing."""
+        self._two_commits()
+        ro = open_store(self.url, read_only=True)
+        self._opened.append(ro)
+        assert ro.streams() == {"s": 6} and ro.logged_streams() == {"s": 6}
+        assert ro.read("s") == self.store.read("s") and ro.head("s") == self.store.head("s")
+        for write in (lambda: ro.append("s", [ev(99)], None), lambda: ro.acquire_epoch("s"),
+                      lambda: ro.save_snapshot(Snapshot(stream="s", version=6, recorded_at=1,
+                                                        data=b"x"))):
+            with pytest.raises(StoreUnavailable, match="read-only"):
+                write()
+        assert self.store.head("s") == ro.head("s") and self.store.load_snapshot("s") is None
+
+    def test_logged_streams_come_from_the_commits(self):
+        """`logged_streams` names each stream with commits and its last version; a stream
+        that only took an epoch has no commits and is not in it."""
+        self._two_commits()
+        self.store.append("t", [ev(1, command_id="t-1")], 0)
+        self.store.acquire_epoch("u")
+        assert self.store.logged_streams() == {"s": 6, "t": 1}
+
     def test_flipped_bytes_in_a_stored_body_name_the_commit(self):
         """Bytes flipped in place in a stored commit body raise CorruptRecordError naming stream and version."""
         self._two_commits()
@@ -889,6 +914,12 @@ class TestSqliteStore(StoreContract):
         with pytest.raises(InvalidStoreUrl):
             open_store("sqlite:///")
 
+    def test_a_read_only_open_of_no_file_creates_nothing(self, tmp_path):
+        """Read-only, a path with no log is StoreUnavailable and nothing is created there."""
+        with pytest.raises(StoreUnavailable, match="no event log"):
+            open_store(f"sqlite:///{tmp_path}/none/events.db", read_only=True)
+        assert not (tmp_path / "none").exists()
+
     def test_an_unwritable_location_is_store_unavailable(self, tmp_path):
         """Opening a store where no file can be created raises StoreUnavailable, not a raw OSError."""
         blocker = tmp_path / "file"
@@ -922,6 +953,15 @@ class TestMemoryStore(StoreContract):
     # threads racing on one stream are covered by the thread cases above.
     test_processes_on_different_streams = None
     test_processes_racing_on_one_stream_record_every_command_once = None
+
+    def test_a_read_only_open_of_a_name_this_process_has_not_written_fails(self):
+        """Read-only, a memory:// name with no log in this process is StoreUnavailable saying
+        the memory store lives in its own process (and no empty log is made for it)."""
+        from events.memory_store import _LOGS
+
+        with pytest.raises(StoreUnavailable, match="only lives in the process"):
+            open_store(self.url + "-elsewhere", read_only=True)
+        assert self.store.name + "-elsewhere" not in _LOGS
 
     def test_every_open_in_a_process_sees_the_same_log(self):
         """Two opens of one memory:// name share the log; another name is another log."""
@@ -984,6 +1024,30 @@ class TestRedisStore(StoreContract):
         with pytest.raises(CorruptRecordError) as info:
             self.store.read("s")
         assert (info.value.stream, info.value.version) == ("s", 6)
+
+    def test_a_read_only_open_of_an_empty_prefix_fails_and_creates_no_key(self):
+        """Read-only, a prefix that holds no key is StoreUnavailable; no key is created."""
+        other_url = with_query(self.url, prefix=prefix_of(self.url) + "-none")
+        with pytest.raises(StoreUnavailable, match="no event log under prefix"):
+            open_store(other_url, read_only=True)
+        client = redis_client(self.url)
+        try:
+            assert list(client.scan_iter(match=f"{prefix_of(other_url)}*")) == []
+        finally:
+            client.close()
+
+    def test_a_read_only_open_with_a_wrong_password_fails_at_once(self, tmp_path):
+        """Read-only, the server is asked at open: a wrong password is StoreUnavailable
+        (redacted), not an empty log."""
+        with RedisServer(tmp_path) as server:
+            import redis
+
+            admin = redis.Redis(port=server.port)
+            admin.config_set("requirepass", "right-one")
+            admin.close()
+            with pytest.raises(StoreUnavailable) as info:
+                open_store(f"redis://default:wrong-one@127.0.0.1:{server.port}/0", read_only=True)
+        assert "wrong-one" not in str(info.value) and "default:***@" in str(info.value)
 
     def test_prefixes_isolate_stores_on_one_server(self):
         """Two stores with different prefixes on one Redis share nothing."""
