@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from cluster import logs
 from cluster.cli import app
 from tests.helpers import RedisServer, free_port
+from tests.projections.audit_logs import T0, session, stocked, write
 
 pytestmark = pytest.mark.redis
 
@@ -116,8 +117,6 @@ def test_audit_in_its_own_process_shows_no_password(server, tmp_path):
     """`python -m cluster.cli audit` as a user runs it (a fresh process, everything it logs):
     the password appears in neither stream."""
     prefix = f"proc-{uuid.uuid4().hex[:8]}"
-    from tests.projections.audit_logs import session, stocked, write, T0
-
     write(url(server, prefix), [*stocked("A1"), *session("u1", T0 + 10)])
     env = {k: v for k, v in os.environ.items() if not k.startswith("SALEDAY_")}
     env["PYTHONPATH"] = str(ROOT)

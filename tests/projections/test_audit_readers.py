@@ -225,6 +225,32 @@ def test_readers_of_an_empty_redis_prefix_fail_and_create_no_key(redis_url):
         delete_prefix(url)
 
 
+@pytest.mark.redis
+def test_readers_of_a_redis_log_change_no_key(redis_store_url, tmp_path):
+    """audit, log verify, log streams, export and view (checkpoints elsewhere) on a Redis
+    log leave every key under its prefix exactly as it was, and add none."""
+    small_log(redis_store_url)
+    client = redis_client(redis_store_url)
+
+    def keys() -> dict[bytes, bytes]:
+        return {k: client.dump(k) for k in sorted(client.scan_iter(
+            match=f"{prefix_of(redis_store_url)}:*"))}
+
+    try:
+        before = keys()
+        for args in (["audit", "--store", redis_store_url],
+                     ["log", "verify", "--store", redis_store_url],
+                     ["log", "streams", "--store", redis_store_url],
+                     ["export", "--store", redis_store_url, "--out", str(tmp_path / "x")],
+                     ["view", "stock", "--store", redis_store_url, "--checkpoints",
+                      f"sqlite:///{tmp_path}/cp.db"]):
+            done = runner.invoke(app, args)
+            assert done.exit_code == 0, (args, done.output)
+        assert keys() == before
+    finally:
+        client.close()
+
+
 # --- 8. the manifest is checked whole; nothing is not a pass ---------------------------
 
 
