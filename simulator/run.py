@@ -204,7 +204,7 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
                           lanes=sum(shard_counts.values())) if opts.faults else FaultPlan()
     # Snapshots only speed up recovery; without faults nothing recovers in this process, and
     # pickling a million sessions every 50,000 events would cost the run ~10%.
-    shards = FaultyShards(store, shard_counts, faults=plan,
+    shards = FaultyShards(store, shard_counts, faults=plan, give_up_s=opts.store_give_up_s,
                           snapshot_every=50_000 if opts.faults else 2**62)
     vt = VirtualTime()
     recorder = Recorder(shards, lambda: vt.now_s, bucket_s=_bucket_s(sc))
