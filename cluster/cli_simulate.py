@@ -3,7 +3,11 @@
 `saleday simulate` with no arguments runs the `double11` preset on the embedded defaults
 (a local Ray started in this process, the SQLite log under ./saleday-data) and ends with
 the report and the audit's verdict. Exit status: 0 when every invariant held, 1 when the
-audit found a violation, 2 when the run could not start (bad scenario, unreachable store).
+audit found a violation, 2 when the run could not start or finish (bad scenario,
+unreachable or non-empty store, a log another run is writing).
+
+Run again in the same data dir, it moves the earlier run's log aside to
+`<data>/previous-runs/` and writes a new one (`simulator.datadir`): nothing is deleted.
 """
 
 from __future__ import annotations

@@ -91,7 +91,7 @@ def prepare_log(url: str, *, data_dir: Path, explicit: bool, overwrite: bool = F
     Call it while holding `run_lock(url)`."""
     db = sqlite_file(url)
     if db is None:
-        _check_empty(url)
+        _check_empty(url, overwrite=overwrite)
         return None
     if not _holds_a_log(db):
         for suffix in _DB_FILES:   # an empty log: start a new file rather than trust it
@@ -155,7 +155,7 @@ def _fold_wal(db: Path) -> None:
         pass   # not a SQLite file: moved as it is
 
 
-def _check_empty(url: str) -> None:
+def _check_empty(url: str, *, overwrite: bool) -> None:
     store = open_store(url)
     try:
         streams = store.streams()
@@ -163,5 +163,5 @@ def _check_empty(url: str) -> None:
         store.close()
     if streams:
         raise LogNotEmpty(f"the store {redact(url)} already holds a log ({len(streams)} "
-                          f"streams); a run starts from an empty one (give Redis a fresh "
-                          f"?prefix=)")
+                          f"streams); a run starts from an empty one: give Redis a fresh "
+                          f"?prefix=" + (" (--overwrite moves SQLite logs only)" if overwrite else ""))

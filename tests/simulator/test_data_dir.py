@@ -101,3 +101,14 @@ def test_a_second_run_on_a_log_in_use_is_refused_and_the_first_run_is_unharmed(t
     report = json.loads(out)
     assert report["audit_ok"]
     assert audited("--data", str(data))["log_digest"] == report["log_digest"]
+
+
+def test_a_redis_log_that_holds_events_is_refused_even_when_told(tmp_path, redis_store_url):
+    """A Redis prefix that holds a log is never written over: exit 2, log as it was."""
+    code, first, output = simulate("--data", str(tmp_path / "d"), "--store", redis_store_url)
+    assert code == 0, output
+    for extra in ([], ["--overwrite"]):
+        code, _, output = simulate("--data", str(tmp_path / "d"), "--store", redis_store_url,
+                                   "--seed", "2", *extra)
+        assert code == 2 and "already holds a log" in output and "?prefix=" in output
+    assert audited("--store", redis_store_url)["log_digest"] == first["log_digest"]
