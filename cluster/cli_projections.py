@@ -8,7 +8,8 @@
 `view` catches the projection up from its checkpoint (`projections.db` next to a SQLite
 log, or on the same Redis, under the same prefix, when the log is on Redis) before it
 prints. A checkpoint folded from another log (a new run in the same folder, another
-store) is noticed by the hashes it keeps and rebuilt from this log, with a note on stderr. `bench projections` writes a log of reservation traffic with the real SKU decider
+store) is noticed by the hashes it keeps and rebuilt from this log, with a note on
+stderr. `bench projections` writes a log of reservation traffic with the real SKU decider
 into a temporary SQLite store and times folding+checkpointing it per view, against the raw
 read+decode rate of the same log.
 """
@@ -65,8 +66,8 @@ def view(
     top: Annotated[int, typer.Option("--top", min=1, help="Rows shown in lists.")] = 20,
     graphml_file: Annotated[Path | None, typer.Option(
         "--graphml", help="referrals: also write the graph as GraphML to this file.")] = None,
-    rebuild: Annotated[bool, typer.Option("--rebuild", help="Forget the checkpoint and fold the whole log again "
-                                   "from zero (always possible).")] = False,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Forget the checkpoint and fold the "
+                                          "whole log again from zero.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Catch a view up with the log and show it."""
@@ -89,7 +90,8 @@ def view(
                 proj = Projection(cls(), s, cps, fresh=rebuild)
             except ForeignCheckpoint as exc:
                 # Views are derived data: one folded from another log is worth nothing here.
-                typer.echo(f"note: {exc}; rebuilding it from this log", err=True)
+                typer.echo(f"note: the {name} view's checkpoint was made from another log "
+                           f"({exc.reason}); rebuilding it from this one", err=True)
                 proj = Projection(cls(), s, cps, fresh=True)
             folded = proj.catch_up()
             seconds = time.perf_counter() - started

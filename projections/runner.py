@@ -50,6 +50,11 @@ class ProjectionError(Exception):
 class ForeignCheckpoint(ProjectionError):
     """The checkpoint was folded from another log than the one it is read against."""
 
+    def __init__(self, checkpoint: str, log_url: str, reason: str) -> None:
+        self.checkpoint, self.log_url, self.reason = checkpoint, log_url, reason
+        super().__init__(f"checkpoint {checkpoint!r} was made from another log than {log_url} "
+                         f"({reason}); rebuild it (saleday view --rebuild)")
+
 
 LOG_ROWS = "_log"
 """The reserved view name of a checkpoint's identity rows: ("_log", "hash", stream) ->
@@ -136,11 +141,12 @@ class Projection:
     def _restore(self) -> None:
         positions, rows = self.checkpoints.load(self.name)
         hashes = {key: value for view_name, _, key, value in rows if view_name == LOG_ROWS}
-        mismatch = self._mismatch(positions, hashes)
+        legacy = bool(positions) and not hashes
+        mismatch = self._mismatch(positions, None if legacy else hashes)
         if mismatch:
-            raise ForeignCheckpoint(f"checkpoint {self.name!r} was made from another log than "
-                                    f"{getattr(self.store, 'url', 'this one')} ({mismatch}); "
-                                    f"rebuild it (saleday view --rebuild)")
+            raise ForeignCheckpoint(self.name, getattr(self.store, "url", "this one"), mismatch)
+        if legacy:
+            self._adopt(positions)
         by_view: dict[str, list[tuple[str, str, Any]]] = {v.name: [] for v in self.views}
         for view_name, table, key, value in rows:
             if view_name in by_view:
@@ -154,14 +160,17 @@ class Projection:
         log.debug("projection_restored", projection=self.name, rows=len(rows),
                   events=sum(positions.values()))
 
-    def _mismatch(self, positions: Mapping[str, int], hashes: Mapping[str, str]) -> str:
-        """Why the stored positions are not positions in this log ('' when they are)."""
+    def _mismatch(self, positions: Mapping[str, int], hashes: Mapping[str, str] | None) -> str:
+        """Why the stored positions are not positions in this log ('' when they are);
+        `hashes` None: a checkpoint that kept none, checked against the heads only."""
         heads = self.store.streams()
         for stream, version in sorted(positions.items()):
             if version <= 0:
                 continue
             if version > heads.get(stream, 0):
                 return f"{stream} folded up to {version}, the log holds {heads.get(stream, 0)}"
+            if hashes is None:
+                continue
             stored = hashes.get(stream)
             if stored is None:
                 return f"{stream}: no record of which log it was folded from"
@@ -169,6 +178,17 @@ class Projection:
             if not found or found[0].hash.hex() != stored:
                 return f"{stream}: event {version} is not the one folded"
         return ""
+
+    def _adopt(self, positions: Mapping[str, int]) -> None:
+        """Bind a checkpoint written before checkpoints kept their log's hashes to this log
+        (trusted once, as it was before; checked from now on)."""
+        rows = []
+        for stream, version in positions.items():
+            found = self.store.read(stream, version, 1) if version > 0 else []
+            if found:
+                rows.append((LOG_ROWS, "hash", stream, found[0].hash.hex()))
+        self.checkpoints.commit(self.name, positions, positions, rows)
+        log.warning("checkpoint_adopted", projection=self.name, streams=len(rows))
 
     # -- folding ---------------------------------------------------------------------------
 

@@ -157,12 +157,11 @@ def simulate(opts: RunOptions, source: Iterator[Visit] | None = None) -> RunRepo
                             overwrite=opts.overwrite)
         if moved is not None:
             log.info("previous_log_moved", to=str(moved))
-        report = _simulate(opts, url, source)
-    report.previous_run = None if moved is None else str(moved)
-    return report
+        return _simulate(opts, url, source, previous_run=None if moved is None else str(moved))
 
 
-def _simulate(opts: RunOptions, url: str, source: Iterator[Visit] | None) -> RunReport:
+def _simulate(opts: RunOptions, url: str, source: Iterator[Visit] | None, *,
+              previous_run: str | None) -> RunReport:
     sc = opts.scenario
     skus = catalog(sc, opts.seed)
     stream = source if source is not None else visits(sc, opts.seed)
@@ -183,6 +182,7 @@ def _simulate(opts: RunOptions, url: str, source: Iterator[Visit] | None) -> Run
 
             run = run_ray(opts, url, skus, stream, progress)
     report = _report(opts, url, run, skus, started_at)
+    report.previous_run = previous_run
     if opts.charts:
         from simulator.report import write_outputs
 

@@ -111,3 +111,27 @@ def test_view_rebuilds_a_checkpoint_made_from_another_log(tmp_path, other_reserv
     rebuilt = view("--store", b, "--checkpoints", cps, "--rebuild")
     assert rebuilt.exit_code == 0, rebuilt.output
     assert json.loads(rebuilt.stdout) == json.loads(own.stdout)
+
+
+def test_a_checkpoint_from_before_logs_were_bound_is_adopted_once(tmp_path):
+    """A checkpoint that kept no hashes (written by an older saleday) restores on a log
+    that holds its positions, as before, and is bound to that log from then on."""
+    import sqlite3
+
+    a = log_at(tmp_path / "a.db", reservations=600, seed=1)
+    b = log_at(tmp_path / "b.db", reservations=900, seed=2)
+    cps_path = tmp_path / "projections.db"
+    cps = open_checkpoints(f"sqlite:///{cps_path}")
+    store_a, store_b = open_store(a), open_store(b)
+    try:
+        Projection(StockView(), store_a, cps).catch_up()
+        with sqlite3.connect(cps_path) as conn:
+            conn.execute("DELETE FROM rows WHERE view = '_log'")
+        proj = Projection(StockView(), store_a, cps)
+        assert proj.catch_up() == 0 and proj.view.digest() == folded(a)
+        with pytest.raises(ForeignCheckpoint):
+            Projection(StockView(), store_b, cps)
+    finally:
+        store_a.close()
+        store_b.close()
+        cps.close()
