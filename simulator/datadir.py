@@ -61,9 +61,13 @@ def run_lock(url: str) -> Iterator[None]:
     if db is None:
         yield
         return
-    db.parent.mkdir(parents=True, exist_ok=True)
     lock_path = Path(f"{db}.run-lock")
-    with open(lock_path, "a+") as f:
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        f = open(lock_path, "a+")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise DataDirError(f"cannot lock the log {db}: {exc}") from exc
+    with f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -101,7 +105,11 @@ def prepare_log(url: str, *, data_dir: Path, explicit: bool, overwrite: bool = F
         raise LogNotEmpty(f"the store {redact(url)} already holds a log; a run starts from an "
                           f"empty one: name an empty log, or pass --overwrite to move this one "
                           f"aside (to {db.parent / PREVIOUS}/)")
-    return move_aside(db, report=None if explicit else data_dir / "report")
+    try:
+        return move_aside(db, report=None if explicit else data_dir / "report")
+    except OSError as exc:
+        raise DataDirError(f"could not move the earlier log {db} aside (nothing was "
+                           f"deleted): {exc}") from exc
 
 
 def move_aside(db: Path, *, report: Path | None = None) -> Path:

@@ -112,3 +112,14 @@ def test_a_redis_log_that_holds_events_is_refused_even_when_told(tmp_path, redis
                                    "--seed", "2", *extra)
         assert code == 2 and "already holds a log" in output and "?prefix=" in output
     assert audited("--store", redis_store_url)["log_digest"] == first["log_digest"]
+
+
+def test_a_file_that_is_not_a_log_is_moved_aside_never_deleted(tmp_path):
+    """Whatever sits at the data dir's events.db, a run keeps it: a file that is not a
+    saleday log is moved aside byte for byte, and the run writes its own log."""
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "events.db").write_bytes(b"my notes, not a log")
+    code, report, output = simulate("--data", str(data))
+    assert code == 0, output
+    assert (Path(report["previous_run"]) / "events.db").read_bytes() == b"my notes, not a log"
