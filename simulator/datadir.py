@@ -13,28 +13,48 @@ A simulated sale day starts from an empty log. What happens to a log already the
   `projections.db` next to it) aside the same way, next to it; never unlinked. A
   non-empty Redis log is always refused: give it a fresh `?prefix=`.
 
-A SQLite log is locked for the whole run (`run_lock`): an OS file lock (`flock`) on
-`<db>.run-lock` next to it, taken before anything is moved and released when the run
-ends or its process dies. A second run on the same log is refused (`LogBusy`) and
-touches nothing.
+A log is locked for the whole run (`run_lock`), taken before anything is moved or
+checked; a second run on the same log is refused (`LogBusy`) and touches nothing:
+- SQLite: an OS file lock (`flock`) on `<db>.run-lock` next to it, released when the run
+  ends or its process dies;
+- Redis: the key `<prefix>:run-lock` (SET NX) with a TTL of `REDIS_LOCK_TTL_S`, refreshed
+  by a thread while the run lasts, deleted at its end; a run that died frees it when the
+  TTL runs out. An ACL user without SET (the store's own least-privilege user) runs
+  without it, with a warning: the non-empty check is then the only guard.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import socket
 import sqlite3
+import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import structlog
+
 from events import open_store
 from events.store import redact, sqlite_path
 from simulator.errors import SimulationError
 
+log = structlog.get_logger("saleday.simulator")
+
 PREVIOUS = "previous-runs"
 _DB_FILES = ("", "-wal", "-shm")
+REDIS_LOCK_TTL_S = 60.0
+_EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 class DataDirError(SimulationError):
@@ -56,7 +76,12 @@ def sqlite_file(url: str) -> Path | None:
 
 @contextmanager
 def run_lock(url: str) -> Iterator[None]:
-    """Hold the run lock of the SQLite log `url` names (nothing to lock for other stores)."""
+    """Hold the run lock of the log `url` names (a SQLite file or a Redis prefix; nothing
+    to lock for a store in memory)."""
+    if url.split(":", 1)[0].lower() in ("redis", "rediss"):
+        with _redis_lock(url):
+            yield
+        return
     db = sqlite_file(url)
     if db is None:
         yield
@@ -87,6 +112,56 @@ def run_lock(url: str) -> Iterator[None]:
             f.seek(0)
             f.truncate()
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _redis_lock(url: str, ttl_s: float = REDIS_LOCK_TTL_S) -> Iterator[None]:
+    import redis
+
+    from events.redis_store import client_from_url
+
+    client, prefix = client_from_url(url)
+    key = f"{prefix}:run-lock"
+    token = f"{socket.gethostname()} pid {os.getpid()} ({uuid.uuid4().hex[:8]})"
+    ttl_ms = int(ttl_s * 1000)
+    try:
+        try:
+            taken = client.set(key, token, nx=True, px=ttl_ms)
+            holder = None if taken else client.get(key)
+        except redis.exceptions.NoPermissionError as exc:
+            log.warning("run_lock_not_permitted", store=redact(url), error=str(exc))
+            yield
+            return
+        except redis.exceptions.RedisError as exc:
+            raise DataDirError(f"cannot lock the log on {redact(url)}: "
+                               f"{type(exc).__name__}: {exc}") from exc
+        if not taken:
+            who = holder.decode(errors="replace") if holder else "another run"
+            raise LogBusy(f"another run is writing the log on {redact(url)} ({who}); wait for "
+                          f"it to finish (a run that died frees it within {ttl_s:g} s), or "
+                          f"give this run another ?prefix=")
+        stop = threading.Event()
+
+        def refresh() -> None:
+            while not stop.wait(ttl_s / 3):
+                try:
+                    client.eval(_EXTEND, 1, key, token, ttl_ms)
+                except redis.exceptions.RedisError:
+                    pass   # Redis away: the run's own retries decide what happens
+
+        keeper = threading.Thread(target=refresh, name="run-lock", daemon=True)
+        keeper.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            keeper.join(2.0)
+            try:
+                client.eval(_RELEASE, 1, key, token)
+            except redis.exceptions.RedisError:
+                pass   # it expires
+    finally:
+        client.close()
 
 
 def prepare_log(url: str, *, data_dir: Path, explicit: bool, overwrite: bool = False) -> Path | None:

@@ -123,3 +123,23 @@ def test_a_file_that_is_not_a_log_is_moved_aside_never_deleted(tmp_path):
     code, report, output = simulate("--data", str(data))
     assert code == 0, output
     assert (Path(report["previous_run"]) / "events.db").read_bytes() == b"my notes, not a log"
+
+
+def test_a_redis_log_in_use_is_refused_and_freed_when_the_run_ends(tmp_path, redis_store_url):
+    """While a run holds a Redis prefix (its lock key, with a TTL), a second run on that
+    prefix exits 2 before writing anything; once it is released a run proceeds."""
+    import redis
+
+    from simulator.datadir import run_lock
+    from tests.helpers import client_url
+
+    with run_lock(redis_store_url):
+        code, _, output = simulate("--data", str(tmp_path / "d"), "--store", redis_store_url)
+        assert code == 2 and "another run is writing the log" in output, output
+        client = redis.Redis.from_url(client_url(redis_store_url))
+        prefix = redis_store_url.rsplit("prefix=", 1)[1]
+        assert 0 < client.pttl(f"{prefix}:run-lock") <= 60_000
+        assert list(client.scan_iter(match=f"{prefix}:*")) == [f"{prefix}:run-lock".encode()]
+        client.close()
+    code, report, output = simulate("--data", str(tmp_path / "d"), "--store", redis_store_url)
+    assert code == 0 and report["audit_ok"], output
