@@ -476,6 +476,17 @@ class ShardHost:
         if self._snapshotting is not None:
             self._snapshotting.result()
 
+    def log_rewound(self) -> int | None:
+        """The log's head version if the log now ends before what this host committed
+        (Redis restarted without its last writes, failed over to a lagging replica, or
+        emptied): no append can succeed at this host's version again. None if it does not,
+        or if the store cannot be asked."""
+        try:
+            head = self.store.head(self.stream).version
+        except EventLogError:
+            return None
+        return head if head < self.version else None
+
     def status(self) -> dict[str, Any]:
         return {"stream": self.stream, "kind": self.decider.kind, "epoch": self.epoch,
                 "version": self.version, "snapshot_version": self.snapshot_version,

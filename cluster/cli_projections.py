@@ -7,7 +7,9 @@
 
 `view` catches the projection up from its checkpoint (`projections.db` next to a SQLite
 log, or on the same Redis, under the same prefix, when the log is on Redis) before it
-prints. `bench projections` writes a log of reservation traffic with the real SKU decider
+prints. A checkpoint folded from another log (a new run in the same folder, another
+store) is noticed by the hashes it keeps and rebuilt from this log, with a note on
+stderr. `bench projections` writes a log of reservation traffic with the real SKU decider
 into a temporary SQLite store and times folding+checkpointing it per view, against the raw
 read+decode rate of the same log.
 """
@@ -64,12 +66,13 @@ def view(
     top: Annotated[int, typer.Option("--top", min=1, help="Rows shown in lists.")] = 20,
     graphml_file: Annotated[Path | None, typer.Option(
         "--graphml", help="referrals: also write the graph as GraphML to this file.")] = None,
-    rebuild: Annotated[bool, typer.Option("--rebuild", help="Fold the whole log again from zero.")] = False,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Forget the checkpoint and fold the "
+                                          "whole log again from zero.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Catch a view up with the log and show it."""
     from projections.checkpoint import open_checkpoints
-    from projections.runner import Projection, ProjectionError
+    from projections.runner import ForeignCheckpoint, Projection, ProjectionError
     from projections.views import UnknownView, view_class
 
     try:
@@ -82,9 +85,15 @@ def view(
     with opened(store_url, read_only=True) as s:
         cps = open_checkpoints(checkpoints or checkpoint_url_for(store_url))
         try:
-            proj = Projection(cls(), s, cps)
             started = time.perf_counter()
-            folded = proj.rebuild() if rebuild else proj.catch_up()
+            try:
+                proj = Projection(cls(), s, cps, fresh=rebuild)
+            except ForeignCheckpoint as exc:
+                # Views are derived data: one folded from another log is worth nothing here.
+                typer.echo(f"note: the {name} view's checkpoint was made from another log "
+                           f"({exc.reason}); rebuilding it from this one", err=True)
+                proj = Projection(cls(), s, cps, fresh=True)
+            folded = proj.catch_up()
             seconds = time.perf_counter() - started
         except ProjectionError as exc:
             fail(exc)

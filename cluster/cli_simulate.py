@@ -3,7 +3,11 @@
 `saleday simulate` with no arguments runs the `double11` preset on the embedded defaults
 (a local Ray started in this process, the SQLite log under ./saleday-data) and ends with
 the report and the audit's verdict. Exit status: 0 when every invariant held, 1 when the
-audit found a violation, 2 when the run could not start (bad scenario, unreachable store).
+audit found a violation, 2 when the run could not start or finish (bad scenario,
+unreachable or non-empty store, a log another run is writing).
+
+Run again in the same data dir, it moves the earlier run's log aside to
+`<data>/previous-runs/` and writes a new one (`simulator.datadir`): nothing is deleted.
 """
 
 from __future__ import annotations
@@ -30,7 +34,15 @@ DataOpt = Annotated[Path, typer.Option("--data", help="Data dir: the SQLite log 
                                        "(events.db) and the report (report/) go here.")]
 StoreOpt = Annotated[str | None, typer.Option(
     "--store", help="Store URL instead of <data>/events.db: sqlite:///path.db or "
-                    "redis://host:port/db?prefix=<fresh prefix>. It must be empty.")]
+                    "redis://host:port/db?prefix=<fresh prefix>. It must be empty (see "
+                    "--overwrite).")]
+OverwriteOpt = Annotated[bool, typer.Option(
+    "--overwrite", help="A --store SQLite log that already holds events is moved aside "
+                        "(to previous-runs/ next to it) instead of refused. (The data dir's "
+                        "own log is always moved aside to <data>/previous-runs/.)")]
+StoreGiveUpOpt = Annotated[float, typer.Option(
+    "--store-give-up", min=0.0, help="In-process: seconds an unreachable store is retried "
+                                     "(with backoff) before the run gives up.")]
 EngineOpt = Annotated[str, typer.Option("--engine", help="ray: the running system through "
                                         "its gateway (local Ray, or --address); inprocess: "
                                         "deciders and store in this process, deterministic.")]
@@ -47,8 +59,10 @@ def simulate(
                                       "the same log).")] = 11,
     data: DataOpt = Path("saleday-data"),
     store: StoreOpt = None,
+    overwrite: OverwriteOpt = False,
     engine: EngineOpt = "ray",
     address: AddressOpt = None,
+    store_give_up: StoreGiveUpOpt = 30.0,
     faults: Annotated[bool, typer.Option(help="In-process only: inject, from the seed, "
                                          "shard crashes, lost replies, duplicate "
                                          "deliveries, failed appends and late payment "
@@ -72,7 +86,7 @@ def simulate(
         _fail(str(exc))
     _run(sc, seed=seed, data=data, store=store, engine=engine, address=address, faults=faults,
          record=record, num_cpus=num_cpus, charts=charts, progress=progress and not as_json,
-         as_json=as_json)
+         as_json=as_json, overwrite=overwrite, store_give_up=store_give_up)
 
 
 def replay(
@@ -90,8 +104,10 @@ def replay(
     seed: Annotated[int | None, typer.Option(help="Default: the recording's seed.")] = None,
     data: DataOpt = Path("saleday-data"),
     store: StoreOpt = None,
+    overwrite: OverwriteOpt = False,
     engine: EngineOpt = "inprocess",
     address: AddressOpt = None,
+    store_give_up: StoreGiveUpOpt = 30.0,
     num_cpus: Annotated[int | None, typer.Option(help="CPUs for a local Ray.")] = None,
     charts: Annotated[bool, typer.Option(help="Write PNG charts and report.html.")] = True,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
@@ -114,7 +130,8 @@ def replay(
         _run(rec.scenario, seed=rec.seed if seed is None else seed, data=data, store=store,
              engine=engine, address=address, faults=rec.faults and engine == "inprocess",
              record=None, num_cpus=num_cpus, charts=charts,
-             progress=progress and not as_json, as_json=as_json, source=rec.visits())
+             progress=progress and not as_json, as_json=as_json, source=rec.visits(),
+             overwrite=overwrite, store_give_up=store_give_up)
         return
     from simulator.clickstream import ClickstreamError
     from simulator.scenario import ScenarioError, load
@@ -128,7 +145,8 @@ def replay(
         _fail(str(exc))
     _run(sc, seed=11 if seed is None else seed, data=data, store=store, engine=engine,
          address=address, faults=False, record=None, num_cpus=num_cpus, charts=charts,
-         progress=progress and not as_json, as_json=as_json, source=source, click_stats=stats)
+         progress=progress and not as_json, as_json=as_json, source=source, click_stats=stats,
+         overwrite=overwrite, store_give_up=store_give_up)
 
 
 def bench_simulate(
@@ -194,7 +212,8 @@ def bench_simulate(
 
 
 def _run(sc, *, seed, data, store, engine, address, faults, record, num_cpus, charts,  # type: ignore[no-untyped-def]
-         progress, as_json, source=None, click_stats=None) -> None:
+         progress, as_json, source=None, click_stats=None, overwrite=False,
+         store_give_up=30.0) -> None:
     from events import EventLogError
     from simulator.report import render
     from simulator.run import RunOptions, SimulationError, simulate
@@ -203,11 +222,14 @@ def _run(sc, *, seed, data, store, engine, address, faults, record, num_cpus, ch
         _fail(f"unknown engine {engine!r}: use {' or '.join(ENGINES)}")
     opts = RunOptions(scenario=sc, seed=seed, engine=engine, data_dir=data, store_url=store,
                       address=address, faults=faults, record=record, progress=progress,
-                      num_cpus=num_cpus, charts=charts)
+                      num_cpus=num_cpus, charts=charts, overwrite=overwrite,
+                      store_give_up_s=store_give_up)
     try:
         report = simulate(opts, source=source)
     except (SimulationError, EventLogError) as exc:
         _fail(str(exc))
+    if report.previous_run is not None:
+        typer.echo(f"note: the previous run's log was moved to {report.previous_run}", err=True)
     if as_json:
         out = report.to_json_dict()
         if click_stats is not None:

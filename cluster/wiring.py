@@ -18,7 +18,7 @@ import structlog
 
 from actors.host import Accepted, Request, ShardFenced, ShardHost, Unavailable
 from cluster.wire import Wire
-from events import EventLogError, open_store
+from events import open_store
 
 NAMESPACE = "saleday"
 log = structlog.get_logger("saleday.wiring")
@@ -81,11 +81,8 @@ class ShardActor:
         a lagging replica), no append can ever succeed at our version again. Exit, so Ray
         restarts the shard and it recovers from the log as it now is, instead of
         answering `Unavailable` forever. Nothing is appended at a forked position."""
-        try:
-            head = self.host.store.head(self.host.stream).version
-        except EventLogError:
-            return  # unreachable: the store, not the log, is the problem
-        if head < self.host.version:
+        head = self.host.log_rewound()   # None when unreachable: the store is the problem
+        if head is not None:
             log.error("log_rewound", stream=self.host.stream, shard_version=self.host.version,
                       log_version=head, lost=self.host.version - head)
             os._exit(71)

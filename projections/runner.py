@@ -11,6 +11,13 @@ from). If anything fails between the fold and the commit, the views are put back
 the checkpoint before the next batch, so a batch is never half-applied, skipped or
 applied twice. On start a projection restores its views from their stored rows.
 
+A checkpoint is bound to the log it was folded from: with each stream's position it keeps
+the hash of the event at that position (rows of the reserved view `_log`), and the hash
+chain makes that hash stand for the whole stream up to there. On start, a checkpoint whose
+positions lie past the log's heads, or whose hashes are not the log's, was made from
+another log (a new run in the same folder, another store): `ForeignCheckpoint`, and
+`Projection(..., fresh=True)` (or `rebuild()`) starts it again from zero.
+
 Split by stream across N workers (`Partition`): worker i folds the streams with
 `default_worker(stream, N) == i` (each kind's shards dealt round-robin; or the worker an
 explicit map gives) under its own checkpoint
@@ -38,6 +45,20 @@ log = structlog.get_logger("saleday.projections")
 
 class ProjectionError(Exception):
     """A view could not fold a batch (a log its fold does not understand)."""
+
+
+class ForeignCheckpoint(ProjectionError):
+    """The checkpoint was folded from another log than the one it is read against."""
+
+    def __init__(self, checkpoint: str, log_url: str, reason: str) -> None:
+        self.checkpoint, self.log_url, self.reason = checkpoint, log_url, reason
+        super().__init__(f"checkpoint {checkpoint!r} was made from another log than {log_url} "
+                         f"({reason}); rebuild it (saleday view --rebuild)")
+
+
+LOG_ROWS = "_log"
+"""The reserved view name of a checkpoint's identity rows: ("_log", "hash", stream) ->
+hex hash of the event at the stream's position."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +109,8 @@ class Projection:
 
     def __init__(self, views: View | Sequence[View], store: EventStore,
                  checkpoints: CheckpointStore, *, name: str | None = None,
-                 partition: Partition = Partition(), batch_size: int = 10_000) -> None:
+                 partition: Partition = Partition(), batch_size: int = 10_000,
+                 fresh: bool = False) -> None:
         self.views: list[View] = [views] if isinstance(views, View) else list(views)
         if not self.views:
             raise ValueError("a projection needs at least one view")
@@ -103,6 +125,8 @@ class Projection:
         self.applied = 0
         """Events folded and committed by this object (not counting restored ones)."""
         self._stale = False
+        if fresh:
+            self.checkpoints.reset(self.name)
         self._restore()
 
     @property
@@ -116,13 +140,13 @@ class Projection:
 
     def _restore(self) -> None:
         positions, rows = self.checkpoints.load(self.name)
-        heads = self.store.streams()
-        ahead = {s: v for s, v in positions.items() if v > heads.get(s, 0)}
-        if ahead:
-            raise ProjectionError(
-                f"checkpoint {self.name!r} has folded more than the log holds "
-                f"({', '.join(f'{s} at {v}, log at {heads.get(s, 0)}' for s, v in sorted(ahead.items()))}): "
-                f"it was made from another log; rebuild it")
+        hashes = {key: value for view_name, _, key, value in rows if view_name == LOG_ROWS}
+        legacy = bool(positions) and not hashes
+        mismatch = self._mismatch(positions, None if legacy else hashes)
+        if mismatch:
+            raise ForeignCheckpoint(self.name, getattr(self.store, "url", "this one"), mismatch)
+        if legacy:
+            self._adopt(positions)
         by_view: dict[str, list[tuple[str, str, Any]]] = {v.name: [] for v in self.views}
         for view_name, table, key, value in rows:
             if view_name in by_view:
@@ -135,6 +159,36 @@ class Projection:
         self._stale = False
         log.debug("projection_restored", projection=self.name, rows=len(rows),
                   events=sum(positions.values()))
+
+    def _mismatch(self, positions: Mapping[str, int], hashes: Mapping[str, str] | None) -> str:
+        """Why the stored positions are not positions in this log ('' when they are);
+        `hashes` None: a checkpoint that kept none, checked against the heads only."""
+        heads = self.store.streams()
+        for stream, version in sorted(positions.items()):
+            if version <= 0:
+                continue
+            if version > heads.get(stream, 0):
+                return f"{stream} folded up to {version}, the log holds {heads.get(stream, 0)}"
+            if hashes is None:
+                continue
+            stored = hashes.get(stream)
+            if stored is None:
+                return f"{stream}: no record of which log it was folded from"
+            found = self.store.read(stream, version, 1)
+            if not found or found[0].hash.hex() != stored:
+                return f"{stream}: event {version} is not the one folded"
+        return ""
+
+    def _adopt(self, positions: Mapping[str, int]) -> None:
+        """Bind a checkpoint written before checkpoints kept their log's hashes to this log
+        (trusted once, as it was before; checked from now on)."""
+        rows = []
+        for stream, version in positions.items():
+            found = self.store.read(stream, version, 1) if version > 0 else []
+            if found:
+                rows.append((LOG_ROWS, "hash", stream, found[0].hash.hex()))
+        self.checkpoints.commit(self.name, positions, positions, rows)
+        log.warning("checkpoint_adopted", projection=self.name, streams=len(rows))
 
     # -- folding ---------------------------------------------------------------------------
 
@@ -159,6 +213,8 @@ class Projection:
             rows = [(view.name, table, key, value)
                     for view in self.views for table, key, value in view.changes()]
             moved = {s: v for s, v in self.tail.positions.items() if before.get(s, 0) != v}
+            last = {env.stream: env.hash for env in batch}
+            rows += [(LOG_ROWS, "hash", s, last[s].hex()) for s in moved]
             self.checkpoints.commit(self.name, before, moved, rows)
         except BaseException:
             # The views may hold a batch that is not durable: put them back before the next.

@@ -18,6 +18,14 @@ Faults (`FaultPlan`, drawn from the seed) are injected between and around those 
   `Unavailable` and the client retries with the same ids;
 - `late_payment`: an order's payment callback is held back past its deadline (the order
   must be cancelled, its holds released, and the late payment refunded).
+
+Real trouble with the store (not injected) is ridden out or ended, never spun on:
+- an unreachable store (Redis down): every store call is tried again with backoff
+  (`PatientStore`: 50 ms doubling to 2 s, one warning per try) until `give_up_s` have
+  passed since the outage began; then the run ends with `StoreOutage`;
+- a log that now ends before what the run committed (Redis back without its data, or
+  emptied): the shards' own check (`ShardHost.log_rewound`, as a Ray shard uses it)
+  ends the run with `LogRewound`. Both are `SimulationError`s (the CLI exits 2).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,9 +42,11 @@ from typing import Any
 import numpy as np
 import structlog
 
-from actors.host import Accepted, Request
+from actors.host import Accepted, Request, Unavailable
 from cluster.local import Lane, LocalShards
 from events import EventStore, StoreUnavailable
+from events.store import redact
+from simulator.errors import SimulationError
 from simulator.generator import Visit
 
 log = structlog.get_logger("saleday.simulator")
@@ -80,20 +91,144 @@ class _FailNextAppend:
         return getattr(self._store, name)
 
 
+class StoreOutage(SimulationError):
+    """The store stayed unreachable longer than the run was told to wait."""
+
+
+class LogRewound(SimulationError):
+    """The log now ends before what the run committed: the run cannot go on."""
+
+
+class Patience:
+    """How long trouble with the store is retried: backoff from `first_pause_s` doubling
+    to `max_pause_s`, until `give_up_s` have passed since the trouble began."""
+
+    def __init__(self, url: str, *, give_up_s: float, first_pause_s: float = 0.05,
+                 max_pause_s: float = 2.0) -> None:
+        self.url = redact(url)
+        self.give_up_s = give_up_s
+        self.first_pause_s = first_pause_s
+        self.max_pause_s = max_pause_s
+        self.since: float | None = None
+        self._pause = first_pause_s
+
+    def ok(self) -> None:
+        self.since = None
+        self._pause = self.first_pause_s
+
+    def wait(self, reason: str, **where: Any) -> None:
+        """Sleep before the next try, or raise `StoreOutage` once the bound is spent."""
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+        waited = now - self.since
+        if waited >= self.give_up_s:
+            raise StoreOutage(f"the store {self.url} has been unavailable for {waited:.1f} s; "
+                              f"gave up (the last error: {reason})")
+        pause = min(self._pause, self.give_up_s - waited)
+        log.warning("store_unavailable_retrying", retry_in_s=round(pause, 3),
+                    down_s=round(waited, 1), error=reason, **where)
+        time.sleep(pause)
+        self._pause = min(self._pause * 2, self.max_pause_s)
+
+
+class PatientStore:
+    """A store proxy that rides out an outage: a call that finds the store unreachable is
+    tried again as `patience` says, then fails the run with `StoreOutage`."""
+
+    def __init__(self, store: EventStore, patience: Patience) -> None:
+        self._store = store
+        self.patience = patience
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        while True:
+            try:
+                result = fn(*args, **kwargs)
+            except StoreUnavailable as exc:
+                self.patience.wait(str(exc), call=fn.__name__)
+                continue
+            if self.patience.since is not None:
+                self.patience.ok()
+            return result
+
+    def append(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call(self._store.append, *args, **kwargs)
+
+    def read(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call(self._store.read, *args, **kwargs)
+
+    def head(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call(self._store.head, *args, **kwargs)
+
+    def streams(self) -> Any:
+        return self._call(self._store.streams)
+
+    def acquire_epoch(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call(self._store.acquire_epoch, *args, **kwargs)
+
+    def load_snapshot(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call(self._store.load_snapshot, *args, **kwargs)
+
+    def save_snapshot(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call(self._store.save_snapshot, *args, **kwargs)
+
+    def recorded(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call(self._store.recorded, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
 class FaultyShards(LocalShards):
     """`LocalShards` in deterministic rounds, with the faults of a `FaultPlan` injected
     around the batches they strike."""
 
     def __init__(self, store: EventStore, shards: dict[str, int], *,
-                 faults: FaultPlan | None = None, **kw: Any) -> None:
+                 faults: FaultPlan | None = None, give_up_s: float = 30.0, **kw: Any) -> None:
         self.faults = faults or FaultPlan()
         self._fault_at = 0
-        super().__init__(store, shards, autoflush=False, **kw)
+        url = getattr(store, "url", "(in memory)")
+        self.patience = Patience(url, give_up_s=give_up_s)
+        """For store calls that find the store unreachable (`PatientStore`)."""
+        self.refusals = Patience(url, give_up_s=give_up_s)
+        """For rounds in which a shard could not commit though the store answered."""
+        self._fatal: BaseException | None = None
+        self._refused: tuple[Lane, str] | None = None
+        super().__init__(PatientStore(store, self.patience), shards, autoflush=False, **kw)
+
+    def flush(self, t_s: float = 0.0) -> int:
+        """As `LocalShards.flush`; then, if a shard could not commit for a reason no fault
+        injected, end the run on a rewound log, or wait before the next try."""
+        self._refused = None
+        done = super().flush(t_s)
+        if self._fatal is not None:
+            raise self._fatal
+        if self._refused is None:
+            if self.refusals.since is not None:
+                self.refusals.ok()
+            return done
+        lane, reason = self._refused
+        head = lane.host.log_rewound()
+        if head is not None:
+            raise LogRewound(
+                f"the log on {self.patience.url} was rewound: stream {lane.stream} now ends "
+                f"at version {head}, but this run had committed {lane.host.version} (a Redis "
+                f"restarted without its data, or emptied?); the run cannot go on")
+        self.refusals.wait(reason, stream=lane.stream)
+        return done
 
     def _store_for(self, stream: str) -> _FailNextAppend:
         return _FailNextAppend(self.store)
 
     def _deliver(self, index: int, lane: Lane, requests: list[Request], t_s: float) -> list[Any]:
+        try:
+            return self._deliver_with_faults(index, lane, requests, t_s)
+        except SimulationError as exc:   # the store's outage outlasted the bound: end the run
+            self._fatal = exc
+            raise
+
+    def _deliver_with_faults(self, index: int, lane: Lane, requests: list[Request],
+                             t_s: float) -> list[Any]:
         fault = self._due_fault(index, t_s)
         if fault == "crash":
             lane.host = self.new_host(lane.kind, lane.stream, lane.store)
@@ -102,6 +237,10 @@ class FaultyShards(LocalShards):
         replies = lane.host.handle(requests)
         if fault == "failed_append":
             lane.store.armed = False
+        elif self._refused is None:
+            refused = next((r for r in replies if isinstance(r, Unavailable)), None)
+            if refused is not None:
+                self._refused = (lane, refused.reason)
         if fault == "lost_reply":
             replies = lane.host.handle(requests)   # the client's retry of the same batch
         elif fault == "duplicate":

@@ -99,6 +99,7 @@ class RunReport(_Model):
     charts: list[str] = Field(default_factory=list)  # paths written
     html: str | None = None
     machine: dict[str, Any] = Field(default_factory=dict)
+    previous_run: str | None = None  # where the log this run replaced was moved
 
     def to_json_dict(self) -> dict[str, Any]:
         """The whole report as one JSON-native object (dict orders kept, e.g. the funnel)."""

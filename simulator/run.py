@@ -27,7 +27,9 @@ from actors.host import Accepted
 from actors.sku import AddStock, ConfigureSale
 from events import open_store
 from events.store import redact
+from simulator.datadir import prepare_log, run_lock
 from simulator.driver import Driver, Recorder, SimClock
+from simulator.errors import SimulationError
 from simulator.generator import Sku, Visit, catalog, visits
 from simulator.results import (
     Finding,
@@ -44,10 +46,6 @@ log = structlog.get_logger("saleday.simulator")
 
 TOP_SKUS = 5
 KINDS = ("sku", "session", "order", "campaign", "team")
-
-
-class SimulationError(RuntimeError):
-    """A run that cannot start or finish, said in words (bad store, setup refused, ...)."""
 
 
 @dataclass
@@ -71,6 +69,12 @@ class RunOptions:
     retries: 20,000 in flight on 2 cores turned Busy retries into a storm that starved the
     shards (throughput fell from ~5,300 to ~2,200 commands/s, p99 from 0.5 s to 26 s)."""
     audit: bool = True
+    overwrite: bool = False
+    """An explicit `store_url` that already holds a SQLite log: move it aside instead of
+    refusing (`simulator.datadir`)."""
+    store_give_up_s: float = 30.0
+    """In-process engine: how long an unreachable store is retried (with backoff) before
+    the run gives up."""
 
 
 @dataclass
@@ -91,24 +95,6 @@ def default_store_url(data_dir: Path, engine: str) -> str:
     # The in-process engine is a simulation harness: it trades fsync per commit for speed
     # (WAL with synchronous=normal loses at most the last commits on a power cut).
     return f"sqlite:///{path}" + ("?synchronous=normal" if engine == "inprocess" else "")
-
-
-def prepare_store(url: str) -> None:
-    """Start from an empty log: a SQLite file under the data dir is replaced; any other
-    store must already be empty (use a fresh `?prefix=` on Redis)."""
-    if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///"):].split("?", 1)[0])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for suffix in ("", "-wal", "-shm", ".writer-lock"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        return
-    store = open_store(url)
-    try:
-        if store.streams():
-            raise SimulationError(f"the store {redact(url)} already holds a log; a simulation "
-                                  "starts from an empty one (give Redis a fresh ?prefix=)")
-    finally:
-        store.close()
 
 
 def setup_commands(sc: Scenario, skus: list[Sku], clock: SimClock, now: int,
@@ -166,7 +152,17 @@ def simulate(opts: RunOptions, source: Iterator[Visit] | None = None) -> RunRepo
         raise SimulationError("--faults needs --engine inprocess (deterministic fault "
                               "injection); the Ray engine's faults are real ones")
     url = opts.store_url or default_store_url(opts.data_dir, opts.engine)
-    prepare_store(url)
+    with run_lock(url):
+        moved = prepare_log(url, data_dir=opts.data_dir, explicit=opts.store_url is not None,
+                            overwrite=opts.overwrite)
+        if moved is not None:
+            log.info("previous_log_moved", to=str(moved))
+        return _simulate(opts, url, source, previous_run=None if moved is None else str(moved))
+
+
+def _simulate(opts: RunOptions, url: str, source: Iterator[Visit] | None, *,
+              previous_run: str | None) -> RunReport:
+    sc = opts.scenario
     skus = catalog(sc, opts.seed)
     stream = source if source is not None else visits(sc, opts.seed)
     if opts.record is not None:
@@ -186,6 +182,7 @@ def simulate(opts: RunOptions, source: Iterator[Visit] | None = None) -> RunRepo
 
             run = run_ray(opts, url, skus, stream, progress)
     report = _report(opts, url, run, skus, started_at)
+    report.previous_run = previous_run
     if opts.charts:
         from simulator.report import write_outputs
 
@@ -207,7 +204,7 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
                           lanes=sum(shard_counts.values())) if opts.faults else FaultPlan()
     # Snapshots only speed up recovery; without faults nothing recovers in this process, and
     # pickling a million sessions every 50,000 events would cost the run ~10%.
-    shards = FaultyShards(store, shard_counts, faults=plan,
+    shards = FaultyShards(store, shard_counts, faults=plan, give_up_s=opts.store_give_up_s,
                           snapshot_every=50_000 if opts.faults else 2**62)
     vt = VirtualTime()
     recorder = Recorder(shards, lambda: vt.now_s, bucket_s=_bucket_s(sc))
