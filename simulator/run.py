@@ -12,6 +12,7 @@ running system through the gateway, paced by the wall clock).
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -26,7 +27,7 @@ from actors.campaign import CreateCampaign
 from actors.host import Accepted
 from actors.sku import AddStock, ConfigureSale
 from events import open_store
-from events.store import redact
+from events.store import check_url, redact
 from simulator.driver import Driver, Recorder, SimClock
 from simulator.generator import Sku, Visit, catalog, visits
 from simulator.results import (
@@ -38,11 +39,14 @@ from simulator.results import (
     TimelinePoint,
     machine_info,
 )
-from simulator.scenario import Scenario
+from simulator.scenario import Scenario, check_seed
 
 log = structlog.get_logger("saleday.simulator")
 
 TOP_SKUS = 5
+MAX_ROUNDS = 100_000_000
+"""In-process engine: the most rounds of the virtual clock a run may take (a bounded
+scenario needs at most ~8 million at `tick_s=1`)."""
 KINDS = ("sku", "session", "order", "campaign", "team")
 
 
@@ -95,12 +99,18 @@ def default_store_url(data_dir: Path, engine: str) -> str:
 
 def prepare_store(url: str) -> None:
     """Start from an empty log: a SQLite file under the data dir is replaced; any other
-    store must already be empty (use a fresh `?prefix=` on Redis)."""
+    store must already be empty (use a fresh `?prefix=` on Redis). The URL is checked
+    before anything is removed."""
+    check_url(url)
     if url.startswith("sqlite:///"):
         path = Path(url[len("sqlite:///"):].split("?", 1)[0])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for suffix in ("", "-wal", "-shm", ".writer-lock"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            for suffix in ("", "-wal", "-shm", ".writer-lock"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+        except OSError as exc:
+            raise SimulationError(f"cannot start a fresh log at {path}: "
+                                  f"{exc.strerror or exc}") from None
         return
     store = open_store(url)
     try:
@@ -160,6 +170,7 @@ def late_orders(seed: int, every: int = 101) -> Callable[[str], bool]:
 def simulate(opts: RunOptions, source: Iterator[Visit] | None = None) -> RunReport:
     """Run one sale day and return its report (charts and HTML written under the data dir)."""
     sc = opts.scenario
+    check_seed(opts.seed)
     if opts.engine not in ("ray", "inprocess"):
         raise SimulationError(f"unknown engine {opts.engine!r}: use ray or inprocess")
     if opts.faults and opts.engine != "inprocess":
@@ -226,8 +237,14 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
         while shards.pending():
             shards.flush(0.0)
         check_setup([(cid, f.result()) for cid, f in futures])
+        end_s = end_of_sale_s(sc)
+        if not (opts.tick_s > 0 and math.isfinite(end_s) and end_s / opts.tick_s <= MAX_ROUNDS):
+            # The scenario's bounds keep this far off; a scenario built around them
+            # (model_construct) must not spin the virtual clock for ever.
+            raise SimulationError(f"the sale would run {end_s:g} simulated s in rounds of "
+                                  f"{opts.tick_s:g} s; at most {MAX_ROUNDS:,} rounds")
         failures = await run_rounds(shards, vt, stream, driver.visit, tick_s=opts.tick_s,
-                                    end_s=end_of_sale_s(sc), to_ms=clock.ms, on_tick=on_tick)
+                                    end_s=end_s, to_ms=clock.ms, on_tick=on_tick)
         if failures:
             raise SimulationError(f"{len(failures)} visits failed; the first: "
                                   f"{type(failures[0]).__name__}: {failures[0]}") from failures[0]
