@@ -83,6 +83,12 @@ def test_a_seed_outside_0_to_2_63_is_refused(tmp_path, seed):
     refused(simulate(tmp_path, "--seed", seed), "seed")
 
 
+def test_bench_simulate_refuses_a_negative_seed():
+    """The benchmark used to report the generator as "failed: ValueError" and exit 0."""
+    refused(["bench", "simulate", "--seed", "-1", "--system", "generator", "--users", "10"],
+            "seed")
+
+
 @pytest.mark.parametrize("compression", ["inf", "nan", "1e30", "0"])
 def test_compression_must_be_finite_and_bounded(tmp_path, compression):
     """--compression inf or 1e30 used to spin the in-process clock for ever."""
