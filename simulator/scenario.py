@@ -232,11 +232,13 @@ class Scenario(_Model):
     def with_overrides(self, **changes: Any) -> Scenario:
         """A copy with top-level fields replaced (None values are ignored), re-validated."""
         data = self.model_dump()
-        data.update({k: v for k, v in changes.items() if v is not None})
+        changed = {k: v for k, v in changes.items() if v is not None}
+        data.update(changed)
         try:
             return Scenario.model_validate(data)
         except ValidationError as exc:
-            raise ScenarioError(_explain(exc, "override")) from None
+            where = f"{self.name} with " + ", ".join(f"{k}={v!r}" for k, v in changed.items())
+            raise ScenarioError(_explain(exc, where)) from None
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -123,6 +123,21 @@ def test_the_documented_maxima_themselves_are_accepted_and_fit_int64():
     assert sm.MAX_TEAMS * sm.MAX_PRICE_CENTS <= INT64_MAX
 
 
+def test_a_scenario_built_around_the_checks_cannot_spin_the_clock_for_ever(tmp_path):
+    """Defence in depth: an unvalidated scenario (model_construct) with an infinite
+    compression is refused by the in-process engine instead of running rounds for ever."""
+    import pytest
+
+    from simulator.run import RunOptions, SimulationError, simulate
+
+    base = sm.preset("double11").with_overrides(users=5)
+    sc = sm.Scenario.model_construct(**{**dict(base), "compression": float("inf")})
+    opts = RunOptions(scenario=sc, engine="inprocess", store_url="memory://spin",
+                      data_dir=tmp_path, progress=False, charts=False, audit=False)
+    with pytest.raises(SimulationError, match="rounds"):
+        simulate(opts)
+
+
 # -- clickstreams: the bulk of the time range ----------------------------------------------
 
 DAY_S = 86_400
