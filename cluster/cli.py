@@ -17,10 +17,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from cluster import cli_audit, cli_ops, cli_projections, cli_simulate, logs
-from cluster.cli_common import DEFAULT_REDIS, StoreOpt, console, fail, opened
+from cluster.cli_common import DEFAULT_REDIS, KnownErrorsExit2, StoreOpt, console, fail, opened
 
+# Exit status everywhere: 0 ok, 1 the audit found violations, 2 bad input, usage or
+# environment (a known error type, see cli_common.KNOWN_ERRORS: `error: ...`, no traceback).
 app = typer.Typer(help="saleday: an event-sourced sale-day (11.11) system on Ray.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True, add_completion=False, cls=KnownErrorsExit2)
 bench_app = typer.Typer(help="Benchmarks: every performance figure comes from here.",
                         no_args_is_help=True)
 log_app = typer.Typer(help="Inspect an event store and verify its hash chains.",

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import shutil
-from typing import Annotated
+import sys
+from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 StoreOpt = Annotated[str, typer.Option("--store", help="Store URL: sqlite:///path/events.db, "
@@ -47,3 +50,41 @@ def console() -> Console:
 def fail(exc: Exception) -> None:
     typer.echo(f"error: {exc}", err=True)
     raise typer.Exit(2)
+
+
+# The error types that bad input, usage or environment cause, each carrying a readable
+# message: a command that raises one ends with `error: <message>` and exit status 2. Named
+# by module so nothing is imported for them; an error of a module that is not loaded
+# cannot have been raised.
+KNOWN_ERRORS = (
+    ("events.errors", "EventLogError"),  # stores, URLs, logs (and the projections' errors)
+    ("simulator.scenario", "ScenarioError"),
+    ("simulator.recording", "RecordingError"),
+    ("simulator.clickstream", "ClickstreamError"),
+    ("simulator.run", "SimulationError"),
+    ("projections.views", "UnknownView"),
+)
+
+
+def is_known_error(exc: BaseException) -> bool:
+    """Whether `exc` is one of `KNOWN_ERRORS` (a message for the user, not a bug)."""
+    for module, name in KNOWN_ERRORS:
+        kind = getattr(sys.modules.get(module), name, None)
+        if isinstance(kind, type) and isinstance(exc, kind):
+            return True
+    return False
+
+
+class KnownErrorsExit2(TyperGroup):
+    """The top-level command group: a known error from any command becomes `error: ...`
+    and exit 2, instead of a traceback and exit 1 (which means "violations found")."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as exc:
+            if is_known_error(exc):
+                fail(exc)
+            raise

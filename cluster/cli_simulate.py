@@ -168,10 +168,11 @@ def bench_simulate(
     from rich.table import Table
 
     from simulator import bench
-    from simulator.scenario import ScenarioError, load
+    from simulator.scenario import ScenarioError, check_seed, load
 
     try:
         sc = load(scenario)
+        check_seed(seed)
     except ScenarioError as exc:
         _fail(str(exc))
     systems = tuple(system or bench.SYSTEMS)

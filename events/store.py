@@ -5,7 +5,13 @@ Two backends implement it and pass one contract suite (tests/events/test_store_c
 - `sqlite:///path/events.db` — the embedded default: one file, WAL, one transaction per commit.
 - `redis://[user:password@]host:port/db`, `rediss://...` — Redis Streams, one stream key per
   event stream, appended by a Lua script. Query options: `prefix` (key prefix, default
-  `saleday`), `connect_timeout` and `socket_timeout` (seconds).
+  `saleday`), `connect_timeout` and `socket_timeout` (seconds), and a few of redis-py's
+  own (`OPTIONS` lists them).
+
+`open_store` checks a URL (`check_url`) before opening anything: an unknown scheme, an
+option the backend does not take (the message lists those it does), an option without a
+value, or a SQLite path that is a directory is an `InvalidStoreUrl`; a place where the
+file cannot be made (under a file, read-only) is a `StoreUnavailable` when it is opened.
 
 A stream's events are appended in commits: all or nothing, checked against the expected
 version, deduplicated by command id and fenced by writer epoch.
@@ -20,8 +26,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Protocol, runtime_checkable
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from events.codec import envelopes
 from events.envelope import (
@@ -35,6 +42,18 @@ from events.envelope import (
 from events.errors import InvalidAppend, InvalidStoreUrl, InvalidStreamName, StoreUnavailable
 
 _STREAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:|\-]{0,199}")
+
+_REDIS_OPTIONS = ("prefix", "connect_timeout", "socket_timeout", "db", "health_check_interval",
+                  "max_connections", "retry_on_timeout", "socket_keepalive")
+OPTIONS: dict[str, tuple[str, ...]] = {
+    "sqlite": ("synchronous", "busy_timeout_ms"),
+    "redis": _REDIS_OPTIONS,
+    "rediss": (*_REDIS_OPTIONS, "ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile",
+               "ssl_check_hostname"),
+    "memory": (),
+}
+"""The query options each store URL scheme takes."""
+SQLITE_SYNCHRONOUS = ("full", "normal", "extra")
 
 
 @runtime_checkable
@@ -165,8 +184,7 @@ def redact(url: str) -> str:
     if parts.password is None:
         return url
     user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    netloc = f"{user}:***@{parts.netloc.rpartition('@')[2]}"  # host[:port] as written
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
@@ -178,7 +196,44 @@ def sqlite_path(url: str) -> str:
     if parts.scheme.lower() != "sqlite" or parts.netloc or parts.path in ("", "/", "//"):
         raise InvalidStoreUrl(f"sqlite URL must read sqlite:///path/events.db (relative) or "
                               f"sqlite:////abs/path/events.db, not {redact(url)!r}")
-    return parts.path[1:]
+    path = parts.path[1:]
+    if Path(path).is_dir():
+        raise InvalidStoreUrl(f"sqlite URL {redact(url)!r} names a directory; name a file in "
+                              f"it, e.g. sqlite:///{path.rstrip('/')}/events.db")
+    return path
+
+
+def check_url(url: str) -> str:
+    """Check a store URL before anything is opened (or removed) and return its scheme.
+
+    Raises `InvalidStoreUrl` naming what is wrong: an unknown scheme, an option the
+    scheme does not take (listing those it does), an option without a value, a SQLite
+    option with a bad value, or a SQLite path that is a directory.
+    """
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    if scheme not in OPTIONS:
+        raise InvalidStoreUrl(f"unknown event store URL {redact(url)!r}: "
+                              "use sqlite:///path/events.db, redis://host:port/db or rediss://...")
+    known = OPTIONS[scheme]
+    pairs = parse_qsl(urlsplit(url).query, keep_blank_values=True)
+    for name, value in pairs:
+        if name not in known:
+            takes = (f"{scheme} store options: {', '.join(known)}" if known
+                     else f"a {scheme}:// store takes no options")
+            raise InvalidStoreUrl(f"store URL {redact(url)!r}: unknown option {name!r} ({takes})")
+        if value == "":
+            raise InvalidStoreUrl(f"store URL {redact(url)!r}: option {name!r} has no value")
+    if scheme == "sqlite":
+        sqlite_path(url)
+        opts = dict(pairs)
+        if opts.get("synchronous", "full") not in SQLITE_SYNCHRONOUS:
+            raise InvalidStoreUrl(f"store URL {redact(url)!r}: synchronous must be "
+                                  f"{', '.join(SQLITE_SYNCHRONOUS)}, not {opts['synchronous']!r}")
+        busy = opts.get("busy_timeout_ms", "0")
+        if not (busy.isascii() and busy.isdigit()) or int(busy) > 2**31 - 1:
+            raise InvalidStoreUrl(f"store URL {redact(url)!r}: busy_timeout_ms must be a "
+                                  f"whole number of milliseconds, not {busy!r}")
+    return scheme
 
 
 def open_store(url: str, *, read_only: bool = False) -> EventStore:
@@ -189,7 +244,7 @@ def open_store(url: str, *, read_only: bool = False) -> EventStore:
     opened with `mode=ro` (no lock file, no tables created), a Redis server is pinged (a
     wrong password fails here) and must hold keys under the URL's prefix, and a memory log
     must exist in this process. Otherwise `StoreUnavailable` says why."""
-    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    scheme = check_url(url)
     if scheme == "sqlite":
         from events.sqlite_store import SqliteEventStore
 
@@ -202,5 +257,4 @@ def open_store(url: str, *, read_only: bool = False) -> EventStore:
         from events.memory_store import MemoryEventStore
 
         return MemoryEventStore.from_url(url, read_only=read_only)
-    raise InvalidStoreUrl(f"unknown event store URL {redact(url)!r}: "
-                          "use sqlite:///path/events.db, redis://host:port/db or rediss://...")
+    raise AssertionError(f"check_url passed an unknown scheme {scheme!r}")

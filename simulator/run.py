@@ -12,6 +12,7 @@ running system through the gateway, paced by the wall clock).
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -26,7 +27,7 @@ from actors.campaign import CreateCampaign
 from actors.host import Accepted
 from actors.sku import AddStock, ConfigureSale
 from events import open_store
-from events.store import redact
+from events.store import check_url, redact
 from simulator.datadir import prepare_log, run_lock
 from simulator.driver import Driver, Recorder, SimClock
 from simulator.errors import SimulationError
@@ -40,11 +41,14 @@ from simulator.results import (
     TimelinePoint,
     machine_info,
 )
-from simulator.scenario import Scenario
+from simulator.scenario import Scenario, check_seed
 
 log = structlog.get_logger("saleday.simulator")
 
 TOP_SKUS = 5
+MAX_ROUNDS = 100_000_000
+"""In-process engine: the most rounds of the virtual clock a run may take (a bounded
+scenario needs at most ~8 million at `tick_s=1`)."""
 KINDS = ("sku", "session", "order", "campaign", "team")
 
 
@@ -146,12 +150,14 @@ def late_orders(seed: int, every: int = 101) -> Callable[[str], bool]:
 def simulate(opts: RunOptions, source: Iterator[Visit] | None = None) -> RunReport:
     """Run one sale day and return its report (charts and HTML written under the data dir)."""
     sc = opts.scenario
+    check_seed(opts.seed)
     if opts.engine not in ("ray", "inprocess"):
         raise SimulationError(f"unknown engine {opts.engine!r}: use ray or inprocess")
     if opts.faults and opts.engine != "inprocess":
         raise SimulationError("--faults needs --engine inprocess (deterministic fault "
                               "injection); the Ray engine's faults are real ones")
     url = opts.store_url or default_store_url(opts.data_dir, opts.engine)
+    check_url(url)   # a bad URL is refused before anything is locked or moved
     with run_lock(url):
         moved = prepare_log(url, data_dir=opts.data_dir, explicit=opts.store_url is not None,
                             overwrite=opts.overwrite)
@@ -223,8 +229,14 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
         while shards.pending():
             shards.flush(0.0)
         check_setup([(cid, f.result()) for cid, f in futures])
+        end_s = end_of_sale_s(sc)
+        if not (opts.tick_s > 0 and math.isfinite(end_s) and end_s / opts.tick_s <= MAX_ROUNDS):
+            # The scenario's bounds keep this far off; a scenario built around them
+            # (model_construct) must not spin the virtual clock for ever.
+            raise SimulationError(f"the sale would run {end_s:g} simulated s in rounds of "
+                                  f"{opts.tick_s:g} s; at most {MAX_ROUNDS:,} rounds")
         failures = await run_rounds(shards, vt, stream, driver.visit, tick_s=opts.tick_s,
-                                    end_s=end_of_sale_s(sc), to_ms=clock.ms, on_tick=on_tick)
+                                    end_s=end_s, to_ms=clock.ms, on_tick=on_tick)
         if failures:
             raise SimulationError(f"{len(failures)} visits failed; the first: "
                                   f"{type(failures[0]).__name__}: {failures[0]}") from failures[0]

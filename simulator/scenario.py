@@ -11,6 +11,12 @@ Times in a scenario are seconds of the simulated sale clock (0 = midnight, when 
 window opens). `compression` says how many simulated seconds pass per second the system
 sees: deadlines (payment window, team expiry) are divided by it, so a two-hour sale with
 `compression: 120` is a one-minute rush to the shards, with every deadline scaled alike.
+
+Every number has a documented maximum (the `MAX_*` constants below, listed in
+docs/SIMULATOR.md): what one run can hold in memory, and, for the ints that land in
+events (stock, prices, budgets, times in ms), small enough that they and their sums fit the
+log's 64-bit integers. Floats must be finite. A value past its bound is refused with the
+field's path, never wrapped or clipped.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import json
 import math
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -29,19 +35,51 @@ class ScenarioError(ValueError):
     """A scenario file or preset that cannot be used, with what is wrong in words."""
 
 
+# The largest values a scenario may hold. Ints that land in events must fit int64
+# (2**63 - 1 ~ 9.2e18) together with the sums the views make of them: a catalogue of
+# MAX_SKUS x MAX_STOCK units is 1e18, and MAX_VISITS orders of three lines at
+# MAX_PRICE_CENTS are 6e17 cents. Stock is per SKU (it is added by one command); a single
+# reservation takes far fewer units (the SKU decider's own per-command maximum).
+MAX_USERS = 10_000_000  # sessions held by one run (the largest measured: 1,000,000)
+MAX_VISITS = 20_000_000  # users x visits_per_user: the generator draws ~12 arrays of this length
+MAX_SKUS = 1_000_000
+MAX_STOCK = 10**12  # units per SKU
+MAX_PRICE_CENTS = 10**10  # one unit's price (100 million in currency units)
+MAX_CENTS = 10**15  # budgets and minimum spends
+MAX_COUNT = 10**12  # coupon budgets in coupons
+MAX_TEAMS = 10_000_000  # red-packet budget in pools
+MAX_SPAN_S = 7 * 86_400  # the sale window, and every duration inside it (s)
+MAX_VALID_S = 366 * 86_400  # how long a coupon stays valid after the sale (s)
+MAX_RATE_X = 10_000.0  # traffic multipliers
+MAX_VIEWS = 1_000.0  # mean views per visit
+MAX_ZIPF = 10.0
+MIN_COMPRESSION = 0.01  # 100x slower than real time
+MAX_COMPRESSION = 100_000.0  # a two-hour window in 72 ms; deadlines then shrink to 1 ms
+MAX_SALE_START_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
+MAX_SKU_SHARDS = 64  # the routing's partitions per kind (cluster.routing.ShardMap)
+MAX_SEED = 2**63 - 1  # seeds are recorded as 64-bit ints; numpy takes no negative ones
+
+
+def check_seed(seed: object) -> int:
+    """Return `seed` if it is an int from 0 to 2**63 - 1, else raise `ScenarioError`."""
+    if type(seed) is not int or not 0 <= seed <= MAX_SEED:
+        raise ScenarioError(f"seed {seed!r}: a seed is a whole number from 0 to 2**63 - 1")
+    return seed
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Traffic(_Model):
     """The arrival curve over the sale window."""
 
-    window_s: int = Field(7200, gt=0, description="Length of the simulated window (s).")
-    plateau_x: float = Field(12.0, gt=0, description="Rate at the peak, as a multiple of "
+    window_s: int = Field(7200, gt=0, le=MAX_SPAN_S, description="Length of the simulated window (s).")
+    plateau_x: float = Field(12.0, gt=0, le=MAX_RATE_X, description="Rate at the peak, as a multiple of "
                              "the window's tail rate (the day's mean).")
-    start_x: float = Field(8.0, gt=0, description="Rate at 00:00:00, same unit.")
-    peak_s: int = Field(300, ge=0, description="When the rate peaks (s after midnight).")
-    half_life_s: int = Field(2400, gt=0, description="After the peak the excess over the "
+    start_x: float = Field(8.0, gt=0, le=MAX_RATE_X, description="Rate at 00:00:00, same unit.")
+    peak_s: int = Field(300, ge=0, le=MAX_SPAN_S, description="When the rate peaks (s after midnight).")
+    half_life_s: int = Field(2400, gt=0, le=MAX_SPAN_S, description="After the peak the excess over the "
                              "mean rate halves every this many seconds.")
 
     def rate(self, t_s: float) -> float:
@@ -57,16 +95,16 @@ class Traffic(_Model):
 class Skus(_Model):
     """The catalogue on sale: stock, prices, flash-sale tiers, limits, popularity."""
 
-    count: int = Field(300, ge=1)
-    stock_min: int = Field(20, ge=1)
-    stock_max: int = Field(400, ge=1)
-    price_min_cents: int = Field(1_900, ge=1)
-    price_max_cents: int = Field(99_900, ge=1)
+    count: int = Field(300, ge=1, le=MAX_SKUS)
+    stock_min: int = Field(20, ge=1, le=MAX_STOCK)
+    stock_max: int = Field(400, ge=1, le=MAX_STOCK)
+    price_min_cents: int = Field(1_900, ge=1, le=MAX_PRICE_CENTS)
+    price_max_cents: int = Field(99_900, ge=1, le=MAX_PRICE_CENTS)
     flash_share: float = Field(0.3, ge=0, le=1, description="Share of SKUs with a flash tier.")
-    flash_units: int = Field(20, ge=1, description="Units sold at the flash price.")
+    flash_units: int = Field(20, ge=1, le=MAX_STOCK, description="Units sold at the flash price.")
     flash_discount: float = Field(0.5, gt=0, lt=1, description="Flash price = price x (1 - this).")
-    per_user_limit: int = Field(2, ge=0, description="0: no limit.")
-    zipf: float = Field(1.0, ge=0, description="Popularity exponent.")
+    per_user_limit: int = Field(2, ge=0, le=MAX_STOCK, description="0: no limit.")
+    zipf: float = Field(1.0, ge=0, le=MAX_ZIPF, description="Popularity exponent.")
 
     @model_validator(mode="after")
     def _ranges(self) -> Skus:
@@ -78,14 +116,14 @@ class Skus(_Model):
 class Funnel(_Model):
     """What a visit does: views, carts, orders, and how payments come back."""
 
-    views_per_visit: float = Field(5.0, gt=0)
+    views_per_visit: float = Field(5.0, gt=0, le=MAX_VIEWS)
     view_to_cart: float = Field(0.06, ge=0, le=1)
     cart_to_order: float = Field(0.30, ge=0, le=1)
-    browse_s: float = Field(40.0, ge=0, description="Mean time from arrival to order (s).")
+    browse_s: float = Field(40.0, ge=0, le=MAX_SPAN_S, description="Mean time from arrival to order (s).")
     payment_success: float = Field(0.995, ge=0, le=1)
     payment_never_returns: float = Field(0.002, ge=0, le=1)
-    payment_delay_s: float = Field(20.0, ge=0, description="Mean time to the callback (s).")
-    payment_window_s: int = Field(900, gt=0, description="Time to pay before the order "
+    payment_delay_s: float = Field(20.0, ge=0, le=MAX_SPAN_S, description="Mean time to the callback (s).")
+    payment_window_s: int = Field(900, gt=0, le=MAX_SPAN_S, description="Time to pay before the order "
                                   "expires and its holds are released (s).")
 
     @model_validator(mode="after")
@@ -99,12 +137,12 @@ class Campaign(_Model):
     """A coupon campaign: its terms, budget, and how many visitors claim one."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
-    value_cents: int = Field(gt=0)
-    min_spend_cents: int = Field(0, ge=0)
-    budget_coupons: int = Field(0, ge=0, description="0: no limit.")
-    budget_cents: int = Field(0, ge=0, description="0: no limit.")
+    value_cents: int = Field(gt=0, le=MAX_CENTS)
+    min_spend_cents: int = Field(0, ge=0, le=MAX_CENTS)
+    budget_coupons: int = Field(0, ge=0, le=MAX_COUNT, description="0: no limit.")
+    budget_cents: int = Field(0, ge=0, le=MAX_CENTS, description="0: no limit.")
     claim_rate: float = Field(0.0, ge=0, le=1, description="Share of visits that claim one.")
-    valid_s: int = Field(86_400, gt=0)
+    valid_s: int = Field(86_400, gt=0, le=MAX_VALID_S)
 
     @model_validator(mode="after")
     def _budget(self) -> Campaign:
@@ -117,15 +155,15 @@ class Campaign(_Model):
 class TeamUp(_Model):
     """Team-up red packets: a leader opens a team, friends join from the shared link."""
 
-    campaign: str = "redpacket"
+    campaign: str = Field("redpacket", pattern=r"^[A-Za-z0-9._-]{1,64}$")
     create_rate: float = Field(0.02, ge=0, le=1, description="Share of visits that open a team.")
     join_rate: float = Field(0.05, ge=0, le=1, description="Share of visits that join an "
                              "open team from a shared link.")
     size: int = Field(3, ge=2, le=10)
-    pool_cents: int = Field(1_000, gt=0)
-    min_share_cents: int = Field(50, ge=1)
-    expires_s: int = Field(1_800, gt=0)
-    budget_teams: int = Field(400, ge=1, description="The red-packet campaign's budget, in "
+    pool_cents: int = Field(1_000, gt=0, le=MAX_PRICE_CENTS)
+    min_share_cents: int = Field(50, ge=1, le=MAX_PRICE_CENTS)
+    expires_s: int = Field(1_800, gt=0, le=MAX_SPAN_S)
+    budget_teams: int = Field(400, ge=1, le=MAX_TEAMS, description="The red-packet campaign's budget, in "
                               "pools: teams opened past it are refused.")
 
     @model_validator(mode="after")
@@ -141,8 +179,15 @@ class Referrals(_Model):
     share_rate: float = Field(0.10, ge=0, le=1, description="Share of visitors who share a link.")
     shared_arrival_rate: float = Field(0.15, ge=0, le=1, description="Share of arrivals "
                                        "that come through a shared link.")
-    utm_sources: dict[str, float] = Field(
-        default_factory=lambda: {"app": 0.55, "search": 0.2, "ads": 0.15, "push": 0.1})
+    utm_sources: dict[str, Annotated[float, Field(ge=0, le=MAX_RATE_X)]] = Field(
+        default_factory=lambda: {"app": 0.55, "search": 0.2, "ads": 0.15, "push": 0.1},
+        description="Relative weights of the UTM sources of arrivals not brought by a link.")
+
+    @model_validator(mode="after")
+    def _weights(self) -> Referrals:
+        if self.utm_sources and not sum(self.utm_sources.values()) > 0:
+            raise ValueError("utm_sources: at least one weight must be > 0")
+        return self
 
 
 class Scenario(_Model):
@@ -150,12 +195,12 @@ class Scenario(_Model):
 
     name: str = "double11"
     description: str = ""
-    users: int = Field(20_000, ge=1)
-    visits_per_user: float = Field(1.25, gt=0)
-    sale_start_ms: int = Field(1_794_326_400_000, ge=0, description="Midnight of the sale "
+    users: int = Field(20_000, ge=1, le=MAX_USERS)
+    visits_per_user: float = Field(1.25, gt=0, le=MAX_VISITS)
+    sale_start_ms: int = Field(1_794_326_400_000, ge=0, le=MAX_SALE_START_MS, description="Midnight of the sale "
                                "on the simulated clock (epoch ms; default 2026-11-11 00:00 "
                                "Beijing time).")
-    compression: float = Field(120.0, gt=0, description="Simulated seconds per system second.")
+    compression: float = Field(120.0, ge=MIN_COMPRESSION, le=MAX_COMPRESSION, description="Simulated seconds per system second.")
     traffic: Traffic = Traffic()
     skus: Skus = Skus()
     funnel: Funnel = Funnel()
@@ -165,13 +210,16 @@ class Scenario(_Model):
     )
     team_up: TeamUp = TeamUp()
     referrals: Referrals = Referrals()
-    sku_shards: int = Field(2, ge=1)
+    sku_shards: int = Field(2, ge=1, le=MAX_SKU_SHARDS)
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
         names = [c.name for c in self.campaigns]
         if len(set(names)) != len(names):
             raise ValueError("campaign names must be unique")
+        if self.visits > MAX_VISITS:
+            raise ValueError(f"users x visits_per_user is {self.visits:,} visits; at most "
+                             f"{MAX_VISITS:,} fit one run")
         if self.team_up.create_rate > 0 and self.team_up.campaign in names:
             raise ValueError(f"team_up.campaign {self.team_up.campaign!r} is also a coupon "
                              "campaign; give the red-packet campaign its own name")
@@ -184,11 +232,13 @@ class Scenario(_Model):
     def with_overrides(self, **changes: Any) -> Scenario:
         """A copy with top-level fields replaced (None values are ignored), re-validated."""
         data = self.model_dump()
-        data.update({k: v for k, v in changes.items() if v is not None})
+        changed = {k: v for k, v in changes.items() if v is not None}
+        data.update(changed)
         try:
             return Scenario.model_validate(data)
         except ValidationError as exc:
-            raise ScenarioError(_explain(exc, "override")) from None
+            where = f"{self.name} with " + ", ".join(f"{k}={v!r}" for k, v in changed.items())
+            raise ScenarioError(_explain(exc, where)) from None
 
 
 PRESETS: dict[str, dict[str, Any]] = {

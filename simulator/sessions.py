@@ -5,10 +5,14 @@ into sessions per user (a gap of more than 30 minutes starts a new one). A sessi
 becomes a `Visit`: its views and carts are counted, its purchases become one order (at
 most three lines; items are mapped onto the scenario's SKUs by a stable hash, so stock
 and prices come from the scenario), and its payment outcome is drawn from the scenario's
-rates with the seed. The log's time span is mapped onto the scenario's sale window.
+rates with the seed. The time span of the bulk of the log is mapped onto the scenario's
+sale window: rows outside the bulk (`clickstream.bulk_bounds`: stray rows far outside the
+file's period) are counted as `timestamp_out_of_range` and shape nothing. A file with no
+usable row is refused (`NoUsableRows`), never replayed as an empty sale.
 
-Memory stays flat however large the file: the file is read twice as a stream (the first
-pass finds its time span), at most `MAX_OPEN` sessions are held open (the least recently
+Memory stays flat however large the file: the file is read three times as a stream (the
+first pass counts rows per hour to find the bulk, the second the users and time span of
+the rows kept), at most `MAX_OPEN` sessions are held open (the least recently
 active is closed first; files sorted by user or by time both keep this small), and
 finished visits are put in time order by an external merge sort over temporary files of
 `CHUNK` visits each. Only the set of distinct user ids grows with the data (for the
@@ -23,15 +27,14 @@ import tempfile
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterator
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from simulator.clickstream import Click, ClickStats, read
+from simulator.clickstream import HOUR_MS, Bulk, Click, ClickStats, NoUsableRows, bulk_bounds, read
 from simulator.generator import Order, Visit
-from simulator.scenario import Scenario
+from simulator.scenario import Scenario, check_seed
 
 SESSION_GAP_MS = 30 * 60 * 1000
 MAX_OPEN = 50_000
@@ -64,8 +67,9 @@ class _Session:
 class ClickstreamRun:
     """The clickstream's figures for the report: what was read and what it became."""
 
-    def __init__(self, stats: ClickStats) -> None:
+    def __init__(self, stats: ClickStats, bulk: Bulk | None = None) -> None:
         self.stats = stats
+        self.bulk = bulk
         self.users = 0
         self.sessions = 0
         self.orders = 0
@@ -76,31 +80,53 @@ class ClickstreamRun:
                 "malformed": dict(s.malformed), "malformed_samples": dict(s.samples),
                 "users": self.users, "sessions": self.sessions, "orders": self.orders,
                 "first_ts_ms": s.first_ts, "last_ts_ms": s.last_ts,
+                "kept_from_ms": self.bulk.min_ts_ms if self.bulk else None,
+                "kept_until_ms": self.bulk.max_ts_ms if self.bulk else None,
                 "rows_per_s": round(s.rows_per_s)}
 
     def summary(self) -> str:
         s = self.stats
         bad = ", ".join(f"{k}: {v:,}" for k, v in sorted(s.malformed.items())) or "none"
+        kept = ""
+        if self.bulk is not None:
+            kept = (f"; rows kept from {_utc(self.bulk.min_ts_ms)} until "
+                    f"{_utc(self.bulk.max_ts_ms)} UTC")
         return (f"{s.path} ({s.layout}): {s.rows:,} rows, {s.clicks:,} clicks, malformed "
                 f"rows {s.malformed_rows:,} ({bad}); {self.users:,} users, "
-                f"{self.sessions:,} sessions, {self.orders:,} orders")
+                f"{self.sessions:,} sessions, {self.orders:,} orders{kept}")
+
+
+def _utc(ts_ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def clickstream_visits(path: str | Path, *, layout: str | None, scenario: Scenario, seed: int,
                        limit: int | None = None) -> tuple[Iterator[Visit], ClickstreamRun, Scenario]:
-    """Visits from a behaviour log, in time order, with the figures of the first pass and
-    the scenario adjusted to the data (users)."""
-    reader = read(path, layout or "auto")
+    """Visits from a behaviour log, in time order, with the figures of the pass that found
+    the users and the time span, and the scenario adjusted to the data (users). `limit`:
+    read at most this many data rows. Raises `NoUsableRows` when no row can be used."""
+    check_seed(seed)
+    hours: dict[int, int] = {}
+    probe = read(path, layout or "auto", max_rows=limit)
+    for click in probe:
+        hour = click.ts_ms // HOUR_MS
+        hours[hour] = hours.get(hour, 0) + 1
+    if not hours:
+        raise NoUsableRows(probe.stats)
+    bulk = bulk_bounds(hours)
+    reader = read(path, probe.layout, max_rows=limit, min_ts_ms=bulk.min_ts_ms,
+                  max_ts_ms=bulk.max_ts_ms)
     users: set[str] = set()
-    for click in islice(reader, limit):
+    for click in reader:
         users.add(click.user)
     stats = reader.stats
-    run = ClickstreamRun(stats)
+    run = ClickstreamRun(stats, bulk)
     run.users = len(users)
     del users
     first, last = stats.first_ts, stats.last_ts
-    if first is None or last is None:
-        return iter(()), run, scenario
+    assert first is not None and last is not None, "the bulk holds the quartiles' rows"
     span = max(1, last - first)
     window = scenario.traffic.window_s
     sc = scenario.with_overrides(users=max(1, run.users))
@@ -149,7 +175,7 @@ def clickstream_visits(path: str | Path, *, layout: str | None, scenario: Scenar
 
         def sessions() -> Iterator[Visit]:
             open_: OrderedDict[str, _Session] = OrderedDict()
-            for click in islice(reader, limit):
+            for click in reader:
                 s = open_.get(click.user)
                 if s is not None and abs(click.ts_ms - s.last) > SESSION_GAP_MS:
                     del open_[click.user]
