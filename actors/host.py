@@ -354,6 +354,22 @@ class ShardHost:
                 found[owner] = InvalidCommand(reason=f"its events cannot be recorded: {exc}")
         return found
 
+    def _conflict(self, req: Request, batch: _Batch,
+                  seen: dict[str, int]) -> IdempotencyConflict | None:
+        """Whether a repeated command id carries another command than its first use did
+        (known only when that use was accepted, and its fingerprint is known)."""
+        first = seen.get(req.command_id)
+        if first is None:
+            recorded = self._dedup[req.command_id]
+            known = recorded[2] if len(recorded) > 2 else None
+        else:
+            known = batch.prints.get(first)
+        if known is None or same_command(known, fingerprint(req.command)):
+            return None
+        return IdempotencyConflict(command_id=req.command_id, reason=(
+            f"this id was used for another {known[0]}; only the stamped fields "
+            f"(actors/decider.py) may differ when a command is sent again"))
+
     def _decide(self, requests: Sequence[Request], now: int,
                 refused: dict[int, Rejection] | None = None) -> _Batch:
         batch = _Batch()
@@ -367,16 +383,12 @@ class ShardHost:
                 batch.decided.append((i, InvalidCommand(
                     reason=f"a command id must be a non-empty str, not {cid!r:.80}")))
                 continue
-            first = seen.get(cid) if cid not in dedup else None
-            if cid in dedup or first is not None:
+            if cid in dedup or cid in seen:
                 # A repeated id: answered as the first time (in `_commit`), unless it
                 # carries a different command.
-                recorded = dedup[cid][2:3] if first is None else (
-                    (batch.prints[first],) if first in batch.prints else ())
-                if recorded and not same_command(recorded[0], fingerprint(req.command)):
-                    batch.decided.append((i, IdempotencyConflict(
-                        command_id=cid, reason=f"this id was used for another "
-                        f"{recorded[0][0]}; only the stamped fields may differ on a retry")))
+                conflict = self._conflict(req, batch, seen)
+                if conflict is not None:
+                    batch.decided.append((i, conflict))
                 continue
             seen[cid] = i
             if refused and i in refused:
