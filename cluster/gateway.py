@@ -213,7 +213,7 @@ class Gateway:
             if problem is None:
                 kept.append((req, fut))
             elif not fut.done():
-                log.info("command_unencodable", command_id=str(req.command_id)[:80],
+                log.info("command_unencodable", command_id=repr(req.command_id)[:80],
                          problem=problem[:300])
                 fut.set_result(InvalidCommand(reason=problem))
         return (self.wire.encode_requests([r for r, _ in kept]) if kept else b""), kept
