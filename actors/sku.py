@@ -19,7 +19,8 @@ for can release it (`NotReservationOwner` otherwise), and a confirmed (paid) res
 cannot be released at all (`AlreadyConfirmed`). A release for a reservation id that holds
 nothing and was never confirmed (a TCC cancel that overtook its try) records
 `ReservationVoided`: the id is closed, and a try that arrives later is refused
-(`VoidedBeforeTry`), so no reservation is left hanging.
+(`VoidedBeforeTry`), so no reservation is left hanging. (Nothing is held then, so there is
+no owner to check: the void does not record who sent it.)
 
 Limits: one reservation holds at most `MAX_UNITS_PER_RESERVATION` units (10,000;
 `QuantityTooLarge` past it), since each unit carries its own price and tier in the
