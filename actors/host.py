@@ -130,7 +130,7 @@ class _Batch:
     events: list[NewEvent] = field(default_factory=list)
     decided: list[Any] = field(default_factory=list)
     owners: list[int] = field(default_factory=list)   # request index per event, -1: expiry
-    prints: dict[int, Fingerprint] = field(default_factory=dict)   # request index -> its fingerprint
+    prints: dict[int, Fingerprint] = field(default_factory=dict)   # request index -> fingerprint
     working: dict[str, Any] = field(default_factory=dict)
     due: list[tuple[int, str]] = field(default_factory=list)   # timers taken for this batch
 

@@ -308,3 +308,16 @@ def test_a_checkout_line_past_the_limit_is_refused_before_anything_is_recorded()
 
     result, recorded = asyncio.run(go())
     assert (result.status, result.reason, recorded) == ("refused", "quantity_too_large", 0)
+
+
+def test_a_reply_that_cannot_cross_the_wire_is_replaced_by_a_refusal():
+    """A reply carrying a value msgpack cannot take becomes an InvalidCommand saying why; the
+    other replies of its batch cross unchanged."""
+    from actors.sku import SoldOut
+
+    wire = Wire(sku_decider.commands)
+    fine = SoldOut(sku="a", requested=1, available=0)
+    bad, same = wire.decode_replies(wire.encode_replies([SoldOut(sku="\ud800", requested=1,
+                                                                 available=0), fine]))
+    assert isinstance(bad, InvalidCommand) and "cannot cross the wire" in bad.reason
+    assert same == fine
