@@ -12,8 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from actors.campaign import CreateCampaign, GrantCoupon
 from actors.decider import IdempotencyConflict, InvalidCommand, Rejection
 from actors.host import Accepted, ShardHost, Unavailable
+from actors.order import RecordPayment, StartCheckout
+from actors.session import LockCoupon, ReceiveCoupon, StartSession, TrackOrder
 from actors.sku import (
     MAX_UNITS_PER_RESERVATION,
     AddStock,
@@ -25,11 +28,13 @@ from actors.sku import (
     ReserveStock,
     sku_decider,
 )
+from actors.team import CreateTeam, JoinTeam
 from cluster.checkout import Checkout
 from cluster.gateway import Gateway, GatewayConfig
 from cluster.local import LocalShards
 from cluster.routing import ShardMap
 from cluster.wire import Wire
+from cluster.wiring import deciders
 from events.memory_store import MemoryEventStore
 
 T0 = 1_762_790_400_000
@@ -67,17 +72,24 @@ class InProcessShard:
         self.states_of = _Method(lambda entities: [host.state_of(e) for e in entities])
 
 
-def real_gateway(store, shards: int = 2) -> Gateway:
-    """The gateway over `shards` SKU hosts on `store`, talking through the real wire."""
-    wire = Wire(sku_decider.commands)
-    maps = {"sku": ShardMap.uniform("sku", shards, 8)}
-    hosts = [ShardHost(decider=sku_decider, store=store, stream=maps["sku"].stream(i),
-                       clock=lambda: T0 + 1) for i in range(shards)]
-    return Gateway(maps, {"sku": [InProcessShard(h, wire) for h in hosts]},
-                   GatewayConfig(tick_s=0, max_in_flight=2, retry_for_s=0.2),
-                   entity_of={"sku": sku_decider.entity_of},
-                   kind_of=lambda c: "sku" if type(c) in sku_decider.commands else "?",
+def real_gateway(store, shards: int = 2, *, kinds: dict[str, int] | None = None) -> Gateway:
+    """The gateway over the shard hosts of `kinds` (default: `shards` SKU hosts) on `store`,
+    talking through the real wire."""
+    kinds = kinds or {"sku": shards}
+    decs = deciders()
+    kind_by_type = {cls: kind for kind in kinds for cls in decs[kind].commands}
+    wire = Wire(list(kind_by_type))
+    maps = {kind: ShardMap.uniform(kind, n, 8) for kind, n in kinds.items()}
+    handles = {kind: [InProcessShard(ShardHost(decider=decs[kind], store=store,
+                                               stream=maps[kind].stream(i), clock=lambda: T0 + 1),
+                                     wire) for i in range(n)] for kind, n in kinds.items()}
+    return Gateway(maps, handles, GatewayConfig(tick_s=0, max_in_flight=2, retry_for_s=0.2),
+                   entity_of={kind: decs[kind].entity_of for kind in kinds},
+                   kind_of=lambda c: kind_by_type.get(type(c), "?"),
                    transient=(TaskError,), wire=wire)
+
+
+ALL_KINDS = {"sku": 2, "session": 1, "order": 1, "campaign": 1, "team": 1}
 
 
 def local_shards(store, shards: dict[str, int] | None = None) -> LocalShards:
@@ -119,7 +131,24 @@ GOOD = [
     ConfirmReservation(reservation_id="r-x", sku="sku-2", now=T0),
     ReleaseReservation(reservation_id="r-y", sku="sku-1", user="u-x", reason="x", now=T0),
     ConfigureSale(sku="sku-2", tiers=((0, 5),), per_user_limit=0, start=T0, end=T0 + 10, now=T0),
+    StartSession(user="u-x", session_id="s1", utm_source="", utm_medium="", utm_campaign="",
+                 now=T0, inviter="u-y", inviter_since=T0 - 1),
+    ReceiveCoupon(user="u-x", coupon_id="c1", campaign="k", value_cents=100, min_spend_cents=0,
+                  valid_until=T0 + 1000, now=T0),
+    LockCoupon(user="u-x", coupon_id="c1", order_id="o1", order_total_cents=500,
+               until=T0 + 1000, now=T0),
+    TrackOrder(user="u-x", order_id="o1", status="placed", amount_cents=5, now=T0),
+    StartCheckout(order_id="o1", user="u-x", lines=(("sku-1", 1),), coupon_id="",
+                  payment_deadline=T0 + 1000, now=T0),
+    RecordPayment(order_id="o1", payment_id="p1", amount_cents=5, now=T0),
+    CreateCampaign(campaign="k", value_cents=100, min_spend_cents=0, valid_from=T0,
+                   valid_until=T0 + 1000, budget_coupons=10, budget_cents=1000, now=T0),
+    GrantCoupon(campaign="k", grant_id="g1", user="u-x", now=T0, value_cents=0),
+    CreateTeam(team="t1", leader="u-x", campaign="k", pool_cents=100, size=2, min_share_cents=1,
+               expires=T0 + 1000, seed=1, now=T0),
+    JoinTeam(team="t1", user="u-y", now=T0),
 ]
+NESTED = st.one_of(WEIRD, st.tuples(WEIRD, WEIRD), st.tuples(st.tuples(WEIRD, WEIRD)))
 
 
 @st.composite
@@ -128,7 +157,7 @@ def commands(draw) -> object:
     good = draw(st.sampled_from(GOOD))
     values = {f.name: getattr(good, f.name) for f in dataclasses.fields(good)}
     for name in draw(st.lists(st.sampled_from(sorted(values)), min_size=1, max_size=2)):
-        values[name] = draw(WEIRD)
+        values[name] = draw(NESTED if type(values[name]) is tuple else WEIRD)
     return type(good)(**values)
 
 
@@ -147,11 +176,11 @@ def check_answers(replies: list, n: int) -> None:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(commands=st.lists(COMMANDS, min_size=1, max_size=5), ids=st.lists(IDS, min_size=5, max_size=5))
 def test_any_field_values_get_a_typed_answer_through_the_gateway(commands, ids):
-    """Commands with any ints, any text (lone surrogates too), None or bytes in any field or id
-    are each answered (accepted or a typed refusal) through the real gateway and wire, and the
-    valid commands batched with them, and after them, are accepted."""
+    """Commands of every kind with any ints, any text (lone surrogates too), None or bytes in
+    any field or id are each answered (accepted or a typed refusal) through the real gateway
+    and wire, and the valid commands batched with them, and after them, are accepted."""
     async def go():
-        gw = real_gateway(memory_store())
+        gw = real_gateway(memory_store(), kinds=ALL_KINDS)
         assert all(isinstance(r, Accepted) for r in await gw.submit_many(on_sale("sku-ok")))
         batch = commands + [reserve("r-ok-1")]
         replies = await submit_all(gw, batch, ids[:len(commands)] + ["ok-1"])
@@ -166,7 +195,7 @@ def test_any_field_values_get_a_typed_answer_through_the_gateway(commands, ids):
 def test_any_field_values_get_a_typed_answer_in_process(commands, ids):
     """The same through `LocalShards`: one bad command never fails the batch it was decided in."""
     async def go():
-        shards = local_shards(memory_store())
+        shards = local_shards(memory_store(), ALL_KINDS)
         assert all(isinstance(r, Accepted) for r in await shards.submit_many(on_sale("sku-ok")))
         batch = commands + [reserve("r-ok-1")]
         replies = await submit_all(shards, batch, ids[:len(commands)] + ["ok-1"])
