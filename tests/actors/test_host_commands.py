@@ -14,7 +14,6 @@ from actors.sku import (
     ConfigureSale,
     ConfirmReservation,
     ReserveStock,
-    SkuState,
     sku_decider,
 )
 from events import open_store
