@@ -10,6 +10,16 @@ acknowledged that is not in the log.
   effect. Behind it stands the store's own command-id record: an older retry that would
   write again is caught there and answered with its original events; one that is
   refused when decided again (say its reservation is still held) gets that refusal.
+- Idempotency conflicts: the dedup record keeps each accepted command's `fingerprint`
+  (actors/decider.py: every field but the stamped ones, such as `now` and deadlines). A
+  repeated id carrying a different command is refused (`IdempotencyConflict`), in the
+  same batch or a later one. Snapshots carry the fingerprints; what recovery rebuilds from
+  the log alone (the log records events, not commands) has none, and there a repeated id
+  is checked only against its recorded events: they must be about the command's entity.
+- One command, one refusal: a command whose events the log cannot record (an int outside
+  msgpack's range, a lone surrogate, a NUL in its id) is refused alone as an
+  `InvalidCommand`; the batch is decided again without it and committed. (The commit
+  finds the offenders, so the common path pays nothing for the check.)
 - Recovery (`__init__`): take a new writer epoch (fencing any older incarnation), load
   the latest snapshot, replay the stream's tail.
 - Timers: one per entity, at its earliest deadline (from `deadline_of` as events land,
@@ -36,7 +46,15 @@ from typing import Any
 
 import structlog
 
-from actors.decider import Decider, InvalidCommand, Rejection
+from actors.decider import (
+    Decider,
+    Fingerprint,
+    IdempotencyConflict,
+    InvalidCommand,
+    Rejection,
+    fingerprint,
+    same_command,
+)
 from events import (
     ConcurrencyError,
     DuplicateCommandError,
@@ -44,6 +62,8 @@ from events import (
     EventRegistry,
     EventStore,
     FencedError,
+    InvalidAppend,
+    InvalidEventData,
     NewEvent,
     Snapshot,
     StoreUnavailable,
@@ -51,7 +71,9 @@ from events import (
 from events import (
     registry as default_registry,
 )
+from events.chain import seal
 from events.codec import envelopes
+from events.envelope import ZERO_HASH
 
 log = structlog.get_logger("saleday.shard")
 
@@ -108,6 +130,7 @@ class _Batch:
     events: list[NewEvent] = field(default_factory=list)
     decided: list[Any] = field(default_factory=list)
     owners: list[int] = field(default_factory=list)   # request index per event, -1: expiry
+    prints: dict[int, Fingerprint] = field(default_factory=dict)   # request index -> fingerprint
     working: dict[str, Any] = field(default_factory=dict)
     due: list[tuple[int, str]] = field(default_factory=list)   # timers taken for this batch
 
@@ -130,8 +153,9 @@ class ShardHost:
         self.version = 0
         self.snapshot_version = 0
         self.fenced = False
-        self._dedup: OrderedDict[str, tuple[int, int]] = OrderedDict()
-        """command id -> (first, last) version of its events; (0, 0) when it decided none."""
+        self._dedup: OrderedDict[str, tuple] = OrderedDict()
+        """command id -> (first, last) version of its events ((0, 0) when it decided none),
+        then its fingerprint when known: `(first, last, fingerprint)`."""
         self._timers: dict[str, int] = {}
         """entity -> the earliest time its expire command is due (one timer per entity)."""
         self._heap: list[tuple[int, str]] = []
@@ -186,8 +210,11 @@ class ShardHost:
                     state = decider.initial(entity)
                 self.states[entity] = decider.evolve(state, event)
                 accepted.setdefault(env.command_id, []).append(env.version)
+            dedup = self._dedup
             for command_id, versions in accepted.items():
-                self._remember(command_id, (versions[0], versions[-1]))
+                known = dedup.get(command_id)
+                if known is None or known[:2] != (versions[0], versions[-1]):
+                    self._remember(command_id, (versions[0], versions[-1]))
             self.version = envelopes[-1].version
             replayed += len(envelopes)
 
@@ -220,7 +247,8 @@ class ShardHost:
         for at, entity in due:
             self._schedule(entity, at)
 
-    def _remember(self, command_id: str, versions: tuple[int, int]) -> None:
+    def _remember(self, command_id: str, versions: tuple) -> None:
+        """Record `(first, last)` or `(first, last, fingerprint)` for a command id."""
         self._dedup[command_id] = versions
         if len(self._dedup) > self.dedup_capacity:
             self._dedup.popitem(last=False)
@@ -235,15 +263,29 @@ class ShardHost:
             if versions:
                 self._remember(command_id, (versions[0], versions[-1]))
 
-    def _recorded(self, command_id: str) -> Accepted | None:
-        """The reply to a command decided before: its events, re-read from the log."""
-        versions = self._dedup.get(command_id)
-        if versions is None:
+    def _recorded(self, command_id: str, command: Any = None) -> Reply | None:
+        """The reply to a command decided before: its events, re-read from the log.
+
+        Without a recorded fingerprint (rebuilt from the log) the events are checked to be
+        about `command`'s entity; if they are not, the id was reused: a conflict."""
+        recorded = self._dedup.get(command_id)
+        if recorded is None:
             return None
-        first, last = versions
+        first, last = recorded[0], recorded[1]
         if not last:
             return Accepted((), 0, 0, duplicate=True)
         events = self.registry.decode_all(self.store.read(self.stream, first, last - first + 1))
+        if len(recorded) < 3 and command is not None and events:
+            entity_of = self.decider.entity_of
+            try:
+                entity = entity_of(command)
+                other = next((e for e in events if entity_of(e) != entity), None)
+            except Exception:  # noqa: BLE001 - a command without an entity is no match
+                other = events[0]
+            if other is not None:
+                return IdempotencyConflict(command_id=command_id, reason=(
+                    f"this id recorded {type(other).__name__} for {entity_of(other)!r}, "
+                    f"not {type(command).__name__} for its entity"))
         return Accepted(tuple(events), first, last, duplicate=True)
 
     # -- serving ----------------------------------------------------------------------
@@ -252,10 +294,22 @@ class ShardHost:
         """Decide a batch, append its events as one commit, then answer each request."""
         if self.fenced:
             raise ShardFenced(f"{self.stream}: epoch {self.epoch} was fenced")
-        for _ in range(3):
-            batch = self._decide(requests, self.clock())
+        refused: dict[int, Rejection] = {}
+        attempts = 0
+        while attempts < 3:
+            attempts += 1
+            batch = self._decide(requests, self.clock(), refused)
             try:
                 return self._commit(requests, batch)
+            except (InvalidEventData, InvalidAppend):
+                # Some command's events cannot be recorded: refuse those commands alone,
+                # and decide the rest again without them (a later one may have seen them).
+                self._put_back(batch.due)
+                found = self._unrecordable(batch)
+                if not found.keys() - refused.keys():
+                    raise
+                refused.update(found)
+                attempts -= 1   # each round refuses at least one more command: it ends
             except ConcurrencyError:
                 # Our view is behind the log (an earlier append whose reply was lost did
                 # land): catch up, then decide again; retried ids are now answered from dedup.
@@ -284,15 +338,62 @@ class ShardHost:
         """When the earliest timer is due (it may have been cancelled since), or None."""
         return self._heap[0][0] if self._heap else None
 
-    def _decide(self, requests: Sequence[Request], now: int) -> _Batch:
+    def _unrecordable(self, batch: _Batch) -> dict[int, Rejection]:
+        """The requests whose events the log cannot record, each with its refusal."""
+        by_owner: dict[int, list[NewEvent]] = {}
+        for owner, event in zip(batch.owners, batch.events):
+            by_owner.setdefault(owner, []).append(event)
+        found: dict[int, Rejection] = {}
+        for owner, events in by_owner.items():
+            if owner < 0:
+                continue
+            try:
+                seal(self.stream, 0, ZERO_HASH, events)
+            except (InvalidEventData, InvalidAppend) as exc:
+                log.warning("command_unrecordable", stream=self.stream, error=str(exc)[:300])
+                found[owner] = InvalidCommand(reason=f"its events cannot be recorded: {exc}")
+        return found
+
+    def _conflict(self, req: Request, batch: _Batch,
+                  seen: dict[str, int]) -> IdempotencyConflict | None:
+        """Whether a repeated command id carries another command than its first use did
+        (known only when that use was accepted, and its fingerprint is known)."""
+        first = seen.get(req.command_id)
+        if first is None:
+            recorded = self._dedup[req.command_id]
+            known = recorded[2] if len(recorded) > 2 else None
+        else:
+            known = batch.prints.get(first)
+        if known is None or same_command(known, fingerprint(req.command)):
+            return None
+        return IdempotencyConflict(command_id=req.command_id, reason=(
+            f"this id was used for another {known[0]}; only the stamped fields "
+            f"(actors/decider.py) may differ when a command is sent again"))
+
+    def _decide(self, requests: Sequence[Request], now: int,
+                refused: dict[int, Rejection] | None = None) -> _Batch:
         batch = _Batch()
         self._expire_due(batch, now)
         decider = self.decider
-        seen: set[str] = set()
+        dedup = self._dedup
+        seen: dict[str, int] = {}
         for i, req in enumerate(requests):
-            if req.command_id in self._dedup or req.command_id in seen:
+            cid = req.command_id
+            if type(cid) is not str or not cid:  # it could be neither remembered nor recorded
+                batch.decided.append((i, InvalidCommand(
+                    reason=f"a command id must be a non-empty str, not {cid!r:.80}")))
                 continue
-            seen.add(req.command_id)
+            if cid in dedup or cid in seen:
+                # A repeated id: answered as the first time (in `_commit`), unless it
+                # carries a different command.
+                conflict = self._conflict(req, batch, seen)
+                if conflict is not None:
+                    batch.decided.append((i, conflict))
+                continue
+            seen[cid] = i
+            if refused and i in refused:
+                batch.decided.append((i, refused[i]))
+                continue
             command = req.command
             if type(command) not in decider.commands:
                 batch.decided.append((i, InvalidCommand(
@@ -310,6 +411,7 @@ class ShardHost:
                             correlation_id=req.correlation_id))
                         batch.owners.append(i)
                     batch.working[entity] = state
+                    batch.prints[i] = fingerprint(command)
                     result = tuple(result)
             except Exception as exc:  # a decider bug or a malformed command: refuse, don't die
                 log.warning("command_failed", stream=self.stream, command_id=req.command_id,
@@ -373,7 +475,8 @@ class ShardHost:
                 continue
             vs = versions.get(i)
             reply = Accepted(result, vs[0], vs[-1]) if vs else Accepted(result)
-            self._remember(requests[i].command_id, (reply.first_version, reply.last_version))
+            self._remember(requests[i].command_id,
+                           (reply.first_version, reply.last_version, batch.prints[i]))
             replies[i] = reply
         if last:
             self.version = last
@@ -384,7 +487,7 @@ class ShardHost:
             reply = replies.get(i)
             if reply is None:  # a duplicate id: answer as the first time
                 reply = (self._first_answer(requests, i, replies)
-                         or self._recorded(req.command_id)
+                         or self._recorded(req.command_id, req.command)
                          or InvalidCommand(reason=f"command id {req.command_id!r} lost its reply"))
             out.append(reply)
         return out

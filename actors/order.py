@@ -41,7 +41,7 @@ commands.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import assert_never
+from typing import ClassVar, assert_never
 
 import immutables
 
@@ -67,6 +67,9 @@ class StartCheckout:
     """Begin checking out `lines` for `user` with `coupon_id` ("" = none), to be paid
     before `payment_deadline`."""
 
+    STAMPED: ClassVar[frozenset[str]] = frozenset({"payment_deadline"})
+    """Not fingerprinted (actors/decider.py): the checkout derives it from `now`."""
+
     order_id: str
     user: str
     lines: Lines
@@ -80,6 +83,9 @@ class RecordTry:
     """Every reservation and the coupon lock succeeded, at these unit prices and this
     coupon value: the order is placed."""
 
+    STAMPED: ClassVar[frozenset[str]] = frozenset({"coupon_value_cents"})
+    """Not fingerprinted (actors/decider.py): looked up in the wallet at drive time."""
+
     order_id: str
     line_prices: LinePrices
     coupon_value_cents: int
@@ -89,6 +95,9 @@ class RecordTry:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CancelOrder:
     """Give the checkout up (a try step failed, the user cancelled, payment failed)."""
+
+    STAMPED: ClassVar[frozenset[str]] = frozenset({"reason"})
+    """Not fingerprinted (actors/decider.py): a cancel driven again may differ."""
 
     order_id: str
     reason: str

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from math import asin, cos, radians, sin, sqrt
-from typing import assert_never
+from typing import ClassVar, assert_never
 
 import immutables
 
@@ -82,6 +82,9 @@ class StartSession:
     """The user opened a session, arriving through these UTM tags and perhaps an invite
     from `inviter`, who was first seen at `inviter_since` (0 = never)."""
 
+    STAMPED: ClassVar[frozenset[str]] = frozenset({"inviter_since"})
+    """Not fingerprinted (actors/decider.py): looked up by the flow at drive time."""
+
     user: str
     session_id: str
     utm_source: str
@@ -109,6 +112,9 @@ class ReceiveCoupon:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LockCoupon:
     """Hold a coupon for an order of `order_total_cents` until its payment deadline `until`."""
+
+    STAMPED: ClassVar[frozenset[str]] = frozenset({"until"})
+    """Not fingerprinted (actors/decider.py): the checkout derives it from `now`."""
 
     user: str
     coupon_id: str

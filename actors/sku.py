@@ -14,9 +14,22 @@ return to the tier they came from, so "the first 100 at half price" means at mos
 units are ever *sold* at half price, and a released half-price unit is offered at half
 price again. A user's limit counts held plus confirmed units; releasing frees it.
 
-A release for a reservation id that holds nothing (a TCC cancel that overtook its try)
-records `ReservationVoided`: the id is closed, and a try that arrives later is refused
-(`VoidedBeforeTry`), so no reservation is left hanging.
+A release names the reservation's owner (`user`): only the user a reservation is held
+for can release it (`NotReservationOwner` otherwise), and a confirmed (paid) reservation
+cannot be released at all (`AlreadyConfirmed`). A release for a reservation id that holds
+nothing and was never confirmed (a TCC cancel that overtook its try) records
+`ReservationVoided`: the id is closed, and a try that arrives later is refused
+(`VoidedBeforeTry`), so no reservation is left hanging. (Nothing is held then, so there is
+no owner to check: the void does not record who sent it.)
+
+Limits: one reservation holds at most `MAX_UNITS_PER_RESERVATION` units (10,000;
+`QuantityTooLarge` past it), since each unit carries its own price and tier in the
+event. Every int field must fit the log's 64-bit ints, and `now`, deadlines, the sale
+window and the per-user limit must not be negative (`InvalidCommand`).
+
+Idempotency (actors/decider.py `fingerprint`): `now` and the fields a command lists in
+`STAMPED` (a reservation's `deadline`, derived from `now` by the checkout flow; a
+release's free-text `reason`) may differ when a command is sent again under its id.
 
 Reconfiguring a sale (say to extend its window) keeps the units taken per tier by index,
 so it is refused when a tier would hold fewer units than are taken in it, or when the
@@ -29,7 +42,7 @@ Pure: no I/O, clock, randomness or logging. `now` and ids arrive in the commands
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import assert_never
+from typing import ClassVar, assert_never
 
 import immutables
 
@@ -39,6 +52,11 @@ from events.registry import event_type
 
 Tiers = tuple[tuple[int, int], ...]
 """Price tiers `((units, unit_price_cents), ...)`; the last tier has units == 0."""
+
+MAX_UNITS_PER_RESERVATION = 10_000
+"""The most units one `ReserveStock` (one checkout line) may hold; more is refused as
+`QuantityTooLarge`. Each unit's price and tier travel in the `StockReserved` event, so an
+unbounded quantity would make one command cost seconds and megabytes of log."""
 
 
 # --- commands -------------------------------------------------------------------------
@@ -67,7 +85,11 @@ class ConfigureSale:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReserveStock:
-    """Hold `qty` units for `user` until `deadline`, at the prices the tiers give."""
+    """Hold `qty` units (1 to `MAX_UNITS_PER_RESERVATION`) for `user` until `deadline`,
+    at the prices the tiers give."""
+
+    STAMPED: ClassVar[frozenset[str]] = frozenset({"deadline"})
+    """Left out of the idempotency fingerprint: a re-driven checkout derives it anew."""
 
     reservation_id: str
     user: str
@@ -88,10 +110,17 @@ class ConfirmReservation:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReleaseReservation:
-    """The reservation is given up (order cancelled, payment failed): units go back."""
+    """The reservation is given up (order cancelled, payment failed): units go back.
+
+    `user` is the owner the reservation is held for; a release naming another user is
+    refused (`NotReservationOwner`), as is the release of a confirmed reservation."""
+
+    STAMPED: ClassVar[frozenset[str]] = frozenset({"reason"})
+    """Left out of the idempotency fingerprint: a re-driven cancel may give another reason."""
 
     reservation_id: str
     sku: str
+    user: str
     reason: str
     now: int
 
@@ -251,6 +280,32 @@ class LimitExceeded(Rejection):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class QuantityTooLarge(Rejection):
+    """More units than one reservation may hold (`MAX_UNITS_PER_RESERVATION`)."""
+
+    sku: str
+    qty: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NotReservationOwner(Rejection):
+    """The release names a user the reservation is not held for; nothing changed."""
+
+    sku: str
+    reservation_id: str
+    user: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlreadyConfirmed(Rejection):
+    """The reservation was paid for: its units are sold and cannot be released."""
+
+    sku: str
+    reservation_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReservationNotFound(Rejection):
     """No reservation with this id is held (never made, or already confirmed or released)."""
 
@@ -323,6 +378,9 @@ class SkuState:
     per_user: immutables.Map[str, int]
     voided: immutables.Map[str, int]
     """Reservation ids cancelled before they were tried -> when."""
+    confirmed: immutables.Map[str, str] = immutables.Map()
+    """Reservation ids confirmed (sold) -> their user; a release of one is refused.
+    (Last, with a default: a snapshot taken before it existed still loads.)"""
 
 
 _EMPTY: immutables.Map = immutables.Map()
@@ -332,7 +390,8 @@ def initial(sku: str) -> SkuState:
     """A SKU nobody has stocked or put on sale yet."""
     return SkuState(sku=sku, known=False, stocked=0, available=0, reserved=0, sold=0,
                     tiers=(), tier_taken=(), per_user_limit=0, start=0, end=0,
-                    configured=False, reservations=_EMPTY, per_user=_EMPTY, voided=_EMPTY)
+                    configured=False, reservations=_EMPTY, per_user=_EMPTY, voided=_EMPTY,
+                    confirmed=_EMPTY)
 
 
 # --- decide ---------------------------------------------------------------------------
@@ -395,6 +454,8 @@ def _reserve(command: ReserveStock, state: SkuState) -> list[SkuEvent] | Rejecti
         return InvalidCommand(reason=f"deadline {command.deadline} is not after now ({now})")
     if qty < 1:
         return InvalidQuantity(sku=sku, qty=qty)
+    if qty > MAX_UNITS_PER_RESERVATION:
+        return QuantityTooLarge(sku=sku, qty=qty, limit=MAX_UNITS_PER_RESERVATION)
     if not state.known:
         return UnknownSku(sku=sku)
     if not (state.configured and state.start <= now < state.end):
@@ -427,6 +488,8 @@ def _confirm(command: ConfirmReservation, state: SkuState) -> list[SkuEvent] | R
 
 def _release(command: ReleaseReservation, state: SkuState) -> list[SkuEvent] | Rejection:
     held = _held(command.reservation_id, state)
+    if isinstance(held, ReservationNotFound) and command.reservation_id in state.confirmed:
+        return AlreadyConfirmed(sku=command.sku, reservation_id=command.reservation_id)
     if isinstance(held, ReservationNotFound):
         # Nothing held under this id: close it, so a try that arrives later is refused.
         if command.reservation_id in state.voided:
@@ -435,6 +498,9 @@ def _release(command: ReleaseReservation, state: SkuState) -> list[SkuEvent] | R
                                   reason=command.reason, voided_at=command.now)]
     if isinstance(held, Rejection):
         return held
+    if held.user != command.user:
+        return NotReservationOwner(sku=command.sku, reservation_id=command.reservation_id,
+                                   user=command.user)
     return [ReservationReleased(reservation_id=command.reservation_id, sku=command.sku,
                                 user=held.user, qty=held.qty, reason=command.reason)]
 
@@ -493,7 +559,8 @@ def _is_int64(value: object) -> bool:
     return type(value) is int and INT64_MIN <= value <= INT64_MAX
 
 
-_CHECKS = FieldChecks(COMMANDS, optional_strs=("reason",))
+_CHECKS = FieldChecks(COMMANDS, optional_strs=("reason",),
+                      non_negative=("now", "deadline", "start", "end", "per_user_limit"))
 """Each command's int and str fields, checked before any business rule."""
 
 
@@ -540,7 +607,8 @@ def evolve(state: SkuState, event: SkuEvent) -> SkuState:
                            per_user=_counted(state.per_user, event.user, qty))
         case ReservationConfirmed(qty=qty):
             return replace(state, reserved=state.reserved - qty, sold=state.sold + qty,
-                           reservations=_without(state.reservations, event.reservation_id))
+                           reservations=_without(state.reservations, event.reservation_id),
+                           confirmed=state.confirmed.set(event.reservation_id, event.user))
         case ReservationReleased() | ReservationExpired():
             return _returned(state, event.reservation_id)
         case ReservationVoided():

@@ -16,7 +16,7 @@ Pure: no I/O, clock, randomness or logging. `now`, ids and the seed arrive in co
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import assert_never
+from typing import ClassVar, assert_never
 
 from actors.decider import Decider, InvalidCommand, Rejection, compact_pickle
 from actors.fields import FieldChecks, fast_replace
@@ -94,6 +94,9 @@ def split_red_packet(pool_cents: int, size: int, min_share_cents: int, seed: int
 class CreateTeam:
     """Open a team of `size` led by `leader`, with a red packet of `pool_cents` from
     `campaign`, to fill before `expires`; `seed` (in [0, 2**64)) drives its split."""
+
+    STAMPED: ClassVar[frozenset[str]] = frozenset({"expires"})
+    """Not fingerprinted (actors/decider.py): the caller derives it from `now`."""
 
     team: str
     leader: str

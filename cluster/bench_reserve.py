@@ -379,7 +379,8 @@ def run_recovery(*, events: int = 1_000_000, snapshot_every: int = 50_000,
                 reservation_id=f"r-{n + i}", user=f"u-{(n + i) % 9973}", sku=names[(n + i) % skus],
                 qty=1, now=now, deadline=now + 3_600_000)) for i in range(500)]
             batch += [Request(f"rel-{n + i}", ReleaseReservation(
-                reservation_id=f"r-{n + i}", sku=names[(n + i) % skus], reason="cancelled", now=now))
+                reservation_id=f"r-{n + i}", sku=names[(n + i) % skus], user=f"u-{(n + i) % 9973}",
+                reason="cancelled", now=now))
                 for i in range(500)]
             host.handle(batch)
             n += 500

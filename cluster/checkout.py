@@ -3,7 +3,8 @@
     place:   StartCheckout (order) -> ReserveStock per line (SKU shards) -> LockCoupon
              (the user's wallet) -> RecordTry (order: prices, coupon, total) -> placed
     paid:    RecordPayment (order) -> ConfirmReservation per line, RedeemCoupon -> paid
-    cancel:  CancelOrder (order) first, then ReleaseReservation per line, UnlockCoupon
+    cancel:  CancelOrder (order) first, then ReleaseReservation per line (naming the
+             order's user, the reservations' owner), UnlockCoupon
 
 Every step's command id is derived from the order id (`<order>/start`, `<order>/try/<line>`,
 ...), so a retried call, a duplicate payment callback or a whole flow driven again after a
@@ -26,7 +27,12 @@ from actors.decider import Rejection
 from actors.host import Accepted, Unavailable
 from actors.order import CancelOrder, RecordPayment, RecordTry, StartCheckout
 from actors.session import LockCoupon, RedeemCoupon, TrackOrder, UnlockCoupon
-from actors.sku import ConfirmReservation, ReleaseReservation, ReserveStock
+from actors.sku import (
+    MAX_UNITS_PER_RESERVATION,
+    ConfirmReservation,
+    ReleaseReservation,
+    ReserveStock,
+)
 from cluster.gateway import Gateway
 
 log = structlog.get_logger("saleday.checkout")
@@ -62,7 +68,12 @@ class Checkout:
 
     async def place(self, *, order_id: str, user: str, lines: tuple[tuple[str, int], ...],
                     coupon_id: str = "", now: int) -> CheckoutResult:
-        """Start an order and hold everything it needs; cancel what was held on any refusal."""
+        """Start an order and hold everything it needs; cancel what was held on any refusal.
+
+        A line of more than `MAX_UNITS_PER_RESERVATION` units is refused before anything
+        is recorded (its reservation would be refused anyway)."""
+        if _too_many_units(lines):
+            return CheckoutResult(order_id=order_id, status="refused", reason="quantity_too_large")
         deadline = now + self.payment_window_ms
         hold_until = deadline + self.grace_ms
         started = await self._submit(StartCheckout(order_id=order_id, user=user, lines=lines,
@@ -166,7 +177,7 @@ class Checkout:
 
     async def _release(self, order: Any, reason: str, now: int) -> None:
         steps = [self._submit(ReleaseReservation(reservation_id=f"{order.order_id}/{i}", sku=sku,
-                                                 reason=reason, now=now),
+                                                 user=order.user, reason=reason, now=now),
                               f"{order.order_id}/cancel/{i}")
                  for i, (sku, _) in enumerate(order.lines)]
         if order.coupon_id:
@@ -178,6 +189,14 @@ class Checkout:
                                                  status="cancelled", amount_cents=order.total_cents,
                                                  now=now), f"{order.order_id}/track/cancelled"))
         await asyncio.gather(*steps)
+
+
+def _too_many_units(lines: Any) -> bool:
+    """Whether a line asks for more units than one reservation may hold."""
+    try:
+        return any(type(qty) is int and qty > MAX_UNITS_PER_RESERVATION for _, qty in lines)
+    except (TypeError, ValueError):
+        return False  # malformed lines: the order shard refuses them with its reasons
 
 
 def _unit_prices(reply: Accepted) -> tuple[int, ...]:

@@ -281,14 +281,15 @@ def write_reservation_log(store: Any, *, reservations: int, skus: int = 200, sha
         clock[0] = T0 + i // 50  # ~50k reservations per second of event time
         sku = names[rng.randrange(skus)]
         q = queues[shard_map.shard_of(sku)]
-        q.append(Request(f"r/{i}", ReserveStock(reservation_id=f"r-{i}", user=f"u-{rng.randrange(10**6)}",
+        user = f"u-{rng.randrange(10**6)}"
+        q.append(Request(f"r/{i}", ReserveStock(reservation_id=f"r-{i}", user=user,
                                                 sku=sku, qty=1, now=clock[0],
                                                 deadline=T0 + 3_600_000)))
         roll = rng.random()
         if roll < confirm:
             q.append(Request(f"c/{i}", ConfirmReservation(reservation_id=f"r-{i}", sku=sku, now=clock[0])))
         elif roll < confirm + release:
-            q.append(Request(f"x/{i}", ReleaseReservation(reservation_id=f"r-{i}", sku=sku,
+            q.append(Request(f"x/{i}", ReleaseReservation(reservation_id=f"r-{i}", sku=sku, user=user,
                                                           reason="payment_failed", now=clock[0])))
         send()
     send(force=True)

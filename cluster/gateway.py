@@ -12,6 +12,9 @@ few thousand requests a second. The gateway groups requests for the same shard (
   repeated id from its dedup record, so nothing happens twice. Every wait has a timeout.
 - Ticks: every `tick_s` each shard is asked to expire what is due, so a lost payment
   callback cannot hold stock past its deadline even when no traffic arrives.
+- Every command gets an answer: one that cannot be routed (its entity id is not a str)
+  or cannot cross the wire (an int outside msgpack's range, a lone surrogate in a str)
+  is refused alone as an `InvalidCommand`; the rest of its micro-batch is sent as usual.
 
 `Gateway` is asyncio; `GatewayClient` is the synchronous API over it (its own loop in a
 background thread). Both return one reply per command, in order.
@@ -31,8 +34,9 @@ from typing import Any
 
 import structlog
 
+from actors.decider import InvalidCommand
 from actors.host import Busy, Reply, Request, Unavailable
-from cluster.routing import ShardMap
+from cluster.routing import ShardMap, UnroutableEntity
 from cluster.wire import Wire
 
 log = structlog.get_logger("saleday.gateway")
@@ -109,11 +113,13 @@ class Gateway:
         kind = self.kind_of(command)
         shard_map = self.maps.get(kind)
         if shard_map is None:
-            from actors.decider import InvalidCommand
-
             fut.set_result(InvalidCommand(reason=f"no shards host {type(command).__name__}"))
             return fut
-        lane = self.lanes[kind][shard_map.shard_of(self.entity_of[kind](command))]
+        try:
+            lane = self.lanes[kind][shard_map.shard_of(self.entity_of[kind](command))]
+        except (UnroutableEntity, AttributeError) as exc:
+            fut.set_result(InvalidCommand(reason=f"{type(command).__name__} cannot be routed: {exc}"))
+            return fut
         if len(lane.queue) >= self.max_queue:
             self.stats["busy"] += 1
             fut.set_result(Busy(shard=lane.name))
@@ -193,33 +199,30 @@ class Gateway:
             lane.in_flight += 1
             asyncio.get_running_loop().create_task(self._send(lane, take))
 
-    async def _send(self, lane: _Lane, take: list[tuple[Request, asyncio.Future]]) -> None:
-        requests = [r for r, _ in take]
-        batch = self.wire.encode_requests(requests)
-        give_up = time.monotonic() + self.config.retry_for_s
-        delay = 0.01
+    def _encodable(self, take: list[tuple[Request, asyncio.Future]]
+                   ) -> tuple[bytes, list[tuple[Request, asyncio.Future]]]:
+        """The batch blob, and the requests in it; one that cannot cross the wire is
+        answered here with an `InvalidCommand` of its own and left out."""
         try:
-            while True:
-                try:
-                    blob = await asyncio.wait_for(_awaitable(lane.handle.handle.remote(batch)),
-                                                  self.config.call_timeout_s)
-                    replies = self.wire.decode_replies(blob)
-                    break
-                except self.transient as exc:
-                    if time.monotonic() + delay > give_up:
-                        log.warning("shard_unavailable", shard=lane.name, requests=len(requests),
-                                    error=f"{type(exc).__name__}: {exc}"[:300])
-                        self.stats["unavailable"] += len(requests)
-                        replies = [Unavailable(reason=f"{lane.name}: {type(exc).__name__}")
-                                   for _ in requests]
-                        break
-                    self.stats["retries"] += 1
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 1.0)
-            self.stats["batches"] += 1
-            for (_, fut), reply in zip(take, replies):
-                if not fut.done():
-                    fut.set_result(reply)
+            return self.wire.encode_requests([r for r, _ in take]), take
+        except Exception:  # noqa: BLE001 - find the offenders (the rare path)
+            pass
+        kept = []
+        for req, fut in take:
+            problem = self.wire.unencodable(req)
+            if problem is None:
+                kept.append((req, fut))
+            elif not fut.done():
+                log.info("command_unencodable", command_id=repr(req.command_id)[:80],
+                         problem=problem[:300])
+                fut.set_result(InvalidCommand(reason=problem))
+        return (self.wire.encode_requests([r for r, _ in kept]) if kept else b""), kept
+
+    async def _send(self, lane: _Lane, take: list[tuple[Request, asyncio.Future]]) -> None:
+        try:
+            batch, take = self._encodable(take)
+            if take:
+                await self._call(lane, batch, take)
         except BaseException as exc:  # never leave a caller waiting forever
             for _, fut in take:
                 if not fut.done():
@@ -230,6 +233,32 @@ class Gateway:
             lane.in_flight -= 1
             if lane.queue:
                 self._flush(lane)
+
+    async def _call(self, lane: _Lane, batch: bytes,
+                    take: list[tuple[Request, asyncio.Future]]) -> None:
+        give_up = time.monotonic() + self.config.retry_for_s
+        delay = 0.01
+        while True:
+            try:
+                blob = await asyncio.wait_for(_awaitable(lane.handle.handle.remote(batch)),
+                                              self.config.call_timeout_s)
+                replies = self.wire.decode_replies(blob)
+                break
+            except self.transient as exc:
+                if time.monotonic() + delay > give_up:
+                    log.warning("shard_unavailable", shard=lane.name, requests=len(take),
+                                error=f"{type(exc).__name__}: {exc}"[:300])
+                    self.stats["unavailable"] += len(take)
+                    replies = [Unavailable(reason=f"{lane.name}: {type(exc).__name__}")
+                               for _ in take]
+                    break
+                self.stats["retries"] += 1
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        self.stats["batches"] += 1
+        for (_, fut), reply in zip(take, replies, strict=True):
+            if not fut.done():
+                fut.set_result(reply)
 
     async def _tick_forever(self) -> None:
         while True:

@@ -13,6 +13,10 @@ Commands queue per shard and are decided as one batch and one commit per shard, 
   `Unavailable` command queued again with its id (the client retries) — the deterministic
   rounds of the in-process simulator (`simulator.inprocess`).
 
+Refusals match the gateway's: a command no shard hosts, or whose entity id is not a str,
+is answered `InvalidCommand` at once; the hosts refuse the rest alone (a field the log
+cannot record, a command id reused with another payload: `IdempotencyConflict`).
+
 Time is the hosts' `clock` (ms): a callable given by the owner, or `now_ms`, which the
 owner moves. `tick()` expires what is due on the shards with a timer due; `react()` turns
 new team and campaign facts into their follow-up commands (`cluster.flows.follow_ups`).
@@ -26,9 +30,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from actors.decider import InvalidCommand
 from actors.host import Request, ShardHost, Unavailable
 from cluster.flows import follow_ups
-from cluster.routing import ShardMap
+from cluster.routing import ShardMap, UnroutableEntity
 from cluster.wiring import deciders
 from events import EventStore, Tail, registry
 
@@ -97,10 +102,15 @@ class LocalShards:
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         route = self._routes.get(type(command))
-        if route is None:
-            raise TypeError(f"no shards host {type(command).__name__}")
+        if route is None:  # refused as the gateway refuses it
+            fut.set_result(InvalidCommand(reason=f"no shards host {type(command).__name__}"))
+            return fut
         entity_of, shard_of, lanes = route
-        lane = lanes[shard_of(entity_of(command))]
+        try:
+            lane = lanes[shard_of(entity_of(command))]
+        except UnroutableEntity as exc:
+            fut.set_result(InvalidCommand(reason=f"{type(command).__name__} cannot be routed: {exc}"))
+            return fut
         lane.queue.append((Request(command_id or f"local-{next(self._ids)}", command,
                                    correlation_id), fut))
         if self.autoflush and not lane.scheduled:

@@ -2,7 +2,10 @@
 
 The map is data (a `ShardMap` value, serialisable), so a partition can later move to
 another shard by changing the map. The hash is CRC-32 of the id's UTF-8 bytes: stable
-across processes and machines (unlike Python's `hash`).
+across processes and machines (unlike Python's `hash`). Every `str` routes (a lone
+surrogate is hashed as its `surrogatepass` bytes; what cannot be recorded is refused by
+the shard, alone); anything else (`None`, bytes, ...) raises `UnroutableEntity`, which the
+gateways answer as an `InvalidCommand`.
 """
 
 from __future__ import annotations
@@ -12,9 +15,28 @@ from dataclasses import dataclass
 from typing import Any
 
 
+class UnroutableEntity(TypeError):
+    """An entity id that is not a `str`, so no shard can be chosen for it."""
+
+    def __init__(self, entity_id: object) -> None:
+        self.entity_id = entity_id
+        super().__init__(f"an entity id must be a str, not {type(entity_id).__name__} "
+                         f"{entity_id!r:.80}")
+
+
+def _key(entity_id: Any) -> bytes:
+    """The bytes an entity id is hashed by (the slow path of a str that is not plain UTF-8)."""
+    if type(entity_id) is not str:
+        raise UnroutableEntity(entity_id)
+    return entity_id.encode("utf-8", "surrogatepass")
+
+
 def partition_of(entity_id: str, partitions: int) -> int:
     """The partition an entity id falls in, the same in every process."""
-    return zlib.crc32(entity_id.encode()) % partitions
+    try:
+        return zlib.crc32(entity_id.encode()) % partitions
+    except (AttributeError, UnicodeEncodeError):
+        return zlib.crc32(_key(entity_id)) % partitions
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +66,11 @@ class ShardMap:
         return max(self.owners) + 1
 
     def shard_of(self, entity_id: str) -> int:
-        return self.owners[zlib.crc32(entity_id.encode()) % self.partitions]
+        """The shard holding `entity_id`; `UnroutableEntity` if it is not a str."""
+        try:
+            return self.owners[zlib.crc32(entity_id.encode()) % self.partitions]
+        except (AttributeError, UnicodeEncodeError):
+            return self.owners[zlib.crc32(_key(entity_id)) % self.partitions]
 
     def stream(self, shard: int) -> str:
         """The event stream a shard owns, e.g. `sku-003`."""

@@ -5,6 +5,11 @@ Ray would pickle the requests and replies, and pickling frozen slotted dataclass
 each object as `[name, [field values in declaration order]]` in one msgpack blob and
 rebuilds it on the other side, a few µs per request. Names are the classes' qualified
 names: both ends run the same code (the log, which outlives code, uses stable wire names).
+
+Not every Python value crosses: msgpack takes ints in [-2**63, 2**64) and strs that are
+valid UTF-8 (no lone surrogates). `unencodable` says which field of a request cannot
+cross, so the gateway refuses that request alone (`InvalidCommand`) and sends the rest;
+a reply that cannot cross is replaced by an `InvalidCommand` saying why.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 
 import msgpack
 
-from actors.decider import Rejection
+from actors.decider import InvalidCommand, Rejection
 from actors.host import Accepted, Request
 from events import registry as event_registry
 
@@ -89,6 +94,26 @@ class Wire:
             out.append((r.command_id, r.correlation_id, t.name, t.values(r.command)))
         return _packb(out)
 
+    def unencodable(self, request: Request) -> str | None:
+        """Why `request` cannot cross the wire (naming the field), or None if it can."""
+        try:
+            t = self._t(request.command)
+            values = t.values(request.command)
+            _packb((request.command_id, request.correlation_id, t.name, values))
+            return None
+        except Exception as exc:  # noqa: BLE001 - msgpack raises several kinds; say which field
+            name = type(request.command).__name__
+            if not dataclasses.is_dataclass(request.command):
+                return f"{name} cannot cross the wire: {exc}"
+            parts = [("command_id", request.command_id), ("correlation_id", request.correlation_id)]
+            parts += [(f.name, getattr(request.command, f.name))
+                      for f in dataclasses.fields(request.command)]
+            for field_name, value in parts:
+                problem = _pack_problem(value)
+                if problem is not None:
+                    return f"{name}.{field_name} cannot cross the wire ({problem}): {value!r:.80}"
+            return f"{name} cannot cross the wire: {type(exc).__name__}: {exc}"
+
     def decode_requests(self, blob: bytes) -> list[Request]:
         """Rebuild requests; one that cannot be rebuilt becomes a `str` command, which the
         shard refuses as an `InvalidCommand` without failing the rest of the batch."""
@@ -106,15 +131,20 @@ class Wire:
     # replies: [0, first, last, duplicate, [[name, values], ...]] or [1, name, values] --
 
     def encode_replies(self, replies: Sequence[Any]) -> bytes:
-        out = []
-        for reply in replies:
-            if type(reply) is Accepted:
-                events = [(t.name, t.values(e)) for e in reply.events for t in (self._t(e),)]
-                out.append((0, reply.first_version, reply.last_version, reply.duplicate, events))
-            else:
-                t = self._t(reply)
-                out.append((1, t.name, t.values(reply)))
-        return _packb(out)
+        out = [self._reply(reply) for reply in replies]
+        try:
+            return _packb(out)
+        except Exception:  # noqa: BLE001 - find the reply that cannot cross; answer it apart
+            return _packb([item if _pack_problem(item) is None else self._reply(InvalidCommand(
+                reason=f"the reply ({type(reply).__name__}) cannot cross the wire: "
+                       f"{_pack_problem(item)}")) for item, reply in zip(out, replies)])
+
+    def _reply(self, reply: Any) -> tuple:
+        if type(reply) is Accepted:
+            events = [(t.name, t.values(e)) for e in reply.events for t in (self._t(e),)]
+            return (0, reply.first_version, reply.last_version, reply.duplicate, events)
+        t = self._t(reply)
+        return (1, t.name, t.values(reply))
 
     def decode_replies(self, blob: bytes) -> list[Any]:
         out = []
@@ -127,6 +157,15 @@ class Wire:
             else:
                 out.append(by_name[item[1]].build(item[2]))
         return out
+
+
+def _pack_problem(value: Any) -> str | None:
+    """Why msgpack cannot pack `value` (in words), or None if it can."""
+    try:
+        _packb(value)
+        return None
+    except Exception as exc:  # noqa: BLE001 - OverflowError, UnicodeEncodeError, TypeError, ...
+        return f"{type(exc).__name__}: {exc}"
 
 
 def make_wire(commands: Iterable[type]) -> Wire:

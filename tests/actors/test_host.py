@@ -250,7 +250,8 @@ def test_a_retry_older_than_the_dedup_record_is_still_applied_once(store):
     h = host(store, dedup_capacity=2)
     stocked(h, qty=10)
     (first,) = h.handle([Request("old", reserve("r-old"))])
-    h.handle([Request("rel", ReleaseReservation(reservation_id="r-old", sku="a", reason="x", now=T0))])
+    h.handle([Request("rel", ReleaseReservation(reservation_id="r-old", sku="a", user="u1", reason="x",
+                                                 now=T0))])
     for i in range(5):
         h.handle([Request(f"c{i}", reserve(f"r{i}"))])
     assert "old" not in h._dedup

@@ -6,7 +6,9 @@ import pytest
 
 from actors.decider import InvalidCommand
 from actors.sku import (
+    MAX_UNITS_PER_RESERVATION,
     AddStock,
+    AlreadyConfirmed,
     ConfigureSale,
     ConfirmReservation,
     DeadlinePassed,
@@ -14,6 +16,8 @@ from actors.sku import (
     ExpireReservations,
     InvalidQuantity,
     LimitExceeded,
+    NotReservationOwner,
+    QuantityTooLarge,
     ReleaseReservation,
     ReservationConfirmed,
     ReservationExpired,
@@ -138,8 +142,8 @@ def test_confirming_twice_finds_no_reservation():
 def test_releasing_returns_the_units():
     """Releasing a held reservation puts its units back on the shelf."""
     outcome = (on_sale(stock_reserved(prices=(9900, 9900)))
-               .when(ReleaseReservation(reservation_id="r1", sku=SKU, reason="payment_failed",
-                                        now=NOW + 1))
+               .when(ReleaseReservation(reservation_id="r1", sku=SKU, user="alice",
+                                        reason="payment_failed", now=NOW + 1))
                .then(ReservationReleased(reservation_id="r1", sku=SKU, user="alice", qty=2,
                                          reason="payment_failed")))
     state = outcome.state
@@ -149,7 +153,8 @@ def test_releasing_returns_the_units():
 
 def test_releasing_a_reservation_never_made_voids_its_id():
     """A cancel that overtakes its try closes the reservation id instead of failing."""
-    (on_sale().when(ReleaseReservation(reservation_id="nope", sku=SKU, reason="x", now=NOW))
+    (on_sale().when(ReleaseReservation(reservation_id="nope", sku=SKU, user="alice", reason="x",
+                                       now=NOW))
      .then(ReservationVoided(reservation_id="nope", sku=SKU, reason="x", voided_at=NOW)))
 
 
@@ -162,7 +167,50 @@ def test_a_try_after_its_cancel_is_refused():
 def test_a_repeated_void_does_nothing():
     """Releasing an already voided id again records nothing."""
     voided = ReservationVoided(reservation_id="r1", sku=SKU, reason="x", voided_at=NOW)
-    on_sale(voided).when(ReleaseReservation(reservation_id="r1", sku=SKU, reason="x", now=NOW)).then()
+    (on_sale(voided).when(ReleaseReservation(reservation_id="r1", sku=SKU, user="alice", reason="x",
+                                             now=NOW)).then())
+
+
+def test_only_the_owner_can_release_a_reservation():
+    """A release naming another user than the reservation's is refused and changes nothing."""
+    outcome = (on_sale(stock_reserved())
+               .when(ReleaseReservation(reservation_id="r1", sku=SKU, user="mallory", reason="x",
+                                        now=NOW))
+               .then_rejected(NotReservationOwner, reservation_id="r1", user="mallory"))
+    assert outcome.state.reservations["r1"].user == "alice"
+
+
+def test_a_confirmed_reservation_cannot_be_released():
+    """Releasing a reservation that was paid for is refused; nothing is voided or returned."""
+    confirmed = ReservationConfirmed(reservation_id="r1", sku=SKU, user="alice", qty=1,
+                                     amount_cents=9900)
+    outcome = (on_sale(stock_reserved(), confirmed)
+               .when(ReleaseReservation(reservation_id="r1", sku=SKU, user="alice", reason="x",
+                                        now=NOW))
+               .then_rejected(AlreadyConfirmed, reservation_id="r1"))
+    assert (outcome.state.sold, outcome.state.available) == (1, 9)
+
+
+def test_a_reservation_may_hold_up_to_the_maximum_units():
+    """Reserving more than MAX_UNITS_PER_RESERVATION units is refused as QuantityTooLarge."""
+    big = on_sale(qty=10**8)
+    big.when(reserve(qty=MAX_UNITS_PER_RESERVATION + 1)).then_rejected(
+        QuantityTooLarge, qty=MAX_UNITS_PER_RESERVATION + 1, limit=MAX_UNITS_PER_RESERVATION)
+    on_sale(qty=10**8).when(reserve(qty=10**7)).then_rejected(QuantityTooLarge, qty=10**7)
+    outcome = on_sale(qty=10**8).when(reserve(qty=MAX_UNITS_PER_RESERVATION))
+    assert outcome.state.reserved == MAX_UNITS_PER_RESERVATION
+
+
+@pytest.mark.parametrize("command", [
+    reserve(now=-1, deadline=DEADLINE),
+    reserve(deadline=-5, now=-10),
+    ConfigureSale(sku=SKU, tiers=((0, 1),), per_user_limit=0, start=-10, end=END, now=NOW),
+    ConfirmReservation(reservation_id="r1", sku=SKU, now=-1),
+    ExpireReservations(sku=SKU, now=-(2**63)),
+], ids=repr)
+def test_negative_times_are_invalid(command):
+    """A negative `now`, deadline or sale window is an InvalidCommand, not a fact."""
+    assert isinstance(sku_decider.decide(command, on_sale().state), InvalidCommand)
 
 
 def test_a_held_reservation_id_cannot_be_reused():
@@ -177,7 +225,7 @@ def test_a_held_reservation_id_cannot_be_reused():
 @pytest.mark.parametrize("command", [
     reserve(),
     ConfirmReservation(reservation_id="r1", sku=SKU, now=NOW),
-    ReleaseReservation(reservation_id="r1", sku=SKU, reason="x", now=NOW),
+    ReleaseReservation(reservation_id="r1", sku=SKU, user="alice", reason="x", now=NOW),
 ])
 def test_an_unknown_sku_is_refused(command):
     """Reserving, confirming or releasing on a SKU never stocked nor configured is UnknownSku."""
@@ -221,7 +269,7 @@ def test_a_quantity_that_is_not_an_int_is_malformed(qty):
     reserve(rid=7),
     reserve(deadline=NOW),
     ConfirmReservation(reservation_id="r1", sku=SKU, now="now"),
-    ReleaseReservation(reservation_id="r1", sku=SKU, reason=None, now=NOW),
+    ReleaseReservation(reservation_id="r1", sku=SKU, user="alice", reason=None, now=NOW),
     ExpireReservations(sku=SKU, now=None),
     AddStock(sku="another-sku", qty=1, now=0),
     "reserve please",

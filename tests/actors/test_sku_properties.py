@@ -155,17 +155,17 @@ class SkuMachine(RuleBasedStateMachine):
     def reserve(self, rid: str, user: str, sku: str, qty: int, ttl: int):
         result = self.run(ReserveStock(reservation_id=rid, user=user, sku=sku, qty=qty,
                                        now=self.now, deadline=self.now + ttl))
-        return multiple() if isinstance(result, Rejection) else (sku, rid)
+        return multiple() if isinstance(result, Rejection) else (sku, rid, user)
 
     @rule(held=reservations)
-    def confirm_held(self, held: tuple[str, str]) -> None:
-        sku, rid = held
+    def confirm_held(self, held: tuple[str, str, str]) -> None:
+        sku, rid, _ = held
         self.run(ConfirmReservation(reservation_id=rid, sku=sku, now=self.now))
 
     @rule(held=reservations)
-    def release_held(self, held: tuple[str, str]) -> None:
-        sku, rid = held
-        self.run(ReleaseReservation(reservation_id=rid, sku=sku, reason="payment_failed",
+    def release_held(self, held: tuple[str, str, str]) -> None:
+        sku, rid, user = held
+        self.run(ReleaseReservation(reservation_id=rid, sku=sku, user=user, reason="payment_failed",
                                     now=self.now))
 
     @rule(sku=SKUS)

@@ -11,11 +11,12 @@ import time
 import pytest
 import ray
 
+from actors.decider import InvalidCommand
 from actors.host import Accepted, Busy, Request, ShardFenced, ShardHost
 from actors.sku import AddStock, ConfigureSale, ReserveStock, sku_decider
 from cluster import wiring
 from cluster.bench_reserve import stock_from_log
-from cluster.gateway import Gateway, GatewayConfig
+from cluster.gateway import Gateway, GatewayClient, GatewayConfig
 from cluster.runtime import Runtime, RuntimeConfig
 from cluster.wire import Wire
 from events import open_store
@@ -93,6 +94,32 @@ def test_a_killed_shard_comes_back_losing_nothing_acknowledged(ray_instance, tmp
         assert {s["stream"] for s in status} == {"sku-000", "sku-001"}
         assert max(s["epoch"] for s in status) >= 2
     finally:
+        stop(rt)
+
+
+def test_unencodable_commands_are_refused_and_the_lane_to_the_shard_stays_open(ray_instance, tmp_path):
+    """Issue 11, as reported: an int past 64 bits, then a lone surrogate in an id, then a
+    reservation, to one shard: each command is answered (the first two refused), and the
+    reservation and every later one are accepted; no in-flight slot is left taken."""
+    url = f"sqlite:///{tmp_path}/events.db"
+    rt = start(url)
+    client = GatewayClient(rt.gateway, timeout_s=20)   # the old code hung here for good
+    try:
+        assert all(isinstance(r, Accepted) for r in client.submit_many(sale(["sku-1"], 10)))
+        now = now_ms()
+        huge = client.submit(AddStock(sku="sku-1", qty=2**70, now=now))
+        surrogate = client.submit(ReserveStock(reservation_id="r-\ud800", user="u-1", sku="sku-1",
+                                               qty=1, now=now, deadline=now + 60_000),
+                                  command_id="c-\ud800")
+        replies = [client.submit(ReserveStock(reservation_id=f"r-{i}", user="u-1", sku="sku-1", qty=1,
+                                              now=now, deadline=now + 60_000)) for i in range(3)]
+        assert isinstance(huge, InvalidCommand) and "qty" in huge.reason
+        assert isinstance(surrogate, InvalidCommand) and "cannot cross the wire" in surrogate.reason
+        assert all(isinstance(r, Accepted) for r in replies), replies
+        assert all(lane.in_flight == 0 for lane in client.gateway.lanes["sku"])
+        assert reserved_units_in_log(url) == {"sku-1": 3}
+    finally:
+        client.close()
         stop(rt)
 
 
