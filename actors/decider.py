@@ -65,6 +65,8 @@ class Decider(Generic[C, E, S]):
     """The earliest time (ms) at which `expire` has something to do for this state."""
     expire: Callable[[str, int], C] | None = None
     """The command that ends what is due for an entity at `now`."""
+    events: tuple[type, ...] = ()
+    """The event classes `evolve` folds; needed only to `combine` this decider with others."""
 
 
 def compact_pickle(cls: type[S]) -> type[S]:
@@ -92,7 +94,7 @@ _SETTERS: dict[type, tuple[Callable[[Any, Any], None], ...]] = {}
 
 def _rebuild(cls: type, values: tuple) -> Any:
     obj = object.__new__(cls)
-    for set_, value in zip(_SETTERS[cls], values):
+    for set_, value in zip(_SETTERS[cls], values, strict=True):  # another shape: refuse
         set_(obj, value)
     return obj
 

@@ -138,7 +138,7 @@ def session(*events):
 def test_a_first_session_is_recorded_with_its_utm_tags():
     """Starting a session records it with its UTM tags, and the user's first-seen time."""
     outcome = session().when(start()).then(started())
-    assert outcome.state.first_seen == NOW and outcome.state.inviter == ""
+    assert outcome.state.first_seen == NOW and outcome.state.referral.inviter == ""
 
 
 def test_empty_utm_tags_are_allowed():
@@ -164,7 +164,7 @@ def test_first_touch_with_an_earlier_inviter_is_attributed():
     """A first session invited by someone seen earlier attributes the user to the inviter."""
     outcome = (session().when(start(inviter="bob", since=NOW - 1))
                .then(started(), attributed("bob")))
-    assert outcome.state.inviter == "bob"
+    assert outcome.state.referral.inviter == "bob"
 
 
 def test_only_the_first_touch_is_attributed():
@@ -174,7 +174,7 @@ def test_only_the_first_touch_is_attributed():
     outcome = (session(started(), attributed("bob"))
                .when(start("s2", now=NOW + 1, inviter="carol", since=5))
                .then(started("s2", NOW + 1)))
-    assert outcome.state.inviter == "bob"
+    assert outcome.state.referral.inviter == "bob"
 
 
 def test_self_referral_is_refused_but_the_session_starts():
@@ -316,7 +316,7 @@ def test_unlocking_a_lock_that_is_over_decides_nothing(past):
 def test_cancel_before_try_voids_the_lock(past):
     """An unlock from an order that never locked the coupon (known or not) voids its lock."""
     outcome = session(*past).when(unlock()).then(voided())
-    assert outcome.state.closed_locks[("c1", "o1")] == "voided"
+    assert outcome.state.wallet.closed_locks[("c1", "o1")] == "voided"
 
 
 def test_a_voided_lock_is_refused_to_the_late_try():
@@ -371,7 +371,7 @@ def test_a_lock_is_released_at_its_until():
     outcome = (session(received(), locked(until=200)).when(ExpireCoupons(user=USER, now=200))
                .then(unlocked(reason="lock_expired")))
     assert outcome.state.coupons["c1"].status == "held"
-    assert outcome.state.closed_locks[("c1", "o1")] == "lock_expired"
+    assert outcome.state.wallet.closed_locks[("c1", "o1")] == "lock_expired"
     session(received(), locked(until=200)).when(ExpireCoupons(user=USER, now=199)).then()
 
 
