@@ -96,6 +96,11 @@ class SessionState:
         return self.referral.first_seen
 
     @property
+    def inviter(self) -> str:
+        """Who the user was attributed to at first touch ("" = nobody)."""
+        return self.referral.inviter
+
+    @property
     def coupons(self) -> immutables.Map[str, Coupon]:
         """The coupons in the user's wallet, by id."""
         return self.wallet.coupons

@@ -138,7 +138,7 @@ def session(*events):
 def test_a_first_session_is_recorded_with_its_utm_tags():
     """Starting a session records it with its UTM tags, and the user's first-seen time."""
     outcome = session().when(start()).then(started())
-    assert outcome.state.first_seen == NOW and outcome.state.referral.inviter == ""
+    assert outcome.state.first_seen == NOW and outcome.state.inviter == ""
 
 
 def test_empty_utm_tags_are_allowed():
@@ -164,7 +164,7 @@ def test_first_touch_with_an_earlier_inviter_is_attributed():
     """A first session invited by someone seen earlier attributes the user to the inviter."""
     outcome = (session().when(start(inviter="bob", since=NOW - 1))
                .then(started(), attributed("bob")))
-    assert outcome.state.referral.inviter == "bob"
+    assert outcome.state.inviter == "bob"
 
 
 def test_only_the_first_touch_is_attributed():
@@ -174,7 +174,7 @@ def test_only_the_first_touch_is_attributed():
     outcome = (session(started(), attributed("bob"))
                .when(start("s2", now=NOW + 1, inviter="carol", since=5))
                .then(started("s2", NOW + 1)))
-    assert outcome.state.referral.inviter == "bob"
+    assert outcome.state.inviter == "bob"
 
 
 def test_self_referral_is_refused_but_the_session_starts():
@@ -667,9 +667,11 @@ def test_each_concern_keeps_its_own_slice():
 
 
 def test_what_the_gateway_reads_of_a_session_is_its_slices():
-    """`first_seen` (for an invite) and `coupons` (for a checkout) read as they always did."""
-    state = session(started(at=NOW + 3), received()).state
+    """`first_seen` (for an invite), `inviter` and `coupons` (for a checkout) read as they
+    always did."""
+    state = session(started(at=NOW + 3), attributed("bob"), received()).state
     assert state.first_seen == NOW + 3 == state.referral.first_seen
+    assert state.inviter == "bob" == state.referral.inviter
     assert state.coupons is state.wallet.coupons and list(state.coupons) == ["c1"]
 
 
