@@ -28,7 +28,7 @@ from typing import assert_never
 import immutables
 
 from actors.decider import Decider, InvalidCommand, Rejection, compact_pickle
-from actors.fields import FieldChecks, fast_replace
+from actors.fields import Intake, fast_replace
 from events.registry import event_type
 
 UNLIMITED = -1
@@ -86,6 +86,10 @@ class ReturnPool:
 CampaignCommand = CreateCampaign | GrantCoupon | DrawPool | ReturnPool
 
 COMMANDS = (CreateCampaign, GrantCoupon, DrawPool, ReturnPool)
+
+_INTAKE = Intake("campaign", COMMANDS, entity="campaign")
+"""Each command's int and str fields (all strs required) and its campaign, checked before
+any business rule."""
 
 
 # --- events ---------------------------------------------------------------------------
@@ -233,9 +237,9 @@ def initial(campaign: str) -> CampaignState:
 
 def decide(command: CampaignCommand, state: CampaignState) -> list[CampaignEvent] | Rejection:
     """The facts `command` establishes against `state`, or why it is refused."""
-    malformed = _malformed(command, state)
-    if malformed is not None:
-        return malformed
+    refused = _INTAKE.refusal(command, state.campaign)
+    if refused is not None:
+        return refused
     match command:
         case CreateCampaign():
             return _create(command, state)
@@ -246,8 +250,7 @@ def decide(command: CampaignCommand, state: CampaignState) -> list[CampaignEvent
         case ReturnPool():
             return _return_pool(command, state)
         case _:
-            return InvalidCommand(
-                reason=f"the campaign decider does not take {type(command).__name__}")
+            return _INTAKE.not_taken(command)
 
 
 def _create(command: CreateCampaign, state: CampaignState) -> list[CampaignEvent] | Rejection:
@@ -352,27 +355,6 @@ def _terms(x: CampaignCreated | CampaignState) -> tuple[int, ...]:
     """The terms that make a campaign what it is, to tell a retry from a conflict."""
     return (x.value_cents, x.min_spend_cents, x.valid_from, x.valid_until, x.budget_coupons,
             x.budget_cents)
-
-
-# --- malformed commands ---------------------------------------------------------------
-
-
-_CHECKS = FieldChecks(COMMANDS)
-"""Each command's int and str fields (all strs required), checked before any rule."""
-
-
-def _malformed(command: CampaignCommand, state: CampaignState) -> InvalidCommand | None:
-    """The first field of `command` of the wrong type, or a command for another campaign.
-
-    None also for a command class this decider does not know: `decide` refuses those.
-    """
-    problem = _CHECKS.problem(command)
-    if problem is not None:
-        return InvalidCommand(reason=problem)
-    if type(command) in COMMANDS and command.campaign != state.campaign:
-        return InvalidCommand(reason=f"{type(command).__name__} for campaign {command.campaign!r} "
-                                     f"sent to campaign {state.campaign!r}")
-    return None
 
 
 # --- evolve ---------------------------------------------------------------------------

@@ -25,7 +25,7 @@ another SKU, user or quantity is not.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import MISSING, dataclass, fields, is_dataclass
 from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
@@ -138,6 +138,8 @@ class Decider(Generic[C, E, S]):
     """The earliest time (ms) at which `expire` has something to do for this state."""
     expire: Callable[[str, int], C] | None = None
     """The command that ends what is due for an entity at `now`."""
+    events: tuple[type, ...] = ()
+    """The event classes `evolve` folds; needed only to `combine` this decider with others."""
 
 
 def compact_pickle(cls: type[S]) -> type[S]:
@@ -168,12 +170,15 @@ _DEFAULTS: dict[type, tuple[Any, ...]] = {}
 
 def _rebuild(cls: type, values: tuple) -> Any:
     obj = object.__new__(cls)
-    setters = _SETTERS[cls]
+    setters, defaults = _SETTERS[cls], _DEFAULTS[cls]
+    missing = defaults[len(values):]
+    if len(values) > len(setters) or any(d is MISSING for d in missing):
+        raise ValueError(f"a pickle of {cls.__name__} with {len(values)} fields, not "
+                         f"{len(setters)}: another shape")   # refuse, never shift fields
     for set_, value in zip(setters, values):
         set_(obj, value)
-    if len(values) < len(setters):  # pickled before the last fields were added
-        for set_, default in zip(setters[len(values):], _DEFAULTS[cls][len(values):]):
-            set_(obj, default)
+    for set_, default in zip(setters[len(values):], missing):  # pickled before fields were added
+        set_(obj, default)
     return obj
 
 

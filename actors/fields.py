@@ -1,4 +1,8 @@
-"""What every decider does to its commands' fields and its states, written once.
+"""What every decider does to its commands and its states before any rule, written once.
+
+`Intake` is the start and the end of every `decide`: it refuses a malformed command, or
+one addressed to another entity than the state it is decided against, before any business
+rule, and it words the refusal of a command class the decider does not take.
 
 `FieldChecks` checks a command's `int` and `str` fields before any business rule: ints
 are real ints (not bools) that fit the log's 64-bit integers, strs are strs and, unless
@@ -16,11 +20,18 @@ from dataclasses import fields
 from operator import attrgetter
 from typing import Any, TypeVar
 
+from actors.decider import InvalidCommand
+
 T = TypeVar("T")
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 UINT64_MAX = 2**64 - 1
 _INT_ONLY, _STR_ONLY = frozenset((int,)), frozenset((str,))
+
+
+def is_int64(value: object) -> bool:
+    """An int (not a bool) that fits the log's 64-bit integers."""
+    return type(value) is int and INT64_MIN <= value <= INT64_MAX
 
 
 def _getter(names: list[str]) -> Callable[[Any], tuple]:
@@ -90,6 +101,57 @@ class FieldChecks:
                 if not value and field not in self.optional_strs:
                     return f"{name}.{field} must be a non-empty str"
         return f"{name} is malformed"  # pragma: no cover - the fast path said something was
+
+
+class Intake:
+    """The checks every decider makes of a command before any business rule.
+
+    `refusal(command, entity_id)` is an `InvalidCommand` for a command of ours whose int
+    or str fields are malformed (see `FieldChecks`; the keyword arguments are its), or
+    which names another entity (its `entity` field) than the one it is decided against;
+    None otherwise, and None for a command class we do not take: `decide` ends its match
+    with `not_taken(command)`, which says so.
+
+        refused = _INTAKE.refusal(command, state.sku)
+        if refused is not None:
+            return refused
+        match command:
+            ...
+            case _:
+                return _INTAKE.not_taken(command)
+    """
+
+    __slots__ = ("kind", "noun", "commands", "checks", "_entity")
+
+    def __init__(self, kind: str, commands: Iterable[type], *, entity: str,
+                 noun: str | None = None, optional_strs: Iterable[str] = (),
+                 non_negative: Iterable[str] = (), unsigned: Iterable[str] = ()) -> None:
+        self.kind = kind
+        """The decider's kind, as it names itself in a refusal ("the sku decider")."""
+        self.noun = noun or entity
+        """What the entity is called in a refusal ("order" for the field `order_id`)."""
+        commands = tuple(commands)
+        self.commands = frozenset(commands)
+        self.checks = FieldChecks(commands, optional_strs=optional_strs,
+                                  non_negative=non_negative, unsigned=unsigned)
+        self._entity = attrgetter(entity)
+
+    def refusal(self, command: Any, entity_id: str) -> InvalidCommand | None:
+        """What is wrong with `command`'s fields, or that it is for another entity; None
+        if nothing is (or the command class is not ours)."""
+        problem = self.checks.problem(command)
+        if problem is not None:
+            return InvalidCommand(reason=problem)
+        if type(command) in self.commands and self._entity(command) != entity_id:
+            return InvalidCommand(reason=f"{type(command).__name__} for {self.noun} "
+                                         f"{self._entity(command)!r} sent to {self.noun} "
+                                         f"{entity_id!r}")
+        return None
+
+    def not_taken(self, command: Any) -> InvalidCommand:
+        """The refusal of a command class this decider does not take."""
+        return InvalidCommand(
+            reason=f"the {self.kind} decider does not take {type(command).__name__}")
 
 
 def fast_replace(cls: type[T]) -> Callable[..., T]:

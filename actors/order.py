@@ -10,6 +10,8 @@ arrive out of order, so every command here is idempotent and none can undo a fac
       │                        │                     │
       └─CancelOrder─▶ voided   └──CancelOrder / ExpireCheckout──▶ cancelled
 
+(the statuses and their moves are `actors/lifecycle.py`'s, which the session shares)
+
 - `StartCheckout` (gateway, when the user submits the cart, before any reservation):
   records the lines, coupon and payment deadline. A repeat with the same terms decides
   nothing; other terms are an `InvalidCommand`. If a cancel got here first, the order is
@@ -46,17 +48,14 @@ from typing import ClassVar, assert_never
 import immutables
 
 from actors.decider import Decider, InvalidCommand, Rejection, compact_pickle
-from actors.fields import INT64_MAX, FieldChecks, fast_replace
+from actors.fields import INT64_MAX, Intake, fast_replace
+from actors.lifecycle import OPEN, OrderStatus
 from events.registry import event_type
 
 Lines = tuple[tuple[str, int], ...]
 """The order's lines `((sku, qty), ...)`, each sku once, qty >= 1."""
 LinePrices = tuple[tuple[int, ...], ...]
 """Per line, the unit price (cents) of each reserved unit, in the reservation's order."""
-
-NONE, TRYING, PLACED, PAID, CANCELLED, VOIDED = (
-    "", "trying", "placed", "paid", "cancelled", "voided")
-"""The states of an order ("" = nothing happened yet; voided = cancelled before it began)."""
 
 
 # --- commands -------------------------------------------------------------------------
@@ -125,6 +124,10 @@ class ExpireCheckout:
 OrderCommand = StartCheckout | RecordTry | CancelOrder | RecordPayment | ExpireCheckout
 
 COMMANDS = (StartCheckout, RecordTry, CancelOrder, RecordPayment, ExpireCheckout)
+
+_INTAKE = Intake("order", COMMANDS, entity="order_id", noun="order", optional_strs=("coupon_id",),
+                 non_negative=("amount_cents", "coupon_value_cents"))
+"""Each command's int and str fields and its order, checked before any business rule."""
 
 
 # --- events ---------------------------------------------------------------------------
@@ -248,7 +251,7 @@ class OrderState:
     """
 
     order_id: str
-    status: str
+    status: OrderStatus
     user: str
     lines: Lines
     coupon_id: str
@@ -270,10 +273,10 @@ _EMPTY: immutables.Map = immutables.Map()
 
 def initial(order_id: str) -> OrderState:
     """An order nothing happened to yet."""
-    return OrderState(order_id=order_id, status=NONE, user="", lines=(), coupon_id="",
-                      payment_deadline=0, started_at=0, line_prices=(), subtotal_cents=0,
-                      discount_cents=0, total_cents=0, cancel_reason="", payment_id="",
-                      captured_cents=0, refunds=_EMPTY, refunded_cents=0)
+    return OrderState(order_id=order_id, status=OrderStatus.NONE, user="", lines=(),
+                      coupon_id="", payment_deadline=0, started_at=0, line_prices=(),
+                      subtotal_cents=0, discount_cents=0, total_cents=0, cancel_reason="",
+                      payment_id="", captured_cents=0, refunds=_EMPTY, refunded_cents=0)
 
 
 # --- decide ---------------------------------------------------------------------------
@@ -281,9 +284,9 @@ def initial(order_id: str) -> OrderState:
 
 def decide(command: OrderCommand, state: OrderState) -> list[OrderEvent] | Rejection:
     """The facts `command` establishes against `state`, or why it is refused."""
-    malformed = _malformed(command, state)
-    if malformed is not None:
-        return malformed
+    refused = _INTAKE.refusal(command, state.order_id)
+    if refused is not None:
+        return refused
     match command:
         case StartCheckout():
             return _start(command, state)
@@ -296,22 +299,21 @@ def decide(command: OrderCommand, state: OrderState) -> list[OrderEvent] | Rejec
         case ExpireCheckout():
             return _expire_due(command, state)
         case _:
-            return InvalidCommand(
-                reason=f"the order decider does not take {type(command).__name__}")
+            return _INTAKE.not_taken(command)
 
 
 def _start(command: StartCheckout, state: OrderState) -> list[OrderEvent] | Rejection:
     lines = _normalized_lines(command.lines)
     if isinstance(lines, str):
         return InvalidCommand(reason=lines)
-    if state.status == VOIDED:
+    if state.status == OrderStatus.VOIDED:
         return OrderCancelled(order_id=command.order_id, reason=state.cancel_reason)
-    if state.status != NONE:
+    if state.status != OrderStatus.NONE:
         terms = (state.user, state.lines, state.coupon_id, state.payment_deadline)
         if terms != (command.user, lines, command.coupon_id, command.payment_deadline):
             return InvalidCommand(reason=f"order {command.order_id!r} was started with "
                                          f"other terms")
-        if state.status == CANCELLED:
+        if state.status == OrderStatus.CANCELLED:
             return OrderCancelled(order_id=command.order_id, reason=state.cancel_reason)
         return []
     if command.payment_deadline <= command.now:
@@ -324,9 +326,9 @@ def _start(command: StartCheckout, state: OrderState) -> list[OrderEvent] | Reje
 
 def _record_try(command: RecordTry, state: OrderState) -> list[OrderEvent] | Rejection:
     order_id = command.order_id
-    if state.status in (CANCELLED, VOIDED):
+    if state.status in (OrderStatus.CANCELLED, OrderStatus.VOIDED):
         return OrderCancelled(order_id=order_id, reason=state.cancel_reason)
-    if state.status == NONE:
+    if state.status == OrderStatus.NONE:
         return OrderNotStarted(order_id=order_id)
     prices = _normalized_prices(command.line_prices, state.lines)
     if isinstance(prices, str):
@@ -335,7 +337,7 @@ def _record_try(command: RecordTry, state: OrderState) -> list[OrderEvent] | Rej
     if subtotal > INT64_MAX:
         return InvalidCommand(reason=f"the subtotal {subtotal} does not fit a 64-bit int")
     discount = min(command.coupon_value_cents, subtotal) if state.coupon_id else 0
-    if state.status != TRYING:
+    if state.status != OrderStatus.TRYING:   # placed (or paid) already: a retry
         if (prices, discount) != (state.line_prices, state.discount_cents):
             return InvalidCommand(reason=f"order {order_id!r} was placed at other prices")
         return []
@@ -346,14 +348,17 @@ def _record_try(command: RecordTry, state: OrderState) -> list[OrderEvent] | Rej
 
 def _cancel(command: CancelOrder, state: OrderState) -> list[OrderEvent] | Rejection:
     match state.status:
-        case "":
+        case OrderStatus.NONE:
             return [OrderVoided(order_id=command.order_id, reason=command.reason)]
-        case "trying" | "placed":
+        case OrderStatus.TRYING | OrderStatus.PLACED:
             return [CheckoutCancelled(order_id=command.order_id, reason=command.reason,
-                                      was_placed=state.status == PLACED)]
-        case "paid":
+                                      was_placed=state.status == OrderStatus.PLACED)]
+        case OrderStatus.PAID:
             return OrderAlreadyPaid(order_id=command.order_id)
-    return []  # cancelled or voided already
+        case OrderStatus.CANCELLED | OrderStatus.VOIDED | OrderStatus.REFUNDED:
+            return []  # over already
+        case _:
+            assert_never(state.status)
 
 
 def _pay(command: RecordPayment, state: OrderState) -> list[OrderEvent] | Rejection:
@@ -361,20 +366,24 @@ def _pay(command: RecordPayment, state: OrderState) -> list[OrderEvent] | Reject
     if payment_id == state.payment_id or payment_id in state.refunds:
         return []
     match state.status:
-        case "placed" if command.now >= state.payment_deadline:
+        case OrderStatus.PLACED if command.now >= state.payment_deadline:
             return [CheckoutCancelled(order_id=order_id, reason="payment_timeout",
                                       was_placed=True),
                     _refund(command, "order_cancelled")]
-        case "placed" if amount != state.total_cents:
+        case OrderStatus.PLACED if amount != state.total_cents:
             return PaymentMismatch(order_id=order_id, expected=state.total_cents, got=amount)
-        case "placed":
+        case OrderStatus.PLACED:
             return [PaymentCaptured(order_id=order_id, payment_id=payment_id,
                                     amount_cents=amount)]
-        case "paid":
+        case OrderStatus.PAID:
             return [_refund(command, "duplicate_payment")]
-        case "":
+        case OrderStatus.NONE:
             return [_refund(command, "unknown_order")]
-    return [_refund(command, "order_cancelled")]  # trying, cancelled or voided
+        case (OrderStatus.TRYING | OrderStatus.CANCELLED | OrderStatus.VOIDED
+              | OrderStatus.REFUNDED):
+            return [_refund(command, "order_cancelled")]
+        case _:
+            assert_never(state.status)
 
 
 def _refund(command: RecordPayment, reason: str) -> RefundIssued:
@@ -383,34 +392,13 @@ def _refund(command: RecordPayment, reason: str) -> RefundIssued:
 
 
 def _expire_due(command: ExpireCheckout, state: OrderState) -> list[OrderEvent]:
-    if state.status not in (TRYING, PLACED) or state.payment_deadline > command.now:
+    if state.status not in OPEN or state.payment_deadline > command.now:
         return []
     return [CheckoutCancelled(order_id=command.order_id, reason="payment_timeout",
-                              was_placed=state.status == PLACED)]
+                              was_placed=state.status == OrderStatus.PLACED)]
 
 
-# --- malformed commands ---------------------------------------------------------------
-
-
-_CHECKS = FieldChecks(COMMANDS, optional_strs=("coupon_id",),
-                      non_negative=("amount_cents", "coupon_value_cents"))
-"""Each command's int and str fields, checked before any business rule."""
-
-
-def _malformed(command: OrderCommand, state: OrderState) -> InvalidCommand | None:
-    """What is wrong with `command`'s fields, or a command for another order.
-
-    None also for a command class this decider does not know: `decide` refuses those.
-    """
-    if type(command) not in COMMANDS:
-        return None
-    problem = _CHECKS.problem(command)
-    if problem is not None:
-        return InvalidCommand(reason=problem)
-    if command.order_id != state.order_id:
-        return InvalidCommand(reason=f"{type(command).__name__} for order {command.order_id!r} "
-                                     f"sent to order {state.order_id!r}")
-    return None
+# --- malformed lines and prices ------------------------------------------------------
 
 
 def _normalized_lines(lines: object) -> Lines | str:
@@ -452,19 +440,19 @@ def evolve(state: OrderState, event: OrderEvent) -> OrderState:
     """The state after `event`. No validation: the event already happened."""
     match event:
         case CheckoutStarted():
-            return replace(state, status=TRYING, user=event.user, lines=event.lines,
+            return replace(state, status=OrderStatus.TRYING, user=event.user, lines=event.lines,
                            coupon_id=event.coupon_id, payment_deadline=event.payment_deadline,
                            started_at=event.started_at)
         case OrderPlaced():
-            return replace(state, status=PLACED, line_prices=event.line_prices,
+            return replace(state, status=OrderStatus.PLACED, line_prices=event.line_prices,
                            subtotal_cents=event.subtotal_cents,
                            discount_cents=event.discount_cents, total_cents=event.total_cents)
         case OrderVoided():
-            return replace(state, status=VOIDED, cancel_reason=event.reason)
+            return replace(state, status=OrderStatus.VOIDED, cancel_reason=event.reason)
         case CheckoutCancelled():
-            return replace(state, status=CANCELLED, cancel_reason=event.reason)
+            return replace(state, status=OrderStatus.CANCELLED, cancel_reason=event.reason)
         case PaymentCaptured():
-            return replace(state, status=PAID, payment_id=event.payment_id,
+            return replace(state, status=OrderStatus.PAID, payment_id=event.payment_id,
                            captured_cents=state.captured_cents + event.amount_cents)
         case RefundIssued():
             return replace(state, refunds=state.refunds.set(event.payment_id, event.amount_cents),
@@ -488,7 +476,7 @@ def deadline_of(event: OrderEvent) -> int | None:
 
 def next_deadline(state: OrderState) -> int | None:
     """The payment deadline while the order is trying or placed."""
-    return state.payment_deadline if state.status in (TRYING, PLACED) else None
+    return state.payment_deadline if state.status in OPEN else None
 
 
 def expire(order_id: str, now: int) -> ExpireCheckout:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import ClassVar, assert_never
 
 from actors.decider import Decider, InvalidCommand, Rejection, compact_pickle
-from actors.fields import FieldChecks, fast_replace
+from actors.fields import Intake, fast_replace
 from events.registry import event_type
 
 Shares = tuple[tuple[str, int], ...]
@@ -129,6 +129,10 @@ class ExpireTeam:
 TeamCommand = CreateTeam | JoinTeam | ExpireTeam
 
 COMMANDS = (CreateTeam, JoinTeam, ExpireTeam)
+
+_INTAKE = Intake("team", COMMANDS, entity="team", unsigned=("seed",))
+"""Each command's int and str fields (all strs required, the seed unsigned) and its team,
+checked before any business rule."""
 
 
 # --- events ---------------------------------------------------------------------------
@@ -270,9 +274,9 @@ def initial(team: str) -> TeamState:
 
 def decide(command: TeamCommand, state: TeamState) -> list[TeamEvent] | Rejection:
     """The facts `command` establishes against `state`, or why it is refused."""
-    malformed = _malformed(command, state)
-    if malformed is not None:
-        return malformed
+    refused = _INTAKE.refusal(command, state.team)
+    if refused is not None:
+        return refused
     match command:
         case CreateTeam():
             return _create(command, state)
@@ -281,7 +285,7 @@ def decide(command: TeamCommand, state: TeamState) -> list[TeamEvent] | Rejectio
         case ExpireTeam():
             return _expire_due(command, state)
         case _:
-            return InvalidCommand(reason=f"the team decider does not take {type(command).__name__}")
+            return _INTAKE.not_taken(command)
 
 
 def _create(command: CreateTeam, state: TeamState) -> list[TeamEvent] | Rejection:
@@ -335,27 +339,6 @@ def _expire_due(command: ExpireTeam, state: TeamState) -> list[TeamEvent]:
 def _terms(x: TeamCreated | TeamState) -> tuple:
     """The terms that make a team what it is, to tell a retry from a conflict."""
     return (x.leader, x.campaign, x.pool_cents, x.size, x.min_share_cents, x.expires, x.seed)
-
-
-# --- malformed commands ---------------------------------------------------------------
-
-
-_CHECKS = FieldChecks(COMMANDS, unsigned=("seed",))
-"""Each command's int and str fields (all strs required, the seed unsigned)."""
-
-
-def _malformed(command: TeamCommand, state: TeamState) -> InvalidCommand | None:
-    """The first field of `command` of the wrong type, or a command for another team.
-
-    None also for a command class this decider does not know: `decide` refuses those.
-    """
-    problem = _CHECKS.problem(command)
-    if problem is not None:
-        return InvalidCommand(reason=problem)
-    if type(command) in COMMANDS and command.team != state.team:
-        return InvalidCommand(reason=f"{type(command).__name__} for team {command.team!r} "
-                                     f"sent to team {state.team!r}")
-    return None
 
 
 # --- evolve ---------------------------------------------------------------------------

@@ -316,7 +316,7 @@ def test_unlocking_a_lock_that_is_over_decides_nothing(past):
 def test_cancel_before_try_voids_the_lock(past):
     """An unlock from an order that never locked the coupon (known or not) voids its lock."""
     outcome = session(*past).when(unlock()).then(voided())
-    assert outcome.state.closed_locks[("c1", "o1")] == "voided"
+    assert outcome.state.wallet.closed_locks[("c1", "o1")] == "voided"
 
 
 def test_a_voided_lock_is_refused_to_the_late_try():
@@ -371,7 +371,7 @@ def test_a_lock_is_released_at_its_until():
     outcome = (session(received(), locked(until=200)).when(ExpireCoupons(user=USER, now=200))
                .then(unlocked(reason="lock_expired")))
     assert outcome.state.coupons["c1"].status == "held"
-    assert outcome.state.closed_locks[("c1", "o1")] == "lock_expired"
+    assert outcome.state.wallet.closed_locks[("c1", "o1")] == "lock_expired"
     session(received(), locked(until=200)).when(ExpireCoupons(user=USER, now=199)).then()
 
 
@@ -634,3 +634,49 @@ def test_state_pickles_compactly_and_equal():
     state = session(started(), attributed(), received(), locked(), changed("placed"),
                     delivered("p1", NOW), visited(), voided("c2", "o2")).state
     assert pickle.loads(pickle.dumps(state)) == state
+
+
+# --- the composition -------------------------------------------------------------------
+
+
+def test_every_session_event_keeps_its_wire_name():
+    """Splitting the decider by concern left every event's stable name in the log as it was."""
+    from events.registry import registry
+
+    assert {cls.__name__: registry.wire_name(cls) for cls in session_decider.events} == {
+        "SessionStarted": "sessions.session_started",
+        "ReferralAttributed": "sessions.referral_attributed",
+        "CouponReceived": "sessions.coupon_received",
+        "CouponLocked": "sessions.coupon_locked",
+        "CouponRedeemed": "sessions.coupon_redeemed",
+        "CouponUnlocked": "sessions.coupon_unlocked",
+        "CouponLockVoided": "sessions.coupon_lock_voided",
+        "CouponLapsed": "sessions.coupon_lapsed",
+        "OrderStatusChanged": "sessions.order_status_changed",
+        "PushDelivered": "sessions.push_delivered",
+        "StoreVisited": "sessions.store_visited"}
+
+
+def test_each_concern_keeps_its_own_slice():
+    """A wallet event leaves the referral, orders, pushes and visits slices as they were."""
+    before = session(started(), changed("placed"), delivered("p1", NOW), visited()).state
+    after = session_decider.evolve(before, received())
+    assert (after.referral, after.orders, after.pushes, after.visited) == (
+        before.referral, before.orders, before.pushes, before.visited)
+    assert after.wallet.coupons["c1"].status == "held"
+
+
+def test_what_the_gateway_reads_of_a_session_is_its_slices():
+    """`first_seen` (for an invite), `inviter` and `coupons` (for a checkout) read as they
+    always did."""
+    state = session(started(at=NOW + 3), attributed("bob"), received()).state
+    assert state.first_seen == NOW + 3 == state.referral.first_seen
+    assert state.inviter == "bob" == state.referral.inviter
+    assert state.coupons is state.wallet.coupons and list(state.coupons) == ["c1"]
+
+
+def test_only_the_wallet_sets_deadlines():
+    """Coupon events set timers; a session, an order, a push or a visit sets none."""
+    assert deadline_of(received()) == VALID_UNTIL and deadline_of(locked(until=77)) == 77
+    assert [deadline_of(e) for e in (started(), changed("paid"), delivered("p1", 1),
+                                     visited())] == [None] * 4

@@ -1,0 +1,54 @@
+"""The checks every decider makes of a command before its rules (`Intake`), and the
+int64 test they share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from actors.decider import InvalidCommand
+from actors.fields import INT64_MAX, INT64_MIN, Intake, is_int64
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ship:
+    order_id: str
+    note: str
+    qty: int
+
+
+INTAKE = Intake("order", (Ship,), entity="order_id", noun="order", optional_strs=("note",),
+                non_negative=("qty",))
+
+
+def test_a_well_formed_command_for_this_entity_passes():
+    """Nothing is wrong with a command of ours, well formed, for the entity it is sent to."""
+    assert INTAKE.refusal(Ship(order_id="o1", note="", qty=0), "o1") is None
+
+
+def test_a_malformed_field_is_refused_first():
+    """A bad field is named even when the command is also for another entity."""
+    assert INTAKE.refusal(Ship(order_id="o2", note="", qty=-1), "o1") == InvalidCommand(
+        reason="Ship.qty must be >= 0, not -1")
+
+
+def test_a_command_for_another_entity_is_refused_in_the_entitys_words():
+    """The refusal names the entity by its noun, not by its field."""
+    assert INTAKE.refusal(Ship(order_id="o2", note="x", qty=1), "o1") == InvalidCommand(
+        reason="Ship for order 'o2' sent to order 'o1'")
+
+
+def test_a_class_not_ours_passes_the_intake_and_is_not_taken():
+    """The intake leaves a foreign class to the end of `decide`, which refuses it by kind."""
+    assert INTAKE.refusal("ship it", "o1") is None
+    assert INTAKE.not_taken("ship it") == InvalidCommand(
+        reason="the order decider does not take str")
+
+
+@pytest.mark.parametrize(("value", "fits"), [
+    (0, True), (INT64_MAX, True), (INT64_MIN, True), (INT64_MAX + 1, False),
+    (INT64_MIN - 1, False), (True, False), (1.0, False), ("1", False), (None, False)])
+def test_is_int64(value, fits):
+    """Only a real int (not a bool) within the log's 64-bit range is an int64."""
+    assert is_int64(value) is fits
