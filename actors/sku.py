@@ -47,7 +47,7 @@ from typing import ClassVar, assert_never
 import immutables
 
 from actors.decider import Decider, InvalidCommand, Rejection, compact_pickle
-from actors.fields import INT64_MAX, INT64_MIN, FieldChecks, fast_replace
+from actors.fields import Intake, fast_replace, is_int64
 from events.registry import event_type
 
 Tiers = tuple[tuple[int, int], ...]
@@ -138,6 +138,10 @@ SkuCommand = (AddStock | ConfigureSale | ReserveStock | ConfirmReservation
 
 COMMANDS = (AddStock, ConfigureSale, ReserveStock, ConfirmReservation, ReleaseReservation,
             ExpireReservations)
+
+_INTAKE = Intake("sku", COMMANDS, entity="sku", optional_strs=("reason",),
+                 non_negative=("now", "deadline", "start", "end", "per_user_limit"))
+"""Each command's int and str fields and its SKU, checked before any business rule."""
 
 
 # --- events ---------------------------------------------------------------------------
@@ -399,9 +403,9 @@ def initial(sku: str) -> SkuState:
 
 def decide(command: SkuCommand, state: SkuState) -> list[SkuEvent] | Rejection:
     """The facts `command` establishes against `state`, or why it is refused."""
-    malformed = _malformed(command, state)
-    if malformed is not None:
-        return malformed
+    refused = _INTAKE.refusal(command, state.sku)
+    if refused is not None:
+        return refused
     match command:
         case AddStock():
             return _add_stock(command, state)
@@ -416,7 +420,7 @@ def decide(command: SkuCommand, state: SkuState) -> list[SkuEvent] | Rejection:
         case ExpireReservations():
             return _expire_due(command, state)
         case _:
-            return InvalidCommand(reason=f"the sku decider does not take {type(command).__name__}")
+            return _INTAKE.not_taken(command)
 
 
 def _add_stock(command: AddStock, state: SkuState) -> list[SkuEvent] | Rejection:
@@ -541,7 +545,7 @@ def _normalized_tiers(tiers: object) -> Tiers | str:
         return "tiers must be a non-empty sequence of (units, unit_price_cents) pairs"
     out = []
     for i, tier in enumerate(tiers):
-        if type(tier) not in (tuple, list) or len(tier) != 2 or not all(_is_int64(v) for v in tier):
+        if type(tier) not in (tuple, list) or len(tier) != 2 or not all(is_int64(v) for v in tier):
             return f"tier {i} must be a pair of ints (units, unit_price_cents), not {tier!r}"
         units, price = tier
         if price < 0:
@@ -552,30 +556,6 @@ def _normalized_tiers(tiers: object) -> Tiers | str:
             return f"tier {i} must cover at least one unit, not {units}"
         out.append((units, price))
     return tuple(out)
-
-
-def _is_int64(value: object) -> bool:
-    """An int (not a bool) that fits the log's 64-bit integers."""
-    return type(value) is int and INT64_MIN <= value <= INT64_MAX
-
-
-_CHECKS = FieldChecks(COMMANDS, optional_strs=("reason",),
-                      non_negative=("now", "deadline", "start", "end", "per_user_limit"))
-"""Each command's int and str fields, checked before any business rule."""
-
-
-def _malformed(command: SkuCommand, state: SkuState) -> InvalidCommand | None:
-    """The first field of `command` of the wrong type, or a command for another SKU.
-
-    None also for a command class this decider does not know: `decide` refuses those.
-    """
-    problem = _CHECKS.problem(command)
-    if problem is not None:
-        return InvalidCommand(reason=problem)
-    if type(command) in COMMANDS and command.sku != state.sku:
-        return InvalidCommand(reason=f"{type(command).__name__} for sku {command.sku!r} "
-                                     f"sent to sku {state.sku!r}")
-    return None
 
 
 # --- evolve ---------------------------------------------------------------------------
