@@ -1,4 +1,5 @@
-"""Test helpers shared by the event-log suites: Redis servers, URLs and event builders.
+"""Test helpers shared by the suites: Redis servers, URLs, event builders, and waiting on a
+condition (never on a fixed sleep).
 
 Kept in a plain module (not conftest) so that `multiprocessing` children started with
 'spawn' can import the worker functions by name.
@@ -6,13 +7,17 @@ Kept in a plain module (not conftest) so that `multiprocessing` children started
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
@@ -21,6 +26,53 @@ from events import ChainVerifier, ConcurrencyError, NewEvent, open_store
 
 # Options of the store URL that redis-py does not understand.
 STORE_URL_OPTIONS = ("prefix", "connect_timeout", "socket_timeout")
+
+
+# -- waiting on a condition -----------------------------------------------------------
+
+
+class WaitTimedOut(AssertionError):
+    """What a test awaited did not happen within its timeout."""
+
+
+def _what(predicate: Callable[[], Any], what: str | None) -> str:
+    return what or (predicate.__doc__ or "").strip() or getattr(predicate, "__name__", repr(predicate))
+
+
+def wait_until(predicate: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.01,
+               what: str | None = None) -> Any:
+    """Call `predicate` until it returns something truthy, and return that; raise
+    `WaitTimedOut` naming `what` was awaited (default: the predicate's docstring or name)
+    if `timeout` seconds pass first. Exceptions from the predicate are not caught.
+
+    The timeout is a generous bound for a loaded machine, not a duration the test relies on:
+    a passing test returns as soon as the condition holds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise WaitTimedOut(f"waited {timeout} s for {_what(predicate, what)}; "
+                               f"it did not happen (last value: {value!r})")
+        time.sleep(interval)
+
+
+async def eventually(predicate: Callable[[], Any], *, timeout: float = 30.0,
+                     interval: float = 0.01, what: str | None = None) -> Any:
+    """`wait_until` for async tests: `predicate` may be a plain or an async function, and the
+    event loop keeps running between calls."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise WaitTimedOut(f"waited {timeout} s for {_what(predicate, what)}; "
+                               f"it did not happen (last value: {value!r})")
+        await asyncio.sleep(interval)
 
 
 # -- Redis availability ---------------------------------------------------------------

@@ -14,7 +14,9 @@ from actors.session import ReceiveCoupon
 from actors.sku import AddStock, ConfigureSale
 from cluster.checkout import Checkout
 from cluster.runtime import Runtime, RuntimeConfig
+from actors.order import RecordTry
 from events import open_store, registry
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.ray
 T0 = 1_762_790_400_000
@@ -222,18 +224,38 @@ def test_a_shard_killed_between_try_and_confirm_still_confirms(shop):
     assert names(url).count("ReservationConfirmed") == 2
 
 
+class StopsBefore:
+    """A gateway that passes every call on, except that the flow stops for good (until
+    cancelled) at the first command of type `kind`, and `stopped` is set."""
+
+    def __init__(self, kind: type, gateway) -> None:
+        self.kind, self.gateway, self.stopped = kind, gateway, asyncio.Event()
+
+    async def submit_retrying_busy(self, command, **kw):
+        if isinstance(command, self.kind):
+            self.stopped.set()
+            await asyncio.Event().wait()
+        return await self.gateway.submit_retrying_busy(command, **kw)
+
+    def __getattr__(self, name):
+        return getattr(self.gateway, name)
+
+
 def test_a_checkout_interrupted_mid_flow_is_finished_by_driving_it_again(shop):
     """If the gateway dies mid-checkout, placing the same order again completes it, once."""
     rt, url = shop
 
-    async def crash(co: Checkout):
+    async def crash():
+        # The try is under way: both lines are held, and the flow is stopped at its next step.
+        gateway = StopsBefore(RecordTry, rt.gateway())
+        co = Checkout(gateway)
         task = asyncio.ensure_future(co.place(order_id="o8", user="u1", lines=LINES, now=now_ms()))
-        await asyncio.sleep(0.01)  # the try is under way
+        await asyncio.wait_for(gateway.stopped.wait(), 60)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
 
-    run(rt, crash)
+    asyncio.run(crash())
 
     async def again(co: Checkout):
         return await co.place(order_id="o8", user="u1", lines=LINES, now=now_ms())
@@ -249,7 +271,13 @@ def test_a_payment_after_the_deadline_is_refunded_and_holds_are_released(shop):
     async def flow(co: Checkout):
         co.payment_window_ms, co.grace_ms = 300, 0
         placed = await co.place(order_id="o9", user="u1", lines=LINES, now=now_ms())
-        await asyncio.sleep(0.8)  # the deadline passes; the shards' ticks expire the holds
+
+        async def holds_released() -> bool:
+            """the shards' ticks to expire both holds once the deadline has passed"""
+            stock = [await co.gateway.query("sku", sku) for sku in ("sku-a", "sku-b")]
+            return [s.available for s in stock] == [3, 3]
+
+        await eventually(holds_released)
         return await co.payment_succeeded(order_id="o9", payment_id="p9",
                                           amount_cents=placed.total_cents, now=now_ms())
 

@@ -19,7 +19,7 @@ from cluster import wiring
 from cluster.bench_reserve import stock_from_log
 from cluster.runtime import Runtime, RuntimeConfig
 from events import open_store, verify_commits
-from tests.helpers import RedisServer, assert_audit_passes, now_ms
+from tests.helpers import RedisServer, assert_audit_passes, now_ms, wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.redis, pytest.mark.slow]
 T0 = 1_762_790_400_000
@@ -151,9 +151,16 @@ def test_a_shard_killed_again_and_again_under_load_loses_nothing(cluster, redis_
         items = reservations(600, skus)
 
         def kill_three_times() -> None:
-            for _ in range(3):
+            for kills in range(1, 4):
                 ray.kill(ray.get_actor("sku-000", namespace=wiring.NAMESPACE), no_restart=False)
-                time.sleep(0.4)
+
+                def back() -> bool:
+                    row = placed(rt)["sku-000"]
+                    return row["state"] == "ALIVE" and row["restarts"] >= kills
+
+                # The next kill hits a shard that came back, not one still restarting.
+                wait_until(back, timeout=120, interval=0.05,
+                           what=f"sku-000 alive again after kill {kills}")
 
         replies = run_sale(rt, items, kill_three_times, after=100)
         assert_nothing_lost_or_oversold(redis_aof, items, replies, supply=300)

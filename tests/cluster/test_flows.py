@@ -14,6 +14,7 @@ from actors.session import ReportLocation
 from cluster.flows import Reactor, SaleDayFlows
 from cluster.runtime import Runtime, RuntimeConfig
 from events import open_store, registry
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.ray
 
@@ -93,7 +94,12 @@ def test_an_expired_team_returns_its_pool_to_the_campaign(sale):
                                 min_share_cents=100, expires=now + 300, seed=1, now=now)
         await flows.join_team(team="t2", user="u2", now=now_ms())
         drawn = await gateway.query("campaign", "1111")
-        await asyncio.sleep(1.0)  # the team's deadline passes; the gateway's tick expires it
+
+        async def team_expired() -> bool:
+            """the team's deadline to pass and a tick to expire it"""
+            return (await gateway.query("team", "t2")).expired
+
+        await eventually(team_expired)
         await reactor.run_once()
         return drawn, await gateway.query("campaign", "1111")
 
@@ -107,11 +113,11 @@ def test_referrals_follow_first_touch_and_never_cycle(sale):
     rt, url = sale
 
     async def flow(flows: SaleDayFlows, reactor: Reactor, gateway):
-        await flows.start_session(user="alice", session_id="s1", utm_source="wechat", now=now_ms())
-        await asyncio.sleep(0.01)
+        now = now_ms()  # alice is seen strictly before bob, by the clock the commands carry
+        await flows.start_session(user="alice", session_id="s1", utm_source="wechat", now=now)
         await flows.start_session(user="bob", session_id="s1", utm_source="share", inviter="alice",
-                                  now=now_ms())
-        await flows.start_session(user="alice", session_id="s2", inviter="bob", now=now_ms())
+                                  now=now + 10)
+        await flows.start_session(user="alice", session_id="s2", inviter="bob", now=now + 20)
         return await gateway.query("session", "bob"), await gateway.query("session", "alice")
 
     bob, alice = run(rt, flow)

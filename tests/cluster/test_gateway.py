@@ -12,6 +12,7 @@ from actors.sku import COMMANDS, ReserveStock, SoldOut
 from cluster.gateway import Gateway, GatewayConfig
 from cluster.routing import ShardMap, partition_of
 from cluster.wire import Wire
+from tests.helpers import eventually
 
 WIRE = Wire(COMMANDS)
 
@@ -39,7 +40,7 @@ class StandInShard:
         requests = WIRE.decode_requests(blob)
         self.calls.append([r.command_id for r in requests])
         if self.delay:
-            await asyncio.sleep(self.delay)
+            await asyncio.sleep(self.delay)  # the slow shard under test, not a wait for anything
         if len(self.calls) <= self.fail_first:
             raise Flaky("restarting")
         return WIRE.encode_replies([SoldOut(sku=r.command.sku, requested=1, available=0)
@@ -187,7 +188,8 @@ def test_the_gateway_ticks_every_shard_while_idle():
                      GatewayConfig(tick_s=0.02), entity_of={"sku": lambda c: c.sku},
                      kind_of=lambda c: "sku", transient=(Flaky,), wire=WIRE)
         gw.start_ticking()
-        await asyncio.sleep(0.15)
+        await eventually(lambda: all(s.ticks >= 3 for s in shards),
+                         what="three ticks counted at each shard")
         await gw.close()
 
     asyncio.run(idle())

@@ -20,6 +20,7 @@ from cluster.gateway import Gateway, GatewayClient, GatewayConfig
 from cluster.runtime import Runtime, RuntimeConfig
 from cluster.wire import Wire
 from events import open_store
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.ray
 T0 = 1_762_790_400_000
@@ -68,17 +69,26 @@ def test_a_killed_shard_comes_back_losing_nothing_acknowledged(ray_instance, tmp
         assert all(isinstance(r, Accepted) for r in client.submit_many(sale(skus, 50)))
         commands = reservations(3000, skus)
         killer_done = []
+        before = open_store(url).head("sku-000").version
 
-        def kill_soon() -> None:
-            time.sleep(0.05)
+        def kill_mid_stream() -> None:
+            # Mid-stream by construction: once the shard has logged reservations, and before
+            # the second half of the sale is sent (the loop below waits for this thread).
+            store = open_store(url)
+            wait_until(lambda: store.head("sku-000").version > before, timeout=120,
+                       what="sku-000 to log its first reservations")
+            store.close()
             ray.kill(rt.handles["sku"][0], no_restart=False)
             killer_done.append(True)
 
         import threading
 
-        threading.Thread(target=kill_soon).start()
+        killer = threading.Thread(target=kill_mid_stream)
+        killer.start()
         replies = []
         for i in range(0, len(commands), 250):
+            if i == len(commands) // 2:
+                killer.join(180)
             replies += client.submit_many(commands[i:i + 250])
         assert killer_done
         accepted = [c for c, r in zip(commands, replies) if isinstance(r, Accepted)]

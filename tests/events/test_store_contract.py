@@ -593,19 +593,25 @@ class StoreContract:
         """follow() yields the backlog, then events appended meanwhile, and ends after idle_timeout."""
         heads = self._three_streams()
         tail = Tail(self.store)
+        yielded = threading.Condition()
+        got = []
 
         def late_writer():
+            # Each live event is appended once follow() has yielded the backlog and every
+            # live event before it: waits on what was yielded, not on a fixed time.
             for i in range(4, 9):
-                time.sleep(0.03)
+                with yielded:
+                    yielded.wait_for(lambda: len(got) >= sum(heads.values()) + i - 4, timeout=30)
                 self.store.append("tail-c", [ev(i)], None)
 
         writer = threading.Thread(target=late_writer)
         started = time.monotonic()
         writer.start()
-        got = []
         for batch in tail.follow(poll_interval=0.01, idle_timeout=0.5):
             assert batch
-            got.extend(batch)
+            with yielded:
+                got.extend(batch)
+                yielded.notify_all()
         elapsed = time.monotonic() - started
         writer.join()
         assert [e.version for e in got if e.stream == "tail-c"] == list(range(1, 9))

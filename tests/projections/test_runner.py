@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
@@ -27,6 +26,7 @@ from projections.runner import (
 )
 from projections.view import merged
 from projections.views import MetricsView, StockView, all_views
+from tests.helpers import wait_until
 from tests.projections.conftest import Shop, sale_day
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -195,24 +195,40 @@ def test_a_projection_killed_while_running_resumes_exactly(tmp_path, cps):
     store_url = f"sqlite:///{tmp_path}/events.db"
     store = open_store(store_url)
     total = write_reservation_log(store, reservations=20_000, skus=50, shards=3)
+    paused = tmp_path / "paused"
+    # Once a quarter of the log is committed, the child stops inside its next run_once, with
+    # that batch folded but not committed, and says so: the kill lands mid-run by construction.
     code = textwrap.dedent(f"""
+        import pathlib, signal
         from events import open_store
         from projections.checkpoint import open_checkpoints
         from projections.runner import Projection
         from projections.views import all_views
+
+        class PausingCommits:
+            def __init__(self, inner):
+                self.inner = inner
+            def __getattr__(self, name):
+                return getattr(self.inner, name)
+            def commit(self, checkpoint, expected, *args):
+                if sum(expected.values()) >= {total // 4}:
+                    pathlib.Path({str(paused)!r}).touch()
+                    while True:
+                        signal.pause()  # until the parent's SIGKILL
+                return self.inner.commit(checkpoint, expected, *args)
+
         proj = Projection(all_views(), open_store({store_url!r}),
-                          open_checkpoints({cps.url!r}), batch_size=50)
+                          PausingCommits(open_checkpoints({cps.url!r})), batch_size=50)
         while proj.run_once():
             pass
     """)
     child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            done = sum(cps.load("orders+referrals+metrics+stock")[0].values())
-            if done >= total // 4:
-                break
-            time.sleep(0.02)
+        def child_paused() -> bool:
+            assert child.poll() is None, f"the child exited ({child.returncode}) before pausing"
+            return paused.exists()
+
+        wait_until(child_paused, timeout=120, what="the child to pause with a batch folded")
         child.send_signal(signal.SIGKILL)
         child.wait(10)
     finally:
