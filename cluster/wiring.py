@@ -181,7 +181,10 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None) -> Non
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
+        if _is_loopback_address(address):
+            _use_token_if_available()
+        with _single_machine_ray():  # a loopback address stays loopback
+            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
         return
     _ensure_private_token()
     # address="local": a new Ray in this process, even when a `ray start` cluster
@@ -221,6 +224,34 @@ def _single_machine_ray() -> Iterator[None]:
     finally:
         if saved is not None:
             ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
+def _is_loopback_address(address: str) -> bool:
+    """Whether a `host:port` address names this machine's loopback (a local Ray)."""
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _use_token_if_available() -> None:
+    """Send Ray's token when joining a local Ray by its address, as Ray does for `auto`.
+
+    Ray turns token auth on by itself only for a new local cluster and for `auto`; the
+    address `saleday serve` prints is explicit, so without this `saleday status --address
+    127.0.0.1:PORT` would be refused by the local Ray that serve started. An explicit
+    `RAY_AUTH_MODE` wins, as in Ray.
+    """
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # another Ray version: RAY_AUTH_MODE=token does the same
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 def _ensure_private_token() -> None:
