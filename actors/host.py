@@ -163,8 +163,9 @@ class ShardHost:
             return
         try:
             header, encoded = state_codec.unpack_snapshot(snap.data)
-            if header.get("format") != SNAPSHOT_FORMAT or header.get("kind") != self.decider.kind:
-                raise ValueError(f"snapshot of {header.get('kind')!r} format {header.get('format')}")
+            kind, form = header.get("kind"), header.get("format")
+            if form != SNAPSHOT_FORMAT or kind != self.decider.kind:
+                raise ValueError(f"snapshot of {kind!r} format {form}")
             codec = state_codec.for_decider(self.decider)
             codec.check_schema(header.get("classes"))
             decode = codec.decode
@@ -469,7 +470,7 @@ class ShardHost:
                     blob = encode(state)
                     encoded += 1
                     if background and encoded % 16 == 0:
-                        time.sleep(0)   # let the batches run (nothing to yield to in the foreground)
+                        time.sleep(0)  # let the batches run (nothing to yield to in the foreground)
                 states[entity] = blob
                 cache[entity] = (state, blob)
         except state_codec.StateCodecError as exc:

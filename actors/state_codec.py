@@ -3,19 +3,23 @@
 A shard snapshot is read back from a store that others may be able to write, so it is
 data, never code: nothing here unpickles or imports. Each entity's state is encoded as
 `[class name, [field values]]`; a field is encoded by its declared type (from the state
-class's annotations): ints, strs, bools, floats, bytes and None as they are; tuples and
-`tuple[...]` of them as arrays; `immutables.Map` and `dict` as maps; an `Enum` as its
-value; a nested state class as the array of its field values.
+class's annotations): ints, strs, bools, floats, bytes and None as they are; tuples as
+arrays; `immutables.Map` and `dict` as maps; an `Enum` as its value; a nested state class
+as the array of its field values.
 
 The classes a codec knows are exactly the decider's state class and the dataclasses its
 fields name, followed through their own fields: an explicit, closed allow-list derived
-from the code, listed with their field names in `schema`. Decoding refuses any other class
-name, any value of the wrong shape, and (in `check_schema`) a snapshot whose classes or
-fields differ from this code's, with `StateCodecError`; the shard then replays its stream.
+from the code, listed with their field names in `schema`. Decoding raises
+`StateCodecError` (and the shard replays its stream instead) for any other class name,
+for an object with the wrong number of fields or a field of the wrong type, for an enum
+value that is no member, and (`check_schema`) for a snapshot whose classes or fields
+differ from this code's. Scalars inside arrays and maps of scalars are kept as msgpack
+decoded them, unchecked: msgpack only yields plain values, so a forged snapshot can at
+worst give a wrong state, never run code.
 
-Encoding and decoding are one C-level msgpack pass plus, per object, one `attrgetter`
-(encode) or one build from a tuple (decode); an entity's encoded bytes can be kept and
-spliced into the next snapshot unchanged (`pack_snapshot`).
+Encoding is one `attrgetter` per object and one C-level msgpack pass; decoding is one
+C-level pass plus one function call per object (about pickle's speed). An entity's
+encoded bytes can be kept and spliced into the next snapshot unchanged (`pack_snapshot`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import dataclasses
 import enum
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from operator import attrgetter, itemgetter
 from typing import Any
@@ -96,25 +100,17 @@ class _Class:
                 return values
             self.encode = encode
 
-        if "__post_init__" in cls.__dict__:
-            def build(values: Sequence[Any]) -> Any:
-                return cls(**dict(zip(names, values, strict=True)))
-        else:
-            setters = tuple(cls.__dict__[f].__set__ for f in names)
-            new = object.__new__
-
-            def build(values: Sequence[Any]) -> Any:
-                obj = new(cls)
-                for set_, value in zip(setters, values):
-                    set_(obj, value)
-                return obj
-
         typed = [i for i, f in enumerate(fields) if f.exact is not None]
         types_of, expected = _getter(typed), tuple(fields[i].exact for i in typed)
         wrong = [(names[i], fields[i].exact) for i in typed]
         convert = [(i, f.decode) for i, f in enumerate(fields) if f.decode is not None]
+        setters = tuple(cls.__dict__[f].__set__ for f in names)
+        new = object.__new__
+        post_init = "__post_init__" in cls.__dict__
 
         def decode(data: Any) -> Any:
+            # One function call per object (a snapshot's load runs it per reservation):
+            # check the shape and the field types, convert what needs it, build.
             if type(data) is not tuple or len(data) != n:
                 raise StateCodecError(f"{name}: expected an array of {n} field values")
             if tuple(map(type, types_of(data))) != expected:
@@ -122,12 +118,16 @@ class _Class:
                     if type(value) is not exact and not (exact is int and type(value) is bool):
                         raise StateCodecError(f"{name}.{field}: expected {exact.__name__}, "
                                               f"got {type(value).__name__}")
-            if not convert:
-                return build(data)
-            values = list(data)
-            for i, dec in convert:
-                values[i] = dec(values[i])
-            return build(values)
+            if convert:
+                data = list(data)
+                for i, dec in convert:
+                    data[i] = dec(data[i])
+            if post_init:
+                return cls(**dict(zip(names, data)))
+            obj = new(cls)
+            for set_, value in zip(setters, data):
+                set_(obj, value)
+            return obj
         self.decode = decode
 
 
@@ -148,8 +148,8 @@ def _array(value: Any, where: str) -> tuple:
 def _checked(f: _Field, where: str) -> Decode:
     """`f.decode`, with `f.exact` checked first (for a value inside an array or a map)."""
     exact, dec = f.exact, f.decode or _same
-    if exact is None:
-        return dec
+    if exact is None or (exact is tuple and f.decode is not None):
+        return dec  # it checks its value itself (a state class, an array it converts)
 
     def decode(value: Any) -> Any:
         if type(value) is not exact and not (exact is int and type(value) is bool):
@@ -264,9 +264,12 @@ class StateCodec:
             return _Field(to_dict, to_map, dict)  # one C-level call each way
         enc_v, dec_v = v.encode or _same, _checked(v, where)
         build = immutables.Map if kind is immutables.Map else dict
-        return _Field(lambda m: {key_: enc_v(value_) for key_, value_ in m.items()},
-                      lambda data: build({key_: dec_v(value_) for key_, value_ in data.items()}),
-                      dict)
+
+        def dec(data: Any) -> Any:
+            if type(data) is not dict:
+                raise StateCodecError(f"{where}: expected a map, got {type(data).__name__}")
+            return build(zip(data.keys(), map(dec_v, data.values())))
+        return _Field(lambda m: {key_: enc_v(value_) for key_, value_ in m.items()}, dec, dict)
 
     # -- using -------------------------------------------------------------------------
 

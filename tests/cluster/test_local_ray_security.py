@@ -115,10 +115,11 @@ def test_a_local_ray_listens_on_loopback_only_and_keeps_token_auth(tmp_path: Pat
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, cwd=ROOT)
     try:
-        line = proc.stdout.readline()  # type: ignore[union-attr]
+        assert proc.stdout is not None and proc.stderr is not None
+        line = proc.stdout.readline()
         if not line:
             proc.kill()
-            pytest.fail(f"the local Ray did not start: {proc.stderr.read()[-3000:]}")  # type: ignore[union-attr]
+            pytest.fail(f"the local Ray did not start: {proc.stderr.read()[-3000:]}")
         started = json.loads(line)
         pids = descendants(started["pid"])
         assert started["worker"] in pids
