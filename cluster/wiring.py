@@ -189,10 +189,15 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None) -> Non
     _ensure_private_token()
     # address="local": a new Ray in this process, even when a `ray start` cluster
     # runs on this machine (ray.init() would otherwise join that one).
-    with _single_machine_ray():
-        ray.init(address="local", _node_ip_address=LOOPBACK,
-                 num_cpus=num_cpus or os.cpu_count() or 2,
-                 include_dashboard=False, namespace=NAMESPACE, log_to_driver=False)
+    try:
+        with _single_machine_ray():
+            ray.init(address="local", _node_ip_address=LOOPBACK,
+                     num_cpus=num_cpus or os.cpu_count() or 2,
+                     include_dashboard=False, namespace=NAMESPACE, log_to_driver=False)
+    except OSError as exc:  # e.g. no writable ~/.ray for Ray's token
+        raise RuntimeError(f"cannot start a local Ray: {exc} (keep Ray's token in a file named "
+                           "by RAY_AUTH_TOKEN_PATH, or run without auth: RAY_AUTH_MODE=disabled)"
+                           ) from exc
     node_ip = ray.util.get_node_ip_address()
     if not ipaddress.ip_address(node_ip).is_loopback:
         ray.shutdown()

@@ -138,3 +138,18 @@ def test_a_local_ray_listens_on_loopback_only_and_keeps_token_auth(tmp_path: Pat
     finally:
         if proc.poll() is None:
             proc.communicate(input="", timeout=60)
+
+
+def test_serve_without_a_place_for_rays_token_is_a_one_line_error(tmp_path: Path) -> None:
+    """When Ray cannot write its token (HOME is not a directory), serve says so and how to
+    proceed, exit 2, and no traceback; it does not fall back to running without auth."""
+    home = tmp_path / "not-a-dir"
+    home.write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "SALEDAY_"))}
+    env.update(HOME=str(home), PYTHONPATH=str(ROOT), RAY_USAGE_STATS_ENABLED="0")
+    done = subprocess.run([sys.executable, "-m", "cluster.cli", "serve", "--store",
+                           f"sqlite:///{tmp_path}/events.db", "--shards", "sku=1"],
+                          capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+    assert done.returncode == 2
+    assert "cannot start a local Ray" in done.stderr and "RAY_AUTH_TOKEN_PATH" in done.stderr
+    assert "Traceback" not in done.stderr
