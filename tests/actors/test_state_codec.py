@@ -266,3 +266,21 @@ def test_a_state_field_of_an_undeclared_type_is_refused_when_the_codec_is_built(
 
     with pytest.raises(TypeError, match="not supported"):
         StateCodec([Loose])
+
+
+def test_a_background_snapshot_reencodes_only_the_entities_that_changed(store):
+    """Taken on the background thread, a snapshot reuses the bytes of every entity whose
+    state is the very object encoded last time, and recovers to the same states."""
+    h = sku_host(store, snapshot_in_background=True)
+    busy(h)
+    h.handle([Request("add-b", AddStock(sku="b", qty=5, now=T0))])
+    h.save_snapshot()
+    h.wait_for_snapshot()
+    first = dict(h._encoded)
+    h.handle([Request("more-a", AddStock(sku="a", qty=1, now=T0))])
+    h.save_snapshot()
+    h.wait_for_snapshot()
+    assert h._encoded["b"][1] is first["b"][1]
+    assert h._encoded["a"][1] is not first["a"][1]
+    recovered = sku_host(store)
+    assert recovered.snapshot_version == h.version and recovered.states == h.states
