@@ -36,7 +36,6 @@ This is a plain class: unit tests drive it without Ray (cluster/wiring.py makes 
 from __future__ import annotations
 
 import heapq
-import pickle
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -46,6 +45,7 @@ from typing import Any
 
 import structlog
 
+from actors import state_codec
 from actors.decider import (
     Decider,
     Fingerprint,
@@ -77,7 +77,9 @@ from events.envelope import ZERO_HASH
 
 log = structlog.get_logger("saleday.shard")
 
-SNAPSHOT_FORMAT = 3
+SNAPSHOT_FORMAT = 4
+"""4: msgpack data (actors/state_codec.py), never a pickle; 3 and older were pickles and are
+read as unusable (the shard replays its stream)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +165,7 @@ class ShardHost:
         self._executor = (ThreadPoolExecutor(1, thread_name_prefix=f"snapshot-{stream}")
                           if snapshot_in_background else None)
         self._snapshotting: Future | None = None
-        self._pickled: dict[str, tuple[Any, bytes]] = {}
+        self._encoded: dict[str, tuple[Any, bytes]] = {}
         started = time.perf_counter()
         self.epoch = store.acquire_epoch(stream)
         if use_snapshot:
@@ -177,20 +179,29 @@ class ShardHost:
     # -- recovery ---------------------------------------------------------------------
 
     def _load_snapshot(self) -> None:
+        """Start from the stored snapshot, if it is one this code wrote. It is data decoded
+        for the decider's declared state classes only (never unpickled): anyone who can
+        write the snapshot key must not be able to run code here."""
         snap = self.store.load_snapshot(self.stream)
         if snap is None:
             return
         try:
-            body = pickle.loads(snap.data)
-            if body["format"] != SNAPSHOT_FORMAT or body["kind"] != self.decider.kind:
-                raise ValueError(f"snapshot of {body['kind']!r} format {body['format']}")
+            header, encoded = state_codec.unpack_snapshot(snap.data)
+            kind, form = header.get("kind"), header.get("format")
+            if form != SNAPSHOT_FORMAT or kind != self.decider.kind:
+                raise ValueError(f"snapshot of {kind!r} format {form}")
+            codec = state_codec.for_decider(self.decider)
+            codec.check_schema(header.get("classes"))
+            decode = codec.decode
+            states = {entity: decode(state) for entity, state in encoded.items()}
+            ids, versions = header["dedup"]
+            dedup = OrderedDict(zip(ids, (tuple(v) for v in versions), strict=True))
         except Exception as exc:  # a snapshot is a cache: replay the whole stream instead
             log.warning("snapshot_unusable", stream=self.stream, version=snap.version,
                         error=f"{type(exc).__name__}: {exc}")
             return
-        self.states = {entity: pickle.loads(state) for entity, state in body["states"].items()}
-        ids, versions = body["dedup"]
-        self._dedup = OrderedDict(zip(ids, versions))
+        self.states = states
+        self._dedup = dedup
         self.version = self.snapshot_version = snap.version
 
     def _catch_up(self) -> int:
@@ -527,7 +538,7 @@ class ShardHost:
         """Store the folded state at the current version (a cache: recovery works without).
 
         The state is captured here (states are immutable values, so a shallow copy is a
-        consistent picture); with `snapshot_in_background` it is pickled and stored on a
+        consistent picture); with `snapshot_in_background` it is encoded and stored on a
         background thread, so a large snapshot does not stall the batches behind it.
         """
         if self._snapshotting is not None and not self._snapshotting.done():
@@ -542,29 +553,35 @@ class ShardHost:
             self._snapshotting = self._executor.submit(self._store_snapshot, picture, version)
 
     def _store_snapshot(self, picture: dict[str, Any], version: int) -> None:
-        # Entity by entity, yielding the GIL between slices: one pickle call over the whole
-        # state would hold it for ~150 ms per 100k reservations and stall the batches.
-        # States are immutable values, so an entity whose state is the very object pickled
-        # last time has not changed: only the others are pickled again.
+        # Entity by entity, yielding the GIL between slices: one encode call over the whole
+        # state would hold it for ~100 ms per 100k reservations and stall the batches.
+        # States are immutable values, so an entity whose state is the very object encoded
+        # last time has not changed: its bytes are spliced in again, not re-encoded.
         states: dict[str, bytes] = {}
         cache: dict[str, tuple[Any, bytes]] = {}
-        previous = self._pickled
+        previous = self._encoded
         background = self._executor is not None
-        pickled = 0
-        for entity, state in picture["states"].items():
-            hit = previous.get(entity)
-            if hit is not None and hit[0] is state:
-                blob = hit[1]
-            else:
-                blob = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
-                pickled += 1
-                if background and pickled % 16 == 0:
-                    time.sleep(0)   # let the batches run (nothing to yield to in the foreground)
-            states[entity] = blob
-            cache[entity] = (state, blob)
-        self._pickled = cache
-        picture["states"] = states
-        data = pickle.dumps(picture, protocol=pickle.HIGHEST_PROTOCOL)
+        codec = state_codec.for_decider(self.decider)
+        encode = codec.packer()
+        encoded = 0
+        try:
+            for entity, state in picture.pop("states").items():
+                hit = previous.get(entity)
+                if hit is not None and hit[0] is state:
+                    blob = hit[1]
+                else:
+                    blob = encode(state)
+                    encoded += 1
+                    if background and encoded % 16 == 0:
+                        time.sleep(0)  # let the batches run (nothing to yield to in the foreground)
+                states[entity] = blob
+                cache[entity] = (state, blob)
+        except state_codec.StateCodecError as exc:
+            log.warning("snapshot_failed", stream=self.stream, version=version, error=str(exc))
+            return
+        self._encoded = cache
+        picture["classes"] = codec.schema
+        data = state_codec.pack_snapshot(picture, states)
         try:
             self.store.save_snapshot(Snapshot(stream=self.stream, version=version,
                                               recorded_at=self.clock(), data=data))

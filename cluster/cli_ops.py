@@ -92,7 +92,7 @@ def serve(
         runtime.start()
     except EventLogError as exc:
         fail(exc)
-    except (ConnectionError, ValueError) as exc:
+    except (ConnectionError, ValueError, RuntimeError) as exc:
         fail(RuntimeError(f"cannot start the shards: {exc}"))
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -10,8 +10,13 @@ gateway retries with the same command ids instead).
 from __future__ import annotations
 
 import gc
+import ipaddress
 import os
+import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -161,20 +166,119 @@ def _node_id() -> str | None:
 
 
 def start_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
-    """Join the Ray cluster at `address`, or start a local one in this process."""
+    """Join the Ray cluster at `address`, or start a local one in this process.
+
+    A local Ray listens on loopback only and keeps Ray's token authentication: Ray turns
+    it on for a new local cluster unless `RAY_AUTH_MODE` says otherwise (an operator who
+    needs it off sets `RAY_AUTH_MODE=disabled` themselves; it is never set here).
+    """
     import ray
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
-    else:
-        # address="local": a new Ray in this process, even when a `ray start` cluster
-        # runs on this machine (ray.init() would otherwise join that one).
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 2,
-                 include_dashboard=False, namespace=NAMESPACE, log_to_driver=False)
+        if _is_loopback_address(address):
+            _use_token_if_available()
+        with _single_machine_ray():  # a loopback address stays loopback
+            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
+        return
+    _ensure_private_token()
+    # address="local": a new Ray in this process, even when a `ray start` cluster
+    # runs on this machine (ray.init() would otherwise join that one).
+    try:
+        with _single_machine_ray():
+            ray.init(address="local", _node_ip_address=LOOPBACK,
+                     num_cpus=num_cpus or os.cpu_count() or 2,
+                     include_dashboard=False, namespace=NAMESPACE, log_to_driver=False)
+    except OSError as exc:  # e.g. no writable ~/.ray for Ray's token
+        raise RuntimeError(f"cannot start a local Ray: {exc} (keep Ray's token in a file named "
+                           "by RAY_AUTH_TOKEN_PATH, or run without auth: RAY_AUTH_MODE=disabled)"
+                           ) from exc
+    node_ip = ray.util.get_node_ip_address()
+    if not ipaddress.ip_address(node_ip).is_loopback:
+        ray.shutdown()
+        raise RuntimeError(f"a local Ray would listen on {node_ip}, not on loopback; "
+                           "refusing to run it (this Ray version resolves node addresses "
+                           "differently: see docs/OPERATIONS.md)")
+
+
+LOOPBACK = "127.0.0.1"
+
+
+@contextmanager
+def _single_machine_ray() -> Iterator[None]:
+    """Let `ray.init` keep the loopback node address it is given.
+
+    Ray's gcs_server, raylet and workers listen on their node's address, and on Linux Ray
+    replaces a loopback `_node_ip_address` with the machine's outbound address (so other
+    nodes could join), unless it runs single-machine, as on macOS and Windows. That switch
+    is `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, read once when ray is imported, so it is
+    flipped here around the one `ray.init` that starts a local Ray (and put back: a later
+    `ray.init` that joins a cluster must resolve addresses as usual).
+    """
+    from ray._private import ray_constants
+
+    saved = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        if saved is not None:
+            ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
+def _is_loopback_address(address: str) -> bool:
+    """Whether a `host:port` address names this machine's loopback (a local Ray)."""
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _use_token_if_available() -> None:
+    """Send Ray's token when joining a local Ray by its address, as Ray does for `auto`.
+
+    Ray turns token auth on by itself only for a new local cluster and for `auto`; the
+    address `saleday serve` prints is explicit, so without this `saleday status --address
+    127.0.0.1:PORT` would be refused by the local Ray that serve started. An explicit
+    `RAY_AUTH_MODE` wins, as in Ray.
+    """
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # another Ray version: RAY_AUTH_MODE=token does the same
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def _ensure_private_token() -> None:
+    """Create Ray's token file readable by its owner only, when Ray would create one.
+
+    With token authentication on and no token anywhere (`RAY_AUTH_TOKEN`,
+    `RAY_AUTH_TOKEN_PATH`, `~/.ray/auth_token`), a new local Ray writes a fresh token to
+    `~/.ray/auth_token` with the process umask (usually world-readable). Writing it first,
+    mode 0600, keeps every other user on the machine out of the loopback ports.
+    """
+    if os.environ.get("RAY_AUTH_MODE", "token").lower() != "token":
+        return
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return
+    path = Path.home() / ".ray" / "auth_token"
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:  # Ray will try itself, and say what is wrong
+        log.warning("ray_token_not_written", path=str(path), error=str(exc))
+        return
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32))
 
 
 def shard_handle(*, kind: str, stream: str, store_url: str, snapshot_every: int = 50_000,

@@ -55,6 +55,7 @@ MAX_VIEWS = 1_000.0  # mean views per visit
 MAX_ZIPF = 10.0
 MIN_COMPRESSION = 0.01  # 100x slower than real time
 MAX_COMPRESSION = 100_000.0  # a two-hour window in 72 ms; deadlines then shrink to 1 ms
+MIN_SALE_START_MS = 86_400_000  # 1970-01-02: setup commands are stamped before the sale opens
 MAX_SALE_START_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
 MAX_SKU_SHARDS = 64  # the routing's partitions per kind (cluster.routing.ShardMap)
 MAX_SEED = 2**63 - 1  # seeds are recorded as 64-bit ints; numpy takes no negative ones
@@ -197,7 +198,7 @@ class Scenario(_Model):
     description: str = ""
     users: int = Field(20_000, ge=1, le=MAX_USERS)
     visits_per_user: float = Field(1.25, gt=0, le=MAX_VISITS)
-    sale_start_ms: int = Field(1_794_326_400_000, ge=0, le=MAX_SALE_START_MS, description="Midnight of the sale "
+    sale_start_ms: int = Field(1_794_326_400_000, ge=MIN_SALE_START_MS, le=MAX_SALE_START_MS, description="Midnight of the sale "
                                "on the simulated clock (epoch ms; default 2026-11-11 00:00 "
                                "Beijing time).")
     compression: float = Field(120.0, ge=MIN_COMPRESSION, le=MAX_COMPRESSION, description="Simulated seconds per system second.")

@@ -91,11 +91,12 @@ def statuses(address: str, store: str) -> tuple[int, list[dict], str]:
 
 
 def ray_do(address: str, code: str) -> None:
-    """Run `code` in a driver of the Ray cluster at `address` (as an operator's script would)."""
+    """Run `code` in a driver of the Ray cluster at `address` (as an operator's script would:
+    a local serve's Ray listens on loopback only, so the script keeps 127.0.0.1 as it is)."""
     script = (f"import ray; ray.init(address={address!r}, namespace='saleday', "
               f"log_to_driver=False)\n{code}")
     subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=60,
-                   env=env(), cwd=ROOT)
+                   env={**env(), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}, cwd=ROOT)
 
 
 @pytest.mark.ray

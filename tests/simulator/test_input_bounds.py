@@ -40,7 +40,7 @@ def scenarios(draw: st.DrawFn) -> dict:
     return {
         "users": 10,
         "compression": draw(st.sampled_from([sm.MIN_COMPRESSION, 1.0, 120.0, sm.MAX_COMPRESSION])),
-        "sale_start_ms": draw(st.sampled_from([0, 1_794_326_400_000, sm.MAX_SALE_START_MS])),
+        "sale_start_ms": draw(st.sampled_from([sm.MIN_SALE_START_MS, 1_794_326_400_000, sm.MAX_SALE_START_MS])),
         "traffic": {"window_s": draw(st.sampled_from([1, 7200, sm.MAX_SPAN_S]))},
         "skus": {"count": draw(st.integers(1, 8)), "stock_min": stock[0], "stock_max": stock[1],
                  "price_min_cents": price[0], "price_max_cents": price[1],
