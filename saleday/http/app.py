@@ -55,6 +55,7 @@ def create_app(gateway: Any, *, settings: HttpSettings, views: Any = None,
     app.include_router(routes_shop.router)
     app.include_router(routes_orders.router)
     app.include_router(routes_admin.router)
+    app.include_router(routes_admin.admin)   # not nested: metrics label routes by full path
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> Health:

@@ -18,7 +18,8 @@ from saleday.http.problems import ApiProblem
 from saleday.http.routes_shop import PROBLEM, USER_ERRORS, IdKey, PathId, api_of, sku_out
 
 router = APIRouter(prefix="/v1", responses=USER_ERRORS)
-admin = APIRouter(prefix="/admin", dependencies=[Operator], tags=["admin"])
+admin = APIRouter(prefix="/v1/admin", dependencies=[Operator], tags=["admin"],
+                  responses=USER_ERRORS)
 
 
 def _command_id(request: Request, route: str, key: str | None, body: object) -> str | None:
@@ -62,9 +63,6 @@ async def create_campaign(body: CampaignIn, request: Request,
     return Accepted(events=[type(e).__name__ for e in reply.events])
 
 
-router.include_router(admin)
-
-
 @router.get("/views/orders", tags=["reads"])
 async def view_orders(request: Request, user: User) -> ViewOut:
     """The user's orders as the orders projection has them (status timeline, prices paid)."""
@@ -88,4 +86,4 @@ async def _view(request: Request, name: str):  # type: ignore[no-untyped-def]
     return await reader.read(name)
 
 
-__all__ = ["PROBLEM", "router"]
+__all__ = ["PROBLEM", "admin", "router"]
