@@ -76,7 +76,9 @@ def refusal_problem(reply: Any, *, retry_after_s: int = 1, **extra: Any) -> ApiP
     headers = {"Retry-After": str(retry_after_s)} if status == 503 else None
     describe = getattr(reply, "describe", None)
     detail = describe() if callable(describe) else name
-    if name == "Busy":
+    if name == "InvalidCommand":
+        detail = str(getattr(reply, "reason", detail))
+    elif name == "Busy":
         detail = "the shard is shedding load; retry after the Retry-After seconds"
     elif name == "Unavailable":
         detail = "the shard could not be reached; retry with the same Idempotency-Key"
