@@ -18,6 +18,7 @@ from rich.table import Table
 
 from cluster import cli_audit, cli_ops, cli_projections, cli_simulate, logs
 from cluster.cli_common import DEFAULT_REDIS, StoreOpt, console, opened
+from saleday.http import cli as http_cli
 
 app = typer.Typer(help="saleday: an event-sourced sale-day (11.11) system on Ray.",
                   no_args_is_help=True, add_completion=False)
@@ -228,6 +229,7 @@ cli_projections.register(app, bench_app)
 cli_simulate.register(app, bench_app)
 cli_ops.register(app, bench_app)
 cli_audit.register(app, bench_app)
+http_cli.register(app)
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ from saleday.http.settings import HttpSettings
 log = structlog.get_logger("saleday.http")
 
 READY_TIMEOUT_S = 2.0
+KINDS = ("sku", "session", "order", "campaign", "team")
 
 
 def create_app(gateway: Any, *, settings: HttpSettings, views: Any = None,
@@ -43,6 +44,9 @@ def create_app(gateway: Any, *, settings: HttpSettings, views: Any = None,
         from saleday.http.settings import MissingSecrets
 
         raise MissingSecrets(missing)
+    lacking = set(KINDS) - set(getattr(gateway, "maps", KINDS))
+    if lacking:
+        raise ValueError(f"the HTTP API needs shards of every kind; none host {sorted(lacking)}")
     app = FastAPI(title="saleday", version="1",
                   description="The sale-day API: sessions, coupons, team-ups, store visits, "
                               "checkout, payment callbacks, reads and admin. Errors are RFC "
