@@ -114,10 +114,10 @@ def test_the_same_key_with_another_body_is_a_409(client, shards, settings):
 
 
 def test_malformed_orders_are_422_problems(client):
-    """Malformed input is a 422 problem+json: bad JSON, a missing or unknown field, a
+    """Malformed input is a 422 problem+json: bad JSON or bytes, a missing or unknown field, a
     quantity out of range, a bad Idempotency-Key, an id that is not one."""
     client.sale()
-    bad = [b"{not json", json.dumps({"lines": []}).encode(),
+    bad = [b"{not json", b'\xff"', json.dumps({"lines": []}).encode(),
            json.dumps({"lines": [{"sku": "sku-1", "qty": 0}]}).encode(),
            json.dumps({"lines": [{"sku": "sku-1", "qty": 1}], "colour": "red"}).encode(),
            json.dumps({"lines": [{"sku": "a/b", "qty": 1}]}).encode()]
