@@ -122,7 +122,8 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     if exc.status_code == 400:   # a body that does not even parse: malformed input, a 422
         detail = exc.detail if isinstance(exc.detail, str) else "the body does not parse"
-        return ApiProblem(422, "invalid_request", detail, errors=[]).response(request.url.path)
+        errors = [{"loc": ["body"], "msg": detail, "type": "body_unreadable"}]
+        return ApiProblem(422, "invalid_request", detail, errors=errors).response(request.url.path)
     title = TITLES.get(exc.status_code, "Error")
     detail = exc.detail if isinstance(exc.detail, str) else title
     return ApiProblem(exc.status_code, snake(title.replace(" ", "")), detail,
