@@ -84,7 +84,7 @@ def refusal_problem(reply: Any, *, retry_after_s: int = 1, **extra: Any) -> ApiP
         detail = "the shard could not be reached; retry with the same Idempotency-Key"
         fields = {}   # its reason names internals
     return ApiProblem(status, snake(name), detail, title=_title(name), headers=headers,
-                      refusal=name, **fields, **extra)
+                      **{"refusal": name, **extra, **fields})
 
 
 def _fields(reply: Any) -> dict[str, Any]:

@@ -2,8 +2,10 @@
 
 Orders run `cluster.checkout.Checkout` (a TCC flow whose every step id derives from the
 order id). With an `Idempotency-Key` the order id derives from (user, key), so a retried
-request drives the same order: a placed order is answered as it stands, a half-placed
-one is finished, and an order found with other lines or coupon is a 409. A user sees and
+request drives the same order: a placed (or paid) order is answered as it stands, a
+half-placed one is finished, a refused one is refused again (409 `order_cancelled`, with
+the first refusal's code as its reason), and an order found with other lines or coupon is
+a 409 idempotency conflict. A user sees and
 cancels only their own orders; anyone else's is a 404, so order ids reveal nothing.
 """
 
@@ -15,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from actors.host import Busy, Unavailable
+from actors.order import OrderCancelled
 from saleday.http import webhook
 from saleday.http.auth import User
 from saleday.http.edge import Api
@@ -45,6 +48,10 @@ async def place_order(body: OrderIn, request: Request, response: Response, user:
         if found.status:
             if (found.user, tuple(found.lines), found.coupon_id) != (user, lines, coupon):
                 raise conflict(key)
+            if found.status in ("cancelled", "voided"):   # as the first answer said: refused
+                raise refusal_problem(OrderCancelled(order_id=order_id,
+                                                     reason=found.cancel_reason),
+                                      order_id=order_id)
             if found.status != "trying":
                 response.headers["Location"] = f"/v1/orders/{order_id}"
                 return order_out(found)

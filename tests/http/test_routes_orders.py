@@ -92,6 +92,17 @@ def test_the_same_key_and_body_place_one_order(client, shards):
     assert client.http.get("/v1/skus/sku-1").json()["available"] == 3
 
 
+def test_a_refused_order_retried_with_its_key_is_refused_again(client):
+    """Retrying a refused order under the same key does not place it, even once stock is
+    back: it stays refused, naming the first refusal."""
+    client.sale(stock=1)
+    assert place(client, key="k-r", lines=(("sku-1", 2),)).status_code == 409
+    client.http.post("/v1/admin/skus/sku-1/stock", json={"qty": 5}, headers=client.op())
+    r = place(client, key="k-r", lines=(("sku-1", 2),))
+    assert r.status_code == 409
+    assert (r.json()["refusal"], r.json()["reason"]) == ("OrderCancelled", "sold_out")
+
+
 def test_two_users_keys_do_not_collide(client):
     """The same key sent by two users places two orders."""
     client.sale(stock=5)
@@ -143,6 +154,17 @@ def test_a_signed_callback_pays_the_order(client):
     assert client.as_user("GET", f"/v1/orders/{order['order_id']}", "u-1").json()["paid_cents"] == \
         order["total_cents"]
     assert client.http.get("/v1/skus/sku-1").json()["sold"] == 2
+
+
+def test_a_paid_order_cannot_be_cancelled(client):
+    """Cancelling a paid order is a 409 naming the refusal."""
+    client.sale(stock=5)
+    order = place(client).json()
+    callback(client, {"id": "evt-9", "type": "payment.succeeded", "order_id": order["order_id"],
+                      "payment_id": "pay-9", "amount_cents": order["total_cents"]})
+    r = client.as_user("POST", f"/v1/orders/{order['order_id']}/cancel", "u-1")
+    assert r.status_code == 409 and r.json()["refusal"] == "OrderAlreadyPaid"
+    assert r.json()["order_id"] == order["order_id"]
 
 
 def test_a_failed_payment_cancels_the_order(client):
