@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -152,8 +153,10 @@ class EdgeMiddleware:
 
         try:
             await self.app(scope, receive, send_status)
-        except Exception:  # noqa: BLE001 - the catch-all: log the bug, answer a problem
-            log.exception("http_unhandled", method=scope.get("method"), path=scope.get("path"))
+        except Exception as exc:  # noqa: BLE001 - the catch-all: log the bug, answer a problem
+            log.error("http_unhandled", method=scope.get("method"), path=scope.get("path"),
+                      error=f"{type(exc).__name__}: {exc}"[:500],
+                      traceback=traceback.format_exc(limit=20))
             status = 500
             if not sent:
                 problem = ApiProblem(500, "internal_error", "an unexpected error; it was logged")
