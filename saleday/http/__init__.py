@@ -8,7 +8,8 @@ The modules: `settings` (SALEDAY_HTTP_* and the secrets), `auth` (bearer JWTs, t
 operator token), `webhook` (the payment provider's signed callback), `problems` (RFC 9457
 answers and the refusal -> status table), `ratelimit`, `idempotency`, `models` (the
 request and response bodies), `views` (reads of the projections), `metrics`
-(Prometheus), `app` (the factory, handlers and middleware), `routes_*` (the routes),
+(Prometheus), `edge` (the app's state, and a reply -> an answer), `app` (the factory,
+handlers and middleware), `routes_shop` / `routes_orders` / `routes_admin` (the routes),
 `serve` (the Ray Serve deployment) and `cli` (`saleday token`, `saleday serve --http`).
 """
 

@@ -15,7 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.host import Accepted
+import structlog
+
+from actors.host import Accepted, Unavailable
 from cluster.checkout import Checkout
 from cluster.flows import SaleDayFlows
 from saleday.http.idempotency import EdgeKeys
@@ -24,6 +26,8 @@ from saleday.http.problems import refusal_problem
 from saleday.http.ratelimit import TokenBucket
 from saleday.http.settings import HttpSettings
 from saleday.http.webhook import SeenSignatures
+
+log = structlog.get_logger("saleday.http")
 
 
 def wall_ms() -> int:
@@ -56,7 +60,7 @@ class Tap:
                                          correlation_id=correlation_id)
 
     async def query(self, kind: str, entity_id: str) -> Any:
-        return await self.gateway.query(kind, entity_id)
+        return await read(self.gateway, kind, entity_id)
 
     def problem(self, fallback: Any = None, **extra: Any):  # type: ignore[no-untyped-def]
         """The problem of the first refusal this request met (or of `fallback`)."""
@@ -109,4 +113,14 @@ class Api:
         return reply
 
     async def query(self, kind: str, entity: str) -> Any:
-        return await self.gateway.query(kind, entity)
+        return await read(self.gateway, kind, entity)
+
+
+async def read(gateway: Any, kind: str, entity: str) -> Any:
+    """An entity's state from its shard; a shard that cannot answer is a 503 `unavailable`
+    (a read has no retry of its own in the gateway: it fails after the call timeout)."""
+    try:
+        return await gateway.query(kind, entity)
+    except Exception as exc:  # noqa: BLE001 - any failure to read is the shard's, not the client's
+        log.warning("read_failed", kind=kind, error=f"{type(exc).__name__}: {exc}"[:300])
+        raise refusal_problem(Unavailable(reason="")) from None

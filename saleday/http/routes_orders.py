@@ -136,12 +136,16 @@ async def payment_callback(request: Request) -> PaymentOut:
         return PaymentOut(order_id=event.order_id, status="replayed",
                           reason="this callback was received before")
     checkout, tap = api.checkout()
-    if event.type == "payment.succeeded":
-        result = await checkout.payment_succeeded(order_id=event.order_id,
-                                                  payment_id=event.payment_id,
-                                                  amount_cents=event.amount_cents, now=api.now())
-    else:
-        result = await checkout.payment_failed(order_id=event.order_id, now=api.now())
+    try:
+        if event.type == "payment.succeeded":
+            result = await checkout.payment_succeeded(
+                order_id=event.order_id, payment_id=event.payment_id,
+                amount_cents=event.amount_cents, now=api.now())
+        else:
+            result = await checkout.payment_failed(order_id=event.order_id, now=api.now())
+    except BaseException:
+        api.seen.forget(signature)   # not done: the provider's retry must be acted on
+        raise
     not_decided = [r for r in tap.refusals if isinstance(r, Busy | Unavailable)]
     if result.status == "unavailable" or (result.status == "refused" and not_decided):
         api.seen.forget(signature)   # the provider's retry must be acted on

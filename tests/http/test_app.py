@@ -38,6 +38,8 @@ class Failing:
         return await self.inner.submit(command, command_id=command_id)
 
     async def query(self, kind, entity):
+        if self.raises and kind == "order":
+            raise self.raises
         return await self.inner.query(kind, entity)
 
 
@@ -102,6 +104,14 @@ def test_a_bug_is_a_500_problem_that_names_no_internals(shards, settings):
         r = client.as_user("POST", "/v1/orders", "u", json=ORDER)
         assert r.status_code == 500 and r.headers["content-type"] == PROBLEM
         assert "secret internals" not in r.text and r.json()["type"].endswith(":internal_error")
+
+
+def test_a_shard_that_cannot_be_read_is_a_503(shards, settings):
+    """A read that times out at the shard is a 503 `unavailable` with Retry-After, not a 500."""
+    for client in make_client(Failing(shards, raises=TimeoutError()), settings):
+        r = client.as_user("GET", "/v1/orders/o-1", "u")
+        assert r.status_code == 503 and r.json()["type"].endswith(":unavailable")
+        assert r.headers["Retry-After"] == "1"
 
 
 def test_unknown_routes_and_methods_are_problems(client):
