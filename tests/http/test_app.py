@@ -3,6 +3,7 @@ the catch-all 500, health, readiness and the Prometheus metrics."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import jwt
@@ -10,10 +11,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from actors.host import Busy, Unavailable
-from actors.order import StartCheckout
+from actors.order import RecordPayment, StartCheckout
 from saleday.http import HttpSettings, create_app
 from saleday.http.auth import issue_token
 from saleday.http.settings import MissingSecrets
+from saleday.http.webhook import sign
 from tests.http.conftest import SECRETS, make_client
 
 PROBLEM = "application/problem+json"
@@ -23,12 +25,12 @@ ORDER = {"lines": [{"sku": "sku-1", "qty": 1}]}
 class Failing:
     """The gateway's API over real shards, answering `reply` (or raising) for checkouts."""
 
-    def __init__(self, inner, reply=None, raises=None) -> None:
-        self.inner, self.reply, self.raises = inner, reply, raises
+    def __init__(self, inner, reply=None, raises=None, on=StartCheckout) -> None:
+        self.inner, self.reply, self.raises, self.on = inner, reply, raises, on
         self.maps = inner.maps
 
     async def submit_retrying_busy(self, command, *, command_id, busy_retries=50):
-        if isinstance(command, StartCheckout):
+        if isinstance(command, self.on) and (self.reply or self.raises):
             if self.raises:
                 raise self.raises
             return self.reply
@@ -95,6 +97,24 @@ def test_load_shedding_and_outages_are_503_with_retry_after(shards, settings, re
         assert r.json()["type"].endswith(f":{code}") and r.headers["Retry-After"] == "1"
         assert "store down" not in r.text
         assert client.http.get("/v1/skus/sku-1").json()["reserved"] == 0
+
+
+def test_a_callback_not_decided_is_503_and_acted_on_when_retried(shards, settings):
+    """A payment callback whose shard is unavailable is a 503 (the provider retries), and the
+    very same signed request sent again once the shard is back pays the order."""
+    gateway = Failing(shards, Unavailable(reason="down"), on=RecordPayment)
+    for client in make_client(gateway, settings):
+        client.sale()
+        order = client.as_user("POST", "/v1/orders", "u", json=ORDER).json()
+        raw = json.dumps({"id": "e", "type": "payment.succeeded", "order_id": order["order_id"],
+                          "payment_id": "p", "amount_cents": order["total_cents"]}).encode()
+        headers = {"Content-Type": "application/json",
+                   "Saleday-Signature": sign(SECRETS["webhook_secret"], int(time.time()), raw)}
+        first = client.http.post("/v1/payments/callback", content=raw, headers=headers)
+        assert first.status_code == 503 and first.headers["Retry-After"] == "1"
+        gateway.reply = None
+        again = client.http.post("/v1/payments/callback", content=raw, headers=headers)
+        assert again.status_code == 200 and again.json()["status"] == "paid"
 
 
 def test_a_bug_is_a_500_problem_that_names_no_internals(shards, settings):
