@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
 
-from events import open_store
 from projections.checkpoint import open_checkpoints
 from saleday.http.views import ViewReader
 from tests.http.conftest import make_client, now_ms
