@@ -37,9 +37,10 @@ def wall_ms() -> int:
 class Tap:
     """The gateway as one request's flows see it."""
 
-    def __init__(self, gateway: Any, busy_retries: int) -> None:
+    def __init__(self, gateway: Any, busy_retries: int, retry_after_s: int = 1) -> None:
         self.gateway = gateway
         self.busy_retries = busy_retries
+        self.retry_after_s = retry_after_s
         self.refusals: list[Any] = []
         self._first = True
 
@@ -64,7 +65,8 @@ class Tap:
 
     def problem(self, fallback: Any = None, **extra: Any):  # type: ignore[no-untyped-def]
         """The problem of the first refusal this request met (or of `fallback`)."""
-        return refusal_problem(self.refusals[0] if self.refusals else fallback, **extra)
+        return refusal_problem(self.refusals[0] if self.refusals else fallback,
+                               retry_after_s=self.retry_after_s, **extra)
 
 
 @dataclass
@@ -91,7 +93,7 @@ class Api:
         return self.clock()
 
     def tap(self) -> Tap:
-        return Tap(self.gateway, self.settings.busy_retries)
+        return Tap(self.gateway, self.settings.busy_retries, self.settings.retry_after_s)
 
     def checkout(self) -> tuple[Checkout, Tap]:
         tap = self.tap()

@@ -62,7 +62,8 @@ async def place_order(body: OrderIn, request: Request, response: Response, user:
         response.headers["Location"] = f"/v1/orders/{order_id}"
         return order_out(await api.query("order", order_id))
     if result.status == "unavailable":
-        raise refusal_problem(Unavailable(reason=result.reason), order_id=order_id)
+        raise refusal_problem(Unavailable(reason=result.reason), order_id=order_id,
+                              retry_after_s=api.settings.retry_after_s)
     raise tap.problem(Unavailable(reason=result.reason), order_id=order_id)
 
 
@@ -150,6 +151,6 @@ async def payment_callback(request: Request) -> PaymentOut:
     if result.status == "unavailable" or (result.status == "refused" and not_decided):
         api.seen.forget(signature)   # the provider's retry must be acted on
         raise refusal_problem(not_decided[0] if not_decided else Unavailable(reason=""),
-                              order_id=event.order_id)
+                              order_id=event.order_id, retry_after_s=api.settings.retry_after_s)
     log.info("callback_handled", order=event.order_id, kind=event.type, status=result.status)
     return PaymentOut(order_id=event.order_id, status=result.status, reason=result.reason)

@@ -106,3 +106,23 @@ def test_a_sku_read_shows_stock_price_window_and_server_time(client):
         (2, 2, 1000, None)
     r = client.http.get("/v1/skus/nothing")
     assert r.status_code == 404 and r.json()["type"].endswith(":unknown_sku")
+
+
+def test_a_claimed_coupon_takes_its_value_off_an_order(client, shards):
+    """A coupon claimed into the wallet lowers the order's total, is locked by it, and
+    returns to the wallet when the order is cancelled."""
+    campaign(client)
+    client.sale(stock=5, tiers=((0, 500),))
+    coupon = client.as_user("POST", "/v1/coupons/claims", "u", json={"campaign": "c-1"}).json()
+    client.http.portal.call(react, shards)
+    r = client.as_user("POST", "/v1/orders", "u", json={
+        "lines": [{"sku": "sku-1", "qty": 2}], "coupon_id": coupon["coupon_id"]})
+    assert r.status_code == 201, r.text
+    order = r.json()
+    assert (order["subtotal_cents"], order["discount_cents"], order["total_cents"]) == (1000, 300, 700)
+    assert client.as_user("GET", "/v1/coupons", "u").json()[0]["status"] == "locked"
+    client.as_user("POST", f"/v1/orders/{order['order_id']}/cancel", "u")
+    assert client.as_user("GET", "/v1/coupons", "u").json()[0]["status"] == "held"
+    r = client.as_user("POST", "/v1/orders", "u", json={
+        "lines": [{"sku": "sku-1", "qty": 1}], "coupon_id": "not-mine"})
+    assert r.status_code == 422 and r.json()["refusal"] == "CouponNotFound"
