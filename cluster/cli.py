@@ -18,6 +18,7 @@ from rich.table import Table
 
 from cluster import cli_audit, cli_ops, cli_projections, cli_simulate, logs
 from cluster.cli_common import DEFAULT_REDIS, KnownErrorsExit2, StoreOpt, console, fail, opened
+from saleday.http import cli as http_cli
 
 # Exit status everywhere: 0 ok, 1 the audit found violations, 2 bad input, usage or
 # environment (a known error type, see cli_common.KNOWN_ERRORS: `error: ...`, no traceback).
@@ -238,6 +239,7 @@ cli_projections.register(app, bench_app)
 cli_simulate.register(app, bench_app)
 cli_ops.register(app, bench_app)
 cli_audit.register(app, bench_app)
+http_cli.register(app)
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ credentials or holds no log. Store URLs are shown redacted, never with a passwor
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 from typing import Annotated, Any
@@ -71,6 +72,15 @@ def serve(
     health_every_s: Annotated[float | None, typer.Option(min=0.1)] = None,
     stop_shards: Annotated[bool, typer.Option(
         help="Kill the shard actors on exit (default: leave them to the next serve).")] = False,
+    http: Annotated[bool, typer.Option(
+        "--http", help="Also serve the HTTP API (Ray Serve; docs/API.md).")] = False,
+    host: Annotated[str | None, typer.Option(
+        help="--http: address to listen on (env SALEDAY_HTTP_HOST, default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(
+        min=1, max=65535, help="--http: port (env SALEDAY_HTTP_PORT, default 8000).")] = None,
+    replicas: Annotated[int, typer.Option(min=1, help="--http: Serve replicas.")] = 1,
+    dev_secrets: Annotated[bool, typer.Option(
+        help="--http: generate random secrets under the data dir when none are set.")] = False,
 ) -> None:
     """Start or find the shard actors on Ray and keep them ticked and watched.
 
@@ -83,6 +93,13 @@ def serve(
                          snapshot_every=snapshot_every, tick_s=tick_s, num_cpus=num_cpus,
                          health_every_s=health_every_s)
     _check_reachable(settings.ray_address)
+    if http:
+        from saleday.http import cli as http_cli
+
+        http_settings = http_cli.prepare(host=host, port=port, dev_secrets=dev_secrets,
+                                         data_dir=settings.data_dir)
+        if shards is None and "SALEDAY_SHARDS" not in os.environ:
+            settings = settings.model_copy(update={"shards": http_cli.HTTP_SHARDS})
     config = settings.runtime_config().model_copy(
         update={"detached": settings.ray_address is not None})
     from cluster.runtime import Runtime
@@ -98,6 +115,8 @@ def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
     runtime.client()  # its gateway ticks every shard every tick_s; runtime.stop closes it
+    if http:
+        http_cli.start(runtime, http_settings, replicas=replicas)
     gcs = _gcs_address()
     safe = settings.safe()
     log.info("serve_started", ray=gcs, store=safe["store_url"], shards=settings.shards,
@@ -116,6 +135,8 @@ def serve(
                     "stream", "health", "state", "node_ip", "version", "lag", "epoch", "restarts")})
     finally:
         log.info("serve_stopping", stop_shards=stop_shards)
+        if http:
+            http_cli.stop()
         runtime.stop(kill_shards=stop_shards)  # closes the client too
 
 

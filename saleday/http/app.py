@@ -1,0 +1,170 @@
+"""The FastAPI app: `create_app(gateway, settings=...)`, its error handling and its health.
+
+Every error is an RFC 9457 problem (`problems.py`): the app's own (`ApiProblem`), a body or
+parameter that does not validate (422), an unknown route or method (404, 405). The edge
+middleware times every request for `/metrics` by route template and status, and is the
+catch-all: an exception no handler took is logged (structlog, with its traceback) and
+answered as a problem 500 that names no internals. Nothing a client sends should reach
+it; the schema fuzz test holds the app to that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from saleday.http import routes_admin, routes_orders, routes_shop
+from saleday.http.edge import Api, wall_ms
+from saleday.http.models import Health
+from saleday.http.problems import TITLES, ApiProblem, snake
+from saleday.http.settings import HttpSettings
+
+log = structlog.get_logger("saleday.http")
+
+READY_TIMEOUT_S = 2.0
+KINDS = ("sku", "session", "order", "campaign", "team")
+
+
+def create_app(gateway: Any, *, settings: HttpSettings, views: Any = None,
+               clock: Callable[[], int] = wall_ms) -> FastAPI:
+    """The API over `gateway` (a `Gateway`, or `LocalShards` with `autoflush=True`).
+
+    `views` (a `saleday.http.views.ViewReader`) serves /v1/views; `clock` gives the
+    commands' `now` in ms. The settings must hold every secret (`settings.with_secrets`)."""
+    missing = settings.missing_secrets()
+    if missing:
+        from saleday.http.settings import MissingSecrets
+
+        raise MissingSecrets(missing)
+    lacking = set(KINDS) - set(getattr(gateway, "maps", KINDS))
+    if lacking:
+        raise ValueError(f"the HTTP API needs shards of every kind; none host {sorted(lacking)}")
+    app = FastAPI(title="saleday", version="1",
+                  description="The sale-day API: sessions, coupons, team-ups, store visits, "
+                              "checkout, payment callbacks, reads and admin. Errors are RFC "
+                              "9457 problems (application/problem+json). See docs/API.md.")
+    app.state.api = Api(gateway, settings, views, clock)
+    app.add_exception_handler(ApiProblem, _problem)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_middleware(EdgeMiddleware)
+    app.include_router(routes_shop.router)
+    app.include_router(routes_orders.router)
+    app.include_router(routes_admin.router)
+    app.include_router(routes_admin.admin)   # not nested: metrics label routes by full path
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> Health:
+        """The process answers (nothing else is checked)."""
+        return Health(status="ok")
+
+    @app.get("/readyz", tags=["health"], responses={503: routes_shop.PROBLEM})
+    async def readyz(request: Request) -> Health:
+        """Every shard answers a read within 2 s."""
+        return await _ready(request.app.state.api.gateway)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        m = request.app.state.api.metrics
+        return Response(m.render(), media_type=m.content_type)
+
+    return app
+
+
+async def _ready(gateway: Any) -> Health:
+    counts: dict[str, int] = {}
+    probes = []
+    for kind, shard_map in getattr(gateway, "maps", {}).items():
+        counts[kind] = shard_map.shards
+        probes.extend(gateway.query(kind, entity) for entity in _one_per_shard(shard_map))
+    try:
+        await asyncio.wait_for(asyncio.gather(*probes), READY_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        log.warning("not_ready", error=type(exc).__name__)
+        raise ApiProblem(503, "not_ready", "a shard did not answer",
+                         headers={"Retry-After": "1"}) from None
+    return Health(status="ready", shards=counts)
+
+
+def _one_per_shard(shard_map: Any) -> list[str]:
+    found: dict[int, str] = {}
+    n = 0
+    while len(found) < shard_map.shards and n < 100_000:
+        entity = f"readyz-{n}"
+        found.setdefault(shard_map.shard_of(entity), entity)
+        n += 1
+    return list(found.values())
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+async def _problem(request: Request, exc: ApiProblem) -> JSONResponse:
+    return exc.response(request.url.path)
+
+
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
+               "type": str(e.get("type", ""))} for e in exc.errors()]
+    first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+    detail = f"{'.'.join(first['loc'])}: {first['msg']}" if first["loc"] else first["msg"]
+    return ApiProblem(422, "invalid_request", detail, errors=errors).response(request.url.path)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code == 400:   # a body that does not even parse: malformed input, a 422
+        detail = exc.detail if isinstance(exc.detail, str) else "the body does not parse"
+        errors = [{"loc": ["body"], "msg": detail, "type": "body_unreadable"}]
+        return ApiProblem(422, "invalid_request", detail, errors=errors).response(request.url.path)
+    title = TITLES.get(exc.status_code, "Error")
+    detail = exc.detail if isinstance(exc.detail, str) else title
+    return ApiProblem(exc.status_code, snake(title.replace(" ", "")), detail,
+                      headers=dict(exc.headers or {})).response(request.url.path)
+
+
+class EdgeMiddleware:
+    """Times every HTTP request for /metrics, and answers a bug as a problem 500."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        sent = False
+
+        async def send_status(message: dict) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status, sent = message["status"], True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        except Exception as exc:  # noqa: BLE001 - the catch-all: log the bug, answer a problem
+            log.error("http_unhandled", method=scope.get("method"), path=scope.get("path"),
+                      error=f"{type(exc).__name__}: {exc}"[:500],
+                      traceback=traceback.format_exc(limit=20))
+            status = 500
+            if not sent:
+                problem = ApiProblem(500, "internal_error", "an unexpected error; it was logged")
+                await problem.response(scope.get("path", ""))(scope, receive, send)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            api = scope["app"].state.api if "app" in scope else None
+            if api is not None:
+                api.metrics.observe(template, scope.get("method", ""), status,
+                                    time.perf_counter() - started)

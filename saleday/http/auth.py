@@ -1,0 +1,83 @@
+"""Who is calling: users by a signed bearer JWT, operators by a bearer token.
+
+A user token is HS256-signed with `SALEDAY_HTTP_JWT_SECRET`, with `sub` = the user id,
+`iss` and `aud` fixed by the settings, and `exp` (plus `iat`); PyJWT checks all of them.
+`saleday token --user U` issues one. The operator token is compared in constant time.
+Each authenticated user then takes a token from their rate-limit bucket.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import time
+from typing import Annotated
+
+import jwt
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from saleday.http.problems import ApiProblem
+from saleday.http.settings import HttpSettings
+
+USER_ID = re.compile(r"^[A-Za-z0-9._@:-]{1,64}$")
+bearer = HTTPBearer(auto_error=False, description="A user's JWT (`saleday token --user U`), "
+                    "or the operator token on /v1/admin and /v1/views/metrics.")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+def issue_token(user: str, settings: HttpSettings, *, ttl_s: int | None = None,
+                now_s: int | None = None) -> str:
+    """A signed bearer token for `user`, valid for `ttl_s` seconds."""
+    if not USER_ID.match(user):
+        raise ValueError(f"user id {user!r}: 1-64 of letters, digits and . _ @ : -")
+    now_s = int(time.time()) if now_s is None else now_s
+    claims = {"sub": user, "iss": settings.jwt_issuer, "aud": settings.jwt_audience,
+              "iat": now_s, "exp": now_s + (ttl_s or settings.token_ttl_s)}
+    return jwt.encode(claims, settings.secret("jwt_secret"), algorithm="HS256")
+
+
+def verify_token(token: str, settings: HttpSettings) -> str:
+    """The user a token names; `ApiProblem` 401 when it is not valid now."""
+    try:
+        claims = jwt.decode(token, settings.secret("jwt_secret"), algorithms=["HS256"],
+                            audience=settings.jwt_audience, issuer=settings.jwt_issuer,
+                            options={"require": ["exp", "sub", "iss", "aud"]}, leeway=5)
+    except jwt.ExpiredSignatureError:
+        raise unauthorized("the token has expired") from None
+    except jwt.PyJWTError as exc:
+        raise unauthorized(f"the token is not valid: {type(exc).__name__}") from None
+    user = claims.get("sub")
+    if not isinstance(user, str) or not USER_ID.match(user):
+        raise unauthorized("the token's subject is not a user id")
+    return user
+
+
+def unauthorized(detail: str) -> ApiProblem:
+    return ApiProblem(401, "unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def current_user(request: Request, credentials: Credentials) -> str:
+    """The authenticated user of a request, once within their rate limit."""
+    api = request.app.state.api
+    if credentials is None:
+        raise unauthorized("send Authorization: Bearer <token>")
+    user = verify_token(credentials.credentials, api.settings)
+    wait_s = api.limiter.take(user)
+    if wait_s > 0:
+        raise ApiProblem(429, "rate_limited", "too many requests from this user",
+                         headers={"Retry-After": str(max(1, int(wait_s + 0.999)))},
+                         retry_after_s=round(wait_s, 3))
+    return user
+
+
+async def operator(request: Request, credentials: Credentials) -> None:
+    """Passes only the operator token."""
+    expected = request.app.state.api.settings.secret("operator_token").encode()
+    given = credentials.credentials.encode() if credentials is not None else b""
+    if not hmac.compare_digest(given, expected):
+        raise unauthorized("this route needs the operator token")
+
+
+User = Annotated[str, Depends(current_user)]
+Operator = Depends(operator)

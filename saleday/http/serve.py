@@ -1,0 +1,116 @@
+"""The front door on Ray Serve: a deployment whose every replica holds a gateway to the
+shard actors that `saleday serve` runs.
+
+    serve deploy deploy/serve_config.yaml          # a cluster: import_path saleday.http.serve:build
+    saleday serve --http [--host 127.0.0.1] [--port 8000]    # locally: the shards and this app
+
+A replica FINDS the named shard actors (`ray.get_actor` in saleday's namespace); it never
+starts one, so the shards keep one writer each however many replicas there are. It reads
+its settings from the node's environment (`SALEDAY_*` for the store and the shards,
+`SALEDAY_HTTP_*` for the secrets and limits): secrets are not put in the Serve config.
+A local run (`run_local`) may hand them to the replicas as constructor arguments instead,
+which Serve keeps to itself. All of the front door's Ray calls are in this module.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from ray import serve
+
+from cluster import wiring
+from cluster.gateway import Gateway
+from cluster.routing import ShardMap
+from cluster.runtime import RuntimeConfig
+from cluster.wire import Wire
+
+log = structlog.get_logger("saleday.http.serve")
+
+APP_NAME = "saleday"
+MAX_ONGOING_REQUESTS = 256
+"""Requests a replica works on at once: it mostly awaits the gateway, which batches them,
+so Serve's default of 5 would leave it idle and queue requests at the proxy."""
+
+
+class ShardsNotRunning(RuntimeError):
+    """A replica found no shard actor of that name: start `saleday serve` first."""
+
+
+def attach_gateway(config: RuntimeConfig) -> Gateway:
+    """A gateway to the shard actors already running under `config`'s shard map."""
+    import ray
+
+    deciders = wiring.deciders()
+    maps = {kind: ShardMap.uniform(kind, n, config.partitions) for kind, n in config.shards.items()}
+    handles: dict[str, list[Any]] = {}
+    for kind, shard_map in maps.items():
+        handles[kind] = []
+        for i in range(shard_map.shards):
+            try:
+                handles[kind].append(ray.get_actor(shard_map.stream(i), namespace=wiring.NAMESPACE))
+            except ValueError:
+                raise ShardsNotRunning(f"no shard actor {shard_map.stream(i)!r} in namespace "
+                                       f"{wiring.NAMESPACE!r}: run `saleday serve` with the "
+                                       "same --shards first") from None
+    kind_by_type = {cls: kind for kind in maps for cls in deciders[kind].commands}
+    return Gateway(maps, handles, config.gateway_config(),
+                   entity_of={kind: deciders[kind].entity_of for kind in maps},
+                   kind_of=lambda command: kind_by_type.get(type(command), "?"),
+                   transient=wiring.transient_errors(), wire=Wire(list(kind_by_type)))
+
+
+@serve.deployment(name="saleday-http", max_ongoing_requests=MAX_ONGOING_REQUESTS,
+                  ray_actor_options={"num_cpus": 0})
+@serve.ingress()
+class SaledayHttp:
+    """One replica: its own gateway to the shards, its own app (rate limits, idempotency
+    keys and metrics are per replica)."""
+
+    def __init__(self, runtime: dict[str, Any] | None = None,
+                 http: dict[str, Any] | None = None, views: bool = True) -> None:
+        from cluster.settings import load_settings
+        from saleday.http.settings import HttpSettings
+
+        settings = load_settings()
+        config = settings.runtime_config().model_copy(update=runtime or {})
+        self.settings = HttpSettings(**(http or {}))
+        self.gateway = attach_gateway(config)
+        self.views = None
+        if views:
+            from saleday.http.views import ViewReader
+
+            self.views = ViewReader.from_url(config.store_url)
+        log.info("replica_started", shards=config.shards)
+
+    def __serve_build_asgi_app__(self) -> Any:
+        from saleday.http.app import create_app
+
+        return create_app(self.gateway, settings=self.settings, views=self.views)
+
+
+def build(args: dict[str, Any]) -> Any:
+    """The application `serve deploy` builds (`import_path: saleday.http.serve:build`).
+
+    `args` may set `shards`, `partitions` and the batching options (anything else comes
+    from the nodes' SALEDAY_* environment) and `views: false`."""
+    runtime = {k: v for k, v in args.items() if k in RuntimeConfig.model_fields}
+    return SaledayHttp.bind(runtime=runtime or None, views=bool(args.get("views", True)))
+
+
+def run_local(config: RuntimeConfig, http: Any, *, replicas: int = 1,
+              views: bool = True) -> str:
+    """Start Serve on this Ray (its proxy on `http.host`:`http.port`, loopback by default)
+    with the app over `config`'s running shards; return the base URL."""
+    serve.start(http_options={"host": http.host, "port": http.port})
+    secrets = {n: http.secret(n) for n in ("jwt_secret", "webhook_secret", "operator_token")}
+    plain = http.model_dump(mode="json", exclude={"jwt_secret", "webhook_secret",
+                                                  "operator_token"})
+    app = SaledayHttp.options(num_replicas=replicas).bind(
+        runtime=config.model_dump(), http={**plain, **secrets}, views=views)
+    serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+    return f"http://{http.host}:{http.port}"
+
+
+def stop_local() -> None:
+    serve.shutdown()

@@ -1,0 +1,107 @@
+"""The parts that keep the door: callback signatures, tokens, the rate limit, the secrets."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import stat
+
+import pytest
+
+from saleday.http import webhook
+from saleday.http.auth import issue_token, verify_token
+from saleday.http.idempotency import EdgeKeys, scoped_id
+from saleday.http.problems import ApiProblem
+from saleday.http.ratelimit import TokenBucket
+from saleday.http.settings import HttpSettings, MissingSecrets, with_secrets
+
+SECRET = "whsec_test_secret_of_at_least_32_chars"
+BODY = b'{"id":"evt-1","type":"payment.succeeded","order_id":"o-1","payment_id":"p-1","amount_cents":1500}'
+
+
+def test_the_signature_is_hmac_sha256_over_timestamp_dot_body():
+    """The documented worked example: v1 is hex HMAC-SHA256 of "<t>." + body with the secret."""
+    header = webhook.sign(SECRET, 1_700_000_000, BODY)
+    expected = hmac.new(SECRET.encode(), b"1700000000." + BODY, hashlib.sha256).hexdigest()
+    assert header == f"t=1700000000,v1={expected}"
+    assert expected == "f6d0e2c1b72731154dffb8aabaece9f41f3c657d9280077e57bdda3b47f6927b"  # docs/API.md
+    assert webhook.verify(header, BODY, SECRET, now_s=1_700_000_100, tolerance_s=300) == \
+        (1_700_000_000, expected)
+
+
+@pytest.mark.parametrize("header, body, now, why", [
+    (None, BODY, 1_700_000_000, "no Saleday-Signature"),
+    ("garbage", BODY, 1_700_000_000, "must read"),
+    (webhook.sign(SECRET, 1_700_000_000, BODY), BODY + b" ", 1_700_000_000, "does not match"),
+    (webhook.sign("another-secret-another-secret-xx", 1_700_000_000, BODY), BODY, 1_700_000_000,
+     "does not match"),
+    (webhook.sign(SECRET, 1_700_000_000, BODY), BODY, 1_700_000_301, "more than 300 s"),
+    (webhook.sign(SECRET, 1_700_000_000, BODY).replace("t=1700000000", "t=1700000001"), BODY,
+     1_700_000_000, "does not match"),
+])
+def test_a_bad_signature_is_refused_saying_why(header, body, now, why):
+    """A missing, malformed, forged, tampered, re-timed or stale signature is refused."""
+    with pytest.raises(webhook.BadSignature, match=why):
+        webhook.verify(header, body, SECRET, now_s=now, tolerance_s=300)
+
+
+def test_any_of_several_signatures_may_match_while_a_secret_rotates():
+    """A header with one v1 per secret passes when any of them matches."""
+    good = webhook.sign(SECRET, 5, BODY)
+    header = f"t=5,v1={'0' * 64},{good.split(',')[1]}"
+    assert webhook.verify(header, BODY, SECRET, now_s=5, tolerance_s=1)[0] == 5
+
+
+def test_a_token_names_its_user_until_it_expires():
+    """A token issued for a user verifies to that user, and not once it has expired."""
+    settings = HttpSettings(jwt_secret="s" * 32)
+    assert verify_token(issue_token("u-1", settings), settings) == "u-1"
+    with pytest.raises(ApiProblem, match="expired"):
+        verify_token(issue_token("u-1", settings, ttl_s=1, now_s=1000), settings)
+    with pytest.raises(ValueError):
+        issue_token("not a user", settings)
+
+
+def test_the_bucket_allows_a_burst_then_the_rate():
+    """A bucket lets `burst` requests through at once, then one per 1/rate seconds, and says
+    how long to wait."""
+    t = [0.0]
+    bucket = TokenBucket(rate=2.0, burst=3, clock=lambda: t[0])
+    assert [bucket.take("u") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.take("u") == pytest.approx(0.5)
+    t[0] = 0.5
+    assert bucket.take("u") == 0.0
+    assert bucket.take("v") == 0.0
+
+
+def test_keys_are_scoped_and_conflicts_caught():
+    """Two users' keys give different ids; a key seen with another body is a conflict."""
+    assert scoped_id("a", "k") != scoped_id("b", "k")
+    keys = EdgeKeys(capacity=2)
+    keys.check("a", "orders", "k", {"x": 1})
+    keys.check("a", "orders", "k", {"x": 1})
+    keys.check("b", "orders", "k", {"x": 2})
+    with pytest.raises(ApiProblem) as raised:
+        keys.check("a", "orders", "k", {"x": 2})
+    assert raised.value.status == 409
+
+
+def test_no_secrets_means_no_start_unless_dev_secrets_are_asked_for(tmp_path):
+    """Without secrets the settings refuse; with `dev` random ones are written to a 0600 file
+    and read back the next time."""
+    with pytest.raises(MissingSecrets, match="SALEDAY_HTTP_JWT_SECRET"):
+        with_secrets(HttpSettings(), data_dir=tmp_path)
+    first, path = with_secrets(HttpSettings(), data_dir=tmp_path, dev=True)
+    assert path == tmp_path / "http-secrets.json"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert not first.missing_secrets()
+    again, _ = with_secrets(HttpSettings(), data_dir=tmp_path, dev=True)
+    assert again.secret("jwt_secret") == first.secret("jwt_secret")
+    assert first.secret("jwt_secret") not in repr(first)
+
+
+def test_short_secrets_are_refused():
+    """A secret under 32 characters is refused."""
+    with pytest.raises(ValueError, match="at least 32"):
+        HttpSettings(jwt_secret="short")

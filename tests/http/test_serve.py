@@ -1,0 +1,90 @@
+"""The HTTP API on Ray Serve: a local Ray, the shards, the Serve app on a free loopback port,
+an order placed over real HTTP and read back; and the Serve config file."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.http.conftest import SECRETS, now_ms
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_serve_config_is_valid_and_not_starved():
+    """deploy/serve_config.yaml passes Serve's own schema, builds from this package, and
+    lets a replica work on far more than Serve's default of 5 requests at once."""
+    from ray.serve.schema import ServeDeploySchema
+
+    config = yaml.safe_load((ROOT / "deploy" / "serve_config.yaml").read_text())
+    schema = ServeDeploySchema.model_validate(config)
+    (app,) = schema.applications
+    assert app.import_path == "saleday.http.serve:build"
+    (dep,) = app.deployments
+    assert dep.name == "saleday-http" and dep.max_ongoing_requests >= 100
+    assert "secret" not in (ROOT / "deploy" / "serve_config.yaml").read_text().split("applications:")[1].lower()
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(120)
+def test_an_order_over_real_http_on_serve(tmp_path):
+    """With the shards on a local Ray and the Serve app on a loopback port, an order placed
+    over HTTP is answered 201 and reads back the same; Serve is shut down after."""
+    import ray
+    from ray import serve
+
+    from cluster import wiring
+    from cluster.runtime import Runtime, RuntimeConfig
+    from saleday.http.auth import issue_token
+    from saleday.http.serve import run_local
+    from saleday.http.settings import HttpSettings
+
+    ray.init(num_cpus=2, include_dashboard=False, namespace=wiring.NAMESPACE, log_to_driver=False)
+    runtime = None
+    try:
+        runtime = Runtime(RuntimeConfig(
+            store_url=f"sqlite:///{tmp_path}/events.db",
+            shards={"sku": 1, "session": 1, "order": 1, "campaign": 1, "team": 1})).start()
+        settings = HttpSettings(**SECRETS, port=free_port())
+        url = run_local(runtime.config, settings, views=False)
+        assert url.startswith("http://127.0.0.1:")
+        op = {"Authorization": f"Bearer {SECRETS['operator_token']}"}
+        user = {"Authorization": f"Bearer {issue_token('u-1', settings)}"}
+        with httpx.Client(base_url=url, timeout=30) as http:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if http.get("/readyz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "the Serve app never got ready"
+                time.sleep(0.2)
+            now = now_ms()
+            assert http.post("/v1/admin/skus/sku-1/stock", json={"qty": 5}, headers=op).status_code == 200
+            assert http.put("/v1/admin/skus/sku-1/sale", headers=op, json={
+                "tiers": [{"units": 0, "price_cents": 700}], "start_ms": now - 1000,
+                "end_ms": now + 60_000}).status_code == 200
+            placed = http.post("/v1/orders", json={"lines": [{"sku": "sku-1", "qty": 2}]},
+                               headers={**user, "Idempotency-Key": "k1"})
+            assert placed.status_code == 201, placed.text
+            assert placed.json()["total_cents"] == 1400
+            read = http.get(placed.headers["Location"], headers=user)
+            assert read.status_code == 200 and read.json() == placed.json()
+            assert http.get("/v1/skus/sku-1").json()["reserved"] == 2
+    finally:
+        serve.shutdown()
+        if runtime is not None:
+            runtime.stop(kill_shards=True)
+        ray.shutdown()
