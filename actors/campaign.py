@@ -27,9 +27,9 @@ from typing import assert_never
 
 import immutables
 
-from actors.decider import Decider, InvalidCommand, Rejection, compact_pickle
-from actors.fields import Intake, fast_replace
-from events.registry import event_type
+from saleday.actors.decider import Decider, InvalidCommand, Rejection, compact_pickle
+from saleday.actors.fields import Intake, fast_replace
+from saleday.events.registry import event_type
 
 UNLIMITED = -1
 """A remaining budget of this kind that has no limit (its budget was 0)."""

@@ -25,8 +25,8 @@ from dataclasses import fields
 from operator import attrgetter
 from typing import Any, TypeVar
 
-from actors.decider import Decider, Rejection
-from actors.fields import Intake
+from saleday.actors.decider import Decider, Rejection
+from saleday.actors.fields import Intake
 
 S = TypeVar("S")
 

@@ -36,6 +36,11 @@ E = TypeVar("E")
 S = TypeVar("S")
 
 
+def snake_case(name: str) -> str:
+    """`SoldOut` -> `sold_out`: how a refusal's class name reads as a stable code."""
+    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Rejection:
     """A typed business refusal. Subclasses are frozen dataclasses named for the reason."""
@@ -43,8 +48,7 @@ class Rejection:
     @property
     def code(self) -> str:
         """A stable snake_case name of the refusal, e.g. `sold_out`."""
-        name = type(self).__name__
-        return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+        return snake_case(type(self).__name__)
 
     def describe(self) -> str:
         """The refusal in words, with its fields."""

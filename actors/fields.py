@@ -20,7 +20,7 @@ from dataclasses import fields
 from operator import attrgetter
 from typing import Any, TypeVar
 
-from actors.decider import InvalidCommand
+from saleday.actors.decider import InvalidCommand
 
 T = TypeVar("T")
 

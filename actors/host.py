@@ -30,7 +30,7 @@ acknowledged that is not in the log.
   retries with the same ids); a commit that lost a race catches up from the log and
   decides again; a fenced host refuses all further work (`ShardFenced`).
 
-This is a plain class: unit tests drive it without Ray (cluster/wiring.py makes it an actor).
+This is a plain class: unit tests drive it without Ray (cluster/ray_api.py makes it an actor).
 """
 
 from __future__ import annotations
@@ -40,13 +40,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import structlog
 
-from actors import state_codec
-from actors.decider import (
+from saleday.actors import state_codec
+from saleday.actors.decider import (
     Decider,
     Fingerprint,
     IdempotencyConflict,
@@ -54,8 +54,9 @@ from actors.decider import (
     Rejection,
     fingerprint,
     same_command,
+    snake_case,
 )
-from events import (
+from saleday.events import (
     ConcurrencyError,
     DuplicateCommandError,
     EventLogError,
@@ -68,12 +69,12 @@ from events import (
     Snapshot,
     StoreUnavailable,
 )
-from events import (
+from saleday.events import (
     registry as default_registry,
 )
-from events.chain import seal
-from events.codec import envelopes
-from events.envelope import ZERO_HASH
+from saleday.events.chain import seal
+from saleday.events.codec import envelopes
+from saleday.events.envelope import ZERO_HASH
 
 log = structlog.get_logger("saleday.shard")
 
@@ -101,22 +102,39 @@ class Accepted:
     duplicate: bool = False
 
 
+class TransportFailure:
+    """Not decided, for a reason outside the rules: the shard or its store could not be
+    reached, or the shard shed load. Retrying with the same command id is safe. Not a
+    `Rejection`: the rules never said no (callers that count refusals must not count these).
+    """
+
+    @property
+    def code(self) -> str:
+        """A stable snake_case name, e.g. `busy`."""
+        return snake_case(type(self).__name__)
+
+    def describe(self) -> str:
+        details = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
+        return f"{self.code}({details})"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Unavailable(Rejection):
+class Unavailable(TransportFailure):
     """Not decided: the shard or its store could not be reached. Retry with the same id."""
 
     reason: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Busy(Rejection):
+class Busy(TransportFailure):
     """Not decided: the shard's queue is full (load shedding). Retry later."""
 
     shard: str
 
 
-Reply = Accepted | Rejection
-"""What a shard answers for each request: `Accepted`, or a typed `Rejection`."""
+Reply = Accepted | Rejection | TransportFailure
+"""What a shard (or a gateway in front of it) answers for each request: `Accepted`, a typed
+`Rejection` by the rules, or a `TransportFailure` (`Busy`, `Unavailable`)."""
 
 
 class ShardFenced(Exception):

@@ -47,10 +47,10 @@ from typing import ClassVar, assert_never
 
 import immutables
 
-from actors.decider import Decider, InvalidCommand, Rejection, compact_pickle
-from actors.fields import INT64_MAX, Intake, fast_replace
-from actors.lifecycle import OPEN, OrderStatus
-from events.registry import event_type
+from saleday.actors.decider import Decider, InvalidCommand, Rejection, compact_pickle
+from saleday.actors.fields import INT64_MAX, Intake, fast_replace
+from saleday.actors.lifecycle import OPEN, OrderStatus
+from saleday.events.registry import event_type
 
 Lines = tuple[tuple[str, int], ...]
 """The order's lines `((sku, qty), ...)`, each sku once, qty >= 1."""

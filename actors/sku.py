@@ -46,9 +46,9 @@ from typing import ClassVar, assert_never
 
 import immutables
 
-from actors.decider import Decider, InvalidCommand, Rejection, compact_pickle
-from actors.fields import Intake, fast_replace, is_int64
-from events.registry import event_type
+from saleday.actors.decider import Decider, InvalidCommand, Rejection, compact_pickle
+from saleday.actors.fields import Intake, fast_replace, is_int64
+from saleday.events.registry import event_type
 
 Tiers = tuple[tuple[int, int], ...]
 """Price tiers `((units, unit_price_cents), ...)`; the last tier has units == 0."""

@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, assert_never
 
-from actors.decider import Decider, InvalidCommand, Rejection, compact_pickle
-from actors.fields import Intake, fast_replace
-from events.registry import event_type
+from saleday.actors.decider import Decider, InvalidCommand, Rejection, compact_pickle
+from saleday.actors.fields import Intake, fast_replace
+from saleday.events.registry import event_type
 
 Shares = tuple[tuple[str, int], ...]
 """A split red packet: `((member, cents), ...)` in join order."""

@@ -34,10 +34,10 @@ from typing import Any
 
 import structlog
 
-from actors.decider import InvalidCommand
-from actors.host import Busy, Reply, Request, Unavailable
-from cluster.routing import ShardMap, UnroutableEntity
-from cluster.wire import Wire
+from saleday.actors.decider import InvalidCommand
+from saleday.actors.host import Busy, Reply, Request, Unavailable
+from saleday.cluster.routing import ShardMap, UnroutableEntity
+from saleday.cluster.wire import Wire
 
 log = structlog.get_logger("saleday.gateway")
 

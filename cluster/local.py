@@ -2,7 +2,7 @@
 
 `LocalShards` hosts every kind's shards on one store and offers what the flows use of a
 `Gateway` (`submit`, `submit_retrying_busy`, `submit_many`, `query`), so
-`cluster.checkout.Checkout`, `cluster.flows.SaleDayFlows` and the `Reactor` run on it
+`flows.checkout.Checkout`, `flows.sale_day.SaleDayFlows` and the `Reactor` run on it
 unchanged and write the log the system writes.
 
 Commands queue per shard and are decided as one batch and one commit per shard, either
@@ -19,7 +19,7 @@ cannot record, a command id reused with another payload: `IdempotencyConflict`).
 
 Time is the hosts' `clock` (ms): a callable given by the owner, or `now_ms`, which the
 owner moves. `tick()` expires what is due on the shards with a timer due; `react()` turns
-new team and campaign facts into their follow-up commands (`cluster.flows.follow_ups`).
+new team and campaign facts into their follow-up commands (`flows.reactions.follow_ups`).
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.decider import InvalidCommand
-from actors.host import Request, ShardHost, Unavailable
-from cluster.flows import follow_ups
-from cluster.routing import ShardMap, UnroutableEntity
-from cluster.wiring import deciders
-from events import EventStore, Tail, registry
+from saleday.actors.decider import InvalidCommand
+from saleday.actors.host import Request, ShardHost, Unavailable
+from saleday.actors.kinds import deciders
+from saleday.cluster.routing import ShardMap, UnroutableEntity
+from saleday.events import EventStore, Tail, registry
+from saleday.flows.reactions import follow_ups
 
 
 @dataclass

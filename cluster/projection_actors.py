@@ -19,12 +19,12 @@ from typing import Any
 
 import structlog
 
-from cluster.wiring import NAMESPACE
-from events import open_store
-from projections.checkpoint import open_checkpoints
-from projections.runner import Partition, Projection
-from projections.view import View, merged
-from projections.views import view_class
+from saleday.cluster.ray_api import NAMESPACE
+from saleday.events import open_store
+from saleday.projections.checkpoint import open_checkpoints
+from saleday.projections.runner import Partition, Projection
+from saleday.projections.view import View, merged
+from saleday.projections.views import view_class
 
 log = structlog.get_logger("saleday.projections")
 
@@ -38,7 +38,7 @@ class ProjectionWorker:
                  index: int = 0, count: int = 1, assignment: dict[str, int] | None = None,
                  batch_size: int = 10_000, poll_interval: float = 0.05,
                  metrics: bool = True) -> None:
-        from cluster import logs
+        from saleday.cluster import logs
 
         logs.configure(os.environ.get("SALEDAY_LOG_LEVEL", "warning"))
         self.store = open_store(store_url)
@@ -165,12 +165,12 @@ def worker_handle(*, views: list[str], store_url: str, checkpoint_url: str, inde
                   spread: bool = False) -> Any:
     """The named projection worker actor for part `index` of `count`, created if needed.
 
-    Placed like the shards (`wiring.shard_placement`): on the nodes that offer `resource`
+    Placed like the shards (`ray_api.shard_placement`): on the nodes that offer `resource`
     (none: anywhere), spread across them when `spread`.
     """
     import ray
 
-    from cluster.wiring import shard_placement
+    from saleday.cluster.ray_api import shard_placement
 
     actor = ray.remote(ProjectionWorker).options(
         name=worker_name(views, index, count), namespace=NAMESPACE, get_if_exists=True,

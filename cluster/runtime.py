@@ -15,12 +15,13 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from cluster import wiring
-from cluster.gateway import Gateway, GatewayClient, GatewayConfig
-from cluster.routing import ShardMap
-from cluster.wire import Wire
-from events import open_store
-from events.store import sqlite_path
+from saleday.actors.kinds import deciders
+from saleday.cluster import ray_api
+from saleday.cluster.gateway import Gateway, GatewayClient, GatewayConfig
+from saleday.cluster.routing import ShardMap
+from saleday.cluster.wire import Wire
+from saleday.events import open_store
+from saleday.events.store import sqlite_path
 
 
 class RuntimeConfig(BaseModel):
@@ -60,12 +61,12 @@ class Runtime:
                      for kind, n in config.shards.items()}
         self.handles: dict[str, list[Any]] = {}
         self._clients: list[GatewayClient] = []
-        deciders = wiring.deciders()
-        unknown = set(config.shards) - set(deciders)
+        kinds = deciders()
+        unknown = set(config.shards) - set(kinds)
         if unknown:
-            raise ValueError(f"no decider for kind(s) {sorted(unknown)}; known: {sorted(deciders)}")
-        self._entity_of = {kind: deciders[kind].entity_of for kind in config.shards}
-        self._kind_by_type = {cls: kind for kind in config.shards for cls in deciders[kind].commands}
+            raise ValueError(f"no decider for kind(s) {sorted(unknown)}; known: {sorted(kinds)}")
+        self._entity_of = {kind: kinds[kind].entity_of for kind in config.shards}
+        self._kind_by_type = {cls: kind for kind in config.shards for cls in kinds[kind].commands}
         self._wire = Wire(list(self._kind_by_type))
 
     def start(self) -> Runtime:
@@ -84,10 +85,10 @@ class Runtime:
             store.streams()
         finally:
             store.close()
-        wiring.start_ray(self.config.ray_address, num_cpus=self.config.num_cpus)
+        ray_api.start_ray(self.config.ray_address, num_cpus=self.config.num_cpus)
         for kind, shard_map in self.maps.items():
             self.handles[kind] = [
-                wiring.shard_handle(kind=kind, stream=shard_map.stream(i),
+                ray_api.shard_handle(kind=kind, stream=shard_map.stream(i),
                                     store_url=self.config.store_url,
                                     snapshot_every=self.config.snapshot_every,
                                     **self._placement())
@@ -97,13 +98,13 @@ class Runtime:
 
     def _placement(self) -> dict[str, Any]:
         c = self.config
-        return {"resources": wiring.shard_placement(c.shard_resource, c.shard_resource_amount),
+        return {"resources": ray_api.shard_placement(c.shard_resource, c.shard_resource_amount),
                 "scheduling_strategy": "SPREAD" if c.spread else None,
                 "detached": c.detached}
 
     def status(self) -> list[dict[str, Any]]:
         refs = [h.status.remote() for hs in self.handles.values() for h in hs]
-        return wiring.get(refs, timeout=120)
+        return ray_api.get(refs, timeout=120)
 
     def kind_of(self, command: Any) -> str:
         return self._kind_by_type.get(type(command), "?")
@@ -112,7 +113,7 @@ class Runtime:
         """A new asyncio gateway; create it inside the event loop that will use it."""
         return Gateway(self.maps, self.handles, self.config.gateway_config(),
                        entity_of=self._entity_of, kind_of=self.kind_of,
-                       transient=wiring.transient_errors(), wire=self._wire)
+                       transient=ray_api.transient_errors(), wire=self._wire)
 
     def client(self) -> GatewayClient:
         """A synchronous client with its own gateway."""
@@ -156,7 +157,7 @@ def _wait_name_free(name: str, timeout_s: float = 10.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            ray.get_actor(name, namespace=wiring.NAMESPACE)
+            ray.get_actor(name, namespace=ray_api.NAMESPACE)
         except ValueError:
             return
         time.sleep(0.05)

@@ -21,8 +21,8 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from cluster.runtime import RuntimeConfig
-from events.store import redact
+from saleday.cluster.runtime import RuntimeConfig
+from saleday.events.store import redact
 
 
 def parse_shards(value: str | dict[str, int]) -> dict[str, int]:

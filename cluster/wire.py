@@ -21,9 +21,9 @@ from typing import Any
 
 import msgpack
 
-from actors.decider import InvalidCommand, Rejection
-from actors.host import Accepted, Request
-from events import registry as event_registry
+from saleday.actors.decider import InvalidCommand, Rejection
+from saleday.actors.host import Accepted, Request, TransportFailure
+from saleday.events import registry as event_registry
 
 _packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 
@@ -66,7 +66,8 @@ class Wire:
     """Encodes request batches (gateway -> shard) and reply batches (shard -> gateway)."""
 
     def __init__(self, commands: Iterable[type]) -> None:
-        classes = list(commands) + list(_subclasses(Rejection))
+        classes = (list(commands) + list(_subclasses(Rejection))
+                   + list(_subclasses(TransportFailure)))
         classes += [event_registry._by_name[n].cls for n in event_registry.names()]
         self._by_cls: dict[type, _Type] = {}
         self._by_name: dict[str, _Type] = {}

@@ -6,9 +6,10 @@ for reading all streams from per-stream positions. The wire format is documented
 auditors in docs/LOG_FORMAT.md.
 """
 
-from events.chain import ChainVerifier, canonical, event_hash, seal
-from events.codec import verify_commits
-from events.envelope import (
+from saleday.events.backends import open_store
+from saleday.events.chain import ChainVerifier, canonical, event_hash, seal
+from saleday.events.codec import verify_commits
+from saleday.events.envelope import (
     ZERO_HASH,
     AppendResult,
     Data,
@@ -18,7 +19,7 @@ from events.envelope import (
     StoredCommit,
     StreamHead,
 )
-from events.errors import (
+from saleday.events.errors import (
     ConcurrencyError,
     CorruptRecordError,
     DuplicateCommandError,
@@ -35,9 +36,9 @@ from events.errors import (
     UnknownEventType,
     UnknownSchemaVersion,
 )
-from events.registry import EventRegistry, event_type, registry, upcaster
-from events.store import EventStore, open_store
-from events.tail import Tail
+from saleday.events.registry import EventRegistry, event_type, registry, upcaster
+from saleday.events.store import EventStore
+from saleday.events.tail import Tail
 
 __all__ = [
     "ZERO_HASH", "AppendResult", "ChainVerifier", "ConcurrencyError", "CorruptRecordError",

@@ -20,8 +20,8 @@ from typing import Any
 
 import msgpack
 
-from events.envelope import ZERO_HASH, Data, Envelope, NewEvent
-from events.errors import HashChainBroken, InvalidAppend, InvalidEventData
+from saleday.events.envelope import ZERO_HASH, Data, Envelope, NewEvent
+from saleday.events.errors import HashChainBroken, InvalidAppend, InvalidEventData
 
 HASH_SIZE = 32
 _SCALARS = (str, int, bool, bytes, type(None))

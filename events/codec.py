@@ -15,9 +15,9 @@ from hashlib import blake2b
 
 import msgpack
 
-from events.chain import HASH_SIZE
-from events.envelope import ZERO_HASH, Envelope, StoredCommit
-from events.errors import CorruptRecordError, HashChainBroken
+from saleday.events.chain import HASH_SIZE
+from saleday.events.envelope import ZERO_HASH, Envelope, StoredCommit
+from saleday.events.errors import CorruptRecordError, HashChainBroken
 
 _new = tuple.__new__
 _FIELDS = 9

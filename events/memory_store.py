@@ -17,8 +17,8 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from events.chain import HASH_SIZE, seal
-from events.envelope import (
+from saleday.events.chain import HASH_SIZE, seal
+from saleday.events.envelope import (
     ZERO_HASH,
     AppendResult,
     NewEvent,
@@ -26,7 +26,7 @@ from events.envelope import (
     StoredCommit,
     StreamHead,
 )
-from events.errors import (
+from saleday.events.errors import (
     ConcurrencyError,
     DuplicateCommandError,
     FencedError,
@@ -34,7 +34,7 @@ from events.errors import (
     SnapshotError,
     StoreUnavailable,
 )
-from events.store import StoreBase, check_expected, check_stream
+from saleday.events.store import StoreBase, check_expected, check_stream
 
 
 @dataclass

@@ -36,8 +36,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import redis
 import redis.exceptions
 
-from events.chain import seal
-from events.envelope import (
+from saleday.events.chain import seal
+from saleday.events.envelope import (
     ZERO_HASH,
     AppendResult,
     NewEvent,
@@ -45,7 +45,7 @@ from events.envelope import (
     StoredCommit,
     StreamHead,
 )
-from events.errors import (
+from saleday.events.errors import (
     ConcurrencyError,
     CorruptRecordError,
     DuplicateCommandError,
@@ -55,7 +55,7 @@ from events.errors import (
     SnapshotError,
     StoreUnavailable,
 )
-from events.store import StoreBase, check_expected, check_stream, redact
+from saleday.events.store import StoreBase, check_expected, check_stream, redact
 
 _APPEND = """
 local meta, log, cmds = KEYS[1], KEYS[2], KEYS[3]

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from events.codec import gc_paused
-from events.envelope import Data, Envelope, NewEvent
-from events.errors import EventDecodeError, UnknownEventType, UnknownSchemaVersion
+from saleday.events.codec import gc_paused
+from saleday.events.envelope import Data, Envelope, NewEvent
+from saleday.events.errors import EventDecodeError, UnknownEventType, UnknownSchemaVersion
 
 T = TypeVar("T")
 Upcaster = Callable[[Data], Data]

@@ -30,8 +30,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
-from events.chain import HASH_SIZE, SealedCommit, seal
-from events.envelope import (
+from saleday.events.chain import HASH_SIZE, SealedCommit, seal
+from saleday.events.envelope import (
     ZERO_HASH,
     AppendResult,
     NewEvent,
@@ -39,7 +39,7 @@ from events.envelope import (
     StoredCommit,
     StreamHead,
 )
-from events.errors import (
+from saleday.events.errors import (
     ConcurrencyError,
     DuplicateCommandError,
     FencedError,
@@ -47,7 +47,7 @@ from events.errors import (
     SnapshotError,
     StoreUnavailable,
 )
-from events.store import StoreBase, check_expected, check_stream, sqlite_path
+from saleday.events.store import StoreBase, check_expected, check_stream, sqlite_path
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS streams (

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from events.codec import envelopes
-from events.envelope import (
+from saleday.events.codec import envelopes
+from saleday.events.envelope import (
     AppendResult,
     Envelope,
     NewEvent,
@@ -39,7 +39,12 @@ from events.envelope import (
     StoredCommit,
     StreamHead,
 )
-from events.errors import InvalidAppend, InvalidStoreUrl, InvalidStreamName, StoreUnavailable
+from saleday.events.errors import (
+    InvalidAppend,
+    InvalidStoreUrl,
+    InvalidStreamName,
+    StoreUnavailable,
+)
 
 _STREAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:|\-]{0,199}")
 
@@ -234,27 +239,3 @@ def check_url(url: str) -> str:
             raise InvalidStoreUrl(f"store URL {redact(url)!r}: busy_timeout_ms must be a "
                                   f"whole number of milliseconds, not {busy!r}")
     return scheme
-
-
-def open_store(url: str, *, read_only: bool = False) -> EventStore:
-    """Open the store a URL names: `sqlite:///path`, `redis://...`, `rediss://...` or
-    `memory://name` (this process's memory: simulations and tests only).
-
-    With `read_only`, the log must already exist and is never written: a SQLite file is
-    opened with `mode=ro` (no lock file, no tables created), a Redis server is pinged (a
-    wrong password fails here) and must hold keys under the URL's prefix, and a memory log
-    must exist in this process. Otherwise `StoreUnavailable` says why."""
-    scheme = check_url(url)
-    if scheme == "sqlite":
-        from events.sqlite_store import SqliteEventStore
-
-        return SqliteEventStore.from_url(url, read_only=read_only)
-    if scheme in ("redis", "rediss"):
-        from events.redis_store import RedisEventStore
-
-        return RedisEventStore.from_url(url, read_only=read_only)
-    if scheme == "memory":
-        from events.memory_store import MemoryEventStore
-
-        return MemoryEventStore.from_url(url, read_only=read_only)
-    raise AssertionError(f"check_url passed an unknown scheme {scheme!r}")

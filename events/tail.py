@@ -11,8 +11,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 
-from events.envelope import Envelope
-from events.store import EventStore
+from saleday.events.envelope import Envelope
+from saleday.events.store import EventStore
 
 
 class Tail:

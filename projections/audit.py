@@ -22,11 +22,11 @@ from itertools import islice
 from operator import itemgetter, ne
 from typing import Any
 
-from events import Envelope
-from events.codec import gc_paused
-from projections.audit_rules import READS, RULES, Rules
-from projections.source import ChainFinding, EnvelopeSource, LogSource, log_digest
-from projections.view import View
+from saleday.events import Envelope
+from saleday.events.codec import gc_paused
+from saleday.projections.audit_rules import READS, RULES, Rules
+from saleday.projections.source import ChainFinding, EnvelopeSource, LogSource, log_digest
+from saleday.projections.view import View
 
 KNOWN_SCHEMA = 1
 """The payload version of every wire type this audit reads."""

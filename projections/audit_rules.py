@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from projections.rules.coupons import CouponRules
-from projections.rules.orders import OrderRules
-from projections.rules.referrals import ReferralRules
-from projections.rules.stock import StockRules
-from projections.rules.teams import TeamRules, split_red_packet
+from saleday.projections.rules.coupons import CouponRules
+from saleday.projections.rules.orders import OrderRules
+from saleday.projections.rules.referrals import ReferralRules
+from saleday.projections.rules.stock import StockRules
+from saleday.projections.rules.teams import TeamRules, split_red_packet
 
 __all__ = ["READS", "RULES", "Rules", "describe", "split_red_packet"]
 

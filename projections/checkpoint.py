@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qs, urlsplit
 
-from events.errors import EventLogError
-from events.store import sqlite_path
+from saleday.events.errors import EventLogError
+from saleday.events.store import sqlite_path
 
 Row = tuple[str, str, str, Any]
 """One stored view row: (view, table, key, JSON value); value None deletes the row."""
@@ -249,8 +249,8 @@ class RedisCheckpoints:
     def __init__(self, url: str) -> None:
         import redis
 
-        from events.redis_store import client_from_url
-        from events.store import redact
+        from saleday.events.redis_store import client_from_url
+        from saleday.events.store import redact
 
         self.url = redact(url)
         self._redis_errors = redis.exceptions.RedisError
@@ -333,7 +333,7 @@ def open_checkpoints(url: str) -> CheckpointStore:
             return RedisCheckpoints(url)
         except EventLogError as exc:
             raise InvalidCheckpointUrl(str(exc)) from exc
-    from events.store import redact
+    from saleday.events.store import redact
 
     raise InvalidCheckpointUrl(f"unknown checkpoint store URL {redact(url)!r}: use "
                                "sqlite:///path/projections.db or redis://host:port/db?prefix=...")

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from events import Envelope, EventLogError, EventStore
-from events.store import redact
-from projections.source import BYTES_TAG, MANIFEST, log_digest, open_existing
+from saleday.events import Envelope, EventLogError, EventStore
+from saleday.events.store import redact
+from saleday.projections.source import BYTES_TAG, MANIFEST, log_digest, open_existing
 
 FORMATS = ("jsonl", "parquet")
 BATCH = 10_000

@@ -36,9 +36,9 @@ from typing import Any
 
 import structlog
 
-from events import EventStore, Tail
-from projections.checkpoint import CheckpointStore
-from projections.view import View
+from saleday.events import EventStore, Tail
+from saleday.projections.checkpoint import CheckpointStore
+from saleday.projections.view import View
 
 log = structlog.get_logger("saleday.projections")
 

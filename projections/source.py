@@ -38,7 +38,7 @@ from typing import Any
 import msgpack
 from msgpack import Unpacker
 
-from events import (
+from saleday.events import (
     ZERO_HASH,
     CorruptRecordError,
     Envelope,
@@ -49,9 +49,9 @@ from events import (
     open_store,
     verify_commits,
 )
-from events.chain import HASH_SIZE
-from events.codec import decode_commit, gc_paused
-from events.store import redact
+from saleday.events.chain import HASH_SIZE
+from saleday.events.codec import decode_commit, gc_paused
+from saleday.events.store import redact
 
 BATCH = 256
 """Events per batch handed to the audit: small batches stay in the CPU cache while they are

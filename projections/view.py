@@ -25,7 +25,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar
 
-from events.envelope import Envelope
+from saleday.events.envelope import Envelope
 
 DISJOINT, SUM = "disjoint", "sum"
 

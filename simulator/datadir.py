@@ -38,9 +38,9 @@ from pathlib import Path
 
 import structlog
 
-from events import open_store
-from events.store import redact, sqlite_path
-from simulator.errors import SimulationError
+from saleday.events import open_store
+from saleday.events.store import redact, sqlite_path
+from saleday.simulator.errors import SimulationError
 
 log = structlog.get_logger("saleday.simulator")
 
@@ -118,7 +118,7 @@ def run_lock(url: str) -> Iterator[None]:
 def _redis_lock(url: str, ttl_s: float = REDIS_LOCK_TTL_S) -> Iterator[None]:
     import redis
 
-    from events.redis_store import client_from_url
+    from saleday.events.redis_store import client_from_url
 
     client, prefix = client_from_url(url)
     key = f"{prefix}:run-lock"

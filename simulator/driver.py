@@ -1,8 +1,8 @@
 """Turning visits into commands: the flows a visitor drives, and what they are counted as.
 
 The `Driver` plays one `Visit` through the system's own client flows
-(`cluster.flows.SaleDayFlows` for sessions, coupon claims and team-ups;
-`cluster.checkout.Checkout` for orders and payments), so a simulation exercises exactly
+(`flows.sale_day.SaleDayFlows` for sessions, coupon claims and team-ups;
+`flows.checkout.Checkout` for orders and payments), so a simulation exercises exactly
 the code a real front end would. It works over any gateway with the `Gateway`'s API
 (`submit_retrying_busy`, `query`): the Ray one, or the in-process one of
 `simulator.inprocess`. Waiting for simulated time is the engine's business
@@ -14,19 +14,20 @@ offered (simulated time), how long its reply took (wall), and what the reply was
 
 from __future__ import annotations
 
+import asyncio
 import time
 from array import array
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.decider import Rejection
-from actors.host import Accepted, Busy, Unavailable
-from cluster.checkout import Checkout
-from cluster.flows import SaleDayFlows
-from simulator.generator import Sku, Visit
-from simulator.scenario import Scenario
+from saleday.actors.decider import Rejection
+from saleday.actors.host import Accepted, Busy, Unavailable
+from saleday.flows.checkout import Checkout
+from saleday.flows.sale_day import SaleDayFlows
+from saleday.simulator.generator import Sku, Visit
+from saleday.simulator.scenario import Scenario
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,8 @@ class Bucket:
 
 
 class Recorder:
-    """A gateway wrapper that counts and times every command the flows submit."""
+    """A `Gateway` (saleday.flows.gateway) around another: counts and times every command
+    the flows submit."""
 
     def __init__(self, gateway: Any, now_s: Callable[[], float], *, bucket_s: float) -> None:
         self.gateway = gateway
@@ -70,15 +72,27 @@ class Recorder:
         self.rejections: Counter[str] = Counter()
         self.by_type: Counter[str] = Counter()
 
+    async def submit(self, command: Any, *, command_id: str | None = None,
+                     correlation_id: str = "") -> Any:
+        return await self._recorded(command, self.gateway.submit(
+            command, command_id=command_id, correlation_id=correlation_id))
+
     async def submit_retrying_busy(self, command: Any, *, command_id: str,
                                    busy_retries: int = 50) -> Any:
+        return await self._recorded(command, self.gateway.submit_retrying_busy(
+            command, command_id=command_id, busy_retries=busy_retries))
+
+    async def submit_many(self, commands: Iterable[Any]) -> list[Any]:
+        return list(await asyncio.gather(*(self.submit(c) for c in commands)))
+
+    async def _recorded(self, command: Any, call: Awaitable[Any]) -> Any:
+        """Count and time one command's reply in the bucket of the moment it was sent."""
         bucket = self.buckets[int(self.now_s() // self.bucket_s)]
         bucket.offered += 1
         self.commands += 1
         self.by_type[type(command).__name__] += 1
         started = time.perf_counter()
-        reply = await self.gateway.submit_retrying_busy(command, command_id=command_id,
-                                                        busy_retries=busy_retries)
+        reply = await call
         ms = (time.perf_counter() - started) * 1000
         if isinstance(reply, Busy):
             bucket.busy += 1

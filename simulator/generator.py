@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.scenario import Scenario
+from saleday.simulator.scenario import Scenario
 
 
 @dataclass(frozen=True, slots=True)

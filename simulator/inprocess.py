@@ -42,12 +42,12 @@ from typing import Any
 import numpy as np
 import structlog
 
-from actors.host import Accepted, Request, Unavailable
-from cluster.local import Lane, LocalShards
-from events import EventStore, StoreUnavailable
-from events.store import redact
-from simulator.errors import SimulationError
-from simulator.generator import Visit
+from saleday.actors.host import Accepted, Request, Unavailable
+from saleday.cluster.local import Lane, LocalShards
+from saleday.events import EventStore, StoreUnavailable
+from saleday.events.store import redact
+from saleday.simulator.errors import SimulationError
+from saleday.simulator.generator import Visit
 
 log = structlog.get_logger("saleday.simulator")
 

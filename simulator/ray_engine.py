@@ -20,20 +20,14 @@ from typing import Any
 
 import structlog
 
-from actors.host import wall_clock_ms
-from cluster.flows import Reactor
-from cluster.runtime import Runtime, RuntimeConfig
-from events import open_store
-from simulator.driver import Driver, Recorder, SimClock
-from simulator.generator import Sku, Visit
-from simulator.run import (
-    EngineRun,
-    RunOptions,
-    SimulationError,
-    _bucket_s,
-    check_setup,
-    setup_commands,
-)
+from saleday.actors.host import wall_clock_ms
+from saleday.cluster.runtime import Runtime, RuntimeConfig
+from saleday.events import open_store
+from saleday.flows.reactor import Reactor
+from saleday.simulator.driver import Driver, Recorder, SimClock
+from saleday.simulator.engine import EngineRun, RunOptions, bucket_s, check_setup, setup_commands
+from saleday.simulator.errors import SimulationError
+from saleday.simulator.generator import Sku, Visit
 
 log = structlog.get_logger("saleday.simulator")
 
@@ -83,7 +77,7 @@ async def _drive(opts: RunOptions, runtime: Runtime, url: str, skus: list[Sku],
         if delay > 0:
             await asyncio.sleep(delay)
 
-    recorder = Recorder(gateway, now_s, bucket_s=_bucket_s(sc))
+    recorder = Recorder(gateway, now_s, bucket_s=bucket_s(sc))
     driver = Driver(recorder, sc, clock, skus, wait_until,
                     stamp=lambda t_s: max(clock.ms(t_s), wall_clock_ms()))
     store = open_store(url)

@@ -29,8 +29,8 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
-from simulator.generator import Order, Visit
-from simulator.scenario import Scenario, ScenarioError, check_seed
+from saleday.simulator.generator import Order, Visit
+from saleday.simulator.scenario import Scenario, ScenarioError, check_seed
 
 FORMAT = "saleday-visits/1"
 

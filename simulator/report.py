@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from simulator.results import RunReport, TimelinePoint
+from saleday.simulator.results import RunReport, TimelinePoint
 
 log = structlog.get_logger("saleday.simulator")
 

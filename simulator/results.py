@@ -8,6 +8,8 @@ Times: `t_s` and `*_s` of simulated time are seconds since the sale window opene
 
 from __future__ import annotations
 
+import os
+import platform
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt
@@ -114,6 +116,14 @@ class RunReport(_Model):
 def machine_info() -> dict[str, Any]:
     """What a run was measured on: CPU model, cores, Python and platform (as every
     benchmark reports it)."""
-    from cluster.bench import machine
-
-    return machine()
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform()}

@@ -16,23 +16,20 @@ import math
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from actors.campaign import CreateCampaign
-from actors.host import Accepted
-from actors.sku import AddStock, ConfigureSale
-from events import open_store
-from events.store import check_url, redact
-from simulator.datadir import prepare_log, run_lock
-from simulator.driver import Driver, Recorder, SimClock
-from simulator.errors import SimulationError
-from simulator.generator import Sku, Visit, catalog, visits
-from simulator.results import (
+from saleday.events import open_store
+from saleday.events.store import check_url, redact
+from saleday.simulator.datadir import prepare_log, run_lock
+from saleday.simulator.driver import Driver, Recorder, SimClock
+from saleday.simulator.engine import EngineRun, RunOptions, bucket_s, check_setup, setup_commands
+from saleday.simulator.errors import SimulationError
+from saleday.simulator.generator import Sku, Visit, catalog, visits
+from saleday.simulator.results import (
     Finding,
     Invariants,
     LatencyMs,
@@ -41,7 +38,7 @@ from simulator.results import (
     TimelinePoint,
     machine_info,
 )
-from simulator.scenario import Scenario, check_seed
+from saleday.simulator.scenario import Scenario, check_seed
 
 log = structlog.get_logger("saleday.simulator")
 
@@ -52,87 +49,11 @@ scenario needs at most ~8 million at `tick_s=1`)."""
 KINDS = ("sku", "session", "order", "campaign", "team")
 
 
-@dataclass
-class RunOptions:
-    scenario: Scenario
-    seed: int = 11
-    engine: str = "ray"
-    data_dir: Path = Path("saleday-data")
-    store_url: str | None = None
-    address: str | None = None
-    faults: bool = False
-    record: Path | None = None
-    progress: bool = True
-    num_cpus: int | None = None
-    charts: bool = True
-    tick_s: float = 1.0
-    """In-process engine: simulated seconds per round of the virtual clock."""
-    max_live_visits: int = 2_000
-    """Ray engine: visits in flight at once before new arrivals wait. Past what the system
-    serves, arrivals then start late (reported as `late_start_s`) instead of piling up
-    retries: 20,000 in flight on 2 cores turned Busy retries into a storm that starved the
-    shards (throughput fell from ~5,300 to ~2,200 commands/s, p99 from 0.5 s to 26 s)."""
-    audit: bool = True
-    overwrite: bool = False
-    """An explicit `store_url` that already holds a SQLite log: move it aside instead of
-    refusing (`simulator.datadir`)."""
-    store_give_up_s: float = 30.0
-    """In-process engine: how long an unreachable store is retried (with backoff) before
-    the run gives up."""
-
-
-@dataclass
-class EngineRun:
-    """What an engine hands back: the counters, the clock, and its own figures."""
-
-    recorder: Recorder
-    driver: Driver
-    clock: SimClock
-    wall_s: float
-    sim_end_s: float
-    faults_injected: dict[str, int] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 def default_store_url(data_dir: Path, engine: str) -> str:
     path = (data_dir / "events.db").resolve()
     # The in-process engine is a simulation harness: it trades fsync per commit for speed
     # (WAL with synchronous=normal loses at most the last commits on a power cut).
     return f"sqlite:///{path}" + ("?synchronous=normal" if engine == "inprocess" else "")
-
-
-def setup_commands(sc: Scenario, skus: list[Sku], clock: SimClock, now: int,
-                   opens_ms: int, *, margin_ms: int = 1) -> list[tuple[str, Any]]:
-    """The catalogue and campaigns, as commands with their (deterministic) ids; the sale
-    closes `margin_ms` after the window's last second."""
-    end = clock.ms(sc.traffic.window_s) + margin_ms
-    out: list[tuple[str, Any]] = []
-    for s in skus:
-        out.append((f"setup/{s.sku}/stock", AddStock(sku=s.sku, qty=s.stock, now=now)))
-        out.append((f"setup/{s.sku}/sale", ConfigureSale(
-            sku=s.sku, tiers=s.tiers, per_user_limit=sc.skus.per_user_limit, start=opens_ms,
-            end=end, now=now)))
-    for c in sc.campaigns:
-        out.append((f"setup/campaign/{c.name}", CreateCampaign(
-            campaign=c.name, value_cents=c.value_cents, min_spend_cents=c.min_spend_cents,
-            valid_from=opens_ms, valid_until=end + clock.span_ms(c.valid_s),
-            budget_coupons=c.budget_coupons, budget_cents=c.budget_cents, now=now)))
-    tu = sc.team_up
-    if tu.create_rate > 0:
-        out.append((f"setup/campaign/{tu.campaign}", CreateCampaign(
-            campaign=tu.campaign, value_cents=tu.pool_cents, min_spend_cents=0,
-            valid_from=opens_ms, valid_until=end + clock.span_ms(tu.expires_s),
-            budget_coupons=0, budget_cents=tu.pool_cents * tu.budget_teams, now=now)))
-    return out
-
-
-def check_setup(replies: list[tuple[str, Any]]) -> None:
-    refused = [(cid, r) for cid, r in replies if not isinstance(r, Accepted)]
-    if refused:
-        cid, reply = refused[0]
-        raise SimulationError(f"the sale could not be set up: {cid} was refused "
-                              f"({getattr(reply, 'code', type(reply).__name__)}: {reply}); "
-                              f"{len(refused)} setup commands refused in all")
 
 
 def end_of_sale_s(sc: Scenario) -> float:
@@ -149,7 +70,6 @@ def late_orders(seed: int, every: int = 101) -> Callable[[str], bool]:
 
 def simulate(opts: RunOptions, source: Iterator[Visit] | None = None) -> RunReport:
     """Run one sale day and return its report (charts and HTML written under the data dir)."""
-    sc = opts.scenario
     check_seed(opts.seed)
     if opts.engine not in ("ray", "inprocess"):
         raise SimulationError(f"unknown engine {opts.engine!r}: use ray or inprocess")
@@ -172,25 +92,25 @@ def _simulate(opts: RunOptions, url: str, source: Iterator[Visit] | None, *,
     skus = catalog(sc, opts.seed)
     stream = source if source is not None else visits(sc, opts.seed)
     if opts.record is not None:
-        from simulator.recording import Recorder as Tape
+        from saleday.simulator.recording import Recorder as Tape
 
         stream = Tape(opts.record, scenario=sc, seed=opts.seed, faults=opts.faults).tee(stream)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     log.info("simulation_started", scenario=sc.name, seed=opts.seed, engine=opts.engine,
              store=redact(url), users=sc.users)
-    from simulator.progress import RunProgress
+    from saleday.simulator.progress import RunProgress
 
     with RunProgress(planned=None, enabled=opts.progress, sim_end_s=end_of_sale_s(sc)) as progress:
         if opts.engine == "inprocess":
             run = _run_inprocess(opts, url, skus, stream, progress)
         else:
-            from simulator.ray_engine import run_ray
+            from saleday.simulator.ray_engine import run_ray
 
             run = run_ray(opts, url, skus, stream, progress)
     report = _report(opts, url, run, skus, started_at)
     report.previous_run = previous_run
     if opts.charts:
-        from simulator.report import write_outputs
+        from saleday.simulator.report import write_outputs
 
         report = write_outputs(report, opts.data_dir / "report")
     log.info("simulation_finished", commands=report.commands, events=report.events,
@@ -200,7 +120,7 @@ def _simulate(opts: RunOptions, url: str, source: Iterator[Visit] | None, *,
 
 def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator[Visit],
                    progress: Any) -> EngineRun:
-    from simulator.inprocess import FaultPlan, FaultyShards, VirtualTime, run_rounds
+    from saleday.simulator.inprocess import FaultPlan, FaultyShards, VirtualTime, run_rounds
 
     sc = opts.scenario
     clock = SimClock(sc.sale_start_ms, sc.compression)
@@ -213,7 +133,7 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
     shards = FaultyShards(store, shard_counts, faults=plan, give_up_s=opts.store_give_up_s,
                           snapshot_every=50_000 if opts.faults else 2**62)
     vt = VirtualTime()
-    recorder = Recorder(shards, lambda: vt.now_s, bucket_s=_bucket_s(sc))
+    recorder = Recorder(shards, lambda: vt.now_s, bucket_s=bucket_s(sc))
     driver = Driver(recorder, sc, clock, skus, vt.wait_until)
     if opts.faults:
         driver.is_late = late_orders(opts.seed)
@@ -252,11 +172,6 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
     return EngineRun(recorder=recorder, driver=driver, clock=clock, wall_s=wall,
                      sim_end_s=vt.now_s, faults_injected=injected,
                      extra={"batches": shards.batches, "reactions": shards.reactions})
-
-
-def _bucket_s(sc: Scenario) -> float:
-    """Timeline buckets: about 120 over the window, in whole seconds."""
-    return float(max(1, round(sc.traffic.window_s / 120)))
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -349,10 +264,10 @@ def _client_orders(out: Any) -> dict[str, int]:
 
 def _audit(url: str, top: list[str]) -> dict[str, Any]:
     """Audit the run's log and fold every view (and the report's tally) in the same pass."""
-    from projections.audit import run_audit
-    from projections.source import StoreSource
-    from projections.views import all_views
-    from simulator.tally import SaleTally
+    from saleday.projections.audit import run_audit
+    from saleday.projections.source import StoreSource
+    from saleday.projections.views import all_views
+    from saleday.simulator.tally import SaleTally
 
     tally = SaleTally(top)
     views = all_views()
@@ -367,7 +282,7 @@ def _audit(url: str, top: list[str]) -> dict[str, Any]:
     totals = by_name["metrics"].totals() if "metrics" in by_name else {}
     referrals: dict[str, Any] = {}
     if "referrals" in by_name:
-        from projections.views.referrals import INVITER
+        from saleday.projections.views.referrals import INVITER
 
         invites = by_name["referrals"].t["invite"]
         referrals = {"invited": len(invites),

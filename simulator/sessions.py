@@ -32,9 +32,17 @@ from typing import Any
 
 import numpy as np
 
-from simulator.clickstream import HOUR_MS, Bulk, Click, ClickStats, NoUsableRows, bulk_bounds, read
-from simulator.generator import Order, Visit
-from simulator.scenario import Scenario, check_seed
+from saleday.simulator.clickstream import (
+    HOUR_MS,
+    Bulk,
+    Click,
+    ClickStats,
+    NoUsableRows,
+    bulk_bounds,
+    read,
+)
+from saleday.simulator.generator import Order, Visit
+from saleday.simulator.scenario import Scenario, check_seed
 
 SESSION_GAP_MS = 30 * 60 * 1000
 MAX_OPEN = 50_000

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from events.envelope import Envelope
-from projections.view import View
+from saleday.events.envelope import Envelope
+from saleday.projections.view import View
 
 
 class SaleTally(View):

@@ -12,7 +12,7 @@ from collections.abc import Iterator  # noqa: E402
 
 import pytest  # noqa: E402
 
-from cluster import logs  # noqa: E402
+from saleday.cluster import logs  # noqa: E402
 from tests.helpers import RedisServer, delete_prefix, no_redis, ping, with_query  # noqa: E402
 
 # structlog's default prints every level to stdout, where a CLI test reads its JSON: log as

@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 
-from events import ChainVerifier, ConcurrencyError, NewEvent, open_store
+from saleday.events import ChainVerifier, ConcurrencyError, NewEvent, open_store
 
 # Options of the store URL that redis-py does not understand.
 STORE_URL_OPTIONS = ("prefix", "connect_timeout", "socket_timeout")
@@ -305,8 +305,8 @@ def race_same_stream(url: str, stream: str, writer: str, commits: int,
 
 def assert_audit_passes(url: str) -> None:
     """The auditor's replay of the whole log (chains, stock, tiers, dedup) finds nothing."""
-    from projections.audit import run_audit
-    from projections.source import StoreSource
+    from saleday.projections.audit import run_audit
+    from saleday.projections.source import StoreSource
 
     source = StoreSource(url)
     try:

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 
 import immutables
 
-from actors.combine import combine
-from actors.decider import Decider, compact_pickle
-from actors.fields import Intake
-from actors.lifecycle import OrderStatus
-from actors.session import geofence, pushcap, referral, tracking, wallet
-from actors.session.coupons import (
+from saleday.actors.combine import combine
+from saleday.actors.decider import Decider, compact_pickle
+from saleday.actors.fields import Intake
+from saleday.actors.lifecycle import OrderStatus
+from saleday.actors.session import geofence, pushcap, referral, tracking, wallet
+from saleday.actors.session.coupons import (
     CouponAlreadyRedeemed,
     CouponExpired,
     CouponInUse,
@@ -49,8 +49,8 @@ from actors.session.coupons import (
     RedeemCoupon,
     UnlockCoupon,
 )
-from actors.session.geofence import ReportLocation, Store, StoreVisited, Visits, distance_m
-from actors.session.pushcap import (
+from saleday.actors.session.geofence import ReportLocation, Store, StoreVisited, Visits, distance_m
+from saleday.actors.session.pushcap import (
     DAY_MS,
     MAX_PUSH_WINDOW_MS,
     PUSH_KINDS,
@@ -59,15 +59,20 @@ from actors.session.pushcap import (
     Pushes,
     RecordPush,
 )
-from actors.session.referral import Referral, ReferralAttributed, SessionStarted, StartSession
-from actors.session.tracking import (
+from saleday.actors.session.referral import (
+    Referral,
+    ReferralAttributed,
+    SessionStarted,
+    StartSession,
+)
+from saleday.actors.session.tracking import (
     ORDER_STATUSES,
     InvalidOrderTransition,
     Orders,
     OrderStatusChanged,
     TrackOrder,
 )
-from actors.session.wallet import Coupon, CouponStatus, Wallet
+from saleday.actors.session.wallet import Coupon, CouponStatus, Wallet
 
 SessionCommand = (StartSession | ReceiveCoupon | LockCoupon | RedeemCoupon | UnlockCoupon
                   | ExpireCoupons | TrackOrder | RecordPush | ReportLocation)

@@ -8,9 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from actors.decider import Rejection
-from events.registry import event_type
-
+from saleday.actors.decider import Rejection
+from saleday.events.registry import event_type
 
 # --- commands -------------------------------------------------------------------------
 

@@ -16,9 +16,9 @@ from operator import attrgetter
 
 import immutables
 
-from actors.decider import Decider, InvalidCommand
-from actors.fields import is_int64
-from events.registry import event_type
+from saleday.actors.decider import Decider, InvalidCommand
+from saleday.actors.fields import is_int64
+from saleday.events.registry import event_type
 
 Store = tuple[str, int, int, str, int]
 """A geofenced store `(store_id, lat_e6, lon_e6, campaign, radius_m)`."""

@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from operator import attrgetter
 
-from actors.decider import Decider, InvalidCommand, Rejection
-from events.registry import event_type
+from saleday.actors.decider import Decider, InvalidCommand, Rejection
+from saleday.events.registry import event_type
 
 PUSH_KINDS = ("coupon", "ad")
 DAY_MS = 86_400_000

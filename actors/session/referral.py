@@ -22,9 +22,9 @@ from typing import ClassVar, assert_never
 
 import immutables
 
-from actors.decider import Decider, compact_pickle
-from actors.fields import fast_replace
-from events.registry import event_type
+from saleday.actors.decider import Decider, compact_pickle
+from saleday.actors.fields import fast_replace
+from saleday.events.registry import event_type
 
 MAY_BE_EMPTY = ("utm_source", "utm_medium", "utm_campaign", "inviter")
 """The str fields of `StartSession` that may be empty."""

@@ -16,9 +16,9 @@ from operator import attrgetter
 
 import immutables
 
-from actors.decider import Decider, InvalidCommand, Rejection
-from actors.lifecycle import BY_VALUE, TRACKED, TRACKED_NEXT, OrderStatus
-from events.registry import event_type
+from saleday.actors.decider import Decider, InvalidCommand, Rejection
+from saleday.actors.lifecycle import BY_VALUE, TRACKED, TRACKED_NEXT, OrderStatus
+from saleday.events.registry import event_type
 
 ORDER_STATUSES = tuple(s.value for s in TRACKED)
 """The statuses a `TrackOrder` may report, as plain strings."""

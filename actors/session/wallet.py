@@ -35,9 +35,9 @@ from typing import assert_never
 
 import immutables
 
-from actors.decider import Decider, InvalidCommand, Rejection, compact_pickle
-from actors.fields import fast_replace
-from actors.session.coupons import (
+from saleday.actors.decider import Decider, InvalidCommand, Rejection, compact_pickle
+from saleday.actors.fields import fast_replace
+from saleday.actors.session.coupons import (
     CouponAlreadyRedeemed,
     CouponExpired,
     CouponInUse,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from projections.rules.common import RulesBase
+from saleday.projections.rules.common import RulesBase
 
 
 class ReferralRules(RulesBase):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from projections.rules.common import (
+from saleday.projections.rules.common import (
     _DEADLINE,
     _PRICES,
     _QTY,

@@ -5,11 +5,11 @@
 
 from __future__ import annotations
 
-from projections.view import View
-from projections.views.metrics import MetricsView
-from projections.views.orders import OrdersView
-from projections.views.referrals import ReferralsView, graphml
-from projections.views.stock import StockView
+from saleday.projections.view import View
+from saleday.projections.views.metrics import MetricsView
+from saleday.projections.views.orders import OrdersView
+from saleday.projections.views.referrals import ReferralsView, graphml
+from saleday.projections.views.stock import StockView
 
 VIEWS: dict[str, type[View]] = {cls.name: cls for cls in (OrdersView, ReferralsView,
                                                            MetricsView, StockView)}

@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from events.envelope import Envelope
-from projections.view import DISJOINT, SUM, View
+from saleday.events.envelope import Envelope
+from saleday.projections.view import DISJOINT, SUM, View
 
 RES, UNITS, PLACED, PAID = range(4)
 STOCKED, AVAILABLE, START, SOLD_OUT_AT, OVERSOLD = range(5)

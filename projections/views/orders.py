@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from events.envelope import Envelope
-from projections.view import DISJOINT, View
+from saleday.events.envelope import Envelope
+from saleday.projections.view import DISJOINT, View
 
 _OUTCOMES = {
     "inventory.reservation_confirmed": "confirmed",

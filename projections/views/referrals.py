@@ -22,8 +22,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from events.envelope import Envelope
-from projections.view import DISJOINT, View
+from saleday.events.envelope import Envelope
+from saleday.projections.view import DISJOINT, View
 
 FIRST_SEEN, SOURCE, MEDIUM, CAMPAIGN, SESSIONS = range(5)
 INVITER, AT = 0, 1

@@ -13,8 +13,8 @@ import queue
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
-from events.envelope import Envelope
-from projections.view import DISJOINT, View
+from saleday.events.envelope import Envelope
+from saleday.projections.view import DISJOINT, View
 
 STOCKED, AVAILABLE, RESERVED, SOLD = range(4)
 

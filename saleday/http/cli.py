@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cluster.cli_common import fail
+from saleday.cli.common import fail
 
 
 def register(app: typer.Typer) -> None:
@@ -88,8 +88,8 @@ def start(runtime: Any, settings: Any, *, replicas: int) -> str:
     red-packet shares and store-visit coupons to wallets; print and return the URL."""
     import asyncio
 
-    from cluster.flows import Reactor
-    from events import open_store
+    from saleday.events import open_store
+    from saleday.flows.reactor import Reactor
     from saleday.http.serve import run_local
 
     client = runtime.client()

@@ -17,9 +17,9 @@ from typing import Any
 
 import structlog
 
-from actors.host import Accepted, Unavailable
-from cluster.checkout import Checkout
-from cluster.flows import SaleDayFlows
+from saleday.actors.host import Accepted, Unavailable
+from saleday.flows.checkout import Checkout
+from saleday.flows.sale_day import SaleDayFlows
 from saleday.http.idempotency import EdgeKeys
 from saleday.http.metrics import HttpMetrics
 from saleday.http.problems import refusal_problem

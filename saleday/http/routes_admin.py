@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from actors.campaign import CreateCampaign
-from actors.sku import AddStock, ConfigureSale
+from saleday.actors.campaign import CreateCampaign
+from saleday.actors.sku import AddStock, ConfigureSale
 from saleday.http.auth import Operator, User
 from saleday.http.idempotency import check_key, scoped_id
 from saleday.http.models import Accepted, CampaignIn, SaleIn, SkuOut, StockIn, ViewOut

@@ -1,6 +1,6 @@
 """Checkout over HTTP: place, read and cancel an order, and the payment provider's callback.
 
-Orders run `cluster.checkout.Checkout` (a TCC flow whose every step id derives from the
+Orders run `flows.checkout.Checkout` (a TCC flow whose every step id derives from the
 order id). With an `Idempotency-Key` the order id derives from (user, key), so a retried
 request drives the same order: a placed (or paid) order is answered as it stands, a
 half-placed one is finished, a refused one is refused again (409 `order_cancelled`, with
@@ -16,8 +16,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from actors.host import Busy, Unavailable
-from actors.order import OrderCancelled
+from saleday.actors.host import Busy, Unavailable
+from saleday.actors.order import OrderCancelled
 from saleday.http import webhook
 from saleday.http.auth import User
 from saleday.http.edge import Api

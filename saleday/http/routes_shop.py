@@ -1,6 +1,6 @@
 """The shopper's routes: sessions, coupon claims and the wallet, team-ups, store visits, SKUs.
 
-Each route is one flow or command of `cluster.flows.SaleDayFlows` / the session decider,
+Each route is one flow or command of `flows.sale_day.SaleDayFlows` / the session decider,
 with its command id derived from the user and the `Idempotency-Key` (or from what the
 flow is about, where the flow already makes it idempotent: one claim per user per
 campaign, one join per user per team).
@@ -14,8 +14,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Request
 
-from actors.host import Accepted
-from actors.session import ReportLocation, StoreVisited
+from saleday.actors.host import Accepted
+from saleday.actors.session import ReportLocation, StoreVisited
 from saleday.http.auth import User
 from saleday.http.edge import Api
 from saleday.http.idempotency import check_key, scoped_id

@@ -19,11 +19,12 @@ from typing import Any
 import structlog
 from ray import serve
 
-from cluster import wiring
-from cluster.gateway import Gateway
-from cluster.routing import ShardMap
-from cluster.runtime import RuntimeConfig
-from cluster.wire import Wire
+from saleday.actors.kinds import deciders
+from saleday.cluster import ray_api
+from saleday.cluster.gateway import Gateway
+from saleday.cluster.routing import ShardMap
+from saleday.cluster.runtime import RuntimeConfig
+from saleday.cluster.wire import Wire
 
 log = structlog.get_logger("saleday.http.serve")
 
@@ -41,23 +42,23 @@ def attach_gateway(config: RuntimeConfig) -> Gateway:
     """A gateway to the shard actors already running under `config`'s shard map."""
     import ray
 
-    deciders = wiring.deciders()
+    kinds = deciders()
     maps = {kind: ShardMap.uniform(kind, n, config.partitions) for kind, n in config.shards.items()}
     handles: dict[str, list[Any]] = {}
     for kind, shard_map in maps.items():
         handles[kind] = []
         for i in range(shard_map.shards):
             try:
-                handles[kind].append(ray.get_actor(shard_map.stream(i), namespace=wiring.NAMESPACE))
+                handles[kind].append(ray.get_actor(shard_map.stream(i), namespace=ray_api.NAMESPACE))
             except ValueError:
                 raise ShardsNotRunning(f"no shard actor {shard_map.stream(i)!r} in namespace "
-                                       f"{wiring.NAMESPACE!r}: run `saleday serve` with the "
+                                       f"{ray_api.NAMESPACE!r}: run `saleday serve` with the "
                                        "same --shards first") from None
-    kind_by_type = {cls: kind for kind in maps for cls in deciders[kind].commands}
+    kind_by_type = {cls: kind for kind in maps for cls in kinds[kind].commands}
     return Gateway(maps, handles, config.gateway_config(),
-                   entity_of={kind: deciders[kind].entity_of for kind in maps},
+                   entity_of={kind: kinds[kind].entity_of for kind in maps},
                    kind_of=lambda command: kind_by_type.get(type(command), "?"),
-                   transient=wiring.transient_errors(), wire=Wire(list(kind_by_type)))
+                   transient=ray_api.transient_errors(), wire=Wire(list(kind_by_type)))
 
 
 @serve.deployment(name="saleday-http", max_ongoing_requests=MAX_ONGOING_REQUESTS,
@@ -69,7 +70,7 @@ class SaledayHttp:
 
     def __init__(self, runtime: dict[str, Any] | None = None,
                  http: dict[str, Any] | None = None, views: bool = True) -> None:
-        from cluster.settings import load_settings
+        from saleday.cluster.settings import load_settings
         from saleday.http.settings import HttpSettings
 
         settings = load_settings()

@@ -30,9 +30,9 @@ class ViewReader:
 
     @classmethod
     def from_url(cls, store_url: str, checkpoint_url: str | None = None) -> ViewReader:
-        from cluster.cli_projections import checkpoint_url_for
-        from events import open_store
-        from projections.checkpoint import open_checkpoints
+        from saleday.cli.views import checkpoint_url_for
+        from saleday.events import open_store
+        from saleday.projections.checkpoint import open_checkpoints
 
         return cls(open_store(store_url),
                    open_checkpoints(checkpoint_url or checkpoint_url_for(store_url)))
@@ -47,8 +47,8 @@ class ViewReader:
                              headers={"Retry-After": "5"}) from None
 
     def _caught_up(self, name: str) -> Any:
-        from projections.runner import Projection
-        from projections.views import view_class
+        from saleday.projections.runner import Projection
+        from saleday.projections.views import view_class
 
         with self._lock:
             proj = self._projections.get(name)

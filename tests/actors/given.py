@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from actors.decider import Decider, Rejection
+from saleday.actors.decider import Decider, Rejection
 
 
 def given(decider: Decider, *events: Any) -> Given:

@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from actors.campaign import (
+from saleday.actors.campaign import (
     UNLIMITED,
     BudgetExhausted,
     CampaignCreated,
@@ -22,8 +22,8 @@ from actors.campaign import (
     UnknownCampaign,
     campaign_decider,
 )
-from actors.decider import InvalidCommand
-from events.registry import registry
+from saleday.actors.decider import InvalidCommand
+from saleday.events.registry import registry
 from tests.actors.given import given
 
 CAMPAIGN = "c-1111"

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.campaign import (
+from saleday.actors.campaign import (
     CampaignCreated,
     CouponGranted,
     CreateCampaign,
@@ -24,8 +24,8 @@ from actors.campaign import (
     ReturnPool,
     campaign_decider,
 )
-from actors.decider import Decider, InvalidCommand, Rejection, fold
-from actors.team import (
+from saleday.actors.decider import Decider, InvalidCommand, Rejection, fold
+from saleday.actors.team import (
     CreateTeam,
     ExpireTeam,
     JoinTeam,
@@ -36,10 +36,10 @@ from actors.team import (
     split_red_packet,
     team_decider,
 )
-from events.chain import seal
-from events.codec import decode_commit
-from events.envelope import ZERO_HASH
-from events.registry import registry
+from saleday.events.chain import seal
+from saleday.events.codec import decode_commit
+from saleday.events.envelope import ZERO_HASH
+from saleday.events.registry import registry
 
 FAST = settings(max_examples=300, deadline=None)
 

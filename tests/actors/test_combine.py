@@ -8,9 +8,9 @@ from operator import attrgetter
 
 import pytest
 
-from actors.combine import combine
-from actors.decider import Decider, InvalidCommand
-from actors.fields import Intake
+from saleday.actors.combine import combine
+from saleday.actors.decider import Decider, InvalidCommand
+from saleday.actors.fields import Intake
 from tests.actors.given import given
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from actors.decider import compact_pickle
+from saleday.actors.decider import compact_pickle
 
 
 @compact_pickle

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from actors.decider import InvalidCommand
-from actors.fields import INT64_MAX, INT64_MIN, Intake, is_int64
+from saleday.actors.decider import InvalidCommand
+from saleday.actors.fields import INT64_MAX, INT64_MIN, Intake, is_int64
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

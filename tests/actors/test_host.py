@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from actors.decider import InvalidCommand
-from actors.host import Accepted, Request, ShardFenced, ShardHost, Unavailable
-from actors.sku import (
+from saleday.actors.decider import InvalidCommand
+from saleday.actors.host import Accepted, Request, ShardFenced, ShardHost, Unavailable
+from saleday.actors.sku import (
     AddStock,
     ConfigureSale,
     ConfirmReservation,
@@ -16,7 +16,7 @@ from actors.sku import (
     StockReserved,
     sku_decider,
 )
-from events import StoreUnavailable, open_store
+from saleday.events import StoreUnavailable, open_store
 
 T0 = 1_762_790_400_000
 
@@ -119,7 +119,7 @@ def test_recovery_from_a_snapshot_equals_a_full_replay(store, tmp_path):
 
 def test_an_unusable_snapshot_falls_back_to_full_replay(store):
     """A snapshot that cannot be read is skipped, not fatal."""
-    from events import Snapshot
+    from saleday.events import Snapshot
 
     h = host(store)
     stocked(h)
@@ -237,7 +237,7 @@ def test_expired_events_carry_the_reservation(store):
     h.handle([Request("c1", reserve("r1", deadline=T0 + 1000))])
     clock.now = T0 + 2000
     h.tick()
-    from events import registry
+    from saleday.events import registry
 
     last = registry.decode(store.read("sku-000")[-1])
     assert last == ReservationExpired(reservation_id="r1", sku="a", user="u1", qty=1, deadline=T0 + 1000)
@@ -245,7 +245,7 @@ def test_expired_events_carry_the_reservation(store):
 
 def test_a_retry_older_than_the_dedup_record_is_still_applied_once(store):
     """When the host has forgotten an old command id, the store's record answers for it."""
-    from actors.sku import ReleaseReservation
+    from saleday.actors.sku import ReleaseReservation
 
     h = host(store, dedup_capacity=2)
     stocked(h, qty=10)
@@ -293,11 +293,11 @@ def test_recovery_restores_the_timers_of_held_reservations(store):
 @pytest.mark.parametrize("kind", ["session", "campaign", "team", "order"])
 def test_every_entity_kind_runs_on_the_generic_host(store, kind):
     """The same host serves each decider: decide, append, recover, answer retries."""
-    from actors.campaign import CreateCampaign, GrantCoupon
-    from actors.order import CancelOrder, StartCheckout
-    from actors.session import StartSession
-    from actors.team import CreateTeam, JoinTeam
-    from cluster.wiring import deciders
+    from saleday.actors.campaign import CreateCampaign, GrantCoupon
+    from saleday.actors.kinds import deciders
+    from saleday.actors.order import CancelOrder, StartCheckout
+    from saleday.actors.session import StartSession
+    from saleday.actors.team import CreateTeam, JoinTeam
 
     commands = {
         "session": [StartSession(user="u1", session_id="s1", utm_source="wechat", utm_medium="share",

@@ -7,16 +7,16 @@ import pickle
 
 import pytest
 
-from actors.decider import IdempotencyConflict, InvalidCommand
-from actors.host import Accepted, Request, ShardHost
-from actors.sku import (
+from saleday.actors.decider import IdempotencyConflict, InvalidCommand
+from saleday.actors.host import Accepted, Request, ShardHost
+from saleday.actors.sku import (
     AddStock,
     ConfigureSale,
     ConfirmReservation,
     ReserveStock,
     sku_decider,
 )
-from events import open_store
+from saleday.events import open_store
 
 T0 = 1_762_790_400_000
 INT64_MAX = 2**63 - 1

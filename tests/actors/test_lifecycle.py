@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pickle
 
-from actors.lifecycle import BY_VALUE, NEXT, OPEN, TRACKED, TRACKED_NEXT, OrderStatus
-from actors.order import StartCheckout, order_decider
-from actors.session import (
+from saleday.actors.lifecycle import BY_VALUE, NEXT, OPEN, TRACKED, TRACKED_NEXT, OrderStatus
+from saleday.actors.order import StartCheckout, order_decider
+from saleday.actors.session import (
     OrderStatusChanged,
     TrackOrder,
     session_decider,
 )
-from events.chain import canonical
-from events.registry import registry
+from saleday.events.chain import canonical
+from saleday.events.registry import registry
 from tests.actors.given import given
 
 

@@ -6,8 +6,8 @@ import pickle
 
 import pytest
 
-from actors.decider import InvalidCommand
-from actors.order import (
+from saleday.actors.decider import InvalidCommand
+from saleday.actors.order import (
     CancelOrder,
     CheckoutCancelled,
     CheckoutStarted,
@@ -28,8 +28,8 @@ from actors.order import (
     next_deadline,
     order_decider,
 )
-from events.chain import canonical
-from events.registry import registry
+from saleday.events.chain import canonical
+from saleday.events.registry import registry
 from tests.actors.given import given
 
 ORDER = "o1"

@@ -15,8 +15,8 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.decider import InvalidCommand, Rejection, fold
-from actors.order import (
+from saleday.actors.decider import InvalidCommand, Rejection, fold
+from saleday.actors.order import (
     CancelOrder,
     CheckoutCancelled,
     CheckoutStarted,
@@ -32,8 +32,8 @@ from actors.order import (
     evolve,
     order_decider,
 )
-from events.chain import canonical
-from events.registry import registry
+from saleday.events.chain import canonical
+from saleday.events.registry import registry
 
 ORDER = "o1"
 LINES = (("sku-a", 2), ("sku-b", 1))

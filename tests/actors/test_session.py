@@ -7,8 +7,8 @@ import pickle
 
 import pytest
 
-from actors.decider import InvalidCommand
-from actors.session import (
+from saleday.actors.decider import InvalidCommand
+from saleday.actors.session import (
     DAY_MS,
     CouponAlreadyRedeemed,
     CouponExpired,
@@ -641,7 +641,7 @@ def test_state_pickles_compactly_and_equal():
 
 def test_every_session_event_keeps_its_wire_name():
     """Splitting the decider by concern left every event's stable name in the log as it was."""
-    from events.registry import registry
+    from saleday.events.registry import registry
 
     assert {cls.__name__: registry.wire_name(cls) for cls in session_decider.events} == {
         "SessionStarted": "sessions.session_started",

@@ -22,8 +22,8 @@ from hypothesis.stateful import (
     rule,
 )
 
-from actors.decider import Rejection, fold
-from actors.session import (
+from saleday.actors.decider import Rejection, fold
+from saleday.actors.session import (
     CouponLapsed,
     CouponLocked,
     CouponLockVoided,
@@ -47,8 +47,8 @@ from actors.session import (
     evolve,
     session_decider,
 )
-from events.chain import canonical
-from events.registry import registry
+from saleday.events.chain import canonical
+from saleday.events.registry import registry
 
 USER = "u0"
 COUPONS = st.sampled_from(("c1", "c2", "c3"))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from actors.decider import InvalidCommand
-from actors.sku import (
+from saleday.actors.decider import InvalidCommand
+from saleday.actors.sku import (
     MAX_UNITS_PER_RESERVATION,
     AddStock,
     AlreadyConfirmed,

@@ -20,8 +20,8 @@ from hypothesis.stateful import (
     rule,
 )
 
-from actors.decider import InvalidCommand, Rejection, fold
-from actors.sku import (
+from saleday.actors.decider import InvalidCommand, Rejection, fold
+from saleday.actors.sku import (
     AddStock,
     ConfigureSale,
     ConfirmReservation,
@@ -38,10 +38,10 @@ from actors.sku import (
     evolve,
     sku_decider,
 )
-from events.chain import seal
-from events.codec import decode_commit
-from events.envelope import ZERO_HASH
-from events.registry import registry
+from saleday.events.chain import seal
+from saleday.events.codec import decode_commit
+from saleday.events.envelope import ZERO_HASH
+from saleday.events.registry import registry
 
 SKUS = st.sampled_from(("sku-a", "sku-b", "sku-c"))
 USERS = st.sampled_from(("u1", "u2", "u3"))

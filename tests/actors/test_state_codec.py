@@ -15,15 +15,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors import state_codec
-from actors.campaign import campaign_decider
-from actors.host import SNAPSHOT_FORMAT, Request, ShardHost
-from actors.order import order_decider
-from actors.session import session_decider
-from actors.sku import AddStock, ConfigureSale, ReserveStock, sku_decider
-from actors.state_codec import StateCodec, StateCodecError
-from actors.team import team_decider
-from events import Snapshot, open_store
+from saleday.actors import state_codec
+from saleday.actors.campaign import campaign_decider
+from saleday.actors.host import SNAPSHOT_FORMAT, Request, ShardHost
+from saleday.actors.order import order_decider
+from saleday.actors.session import session_decider
+from saleday.actors.sku import AddStock, ConfigureSale, ReserveStock, sku_decider
+from saleday.actors.state_codec import StateCodec, StateCodecError
+from saleday.actors.team import team_decider
+from saleday.events import Snapshot, open_store
 
 T0 = 1_762_790_400_000
 DECIDERS = [sku_decider, session_decider, campaign_decider, team_decider, order_decider]

@@ -6,8 +6,8 @@ import pickle
 
 import pytest
 
-from actors.decider import InvalidCommand
-from actors.team import (
+from saleday.actors.decider import InvalidCommand
+from saleday.actors.team import (
     MAX_SIZE,
     AlreadyMember,
     CreateTeam,
@@ -25,7 +25,7 @@ from actors.team import (
     splitmix64,
     team_decider,
 )
-from events.registry import registry
+from saleday.events.registry import registry
 from tests.actors.given import given
 
 TEAM, CAMPAIGN = "team-1", "c-1111"

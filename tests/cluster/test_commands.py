@@ -12,12 +12,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors.campaign import CreateCampaign, GrantCoupon
-from actors.decider import IdempotencyConflict, InvalidCommand, Rejection
-from actors.host import Accepted, ShardHost, Unavailable
-from actors.order import RecordPayment, StartCheckout
-from actors.session import LockCoupon, ReceiveCoupon, StartSession, TrackOrder
-from actors.sku import (
+from saleday.actors.campaign import CreateCampaign, GrantCoupon
+from saleday.actors.decider import IdempotencyConflict, InvalidCommand, Rejection
+from saleday.actors.host import Accepted, ShardHost, Unavailable
+from saleday.actors.kinds import deciders
+from saleday.actors.order import RecordPayment, StartCheckout
+from saleday.actors.session import LockCoupon, ReceiveCoupon, StartSession, TrackOrder
+from saleday.actors.sku import (
     MAX_UNITS_PER_RESERVATION,
     AddStock,
     AlreadyConfirmed,
@@ -28,14 +29,13 @@ from actors.sku import (
     ReserveStock,
     sku_decider,
 )
-from actors.team import CreateTeam, JoinTeam
-from cluster.checkout import Checkout
-from cluster.gateway import Gateway, GatewayConfig
-from cluster.local import LocalShards
-from cluster.routing import ShardMap
-from cluster.wire import Wire
-from cluster.wiring import deciders
-from events.memory_store import MemoryEventStore
+from saleday.actors.team import CreateTeam, JoinTeam
+from saleday.cluster.gateway import Gateway, GatewayConfig
+from saleday.cluster.local import LocalShards
+from saleday.cluster.routing import ShardMap
+from saleday.cluster.wire import Wire
+from saleday.events.memory_store import MemoryEventStore
+from saleday.flows.checkout import Checkout
 
 T0 = 1_762_790_400_000
 _stores = itertools.count()
@@ -342,7 +342,7 @@ def test_a_checkout_line_past_the_limit_is_refused_before_anything_is_recorded()
 def test_a_reply_that_cannot_cross_the_wire_is_replaced_by_a_refusal():
     """A reply carrying a value msgpack cannot take becomes an InvalidCommand saying why; the
     other replies of its batch cross unchanged."""
-    from actors.sku import SoldOut
+    from saleday.actors.sku import SoldOut
 
     wire = Wire(sku_decider.commands)
     fine = SoldOut(sku="a", requested=1, available=0)

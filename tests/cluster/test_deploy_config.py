@@ -10,7 +10,7 @@ import pytest
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-from cluster.settings import SaledaySettings, load_settings, parse_shards
+from saleday.cluster.settings import SaledaySettings, load_settings, parse_shards
 
 ROOT = Path(__file__).resolve().parents[2]
 CLOUD = ROOT / "ray_cluster.yaml"
@@ -154,9 +154,9 @@ def test_shard_counts_parse_from_pairs_and_json():
 
 def test_the_placement_asks_for_the_resource_only_when_named():
     """No resource by default (a plain local Ray works); the named one, in a small amount."""
-    from cluster import wiring
-    from cluster.runtime import RuntimeConfig
+    from saleday.cluster import ray_api
+    from saleday.cluster.runtime import RuntimeConfig
 
     assert RuntimeConfig().shard_resource is None
-    assert wiring.shard_placement(None) == {}
-    assert wiring.shard_placement("saleday_shard", 0.01) == {"saleday_shard": 0.01}
+    assert ray_api.shard_placement(None) == {}
+    assert ray_api.shard_placement("saleday_shard", 0.01) == {"saleday_shard": 0.01}

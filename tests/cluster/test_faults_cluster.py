@@ -13,12 +13,12 @@ import time
 import pytest
 import ray
 
-from actors.host import Accepted, Busy, Unavailable
-from actors.sku import AddStock, ConfigureSale, ReserveStock
-from cluster import wiring
-from cluster.bench_reserve import stock_from_log
-from cluster.runtime import Runtime, RuntimeConfig
-from events import open_store, verify_commits
+from saleday.actors.host import Accepted, Busy, Unavailable
+from saleday.actors.sku import AddStock, ConfigureSale, ReserveStock
+from saleday.bench.reserve import stock_from_log
+from saleday.cluster import ray_api
+from saleday.cluster.runtime import Runtime, RuntimeConfig
+from saleday.events import open_store, verify_commits
 from tests.helpers import RedisServer, assert_audit_passes, now_ms, wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.redis, pytest.mark.slow]
@@ -38,7 +38,7 @@ def cluster():
         "num_cpus": 0, "include_dashboard": False, "_system_config": FAST_HEALTH_CHECKS})
     workers = [c.add_node(num_cpus=1, resources={"saleday_shard": 100}) for _ in range(2)]
     c.wait_for_nodes()
-    ray.init(address=c.address, namespace=wiring.NAMESPACE, log_to_driver=False)
+    ray.init(address=c.address, namespace=ray_api.NAMESPACE, log_to_driver=False)
     yield c, workers
     ray.shutdown()
     c.shutdown()
@@ -125,7 +125,7 @@ def assert_nothing_lost_or_oversold(url: str, items: dict[str, ReserveStock],
 
 
 def placed(rt: Runtime) -> dict[str, dict]:
-    return wiring.where({"sku-000", "sku-001"})
+    return ray_api.where({"sku-000", "sku-001"})
 
 
 def test_shards_go_only_to_nodes_with_the_shard_resource_spread_across_them(cluster, redis_aof):
@@ -152,7 +152,7 @@ def test_a_shard_killed_again_and_again_under_load_loses_nothing(cluster, redis_
 
         def kill_three_times() -> None:
             for kills in range(1, 4):
-                ray.kill(ray.get_actor("sku-000", namespace=wiring.NAMESPACE), no_restart=False)
+                ray.kill(ray.get_actor("sku-000", namespace=ray_api.NAMESPACE), no_restart=False)
 
                 def back() -> bool:
                     row = placed(rt)["sku-000"]
@@ -186,13 +186,13 @@ def test_a_worker_node_removed_mid_sale_moves_its_shard_and_loses_nothing(cluste
         def remove() -> None:
             started = time.monotonic()
             c.remove_node(victim, allow_graceful=False)
-            shard = ray.get_actor("sku-000", namespace=wiring.NAMESPACE)
+            shard = ray.get_actor("sku-000", namespace=ray_api.NAMESPACE)
             while time.monotonic() - started < 60:
                 try:
                     if ray.get(shard.status.remote(), timeout=30)["pid"] != before["pid"]:
                         back_in.append(time.monotonic() - started)
                         return
-                except wiring.transient_errors():
+                except ray_api.transient_errors():
                     time.sleep(0.05)  # the call raced the node's death; ask the new one
 
         replies = run_sale(rt, items, remove, after=100)

@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from actors.host import Accepted, Busy, Request, ShardHost, Unavailable
-from actors.sku import AddStock, ConfigureSale, ReserveStock, sku_decider
-from cluster.bench_reserve import stock_from_log
-from cluster.runtime import Runtime, RuntimeConfig
-from cluster.settings import SaledaySettings
-from events import StoreUnavailable, open_store, verify_commits
+from saleday.actors.host import Accepted, Busy, Request, ShardHost, Unavailable
+from saleday.actors.sku import AddStock, ConfigureSale, ReserveStock, sku_decider
+from saleday.bench.reserve import stock_from_log
+from saleday.cluster.runtime import Runtime, RuntimeConfig
+from saleday.cluster.settings import SaledaySettings
+from saleday.events import StoreUnavailable, open_store, verify_commits
 from tests.helpers import (
     RedisServer,
     assert_audit_passes,
@@ -94,7 +94,7 @@ def audit(url: str) -> dict[str, int]:
 def test_an_acl_user_limited_to_the_store_runs_a_shard_and_touches_nothing_else(tmp_path, capfd):
     """A shard serves, snapshots and recovers as an ACL user allowed only the store's
     commands on its prefix; anything else is refused; no password reaches a log line."""
-    from cluster import logs
+    from saleday.cluster import logs
 
     logs.configure("debug")
     with RedisServer(tmp_path) as server:

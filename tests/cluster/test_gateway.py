@@ -6,12 +6,12 @@ import asyncio
 
 import pytest
 
-from actors.decider import InvalidCommand
-from actors.host import Accepted, Busy, Unavailable
-from actors.sku import COMMANDS, ReserveStock, SoldOut
-from cluster.gateway import Gateway, GatewayConfig
-from cluster.routing import ShardMap, partition_of
-from cluster.wire import Wire
+from saleday.actors.decider import InvalidCommand
+from saleday.actors.host import Accepted, Busy, Unavailable
+from saleday.actors.sku import COMMANDS, ReserveStock, SoldOut
+from saleday.cluster.gateway import Gateway, GatewayConfig
+from saleday.cluster.routing import ShardMap, partition_of
+from saleday.cluster.wire import Wire
 from tests.helpers import eventually
 
 WIRE = Wire(COMMANDS)
@@ -135,7 +135,7 @@ def test_gateway_command_ids_are_unique_and_ordered():
 
 def test_accepted_replies_cross_the_wire_intact():
     """Replies with events and rejections survive encoding between processes."""
-    from actors.sku import StockReserved
+    from saleday.actors.sku import StockReserved
 
     reply = Accepted((StockReserved(reservation_id="r", user="u", sku="a", qty=2, unit_prices=(1, 2),
                                     tiers=(0, 1), deadline=5, reserved_at=1),), 3, 3, True)

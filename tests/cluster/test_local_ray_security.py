@@ -1,4 +1,4 @@
-"""A local Ray started the product's way (`wiring.start_ray()`) listens on loopback only
+"""A local Ray started the product's way (`ray_api.start_ray()`) listens on loopback only
 and keeps Ray's token authentication, with its token readable by its owner only.
 
 The Ray runs in a subprocess, so it is its own Ray with its own environment (no
@@ -22,8 +22,8 @@ LISTEN = "0A"
 
 SCRIPT = """
 import json, os, sys
-from cluster import wiring
-wiring.start_ray(num_cpus=1)
+from saleday.cluster import ray_api
+ray_api.start_ray(num_cpus=1)
 import ray
 
 @ray.remote
@@ -147,7 +147,7 @@ def test_serve_without_a_place_for_rays_token_is_a_one_line_error(tmp_path: Path
     home.write_text("")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "SALEDAY_"))}
     env.update(HOME=str(home), PYTHONPATH=str(ROOT), RAY_USAGE_STATS_ENABLED="0")
-    done = subprocess.run([sys.executable, "-m", "cluster.cli", "serve", "--store",
+    done = subprocess.run([sys.executable, "-m", "saleday.cli.main", "serve", "--store",
                            f"sqlite:///{tmp_path}/events.db", "--shards", "sku=1"],
                           capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
     assert done.returncode == 2

@@ -7,18 +7,18 @@ import time
 
 import pytest
 
-from cluster.cli_projections import write_reservation_log
-from cluster.projection_actors import (
+from saleday.cli.views import write_reservation_log
+from saleday.cluster.projection_actors import (
     merged_views,
     start_workers,
     stop_workers,
     total_lag,
     worker_name,
 )
-from events import open_store
-from projections.checkpoint import open_checkpoints
-from projections.runner import Projection
-from projections.views import MetricsView, StockView
+from saleday.events import open_store
+from saleday.projections.checkpoint import open_checkpoints
+from saleday.projections.runner import Projection
+from saleday.projections.views import MetricsView, StockView
 
 pytestmark = pytest.mark.ray
 

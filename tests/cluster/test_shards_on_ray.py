@@ -11,15 +11,15 @@ import time
 import pytest
 import ray
 
-from actors.decider import InvalidCommand
-from actors.host import Accepted, Busy, Request, ShardFenced, ShardHost
-from actors.sku import AddStock, ConfigureSale, ReserveStock, sku_decider
-from cluster import wiring
-from cluster.bench_reserve import stock_from_log
-from cluster.gateway import Gateway, GatewayClient, GatewayConfig
-from cluster.runtime import Runtime, RuntimeConfig
-from cluster.wire import Wire
-from events import open_store
+from saleday.actors.decider import InvalidCommand
+from saleday.actors.host import Accepted, Busy, Request, ShardFenced, ShardHost
+from saleday.actors.sku import AddStock, ConfigureSale, ReserveStock, sku_decider
+from saleday.bench.reserve import stock_from_log
+from saleday.cluster import ray_api
+from saleday.cluster.gateway import Gateway, GatewayClient, GatewayConfig
+from saleday.cluster.runtime import Runtime, RuntimeConfig
+from saleday.cluster.wire import Wire
+from saleday.events import open_store
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.ray
@@ -193,7 +193,7 @@ def test_a_full_gateway_sheds_load_with_busy(ray_instance, tmp_path):
             gateway = Gateway(rt.maps, rt.handles,
                               GatewayConfig(max_batch=8, max_in_flight=1, max_queue=16, tick_s=0),
                               entity_of={"sku": sku_decider.entity_of}, kind_of=lambda c: "sku",
-                              transient=wiring.transient_errors(), wire=Wire(sku_decider.commands))
+                              transient=ray_api.transient_errors(), wire=Wire(sku_decider.commands))
             return await gateway.submit_many(commands)
 
         replies = asyncio.run(flood())

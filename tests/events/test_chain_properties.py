@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from events import (
+from saleday.events import (
     ZERO_HASH,
     ChainVerifier,
     CorruptRecordError,
@@ -20,7 +20,7 @@ from events import (
     seal,
     verify_commits,
 )
-from events.codec import decode_commit
+from saleday.events.codec import decode_commit
 
 INT64 = st.integers(min_value=-(2 ** 63), max_value=2 ** 63 - 1)
 KEYS = st.text(max_size=6)

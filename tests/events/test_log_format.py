@@ -10,7 +10,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from events import ChainVerifier, NewEvent, open_store
+from saleday.events import ChainVerifier, NewEvent, open_store
 
 DOC = (Path(__file__).parents[2] / "docs" / "LOG_FORMAT.md").read_text()
 

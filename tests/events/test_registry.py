@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from events import (
+from saleday.events import (
     ZERO_HASH,
     Envelope,
     EventDecodeError,

@@ -12,12 +12,12 @@ from collections import defaultdict
 
 import pytest
 
-from events import NewEvent, open_store, verify_commits
+from saleday.events import NewEvent, open_store, verify_commits
 from tests.helpers import verify
 
 WRITER = textwrap.dedent("""
     import sys
-    from events import NewEvent, open_store
+    from saleday.events import NewEvent, open_store
 
     store = open_store(sys.argv[1])
     stream = sys.argv[2]

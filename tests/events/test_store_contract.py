@@ -18,7 +18,7 @@ from hashlib import blake2b
 import msgpack
 import pytest
 
-from events import (
+from saleday.events import (
     ZERO_HASH,
     ChainVerifier,
     ConcurrencyError,
@@ -907,7 +907,7 @@ class TestSqliteStore(StoreContract):
     def test_three_slashes_name_a_relative_path_and_four_an_absolute_one(self, tmp_path, monkeypatch):
         """`sqlite:///data/events.db` is relative to the working directory (as in SQLAlchemy),
         `sqlite:////abs/events.db` absolute; both name the same log here."""
-        from events import NewEvent
+        from saleday.events import NewEvent
 
         monkeypatch.chdir(tmp_path)
         relative = open_store("sqlite:///data/events.db")
@@ -941,14 +941,14 @@ class TestMemoryStore(StoreContract):
     def store_url(self):
         import uuid
 
-        from events.memory_store import drop
+        from saleday.events.memory_store import drop
 
         name = f"t-{uuid.uuid4().hex}"
         yield f"memory://{name}"
         drop(name)
 
     def corrupt_commit(self, stream, last_version, mutate):
-        from events.memory_store import _LOGS
+        from saleday.events.memory_store import _LOGS
 
         log = _LOGS[self.store.name]
         s = log.streams[stream]
@@ -963,7 +963,7 @@ class TestMemoryStore(StoreContract):
     def test_a_read_only_open_of_a_name_this_process_has_not_written_fails(self):
         """Read-only, a memory:// name with no log in this process is StoreUnavailable saying
         the memory store lives in its own process (and no empty log is made for it)."""
-        from events.memory_store import _LOGS
+        from saleday.events.memory_store import _LOGS
 
         with pytest.raises(StoreUnavailable, match="only lives in the process"):
             open_store(self.url + "-elsewhere", read_only=True)
@@ -971,7 +971,7 @@ class TestMemoryStore(StoreContract):
 
     def test_every_open_in_a_process_sees_the_same_log(self):
         """Two opens of one memory:// name share the log; another name is another log."""
-        from events import NewEvent
+        from saleday.events import NewEvent
 
         self.store.append("s", [NewEvent(type="t.e", data={}, command_id="c1", recorded_at=1)], 0)
         again = open_store(self.url)
@@ -1186,7 +1186,7 @@ class TestEpochInput:
     @pytest.mark.parametrize("epoch", [-1, "1", 1.0])
     def test_a_malformed_epoch_is_refused(self, tmp_path, epoch):
         """An epoch that is not a non-negative int raises InvalidAppend and records nothing."""
-        from events import NewEvent, open_store
+        from saleday.events import NewEvent, open_store
 
         s = open_store(f"sqlite:///{tmp_path}/events.db")
         with pytest.raises(InvalidAppend):

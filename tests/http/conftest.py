@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from cluster.local import LocalShards
-from events import open_store
+from saleday.cluster.local import LocalShards
+from saleday.events import open_store
 from saleday.http import HttpSettings, create_app
 from saleday.http.auth import issue_token
 

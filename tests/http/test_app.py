@@ -10,8 +10,8 @@ import jwt
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from actors.host import Busy, Unavailable
-from actors.order import RecordPayment, StartCheckout
+from saleday.actors.host import Busy, Unavailable
+from saleday.actors.order import RecordPayment, StartCheckout
 from saleday.http import HttpSettings, create_app
 from saleday.http.auth import issue_token
 from saleday.http.settings import MissingSecrets

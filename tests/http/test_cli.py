@@ -5,7 +5,7 @@ from __future__ import annotations
 import jwt
 from typer.testing import CliRunner
 
-from cluster.cli import app
+from saleday.cli.main import app
 from saleday.http.settings import HttpSettings, with_secrets
 
 runner = CliRunner()

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import content_type_conformance, not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
-from cluster.local import LocalShards
-from events import open_store
+from saleday.cluster.local import LocalShards
+from saleday.events import open_store
 from saleday.http import HttpSettings, create_app
 from saleday.http.auth import issue_token
 from tests.http.conftest import KINDS, SECRETS, now_ms

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from projections.checkpoint import open_checkpoints
 from saleday.http.views import ViewReader
+from saleday.projections.checkpoint import open_checkpoints
 from tests.http.conftest import make_client, now_ms
 
 

@@ -44,13 +44,13 @@ def test_an_order_over_real_http_on_serve(tmp_path):
     import ray
     from ray import serve
 
-    from cluster import wiring
-    from cluster.runtime import Runtime, RuntimeConfig
+    from saleday.cluster import ray_api
+    from saleday.cluster.runtime import Runtime, RuntimeConfig
     from saleday.http.auth import issue_token
     from saleday.http.serve import run_local
     from saleday.http.settings import HttpSettings
 
-    ray.init(num_cpus=2, include_dashboard=False, namespace=wiring.NAMESPACE, log_to_driver=False)
+    ray.init(num_cpus=2, include_dashboard=False, namespace=ray_api.NAMESPACE, log_to_driver=False)
     runtime = None
     try:
         runtime = Runtime(RuntimeConfig(

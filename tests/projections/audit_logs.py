@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from cluster.bench_audit import SHARDS, SimClock, drive_sale, local_gateway
-from events import NewEvent, open_store
-from projections.audit import AuditReport, run_audit
-from projections.source import StoreSource
+from saleday.bench.audit import SHARDS, SimClock, drive_sale, local_gateway
+from saleday.events import NewEvent, open_store
+from saleday.projections.audit import AuditReport, run_audit
+from saleday.projections.source import StoreSource
 
 T0 = 1_762_790_400_000
 DAY = 86_400_000

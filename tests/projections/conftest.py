@@ -8,17 +8,18 @@ from typing import Any
 
 import pytest
 
-from actors.campaign import CreateCampaign
-from actors.host import Accepted, ShardHost
-from actors.session import ReceiveCoupon
-from actors.sku import AddStock, ConfigureSale
-from cluster.checkout import Checkout
-from cluster.flows import Reactor, SaleDayFlows
-from cluster.gateway import Gateway, GatewayConfig
-from cluster.routing import ShardMap
-from cluster.wire import Wire
-from cluster.wiring import deciders
-from events import open_store
+from saleday.actors.campaign import CreateCampaign
+from saleday.actors.host import Accepted, ShardHost
+from saleday.actors.kinds import deciders
+from saleday.actors.session import ReceiveCoupon
+from saleday.actors.sku import AddStock, ConfigureSale
+from saleday.cluster.gateway import Gateway, GatewayConfig
+from saleday.cluster.routing import ShardMap
+from saleday.cluster.wire import Wire
+from saleday.events import open_store
+from saleday.flows.checkout import Checkout
+from saleday.flows.reactor import Reactor
+from saleday.flows.sale_day import SaleDayFlows
 
 T0 = 1_762_790_400_000  # 2025-11-11T00:00:00+08:00
 

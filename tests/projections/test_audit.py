@@ -10,18 +10,18 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from actors.session import ReceiveCoupon
-from actors.sku import AddStock, ConfigureSale
-from actors.team import split_red_packet
-from cluster.bench_audit import SHARDS, SimClock, local_gateway
-from cluster.checkout import Checkout
-from cluster.cli import app
-from events import Envelope, NewEvent, event_hash, open_store
-from projections.audit import run_audit
-from projections.audit_rules import RULES
-from projections.export import export
-from projections.source import JsonlSource, StoreSource
-from projections.view import View
+from saleday.actors.session import ReceiveCoupon
+from saleday.actors.sku import AddStock, ConfigureSale
+from saleday.actors.team import split_red_packet
+from saleday.bench.audit import SHARDS, SimClock, local_gateway
+from saleday.cli.main import app
+from saleday.events import Envelope, NewEvent, event_hash, open_store
+from saleday.flows.checkout import Checkout
+from saleday.projections.audit import run_audit
+from saleday.projections.audit_rules import RULES
+from saleday.projections.export import export
+from saleday.projections.source import JsonlSource, StoreSource
+from saleday.projections.view import View
 from tests.projections.audit_logs import (
     CAMPAIGN,
     DAY,
@@ -486,7 +486,7 @@ def test_with_or_without_views_the_rules_see_the_same_log(sale, tmp_path):
 def test_a_command_whose_events_span_batches_is_one_run(tmp_path, monkeypatch):
     """A long commit split across the audit's batches is still one command; the same id
     coming back later in the stream is not."""
-    import projections.source as source_module
+    import saleday.projections.source as source_module
 
     url = f"sqlite:///{tmp_path}/events.db"
     store = open_store(url)
@@ -526,7 +526,7 @@ def test_a_command_recorded_in_two_commits_in_a_row_is_caught(tmp_path):
     end of one commit and the start of the next was recorded twice."""
     import sqlite3
 
-    from events.chain import seal
+    from saleday.events.chain import seal
 
     url = f"sqlite:///{tmp_path}/events.db"
     write(url, [*stocked(), (SKU, "inventory.stock_added", {"sku": "A1", "qty": 1}, T0, "add")])

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cluster.cli import app
-from events import NewEvent, StoreUnavailable, open_store
-from projections.audit import run_audit
-from projections.export import export
-from projections.source import JsonlSource
+from saleday.cli.main import app
+from saleday.events import NewEvent, StoreUnavailable, open_store
+from saleday.projections.audit import run_audit
+from saleday.projections.export import export
+from saleday.projections.source import JsonlSource
 from tests.helpers import delete_prefix, prefix_of, redis_client
 from tests.projections.audit_logs import SESSION, SKU, T0, audit, session, stocked, write
 

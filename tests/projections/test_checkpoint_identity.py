@@ -9,12 +9,12 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from cluster.cli import app
-from cluster.cli_projections import write_reservation_log
-from events import open_store
-from projections.checkpoint import open_checkpoints
-from projections.runner import ForeignCheckpoint, Projection
-from projections.views import StockView
+from saleday.cli.main import app
+from saleday.cli.views import write_reservation_log
+from saleday.events import open_store
+from saleday.projections.checkpoint import open_checkpoints
+from saleday.projections.runner import ForeignCheckpoint, Projection
+from saleday.projections.views import StockView
 
 runner = CliRunner()
 

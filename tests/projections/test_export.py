@@ -10,12 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-import projections.export as export_module
-from cluster.cli import app
-from events import NewEvent, open_store
-from projections.audit import run_audit
-from projections.export import COLUMNS, ExportError, export
-from projections.source import JsonlSource
+import saleday.projections.export as export_module
+from saleday.cli.main import app
+from saleday.events import NewEvent, open_store
+from saleday.projections.audit import run_audit
+from saleday.projections.export import COLUMNS, ExportError, export
+from saleday.projections.source import JsonlSource
 from tests.projections.audit_logs import T0, audit, real_sale
 
 runner = CliRunner()

@@ -11,21 +11,21 @@ import textwrap
 
 import pytest
 
-from cluster.cli_projections import write_reservation_log
-from events import open_store
-from projections.checkpoint import (
+from saleday.cli.views import write_reservation_log
+from saleday.events import open_store
+from saleday.projections.checkpoint import (
     CheckpointConflict,
     InvalidCheckpointUrl,
     open_checkpoints,
 )
-from projections.runner import (
+from saleday.projections.runner import (
     Partition,
     Projection,
     ProjectionError,
     default_worker,
 )
-from projections.view import merged
-from projections.views import MetricsView, StockView, all_views
+from saleday.projections.view import merged
+from saleday.projections.views import MetricsView, StockView, all_views
 from tests.helpers import wait_until
 from tests.projections.conftest import Shop, sale_day
 
@@ -135,7 +135,7 @@ def test_a_live_projection_followed_over_a_long_run_equals_a_rebuild(tmp_path, c
 
 
 def _more_traffic(shop: Shop, round_: int) -> None:
-    from cluster.checkout import Checkout
+    from saleday.flows.checkout import Checkout
 
     async def flow(gateway, co: Checkout, flows, reactor):
         for i in range(8):
@@ -200,10 +200,10 @@ def test_a_projection_killed_while_running_resumes_exactly(tmp_path, cps):
     # that batch folded but not committed, and says so: the kill lands mid-run by construction.
     code = textwrap.dedent(f"""
         import pathlib, signal
-        from events import open_store
-        from projections.checkpoint import open_checkpoints
-        from projections.runner import Projection
-        from projections.views import all_views
+        from saleday.events import open_store
+        from saleday.projections.checkpoint import open_checkpoints
+        from saleday.projections.runner import Projection
+        from saleday.projections.views import all_views
 
         class PausingCommits:
             def __init__(self, inner):

@@ -9,9 +9,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from events import NewEvent, open_store
-from projections.view import MergeConflict, merged
-from projections.views import (
+from saleday.events import NewEvent, open_store
+from saleday.projections.view import MergeConflict, merged
+from saleday.projections.views import (
     MetricsView,
     OrdersView,
     ReferralsView,
@@ -21,7 +21,7 @@ from projections.views import (
     graphml,
     view_class,
 )
-from projections.views.referrals import GRAPHML_NS
+from saleday.projections.views.referrals import GRAPHML_NS
 from tests.projections.conftest import T0, sale_day
 
 
@@ -256,7 +256,7 @@ def data_dir(shop, tmp_path):
 def cli(*args):
     from typer.testing import CliRunner
 
-    from cluster.cli import app
+    from saleday.cli.main import app
 
     return CliRunner().invoke(app, list(args))
 

@@ -10,10 +10,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from cluster.cli import app
-from simulator.generator import visits
-from simulator.recording import Recorder
-from simulator.scenario import preset
+from saleday.cli.main import app
+from saleday.simulator.generator import visits
+from saleday.simulator.recording import Recorder
+from saleday.simulator.scenario import preset
 
 TAOBAO = "tests/simulator/data/taobao_sample.csv"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.clickstream import (
+from saleday.simulator.clickstream import (
     Click,
     ClickstreamError,
     ClickstreamNotFound,

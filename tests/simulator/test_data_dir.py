@@ -12,7 +12,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from cluster.cli import app
+from saleday.cli.main import app
 
 runner = CliRunner()
 TINY = ["--engine", "inprocess", "--users", "60", "--no-progress", "--no-charts", "--json"]
@@ -78,7 +78,7 @@ def test_a_second_run_on_a_log_in_use_is_refused_and_the_first_run_is_unharmed(t
     clear error; the first run finishes, its log intact and its audit clean."""
     data = tmp_path / "d"
     first = subprocess.Popen(
-        [sys.executable, "-m", "cluster.cli", "simulate", *TINY[:2], "--users", "400",
+        [sys.executable, "-m", "saleday.cli.main", "simulate", *TINY[:2], "--users", "400",
          *TINY[4:], "--data", str(data)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "SALEDAY_LOG_LEVEL": "warning"})
@@ -130,7 +130,7 @@ def test_a_redis_log_in_use_is_refused_and_freed_when_the_run_ends(tmp_path, red
     prefix exits 2 before writing anything; once it is released a run proceeds."""
     import redis
 
-    from simulator.datadir import run_lock
+    from saleday.simulator.datadir import run_lock
     from tests.helpers import client_url
 
     with run_lock(redis_store_url):

@@ -9,10 +9,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from cluster.cli import app
-from simulator.recording import Recording
-from simulator.run import RunOptions, simulate
-from simulator.scenario import preset
+from saleday.cli.main import app
+from saleday.simulator.recording import Recording
+from saleday.simulator.run import RunOptions, simulate
+from saleday.simulator.scenario import preset
 
 SMALL = preset("double11").with_overrides(users=1_500)
 FLASH = preset("flash-half-price").with_overrides(users=1_500)
@@ -64,8 +64,7 @@ def test_injected_faults_break_no_invariant_and_replay_identically(tmp_path):
 def test_a_failing_seed_replays_to_the_same_failure(tmp_path, monkeypatch):
     """A bug planted in the SKU decider (stock is not checked) oversells; the audit names
     the SKUs, and the same seed finds the very same violations again."""
-    from actors import sku
-    from cluster import wiring
+    from saleday.actors import kinds, sku
 
     honest = sku.sku_decider
 
@@ -75,9 +74,9 @@ def test_a_failing_seed_replays_to_the_same_failure(tmp_path, monkeypatch):
         return honest.decide(command, state)
 
     broken = dataclasses.replace(honest, decide=careless)
-    real = wiring.deciders
-    monkeypatch.setattr(wiring, "deciders", lambda: {**real(), "sku": broken})
-    monkeypatch.setattr("cluster.local.deciders", lambda: {**real(), "sku": broken})
+    real = kinds.deciders
+    monkeypatch.setattr(kinds, "deciders", lambda: {**real(), "sku": broken})
+    monkeypatch.setattr("saleday.cluster.local.deciders", lambda: {**real(), "sku": broken})
     a = run(tmp_path, "a", FLASH, seed=9)
     b = run(tmp_path, "b", FLASH, seed=9)
     assert not a.audit_ok and a.invariants.violations > 0
@@ -147,8 +146,8 @@ def test_the_ray_engine_drives_the_real_system_and_passes_the_audit(tmp_path):
 def test_a_visit_that_raises_fails_the_run_in_words(tmp_path, monkeypatch):
     """Flows answer refusals with values; an exception in one is a bug, and the run says so
     instead of reporting a sale day without that visit."""
-    from simulator.driver import Driver
-    from simulator.run import SimulationError
+    from saleday.simulator.driver import Driver
+    from saleday.simulator.run import SimulationError
 
     real = Driver.visit
 

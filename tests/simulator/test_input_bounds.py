@@ -8,19 +8,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from actors.campaign import campaign_decider
-from actors.decider import Rejection
-from actors.sku import sku_decider
-from events.chain import seal
-from events.codec import decode_commit
-from events.envelope import ZERO_HASH
-from events.registry import registry
-from simulator import scenario as sm
-from simulator.clickstream import HOUR_MS, bulk_bounds
-from simulator.driver import SimClock
-from simulator.generator import catalog
-from simulator.run import setup_commands
-from simulator.sessions import clickstream_visits
+from saleday.actors.campaign import campaign_decider
+from saleday.actors.decider import Rejection
+from saleday.actors.sku import sku_decider
+from saleday.events.chain import seal
+from saleday.events.codec import decode_commit
+from saleday.events.envelope import ZERO_HASH
+from saleday.events.registry import registry
+from saleday.simulator import scenario as sm
+from saleday.simulator.clickstream import HOUR_MS, bulk_bounds
+from saleday.simulator.driver import SimClock
+from saleday.simulator.generator import catalog
+from saleday.simulator.run import setup_commands
+from saleday.simulator.sessions import clickstream_visits
 
 INT64_MAX = 2**63 - 1
 EDGES = (1, 99, 100, 101, sm.MAX_PRICE_CENTS, sm.MAX_PRICE_CENTS + 1, sm.MAX_STOCK,
@@ -128,7 +128,7 @@ def test_a_scenario_built_around_the_checks_cannot_spin_the_clock_for_ever(tmp_p
     compression is refused by the in-process engine instead of running rounds for ever."""
     import pytest
 
-    from simulator.run import RunOptions, SimulationError, simulate
+    from saleday.simulator.run import RunOptions, SimulationError, simulate
 
     base = sm.preset("double11").with_overrides(users=5)
     sc = sm.Scenario.model_construct(**{**dict(base), "compression": float("inf")})

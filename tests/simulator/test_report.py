@@ -14,9 +14,9 @@ import pytest
 from pydantic import ValidationError
 from rich.console import Console
 
-from simulator.progress import RunProgress, sale_clock
-from simulator.report import clock, render, write_charts, write_html, write_outputs
-from simulator.results import (
+from saleday.simulator.progress import RunProgress, sale_clock
+from saleday.simulator.report import clock, render, write_charts, write_html, write_outputs
+from saleday.simulator.results import (
     Finding,
     Invariants,
     LatencyMs,

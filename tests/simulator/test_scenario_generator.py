@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from simulator.generator import arrival_times, catalog, visits
-from simulator.scenario import PRESETS, ScenarioError, load, preset
+from saleday.simulator.generator import arrival_times, catalog, visits
+from saleday.simulator.scenario import PRESETS, ScenarioError, load, preset
 
 
 def test_every_preset_loads_and_double11_is_the_default_shape():

@@ -12,10 +12,10 @@ import pytest
 from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
-from cluster.cli import app
-from simulator.generator import Visit, visits
-from simulator.run import RunOptions, SimulationError, simulate
-from simulator.scenario import preset
+from saleday.cli.main import app
+from saleday.simulator.generator import Visit, visits
+from saleday.simulator.run import RunOptions, SimulationError, simulate
+from saleday.simulator.scenario import preset
 from tests.helpers import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -103,7 +103,7 @@ def test_cli_exits_2_when_the_store_stays_down(tmp_path, monkeypatch):
     """`saleday simulate --engine inprocess` on a Redis that goes away exits 2 with one
     readable line, after its `--store-give-up` bound."""
     with RedisServer(tmp_path / "redis") as server:
-        import simulator.run as run
+        import saleday.simulator.run as run
 
         real = run.visits
 
@@ -125,9 +125,9 @@ def test_cli_exits_2_when_the_store_stays_down(tmp_path, monkeypatch):
 def test_a_host_tells_a_log_that_ends_before_what_it_committed():
     """`ShardHost.log_rewound` (the check Ray shards and the in-process engine share) gives
     the log's head when it lies behind the host, None while it does not."""
-    from actors.host import Request, ShardHost
-    from actors.sku import AddStock, sku_decider
-    from events import open_store
+    from saleday.actors.host import Request, ShardHost
+    from saleday.actors.sku import AddStock, sku_decider
+    from saleday.events import open_store
 
     store = open_store("memory://rewound-a")
     host = ShardHost(decider=sku_decider, store=store, stream="sku-000", clock=lambda: 1)

@@ -1,7 +1,11 @@
-"""All Ray API calls live here: starting Ray, and the shard actors' options and names.
+"""Every Ray API call of saleday lives here (named so nobody confuses it with `wire.py`,
+the gateway-shard codec): starting or joining Ray on loopback with its token auth, the
+shard and projection actors' options and names, getting, waiting, killing, metrics and
+what Ray's GCS knows of the actors. Logic elsewhere gets plain objects or handles, so a
+test can stand in for Ray.
 
-`ShardActor` is a plain class (tests construct it without Ray); `shard_handle` is the one
-place it becomes a Ray actor: named `<stream>` in the `saleday` namespace,
+`cluster.shard_actor.ShardActor` is a plain class (tests construct it without Ray);
+`shard_handle` is the one place it becomes a Ray actor: named `<stream>` in the `saleday` namespace,
 `max_restarts=-1` (Ray brings a crashed shard back; its `__init__` recovers from the log)
 and `max_task_retries=0` (Ray must not re-run calls out of order on a fresh actor: the
 gateway retries with the same command ids instead).
@@ -9,11 +13,9 @@ gateway retries with the same command ids instead).
 
 from __future__ import annotations
 
-import gc
 import ipaddress
 import os
 import secrets
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,148 +23,28 @@ from typing import Any
 
 import structlog
 
-from actors.host import Accepted, Request, ShardFenced, ShardHost, Unavailable
-from cluster.wire import Wire
-from events import open_store
-
 NAMESPACE = "saleday"
 log = structlog.get_logger("saleday.wiring")
 
 
-def deciders() -> dict[str, Any]:
-    """The entity kinds a shard can host, by name."""
-    from actors.campaign import campaign_decider
-    from actors.order import order_decider
-    from actors.session import session_decider
-    from actors.sku import sku_decider
-    from actors.team import team_decider
-
-    return {d.kind: d for d in (sku_decider, session_decider, campaign_decider, team_decider,
-                                order_decider)}
-
-
-class ShardActor:
-    """A shard host built from plain settings, so Ray can (re)create it anywhere."""
-
-    def __init__(self, *, kind: str, stream: str, store_url: str, snapshot_every: int = 50_000) -> None:
-        from cluster import logs
-
-        logs.configure(os.environ.get("SALEDAY_LOG_LEVEL", "warning"))
-        decider = deciders()[kind]
-        self.wire = Wire(decider.commands)
-        self.host = ShardHost(decider=decider, store=open_store(store_url), stream=stream,
-                              snapshot_every=snapshot_every, snapshot_in_background=True)
-        self.metrics = ShardMetrics(stream)
-        tune_gc()
-
-    def handle(self, batch: bytes) -> bytes:
-        """Decide a batch encoded by `cluster.wire`; answer with the encoded replies."""
-        return self.wire.encode_replies(self.handle_requests(self.wire.decode_requests(batch)))
-
-    def handle_requests(self, requests: list[Request]) -> list[Any]:
-        started = time.perf_counter()
-        version = self.host.version
-        try:
-            replies = self.host.handle(requests)
-            self.metrics.batch(replies, self.host.version - version, time.perf_counter() - started)
-            if any(isinstance(r, Unavailable) for r in replies):
-                self._exit_if_log_rewound()
-            return replies
-        except ShardFenced:
-            # A newer incarnation owns the stream. Exit so Ray restarts this actor, and
-            # the restart takes a newer epoch still; never decide on a stale view.
-            log.error("shard_exiting_fenced", stream=self.host.stream, epoch=self.host.epoch)
-            os._exit(70)
-
-    def tick(self) -> int:
-        try:
-            return self.host.tick()
-        except ShardFenced:
-            os._exit(70)
-
-    def _exit_if_log_rewound(self) -> None:
-        """If the log now ends before what this incarnation committed (Redis restarted
-        without its last writes: `appendfsync everysec` and an OS crash, or a failover to
-        a lagging replica), no append can ever succeed at our version again. Exit, so Ray
-        restarts the shard and it recovers from the log as it now is, instead of
-        answering `Unavailable` forever. Nothing is appended at a forked position."""
-        head = self.host.log_rewound()   # None when unreachable: the store is the problem
-        if head is not None:
-            log.error("log_rewound", stream=self.host.stream, shard_version=self.host.version,
-                      log_version=head, lost=self.host.version - head)
-            os._exit(71)
-
-    def status(self) -> dict[str, Any]:
-        return {**self.host.status(), "pid": os.getpid(), "node": _node_id(),
-                "store": self.host.store.url}
-
-    def state_of(self, entity: str) -> Any:
-        return self.host.state_of(entity)
-
-    def states_of(self, entities: list[str]) -> list[Any]:
-        """The states of several entities in one call (the gateway batches queries)."""
-        return [self.host.state_of(e) for e in entities]
-
-    def snapshot(self) -> int:
-        self.host.save_snapshot()
-        return self.host.snapshot_version
-
-
-
-class ShardMetrics:
-    """Per-shard counters and a batch-latency histogram, exported where Ray exports metrics
-    (its Prometheus endpoint, when the cluster runs the metrics agent). Recorded once per
-    batch, never per command."""
-
-    def __init__(self, stream: str) -> None:
-        try:
-            from ray.util import metrics
-        except ImportError:  # pragma: no cover - ray is a dependency
-            self._enabled = False
-            return
-        tags = ("shard",)
-        self._commands = metrics.Counter("saleday_shard_commands", "Commands decided, by outcome.",
-                                         tag_keys=("shard", "outcome"))
-        self._events = metrics.Counter("saleday_shard_events", "Events appended.", tag_keys=tags)
-        self._batch_ms = metrics.Histogram(
-            "saleday_shard_batch_ms", "Time to decide, append and answer one batch (ms).",
-            boundaries=[1, 2, 5, 10, 25, 50, 100, 250, 1000], tag_keys=tags)
-        self._tags = {"shard": stream}
-        self._enabled = True
-
-    def batch(self, replies: list[Any], events: int, seconds: float) -> None:
-        if not self._enabled:
-            return
-        outcomes: dict[str, int] = {}
-        for reply in replies:
-            code = "accepted" if isinstance(reply, Accepted) else reply.code
-            outcomes[code] = outcomes.get(code, 0) + 1
-        for code, n in outcomes.items():
-            self._commands.inc(n, tags={**self._tags, "outcome": code})
-        if events:
-            self._events.inc(events, tags=self._tags)
-        self._batch_ms.observe(seconds * 1000, tags=self._tags)
-
-
-def tune_gc() -> None:
-    """Keep the cyclic GC off the latency path of a long-lived, allocation-heavy process.
-
-    Recovered state is moved out of the GC's reach (`gc.freeze`), and the young
-    generation is collected every 50,000 allocations instead of 700, so a full collection
-    over millions of live objects does not land in the middle of a batch.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
-
-
-def _node_id() -> str | None:
+def node_id() -> str | None:
+    """The id of the Ray node this process runs on (None outside Ray)."""
     try:
         import ray
 
         return ray.get_runtime_context().get_node_id()
     except Exception:
         return None
+
+
+def metrics_api() -> Any | None:
+    """`ray.util.metrics`, where a process's counters and histograms go (Ray's Prometheus
+    endpoint when the cluster runs its metrics agent); None if it cannot be imported."""
+    try:
+        from ray.util import metrics
+    except ImportError:  # pragma: no cover - ray is a dependency
+        return None
+    return metrics
 
 
 def start_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
@@ -299,6 +181,8 @@ def shard_handle(*, kind: str, stream: str, store_url: str, snapshot_every: int 
         "max_task_retries": 0, "num_cpus": num_cpus, "resources": resources or {}}
     if scheduling_strategy:
         options["scheduling_strategy"] = scheduling_strategy
+    from saleday.cluster.shard_actor import ShardActor
+
     actor = ray.remote(ShardActor).options(**options)
     return actor.remote(kind=kind, stream=stream, store_url=store_url, snapshot_every=snapshot_every)
 

@@ -13,7 +13,6 @@ because numbers from these small shared machines are only comparable within one 
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -22,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from events import (
+from saleday.events import (
     ChainVerifier,
     EventRegistry,
     EventStore,
@@ -31,6 +30,7 @@ from events import (
     open_store,
     verify_commits,
 )
+from saleday.simulator.results import machine_info
 
 bench_registry = EventRegistry()
 
@@ -165,7 +165,7 @@ def run(*, events: int = 200_000, batch: int = 1000, repeat: int = 3,
         backends: tuple[str, ...] = ("sqlite", "redis"), baseline: bool = True) -> dict[str, Any]:
     """Benchmark each backend and return `{"sqlite": {...}, "redis": {...}, ...}`, with the
     `eventsourcing` library measured in the same run as the baseline."""
-    from cluster.wiring import tune_gc
+    from saleday.cluster.shard_actor import tune_gc
 
     tune_gc()  # the GC policy of saleday's shard processes, which do the reading
     result: dict[str, Any] = {}
@@ -202,8 +202,8 @@ def run(*, events: int = 200_000, batch: int = 1000, repeat: int = 3,
                     row["x_eventsourcing_append"] = round(row["append_events_per_s"] / base["append_events_per_s"], 2)
                     row["x_eventsourcing_read"] = round(row["read_events_per_s"] / base["read_events_per_s"], 2)
     result["params"] = {"events": events, "batch": batch, "repeat": repeat,
-                        "gc": "tuned as in shard processes (cluster.wiring.tune_gc)"}
-    result["machine"] = machine()
+                        "gc": "tuned as in shard processes (cluster.ray_api.tune_gc)"}
+    result["machine"] = machine_info()
     return result
 
 
@@ -214,7 +214,7 @@ def _drop_prefix(store: Any, prefix: str) -> None:
 
 
 def _redis_durability(url: str) -> str:
-    from events.redis_store import client_from_url
+    from saleday.events.redis_store import client_from_url
 
     try:
         client, _ = client_from_url(url)
@@ -225,18 +225,3 @@ def _redis_durability(url: str) -> str:
         return f"unknown ({type(exc).__name__})"
     return (f"redis {info.get('redis_version')}, appendonly={conf.get('appendonly')}, "
             f"appendfsync={conf.get('appendfsync')}")
-
-
-def machine() -> dict[str, Any]:
-    """What the numbers were measured on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform()}

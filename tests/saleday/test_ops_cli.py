@@ -18,12 +18,12 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
-from cluster.cli import app
-from events import NewEvent, open_store
+from saleday.cli.main import app
+from saleday.events import NewEvent, open_store
 from tests.helpers import RedisServer, free_port
 
 PASSWORD = "ops-S3cret-never-print"
-SALEDAY = [sys.executable, "-m", "cluster.cli"]
+SALEDAY = [sys.executable, "-m", "saleday.cli.main"]
 ROOT = Path(__file__).resolve().parents[2]
 
 

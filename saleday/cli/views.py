@@ -29,7 +29,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cluster.cli_common import console, fail, opened
+from saleday.cli.common import console, fail, opened
 
 DataOpt = Annotated[Path, typer.Option("--data", help="Data dir: the log is "
                                        "sqlite:///<data>/events.db unless --store says otherwise.")]
@@ -71,9 +71,9 @@ def view(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Catch a view up with the log and show it."""
-    from projections.checkpoint import open_checkpoints
-    from projections.runner import ForeignCheckpoint, Projection, ProjectionError
-    from projections.views import UnknownView, view_class
+    from saleday.projections.checkpoint import open_checkpoints
+    from saleday.projections.runner import ForeignCheckpoint, Projection, ProjectionError
+    from saleday.projections.views import UnknownView, view_class
 
     try:
         cls = view_class(name)
@@ -103,7 +103,7 @@ def view(
     if graphml_file is not None:
         if name != "referrals":
             raise typer.BadParameter("only the referrals view exports GraphML", param_hint="--graphml")
-        from projections.views import graphml
+        from saleday.projections.views import graphml
 
         graphml_file.write_bytes(graphml(v))  # type: ignore[arg-type]
     shown = _SHOW[name](v, order=order, user=user, skus=sku, top=top)
@@ -244,8 +244,8 @@ def write_reservation_log(store: Any, *, reservations: int, skus: int = 200, sha
     """Write reservation traffic with the real SKU decider through ShardHost: SKUs stocked and
     on sale with two price tiers, `reservations` one-unit reservations, a share of them then
     confirmed or released. Returns the events written."""
-    from actors.host import Request, ShardHost
-    from actors.sku import (
+    from saleday.actors.host import Request, ShardHost
+    from saleday.actors.sku import (
         AddStock,
         ConfigureSale,
         ConfirmReservation,
@@ -253,7 +253,7 @@ def write_reservation_log(store: Any, *, reservations: int, skus: int = 200, sha
         ReserveStock,
         sku_decider,
     )
-    from cluster.routing import ShardMap
+    from saleday.cluster.routing import ShardMap
 
     rng = random.Random(seed)
     clock = [T0]
@@ -330,11 +330,11 @@ def bench_projections(
 
 def run_bench(*, reservations: int, skus: int, shards: int, batch: int, seed: int,
               repeat: int = 3) -> dict[str, Any]:
-    from cluster.bench import machine
-    from events import Tail, open_store
-    from projections.checkpoint import open_checkpoints
-    from projections.runner import Projection
-    from projections.views import VIEWS, all_views
+    from saleday.events import Tail, open_store
+    from saleday.projections.checkpoint import open_checkpoints
+    from saleday.projections.runner import Projection
+    from saleday.projections.views import VIEWS, all_views
+    from saleday.simulator.results import machine_info as machine
 
     with tempfile.TemporaryDirectory(prefix="saleday-bench-proj-") as tmp:
         store = open_store(f"sqlite:///{tmp}/events.db?synchronous=normal")

@@ -21,10 +21,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from simulator.generator import visits
-from simulator.results import machine_info
-from simulator.run import RunOptions, simulate
-from simulator.scenario import Scenario
+from saleday.simulator.generator import visits
+from saleday.simulator.results import machine_info
+from saleday.simulator.run import RunOptions, simulate
+from saleday.simulator.scenario import Scenario
 
 SYSTEMS = ("generator", "inprocess[memory]", "inprocess[sqlite]", "ray[sqlite]", "reserve[sqlite]")
 
@@ -79,7 +79,7 @@ def _one(system: str, sc: Scenario, *, users: int, ray_users: int, compression: 
         row["late_start_p99_s"] = late.p99 if late else 0.0
         return row
     if system == "reserve[sqlite]":
-        from cluster import bench_reserve
+        from saleday.bench import reserve as bench_reserve
 
         result = bench_reserve.run(skus=300, stock=100, users=100_000,
                                    systems=("saleday[sqlite]",))

@@ -9,13 +9,13 @@ import time
 import pytest
 import ray
 
-from actors.host import Accepted
-from actors.session import ReceiveCoupon
-from actors.sku import AddStock, ConfigureSale
-from cluster.checkout import Checkout
-from cluster.runtime import Runtime, RuntimeConfig
-from actors.order import RecordTry
-from events import open_store, registry
+from saleday.actors.host import Accepted
+from saleday.actors.order import RecordTry
+from saleday.actors.session import ReceiveCoupon
+from saleday.actors.sku import AddStock, ConfigureSale
+from saleday.cluster.runtime import Runtime, RuntimeConfig
+from saleday.events import open_store, registry
+from saleday.flows.checkout import Checkout
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.ray

@@ -26,7 +26,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cluster.cli_common import console, fail
+from saleday.cli.common import console, fail
 
 log = structlog.get_logger("saleday.ops")
 
@@ -48,7 +48,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 def _settings(**overrides: Any):  # type: ignore[no-untyped-def]
     from pydantic import ValidationError
 
-    from cluster.settings import load_settings
+    from saleday.cluster.settings import load_settings
 
     try:
         return load_settings(**overrides)
@@ -85,7 +85,7 @@ def serve(
     """Start or find the shard actors on Ray and keep them ticked and watched.
 
     Prints where each shard runs, then stays up until Ctrl-C or SIGTERM."""
-    from events import EventLogError
+    from saleday.events import EventLogError
 
     settings = _settings(ray_address=address, store_url=store, shards=shards,
                          shard_resource=shard_resource, partitions=partitions,
@@ -102,7 +102,7 @@ def serve(
             settings = settings.model_copy(update={"shards": http_cli.HTTP_SHARDS})
     config = settings.runtime_config().model_copy(
         update={"detached": settings.ray_address is not None})
-    from cluster.runtime import Runtime
+    from saleday.cluster.runtime import Runtime
 
     try:
         runtime = Runtime(config)
@@ -149,7 +149,7 @@ def status(
     """Show each shard: node, state, version, epoch, lag, restarts and health.
 
     Exit 1 unless every shard is healthy; exit 2 when the store (given) cannot be read."""
-    from cluster import wiring
+    from saleday.cluster import ray_api
 
     settings = _settings(ray_address=address, store_url=store)
     store_url = settings.resolved_store_url() if settings.store_url else None
@@ -157,7 +157,7 @@ def status(
         _check_store(store_url)
     _check_reachable(settings.ray_address)
     try:
-        wiring.start_ray(settings.ray_address or "auto")
+        ray_api.start_ray(settings.ray_address or "auto")
     except (ConnectionError, ValueError, RuntimeError) as exc:
         fail(RuntimeError(f"no Ray cluster at {settings.ray_address or 'auto'}: {exc}"))
     rows = shard_rows(store_url, timeout_s=timeout_s)
@@ -179,7 +179,7 @@ def status(
 def _check_store(store_url: str) -> None:
     """Exit 2, readably and with the URL redacted, unless the store answers (with these
     credentials) and holds a log. Opened read-only: status never writes to the log."""
-    from events import EventLogError, open_store
+    from saleday.events import EventLogError, open_store
 
     try:
         open_store(store_url, read_only=True).close()
@@ -209,14 +209,14 @@ def shard_rows(store_url: str | None, *, timeout_s: float = 5.0) -> list[dict[st
     given the store, how far each is behind its stream in the log."""
     import ray
 
-    from cluster import wiring
+    from saleday.cluster import ray_api
 
-    placed = {name: row for name, row in wiring.where().items() if row["class"] == "ShardActor"}
+    placed = {name: row for name, row in ray_api.where().items() if row["class"] == "ShardActor"}
     refs: dict[str, Any] = {}
     for name, row in placed.items():
         if row["state"] == "ALIVE":
             try:
-                refs[name] = ray.get_actor(name, namespace=wiring.NAMESPACE).status.remote()
+                refs[name] = ray.get_actor(name, namespace=ray_api.NAMESPACE).status.remote()
             except ValueError:
                 pass
     ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout_s)
@@ -267,7 +267,7 @@ def _health(row: dict[str, Any], said: dict[str, Any]) -> str:
 
 def _log_versions(store_url: str, streams: list[str]) -> dict[str, int] | None:
     """Each stream's version in the log, None when the store cannot be read (read-only)."""
-    from events import EventLogError, open_store
+    from saleday.events import EventLogError, open_store
 
     try:
         store = open_store(store_url, read_only=True)

@@ -1,4 +1,4 @@
-"""The `saleday` command line (also `python -m cluster.cli`).
+"""The `saleday` command line (also `python -m saleday.cli.main`).
 
 Commands today: `bench store` (event store throughput), `bench reserve` (a flash sale end
 to end on Ray, against Redis baselines) and `log streams|verify` (inspect a store and check
@@ -16,8 +16,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cluster import cli_audit, cli_ops, cli_projections, cli_simulate, logs
-from cluster.cli_common import DEFAULT_REDIS, KnownErrorsExit2, StoreOpt, console, fail, opened
+from saleday.cli import audit as cli_audit
+from saleday.cli import ops as cli_ops
+from saleday.cli import simulate as cli_simulate
+from saleday.cli import views as cli_projections
+from saleday.cli.common import DEFAULT_REDIS, KnownErrorsExit2, StoreOpt, console, fail, opened
+from saleday.cluster import logs
 from saleday.http import cli as http_cli
 
 # Exit status everywhere: 0 ok, 1 the audit found violations, 2 bad input, usage or
@@ -55,7 +59,7 @@ def bench_store(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Append, read+decode and read+verify rates of the SQLite and Redis event stores."""
-    from cluster.bench import run
+    from saleday.bench.store import run
 
     backends = tuple(backend or ("sqlite", "redis"))
     unknown = set(backends) - {"sqlite", "redis"}
@@ -119,7 +123,7 @@ def bench_reserve(
 ) -> None:
     """A flash sale end to end (client -> gateway -> Ray shards -> durable log -> reply),
     with Zipf-popular SKUs and demand above supply, against two Redis baselines."""
-    from cluster import bench_reserve as br
+    from saleday.bench import reserve as br
 
     systems = tuple(system or ("saleday[sqlite]", "saleday[redis]", "seed_decrby_rollback",
                                "redis_lua_pipelined"))
@@ -191,7 +195,7 @@ def log_verify(store: StoreOpt,
                as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Re-read streams and check gapless versions and the hash chain; exit 1 on a break
     (or on a stream missing from the store's list of streams); exit 2 on no log or no events."""
-    from events import ChainVerifier, CorruptRecordError, verify_commits
+    from saleday.events import ChainVerifier, CorruptRecordError, verify_commits
 
     results = []
     with opened(store, read_only=True) as s:

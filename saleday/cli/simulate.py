@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from cluster.cli_common import console
+from saleday.cli.common import console
 
 ENGINES = ("ray", "inprocess")
 
@@ -78,7 +78,7 @@ def simulate(
     as_json: JsonOpt = False,
 ) -> None:
     """Run a seeded, time-compressed sale day against saleday and audit the log it wrote."""
-    from simulator.scenario import ScenarioError, load
+    from saleday.simulator.scenario import ScenarioError, load
 
     try:
         sc = load(scenario).with_overrides(users=users, compression=compression)
@@ -118,7 +118,7 @@ def replay(
     A recording replayed with the in-process engine on a fresh store writes the same log
     as the run that recorded it (the same log digest), faults included.
     """
-    from simulator.recording import Recording, RecordingError
+    from saleday.simulator.recording import Recording, RecordingError
 
     if (recording is None) == (clickstream is None):
         _fail("give either a RECORDING or --clickstream FILE")
@@ -133,9 +133,9 @@ def replay(
              progress=progress and not as_json, as_json=as_json, source=rec.visits(),
              overwrite=overwrite, store_give_up=store_give_up)
         return
-    from simulator.clickstream import ClickstreamError
-    from simulator.scenario import ScenarioError, load
-    from simulator.sessions import clickstream_visits
+    from saleday.simulator.clickstream import ClickstreamError
+    from saleday.simulator.scenario import ScenarioError, load
+    from saleday.simulator.sessions import clickstream_visits
 
     try:
         sc = load(scenario)
@@ -167,8 +167,8 @@ def bench_simulate(
     from rich.markup import escape
     from rich.table import Table
 
-    from simulator import bench
-    from simulator.scenario import ScenarioError, check_seed, load
+    from saleday.bench import simulate as bench
+    from saleday.simulator.scenario import ScenarioError, check_seed, load
 
     try:
         sc = load(scenario)
@@ -215,9 +215,9 @@ def bench_simulate(
 def _run(sc, *, seed, data, store, engine, address, faults, record, num_cpus, charts,  # type: ignore[no-untyped-def]
          progress, as_json, source=None, click_stats=None, overwrite=False,
          store_give_up=30.0) -> None:
-    from events import EventLogError
-    from simulator.report import render
-    from simulator.run import RunOptions, SimulationError, simulate
+    from saleday.events import EventLogError
+    from saleday.simulator.report import render
+    from saleday.simulator.run import RunOptions, SimulationError, simulate
 
     if engine not in ENGINES:
         _fail(f"unknown engine {engine!r}: use {' or '.join(ENGINES)}")

@@ -25,7 +25,7 @@ class opened:
         self.read_only = read_only
 
     def __enter__(self):  # type: ignore[no-untyped-def]
-        from events import EventLogError, open_store
+        from saleday.events import EventLogError, open_store
 
         try:
             self.store = open_store(self.url, read_only=self.read_only)
@@ -34,7 +34,7 @@ class opened:
         return self.store
 
     def __exit__(self, kind, exc, tb) -> bool:  # type: ignore[no-untyped-def]
-        from events import EventLogError
+        from saleday.events import EventLogError
 
         self.store.close()
         if isinstance(exc, EventLogError) and not isinstance(exc, typer.Exit):
@@ -57,12 +57,12 @@ def fail(exc: Exception) -> None:
 # by module so nothing is imported for them; an error of a module that is not loaded
 # cannot have been raised.
 KNOWN_ERRORS = (
-    ("events.errors", "EventLogError"),  # stores, URLs, logs (and the projections' errors)
-    ("simulator.scenario", "ScenarioError"),
-    ("simulator.recording", "RecordingError"),
-    ("simulator.clickstream", "ClickstreamError"),
-    ("simulator.run", "SimulationError"),
-    ("projections.views", "UnknownView"),
+    ("saleday.events.errors", "EventLogError"),  # stores, URLs, logs (and the projections' errors)
+    ("saleday.simulator.scenario", "ScenarioError"),
+    ("saleday.simulator.recording", "RecordingError"),
+    ("saleday.simulator.clickstream", "ClickstreamError"),
+    ("saleday.simulator.run", "SimulationError"),
+    ("saleday.projections.views", "UnknownView"),
 )
 
 

@@ -8,12 +8,13 @@ import time
 
 import pytest
 
-from actors.campaign import CreateCampaign
-from actors.host import Accepted
-from actors.session import ReportLocation
-from cluster.flows import Reactor, SaleDayFlows
-from cluster.runtime import Runtime, RuntimeConfig
-from events import open_store, registry
+from saleday.actors.campaign import CreateCampaign
+from saleday.actors.host import Accepted
+from saleday.actors.session import ReportLocation
+from saleday.cluster.runtime import Runtime, RuntimeConfig
+from saleday.events import open_store, registry
+from saleday.flows.reactor import Reactor
+from saleday.flows.sale_day import SaleDayFlows
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.ray

@@ -2,7 +2,7 @@
 
 `local_gateway` is `cluster.local.LocalShards` (the gateway's interface over shard hosts in
 this process) batching as the Ray gateway does. The real flows
-(`cluster.checkout.Checkout`, `cluster.flows.SaleDayFlows`, the `Reactor`) run on it
+(`flows.checkout.Checkout`, `flows.sale_day.SaleDayFlows`, the `Reactor`) run on it
 unchanged, so the log is the one the system writes, without Ray.
 
 `drive_sale` plays mixed traffic on a simulated clock: stock and flash-sale tiers,
@@ -22,14 +22,15 @@ import tempfile
 import time
 from typing import Any
 
-from actors.campaign import CreateCampaign
-from actors.session import ReceiveCoupon
-from actors.sku import AddStock, ConfigureSale
-from cluster.bench import machine
-from cluster.checkout import Checkout
-from cluster.flows import Reactor, SaleDayFlows
-from cluster.local import LocalShards
-from events import EventStore, open_store, verify_commits
+from saleday.actors.campaign import CreateCampaign
+from saleday.actors.session import ReceiveCoupon
+from saleday.actors.sku import AddStock, ConfigureSale
+from saleday.cluster.local import LocalShards
+from saleday.events import EventStore, open_store, verify_commits
+from saleday.flows.checkout import Checkout
+from saleday.flows.reactor import Reactor
+from saleday.flows.sale_day import SaleDayFlows
+from saleday.simulator.results import machine_info as machine
 
 T0 = 1_762_790_400_000
 """2025-11-11T00:00:00+08:00 in ms: the simulated clock starts at midnight."""
@@ -189,8 +190,8 @@ def run(*, events: int = 300_000, repeat: int = 3, seed: int = 11) -> dict[str, 
     """
     import os
 
-    from projections.audit import run_audit
-    from projections.source import StoreSource
+    from saleday.projections.audit import run_audit
+    from saleday.projections.source import StoreSource
 
     with tempfile.TemporaryDirectory(prefix="saleday-bench-audit-") as tmp:
         url = f"sqlite:///{tmp}/events.db?synchronous=normal"

@@ -33,8 +33,8 @@ from typing import Any
 
 import redis
 
-from actors.host import Accepted
-from actors.sku import (
+from saleday.actors.host import Accepted
+from saleday.actors.sku import (
     AddStock,
     ConfigureSale,
     ReservationExpired,
@@ -43,9 +43,10 @@ from actors.sku import (
     StockAdded,
     StockReserved,
 )
-from cluster.bench import machine
-from events import StoreUnavailable, open_store, registry
-from events.redis_store import client_from_url
+from saleday.cluster.wire import Wire
+from saleday.events import StoreUnavailable, open_store, registry
+from saleday.events.redis_store import client_from_url
+from saleday.simulator.results import machine_info as machine
 
 NOW0 = 1_762_790_400_000  # 2025-11-11T00:00:00+08:00 (baselines; saleday runs on the wall clock)
 
@@ -86,7 +87,7 @@ def _percentiles(latencies: list[float]) -> tuple[float, float]:
 
 def run_saleday(store_url: str, work: Workload, *, shards: int, window: int,
                 max_batch: int, max_wait_ms: float) -> dict[str, Any]:
-    from cluster.runtime import Runtime, RuntimeConfig
+    from saleday.cluster.runtime import Runtime, RuntimeConfig
 
     config = RuntimeConfig(store_url=store_url, shards={"sku": shards}, max_batch=max_batch,
                            max_wait_ms=max_wait_ms, max_in_flight=2, tick_s=0)
@@ -296,7 +297,7 @@ def run(*, skus: int = 1000, stock: int = 100, demand: float = 3.0, users: int =
         redis_url: str = "redis://127.0.0.1:6379/0",
         systems: tuple[str, ...] = ("saleday[sqlite]", "saleday[redis]", "seed_decrby_rollback",
                                     "redis_lua_pipelined")) -> dict[str, Any]:
-    from cluster.wiring import tune_gc
+    from saleday.cluster.shard_actor import tune_gc
 
     work = make_workload(skus=skus, stock=stock, demand=demand, users=users, zipf=zipf, seed=seed)
     tune_gc()  # the driver is a long-lived, allocation-heavy process too
@@ -356,9 +357,9 @@ def run_recovery(*, events: int = 1_000_000, snapshot_every: int = 50_000,
     shard actor killed and restarted until it answers again."""
     import ray
 
-    from actors.host import Request, ShardHost
-    from actors.sku import ReleaseReservation, sku_decider
-    from cluster import wiring
+    from saleday.actors.host import Request, ShardHost
+    from saleday.actors.sku import ReleaseReservation, sku_decider
+    from saleday.cluster import ray_api
 
     with tempfile.TemporaryDirectory(prefix="saleday-bench-") as tmp:
         url = f"sqlite:///{os.path.join(tmp, 'events.db')}?synchronous=normal"
@@ -397,10 +398,10 @@ def run_recovery(*, events: int = 1_000_000, snapshot_every: int = 50_000,
         assert replayed.states == recovered.states
         store.close()
 
-        wiring.start_ray()
-        handle = wiring.shard_handle(kind="sku", stream=stream, store_url=url,
+        ray_api.start_ray()
+        handle = ray_api.shard_handle(kind="sku", stream=stream, store_url=url,
                                      snapshot_every=snapshot_every)
-        wire = __import__("cluster.wire", fromlist=["Wire"]).Wire(sku_decider.commands)
+        wire = Wire(sku_decider.commands)
         probe = lambda i: wire.encode_requests([Request(f"probe-{i}", ReserveStock(  # noqa: E731
             reservation_id=f"probe-{i}", user="u-probe", sku=names[0], qty=1,
             now=int(time.time() * 1000), deadline=int(time.time() * 1000) + 60_000))])

@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cluster.cli_common import console
+from saleday.cli.common import console
 
 SHOWN = 50
 """Findings printed in the summary for people (`--json` gives them all)."""
@@ -33,7 +33,7 @@ def _views(enabled: bool) -> list[Any]:
     if not enabled:
         return []
     try:
-        from projections.views import all_views
+        from saleday.projections.views import all_views
     except ImportError:  # the views package is not there: audit the log alone
         return []
     return all_views()
@@ -52,9 +52,9 @@ def audit(
 ) -> None:
     """Replay a log and prove its invariants: chains, stock, tiers, limits, reservations,
     coupons, red packets, orders and referrals. Exit 0 if all hold, 1 with findings."""
-    from events import EventLogError
-    from projections.audit import run_audit
-    from projections.source import SourceError, open_source
+    from saleday.events import EventLogError
+    from saleday.projections.audit import run_audit
+    from saleday.projections.source import SourceError, open_source
 
     try:
         source = open_source(store=store, data=data, log=log, manifest=manifest)
@@ -124,10 +124,10 @@ def export(
 ) -> None:
     """Write every event with every envelope field (hashes in hex) as JSONL or Parquet,
     streaming, with a manifest of the stream heads and the log digest."""
-    from events import EventLogError
-    from projections.export import FORMATS
-    from projections.export import export as run_export
-    from projections.source import SourceError, data_dir_url
+    from saleday.events import EventLogError
+    from saleday.projections.export import FORMATS
+    from saleday.projections.export import export as run_export
+    from saleday.projections.source import SourceError, data_dir_url
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
@@ -154,7 +154,7 @@ def bench_audit(
 ) -> None:
     """Audit replay rate (read, verify the chain, decode, fold, check) on a sale-day log
     written by the real deciders, against `saleday log verify` over the same log."""
-    from cluster import bench_audit as ba
+    from saleday.bench import audit as ba
 
     result = ba.run(events=events, repeat=repeat, seed=seed)
     if as_json:

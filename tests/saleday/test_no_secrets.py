@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cluster import logs
-from cluster.cli import app
+from saleday.cli.main import app
+from saleday.cluster import logs
 from tests.helpers import RedisServer, free_port
 from tests.projections.audit_logs import T0, session, stocked, write
 
@@ -114,14 +114,14 @@ def test_no_command_shows_the_store_password(server, tmp_path):
 
 
 def test_audit_in_its_own_process_shows_no_password(server, tmp_path):
-    """`python -m cluster.cli audit` as a user runs it (a fresh process, everything it logs):
+    """`python -m saleday.cli.main audit` as a user runs it (a fresh process, everything it logs):
     the password appears in neither stream."""
     prefix = f"proc-{uuid.uuid4().hex[:8]}"
     write(url(server, prefix), [*stocked("A1"), *session("u1", T0 + 10)])
     env = {k: v for k, v in os.environ.items() if not k.startswith("SALEDAY_")}
     env["PYTHONPATH"] = str(ROOT)
     for extra in ((), ("--json",)):
-        done = subprocess.run([sys.executable, "-m", "cluster.cli", "--log-level", "debug", "audit",
+        done = subprocess.run([sys.executable, "-m", "saleday.cli.main", "--log-level", "debug", "audit",
                                "--store", url(server, prefix), *extra], capture_output=True,
                               text=True, timeout=120, env=env, cwd=ROOT, check=False)
         assert done.returncode == 0, done.stderr[-2000:]

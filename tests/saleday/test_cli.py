@@ -9,8 +9,8 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from cluster.cli import app
-from events import NewEvent, open_store
+from saleday.cli.main import app
+from saleday.events import NewEvent, open_store
 
 runner = CliRunner()
 
@@ -75,8 +75,8 @@ def test_an_unreachable_store_is_one_readable_line_without_secrets():
 
 
 def test_python_m_cluster_cli_works():
-    """`python -m cluster.cli` is the same CLI."""
-    out = subprocess.run([sys.executable, "-m", "cluster.cli", "--help"], capture_output=True,
+    """`python -m saleday.cli.main` is the same CLI."""
+    out = subprocess.run([sys.executable, "-m", "saleday.cli.main", "--help"], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0 and "bench" in out.stdout and "log" in out.stdout
 
@@ -84,14 +84,14 @@ def test_python_m_cluster_cli_works():
 @pytest.mark.ray
 def test_bench_reserve_runs_a_small_flash_sale_without_overselling():
     """`bench reserve` drives a real sale through Ray and counts oversold units from the log."""
-    out = subprocess.run([sys.executable, "-m", "cluster.cli", "bench", "reserve", "--skus", "20",
+    out = subprocess.run([sys.executable, "-m", "saleday.cli.main", "bench", "reserve", "--skus", "20",
                           "--stock", "10", "--system", "saleday[sqlite]", "--json"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     row = json.loads(out.stdout)["saleday[sqlite]"]
     from collections import Counter
 
-    from cluster.bench_reserve import make_workload
+    from saleday.bench.reserve import make_workload
 
     work = make_workload(skus=20, stock=10, demand=3.0, users=200_000, zipf=1.0, seed=11)
     asked = Counter(sku for _, sku in work.requests)

@@ -23,17 +23,17 @@ from typing import Any
 
 import structlog
 
-from actors.decider import Rejection
-from actors.host import Accepted, Unavailable
-from actors.order import CancelOrder, RecordPayment, RecordTry, StartCheckout
-from actors.session import LockCoupon, RedeemCoupon, TrackOrder, UnlockCoupon
-from actors.sku import (
+from saleday.actors.decider import Rejection
+from saleday.actors.host import Accepted, TransportFailure, Unavailable
+from saleday.actors.order import CancelOrder, RecordPayment, RecordTry, StartCheckout
+from saleday.actors.session import LockCoupon, RedeemCoupon, TrackOrder, UnlockCoupon
+from saleday.actors.sku import (
     MAX_UNITS_PER_RESERVATION,
     ConfirmReservation,
     ReleaseReservation,
     ReserveStock,
 )
-from cluster.gateway import Gateway
+from saleday.flows.gateway import Gateway
 
 log = structlog.get_logger("saleday.checkout")
 
@@ -206,5 +206,6 @@ def _unit_prices(reply: Accepted) -> tuple[int, ...]:
 def _refused(order_id: str, reply: Any) -> CheckoutResult:
     if isinstance(reply, Unavailable):
         return CheckoutResult(order_id=order_id, status="unavailable", reason=reply.reason)
-    reason = reply.code if isinstance(reply, Rejection) else type(reply).__name__
+    reason = (reply.code if isinstance(reply, (Rejection, TransportFailure))
+              else type(reply).__name__)
     return CheckoutResult(order_id=order_id, status="refused", reason=reason)

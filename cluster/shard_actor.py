@@ -1,0 +1,138 @@
+"""The shard actor's body: a plain class that `ray_api.shard_handle` makes a Ray actor.
+
+`ShardActor` builds a `ShardHost` from plain settings, so Ray can (re)create it anywhere;
+tests construct it without Ray. It speaks `cluster.wire` batches, exits when fenced or when
+its log was rewound (Ray then restarts it and it recovers from the log as it is), and
+records per-batch metrics where Ray exports them.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from typing import Any
+
+import structlog
+
+from saleday.actors.host import Accepted, Request, ShardFenced, ShardHost, Unavailable
+from saleday.actors.kinds import deciders
+from saleday.cluster import ray_api
+from saleday.cluster.wire import Wire
+from saleday.events import open_store
+
+log = structlog.get_logger("saleday.shard")
+
+
+class ShardActor:
+    """A shard host built from plain settings, so Ray can (re)create it anywhere."""
+
+    def __init__(self, *, kind: str, stream: str, store_url: str, snapshot_every: int = 50_000) -> None:
+        from saleday.cluster import logs
+
+        logs.configure(os.environ.get("SALEDAY_LOG_LEVEL", "warning"))
+        decider = deciders()[kind]
+        self.wire = Wire(decider.commands)
+        self.host = ShardHost(decider=decider, store=open_store(store_url), stream=stream,
+                              snapshot_every=snapshot_every, snapshot_in_background=True)
+        self.metrics = ShardMetrics(stream)
+        tune_gc()
+
+    def handle(self, batch: bytes) -> bytes:
+        """Decide a batch encoded by `cluster.wire`; answer with the encoded replies."""
+        return self.wire.encode_replies(self.handle_requests(self.wire.decode_requests(batch)))
+
+    def handle_requests(self, requests: list[Request]) -> list[Any]:
+        started = time.perf_counter()
+        version = self.host.version
+        try:
+            replies = self.host.handle(requests)
+            self.metrics.batch(replies, self.host.version - version, time.perf_counter() - started)
+            if any(isinstance(r, Unavailable) for r in replies):
+                self._exit_if_log_rewound()
+            return replies
+        except ShardFenced:
+            # A newer incarnation owns the stream. Exit so Ray restarts this actor, and
+            # the restart takes a newer epoch still; never decide on a stale view.
+            log.error("shard_exiting_fenced", stream=self.host.stream, epoch=self.host.epoch)
+            os._exit(70)
+
+    def tick(self) -> int:
+        try:
+            return self.host.tick()
+        except ShardFenced:
+            os._exit(70)
+
+    def _exit_if_log_rewound(self) -> None:
+        """If the log now ends before what this incarnation committed (Redis restarted
+        without its last writes: `appendfsync everysec` and an OS crash, or a failover to
+        a lagging replica), no append can ever succeed at our version again. Exit, so Ray
+        restarts the shard and it recovers from the log as it now is, instead of
+        answering `Unavailable` forever. Nothing is appended at a forked position."""
+        head = self.host.log_rewound()   # None when unreachable: the store is the problem
+        if head is not None:
+            log.error("log_rewound", stream=self.host.stream, shard_version=self.host.version,
+                      log_version=head, lost=self.host.version - head)
+            os._exit(71)
+
+    def status(self) -> dict[str, Any]:
+        return {**self.host.status(), "pid": os.getpid(), "node": ray_api.node_id(),
+                "store": self.host.store.url}
+
+    def state_of(self, entity: str) -> Any:
+        return self.host.state_of(entity)
+
+    def states_of(self, entities: list[str]) -> list[Any]:
+        """The states of several entities in one call (the gateway batches queries)."""
+        return [self.host.state_of(e) for e in entities]
+
+    def snapshot(self) -> int:
+        self.host.save_snapshot()
+        return self.host.snapshot_version
+
+
+
+class ShardMetrics:
+    """Per-shard counters and a batch-latency histogram, exported where Ray exports metrics
+    (its Prometheus endpoint, when the cluster runs the metrics agent). Recorded once per
+    batch, never per command."""
+
+    def __init__(self, stream: str) -> None:
+        metrics = ray_api.metrics_api()
+        if metrics is None:
+            self._enabled = False
+            return
+        tags = ("shard",)
+        self._commands = metrics.Counter("saleday_shard_commands", "Commands decided, by outcome.",
+                                         tag_keys=("shard", "outcome"))
+        self._events = metrics.Counter("saleday_shard_events", "Events appended.", tag_keys=tags)
+        self._batch_ms = metrics.Histogram(
+            "saleday_shard_batch_ms", "Time to decide, append and answer one batch (ms).",
+            boundaries=[1, 2, 5, 10, 25, 50, 100, 250, 1000], tag_keys=tags)
+        self._tags = {"shard": stream}
+        self._enabled = True
+
+    def batch(self, replies: list[Any], events: int, seconds: float) -> None:
+        if not self._enabled:
+            return
+        outcomes: dict[str, int] = {}
+        for reply in replies:
+            code = "accepted" if isinstance(reply, Accepted) else reply.code
+            outcomes[code] = outcomes.get(code, 0) + 1
+        for code, n in outcomes.items():
+            self._commands.inc(n, tags={**self._tags, "outcome": code})
+        if events:
+            self._events.inc(events, tags=self._tags)
+        self._batch_ms.observe(seconds * 1000, tags=self._tags)
+
+
+def tune_gc() -> None:
+    """Keep the cyclic GC off the latency path of a long-lived, allocation-heavy process.
+
+    Recovered state is moved out of the GC's reach (`gc.freeze`), and the young
+    generation is collected every 50,000 allocations instead of 700, so a full collection
+    over millions of live objects does not land in the middle of a batch.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)

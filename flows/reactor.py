@@ -1,0 +1,57 @@
+"""The reactor: follows the log and submits what its facts call for (`flows.reactions`).
+
+It tails the streams of the given kinds from where it last read and submits each fact's
+follow-ups through a `Gateway` under their derived ids, riding out load shedding; the
+deciders answer a repeat as a duplicate, so the reactor may replay from any position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+import structlog
+
+from saleday.actors.host import Accepted
+from saleday.events import EventStore, Tail, registry
+from saleday.flows.gateway import Gateway
+from saleday.flows.reactions import follow_ups
+from saleday.flows.sale_day import submit
+
+log = structlog.get_logger("saleday.flows")
+
+
+class Reactor:
+    """Follows the streams of the given kinds and submits what their facts call for."""
+
+    def __init__(self, store: EventStore, gateway: Gateway,
+                 kinds: Iterable[str] = ("team", "campaign", "session")) -> None:
+        prefixes = tuple(f"{kind}-" for kind in kinds)
+        self.tail = Tail(store, include=lambda stream: stream.startswith(prefixes))
+        self.gateway = gateway
+        self.submitted = 0
+
+    async def run_once(self) -> int:
+        """React to everything recorded since the last call; return the commands submitted."""
+        done = 0
+        while batch := await asyncio.to_thread(self.tail.poll):
+            steps = [(cid, command) for env in batch
+                     for cid, command in follow_ups(env, registry.decode(env))]
+            replies = await asyncio.gather(*(submit(self.gateway, command, cid)
+                                             for cid, command in steps))
+            for (cid, _), reply in zip(steps, replies):
+                if not isinstance(reply, Accepted):
+                    log.info("reaction_refused", command_id=cid,
+                             reply=getattr(reply, "code", type(reply).__name__))
+            done += len(steps)
+        self.submitted += done
+        return done
+
+    async def run(self, stop: asyncio.Event, *, poll_s: float = 0.05) -> None:
+        """React until `stop` is set."""
+        while not stop.is_set():
+            if not await self.run_once():
+                try:
+                    await asyncio.wait_for(stop.wait(), poll_s)
+                except asyncio.TimeoutError:
+                    pass

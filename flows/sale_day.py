@@ -1,0 +1,68 @@
+"""The cross-shard flows of sale day other than checkout (`flows.checkout`).
+
+Each step's command id is derived from its subject, so a retry does nothing twice:
+- `start_session`: looks up when the inviter was first seen, so the user's shard can
+  attribute a referral only to someone seen before (attribution cannot form a cycle).
+- `create_team`: draws the red-packet pool from the campaign's budget, then opens the team.
+- `join_team`: one join per (team, user).
+- `grant_coupon`: a campaign grant; the coupon reaches the wallet by reaction
+  (`flows.reactions`, delivered by `flows.reactor.Reactor`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from saleday.actors.campaign import DrawPool, GrantCoupon
+from saleday.actors.host import Accepted
+from saleday.actors.session import StartSession
+from saleday.actors.team import CreateTeam, JoinTeam
+from saleday.flows.gateway import Gateway
+
+
+async def submit(gateway: Gateway, command: Any, command_id: str) -> Any:
+    return await gateway.submit_retrying_busy(command, command_id=command_id)
+
+
+class SaleDayFlows:
+    """The gateway-driven flows other than checkout (which is `flows.checkout`)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    async def start_session(self, *, user: str, session_id: str, utm_source: str = "",
+                            utm_medium: str = "", utm_campaign: str = "", inviter: str = "",
+                            now: int) -> Any:
+        inviter_since = 0
+        if inviter and inviter != user:
+            inviter_since = (await self.gateway.query("session", inviter)).first_seen
+        return await submit(self.gateway, StartSession(
+            user=user, session_id=session_id, utm_source=utm_source, utm_medium=utm_medium,
+            utm_campaign=utm_campaign, inviter=inviter, inviter_since=inviter_since, now=now),
+            f"session/{user}/{session_id}")
+
+    async def create_team(self, *, team: str, leader: str, campaign: str, pool_cents: int,
+                          size: int = 4, min_share_cents: int = 1, expires: int, seed: int,
+                          now: int) -> Any:
+        """Draw the pool from the campaign, then open the team; a refusal of either is returned."""
+        drawn = await submit(self.gateway, DrawPool(campaign=campaign, team=team,
+                                                    pool_cents=pool_cents, coupons=size, now=now),
+                             f"team/{team}/draw")
+        if not isinstance(drawn, Accepted):
+            return drawn
+        return await submit(self.gateway, CreateTeam(
+            team=team, leader=leader, campaign=campaign, pool_cents=pool_cents, size=size,
+            min_share_cents=min_share_cents, expires=expires, seed=seed, now=now),
+            f"team/{team}/create")
+
+    async def join_team(self, *, team: str, user: str, now: int) -> Any:
+        return await submit(self.gateway, JoinTeam(team=team, user=user, now=now),
+                            f"team/{team}/join/{user}")
+
+    async def grant_coupon(self, *, campaign: str, grant_id: str, user: str, now: int,
+                           value_cents: int = 0) -> Any:
+        return await submit(self.gateway, GrantCoupon(campaign=campaign, grant_id=grant_id,
+                                                      user=user, now=now, value_cents=value_cents),
+                            f"grant/{campaign}/{grant_id}")
+
+

@@ -1,0 +1,5 @@
+"""`python -m saleday`: the same command line as `saleday`."""
+
+from saleday.cli import main
+
+main()

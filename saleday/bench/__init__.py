@@ -1,0 +1,1 @@
+"""The benchmarks every performance figure comes from, each with its baseline in the same run."""

@@ -1,0 +1,5 @@
+"""The `saleday` command line."""
+
+from saleday.cli.main import app, main
+
+__all__ = ["app", "main"]
