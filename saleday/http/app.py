@@ -13,16 +13,18 @@ from __future__ import annotations
 import asyncio
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from saleday.http import routes_admin, routes_orders, routes_shop
+from saleday.http import live, routes_admin, routes_orders, routes_shop, warroom
 from saleday.http.edge import Api, wall_ms
 from saleday.http.models import Health
 from saleday.http.problems import TITLES, ApiProblem, snake
@@ -35,11 +37,13 @@ KINDS = ("sku", "session", "order", "campaign", "team")
 
 
 def create_app(gateway: Any, *, settings: HttpSettings, views: Any = None,
-               clock: Callable[[], int] = wall_ms) -> FastAPI:
+               clock: Callable[[], int] = wall_ms, stock: Any = None) -> FastAPI:
     """The API over `gateway` (a `Gateway`, or `LocalShards` with `autoflush=True`).
 
-    `views` (a `saleday.http.views.ViewReader`) serves /v1/views; `clock` gives the
-    commands' `now` in ms. The settings must hold every secret (`settings.with_secrets`)."""
+    `views` (a `saleday.http.views.ViewReader`) serves /v1/views and the war room; `stock`
+    is the log the live stock sockets follow (default: the views' log; False: none);
+    `clock` gives the commands' `now` in ms. The settings must hold every secret
+    (`settings.with_secrets`)."""
     missing = settings.missing_secrets()
     if missing:
         from saleday.http.settings import MissingSecrets
@@ -48,11 +52,29 @@ def create_app(gateway: Any, *, settings: HttpSettings, views: Any = None,
     lacking = set(KINDS) - set(getattr(gateway, "maps", KINDS))
     if lacking:
         raise ValueError(f"the HTTP API needs shards of every kind; none host {sorted(lacking)}")
-    app = FastAPI(title="saleday", version="1",
+    if stock is None and views is not None:
+        stock = views.store
+    api = Api(gateway, settings, views, clock)
+    if stock is not False and stock is not None:
+        api.stock = live.StockFeed(stock, poll_s=settings.stock_poll_ms / 1000,
+                                   registry=api.metrics.registry)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if api.stock is not None:
+            api.stock.start()
+        try:
+            yield
+        finally:
+            if api.stock is not None:
+                await asyncio.to_thread(api.stock.stop)
+
+    app = FastAPI(title="saleday", version="1", lifespan=lifespan,
                   description="The sale-day API: sessions, coupons, team-ups, store visits, "
-                              "checkout, payment callbacks, reads and admin. Errors are RFC "
-                              "9457 problems (application/problem+json). See docs/API.md.")
-    app.state.api = Api(gateway, settings, views, clock)
+                              "checkout, payment callbacks, reads and admin; live stock over "
+                              "a WebSocket (/v1/stock/live) and the war room at /. Errors are "
+                              "RFC 9457 problems (application/problem+json). See docs/API.md.")
+    app.state.api = api
     app.add_exception_handler(ApiProblem, _problem)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
@@ -61,6 +83,9 @@ def create_app(gateway: Any, *, settings: HttpSettings, views: Any = None,
     app.include_router(routes_orders.router)
     app.include_router(routes_admin.router)
     app.include_router(routes_admin.admin)   # not nested: metrics label routes by full path
+    app.include_router(live.router)
+    app.include_router(warroom.router)
+    app.mount("/static", StaticFiles(directory=warroom.STATIC), name="static")
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> Health:

@@ -25,6 +25,7 @@ from saleday.http.metrics import HttpMetrics
 from saleday.http.problems import refusal_problem
 from saleday.http.ratelimit import TokenBucket
 from saleday.http.settings import HttpSettings
+from saleday.http.warroom import WarRoom
 from saleday.http.webhook import SeenSignatures
 
 log = structlog.get_logger("saleday.http")
@@ -77,10 +78,13 @@ class Api:
     settings: HttpSettings
     views: Any = None
     clock: Callable[[], int] = wall_ms
+    stock: Any = None
+    """The live stock feed (`live.StockFeed`) this replica's sockets follow, or None."""
     limiter: TokenBucket = field(init=False)
     keys: EdgeKeys = field(init=False)
     seen: SeenSignatures = field(init=False)
     metrics: HttpMetrics = field(init=False)
+    warroom: WarRoom = field(init=False)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -88,6 +92,7 @@ class Api:
         self.keys = EdgeKeys(s.idempotency_records)
         self.seen = SeenSignatures(s.idempotency_records)
         self.metrics = HttpMetrics(self.gateway)
+        self.warroom = WarRoom()
 
     def now(self) -> int:
         return self.clock()

@@ -6,6 +6,8 @@
     SALEDAY_HTTP_OPERATOR_TOKEN=...    the bearer token of the admin routes
     SALEDAY_HTTP_RATE_PER_S=20  SALEDAY_HTTP_RATE_BURST=40     per user, at each replica
     SALEDAY_HTTP_STORES='[{"store_id": "s1", "lat": 31.23, "lon": 121.47, "campaign": "geo", "radius_m": 200}]'
+    SALEDAY_HTTP_WS_MAX_SKUS=100  SALEDAY_HTTP_WS_RATE_PER_S=2  SALEDAY_HTTP_WS_BURST=10
+    SALEDAY_HTTP_WARROOM_PUBLIC=false  (true: /v1/warroom needs no operator token)
 
 Secrets are `SecretStr`: never logged, printed or shown by `repr`. `with_secrets` refuses
 to go on without them, unless asked to generate random ones for development, which it
@@ -74,6 +76,17 @@ class HttpSettings(BaseSettings):
     idempotency_records: int = Field(100_000, ge=1)
     """Idempotency keys (and callback signatures) each replica remembers."""
     stores: Annotated[tuple[GeoStore, ...], NoDecode] = ()
+    ws_max_skus: int = Field(100, ge=1, le=10_000)
+    """SKUs one stock socket may follow."""
+    ws_rate_per_s: float = Field(2.0, gt=0)
+    """(Un)subscribe messages a second each stock socket may send, sustained."""
+    ws_burst: int = Field(10, ge=1)
+    ws_max_connections: int = Field(10_000, ge=1)
+    """Stock sockets each replica holds at once; more are closed with 1013 (try later)."""
+    stock_poll_ms: int = Field(10, ge=1, le=10_000)
+    """How often the live stock feed looks for new commits when it is caught up."""
+    warroom_public: bool = False
+    """Serve /v1/warroom without the operator token (a wall display on a trusted network)."""
 
     @field_validator("stores", mode="before")
     @classmethod
