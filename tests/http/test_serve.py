@@ -40,7 +40,8 @@ def test_the_serve_config_is_valid_and_not_starved():
 @pytest.mark.timeout(120)
 def test_an_order_over_real_http_on_serve(tmp_path):
     """With the shards on a local Ray and the Serve app on a loopback port, an order placed
-    over HTTP is answered 201 and reads back the same; Serve is shut down after."""
+    over HTTP is answered 201 and reads back the same, its stock change reaches a socket
+    through Serve's proxy, and the war room answers; Serve is shut down after."""
     import ray
     from ray import serve
 
@@ -57,7 +58,7 @@ def test_an_order_over_real_http_on_serve(tmp_path):
             store_url=f"sqlite:///{tmp_path}/events.db",
             shards={"sku": 1, "session": 1, "order": 1, "campaign": 1, "team": 1})).start()
         settings = HttpSettings(**SECRETS, port=free_port())
-        url = run_local(runtime.config, settings, views=False)
+        url = run_local(runtime.config, settings)
         assert url.startswith("http://127.0.0.1:")
         op = {"Authorization": f"Bearer {SECRETS['operator_token']}"}
         user = {"Authorization": f"Bearer {issue_token('u-1', settings)}"}
@@ -83,8 +84,26 @@ def test_an_order_over_real_http_on_serve(tmp_path):
             read = http.get(placed.headers["Location"], headers=user)
             assert read.status_code == 200 and read.json() == placed.json()
             assert http.get("/v1/skus/sku-1").json()["reserved"] == 2
+            assert http.get("/v1/warroom", headers=op).json()["orders"]["orders_placed"] == 1
+        assert _pushed(url, "sku-1")["reserved"] == 2
     finally:
         serve.shutdown()
         if runtime is not None:
             runtime.stop(kill_shards=True)
         ray.shutdown()
+
+
+def _pushed(url: str, sku: str) -> dict:
+    """The first state of `sku` with a reservation that the stock socket sends."""
+    import json
+
+    from websockets.sync.client import connect
+
+    with connect(url.replace("http://", "ws://") + f"/v1/stock/live?sku={sku}",
+                 open_timeout=10) as ws:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            m = json.loads(ws.recv(timeout=20))
+            if m["type"] == "stock" and m["reserved"]:
+                return m
+    raise AssertionError("no stock change came through Serve")
