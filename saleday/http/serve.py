@@ -69,7 +69,8 @@ class SaledayHttp:
     keys and metrics are per replica)."""
 
     def __init__(self, runtime: dict[str, Any] | None = None,
-                 http: dict[str, Any] | None = None, views: bool = True) -> None:
+                 http: dict[str, Any] | None = None, views: bool = True,
+                 stock: bool = True) -> None:
         from saleday.cluster.settings import load_settings
         from saleday.http.settings import HttpSettings
 
@@ -82,25 +83,33 @@ class SaledayHttp:
             from saleday.http.views import ViewReader
 
             self.views = ViewReader.from_url(config.store_url)
+        self.stock: Any = None if stock else False   # None: the views' log
+        if stock and self.views is None:
+            from saleday.events import open_store
+
+            self.stock = open_store(config.store_url)
         log.info("replica_started", shards=config.shards)
 
     def __serve_build_asgi_app__(self) -> Any:
         from saleday.http.app import create_app
 
-        return create_app(self.gateway, settings=self.settings, views=self.views)
+        return create_app(self.gateway, settings=self.settings, views=self.views,
+                          stock=self.stock)
 
 
 def build(args: dict[str, Any]) -> Any:
     """The application `serve deploy` builds (`import_path: saleday.http.serve:build`).
 
     `args` may set `shards`, `partitions` and the batching options (anything else comes
-    from the nodes' SALEDAY_* environment) and `views: false`."""
+    from the nodes' SALEDAY_* environment), `views: false` and `stock: false` (no live
+    stock sockets)."""
     runtime = {k: v for k, v in args.items() if k in RuntimeConfig.model_fields}
-    return SaledayHttp.bind(runtime=runtime or None, views=bool(args.get("views", True)))
+    return SaledayHttp.bind(runtime=runtime or None, views=bool(args.get("views", True)),
+                            stock=bool(args.get("stock", True)))
 
 
 def run_local(config: RuntimeConfig, http: Any, *, replicas: int = 1,
-              views: bool = True) -> str:
+              views: bool = True, stock: bool = True) -> str:
     """Start Serve on this Ray (its proxy on `http.host`:`http.port`, loopback by default)
     with the app over `config`'s running shards; return the base URL."""
     serve.start(http_options={"host": http.host, "port": http.port})
@@ -108,7 +117,7 @@ def run_local(config: RuntimeConfig, http: Any, *, replicas: int = 1,
     plain = http.model_dump(mode="json", exclude={"jwt_secret", "webhook_secret",
                                                   "operator_token"})
     app = SaledayHttp.options(num_replicas=replicas).bind(
-        runtime=config.model_dump(), http={**plain, **secrets}, views=views)
+        runtime=config.model_dump(), http={**plain, **secrets}, views=views, stock=stock)
     serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
     return f"http://{http.host}:{http.port}"
 
