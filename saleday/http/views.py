@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -39,14 +40,19 @@ class ViewReader:
 
     async def read(self, name: str) -> Any:
         """The view `name`, caught up with the log."""
+        return await self.summarize(name, lambda view: view)
+
+    async def summarize(self, name: str, summary: Callable[[Any], Any]) -> Any:
+        """`summary(view)` of the view `name` caught up with the log, computed while no other
+        read can fold into the view."""
         try:
-            return await asyncio.to_thread(self._caught_up, name)
+            return await asyncio.to_thread(self._caught_up, name, summary)
         except Exception as exc:  # noqa: BLE001 - a read that fails is a 503, logged
             log.warning("view_unavailable", view=name, error=f"{type(exc).__name__}: {exc}"[:300])
             raise ApiProblem(503, "views_unavailable", f"the {name} view could not be read",
                              headers={"Retry-After": "5"}) from None
 
-    def _caught_up(self, name: str) -> Any:
+    def _caught_up(self, name: str, summary: Callable[[Any], Any]) -> Any:
         from saleday.projections.runner import Projection
         from saleday.projections.views import view_class
 
@@ -62,7 +68,7 @@ class ViewReader:
                 except Exception:
                     if attempt == 2:
                         raise
-            return proj.view
+            return summary(proj.view)
 
     def close(self) -> None:
         self.checkpoints.close()

@@ -82,10 +82,8 @@ class WarRoom:
         metrics, referrals, views = None, None, "none"
         if api.views is not None:
             try:
-                metrics = (await api.views.read("metrics")).to_json()
-                ref = await api.views.read("referrals")
-                referrals = {"k_factor": ref.k_factor(), "invited": len(ref.t["invite"]),
-                             "users_seen": len(set(ref.t["user"]) | set(ref.t["invite"]))}
+                metrics = await api.views.summarize("metrics", lambda v: v.to_json())
+                referrals = await api.views.summarize("referrals", _referrals)
                 views = "ok"
             except ApiProblem:
                 views = "unavailable"
@@ -141,6 +139,12 @@ def target(name: str, label: str, value: float | int | None, unit: str) -> dict[
     ok = None if value is None else (value <= bound if op == "<=" else value >= bound)
     return {"name": name, "label": label, "value": value, "op": op, "target": bound,
             "unit": unit, "ok": ok}
+
+
+def _referrals(view: Any) -> dict[str, Any]:
+    users = set(view.t["user"]) | set(view.t["invite"])
+    return {"k_factor": view.k_factor(), "invited": len(view.t["invite"]),
+            "users_seen": len(users)}
 
 
 def _submitted(gateway: Any) -> int | None:
