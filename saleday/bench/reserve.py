@@ -355,8 +355,6 @@ def run_recovery(*, events: int = 1_000_000, snapshot_every: int = 50_000,
     process from the latest snapshot, (b) a replay of the whole stream (whose rate gives
     the worst case: a tail of `snapshot_every` events after the snapshot) and (c) a Ray
     shard actor killed and restarted until it answers again."""
-    import ray
-
     from saleday.actors.host import Request, ShardHost
     from saleday.actors.sku import ReleaseReservation, sku_decider
     from saleday.cluster import ray_api
@@ -405,21 +403,22 @@ def run_recovery(*, events: int = 1_000_000, snapshot_every: int = 50_000,
         probe = lambda i: wire.encode_requests([Request(f"probe-{i}", ReserveStock(  # noqa: E731
             reservation_id=f"probe-{i}", user="u-probe", sku=names[0], qty=1,
             now=int(time.time() * 1000), deadline=int(time.time() * 1000) + 60_000))])
-        ray.get(handle.handle.remote(probe(0)), timeout=120)
-        old_pid = ray.get(handle.status.remote(), timeout=30)["pid"]
-        ray.kill(handle, no_restart=False)
+        ray_api.get(handle.handle.remote(probe(0)), timeout=120)
+        old_pid = ray_api.get(handle.status.remote(), timeout=30)["pid"]
+        ray_api.kill(handle, no_restart=False)
+        actor_down = ray_api.actor_down_errors()
         t0 = time.perf_counter()
         while True:  # until the NEW incarnation has recovered and answered a reservation
             try:
-                if ray.get(handle.status.remote(), timeout=30)["pid"] == old_pid:
+                if ray_api.get(handle.status.remote(), timeout=30)["pid"] == old_pid:
                     time.sleep(0.005)
                     continue
-                ray.get(handle.handle.remote(probe(1)), timeout=30)
+                ray_api.get(handle.handle.remote(probe(1)), timeout=30)
                 break
-            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+            except actor_down:
                 time.sleep(0.005)
         ray_restart_ms = (time.perf_counter() - t0) * 1000
-        ray.kill(handle, no_restart=True)
+        ray_api.kill(handle, no_restart=True)
     return {"events": total, "snapshot_every": snapshot_every, "fill_s": round(fill_s, 1),
             "recover_in_process_ms": round(in_process_ms, 1),
             "replay_events_per_s": round(replay_rate),
