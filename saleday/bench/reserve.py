@@ -62,6 +62,15 @@ class Workload:
         return len(self.skus) * self.stock
 
 
+SYSTEMS = ("saleday[sqlite]", "saleday[redis]", "seed_decrby_rollback", "redis_lua_pipelined")
+"""What `run` measures: saleday on each log backend, and the two Redis baselines."""
+
+
+def reservations(*, skus: int, stock: int, demand: float) -> int:
+    """How many reservations a sale of `skus` x `stock` units with `demand` asks for."""
+    return int(skus * stock * demand)
+
+
 def make_workload(*, skus: int, stock: int, demand: float, users: int, zipf: float,
                   seed: int) -> Workload:
     rng = random.Random(seed)
@@ -69,7 +78,7 @@ def make_workload(*, skus: int, stock: int, demand: float, users: int, zipf: flo
     weights = [1 / (rank ** zipf) for rank in range(1, skus + 1)]
     cumulative = list(itertools.accumulate(weights))
     total = cumulative[-1]
-    n = int(skus * stock * demand)
+    n = reservations(skus=skus, stock=stock, demand=demand)
     requests = []
     for _ in range(n):
         sku = names[bisect.bisect_left(cumulative, rng.random() * total)]
@@ -295,8 +304,7 @@ def run(*, skus: int = 1000, stock: int = 100, demand: float = 3.0, users: int =
         zipf: float = 1.0, seed: int = 11, shards: int = 2, window: int = 4096,
         max_batch: int = 1024, max_wait_ms: float = 2.0,
         redis_url: str = "redis://127.0.0.1:6379/0",
-        systems: tuple[str, ...] = ("saleday[sqlite]", "saleday[redis]", "seed_decrby_rollback",
-                                    "redis_lua_pipelined")) -> dict[str, Any]:
+        systems: tuple[str, ...] = SYSTEMS) -> dict[str, Any]:
     from saleday.cluster.shard_actor import tune_gc
 
     work = make_workload(skus=skus, stock=stock, demand=demand, users=users, zipf=zipf, seed=seed)
