@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from saleday.cluster.ray_api import NAMESPACE
+from saleday.cluster import ray_api
 from saleday.events import open_store
 from saleday.projections.checkpoint import open_checkpoints
 from saleday.projections.runner import Partition, Projection
@@ -123,9 +123,8 @@ class _Gauges:
     """Lag and the metrics view's main figures as Ray gauges, tagged with the part."""
 
     def __init__(self, projection: str) -> None:
-        try:
-            from ray.util import metrics
-        except ImportError:  # pragma: no cover - ray is a dependency
+        metrics = ray_api.metrics_api()
+        if metrics is None:  # pragma: no cover - ray is a dependency
             self._enabled = False
             return
         self._tags = {"projection": projection}
@@ -168,17 +167,13 @@ def worker_handle(*, views: list[str], store_url: str, checkpoint_url: str, inde
     Placed like the shards (`ray_api.shard_placement`): on the nodes that offer `resource`
     (none: anywhere), spread across them when `spread`.
     """
-    import ray
-
-    from saleday.cluster.ray_api import shard_placement
-
-    actor = ray.remote(ProjectionWorker).options(
-        name=worker_name(views, index, count), namespace=NAMESPACE, get_if_exists=True,
-        lifetime="detached" if detached else None, max_restarts=-1, max_task_retries=0,
-        num_cpus=num_cpus, resources=shard_placement(resource, resource_amount),
-        scheduling_strategy="SPREAD" if spread else None)
-    return actor.remote(views=views, store_url=store_url, checkpoint_url=checkpoint_url,
-                        index=index, count=count, assignment=assignment, batch_size=batch_size)
+    return ray_api.actor(
+        ProjectionWorker, name=worker_name(views, index, count),
+        init={"views": views, "store_url": store_url, "checkpoint_url": checkpoint_url,
+              "index": index, "count": count, "assignment": assignment,
+              "batch_size": batch_size},
+        num_cpus=num_cpus, resources=ray_api.shard_placement(resource, resource_amount),
+        detached=detached, scheduling_strategy="SPREAD" if spread else None)
 
 
 def start_workers(*, views: list[str], store_url: str, checkpoint_url: str, count: int,
@@ -190,9 +185,7 @@ def start_workers(*, views: list[str], store_url: str, checkpoint_url: str, coun
 
 def merged_views(handles: list[Any], timeout: float = 60) -> dict[str, View]:
     """The views of a split projection, merged from every worker's rows."""
-    import ray
-
-    parts = ray.get([h.rows.remote() for h in handles], timeout=timeout)
+    parts = ray_api.get([h.rows.remote() for h in handles], timeout=timeout)
     out: dict[str, View] = {}
     for name in parts[0]:
         views = []
@@ -205,15 +198,13 @@ def merged_views(handles: list[Any], timeout: float = 60) -> dict[str, View]:
 
 
 def total_lag(handles: list[Any], timeout: float = 60) -> int:
-    import ray
-
-    return sum(lag["total"] for lag in ray.get([h.lag.remote() for h in handles], timeout=timeout))
+    """Events recorded but not yet folded, summed over every part of a split projection."""
+    lags = ray_api.get([h.lag.remote() for h in handles], timeout=timeout)
+    return sum(lag["total"] for lag in lags)
 
 
 def stop_workers(handles: list[Any]) -> None:
     """Stop the workers' threads and end the actors."""
-    import ray
-
-    ray.get([h.stop.remote() for h in handles], timeout=30)
+    ray_api.get([h.stop.remote() for h in handles], timeout=30)
     for h in handles:
-        ray.kill(h, no_restart=True)
+        ray_api.kill(h, no_restart=True)

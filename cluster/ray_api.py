@@ -1,8 +1,9 @@
 """Every Ray API call of saleday lives here (named so nobody confuses it with `wire.py`,
-the gateway-shard codec): starting or joining Ray on loopback with its token auth, the
-shard and projection actors' options and names, getting, waiting, killing, metrics and
-what Ray's GCS knows of the actors. Logic elsewhere gets plain objects or handles, so a
-test can stand in for Ray.
+the gateway-shard codec): starting or joining Ray on loopback with its token auth, making a
+plain class a named actor (the shards, the projection workers), finding, getting, waiting
+for and killing actors, Serve's start and stop, metrics and what Ray's GCS knows of the
+actors. Ray is imported inside these functions, so importing `saleday.cluster` does not
+import it. Logic elsewhere gets plain objects or handles, so a test can stand in for Ray.
 
 `cluster.shard_actor.ShardActor` is a plain class (tests construct it without Ray);
 `shard_handle` is the one place it becomes a Ray actor: named `<stream>` in the `saleday` namespace,
@@ -24,7 +25,7 @@ from typing import Any
 import structlog
 
 NAMESPACE = "saleday"
-log = structlog.get_logger("saleday.wiring")
+log = structlog.get_logger("saleday.ray_api")
 
 
 def node_id() -> str | None:
@@ -163,28 +164,45 @@ def _ensure_private_token() -> None:
         f.write(secrets.token_hex(32))
 
 
+def actor(cls: type, *, name: str, init: dict[str, Any], num_cpus: float = 0,
+          resources: dict[str, float] | None = None, detached: bool = False,
+          scheduling_strategy: str | None = None) -> Any:
+    """The actor named `name` in saleday's namespace, created as `cls(**init)` if it does
+    not exist yet (else the running one, whatever `init` says).
+
+    Ray restarts it when it dies (`max_restarts=-1`; its `__init__` must recover) and never
+    re-runs a call on the new incarnation (`max_task_retries=0`). `detached` actors outlive
+    the process that created them; `resources` and `scheduling_strategy` (e.g. "SPREAD")
+    decide which nodes it may run on, and a restarted actor is placed by the same rules.
+    """
+    import ray
+
+    options: dict[str, Any] = {
+        "name": name, "namespace": NAMESPACE, "get_if_exists": True,
+        "lifetime": "detached" if detached else None, "max_restarts": -1,
+        "max_task_retries": 0, "num_cpus": num_cpus, "resources": resources or {}}
+    if scheduling_strategy:
+        options["scheduling_strategy"] = scheduling_strategy
+    return ray.remote(cls).options(**options).remote(**init)
+
+
 def shard_handle(*, kind: str, stream: str, store_url: str, snapshot_every: int = 50_000,
                  num_cpus: float = 0, resources: dict[str, float] | None = None,
                  detached: bool = False, scheduling_strategy: str | None = None) -> Any:
-    """The named shard actor for `stream`, created if it does not exist yet.
+    """The named shard actor for `stream`, created if it does not exist yet (`actor`).
 
     `detached` actors outlive the process that created them (a deployed cluster);
     otherwise they end with it (the embedded default, tests, benchmarks).
     `resources` (e.g. `shard_placement(...)`) and `scheduling_strategy="SPREAD"` decide
     which nodes it may run on; a restarted actor is placed by the same rules.
     """
-    import ray
-
-    options: dict[str, Any] = {
-        "name": stream, "namespace": NAMESPACE, "get_if_exists": True,
-        "lifetime": "detached" if detached else None, "max_restarts": -1,
-        "max_task_retries": 0, "num_cpus": num_cpus, "resources": resources or {}}
-    if scheduling_strategy:
-        options["scheduling_strategy"] = scheduling_strategy
     from saleday.cluster.shard_actor import ShardActor
 
-    actor = ray.remote(ShardActor).options(**options)
-    return actor.remote(kind=kind, stream=stream, store_url=store_url, snapshot_every=snapshot_every)
+    return actor(ShardActor, name=stream,
+                 init={"kind": kind, "stream": stream, "store_url": store_url,
+                       "snapshot_every": snapshot_every},
+                 num_cpus=num_cpus, resources=resources, detached=detached,
+                 scheduling_strategy=scheduling_strategy)
 
 
 def shard_placement(resource: str | None, amount: float = 0.01) -> dict[str, float]:
@@ -226,17 +244,53 @@ def _rank(row: dict[str, Any]) -> tuple[bool, int]:
     return row["state"] != "DEAD", row["started"] or 0
 
 
-def kill_shard(handle: Any, *, no_restart: bool = False) -> None:
-    """Kill a shard actor (Ray restarts it unless `no_restart`)."""
+def find_actor(name: str) -> Any | None:
+    """The handle of the live actor named `name` in saleday's namespace, or None if there
+    is none (never started, or killed and its name freed)."""
+    import ray
+
+    try:
+        return ray.get_actor(name, namespace=NAMESPACE)
+    except ValueError:
+        return None
+
+
+def kill(handle: Any, *, no_restart: bool = False) -> None:
+    """Kill an actor at once (Ray restarts it, as its options say, unless `no_restart`)."""
     import ray
 
     ray.kill(handle, no_restart=no_restart)
 
 
 def get(refs: Any, timeout: float | None = None) -> Any:
+    """The value of an actor call's result (or the list of values, given a list), waiting
+    at most `timeout` seconds; the call's error is raised here."""
     import ray
 
     return ray.get(refs, timeout=timeout)
+
+
+def wait(refs: list[Any], *, timeout: float | None = None) -> list[Any]:
+    """Those of `refs` whose calls have answered (or failed) within `timeout` seconds, all
+    waited for together; `get` each for its value or its error."""
+    import ray
+
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout)
+    return ready
+
+
+def shutdown() -> None:
+    """Disconnect this process from Ray (and stop the local Ray it started, if any)."""
+    import ray
+
+    ray.shutdown()
+
+
+def gcs_address() -> str:
+    """The address of the Ray cluster this process is connected to (`host:port`)."""
+    import ray
+
+    return ray.get_runtime_context().gcs_address
 
 
 def transient_errors() -> tuple[type[BaseException], ...]:
@@ -245,3 +299,26 @@ def transient_errors() -> tuple[type[BaseException], ...]:
 
     return (rex.RayActorError, rex.ActorUnavailableError, rex.GetTimeoutError,
             rex.RayTaskError, rex.ObjectLostError)
+
+
+def actor_down_errors() -> tuple[type[BaseException], ...]:
+    """Errors a call gets because its actor is dead or restarting (not because it failed)."""
+    import ray.exceptions as rex
+
+    return (rex.RayActorError, rex.ActorUnavailableError)
+
+
+def serve_run(app: Any, *, name: str, host: str, port: int) -> None:
+    """Start Ray Serve on this Ray, its HTTP proxy on `host`:`port`, and run the bound
+    application `app` under `name` at the root path (without blocking)."""
+    from ray import serve
+
+    serve.start(http_options={"host": host, "port": port})
+    serve.run(app, name=name, route_prefix="/", blocking=False)
+
+
+def serve_shutdown() -> None:
+    """Stop Ray Serve on this Ray: its applications and its proxy."""
+    from ray import serve
+
+    serve.shutdown()

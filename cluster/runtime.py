@@ -128,19 +128,15 @@ class Runtime:
             client.close()
         self._clients.clear()
         if kill_shards:
-            import ray
-
             for handles in self.handles.values():
                 for handle in handles:
-                    ray.kill(handle, no_restart=True)
+                    ray_api.kill(handle, no_restart=True)
             for kind, handles in self.handles.items():
                 for i in range(len(handles)):
                     _wait_name_free(self.maps[kind].stream(i))
             self.handles.clear()
         if shutdown_ray:
-            import ray
-
-            ray.shutdown()
+            ray_api.shutdown()
 
     def __enter__(self) -> Runtime:
         return self.start()
@@ -150,14 +146,11 @@ class Runtime:
 
 
 def _wait_name_free(name: str, timeout_s: float = 10.0) -> None:
+    """Wait (at most `timeout_s`) until no live actor carries `name`."""
     import time
-
-    import ray
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        try:
-            ray.get_actor(name, namespace=ray_api.NAMESPACE)
-        except ValueError:
+        if ray_api.find_actor(name) is None:
             return
         time.sleep(0.05)

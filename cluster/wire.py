@@ -15,7 +15,7 @@ a reply that cannot cross is replaced by an `InvalidCommand` saying why.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from operator import attrgetter
 from typing import Any
 
@@ -168,9 +168,3 @@ def _pack_problem(value: Any) -> str | None:
     except Exception as exc:  # noqa: BLE001 - OverflowError, UnicodeEncodeError, TypeError, ...
         return f"{type(exc).__name__}: {exc}"
 
-
-def make_wire(commands: Iterable[type]) -> Wire:
-    return Wire(commands)
-
-
-WireFactory = Callable[[], Wire]

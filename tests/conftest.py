@@ -44,3 +44,16 @@ def redis_store_url(redis_url: str) -> Iterator[str]:
         yield url
     finally:
         delete_prefix(url)
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    """A local Ray for this module (ray.init costs seconds on 2 cores), shut down when the
+    module is done; `num_cpus` explicit, no dashboard."""
+    import ray
+
+    from saleday.cluster import ray_api
+
+    ray.init(num_cpus=2, include_dashboard=False, namespace=ray_api.NAMESPACE, log_to_driver=False)
+    yield
+    ray.shutdown()

@@ -62,6 +62,15 @@ class Workload:
         return len(self.skus) * self.stock
 
 
+SYSTEMS = ("saleday[sqlite]", "saleday[redis]", "seed_decrby_rollback", "redis_lua_pipelined")
+"""What `run` measures: saleday on each log backend, and the two Redis baselines."""
+
+
+def reservations(*, skus: int, stock: int, demand: float) -> int:
+    """How many reservations a sale of `skus` x `stock` units with `demand` asks for."""
+    return int(skus * stock * demand)
+
+
 def make_workload(*, skus: int, stock: int, demand: float, users: int, zipf: float,
                   seed: int) -> Workload:
     rng = random.Random(seed)
@@ -69,7 +78,7 @@ def make_workload(*, skus: int, stock: int, demand: float, users: int, zipf: flo
     weights = [1 / (rank ** zipf) for rank in range(1, skus + 1)]
     cumulative = list(itertools.accumulate(weights))
     total = cumulative[-1]
-    n = int(skus * stock * demand)
+    n = reservations(skus=skus, stock=stock, demand=demand)
     requests = []
     for _ in range(n):
         sku = names[bisect.bisect_left(cumulative, rng.random() * total)]
@@ -295,8 +304,7 @@ def run(*, skus: int = 1000, stock: int = 100, demand: float = 3.0, users: int =
         zipf: float = 1.0, seed: int = 11, shards: int = 2, window: int = 4096,
         max_batch: int = 1024, max_wait_ms: float = 2.0,
         redis_url: str = "redis://127.0.0.1:6379/0",
-        systems: tuple[str, ...] = ("saleday[sqlite]", "saleday[redis]", "seed_decrby_rollback",
-                                    "redis_lua_pipelined")) -> dict[str, Any]:
+        systems: tuple[str, ...] = SYSTEMS) -> dict[str, Any]:
     from saleday.cluster.shard_actor import tune_gc
 
     work = make_workload(skus=skus, stock=stock, demand=demand, users=users, zipf=zipf, seed=seed)
@@ -355,8 +363,6 @@ def run_recovery(*, events: int = 1_000_000, snapshot_every: int = 50_000,
     process from the latest snapshot, (b) a replay of the whole stream (whose rate gives
     the worst case: a tail of `snapshot_every` events after the snapshot) and (c) a Ray
     shard actor killed and restarted until it answers again."""
-    import ray
-
     from saleday.actors.host import Request, ShardHost
     from saleday.actors.sku import ReleaseReservation, sku_decider
     from saleday.cluster import ray_api
@@ -405,21 +411,22 @@ def run_recovery(*, events: int = 1_000_000, snapshot_every: int = 50_000,
         probe = lambda i: wire.encode_requests([Request(f"probe-{i}", ReserveStock(  # noqa: E731
             reservation_id=f"probe-{i}", user="u-probe", sku=names[0], qty=1,
             now=int(time.time() * 1000), deadline=int(time.time() * 1000) + 60_000))])
-        ray.get(handle.handle.remote(probe(0)), timeout=120)
-        old_pid = ray.get(handle.status.remote(), timeout=30)["pid"]
-        ray.kill(handle, no_restart=False)
+        ray_api.get(handle.handle.remote(probe(0)), timeout=120)
+        old_pid = ray_api.get(handle.status.remote(), timeout=30)["pid"]
+        ray_api.kill(handle, no_restart=False)
+        actor_down = ray_api.actor_down_errors()
         t0 = time.perf_counter()
         while True:  # until the NEW incarnation has recovered and answered a reservation
             try:
-                if ray.get(handle.status.remote(), timeout=30)["pid"] == old_pid:
+                if ray_api.get(handle.status.remote(), timeout=30)["pid"] == old_pid:
                     time.sleep(0.005)
                     continue
-                ray.get(handle.handle.remote(probe(1)), timeout=30)
+                ray_api.get(handle.handle.remote(probe(1)), timeout=30)
                 break
-            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+            except actor_down:
                 time.sleep(0.005)
         ray_restart_ms = (time.perf_counter() - t0) * 1000
-        ray.kill(handle, no_restart=True)
+        ray_api.kill(handle, no_restart=True)
     return {"events": total, "snapshot_every": snapshot_every, "fill_s": round(fill_s, 1),
             "recover_in_process_ms": round(in_process_ms, 1),
             "replay_events_per_s": round(replay_rate),

@@ -202,7 +202,7 @@ def run(*, events: int = 200_000, batch: int = 1000, repeat: int = 3,
                     row["x_eventsourcing_append"] = round(row["append_events_per_s"] / base["append_events_per_s"], 2)
                     row["x_eventsourcing_read"] = round(row["read_events_per_s"] / base["read_events_per_s"], 2)
     result["params"] = {"events": events, "batch": batch, "repeat": repeat,
-                        "gc": "tuned as in shard processes (cluster.ray_api.tune_gc)"}
+                        "gc": "tuned as in shard processes (cluster.shard_actor.tune_gc)"}
     result["machine"] = machine_info()
     return result
 

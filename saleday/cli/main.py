@@ -111,10 +111,10 @@ def bench_reserve(
     window: Annotated[int, typer.Option(min=1, help="Requests kept outstanding.")] = 2048,
     max_batch: Annotated[int, typer.Option(min=1)] = 1024,
     max_wait_ms: Annotated[float, typer.Option(min=0)] = 2.0,
-    redis_url: Annotated[str, typer.Option(help="Redis for saleday[redis] and the baselines "
+    redis_url: Annotated[str, typer.Option(help="Redis for saleday\\[redis] and the baselines "
                                            "(keys under a fresh prefix, deleted afterwards).")] = DEFAULT_REDIS,
     system: Annotated[list[str] | None, typer.Option(
-        help="saleday[sqlite], saleday[redis], seed_decrby_rollback, redis_lua_pipelined "
+        help="saleday\\[sqlite], saleday\\[redis], seed_decrby_rollback, redis_lua_pipelined "
              "(default: all).")] = None,
     recovery_events: Annotated[int, typer.Option(
         min=0, help="Also time a restart of a shard whose stream holds this many events "
@@ -125,8 +125,13 @@ def bench_reserve(
     with Zipf-popular SKUs and demand above supply, against two Redis baselines."""
     from saleday.bench import reserve as br
 
-    systems = tuple(system or ("saleday[sqlite]", "saleday[redis]", "seed_decrby_rollback",
-                               "redis_lua_pipelined"))
+    systems = tuple(system or br.SYSTEMS)
+    unknown = sorted(set(systems) - set(br.SYSTEMS))
+    if unknown:
+        fail(ValueError(f"unknown system(s) {unknown}; known: {', '.join(br.SYSTEMS)}"))
+    if not br.reservations(skus=skus, stock=stock, demand=demand):
+        fail(ValueError(f"{skus} SKU(s) x {stock} unit(s) x demand {demand} asks for no "
+                        "reservations: raise --skus, --stock or --demand"))
     result = br.run(skus=skus, stock=stock, demand=demand, users=users, zipf=zipf, seed=seed,
                     shards=shards, window=window, max_batch=max_batch, max_wait_ms=max_wait_ms,
                     redis_url=redis_url, systems=systems)

@@ -102,6 +102,7 @@ def serve(
             settings = settings.model_copy(update={"shards": http_cli.HTTP_SHARDS})
     config = settings.runtime_config().model_copy(
         update={"detached": settings.ray_address is not None})
+    from saleday.cluster import ray_api
     from saleday.cluster.runtime import Runtime
 
     try:
@@ -117,7 +118,7 @@ def serve(
     runtime.client()  # its gateway ticks every shard every tick_s; runtime.stop closes it
     if http:
         http_cli.start(runtime, http_settings, replicas=replicas)
-    gcs = _gcs_address()
+    gcs = ray_api.gcs_address()
     safe = settings.safe()
     log.info("serve_started", ray=gcs, store=safe["store_url"], shards=settings.shards,
              shard_resource=settings.shard_resource)
@@ -164,7 +165,7 @@ def status(
     if as_json:
         typer.echo(json.dumps(rows))
     else:
-        console().print(_table(rows, title=f"saleday shards on {_gcs_address()}"))
+        console().print(_table(rows, title=f"saleday shards on {ray_api.gcs_address()}"))
         if not rows:
             typer.echo("no shard actors found (is `saleday serve` running on this cluster?)",
                        err=True)
@@ -207,25 +208,19 @@ def _check_reachable(address: str | None, timeout_s: float = 3.0) -> None:
 def shard_rows(store_url: str | None, *, timeout_s: float = 5.0) -> list[dict[str, Any]]:
     """One row per shard actor Ray knows, with what the live ones say about themselves and,
     given the store, how far each is behind its stream in the log."""
-    import ray
-
     from saleday.cluster import ray_api
 
     placed = {name: row for name, row in ray_api.where().items() if row["class"] == "ShardActor"}
     refs: dict[str, Any] = {}
     for name, row in placed.items():
-        if row["state"] == "ALIVE":
-            try:
-                refs[name] = ray.get_actor(name, namespace=ray_api.NAMESPACE).status.remote()
-            except ValueError:
-                pass
-    ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout_s)
+        if row["state"] == "ALIVE" and (handle := ray_api.find_actor(name)) is not None:
+            refs[name] = handle.status.remote()
+    ready_set = set(ray_api.wait(list(refs.values()), timeout=timeout_s))
     answered: dict[str, dict[str, Any]] = {}
-    ready_set = set(ready)
     for name, ref in refs.items():
         if ref in ready_set:
             try:
-                answered[name] = ray.get(ref)
+                answered[name] = ray_api.get(ref)
             except Exception as exc:  # noqa: BLE001 - the actor died answering: report it
                 log.info("shard_status_failed", stream=name, error=type(exc).__name__)
     found = _log_versions(store_url, list(placed)) if store_url else {}
@@ -281,12 +276,6 @@ def _log_versions(store_url: str, streams: list[str]) -> dict[str, int] | None:
         return None
     finally:
         store.close()
-
-
-def _gcs_address() -> str:
-    import ray
-
-    return ray.get_runtime_context().gcs_address
 
 
 def _table(rows: list[dict[str, Any]], *, title: str) -> Table:

@@ -157,7 +157,7 @@ def bench_simulate(
                                                "more offered load).")] = 600.0,
     seed: Annotated[int, typer.Option()] = 11,
     system: Annotated[list[str] | None, typer.Option(
-        help="generator, inprocess[memory], inprocess[sqlite], ray[sqlite], reserve[sqlite] "
+        help="generator, inprocess\\[memory], inprocess\\[sqlite], ray\\[sqlite], reserve\\[sqlite] "
              "(default: all).")] = None,
     num_cpus: Annotated[int | None, typer.Option(help="CPUs for the local Ray.")] = None,
     as_json: JsonOpt = False,

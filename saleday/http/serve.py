@@ -4,12 +4,14 @@ shard actors that `saleday serve` runs.
     serve deploy deploy/serve_config.yaml          # a cluster: import_path saleday.http.serve:build
     saleday serve --http [--host 127.0.0.1] [--port 8000]    # locally: the shards and this app
 
-A replica FINDS the named shard actors (`ray.get_actor` in saleday's namespace); it never
-starts one, so the shards keep one writer each however many replicas there are. It reads
-its settings from the node's environment (`SALEDAY_*` for the store and the shards,
+A replica FINDS the named shard actors (`ray_api.find_actor` in saleday's namespace); it
+never starts one, so the shards keep one writer each however many replicas there are. It
+reads its settings from the node's environment (`SALEDAY_*` for the store and the shards,
 `SALEDAY_HTTP_*` for the secrets and limits): secrets are not put in the Serve config.
 A local run (`run_local`) may hand them to the replicas as constructor arguments instead,
-which Serve keeps to itself. All of the front door's Ray calls are in this module.
+which Serve keeps to itself. This module declares the Serve deployment (Serve's decorators,
+`bind`, `options`); its Ray calls (finding actors, starting and stopping Serve) go through
+`saleday.cluster.ray_api`.
 """
 
 from __future__ import annotations
@@ -40,20 +42,18 @@ class ShardsNotRunning(RuntimeError):
 
 def attach_gateway(config: RuntimeConfig) -> Gateway:
     """A gateway to the shard actors already running under `config`'s shard map."""
-    import ray
-
     kinds = deciders()
     maps = {kind: ShardMap.uniform(kind, n, config.partitions) for kind, n in config.shards.items()}
     handles: dict[str, list[Any]] = {}
     for kind, shard_map in maps.items():
         handles[kind] = []
         for i in range(shard_map.shards):
-            try:
-                handles[kind].append(ray.get_actor(shard_map.stream(i), namespace=ray_api.NAMESPACE))
-            except ValueError:
+            handle = ray_api.find_actor(shard_map.stream(i))
+            if handle is None:
                 raise ShardsNotRunning(f"no shard actor {shard_map.stream(i)!r} in namespace "
                                        f"{ray_api.NAMESPACE!r}: run `saleday serve` with the "
-                                       "same --shards first") from None
+                                       "same --shards first")
+            handles[kind].append(handle)
     kind_by_type = {cls: kind for kind in maps for cls in kinds[kind].commands}
     return Gateway(maps, handles, config.gateway_config(),
                    entity_of={kind: kinds[kind].entity_of for kind in maps},
@@ -112,15 +112,15 @@ def run_local(config: RuntimeConfig, http: Any, *, replicas: int = 1,
               views: bool = True, stock: bool = True) -> str:
     """Start Serve on this Ray (its proxy on `http.host`:`http.port`, loopback by default)
     with the app over `config`'s running shards; return the base URL."""
-    serve.start(http_options={"host": http.host, "port": http.port})
     secrets = {n: http.secret(n) for n in ("jwt_secret", "webhook_secret", "operator_token")}
     plain = http.model_dump(mode="json", exclude={"jwt_secret", "webhook_secret",
                                                   "operator_token"})
     app = SaledayHttp.options(num_replicas=replicas).bind(
         runtime=config.model_dump(), http={**plain, **secrets}, views=views, stock=stock)
-    serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+    ray_api.serve_run(app, name=APP_NAME, host=http.host, port=http.port)
     return f"http://{http.host}:{http.port}"
 
 
 def stop_local() -> None:
-    serve.shutdown()
+    """Stop Serve on this Ray (the app and its proxy); the shards keep running."""
+    ray_api.serve_shutdown()

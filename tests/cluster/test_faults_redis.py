@@ -36,10 +36,11 @@ pytestmark = pytest.mark.redis
 T0 = 1_762_790_400_000
 PASSWORD = "s3cret-Pa55-do-not-log"
 # What the store needs, and nothing else: its scripts (EVALSHA, SCRIPT LOAD) and the
-# commands they and the reads run, on its own key prefix only.
+# commands they and the reads run, on its own key prefix only (the readers — the audit —
+# enumerate streams from the log's keys: EXISTS, SCAN, XREVRANGE).
 STORE_ACL = ("on", f">{PASSWORD}", "resetkeys", "~sale:*", "resetchannels", "-@all", "+ping",
              "+evalsha", "+script|load", "+hget", "+hmget", "+hset", "+hincrby", "+sadd",
-             "+smembers", "+xadd", "+xrange")
+             "+smembers", "+xadd", "+xrange", "+xrevrange", "+exists", "+scan")
 
 
 def add_store_user(port: int, **tls) -> str:

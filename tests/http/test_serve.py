@@ -36,6 +36,21 @@ def test_the_serve_config_is_valid_and_not_starved():
     assert "secret" not in (ROOT / "deploy" / "serve_config.yaml").read_text().split("applications:")[1].lower()
 
 
+def test_a_replica_without_its_shards_says_which_to_start(monkeypatch):
+    """A replica that finds no shard actor of its map refuses to start, naming the missing
+    shard and what to run (the actors are looked up through ray_api; no Ray is needed)."""
+    from saleday.cluster import ray_api
+    from saleday.cluster.runtime import RuntimeConfig
+    from saleday.http.serve import ShardsNotRunning, attach_gateway
+
+    found = []
+    monkeypatch.setattr(ray_api, "find_actor",
+                        lambda name: found.append(name) or (object() if name == "sku-000" else None))
+    with pytest.raises(ShardsNotRunning, match="no shard actor 'sku-001'.*run `saleday serve`"):
+        attach_gateway(RuntimeConfig(shards={"sku": 2}))
+    assert found == ["sku-000", "sku-001"]
+
+
 @pytest.mark.ray
 @pytest.mark.timeout(120)
 def test_an_order_over_real_http_on_serve(tmp_path):

@@ -99,6 +99,34 @@ def test_bench_reserve_runs_a_small_flash_sale_without_overselling():
     assert row["granted"] == sum(min(n, 10) for n in asked.values())
 
 
+@pytest.mark.parametrize(("bench", "names"), [
+    ("reserve", "saleday[sqlite], saleday[redis], seed_decrby_rollback"),
+    ("simulate", "generator, inprocess[memory], inprocess[sqlite], ray[sqlite], reserve[sqlite]")])
+def test_a_benchmark_lists_its_systems_by_their_names(bench, names):
+    """`bench reserve|simulate --help` shows the systems as they are typed
+    (`saleday[sqlite]`), not with the brackets eaten as markup."""
+    out = runner.invoke(app, ["bench", bench, "--help"], env={"COLUMNS": "250"})
+    assert out.exit_code == 0
+    assert names in out.output
+
+
+def test_bench_reserve_refuses_an_unknown_system_before_starting_anything():
+    """An unknown `--system` ends with exit 2 and the known names, not a traceback."""
+    out = runner.invoke(app, ["bench", "reserve", "--system", "saleday", "--skus", "1"])
+    assert out.exit_code == 2, out.output
+    assert "unknown system(s) ['saleday']" in out.output and "saleday[sqlite]" in out.output
+    assert "Traceback" not in out.output
+
+
+def test_bench_reserve_refuses_a_sale_with_no_reservations():
+    """`--skus 1 --stock 1 --demand 0.1` asks for no reservation at all: exit 2, saying so,
+    rather than a crash after the run."""
+    out = runner.invoke(app, ["bench", "reserve", "--skus", "1", "--stock", "1", "--demand",
+                              "0.1", "--system", "seed_decrby_rollback"])
+    assert out.exit_code == 2, out.output
+    assert "no reservations" in out.output and "Traceback" not in out.output
+
+
 def test_a_relative_data_dir_means_the_one_under_the_working_directory(tmp_path, monkeypatch):
     """`--data saleday-data` reads ./saleday-data/events.db, as `saleday simulate` wrote it,
     for the audit and the views alike (not /saleday-data)."""
