@@ -6,7 +6,7 @@ the order decider and for the user's session, which tracks the user's orders.
       │              └─────────────┴─cancel / expire─▶ cancelled ─refund─┘
       └─cancel─▶ voided
 
-- The order decider (`actors/order.py`) moves an order from none to paid, cancelled or
+- The order decider (`actors/order/`) moves an order from none to paid, cancelled or
   voided (cancelled before it started). Refunds are money there, not a status: a payment
   refunded on a paid order (a duplicate) or on a cancelled one leaves the status as is.
 - A user's session (`actors/session/tracking.py`) sees an order from the moment it is

@@ -106,6 +106,21 @@ def test_the_allow_list_is_the_state_class_and_the_classes_its_fields_name(decid
     assert set(codec.schema) == {cls.__qualname__ for cls in nested_dataclasses(root)}
 
 
+def test_the_sku_and_order_schemas_name_classes_and_fields_not_modules():
+    """The SKU and order snapshots name the same classes and fields as when each decider was
+    one module, so snapshots written before they became packages still load."""
+    assert state_codec.for_decider(sku_decider).schema == {
+        "Reservation": ("user", "qty", "unit_prices", "tiers", "deadline"),
+        "SkuState": ("sku", "known", "stocked", "available", "reserved", "sold", "tiers",
+                     "tier_taken", "per_user_limit", "start", "end", "configured",
+                     "reservations", "per_user", "voided", "confirmed")}
+    assert state_codec.for_decider(order_decider).schema == {
+        "OrderState": ("order_id", "status", "user", "lines", "coupon_id", "payment_deadline",
+                       "started_at", "line_prices", "subtotal_cents", "discount_cents",
+                       "total_cents", "cancel_reason", "payment_id", "captured_cents",
+                       "refunds", "refunded_cents")}
+
+
 def nested_dataclasses(cls: type) -> set[type]:
     """`cls` and every dataclass its fields' declared types name, however deep."""
     found, todo = set(), [cls]

@@ -1,9 +1,4 @@
-"""The SKU decider: one product's stock, its flash-sale price tiers, per-user limits and
-reservations with deadlines.
-
-Stock moves between three buckets and never leaves them: `available` (on the shelf),
-`reserved` (held for a checkout until a deadline) and `sold` (paid). At every point
-`available + reserved + sold == stocked`, none negative.
+"""The rules of a SKU: how its commands are decided and its events folded.
 
 A sale is a window `[start, end)`, a per-user limit (0 = none) and price tiers
 `((units, unit_price_cents), ...)`: every tier but the last covers `units` units, the last
@@ -36,366 +31,56 @@ so it is refused when a tier would hold fewer units than are taken in it, or whe
 number of tiers changes while any unit is taken. Prices may change; reservations keep
 the prices they were given.
 
-Pure: no I/O, clock, randomness or logging. `now` and ids arrive in the commands.
+The words (commands, events, refusals) are `actors/sku/words.py`'s, the state
+`actors/sku/state.py`'s; `actors/sku/__init__.py` makes them the `sku_decider`. Pure: no
+I/O, clock, randomness or logging. `now` and ids arrive in the commands.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar, assert_never
+from typing import assert_never
 
 import immutables
 
-from saleday.actors.decider import Decider, InvalidCommand, Rejection, compact_pickle
+from saleday.actors.decider import InvalidCommand, Rejection
 from saleday.actors.fields import Intake, fast_replace, is_int64
-from saleday.events.registry import event_type
-
-Tiers = tuple[tuple[int, int], ...]
-"""Price tiers `((units, unit_price_cents), ...)`; the last tier has units == 0."""
-
-MAX_UNITS_PER_RESERVATION = 10_000
-"""The most units one `ReserveStock` (one checkout line) may hold; more is refused as
-`QuantityTooLarge`. Each unit's price and tier travel in the `StockReserved` event, so an
-unbounded quantity would make one command cost seconds and megabytes of log."""
-
-
-# --- commands -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AddStock:
-    """Put `qty` more units on the shelf (the initial stock, or a restock)."""
-
-    sku: str
-    qty: int
-    now: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ConfigureSale:
-    """Set (or change) the sale's price tiers, per-user limit and window `[start, end)`."""
-
-    sku: str
-    tiers: Tiers
-    per_user_limit: int
-    start: int
-    end: int
-    now: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReserveStock:
-    """Hold `qty` units (1 to `MAX_UNITS_PER_RESERVATION`) for `user` until `deadline`,
-    at the prices the tiers give."""
-
-    STAMPED: ClassVar[frozenset[str]] = frozenset({"deadline"})
-    """Left out of the idempotency fingerprint: a re-driven checkout derives it anew."""
-
-    reservation_id: str
-    user: str
-    sku: str
-    qty: int
-    now: int
-    deadline: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ConfirmReservation:
-    """The reservation was paid for: its units are sold."""
-
-    reservation_id: str
-    sku: str
-    now: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReleaseReservation:
-    """The reservation is given up (order cancelled, payment failed): units go back.
-
-    `user` is the owner the reservation is held for; a release naming another user is
-    refused (`NotReservationOwner`), as is the release of a confirmed reservation."""
-
-    STAMPED: ClassVar[frozenset[str]] = frozenset({"reason"})
-    """Left out of the idempotency fingerprint: a re-driven cancel may give another reason."""
-
-    reservation_id: str
-    sku: str
-    user: str
-    reason: str
-    now: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ExpireReservations:
-    """Release every held reservation whose deadline is at or before `now`."""
-
-    sku: str
-    now: int
-
-
-SkuCommand = (AddStock | ConfigureSale | ReserveStock | ConfirmReservation
-              | ReleaseReservation | ExpireReservations)
-
-COMMANDS = (AddStock, ConfigureSale, ReserveStock, ConfirmReservation, ReleaseReservation,
-            ExpireReservations)
+from saleday.actors.sku.state import Reservation, SkuState
+from saleday.actors.sku.words import (
+    COMMANDS,
+    MAX_UNITS_PER_RESERVATION,
+    AddStock,
+    AlreadyConfirmed,
+    ConfigureSale,
+    ConfirmReservation,
+    DeadlinePassed,
+    DuplicateReservation,
+    ExpireReservations,
+    InvalidQuantity,
+    LimitExceeded,
+    NotReservationOwner,
+    QuantityTooLarge,
+    ReleaseReservation,
+    ReservationConfirmed,
+    ReservationExpired,
+    ReservationNotFound,
+    ReservationReleased,
+    ReservationVoided,
+    ReserveStock,
+    SaleConfigured,
+    SaleNotOpen,
+    SkuCommand,
+    SkuEvent,
+    SoldOut,
+    StockAdded,
+    StockReserved,
+    Tiers,
+    UnknownSku,
+    VoidedBeforeTry,
+)
 
 _INTAKE = Intake("sku", COMMANDS, entity="sku", optional_strs=("reason",),
                  non_negative=("now", "deadline", "start", "end", "per_user_limit"))
 """Each command's int and str fields and its SKU, checked before any business rule."""
-
-
-# --- events ---------------------------------------------------------------------------
-
-
-@event_type("inventory.stock_added")
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StockAdded:
-    """`qty` units were put on the shelf."""
-
-    sku: str
-    qty: int
-
-
-@event_type("inventory.sale_configured")
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SaleConfigured:
-    """The sale now has these tiers, per-user limit (0 = none) and window `[start, end)`."""
-
-    sku: str
-    tiers: Tiers
-    per_user_limit: int
-    start: int
-    end: int
-
-
-@event_type("inventory.stock_reserved")
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StockReserved:
-    """`qty` units are held for `user` until `deadline`; unit k costs `unit_prices[k]` and
-    was taken from tier `tiers[k]`."""
-
-    reservation_id: str
-    user: str
-    sku: str
-    qty: int
-    unit_prices: tuple[int, ...]
-    tiers: tuple[int, ...]
-    deadline: int
-    reserved_at: int
-
-
-@event_type("inventory.reservation_confirmed")
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReservationConfirmed:
-    """The reservation was paid: its `qty` units are sold for `amount_cents` in total."""
-
-    reservation_id: str
-    sku: str
-    user: str
-    qty: int
-    amount_cents: int
-
-
-@event_type("inventory.reservation_released")
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReservationReleased:
-    """The reservation was given up; its units are back on the shelf and in their tiers."""
-
-    reservation_id: str
-    sku: str
-    user: str
-    qty: int
-    reason: str
-
-
-@event_type("inventory.reservation_expired")
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReservationExpired:
-    """The reservation reached its deadline unpaid; its units are back on the shelf."""
-
-    reservation_id: str
-    sku: str
-    user: str
-    qty: int
-    deadline: int
-
-
-@event_type("inventory.reservation_voided")
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReservationVoided:
-    """A release arrived for a reservation that was never made (a TCC cancel that overtook
-    its try): the id is closed, so the late try is refused and nothing hangs."""
-
-    reservation_id: str
-    sku: str
-    reason: str
-    voided_at: int
-
-
-SkuEvent = (StockAdded | SaleConfigured | StockReserved | ReservationConfirmed
-            | ReservationReleased | ReservationExpired | ReservationVoided)
-
-
-# --- rejections -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UnknownSku(Rejection):
-    """No stock was ever added and no sale configured for this SKU."""
-
-    sku: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class InvalidQuantity(Rejection):
-    """A quantity below 1."""
-
-    sku: str
-    qty: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SaleNotOpen(Rejection):
-    """`now` is outside the sale window `[start, end)` (both 0 when no sale is configured)."""
-
-    sku: str
-    now: int
-    start: int
-    end: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SoldOut(Rejection):
-    """Fewer units are available than requested."""
-
-    sku: str
-    requested: int
-    available: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LimitExceeded(Rejection):
-    """The user already holds or bought `held` units; the request would pass `limit`."""
-
-    sku: str
-    user: str
-    limit: int
-    held: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class QuantityTooLarge(Rejection):
-    """More units than one reservation may hold (`MAX_UNITS_PER_RESERVATION`)."""
-
-    sku: str
-    qty: int
-    limit: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NotReservationOwner(Rejection):
-    """The release names a user the reservation is not held for; nothing changed."""
-
-    sku: str
-    reservation_id: str
-    user: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AlreadyConfirmed(Rejection):
-    """The reservation was paid for: its units are sold and cannot be released."""
-
-    sku: str
-    reservation_id: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReservationNotFound(Rejection):
-    """No reservation with this id is held (never made, or already confirmed or released)."""
-
-    sku: str
-    reservation_id: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VoidedBeforeTry(Rejection):
-    """The reservation's cancel arrived first: this id can no longer be reserved."""
-
-    sku: str
-    reservation_id: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DuplicateReservation(Rejection):
-    """A reservation with this id is already held."""
-
-    sku: str
-    reservation_id: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DeadlinePassed(Rejection):
-    """The reservation's deadline has passed; its expiry will release it."""
-
-    sku: str
-    reservation_id: str
-    deadline: int
-
-
-# --- state ----------------------------------------------------------------------------
-
-
-@compact_pickle
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Reservation:
-    """Units held for a user until a deadline, with each unit's price and tier."""
-
-    user: str
-    qty: int
-    unit_prices: tuple[int, ...]
-    tiers: tuple[int, ...]
-    deadline: int
-
-
-@compact_pickle
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SkuState:
-    """One SKU: its stock buckets, sale configuration and held reservations.
-
-    `tier_taken[i]` counts the reserved and sold units of tier i; `per_user` counts each
-    user's reserved plus sold units (users at zero are dropped).
-    """
-
-    sku: str
-    known: bool
-    stocked: int
-    available: int
-    reserved: int
-    sold: int
-    tiers: Tiers
-    tier_taken: tuple[int, ...]
-    per_user_limit: int
-    start: int
-    end: int
-    configured: bool
-    reservations: immutables.Map[str, Reservation]
-    per_user: immutables.Map[str, int]
-    voided: immutables.Map[str, int]
-    """Reservation ids cancelled before they were tried -> when."""
-    confirmed: immutables.Map[str, str] = immutables.Map()
-    """Reservation ids confirmed (sold) -> their user; a release of one is refused.
-    (Last, with a default: a snapshot taken before it existed still loads.)"""
-
-
-_EMPTY: immutables.Map = immutables.Map()
-
-
-def initial(sku: str) -> SkuState:
-    """A SKU nobody has stocked or put on sale yet."""
-    return SkuState(sku=sku, known=False, stocked=0, available=0, reserved=0, sold=0,
-                    tiers=(), tier_taken=(), per_user_limit=0, start=0, end=0,
-                    configured=False, reservations=_EMPTY, per_user=_EMPTY, voided=_EMPTY,
-                    confirmed=_EMPTY)
 
 
 # --- decide ---------------------------------------------------------------------------
@@ -651,8 +336,3 @@ def next_deadline(state: SkuState) -> int | None:
 def expire(sku: str, now: int) -> ExpireReservations:
     """The command a host issues once a reservation of `sku` is due."""
     return ExpireReservations(sku=sku, now=now)
-
-
-sku_decider: Decider[SkuCommand, SkuEvent, SkuState] = Decider(
-    kind="sku", initial=initial, decide=decide, evolve=evolve, entity_of=entity_of,
-    commands=COMMANDS, deadline_of=deadline_of, next_deadline=next_deadline, expire=expire)

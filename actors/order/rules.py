@@ -1,16 +1,4 @@
-"""The order decider: one checkout, from its try through payment to its end, and the
-money that moved for it (entity id = the order id).
-
-Checkout is a TCC flow driven by the gateway with deterministic command ids: Try
-(reserve stock at the SKU shards, lock the coupon at the user's session shard), Confirm
-on payment, Cancel on failure or at the payment deadline. Every step may be retried or
-arrive out of order, so every command here is idempotent and none can undo a fact.
-
-    none ──StartCheckout──▶ trying ──RecordTry──▶ placed ──RecordPayment──▶ paid
-      │                        │                     │
-      └─CancelOrder─▶ voided   └──CancelOrder / ExpireCheckout──▶ cancelled
-
-(the statuses and their moves are `actors/lifecycle.py`'s, which the session shares)
+"""The rules of an order: what each command decides, and how its events fold.
 
 - `StartCheckout` (gateway, when the user submits the cart, before any reservation):
   records the lines, coupon and payment deadline. A repeat with the same terms decides
@@ -36,247 +24,48 @@ arrive out of order, so every command here is idempotent and none can undo a fac
   not paid by then is cancelled ("payment_timeout").
 
 Money is integer cents: captured - refunded >= 0, and a paid order captured exactly its
-total, once. Pure: no I/O, clock, randomness or logging. `now` and ids arrive in the
-commands.
+total, once.
+
+The words (commands, events, refusals) are `actors/order/words.py`'s, the state
+`actors/order/state.py`'s; `actors/order/__init__.py` makes them the `order_decider`.
+Pure: no I/O, clock, randomness or logging. `now` and ids arrive in the commands.
 """
+
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar, assert_never
+from typing import assert_never
 
-import immutables
-
-from saleday.actors.decider import Decider, InvalidCommand, Rejection, compact_pickle
+from saleday.actors.decider import InvalidCommand, Rejection
 from saleday.actors.fields import INT64_MAX, Intake, fast_replace
 from saleday.actors.lifecycle import OPEN, OrderStatus
-from saleday.events.registry import event_type
-
-Lines = tuple[tuple[str, int], ...]
-"""The order's lines `((sku, qty), ...)`, each sku once, qty >= 1."""
-LinePrices = tuple[tuple[int, ...], ...]
-"""Per line, the unit price (cents) of each reserved unit, in the reservation's order."""
-
-
-# --- commands -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StartCheckout:
-    """Begin checking out `lines` for `user` with `coupon_id` ("" = none), to be paid
-    before `payment_deadline`."""
-
-    STAMPED: ClassVar[frozenset[str]] = frozenset({"payment_deadline"})
-    """Not fingerprinted (actors/decider.py): the checkout derives it from `now`."""
-
-    order_id: str
-    user: str
-    lines: Lines
-    coupon_id: str
-    payment_deadline: int
-    now: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RecordTry:
-    """Every reservation and the coupon lock succeeded, at these unit prices and this
-    coupon value: the order is placed."""
-
-    STAMPED: ClassVar[frozenset[str]] = frozenset({"coupon_value_cents"})
-    """Not fingerprinted (actors/decider.py): looked up in the wallet at drive time."""
-
-    order_id: str
-    line_prices: LinePrices
-    coupon_value_cents: int
-    now: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CancelOrder:
-    """Give the checkout up (a try step failed, the user cancelled, payment failed)."""
-
-    STAMPED: ClassVar[frozenset[str]] = frozenset({"reason"})
-    """Not fingerprinted (actors/decider.py): a cancel driven again may differ."""
-
-    order_id: str
-    reason: str
-    now: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RecordPayment:
-    """The payment provider took `amount_cents` for the order under `payment_id`."""
-
-    order_id: str
-    payment_id: str
-    amount_cents: int
-    now: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ExpireCheckout:
-    """Cancel the order if it is still unpaid at its payment deadline."""
-
-    order_id: str
-    now: int
-
-
-OrderCommand = StartCheckout | RecordTry | CancelOrder | RecordPayment | ExpireCheckout
-
-COMMANDS = (StartCheckout, RecordTry, CancelOrder, RecordPayment, ExpireCheckout)
+from saleday.actors.order.state import OrderState
+from saleday.actors.order.words import (
+    COMMANDS,
+    CancelOrder,
+    CheckoutCancelled,
+    CheckoutStarted,
+    ExpireCheckout,
+    LinePrices,
+    Lines,
+    OrderAlreadyPaid,
+    OrderCancelled,
+    OrderCommand,
+    OrderEvent,
+    OrderNotStarted,
+    OrderPlaced,
+    OrderVoided,
+    PaymentCaptured,
+    PaymentMismatch,
+    RecordPayment,
+    RecordTry,
+    RefundIssued,
+    StartCheckout,
+)
 
 _INTAKE = Intake("order", COMMANDS, entity="order_id", noun="order", optional_strs=("coupon_id",),
                  non_negative=("amount_cents", "coupon_value_cents"))
 """Each command's int and str fields and its order, checked before any business rule."""
-
-
-# --- events ---------------------------------------------------------------------------
-
-
-@event_type("orders.checkout_started")
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CheckoutStarted:
-    """`user` began checking out `lines` with `coupon_id` ("" = none); it must be paid
-    before `payment_deadline`."""
-
-    order_id: str
-    user: str
-    lines: Lines
-    coupon_id: str
-    payment_deadline: int
-    started_at: int
-
-
-@event_type("orders.order_placed")
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OrderPlaced:
-    """Stock and coupon are held: the order costs `total_cents` = subtotal - discount."""
-
-    order_id: str
-    user: str
-    line_prices: LinePrices
-    subtotal_cents: int
-    discount_cents: int
-    total_cents: int
-
-
-@event_type("orders.order_voided")
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OrderVoided:
-    """The order was cancelled before it started: it never will."""
-
-    order_id: str
-    reason: str
-
-
-@event_type("orders.checkout_cancelled")
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CheckoutCancelled:
-    """The checkout was given up (`was_placed`: after its try had succeeded)."""
-
-    order_id: str
-    reason: str
-    was_placed: bool
-
-
-@event_type("orders.payment_captured")
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PaymentCaptured:
-    """The order was paid its total by `payment_id`."""
-
-    order_id: str
-    payment_id: str
-    amount_cents: int
-
-
-@event_type("orders.refund_issued")
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RefundIssued:
-    """`payment_id`'s `amount_cents` are to be returned: it paid for nothing it can have."""
-
-    order_id: str
-    payment_id: str
-    amount_cents: int
-    reason: str
-
-
-OrderEvent = (CheckoutStarted | OrderPlaced | OrderVoided | CheckoutCancelled
-              | PaymentCaptured | RefundIssued)
-
-
-# --- rejections -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OrderCancelled(Rejection):
-    """The order was cancelled (or voided before it started) for `reason`."""
-
-    order_id: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OrderNotStarted(Rejection):
-    """No checkout was started for this order."""
-
-    order_id: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OrderAlreadyPaid(Rejection):
-    """The order is paid: it can no longer be cancelled."""
-
-    order_id: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PaymentMismatch(Rejection):
-    """The payment's amount is not the order's total."""
-
-    order_id: str
-    expected: int
-    got: int
-
-
-# --- state ----------------------------------------------------------------------------
-
-
-@compact_pickle
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OrderState:
-    """One order: its terms, where it stands, and the money that moved.
-
-    `payment_id` is the payment that paid it ("" until paid); `refunds` maps each
-    refunded payment id to its amount.
-    """
-
-    order_id: str
-    status: OrderStatus
-    user: str
-    lines: Lines
-    coupon_id: str
-    payment_deadline: int
-    started_at: int
-    line_prices: LinePrices
-    subtotal_cents: int
-    discount_cents: int
-    total_cents: int
-    cancel_reason: str
-    payment_id: str
-    captured_cents: int
-    refunds: immutables.Map[str, int]
-    refunded_cents: int
-
-
-_EMPTY: immutables.Map = immutables.Map()
-
-
-def initial(order_id: str) -> OrderState:
-    """An order nothing happened to yet."""
-    return OrderState(order_id=order_id, status=OrderStatus.NONE, user="", lines=(),
-                      coupon_id="", payment_deadline=0, started_at=0, line_prices=(),
-                      subtotal_cents=0, discount_cents=0, total_cents=0, cancel_reason="",
-                      payment_id="", captured_cents=0, refunds=_EMPTY, refunded_cents=0)
 
 
 # --- decide ---------------------------------------------------------------------------
@@ -482,8 +271,3 @@ def next_deadline(state: OrderState) -> int | None:
 def expire(order_id: str, now: int) -> ExpireCheckout:
     """The command a host issues once an order's payment deadline is due."""
     return ExpireCheckout(order_id=order_id, now=now)
-
-
-order_decider: Decider[OrderCommand, OrderEvent, OrderState] = Decider(
-    kind="order", initial=initial, decide=decide, evolve=evolve, entity_of=entity_of,
-    commands=COMMANDS, deadline_of=deadline_of, next_deadline=next_deadline, expire=expire)

@@ -1,0 +1,68 @@
+"""What a SKU knows: its stock buckets, its sale, its held reservations.
+
+Snapshots name these classes (actors/state_codec.py encodes a state by its class's
+qualified name and declared fields), so their names and fields are part of the snapshot
+format: a field is added last, with a default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import immutables
+
+from saleday.actors.decider import compact_pickle
+from saleday.actors.sku.words import Tiers
+
+
+@compact_pickle
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reservation:
+    """Units held for a user until a deadline, with each unit's price and tier."""
+
+    user: str
+    qty: int
+    unit_prices: tuple[int, ...]
+    tiers: tuple[int, ...]
+    deadline: int
+
+
+@compact_pickle
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SkuState:
+    """One SKU: its stock buckets, sale configuration and held reservations.
+
+    `tier_taken[i]` counts the reserved and sold units of tier i; `per_user` counts each
+    user's reserved plus sold units (users at zero are dropped).
+    """
+
+    sku: str
+    known: bool
+    stocked: int
+    available: int
+    reserved: int
+    sold: int
+    tiers: Tiers
+    tier_taken: tuple[int, ...]
+    per_user_limit: int
+    start: int
+    end: int
+    configured: bool
+    reservations: immutables.Map[str, Reservation]
+    per_user: immutables.Map[str, int]
+    voided: immutables.Map[str, int]
+    """Reservation ids cancelled before they were tried -> when."""
+    confirmed: immutables.Map[str, str] = immutables.Map()
+    """Reservation ids confirmed (sold) -> their user; a release of one is refused.
+    (Last, with a default: a snapshot taken before it existed still loads.)"""
+
+
+_EMPTY: immutables.Map = immutables.Map()
+
+
+def initial(sku: str) -> SkuState:
+    """A SKU nobody has stocked or put on sale yet."""
+    return SkuState(sku=sku, known=False, stocked=0, available=0, reserved=0, sold=0,
+                    tiers=(), tier_taken=(), per_user_limit=0, start=0, end=0,
+                    configured=False, reservations=_EMPTY, per_user=_EMPTY, voided=_EMPTY,
+                    confirmed=_EMPTY)
