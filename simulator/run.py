@@ -265,7 +265,7 @@ def _client_orders(out: Any) -> dict[str, int]:
 def _audit(url: str, top: list[str]) -> dict[str, Any]:
     """Audit the run's log and fold every view (and the report's tally) in the same pass."""
     from saleday.projections.audit import run_audit
-    from saleday.projections.source import StoreSource
+    from saleday.projections.store_source import StoreSource
     from saleday.projections.views import all_views
     from saleday.simulator.tally import SaleTally
 

@@ -130,6 +130,10 @@ def assert_detected(stream, sealed, body):
     with pytest.raises(CorruptRecordError) as fast:
         verify_commits(stream, [commit])
     assert fast.value.stream == stream and first <= fast.value.version <= last
+    for rows in (False, True):  # the audit's one-pass read: the same rule, the same place
+        with pytest.raises(CorruptRecordError) as read:
+            ChainVerifier(stream).read_commit(commit, rows)
+        assert (read.value.stream, read.value.version) == (stream, fast.value.version)
     try:
         envs = decode_commit(stream, first, last, sealed.prev_hash, sealed.hashes, body)
     except CorruptRecordError as exc:
