@@ -110,7 +110,7 @@ def _simulate(opts: RunOptions, url: str, source: Iterator[Visit] | None, *,
     report = _report(opts, url, run, skus, started_at)
     report.previous_run = previous_run
     if opts.charts:
-        from saleday.simulator.report import write_outputs
+        from saleday.simulator.report_html import write_outputs
 
         report = write_outputs(report, opts.data_dir / "report")
     log.info("simulation_finished", commands=report.commands, events=report.events,
