@@ -7,8 +7,14 @@ auditors in docs/LOG_FORMAT.md.
 """
 
 from saleday.events.backends import open_store
-from saleday.events.chain import ChainVerifier, canonical, event_hash, seal
-from saleday.events.codec import verify_commits
+from saleday.events.chain import (
+    ChainBreak,
+    ChainVerifier,
+    canonical,
+    event_hash,
+    seal,
+    verify_commits,
+)
 from saleday.events.envelope import (
     ZERO_HASH,
     AppendResult,
@@ -41,7 +47,7 @@ from saleday.events.store import EventStore
 from saleday.events.tail import Tail
 
 __all__ = [
-    "ZERO_HASH", "AppendResult", "ChainVerifier", "ConcurrencyError", "CorruptRecordError",
+    "ZERO_HASH", "AppendResult", "ChainBreak", "ChainVerifier", "ConcurrencyError", "CorruptRecordError",
     "Data", "DuplicateCommandError", "Envelope", "EventDecodeError", "EventLogError",
     "EventRegistry", "EventStore", "FencedError", "HashChainBroken", "InvalidAppend",
     "InvalidEventData", "InvalidStoreUrl", "InvalidStreamName", "NewEvent", "Snapshot",

@@ -1,4 +1,8 @@
-"""The hash chain: canonical payloads, sealing a commit, and verifying a stream.
+"""The hash chain: canonical payloads, sealing a commit, and the one verifier of a stream.
+
+`ChainVerifier` is the only place the chain is checked: over decoded fields or over the
+stored bytes, by the stores' readers, `saleday log verify`, the audit's sources and the
+benchmarks alike.
 
 The rule (documented for auditors in docs/LOG_FORMAT.md):
 
@@ -16,14 +20,21 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
+from operator import itemgetter
 from typing import Any
 
 import msgpack
+from msgpack import Unpacker
 
-from saleday.events.envelope import ZERO_HASH, Data, Envelope, NewEvent
-from saleday.events.errors import HashChainBroken, InvalidAppend, InvalidEventData
+from saleday.events.codec import decode_commit, gc_paused
+from saleday.events.envelope import HASH_SIZE, ZERO_HASH, Data, Envelope, NewEvent, StoredCommit
+from saleday.events.errors import (
+    CorruptRecordError,
+    HashChainBroken,
+    InvalidAppend,
+    InvalidEventData,
+)
 
-HASH_SIZE = 32
 _SCALARS = (str, int, bool, bytes, type(None))
 _packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 
@@ -193,29 +204,197 @@ def event_hash(prev_hash: bytes, env: Envelope) -> bytes:
     return blake2b(prev_hash + body, digest_size=HASH_SIZE).digest()
 
 
-class ChainVerifier:
-    """Checks one stream's events in order: gapless versions, linked and intact hashes.
+@dataclass(frozen=True, slots=True)
+class ChainBreak:
+    """Where a stream's chain stops holding: the first version that does not follow, and why."""
 
-    Feed it the stream's envelopes from version 1 (in as many calls as you like);
-    the first broken link raises `HashChainBroken` naming stream and version.
+    stream: str
+    version: int
+    reason: str
+
+
+class ChainVerifier:
+    """The one check of a stream's hash chain: gapless versions, linked and intact hashes.
+
+    It holds the stream's last verified version and hash, and is fed the stream in order,
+    from version 1 or from a known head, in as many calls as you like. The rule is applied
+    two ways, which agree on every log a writer sealed:
+
+    - over decoded fields (`feed`, `check`): each hash recomputed by `event_hash`, as an
+      auditor with an export would, which also proves the stored bytes are canonical;
+    - over the stored bytes (`feed_commits`, `read_commit`): each hash = BLAKE2b-256
+      (previous hash + the event's bytes as stored), the fast check of a store
+      (`verify_commits`, what `saleday log verify` does).
+
+    `feed` and `feed_commits` raise `HashChainBroken` (or `CorruptRecordError` for bytes
+    that do not decode) naming stream and version; `check` returns the break instead. On a
+    break the verifier keeps the last version and hash that verified.
     """
+
+    __slots__ = ("stream", "version", "head_hash")
 
     def __init__(self, stream: str, version: int = 0, head_hash: bytes = ZERO_HASH) -> None:
         self.stream = stream
         self.version = version
         self.head_hash = head_hash
 
-    def feed(self, envelopes: Iterable[Envelope]) -> None:
+    # --- over decoded fields -----------------------------------------------------------
+
+    def check(self, envelopes: Sequence[Envelope]) -> tuple[int, ChainBreak | None]:
+        """How many of `envelopes` verify (a prefix), and the break after them, if any."""
         stream, v, h = self.stream, self.version, self.head_hash
-        for env in envelopes:
+        for i, env in enumerate(envelopes):
             v += 1
-            if env.stream != stream or env.version != v:
-                raise HashChainBroken(stream, v, f"expected version {v} of this stream, "
-                                      f"found {env.stream!r} version {env.version}")
-            if env.prev_hash != h:
-                raise HashChainBroken(stream, v, "prev_hash does not match the previous "
-                                      "event's hash")
-            if event_hash(h, env) != env.hash:
-                raise HashChainBroken(stream, v, "hash does not match the event's content")
+            problem = None
+            if env.stream != stream:
+                problem = f"expected version {v} of this stream, found {env.stream!r} version {env.version}"
+            elif env.version != v:
+                problem = (f"expected version {v} of this stream, found version {env.version}"
+                           + (" (an event is missing or out of order)" if env.version > v
+                              else " (out of order or repeated)"))
+            elif env.prev_hash != h:
+                problem = "prev_hash is not the previous event's hash"
+            else:
+                try:
+                    if event_hash(h, env) != env.hash:
+                        problem = "hash does not match the event's content"
+                except CorruptRecordError as exc:
+                    problem = exc.reason
+            if problem is not None:
+                self.version, self.head_hash = v - 1, h
+                return i, ChainBreak(stream, v, problem)
             h = env.hash
         self.version, self.head_hash = v, h
+        return len(envelopes), None
+
+    def feed(self, envelopes: Iterable[Envelope]) -> None:
+        """Verify the next `envelopes`; the first broken link raises `HashChainBroken`."""
+        envs = envelopes if isinstance(envelopes, Sequence) else list(envelopes)
+        _, broken = self.check(envs)
+        if broken is not None:
+            raise HashChainBroken(broken.stream, broken.version, broken.reason)
+
+    # --- over the stored bytes ---------------------------------------------------------
+
+    def feed_commits(self, commits: Iterable[StoredCommit]) -> None:
+        """Verify the next stored commits over their bytes; raises at the first break."""
+        self.version, self.head_hash = _verify_stored(self.stream, commits, self.version,
+                                                      self.head_hash)
+
+    def read_commit(self, commit: StoredCommit, rows: bool = False) -> list:
+        """Verify one stored commit over its bytes and return its events, decoded in the same
+        pass (each event is unpacked once: the audit's hot path).
+
+        With `rows` the events may come back as decoded rows (an envelope's first nine
+        fields, no hashes), saving the envelopes. A commit that does not verify is checked
+        again by `feed_commits` and `decode_commit`, which raise saying where and why.
+        """
+        done = _verified_rows(self.stream, commit, self.version, self.head_hash, rows)
+        if done is None:
+            _, head_hash = _verify_stored(self.stream, [commit], self.version, self.head_hash)
+            envs = decode_commit(*commit)
+            done = envs, head_hash
+        self.version, self.head_hash = commit.last_version, done[1]
+        return done[0]
+
+
+def verify_commits(stream: str, commits: Iterable[StoredCommit], version: int = 0,
+                   head_hash: bytes = ZERO_HASH) -> tuple[int, bytes]:
+    """Check a stream's stored commits from `version` on (`ChainVerifier.feed_commits`);
+    return the last version and hash seen. Raises `HashChainBroken` or `CorruptRecordError`."""
+    return _verify_stored(stream, commits, version, head_hash)
+
+
+def _verify_stored(stream: str, commits: Iterable[StoredCommit], version: int,
+                   head_hash: bytes) -> tuple[int, bytes]:
+    with gc_paused():
+        for commit in commits:
+            first, last, body, hashes = commit.first_version, commit.last_version, commit.body, commit.hashes
+            if first != version + 1:
+                raise HashChainBroken(stream, version + 1, f"next commit starts at version {first}")
+            if commit.prev_hash != head_hash:
+                raise HashChainBroken(stream, first, "prev_hash does not match the previous hash")
+            n = last - first + 1
+            if n < 1 or len(hashes) != n * HASH_SIZE:
+                raise CorruptRecordError(stream, first, f"commit {first}..{last} has malformed hashes")
+            unpacker = Unpacker(use_list=False, raw=False, max_buffer_size=len(body) + 1)
+            unpacker.feed(body)
+            try:
+                if unpacker.read_array_header() != n:
+                    raise CorruptRecordError(stream, first, f"commit does not hold {n} events")
+            except (ValueError, msgpack.OutOfData, msgpack.UnpackException) as exc:
+                raise CorruptRecordError(stream, first, f"commit header unreadable: {exc}") from None
+            pos = unpacker.tell()
+            for i in range(n):
+                v = first + i
+                try:
+                    row = unpacker.unpack()
+                except Exception as exc:  # msgpack raises several unrelated types
+                    raise CorruptRecordError(stream, v, f"record undecodable: {exc}") from None
+                end = unpacker.tell()
+                if type(row) is not tuple or len(row) != _ROW or row[1] != v or row[0] != stream:
+                    raise HashChainBroken(stream, v, "record does not carry its own stream and version")
+                h = blake2b(head_hash + body[pos:end], digest_size=HASH_SIZE).digest()
+                if h != hashes[i * HASH_SIZE:(i + 1) * HASH_SIZE]:
+                    raise HashChainBroken(stream, v, "hash does not match the event's content")
+                head_hash, pos = h, end
+            if pos != len(body):
+                raise CorruptRecordError(stream, last, "commit has trailing bytes")
+            version = last
+    return version, head_hash
+
+
+_ROW = 9
+"""Fields of a stored event (an envelope without its two hashes)."""
+_new = tuple.__new__
+_stream, _version, _data = itemgetter(0), itemgetter(1), itemgetter(8)
+
+
+def _verified_rows(stream: str, commit: StoredCommit, version: int, head_hash: bytes,
+                   rows_ok: bool) -> tuple[list, bytes] | None:
+    """The commit's events and last hash if it verifies over its stored bytes, else None.
+
+    `_verify_stored`'s rule in one pass that also keeps the decoded events (as rows with
+    `rows_ok`, else as envelopes). Anything amiss returns None: the caller then asks
+    `_verify_stored` where and why.
+    """
+    first, last, body = commit.first_version, commit.last_version, commit.body
+    n = last - first + 1
+    if first != version + 1 or commit.prev_hash != head_hash or n < 1 \
+            or len(commit.hashes) != n * HASH_SIZE:
+        return None
+    try:
+        unpacker = Unpacker(use_list=False, raw=False, max_buffer_size=len(body) + 1)
+        unpacker.feed(body)
+        if unpacker.read_array_header() != n:
+            return None
+        unpack, tell = unpacker.unpack, unpacker.tell
+        pos = tell()
+        h = head_hash
+        hashes: list[bytes] = []
+        rows: list = []
+        if rows_ok:
+            for _ in range(n):
+                rows.append(unpack())
+                end = tell()
+                h = blake2b(h + body[pos:end], digest_size=HASH_SIZE).digest()
+                hashes.append(h)
+                pos = end
+        else:
+            for _ in range(n):
+                row = unpack()
+                end = tell()
+                prev = h
+                h = blake2b(h + body[pos:end], digest_size=HASH_SIZE).digest()
+                hashes.append(h)
+                rows.append(_new(Envelope, row + (prev, h)))
+                pos = end
+    except Exception:  # noqa: BLE001 - msgpack raises several unrelated types on bad bytes
+        return None
+    if (pos != len(body) or b"".join(hashes) != commit.hashes
+            or list(map(_version, rows)) != list(range(first, last + 1))
+            or set(map(_stream, rows)) != {stream}
+            or set(map(len, rows)) != {_ROW if rows_ok else _ROW + 2}
+            or set(map(type, map(_data, rows))) != {dict}):
+        return None
+    return rows, h

@@ -1,9 +1,10 @@
 """Decoding stored commits back into envelopes, with corruption reported by position.
 
 A commit is stored as `(first_version, last_version, prev_hash, hashes, body)`, where
-`body` is a msgpack array of the events' hash preimages (see events/chain.py). Reading
-unpacks a whole commit in one call — the hot path of recovery and projections — and
-only on failure walks it event by event to name the version that is broken.
+`body` is a msgpack array of the events' hash preimages (see events/chain.py, which also
+verifies the chain over these bytes). Reading unpacks a whole commit in one call — the
+hot path of recovery and projections — and only on failure walks it event by event to
+name the version that is broken.
 """
 
 from __future__ import annotations
@@ -11,13 +12,11 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from hashlib import blake2b
 
 import msgpack
 
-from saleday.events.chain import HASH_SIZE
-from saleday.events.envelope import ZERO_HASH, Envelope, StoredCommit
-from saleday.events.errors import CorruptRecordError, HashChainBroken
+from saleday.events.envelope import HASH_SIZE, Envelope, StoredCommit
+from saleday.events.errors import CorruptRecordError
 
 _new = tuple.__new__
 _FIELDS = 9
@@ -107,50 +106,3 @@ def _locate(stream: str, first: int, n: int, body: bytes, exc: Exception) -> Cor
         except Exception as inner:
             return CorruptRecordError(stream, v, f"record undecodable: {inner}")
     return CorruptRecordError(stream, first + n - 1, f"commit has trailing bytes: {exc}")
-
-
-def verify_commits(stream: str, commits: Iterable[StoredCommit], version: int = 0,
-                   head_hash: bytes = ZERO_HASH) -> tuple[int, bytes]:
-    """Check a stream's stored commits from `version` on: gapless versions, each event in
-    its place, and each hash equal to BLAKE2b-256(previous hash + the stored event bytes).
-
-    This is the hash rule applied to the bytes as stored — the fast check of a store's
-    integrity. `ChainVerifier` applies the rule to decoded fields instead (as an auditor
-    with an export would), which also proves the stored bytes are canonical. Returns the
-    last version and hash seen; raises `HashChainBroken` or `CorruptRecordError`.
-    """
-    with gc_paused():
-        for commit in commits:
-            first, last, body, hashes = commit.first_version, commit.last_version, commit.body, commit.hashes
-            if first != version + 1:
-                raise HashChainBroken(stream, version + 1, f"next commit starts at version {first}")
-            if commit.prev_hash != head_hash:
-                raise HashChainBroken(stream, first, "prev_hash does not match the previous hash")
-            n = last - first + 1
-            if n < 1 or len(hashes) != n * HASH_SIZE:
-                raise CorruptRecordError(stream, first, f"commit {first}..{last} has malformed hashes")
-            unpacker = msgpack.Unpacker(use_list=False, raw=False, max_buffer_size=len(body) + 1)
-            unpacker.feed(body)
-            try:
-                if unpacker.read_array_header() != n:
-                    raise CorruptRecordError(stream, first, f"commit does not hold {n} events")
-            except (ValueError, msgpack.OutOfData, msgpack.UnpackException) as exc:
-                raise CorruptRecordError(stream, first, f"commit header unreadable: {exc}") from None
-            pos = unpacker.tell()
-            for i in range(n):
-                v = first + i
-                try:
-                    row = unpacker.unpack()
-                except Exception as exc:  # msgpack raises several unrelated types
-                    raise CorruptRecordError(stream, v, f"record undecodable: {exc}") from None
-                end = unpacker.tell()
-                if type(row) is not tuple or len(row) != _FIELDS or row[1] != v or row[0] != stream:
-                    raise HashChainBroken(stream, v, "record does not carry its own stream and version")
-                h = blake2b(head_hash + body[pos:end], digest_size=HASH_SIZE).digest()
-                if h != hashes[i * HASH_SIZE:(i + 1) * HASH_SIZE]:
-                    raise HashChainBroken(stream, v, "hash does not match the event's content")
-                head_hash, pos = h, end
-            if pos != len(body):
-                raise CorruptRecordError(stream, last, "commit has trailing bytes")
-            version = last
-    return version, head_hash

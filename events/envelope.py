@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-ZERO_HASH = bytes(32)
+HASH_SIZE = 32
+"""Bytes of an event hash (BLAKE2b-256)."""
+ZERO_HASH = bytes(HASH_SIZE)
 """`prev_hash` of version 1 of every stream."""
 
 Data = dict[str, Any]

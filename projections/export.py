@@ -29,7 +29,8 @@ from typing import Any
 
 from saleday.events import Envelope, EventLogError, EventStore
 from saleday.events.store import redact
-from saleday.projections.source import BYTES_TAG, MANIFEST, log_digest, open_existing
+from saleday.projections.source import BYTES_TAG, MANIFEST, log_digest
+from saleday.projections.store_source import open_existing
 
 FORMATS = ("jsonl", "parquet")
 BATCH = 10_000

@@ -24,6 +24,10 @@ Public logs hold stray rows far outside their period (Taobao's UserBehavior has 
 September in a file of 25 Nov - 3 Dec 2017). `bulk_bounds` finds the bulk of a file's time
 range with Tukey's fences on the rows' hours (docs/SIMULATOR.md says how to recompute it);
 a reader given those bounds counts the rows outside as `timestamp_out_of_range`.
+
+This module owns opening the files, telling the layouts apart, the readers and the bulk
+bounds; `Click`, `ClickStats`, the errors and the per-layout row loops are in
+`simulator.clicks`.
 """
 
 from __future__ import annotations
@@ -33,114 +37,34 @@ import io
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import TextIO
 
 import structlog
 
-log = structlog.get_logger("saleday.simulator")
+from saleday.simulator.clicks import (
+    TAOBAO_ACTIONS,
+    Click,
+    ClickStats,
+    ClickstreamNotFound,
+    ClickstreamReadError,
+    Layout,
+    UnknownLayout,
+    retailrocket_columns,
+    retailrocket_rows,
+    taobao_rows,
+)
 
-Action = Literal["view", "cart", "fav", "buy"]
-Layout = Literal["taobao", "retailrocket"]
+log = structlog.get_logger("saleday.simulator")
 
 MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z: no public clickstream is older
 MAX_TS_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z: later is a corrupt timestamp
-SAMPLES_PER_REASON = 3
 HOUR_MS = 3_600_000
 FENCE_IQR = 1.5  # Tukey's fence: this many interquartile ranges beyond the quartiles
 FENCE_MIN_H = 24  # ... and never less than a day
-TAOBAO_ACTIONS: dict[str, Action] = {"pv": "view", "cart": "cart", "fav": "fav", "buy": "buy"}
-RETAILROCKET_ACTIONS: dict[str, Action] = {"view": "view", "addtocart": "cart",
-                                           "transaction": "buy"}
-RETAILROCKET_COLUMNS = ("timestamp", "visitorid", "event", "itemid", "transactionid")
 _GZIP_MAGIC = b"\x1f\x8b"
-
-
-class ClickstreamError(Exception):
-    """Base of the errors a clickstream reader raises (never for a single bad row)."""
-
-
-class ClickstreamNotFound(ClickstreamError, FileNotFoundError):
-    """The file to read does not exist or is not a regular file."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        super().__init__(f"clickstream {str(path)!r}: no such file")
-
-
-class UnknownLayout(ClickstreamError, ValueError):
-    """The file's layout is not one we read, or its header lacks the columns we need."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        self.path = path
-        super().__init__(f"clickstream {str(path)!r}: {reason} "
-                         f"(known layouts: {', '.join(READERS)})")
-
-
-class ClickstreamReadError(ClickstreamError):
-    """The file stopped being readable part-way (a truncated gzip, an I/O error)."""
-
-    def __init__(self, path: Path, line: int, reason: str) -> None:
-        self.path = path
-        self.line = line
-        super().__init__(f"clickstream {str(path)!r}: cannot read past line {line:,}: {reason}")
-
-
-class NoUsableRows(ClickstreamError, ValueError):
-    """Not one row of the file could be used: a replay of it would be a sale with no traffic."""
-
-    def __init__(self, stats: ClickStats) -> None:
-        self.stats = stats
-        if not stats.rows:
-            why = "it holds no data rows"
-        else:
-            bad = ", ".join(f"{reason}: {n:,} (e.g. line {stats.samples[reason][0]:,})"
-                            for reason, n in sorted(stats.malformed.items()))
-            why = f"all {stats.rows:,} rows are malformed ({bad})"
-        super().__init__(f"clickstream {stats.path!r} ({stats.layout}): no usable rows: {why}")
-
-
-@dataclass(frozen=True, slots=True)
-class Click:
-    """One normalised behaviour: who did what to which item, when (unix ms)."""
-
-    ts_ms: int
-    user: str
-    item: str
-    action: Action
-    order_ref: str = ""  # the order a buy belongs to; empty for the other actions
-
-
-@dataclass(slots=True)
-class ClickStats:
-    """What a reader saw: data rows, clicks yielded, malformed rows by reason, time span."""
-
-    path: str
-    layout: str
-    rows: int = 0  # data rows read (a header is not a row)
-    clicks: int = 0
-    malformed: dict[str, int] = field(default_factory=dict)
-    samples: dict[str, list[int]] = field(default_factory=dict)  # reason -> line numbers
-    first_ts: int | None = None  # earliest click (ms); files need not be sorted
-    last_ts: int | None = None  # latest click (ms)
-    seconds: float = 0.0
-
-    def bad(self, reason: str, line: int) -> None:
-        """Count a skipped row, keeping its line number if few of that reason are kept."""
-        self.malformed[reason] = self.malformed.get(reason, 0) + 1
-        kept = self.samples.setdefault(reason, [])
-        if len(kept) < SAMPLES_PER_REASON:
-            kept.append(line)
-
-    @property
-    def malformed_rows(self) -> int:
-        return sum(self.malformed.values())
-
-    @property
-    def rows_per_s(self) -> float:
-        return self.rows / self.seconds if self.seconds > 0 else 0.0
 
 
 RowParser = Callable[[TextIO, ClickStats, int, int], Iterator[Click]]
@@ -185,17 +109,17 @@ class ClickReader:
 def taobao(path: str | Path, *, min_ts_ms: int = MIN_TS_MS, max_ts_ms: int = MAX_TS_MS,
            max_rows: int | None = None) -> ClickReader:
     """The clicks of a Taobao UserBehavior.csv(.gz); raises ClickstreamNotFound at once."""
-    return ClickReader(path, "taobao", _taobao_rows, min_ts_ms=min_ts_ms, max_ts_ms=max_ts_ms,
+    return ClickReader(path, "taobao", taobao_rows, min_ts_ms=min_ts_ms, max_ts_ms=max_ts_ms,
                        max_rows=max_rows)
 
 
 def retailrocket(path: str | Path, *, min_ts_ms: int = MIN_TS_MS, max_ts_ms: int = MAX_TS_MS,
                  max_rows: int | None = None) -> ClickReader:
     """The clicks of a RetailRocket events.csv(.gz); its header must name the five columns."""
-    reader = ClickReader(path, "retailrocket", _retailrocket_rows, min_ts_ms=min_ts_ms,
+    reader = ClickReader(path, "retailrocket", retailrocket_rows, min_ts_ms=min_ts_ms,
                          max_ts_ms=max_ts_ms, max_rows=max_rows, header_lines=1)
     with _open_text(reader.path) as f:
-        _retailrocket_columns(reader.path, f.readline())
+        retailrocket_columns(reader.path, f.readline())
     return reader
 
 
@@ -287,111 +211,6 @@ def _looks_taobao(line: str) -> bool:
     parts = [p.strip() for p in line.split(",")]
     return (len(parts) == 5 and parts[3] in TAOBAO_ACTIONS
             and all(p.isascii() and p.isdigit() for p in (parts[0], parts[1], parts[4])))
-
-
-# ---- the row loops (hot: kept flat) -----------------------------------------------------
-
-def _taobao_rows(f: TextIO, stats: ClickStats, lo: int, hi: int) -> Iterator[Click]:
-    actions = TAOBAO_ACTIONS
-    bad = stats.bad
-    first, last = hi, lo - 1
-    for line_no, line in enumerate(f, 1):
-        stats.rows = line_no
-        parts = line.rstrip("\n").split(",")
-        if len(parts) != 5:
-            bad("blank_line" if not line.strip() else "field_count", line_no)
-            continue
-        if not line.isascii():
-            bad("non_ascii", line_no)
-            continue
-        user, item, category, behavior, ts = parts
-        if not user or not item or not category:
-            bad("empty_id", line_no)
-            continue
-        action = actions.get(behavior)
-        if action is None:
-            bad("unknown_behavior", line_no)
-            continue
-        if not (user.isdigit() and item.isdigit() and category.isdigit()):
-            bad("bad_int", line_no)
-            continue
-        if not ts.isdigit():
-            bad(_bad_ts(ts), line_no)
-            continue
-        ts_ms = int(ts) * 1000
-        if not lo <= ts_ms < hi:
-            bad("timestamp_out_of_range", line_no)
-            continue
-        if ts_ms < first:  # hot loop: a compare beats min()
-            first = stats.first_ts = ts_ms
-        if ts_ms > last:
-            last = stats.last_ts = ts_ms
-        stats.clicks += 1
-        yield Click(ts_ms, user, item, action, f"tb:{user}:{ts}" if action == "buy" else "")
-
-
-def _bad_ts(ts: str) -> str:
-    """A negative timestamp is out of range; anything else that is not digits is not an int."""
-    return "timestamp_out_of_range" if ts[:1] == "-" and ts[1:].isdigit() else "bad_int"
-
-
-def _retailrocket_columns(path: Path, header: str) -> tuple[int, int, int, int, int, int]:
-    """Column indices of timestamp, visitorid, event, itemid, transactionid; and the width."""
-    names = [c.strip().lower() for c in header.rstrip("\n").split(",")]
-    missing = [c for c in RETAILROCKET_COLUMNS if c not in names]
-    if missing:
-        raise UnknownLayout(path, f"not a RetailRocket events file: header {header.strip()[:80]!r} "
-                                  f"lacks {', '.join(missing)}")
-    ts, user, event, item, txn = (names.index(c) for c in RETAILROCKET_COLUMNS)
-    return ts, user, event, item, txn, len(names)
-
-
-def _retailrocket_rows(f: TextIO, stats: ClickStats, lo: int, hi: int) -> Iterator[Click]:
-    path = Path(stats.path)
-    i_ts, i_user, i_event, i_item, i_txn, width = _retailrocket_columns(path, f.readline())
-    actions = RETAILROCKET_ACTIONS
-    bad = stats.bad
-    first, last = hi, lo - 1
-    for line_no, line in enumerate(f, 2):
-        stats.rows = line_no - 1
-        parts = line.rstrip("\n").split(",")
-        if len(parts) != width:
-            bad("blank_line" if not line.strip() else "field_count", line_no)
-            continue
-        if not line.isascii():
-            bad("non_ascii", line_no)
-            continue
-        user, item = parts[i_user], parts[i_item]
-        if not user or not item:
-            bad("empty_id", line_no)
-            continue
-        action = actions.get(parts[i_event])
-        if action is None:
-            bad("unknown_behavior", line_no)
-            continue
-        if not (user.isdigit() and item.isdigit()):
-            bad("bad_int", line_no)
-            continue
-        ts = parts[i_ts]
-        if not ts.isdigit():
-            bad(_bad_ts(ts), line_no)
-            continue
-        ts_ms = int(ts)
-        if not lo <= ts_ms < hi:
-            bad("timestamp_out_of_range", line_no)
-            continue
-        order_ref = ""
-        if action == "buy":
-            order_ref = parts[i_txn]
-            if not order_ref:
-                bad("missing_transactionid", line_no)
-                continue
-        if ts_ms < first:  # hot loop: a compare beats min()
-            first = stats.first_ts = ts_ms
-        if ts_ms > last:
-            last = stats.last_ts = ts_ms
-        stats.clicks += 1
-        yield Click(ts_ms, user, item, action, order_ref)
 
 
 # ---- files --------------------------------------------------------------------------------

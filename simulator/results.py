@@ -1,7 +1,8 @@
 """What a simulated sale day produced: the `RunReport` a run fills and the report renders.
 
 One pydantic model at the boundary between a run (the engines fill it) and the ways it is
-shown (`simulator.report`: a rich table, PNG charts, one HTML file) or stored (`--json`).
+shown (`simulator.report`: rich tables; `simulator.charts`: PNG charts;
+`simulator.report_html`: one HTML file) or stored (`--json`).
 Times: `t_s` and `*_s` of simulated time are seconds since the sale window opened;
 `duration_s` and `throughput_per_s` are wall-clock. Counts are never negative.
 """

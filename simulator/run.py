@@ -110,7 +110,7 @@ def _simulate(opts: RunOptions, url: str, source: Iterator[Visit] | None, *,
     report = _report(opts, url, run, skus, started_at)
     report.previous_run = previous_run
     if opts.charts:
-        from saleday.simulator.report import write_outputs
+        from saleday.simulator.report_html import write_outputs
 
         report = write_outputs(report, opts.data_dir / "report")
     log.info("simulation_finished", commands=report.commands, events=report.events,
@@ -265,7 +265,7 @@ def _client_orders(out: Any) -> dict[str, int]:
 def _audit(url: str, top: list[str]) -> dict[str, Any]:
     """Audit the run's log and fold every view (and the report's tally) in the same pass."""
     from saleday.projections.audit import run_audit
-    from saleday.projections.source import StoreSource
+    from saleday.projections.store_source import StoreSource
     from saleday.projections.views import all_views
     from saleday.simulator.tally import SaleTally
 

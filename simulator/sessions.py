@@ -32,15 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from saleday.simulator.clickstream import (
-    HOUR_MS,
-    Bulk,
-    Click,
-    ClickStats,
-    NoUsableRows,
-    bulk_bounds,
-    read,
-)
+from saleday.simulator.clicks import Click, ClickStats, NoUsableRows
+from saleday.simulator.clickstream import HOUR_MS, Bulk, bulk_bounds, read
 from saleday.simulator.generator import Order, Visit
 from saleday.simulator.scenario import Scenario, check_seed
 

@@ -306,7 +306,7 @@ def race_same_stream(url: str, stream: str, writer: str, commits: int,
 def assert_audit_passes(url: str) -> None:
     """The auditor's replay of the whole log (chains, stock, tiers, dedup) finds nothing."""
     from saleday.projections.audit import run_audit
-    from saleday.projections.source import StoreSource
+    from saleday.projections.store_source import StoreSource
 
     source = StoreSource(url)
     try:

@@ -191,7 +191,7 @@ def run(*, events: int = 300_000, repeat: int = 3, seed: int = 11) -> dict[str, 
     import os
 
     from saleday.projections.audit import run_audit
-    from saleday.projections.source import StoreSource
+    from saleday.projections.store_source import StoreSource
 
     with tempfile.TemporaryDirectory(prefix="saleday-bench-audit-") as tmp:
         url = f"sqlite:///{tmp}/events.db?synchronous=normal"

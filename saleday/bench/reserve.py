@@ -16,19 +16,18 @@ Systems, on the same workload in the same run:
 Each row has `req_per_s`, `p50_ms`, `p99_ms` (latency from submit to reply) and
 `oversold` (units granted beyond stock, counted independently from what was recorded:
 the event log for saleday, the baseline's own counters for the baselines).
+
+This module drives saleday and the whole run (and `run_recovery`); the workload is
+`saleday.bench.workload`, the Redis baselines `saleday.bench.redis_baselines`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
-import itertools
 import os
-import random
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -43,6 +42,8 @@ from saleday.actors.sku import (
     StockAdded,
     StockReserved,
 )
+from saleday.bench.redis_baselines import run_lua_pipelined, run_seed_decrby
+from saleday.bench.workload import Workload, make_workload, percentiles
 from saleday.cluster.wire import Wire
 from saleday.events import StoreUnavailable, open_store, registry
 from saleday.events.redis_store import client_from_url
@@ -51,45 +52,8 @@ from saleday.simulator.results import machine_info as machine
 NOW0 = 1_762_790_400_000  # 2025-11-11T00:00:00+08:00 (baselines; saleday runs on the wall clock)
 
 
-@dataclass(frozen=True)
-class Workload:
-    skus: list[str]
-    stock: int
-    requests: list[tuple[str, str]]   # (user, sku)
-
-    @property
-    def supply(self) -> int:
-        return len(self.skus) * self.stock
-
-
 SYSTEMS = ("saleday[sqlite]", "saleday[redis]", "seed_decrby_rollback", "redis_lua_pipelined")
 """What `run` measures: saleday on each log backend, and the two Redis baselines."""
-
-
-def reservations(*, skus: int, stock: int, demand: float) -> int:
-    """How many reservations a sale of `skus` x `stock` units with `demand` asks for."""
-    return int(skus * stock * demand)
-
-
-def make_workload(*, skus: int, stock: int, demand: float, users: int, zipf: float,
-                  seed: int) -> Workload:
-    rng = random.Random(seed)
-    names = [f"sku-{i:05d}" for i in range(skus)]
-    weights = [1 / (rank ** zipf) for rank in range(1, skus + 1)]
-    cumulative = list(itertools.accumulate(weights))
-    total = cumulative[-1]
-    n = reservations(skus=skus, stock=stock, demand=demand)
-    requests = []
-    for _ in range(n):
-        sku = names[bisect.bisect_left(cumulative, rng.random() * total)]
-        requests.append((f"u-{rng.randrange(users):07d}", sku))
-    return Workload(names, stock, requests)
-
-
-def _percentiles(latencies: list[float]) -> tuple[float, float]:
-    ordered = sorted(latencies)
-    p = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000  # noqa: E731
-    return round(p(0.50), 3), round(p(0.99), 3)
 
 
 # -- saleday ------------------------------------------------------------------------------
@@ -133,12 +97,12 @@ async def _drive_saleday(runtime: Any, work: Workload, window: int, store_url: s
     for r in replies:
         if not isinstance(r, Accepted):
             rejected[r.code] = rejected.get(r.code, 0) + 1
-    p50, p99 = _percentiles(latencies)
+    p50, p99 = percentiles(latencies)
     peak = len(commands) / elapsed
     # The same sale again on fresh SKUs, offered at half the peak rate (open loop).
     half_commands = await _open_sale(gateway, work, "half-")
     half_latencies, _ = await open_loop(gateway, half_commands, peak / 2)
-    half_p50, half_p99 = _percentiles(half_latencies)
+    half_p50, half_p99 = percentiles(half_latencies)
     return {"req_per_s": round(peak), "p50_ms": p50, "p99_ms": p99,
             "p50_ms_at_half_load": half_p50, "p99_ms_at_half_load": half_p99,
             "oversold": _oversold_from_log(store_url, work), "granted": granted,
@@ -234,68 +198,6 @@ def stock_from_log(store_url: str) -> tuple[dict[str, int], dict[str, int]]:
 def _oversold_from_log(store_url: str, work: Workload) -> int:
     added, held = stock_from_log(store_url)
     return sum(max(0, held.get(s, 0) - added.get(s, 0)) for s in set(added) | set(held))
-
-
-# -- baselines ----------------------------------------------------------------------------
-
-def run_seed_decrby(client: redis.Redis, prefix: str, work: Workload) -> dict[str, Any]:
-    """The seed: DECRBY, and INCRBY back when it went negative. One round trip each."""
-    for sku in work.skus:
-        client.set(f"{prefix}:stock:{sku}", work.stock)
-    latencies = []
-    granted = negative_seen = 0
-    started = time.perf_counter()
-    for _, sku in work.requests:
-        t0 = time.perf_counter()
-        left = client.decrby(f"{prefix}:stock:{sku}", 1)
-        if left < 0:
-            negative_seen += 1
-            client.incrby(f"{prefix}:stock:{sku}", 1)
-        else:
-            granted += 1
-        latencies.append(time.perf_counter() - t0)
-    elapsed = time.perf_counter() - started
-    p50, p99 = _percentiles(latencies)
-    sold = sum(work.stock - int(client.get(f"{prefix}:stock:{sku}")) for sku in work.skus)
-    return {"req_per_s": round(len(work.requests) / elapsed), "p50_ms": p50, "p99_ms": p99,
-            "oversold": max(0, sold - work.supply), "granted": granted,
-            "negative_stock_seen": negative_seen, "durable_log": False}
-
-
-_LUA_RESERVE = """
-local left = tonumber(redis.call('GET', KEYS[1]) or '0')
-local qty = tonumber(ARGV[1])
-if left < qty then return 0 end
-redis.call('DECRBY', KEYS[1], qty)
-redis.call('XADD', KEYS[2], '*', 'user', ARGV[2], 'sku', ARGV[3], 'qty', qty)
-return 1
-"""
-
-
-def run_lua_pipelined(client: redis.Redis, prefix: str, work: Workload, *, depth: int = 256) -> dict[str, Any]:
-    """An atomic Lua check-and-decrement plus XADD, pipelined `depth` at a time."""
-    for sku in work.skus:
-        client.set(f"{prefix}:stock:{sku}", work.stock)
-    script = client.register_script(_LUA_RESERVE)
-    script(keys=[f"{prefix}:stock:{work.skus[0]}", f"{prefix}:log"], args=[0, "warm", "up"])
-    latencies = []
-    granted = 0
-    started = time.perf_counter()
-    for i in range(0, len(work.requests), depth):
-        chunk = work.requests[i:i + depth]
-        t0 = time.perf_counter()
-        pipe = client.pipeline(transaction=False)
-        for user, sku in chunk:
-            script(keys=[f"{prefix}:stock:{sku}", f"{prefix}:log"], args=[1, user, sku], client=pipe)
-        results = pipe.execute()
-        dt = time.perf_counter() - t0
-        latencies.extend([dt] * len(chunk))
-        granted += sum(results)
-    elapsed = time.perf_counter() - started
-    p50, p99 = _percentiles(latencies)
-    sold = sum(work.stock - int(client.get(f"{prefix}:stock:{sku}")) for sku in work.skus)
-    return {"req_per_s": round(len(work.requests) / elapsed), "p50_ms": p50, "p99_ms": p99,
-            "oversold": max(0, sold - work.supply), "granted": granted, "durable_log": True}
 
 
 # -- the whole run ------------------------------------------------------------------------

@@ -127,7 +127,8 @@ def export(
     from saleday.events import EventLogError
     from saleday.projections.export import FORMATS
     from saleday.projections.export import export as run_export
-    from saleday.projections.source import SourceError, data_dir_url
+    from saleday.projections.source import SourceError
+    from saleday.projections.store_source import data_dir_url
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")

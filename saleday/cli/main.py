@@ -124,12 +124,13 @@ def bench_reserve(
     """A flash sale end to end (client -> gateway -> Ray shards -> durable log -> reply),
     with Zipf-popular SKUs and demand above supply, against two Redis baselines."""
     from saleday.bench import reserve as br
+    from saleday.bench.workload import reservations
 
     systems = tuple(system or br.SYSTEMS)
     unknown = sorted(set(systems) - set(br.SYSTEMS))
     if unknown:
         fail(ValueError(f"unknown system(s) {unknown}; known: {', '.join(br.SYSTEMS)}"))
-    if not br.reservations(skus=skus, stock=stock, demand=demand):
+    if not reservations(skus=skus, stock=stock, demand=demand):
         fail(ValueError(f"{skus} SKU(s) x {stock} unit(s) x demand {demand} asks for no "
                         "reservations: raise --skus, --stock or --demand"))
     result = br.run(skus=skus, stock=stock, demand=demand, users=users, zipf=zipf, seed=seed,

@@ -133,7 +133,7 @@ def replay(
              progress=progress and not as_json, as_json=as_json, source=rec.visits(),
              overwrite=overwrite, store_give_up=store_give_up)
         return
-    from saleday.simulator.clickstream import ClickstreamError
+    from saleday.simulator.clicks import ClickstreamError
     from saleday.simulator.scenario import ScenarioError, load
     from saleday.simulator.sessions import clickstream_visits
 

@@ -130,6 +130,10 @@ def assert_detected(stream, sealed, body):
     with pytest.raises(CorruptRecordError) as fast:
         verify_commits(stream, [commit])
     assert fast.value.stream == stream and first <= fast.value.version <= last
+    for rows in (False, True):  # the audit's one-pass read: the same rule, the same place
+        with pytest.raises(CorruptRecordError) as read:
+            ChainVerifier(stream).read_commit(commit, rows)
+        assert (read.value.stream, read.value.version) == (stream, fast.value.version)
     try:
         envs = decode_commit(stream, first, last, sealed.prev_hash, sealed.hashes, body)
     except CorruptRecordError as exc:
@@ -179,3 +183,19 @@ def test_canonical_refuses_what_is_not_msgpack_native(data):
     """canonical() refuses floats, non-str keys and non-native objects anywhere in the payload."""
     with pytest.raises(InvalidEventData):
         canonical(data)
+
+
+def test_check_returns_the_verified_prefix_and_keeps_the_head_before_the_break():
+    """A tampered third event: check() vouches for two, names version 3, and the verifier
+    stays at version 2 so feeding on cannot skip the break."""
+    sealed = seal("s", 0, ZERO_HASH, [new_event({"n": i}, i) for i in range(4)])
+    envs = decode(sealed, "s")
+    envs[2] = envs[2]._replace(data={"n": 99})
+    verifier = ChainVerifier("s")
+    good, broken = verifier.check(envs)
+    assert good == 2
+    assert (broken.stream, broken.version, broken.reason) == \
+        ("s", 3, "hash does not match the event's content")
+    assert (verifier.version, verifier.head_hash) == (2, envs[1].hash)
+    with pytest.raises(HashChainBroken):
+        ChainVerifier("s").feed(iter(envs))

@@ -9,7 +9,7 @@ from typing import Any
 from saleday.bench.audit import SHARDS, SimClock, drive_sale, local_gateway
 from saleday.events import NewEvent, open_store
 from saleday.projections.audit import AuditReport, run_audit
-from saleday.projections.source import StoreSource
+from saleday.projections.store_source import StoreSource
 
 T0 = 1_762_790_400_000
 DAY = 86_400_000

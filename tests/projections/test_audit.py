@@ -20,7 +20,8 @@ from saleday.flows.checkout import Checkout
 from saleday.projections.audit import run_audit
 from saleday.projections.audit_rules import RULES
 from saleday.projections.export import export
-from saleday.projections.source import JsonlSource, StoreSource
+from saleday.projections.jsonl_source import JsonlSource
+from saleday.projections.store_source import StoreSource
 from saleday.projections.view import View
 from tests.projections.audit_logs import (
     CAMPAIGN,
@@ -362,6 +363,41 @@ def test_a_stored_byte_flipped_in_the_store_is_caught(sale, tmp_path):
     db.close()
     report = audit(f"sqlite:///{copy}")
     assert report.findings[0].rule == "log.chain" and report.findings[0].stream == ORDER
+
+
+def test_a_stored_record_with_extra_fields_is_caught_like_log_verify_does(tmp_path):
+    """A record re-sealed with two fields too many (hashes and head made to match) breaks
+    the chain for the audit as for `saleday log verify`, with or without views."""
+    import sqlite3
+    from hashlib import blake2b
+
+    import msgpack
+
+    from saleday.events import ZERO_HASH, HashChainBroken, verify_commits
+
+    url = f"sqlite:///{tmp_path}/events.db"
+    write(url, [(SKU, "inventory.stock_added", {"sku": "A1", "qty": 1})])
+    db = sqlite3.connect(tmp_path / "events.db")
+    (body,) = db.execute("SELECT body FROM commits WHERE stream = ?", (SKU,)).fetchone()
+    (row,) = msgpack.unpackb(body, use_list=False, raw=False)
+    record = msgpack.packb([*row, b"x", b"y"], use_bin_type=True)
+    h = blake2b(ZERO_HASH + record, digest_size=32).digest()
+    db.execute("UPDATE commits SET body = ?, hashes = ? WHERE stream = ?",
+               (b"\x91" + record, h, SKU))
+    db.execute("UPDATE streams SET hash = ? WHERE stream = ?", (h, SKU))
+    db.commit()
+    db.close()
+    store = open_store(url, read_only=True)
+    with pytest.raises(HashChainBroken):
+        verify_commits(SKU, store.read_commits(SKU))
+    store.close()
+    for views in ((), [CountingView()]):
+        source = StoreSource(url)
+        try:
+            found = [(f.rule, f.stream, f.version) for f in run_audit(source, views=views).findings]
+        finally:
+            source.close()
+        assert found == [("log.chain", SKU, 1)]
 
 
 # --- the edges of checkout, as the real flows write them --------------------------------

@@ -19,7 +19,7 @@ from saleday.cli.main import app
 from saleday.events import NewEvent, StoreUnavailable, open_store
 from saleday.projections.audit import run_audit
 from saleday.projections.export import export
-from saleday.projections.source import JsonlSource
+from saleday.projections.jsonl_source import JsonlSource
 from tests.helpers import delete_prefix, prefix_of, redis_client
 from tests.projections.audit_logs import SESSION, SKU, T0, audit, session, stocked, write
 

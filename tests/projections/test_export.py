@@ -15,7 +15,7 @@ from saleday.cli.main import app
 from saleday.events import NewEvent, open_store
 from saleday.projections.audit import run_audit
 from saleday.projections.export import COLUMNS, ExportError, export
-from saleday.projections.source import JsonlSource
+from saleday.projections.jsonl_source import JsonlSource
 from tests.projections.audit_logs import T0, audit, real_sale
 
 runner = CliRunner()

@@ -91,7 +91,7 @@ def test_bench_reserve_runs_a_small_flash_sale_without_overselling():
     row = json.loads(out.stdout)["saleday[sqlite]"]
     from collections import Counter
 
-    from saleday.bench.reserve import make_workload
+    from saleday.bench.workload import make_workload
 
     work = make_workload(skus=20, stock=10, demand=3.0, users=200_000, zipf=1.0, seed=11)
     asked = Counter(sku for _, sku in work.requests)

@@ -11,17 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from saleday.simulator.clickstream import (
+from saleday.simulator.clicks import (
     Click,
     ClickstreamError,
     ClickstreamNotFound,
     ClickstreamReadError,
     UnknownLayout,
-    detect_layout,
-    read,
-    retailrocket,
-    taobao,
 )
+from saleday.simulator.clickstream import detect_layout, read, retailrocket, taobao
 
 DATA = Path(__file__).parent / "data"
 TAOBAO = DATA / "taobao_sample.csv"

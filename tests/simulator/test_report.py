@@ -14,8 +14,10 @@ import pytest
 from pydantic import ValidationError
 from rich.console import Console
 
+from saleday.simulator.charts import write_charts
 from saleday.simulator.progress import RunProgress, sale_clock
-from saleday.simulator.report import clock, render, write_charts, write_html, write_outputs
+from saleday.simulator.report import clock, render
+from saleday.simulator.report_html import write_html, write_outputs
 from saleday.simulator.results import (
     Finding,
     Invariants,
