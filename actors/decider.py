@@ -42,18 +42,24 @@ def snake_case(name: str) -> str:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Rejection:
-    """A typed business refusal. Subclasses are frozen dataclasses named for the reason."""
+class Coded:
+    """An answer other than acceptance, named by its class: a `Rejection` by the rules, or a
+    transport failure (`actors.host.TransportFailure`)."""
 
     @property
     def code(self) -> str:
-        """A stable snake_case name of the refusal, e.g. `sold_out`."""
+        """A stable snake_case name of the answer, e.g. `sold_out`."""
         return snake_case(type(self).__name__)
 
     def describe(self) -> str:
-        """The refusal in words, with its fields."""
+        """The answer in words, with its fields."""
         details = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
         return f"{self.code}({details})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rejection(Coded):
+    """A typed business refusal. Subclasses are frozen dataclasses named for the reason."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

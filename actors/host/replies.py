@@ -8,10 +8,10 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
-from saleday.actors.decider import Rejection, snake_case
+from saleday.actors.decider import Coded, Rejection
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,20 +33,12 @@ class Accepted:
     duplicate: bool = False
 
 
-class TransportFailure:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransportFailure(Coded):
     """Not decided, for a reason outside the rules: the shard or its store could not be
     reached, or the shard shed load. Retrying with the same command id is safe. Not a
     `Rejection`: the rules never said no (callers that count refusals must not count these).
     """
-
-    @property
-    def code(self) -> str:
-        """A stable snake_case name, e.g. `busy`."""
-        return snake_case(type(self).__name__)
-
-    def describe(self) -> str:
-        details = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
-        return f"{self.code}({details})"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
