@@ -395,7 +395,7 @@ async def _drive(opts: RunOptions, target: HttpTarget, skus: list[Sku], stream: 
     timeout = aiohttp.ClientTimeout(total=target.timeout_s)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         client = ApiClient(target, session)
-        await _wait_ready(client, 60.0)
+        await _wait_ready(client, 60.0 if local else 15.0)
         tag = opts.run_tag or f"run-{time.time_ns() // 1_000_000:x}"
         # Setup on the server's (wall) clock, just before the window opens; the sale stays
         # open a minute longer than the window, as with the Ray engine.
