@@ -233,6 +233,13 @@ def kill_shard(handle: Any, *, no_restart: bool = False) -> None:
     ray.kill(handle, no_restart=no_restart)
 
 
+def gcs_address() -> str:
+    """Where this process's Ray cluster is (host:port of its GCS), for another process to join."""
+    import ray
+
+    return str(ray.get_runtime_context().gcs_address)
+
+
 def get(refs: Any, timeout: float | None = None) -> Any:
     import ray
 

@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from saleday.cli.common import console
+from saleday.cli.common import console, stdout_to_stderr
 
 ENGINES = ("ray", "inprocess", "http")
 
@@ -239,7 +239,8 @@ def _run(sc, *, seed, data, store, engine, address, faults, record, num_cpus, ch
                       store_give_up_s=store_give_up, http_target=http_target,
                       http_server=http_server)
     try:
-        report = simulate(opts, source=source)
+        with stdout_to_stderr(as_json and engine == "http"):
+            report = simulate(opts, source=source)
     except (SimulationError, EventLogError) as exc:
         _fail(str(exc))
     if report.previous_run is not None:

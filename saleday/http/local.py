@@ -88,6 +88,22 @@ def local_front_door(store_url: str, *, shards: dict[str, int], address: str | N
                         timeout=30)
             time.sleep(0.3)
     finally:
+        local = address is None
         if started:
-            http_cli.stop()
-        runtime.stop(kill_shards=address is None, shutdown_ray=address is None)
+            # A local Ray goes with everything on it: ending it is far quicker than Serve's
+            # graceful shutdown (which waited out its 30 s timeout here).
+            http_cli.stop(shutdown_serve=not local)
+        runtime.stop(kill_shards=local, shutdown_ray=local)
+        if started and local:
+            forget_serve()
+
+
+def forget_serve() -> None:
+    """Drop this process's handle on a Serve whose Ray is gone (so a later Serve starts
+    afresh); quick, since Serve sees that the cluster is gone."""
+    from saleday.http.serve import stop_local
+
+    try:
+        stop_local()
+    except Exception as exc:  # noqa: BLE001 - nothing left to stop
+        log.info("serve_already_gone", error=type(exc).__name__)
