@@ -19,11 +19,14 @@ Systems (`SYSTEMS`):
   unless asked for.
 
 The load generator (`_load`, a child process: aiohttp on uvloop) keeps `concurrency`
-requests outstanding for `duration_s` and times each at the client. Every saleday row is
-then run again open-loop at half its rate (`@half`: the issue's p99 goal). When `wrk` is
-installed it measures the floor too (`floor[wrk]`), which shows whether the Python
-generator is the bottleneck. `oversold` counts units answered 201 beyond a SKU's stock,
-from the client's own tally; for saleday also from the SKUs' own counts (`GET /v1/skus`).
+requests outstanding for `duration_s` and times each at the client; when `wrk` is installed
+(apt `wrk`), wrk (C) runs the closed-loop rows instead, cycling through the same requests,
+and the Python generator loads the floor once more (`floor[python-generator]`), which
+shows how far it would have been the bottleneck. Every saleday row is then run again
+open-loop at half its rate (`@half`, the Python generator: the issue's p99 goal). `oversold` counts units sold beyond a SKU's stock: from the
+client's tally of 201s per SKU (the Python generator) and from the server's own counts
+(`oversold_by_server`: saleday's SKUs read back, `GET /v1/skus/{sku}`; the seed's Redis
+counters), the larger of the two.
 """
 
 from __future__ import annotations
@@ -250,7 +253,8 @@ def uvicorn_server(factory: str, env: dict[str, str] | None = None) -> Iterator[
 
 class Bench:
     def __init__(self, *, duration_s: float, concurrency: int, skus: int, stock: int,
-                 users: int, seed: int, redis_url: str, num_cpus: int | None) -> None:
+                 users: int, seed: int, redis_url: str, num_cpus: int | None,
+                 generator: str = "auto") -> None:
         self.duration_s = duration_s
         self.concurrency = concurrency
         self.skus = skus
@@ -261,6 +265,9 @@ class Bench:
         self.num_cpus = num_cpus
         self.n = max(2_000, int(duration_s * 4_000))
         self.run_id = uuid.uuid4().hex[:6]
+        self.wrk = shutil.which("wrk") if generator in ("auto", "wrk") else None
+        if generator == "wrk" and self.wrk is None:
+            raise RuntimeError("--generator wrk: no wrk on PATH (apt install wrk)")
 
     def reqs(self, tag: str, token_for: Any = None) -> list[tuple[dict, bytes, str]]:
         return workload(skus=self.skus, users=self.users, n=self.n, seed=self.seed, tag=tag,
@@ -268,9 +275,17 @@ class Bench:
 
     def measure(self, system: str, url: str, reqs: list, *,
                 rate: float | None = None) -> dict[str, Any]:
+        if rate is None and self.wrk:
+            result = {"system": system, **wrk_load(self.wrk, url + "/v1/orders", reqs,
+                                                   concurrency=self.concurrency,
+                                                   duration_s=self.duration_s),
+                      "oversold": 0, "generator": "wrk"}
+            log.info("bench_http_row", **{k: v for k, v in result.items() if k != "statuses"})
+            return result
         out = generate(url + "/v1/orders", reqs, concurrency=self.concurrency,
                        duration_s=self.duration_s, rate=rate)
         result = row(system, out, None if system == "floor" else self.stock)
+        result["generator"] = "python"
         if rate is not None:
             result["offered_per_s"] = round(rate, 1)
         log.info("bench_http_row", **{k: v for k, v in result.items() if k != "statuses"})
@@ -282,22 +297,28 @@ class Bench:
         self._open_sale(url, settings, tag)
         full = self.measure(mode, url, self.reqs(tag, token_for))
         full["oversold_by_server"] = self._oversold(url, tag)
+        full["oversold"] = max(full["oversold"], full["oversold_by_server"])
         rows = [full]
         if full["req_per_s"] > 0:
             self._open_sale(url, settings, tag + "h-")
             half = self.measure(f"{mode}@half", url, self.reqs(tag + "h-", token_for),
                                 rate=full["req_per_s"] / 2)
             half["oversold_by_server"] = self._oversold(url, tag + "h-")
+            half["oversold"] = max(half["oversold"], half["oversold_by_server"])
             rows.append(half)
         return rows
 
     def floor(self) -> list[dict[str, Any]]:
         with uvicorn_server("floor_app") as url:
-            rows = [self.measure("floor", url, self.reqs("f-"))]
-            wrk = shutil.which("wrk")
-            if wrk:
-                rows.append(_wrk(wrk, url, self.reqs("f-")[0][1], self.concurrency,
-                                 self.duration_s))
+            reqs = self.reqs("f-")
+            rows = [self.measure("floor", url, reqs)]
+            if self.wrk:   # the Python generator's own ceiling, on the same server
+                python = row("floor[python-generator]", generate(
+                    url + "/v1/orders", reqs, concurrency=self.concurrency,
+                    duration_s=self.duration_s), None)
+                python["generator"] = "python"
+                python["note"] = "the floor again, loaded by the Python generator"
+                rows.append(python)
         return rows
 
     def seed_approach(self) -> list[dict[str, Any]]:
@@ -313,6 +334,7 @@ class Bench:
                 rows = [self.measure("seed_decrby_rollback", url, self.reqs("s-"))]
             left = client.mget([f"{prefix}:stock:{s}" for s in names])
             rows[0]["oversold_by_server"] = sum(max(0, -int(v)) for v in left if v is not None)
+            rows[0]["oversold"] = max(rows[0]["oversold"], rows[0]["oversold_by_server"])
         finally:
             keys = list(client.scan_iter(f"{prefix}:*", count=1000))
             if keys:
@@ -400,25 +422,65 @@ def _saleday_env(runtime: Any, settings: Any) -> dict[str, str]:
     return env
 
 
-def _wrk(wrk: str, url: str, body: bytes, concurrency: int, duration_s: float) -> dict[str, Any]:
-    """The floor measured by wrk (C): the Python generator's own ceiling shows against it."""
+_WRK_SCRIPT = """
+local i = 0
+c2, c4, c5 = 0, 0, 0
+request = function()
+  i = i + 1
+  local r = reqs[(i % #reqs) + 1]
+  return wrk.format("POST", path, r[1], r[2])
+end
+response = function(status, headers, body)
+  if status < 300 then c2 = c2 + 1 elseif status < 500 then c4 = c4 + 1 else c5 = c5 + 1 end
+end
+local threads = {}
+setup = function(thread) table.insert(threads, thread) end
+done = function(summary, latency, requests)
+  local a, b, c = 0, 0, 0
+  for _, t in ipairs(threads) do a = a + t:get("c2"); b = b + t:get("c4"); c = c + t:get("c5") end
+  io.write(string.format("STATUSES %d %d %d\\n", a, b, c))
+end
+"""
+
+
+def _lua(text: str) -> str:
+    return json.dumps(text)   # a JSON string is a valid Lua string literal (ASCII here)
+
+
+def wrk_load(wrk: str, url: str, reqs: list[tuple[dict, bytes, str]], *, concurrency: int,
+             duration_s: float, limit: int = 4000) -> dict[str, Any]:
+    """A closed-loop run by wrk (C, one thread), cycling through (the first `limit` of)
+    `reqs`: req/s, p50/p99 (wrk's own histogram), statuses by class, socket errors."""
+    base, _, path = url.partition("/v1/")
+    lines = ["reqs = {"]
+    for headers, body, _ in reqs[:limit]:
+        hdrs = ", ".join(f"[{_lua(k)}] = {_lua(v)}" for k, v in headers.items())
+        lines.append(f"  {{ {{ {hdrs} }}, {_lua(body.decode())} }},")
+    lines.append("}")
+    lines.append(f"path = {_lua('/v1/' + path)}")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                f"wrk.body = {json.dumps(body.decode())}\n")
+        f.write("\n".join(lines) + _WRK_SCRIPT)
         script = f.name
     try:
-        out = subprocess.run([wrk, "-t1", f"-c{concurrency}", f"-d{max(1, round(duration_s))}s",
-                              "--latency", "-s", script, url + "/v1/orders"],
-                             capture_output=True, text=True, timeout=duration_s + 60).stdout
+        done = subprocess.run([wrk, "-t1", f"-c{concurrency}", f"-d{max(1, round(duration_s))}s",
+                               "--latency", "-s", script, base], capture_output=True, text=True,
+                              timeout=duration_s + 60)
     finally:
         os.unlink(script)
+    out = done.stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in ([\d.]+)(\w+),", out)
     pcts = {m.group(1): _ms(m.group(2)) for m in re.finditer(r"^\s+(50|99)%\s+(\S+)", out, re.M)}
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"system": "floor[wrk]", "req_per_s": float(rps.group(1)) if rps else 0.0,
+    st = re.search(r"STATUSES (\d+) (\d+) (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if rps is None or st is None:
+        raise RuntimeError(f"wrk said: {(done.stderr or out)[-300:]}")
+    socket_errors = sum(int(x) for x in sock.groups()) if sock else 0
+    return {"requests": int(total.group(1)) if total else None, "req_per_s": float(rps.group(1)),
             "p50_ms": pcts.get("50"), "p99_ms": pcts.get("99"),
-            "errors": int(non2xx.group(1)) if non2xx else 0, "oversold": 0,
-            "note": "the same floor server, loaded by wrk (C) instead of the Python generator"}
+            "statuses": {"2xx": int(st.group(1)), "4xx": int(st.group(2)),
+                         "5xx": int(st.group(3))},
+            "errors": int(st.group(3)) + socket_errors}
 
 
 def _ms(text: str) -> float:
@@ -433,10 +495,13 @@ def _ms(text: str) -> float:
 
 def run(*, systems: tuple[str, ...] = SYSTEMS, duration_s: float = 5.0, concurrency: int = 64,
         skus: int = 100, stock: int = 200, users: int = 5_000, seed: int = 11,
-        redis_url: str = "redis://127.0.0.1:6379/0", num_cpus: int | None = None) -> dict[str, Any]:
-    """Every system asked for, on the same workload and generator; rows, goals, machine."""
+        redis_url: str = "redis://127.0.0.1:6379/0", num_cpus: int | None = None,
+        generator: str = "auto") -> dict[str, Any]:
+    """Every system asked for, on the same workload and generator; rows, goals, machine.
+    `generator`: `wrk` (C) for the closed-loop rows when installed (`auto`), or `python`."""
     bench = Bench(duration_s=duration_s, concurrency=concurrency, skus=skus, stock=stock,
-                  users=users, seed=seed, redis_url=redis_url, num_cpus=num_cpus)
+                  users=users, seed=seed, redis_url=redis_url, num_cpus=num_cpus,
+                  generator=generator)
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
     for name, step in (("floor", bench.floor), ("seed_decrby_rollback", bench.seed_approach)):
@@ -460,9 +525,10 @@ def run(*, systems: tuple[str, ...] = SYSTEMS, duration_s: float = 5.0, concurre
             rows += bench.saleday([mode])
     return {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine_info(),
             "load_average": [round(x, 2) for x in os.getloadavg()],
-            "load_generator": f"python aiohttp+uvloop, one process, {concurrency} connections "
-                              f"(closed loop, {duration_s:g} s); @half rows: open loop at half "
-                              "the row's rate",
+            "load_generator": (f"{'wrk (C, one thread)' if bench.wrk else 'python aiohttp+uvloop'}"
+                               f", {concurrency} connections, closed loop, {duration_s:g} s per "
+                               "row; @half rows: the Python generator, open loop at half the "
+                               "row's rate"),
             "workload": {"skus": skus, "stock": stock, "users": users, "order": "1 unit",
                          "requests_generated": bench.n},
             "rows": rows, "stock_push_ms": STOCK_PUSH, "goals": goals(rows),

@@ -30,6 +30,8 @@ def bench_http(
         help="floor, seed_decrby_rollback, saleday[uvicorn], saleday[serve], "
              "saleday[serve+throughput] (default: these), saleday[serve+haproxy] (opt-in: "
              "binds every interface).")] = None,
+    generator: Annotated[str, typer.Option(help="auto: wrk (C) for the closed-loop rows when "
+                                           "installed, else python; or wrk, python.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Orders through HTTP: saleday (uvicorn, Serve, Serve's high-throughput options) against
@@ -40,6 +42,8 @@ def bench_http(
     from saleday.bench import http as bh
 
     systems = tuple(system or bh.SYSTEMS)
+    if generator not in ("auto", "wrk", "python"):
+        fail(ValueError(f"--generator {generator!r}: use auto, wrk or python"))
     unknown = set(systems) - set(bh.SYSTEMS) - set(bh.OPT_IN)
     if unknown:
         fail(ValueError(f"unknown system(s) {sorted(unknown)}; known: "
@@ -47,7 +51,7 @@ def bench_http(
     with stdout_to_stderr(as_json):
         result = bh.run(systems=systems, duration_s=duration, concurrency=concurrency,
                         skus=skus, stock=stock, users=users, seed=seed, redis_url=redis_url,
-                        num_cpus=num_cpus)
+                        num_cpus=num_cpus, generator=generator)
     if as_json:
         typer.echo(json.dumps(result))
         return
