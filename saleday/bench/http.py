@@ -493,8 +493,8 @@ def _ms(text: str) -> float:
 # -- the run --------------------------------------------------------------------------------------
 
 
-def run(*, systems: tuple[str, ...] = SYSTEMS, duration_s: float = 5.0, concurrency: int = 64,
-        skus: int = 100, stock: int = 200, users: int = 5_000, seed: int = 11,
+def run(*, systems: tuple[str, ...] = SYSTEMS, duration_s: float = 3.0, concurrency: int = 64,
+        skus: int = 50, stock: int = 300, users: int = 5_000, seed: int = 11,
         redis_url: str = "redis://127.0.0.1:6379/0", num_cpus: int | None = None,
         generator: str = "auto") -> dict[str, Any]:
     """Every system asked for, on the same workload and generator; rows, goals, machine.

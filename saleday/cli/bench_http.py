@@ -16,11 +16,11 @@ def register(bench_app: typer.Typer) -> None:
 
 
 def bench_http(
-    duration: Annotated[float, typer.Option(min=0.5, help="Seconds of load per row.")] = 5.0,
+    duration: Annotated[float, typer.Option(min=0.5, help="Seconds of load per row.")] = 3.0,
     concurrency: Annotated[int, typer.Option(min=1, max=4096,
                                              help="Requests kept outstanding.")] = 64,
-    skus: Annotated[int, typer.Option(min=1, max=10_000, help="SKUs on sale.")] = 100,
-    stock: Annotated[int, typer.Option(min=1, max=10**6, help="Units per SKU.")] = 200,
+    skus: Annotated[int, typer.Option(min=1, max=10_000, help="SKUs on sale.")] = 50,
+    stock: Annotated[int, typer.Option(min=1, max=10**6, help="Units per SKU.")] = 300,
     users: Annotated[int, typer.Option(min=1, max=10**6, help="Users (bearer tokens).")] = 5_000,
     seed: Annotated[int, typer.Option()] = 11,
     redis_url: Annotated[str, typer.Option(help="Redis of the seed's approach (keys under a "

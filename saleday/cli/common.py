@@ -94,18 +94,21 @@ class KnownErrorsExit2(TyperGroup):
 
 @contextmanager
 def stdout_to_stderr(enabled: bool = True) -> Iterator[None]:
-    """While it lasts, whatever writes to file descriptor 1 (Ray's worker and raylet lines
-    among it) goes to stderr, so a `--json` answer printed after it is the only stdout."""
+    """While it lasts, whatever writes to stdout (file descriptor 1 or `sys.stdout`: Ray's
+    worker and raylet lines among it) goes to stderr, so a `--json` answer printed after it
+    is the only stdout."""
     if not enabled:
         yield
         return
     import os
+    from contextlib import redirect_stdout
 
     sys.stdout.flush()
     saved = os.dup(1)
     os.dup2(2, 1)
     try:
-        yield
+        with redirect_stdout(sys.stderr):
+            yield
     finally:
         sys.stdout.flush()
         os.dup2(saved, 1)
