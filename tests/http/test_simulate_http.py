@@ -134,3 +134,43 @@ def test_busy_and_rate_limited_answers_are_retried_after_retry_after(tmp_path: P
         replies, retries = asyncio.run(burst(target))
     assert all(isinstance(r, Ok) for r in replies), replies
     assert retries.get("rate_limited", 0) > 0 and time.monotonic() - started >= 1
+
+
+def test_simulate_target_on_the_command_line_audits_the_named_store(tmp_path: Path, monkeypatch):
+    """`saleday simulate --target URL --store URL` with the operator's secrets in the
+    environment drives the API and audits the named log: exit 0, one JSON object."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from saleday.cli.main import app
+
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(f"SALEDAY_HTTP_{name.upper()}", value)
+    url = f"sqlite:///{tmp_path}/events.db"
+    with live_api(url) as target:
+        result = CliRunner().invoke(app, [
+            "simulate", "--target", target.base_url, "--store", url, "--users", "15",
+            "--compression", "3600", "--json", "--no-charts", "--no-progress",
+            "--data", str(tmp_path / "data")])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["engine"] == "http" and report["audit_ok"] and report["target"] == target.base_url
+
+
+def test_simulate_target_without_secrets_or_with_a_bad_url_exits_2(tmp_path: Path, monkeypatch):
+    """No secrets for the target, or a URL that is not http(s), is one `error:` line and
+    exit 2, before anything is sent."""
+    from typer.testing import CliRunner
+
+    from saleday.cli.main import app
+
+    for name in SECRETS:
+        monkeypatch.delenv(f"SALEDAY_HTTP_{name.upper()}", raising=False)
+    runner = CliRunner()
+    result = runner.invoke(app, ["simulate", "--target", "http://127.0.0.1:9", "--data",
+                                 str(tmp_path)])
+    assert result.exit_code == 2 and "SALEDAY_HTTP_JWT_SECRET" in result.output
+    assert "Traceback" not in result.output
+    result = runner.invoke(app, ["simulate", "--target", "ftp://x", "--data", str(tmp_path)])
+    assert result.exit_code == 2 and "expected http://HOST:PORT" in result.output
