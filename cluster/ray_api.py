@@ -262,6 +262,13 @@ def kill(handle: Any, *, no_restart: bool = False) -> None:
     ray.kill(handle, no_restart=no_restart)
 
 
+def gcs_address() -> str:
+    """Where this process's Ray cluster is (host:port of its GCS), for another process to join."""
+    import ray
+
+    return str(ray.get_runtime_context().gcs_address)
+
+
 def get(refs: Any, timeout: float | None = None) -> Any:
     """The value of an actor call's result (or the list of values, given a list), waiting
     at most `timeout` seconds; the call's error is raised here."""
@@ -284,13 +291,6 @@ def shutdown() -> None:
     import ray
 
     ray.shutdown()
-
-
-def gcs_address() -> str:
-    """The address of the Ray cluster this process is connected to (`host:port`)."""
-    import ray
-
-    return ray.get_runtime_context().gcs_address
 
 
 def transient_errors() -> tuple[type[BaseException], ...]:

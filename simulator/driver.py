@@ -86,11 +86,15 @@ class Recorder:
         return list(await asyncio.gather(*(self.submit(c) for c in commands)))
 
     async def _recorded(self, command: Any, call: Awaitable[Any]) -> Any:
-        """Count and time one command's reply in the bucket of the moment it was sent."""
+        return await self.record(type(command).__name__, call)
+
+    async def record(self, kind: str, call: Awaitable[Any]) -> Any:
+        """Count and time one reply (to a command, or to an HTTP request of `kind`) in the
+        bucket of the moment it was sent."""
         bucket = self.buckets[int(self.now_s() // self.bucket_s)]
         bucket.offered += 1
         self.commands += 1
-        self.by_type[type(command).__name__] += 1
+        self.by_type[kind] += 1
         started = time.perf_counter()
         reply = await call
         ms = (time.perf_counter() - started) * 1000
@@ -136,7 +140,9 @@ class Driver:
 
     def __init__(self, gateway: Recorder, scenario: Scenario, clock: SimClock, skus: list[Sku],
                  wait_until: Callable[[float], Awaitable[None]],
-                 stamp: Callable[[float], int] | None = None) -> None:
+                 stamp: Callable[[float], int] | None = None, *, flows: Any = None,
+                 checkout: Any = None,
+                 wallet: Callable[[str], Awaitable[Any]] | None = None) -> None:
         self.gw = gateway
         self.sc = scenario
         self.clock = clock
@@ -145,13 +151,17 @@ class Driver:
         """The `now` a step carries: its time on the sale clock, or (on a real system that
         lags behind the schedule) the moment it is actually sent, as a front end stamps."""
         self.prices = {s.sku: s.lowest_price for s in skus}
-        self.flows = SaleDayFlows(gateway)  # type: ignore[arg-type]
+        # The HTTP engine brings its own flows, checkout and wallet (requests to the API);
+        # the others play the system's flows over the gateway.
+        self.flows = flows or SaleDayFlows(gateway)  # type: ignore[arg-type]
+        self.wallet = wallet or (lambda user: self.gw.query("session", user))
         # The grace covers the system's own latency between the order taking a payment
         # and the confirms reaching the SKU shards: it is not sale time, so it is not
         # compressed below GRACE_FLOOR_MS.
-        self.checkout = Checkout(gateway,  # type: ignore[arg-type]
-                                 payment_window_ms=clock.span_ms(scenario.funnel.payment_window_s),
-                                 grace_ms=max(clock.span_ms(60), GRACE_FLOOR_MS))
+        self.checkout = checkout or Checkout(
+            gateway,  # type: ignore[arg-type]
+            payment_window_ms=clock.span_ms(scenario.funnel.payment_window_s),
+            grace_ms=max(clock.span_ms(60), GRACE_FLOOR_MS))
         self.out = Outcomes()
         self.is_late: Callable[[str], bool] = lambda order_id: False
         """Orders whose payment callback is held back past its deadline (a fault)."""
@@ -215,7 +225,7 @@ class Driver:
     async def _pick_coupon(self, user: str, lines: tuple[tuple[str, int], ...], now: int) -> str:
         """A held coupon the order surely qualifies for (its lowest possible subtotal)."""
         floor = sum(self.prices.get(sku, 0) * qty for sku, qty in lines)
-        wallet = await self.gw.query("session", user)
+        wallet = await self.wallet(user)
         best = ""
         best_value = 0
         for coupon_id, c in sorted(wallet.coupons.items()):

@@ -45,6 +45,17 @@ class RunOptions:
     store_give_up_s: float = 30.0
     """In-process engine: how long an unreachable store is retried (with backoff) before
     the run gives up."""
+    http_target: Any = None
+    """HTTP engine: the front door to drive (a `simulator.http_engine.HttpTarget`). Its log
+    is the operator's: the run never prepares it, and audits it (read-only) only when
+    `store_url` names it."""
+    http_server: Any = None
+    """HTTP engine without a target: (store URL, scenario) -> a context manager running a
+    local front door over that store and yielding its `HttpTarget` (the composition root's
+    `saleday.http.local`)."""
+    run_tag: str | None = None
+    """HTTP engine: prefix of every idempotency key (default: from the start time), so runs
+    against the same target do not collide while each request's retries stay safe."""
 
 
 @dataclass

@@ -76,8 +76,11 @@ def _money_row(key: str, cents: int) -> tuple[str, str]:
 # ---- the figures, laid out once -----------------------------------------------------------
 
 def headline(report: RunReport) -> str:
+    where = f"target {report.target}" if report.target else f"store {report.store}"
+    if report.target and report.store:
+        where += f", store {report.store}"
     return (f"sale day {report.scenario}: seed {report.seed}, engine {report.engine}, "
-            f"{report.users:,} users, store {report.store}")
+            f"{report.users:,} users, {where}")
 
 
 def audit_verdict(report: RunReport) -> bool:
@@ -126,12 +129,13 @@ def _intish(value: float) -> float:
 
 
 def _run_section(r: RunReport) -> Section:
+    unit = "requests" if r.engine == "http" else "commands"   # HTTP: timed at the client
     rows: list[tuple[str, ...]] = [
-        ("commands", f"{r.commands:,}"),
-        ("events", f"{r.events:,}"),
+        (unit, f"{r.commands:,}"),
+        ("events", f"{r.events:,}" if not r.audit_skipped else "not read"),
         ("wall time", f"{r.duration_s:,.1f} s"),
         ("simulated time", clock(r.sim_duration_s)),
-        ("throughput", f"{r.throughput_per_s:,.0f} commands/s"),
+        ("throughput", f"{r.throughput_per_s:,.0f} {unit}/s"),
     ]
     if r.latency_ms is None:
         rows.append(("latency", "not measured"))
@@ -181,7 +185,9 @@ def render(report: RunReport, console: Console) -> None:
             table.add_row(*(escape(cell) for cell in row))
         tables.append(table)
     console.print(Columns(tables, padding=(0, 3)))
-    if audit_verdict(report):
+    if report.audit_skipped:
+        console.print(f"audit: [bold yellow]not run[/bold yellow] ({escape(report.audit_skipped)})")
+    elif audit_verdict(report):
         console.print("audit: [bold green]PASS[/bold green] (0 violations)")
     else:
         n = report.invariants.violations

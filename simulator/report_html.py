@@ -50,9 +50,12 @@ def write_html(report: RunReport, out_dir: str | Path, charts: Sequence[str | Pa
              f"<h1>{_h(headline(report))}</h1>"]
     ok = audit_verdict(report)
     n = report.invariants.violations
-    parts.append(f'<p>audit: <span class="{"pass" if ok else "fail"}">'
-                 f'{"PASS" if ok else "FAIL"}</span> {n:,} violation{"s" * (n != 1)}; '
-                 f"log digest <code>{_h(report.log_digest or '-')}</code></p>")
+    if report.audit_skipped:
+        parts.append(f"<p>audit: not run ({_h(report.audit_skipped)})</p>")
+    else:
+        parts.append(f'<p>audit: <span class="{"pass" if ok else "fail"}">'
+                     f'{"PASS" if ok else "FAIL"}</span> {n:,} violation{"s" * (n != 1)}; '
+                     f"log digest <code>{_h(report.log_digest or '-')}</code></p>")
     parts.append('<div class="grid">' + "".join(_html_table(s) for s in sections(report))
                  + "</div>")
     for chart in charts:

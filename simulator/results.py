@@ -71,7 +71,7 @@ class RunReport(_Model):
 
     scenario: str
     seed: int
-    engine: Literal["ray", "inprocess"]
+    engine: Literal["ray", "inprocess", "http"]
     users: Count
     store: str  # the store URL, credentials redacted
     data_dir: str
@@ -103,6 +103,9 @@ class RunReport(_Model):
     html: str | None = None
     machine: dict[str, Any] = Field(default_factory=dict)
     previous_run: str | None = None  # where the log this run replaced was moved
+    target: str | None = None  # the HTTP engine: the API it drove (base URL)
+    audit_skipped: str | None = None  # why the log was not audited (then audit_ok is False)
+    http: dict[str, Any] = Field(default_factory=dict)  # requests by route, retries, statuses
 
     def to_json_dict(self) -> dict[str, Any]:
         """The whole report as one JSON-native object (dict orders kept, e.g. the funnel)."""

@@ -5,8 +5,10 @@ with an engine, audit the log, and fill the report.
                                  data_dir=Path("saleday-data")))
 
 Engines: `inprocess` (`simulator.inprocess`: every shard here, on a virtual clock,
-deterministic, with optional fault injection) and `ray` (`simulator.ray_engine`: the
-running system through the gateway, paced by the wall clock).
+deterministic, with optional fault injection), `ray` (`simulator.ray_engine`: the
+running system through the gateway, paced by the wall clock) and `http`
+(`simulator.http_engine`: the same visits as requests to the HTTP API, of a target or of a
+local front door).
 """
 
 from __future__ import annotations
@@ -71,11 +73,17 @@ def late_orders(seed: int, every: int = 101) -> Callable[[str], bool]:
 def simulate(opts: RunOptions, source: Iterator[Visit] | None = None) -> RunReport:
     """Run one sale day and return its report (charts and HTML written under the data dir)."""
     check_seed(opts.seed)
-    if opts.engine not in ("ray", "inprocess"):
-        raise SimulationError(f"unknown engine {opts.engine!r}: use ray or inprocess")
+    if opts.engine not in ("ray", "inprocess", "http"):
+        raise SimulationError(f"unknown engine {opts.engine!r}: use ray, inprocess or http")
     if opts.faults and opts.engine != "inprocess":
         raise SimulationError("--faults needs --engine inprocess (deterministic fault "
                               "injection); the Ray engine's faults are real ones")
+    if opts.engine == "http" and opts.http_target is not None:
+        # A target's log is the operator's: never locked, moved or written here; audited
+        # (read-only) only when `store_url` names it.
+        if opts.store_url is not None:
+            check_url(opts.store_url)
+        return _simulate(opts, opts.store_url, source, previous_run=None)
     url = opts.store_url or default_store_url(opts.data_dir, opts.engine)
     check_url(url)   # a bad URL is refused before anything is locked or moved
     with run_lock(url):
@@ -86,7 +94,7 @@ def simulate(opts: RunOptions, source: Iterator[Visit] | None = None) -> RunRepo
         return _simulate(opts, url, source, previous_run=None if moved is None else str(moved))
 
 
-def _simulate(opts: RunOptions, url: str, source: Iterator[Visit] | None, *,
+def _simulate(opts: RunOptions, url: str | None, source: Iterator[Visit] | None, *,
               previous_run: str | None) -> RunReport:
     sc = opts.scenario
     skus = catalog(sc, opts.seed)
@@ -97,13 +105,19 @@ def _simulate(opts: RunOptions, url: str, source: Iterator[Visit] | None, *,
         stream = Tape(opts.record, scenario=sc, seed=opts.seed, faults=opts.faults).tee(stream)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     log.info("simulation_started", scenario=sc.name, seed=opts.seed, engine=opts.engine,
-             store=redact(url), users=sc.users)
+             store=redact(url) if url else None, users=sc.users)
     from saleday.simulator.progress import RunProgress
 
     with RunProgress(planned=None, enabled=opts.progress, sim_end_s=end_of_sale_s(sc)) as progress:
         if opts.engine == "inprocess":
+            assert url is not None
             run = _run_inprocess(opts, url, skus, stream, progress)
+        elif opts.engine == "http":
+            from saleday.simulator.http_engine import run_http
+
+            run = run_http(opts, url, skus, stream, progress)
         else:
+            assert url is not None
             from saleday.simulator.ray_engine import run_ray
 
             run = run_ray(opts, url, skus, stream, progress)
@@ -190,7 +204,8 @@ def _spread(values: Any) -> LatencyMs | None:
                      p99=round(_percentile(v, 0.99), 3), max=round(v[-1], 3))
 
 
-def _report(opts: RunOptions, url: str, run: EngineRun, skus: list[Sku], started_at: str) -> RunReport:
+def _report(opts: RunOptions, url: str | None, run: EngineRun, skus: list[Sku],
+            started_at: str) -> RunReport:
     sc = opts.scenario
     rec, out, clock = run.recorder, run.driver.out, run.clock
     latency = _spread(rec.latencies)
@@ -202,17 +217,29 @@ def _report(opts: RunOptions, url: str, run: EngineRun, skus: list[Sku], started
             t_s=key * rec.bucket_s, offered=b.offered, served=b.served, busy=b.busy,
             errors=b.errors, p50_ms=round(_percentile(bl, 0.5), 3) if bl else None,
             p99_ms=round(_percentile(bl, 0.99), 3) if bl else None))
-    audit = _audit(url, [s.sku for s in skus[:TOP_SKUS]]) if opts.audit else None
+    audit = None
+    skipped = None
+    if not opts.audit:
+        skipped = "not asked for"
+    elif url is None:
+        skipped = ("the target's log was not named: give --store with the target's store URL "
+                   "(read-only) to audit it")
+    else:
+        audit = _audit(url, [s.sku for s in skus[:TOP_SKUS]], target=opts.http_target is not None)
     late_start = _spread(run.extra.get("late_starts", ()))
     report = RunReport(
-        scenario=sc.name, seed=opts.seed, engine=opts.engine, users=sc.users, store=redact(url),
+        scenario=sc.name, seed=opts.seed, engine=opts.engine, users=sc.users,
+        store=redact(url) if url else "",
         data_dir=str(opts.data_dir), started_at=started_at, commands=rec.commands,
         events=audit["events"] if audit else 0, duration_s=round(run.wall_s, 3),
         sim_duration_s=round(run.sim_end_s, 3),
         throughput_per_s=round(rec.commands / run.wall_s, 1) if run.wall_s else 0.0,
         latency_ms=latency, late_start_s=late_start, busy=rec.busy, unavailable=rec.unavailable,
         rejections=dict(rec.rejections.most_common()), timeline=timeline,
-        faults_injected=run.faults_injected, machine=machine_info())
+        faults_injected=run.faults_injected, machine=machine_info(),
+        target=run.extra.get("target"), audit_skipped=skipped,
+        http={k: run.extra[k] for k in ("requests_by_route", "http_retries", "http_statuses")
+              if k in run.extra})
     funnel = {"views": out.views, "carts": out.carts,
               "orders": out.orders_started, "paid": out.orders.get("after_payment:paid", 0)}
     report.funnel = funnel
@@ -262,16 +289,23 @@ def _client_orders(out: Any) -> dict[str, int]:
             "payment_failed": out.orders.get("payment_failed", 0)}
 
 
-def _audit(url: str, top: list[str]) -> dict[str, Any]:
-    """Audit the run's log and fold every view (and the report's tally) in the same pass."""
+def _audit(url: str, top: list[str], *, target: bool = False) -> dict[str, Any]:
+    """Audit the run's log and fold every view (and the report's tally) in the same pass.
+    (A target's log may hold more than this run: the audit covers all of it.)"""
     from saleday.projections.audit import run_audit
+    from saleday.projections.source import SourceError
     from saleday.projections.store_source import StoreSource
     from saleday.projections.views import all_views
     from saleday.simulator.tally import SaleTally
 
     tally = SaleTally(top)
     views = all_views()
-    source = StoreSource(url)
+    try:
+        source = StoreSource(url)
+    except SourceError as exc:
+        if not target:
+            raise
+        raise SimulationError(f"the target's log could not be read for the audit: {exc}") from exc
     try:
         result = run_audit(source, views=[*views, tally])
     finally:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import click
@@ -88,3 +90,26 @@ class KnownErrorsExit2(TyperGroup):
             if is_known_error(exc):
                 fail(exc)
             raise
+
+
+@contextmanager
+def stdout_to_stderr(enabled: bool = True) -> Iterator[None]:
+    """While it lasts, whatever writes to stdout (file descriptor 1 or `sys.stdout`: Ray's
+    worker and raylet lines among it) goes to stderr, so a `--json` answer printed after it
+    is the only stdout."""
+    if not enabled:
+        yield
+        return
+    import os
+    from contextlib import redirect_stdout
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)

@@ -18,9 +18,9 @@ from typing import Annotated
 
 import typer
 
-from saleday.cli.common import console
+from saleday.cli.common import console, stdout_to_stderr
 
-ENGINES = ("ray", "inprocess")
+ENGINES = ("ray", "inprocess", "http")
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
@@ -45,7 +45,13 @@ StoreGiveUpOpt = Annotated[float, typer.Option(
                                      "(with backoff) before the run gives up.")]
 EngineOpt = Annotated[str, typer.Option("--engine", help="ray: the running system through "
                                         "its gateway (local Ray, or --address); inprocess: "
-                                        "deciders and store in this process, deterministic.")]
+                                        "deciders and store in this process, deterministic; "
+                                        "http: a local Serve app (as `serve --http`) driven "
+                                        "over HTTP (--target: a running one).")]
+TargetOpt = Annotated[str | None, typer.Option(
+    "--target", help="Drive the HTTP API at this base URL (http://HOST:PORT; implies --engine "
+                     "http). Secrets from SALEDAY_HTTP_* or the --data dir's development "
+                     "secrets. Its log is audited only if --store names it (read-only).")]
 AddressOpt = Annotated[str | None, typer.Option("--address", help="Ray cluster address "
                                                 "(default: start Ray in this process).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
@@ -61,6 +67,7 @@ def simulate(
     store: StoreOpt = None,
     overwrite: OverwriteOpt = False,
     engine: EngineOpt = "ray",
+    target: TargetOpt = None,
     address: AddressOpt = None,
     store_give_up: StoreGiveUpOpt = 30.0,
     faults: Annotated[bool, typer.Option(help="In-process only: inject, from the seed, "
@@ -86,7 +93,7 @@ def simulate(
         _fail(str(exc))
     _run(sc, seed=seed, data=data, store=store, engine=engine, address=address, faults=faults,
          record=record, num_cpus=num_cpus, charts=charts, progress=progress and not as_json,
-         as_json=as_json, overwrite=overwrite, store_give_up=store_give_up)
+         as_json=as_json, overwrite=overwrite, store_give_up=store_give_up, target=target)
 
 
 def replay(
@@ -106,6 +113,7 @@ def replay(
     store: StoreOpt = None,
     overwrite: OverwriteOpt = False,
     engine: EngineOpt = "inprocess",
+    target: TargetOpt = None,
     address: AddressOpt = None,
     store_give_up: StoreGiveUpOpt = 30.0,
     num_cpus: Annotated[int | None, typer.Option(help="CPUs for a local Ray.")] = None,
@@ -131,7 +139,7 @@ def replay(
              engine=engine, address=address, faults=rec.faults and engine == "inprocess",
              record=None, num_cpus=num_cpus, charts=charts,
              progress=progress and not as_json, as_json=as_json, source=rec.visits(),
-             overwrite=overwrite, store_give_up=store_give_up)
+             overwrite=overwrite, store_give_up=store_give_up, target=target)
         return
     from saleday.simulator.clicks import ClickstreamError
     from saleday.simulator.scenario import ScenarioError, load
@@ -146,7 +154,7 @@ def replay(
     _run(sc, seed=11 if seed is None else seed, data=data, store=store, engine=engine,
          address=address, faults=False, record=None, num_cpus=num_cpus, charts=charts,
          progress=progress and not as_json, as_json=as_json, source=source, click_stats=stats,
-         overwrite=overwrite, store_give_up=store_give_up)
+         overwrite=overwrite, store_give_up=store_give_up, target=target)
 
 
 def bench_simulate(
@@ -214,19 +222,25 @@ def bench_simulate(
 
 def _run(sc, *, seed, data, store, engine, address, faults, record, num_cpus, charts,  # type: ignore[no-untyped-def]
          progress, as_json, source=None, click_stats=None, overwrite=False,
-         store_give_up=30.0) -> None:
+         store_give_up=30.0, target=None) -> None:
     from saleday.events import EventLogError
     from saleday.simulator.report import render
     from saleday.simulator.run import RunOptions, SimulationError, simulate
 
+    if target is not None:
+        engine = "http"   # --target drives the HTTP API, whatever the engine's default
     if engine not in ENGINES:
-        _fail(f"unknown engine {engine!r}: use {' or '.join(ENGINES)}")
+        _fail(f"unknown engine {engine!r}: use {', '.join(ENGINES)}")
+    http_target, http_server = _http_wiring(engine, target, data=data, address=address,
+                                            num_cpus=num_cpus)
     opts = RunOptions(scenario=sc, seed=seed, engine=engine, data_dir=data, store_url=store,
                       address=address, faults=faults, record=record, progress=progress,
                       num_cpus=num_cpus, charts=charts, overwrite=overwrite,
-                      store_give_up_s=store_give_up)
+                      store_give_up_s=store_give_up, http_target=http_target,
+                      http_server=http_server)
     try:
-        report = simulate(opts, source=source)
+        with stdout_to_stderr(as_json and engine == "http"):
+            report = simulate(opts, source=source)
     except (SimulationError, EventLogError) as exc:
         _fail(str(exc))
     if report.previous_run is not None:
@@ -242,8 +256,44 @@ def _run(sc, *, seed, data, store, engine, address, faults, record, num_cpus, ch
             console().print(f"clickstream: {click_stats.summary()}")
         if record is not None:
             console().print(f"command stream recorded in {record}")
-    if not report.audit_ok:
+    if not report.audit_ok and report.audit_skipped is None:
         raise typer.Exit(1)
+
+
+def _http_wiring(engine: str, target: str | None, *, data: Path, address: str | None,
+                 num_cpus: int | None):  # type: ignore[no-untyped-def]
+    """The HTTP engine's target (--target, with the operator's secrets) or the local front
+    door it starts (--engine http); (None, None) for the other engines."""
+    if engine != "http":
+        return None, None
+    if target is not None:
+        from urllib.parse import urlsplit
+
+        from saleday.http.local import target_from_settings
+        from saleday.http.settings import MissingSecrets
+
+        parts = urlsplit(target)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            _fail(f"--target {target!r}: expected http://HOST:PORT (or https://)")
+        from pydantic import ValidationError
+
+        try:
+            return target_from_settings(target, data_dir=data), None
+        except ValidationError as exc:
+            _fail("; ".join(f"SALEDAY_HTTP_{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+                            for e in exc.errors(include_input=False)))
+        except (MissingSecrets, ValueError) as exc:
+            _fail(f"--target needs the front door's secrets (SALEDAY_HTTP_*, or the development "
+                  f"secrets of `serve --http --dev-secrets` under --data): {exc}")
+    from saleday.http.local import local_front_door
+
+    def server(url: str, sc):  # type: ignore[no-untyped-def]
+        shards = {"sku": sc.sku_shards, "session": 1, "order": 1, "campaign": 1, "team": 1}
+        window_ms = round(sc.funnel.payment_window_s * 1000 / sc.compression)
+        return local_front_door(url, shards=shards, address=address, num_cpus=num_cpus,
+                                payment_window_ms=window_ms)
+
+    return None, server
 
 
 def _fail(message: str) -> None:

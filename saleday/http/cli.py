@@ -106,10 +106,13 @@ def start(runtime: Any, settings: Any, *, replicas: int) -> str:
     return url
 
 
-def stop() -> None:
+def stop(*, shutdown_serve: bool = True) -> None:
+    """Stop the reactor and (unless the caller is about to end Ray itself, which is
+    quicker than Serve's graceful shutdown) Serve."""
     from saleday.http.serve import stop_local
 
-    stop_local()
+    if shutdown_serve:
+        stop_local()
     if "stop" in _reactor:
         _reactor["loop"].call_soon_threadsafe(_reactor["stop"].set)
         try:

@@ -1,0 +1,389 @@
+"""`saleday bench http`: reservations end to end through HTTP, against the seed's approach
+and the floor of this machine's HTTP stack, with the same load generator, in the same run.
+
+The workload: `skus` SKUs of `stock` units each; one-unit orders (`POST /v1/orders`,
+`{"lines": [{"sku", "qty": 1}]}`) from `users` users with their bearer tokens, SKUs drawn
+Zipf-like, so the hot SKUs sell out and the rest do not. Every system gets its own SKU
+names, so each starts with full stock.
+
+Systems (`SYSTEMS`):
+- `floor`: a FastAPI endpoint that does nothing, under uvicorn (one process);
+- `seed_decrby_rollback`: the seed's approach behind the same server: FastAPI + Redis
+  `DECRBY`, `INCRBY` back on negative (its own key prefix);
+- `saleday[uvicorn]`: saleday's app under plain uvicorn, over the Ray gateway to the shards
+  (placing an order is the checkout flow: start, reserve, price, track — four commands);
+- `saleday[serve]`: the same app as the Ray Serve application, through Serve's proxy;
+- `saleday[serve+throughput]`: Serve with `RAY_SERVE_THROUGHPUT_OPTIMIZED=1` (a fresh Ray);
+- `saleday[serve+haproxy]` (opt-in): plus `RAY_SERVE_ENABLE_HA_PROXY=1`, HAProxy as the
+  ingress. It binds every interface and opens HAProxy's stats ports (8404, 9101): not run
+  unless asked for.
+
+The load generator (`http_load`: a child process, aiohttp on uvloop) keeps `concurrency`
+requests outstanding for `duration_s` and times each at the client; when `wrk` is installed
+(apt `wrk`), wrk (C) runs the closed-loop rows instead, cycling through the same requests,
+and the Python generator loads the floor once more (`floor[python-generator]`), which
+shows how far it would have been the bottleneck. Every saleday row is then run again
+open-loop at half its rate (`@half`, the Python generator: the issue's p99 goal). `oversold` counts units sold beyond a SKU's stock: from the
+client's tally of 201s per SKU (the Python generator) and from the server's own counts
+(`oversold_by_server`: saleday's SKUs read back, `GET /v1/skus/{sku}`; the seed's Redis
+counters), the larger of the two.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from saleday.bench.http_load import generate, row, wrk_load
+from saleday.simulator.results import machine_info
+
+log = structlog.get_logger("saleday.bench.http")
+
+SYSTEMS = ("floor", "seed_decrby_rollback", "saleday[uvicorn]", "saleday[serve]",
+           "saleday[serve+throughput]")
+OPT_IN = ("saleday[serve+haproxy]",)
+STOCK_PUSH = "not measured: no WebSocket in this build"
+GOALS = {"x_seed": 1.0, "x_floor": 0.6, "p99_ms_at_half": 50.0}
+
+
+# -- the workload ---------------------------------------------------------------------------------
+
+
+def workload(*, skus: int, users: int, n: int, seed: int, tag: str,
+             token_for: Any = None) -> list[tuple[dict, bytes, str]]:
+    """`n` one-unit orders: (headers, body, sku), SKUs Zipf-like, named with `tag`."""
+    rng = random.Random(seed)
+    weights = [1 / rank for rank in range(1, skus + 1)]
+    names = [f"{tag}sku-{i:04d}" for i in range(skus)]
+    tokens: dict[str, str] = {}
+    out = []
+    for sku in rng.choices(names, weights, k=n):
+        user = f"u-{rng.randrange(users):06d}"
+        headers = {"Content-Type": "application/json"}
+        if token_for is not None:
+            token = tokens.get(user) or tokens.setdefault(user, token_for(user))
+            headers["Authorization"] = f"Bearer {token}"
+        body = json.dumps({"lines": [{"sku": sku, "qty": 1}]}, separators=(",", ":")).encode()
+        out.append((headers, body, sku))
+    return out
+
+
+# -- the servers ----------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_ready(url: str, timeout_s: float = 60.0, proc: Any = None) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except Exception:  # noqa: BLE001 - not up yet
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not get ready in {timeout_s:g} s")
+
+
+@contextmanager
+def uvicorn_server(factory: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`uvicorn --factory saleday.bench.http_apps:<factory>` on a free loopback port."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", f"saleday.bench.http_apps:{factory}",
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+         "--no-access-log", "--loop", "uvloop", "--http", "httptools"],
+        env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, proc=proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+# -- one system -----------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, *, duration_s: float, concurrency: int, skus: int, stock: int,
+                 users: int, seed: int, redis_url: str, num_cpus: int | None,
+                 generator: str = "auto") -> None:
+        self.duration_s = duration_s
+        self.concurrency = concurrency
+        self.skus = skus
+        self.stock = stock
+        self.users = users
+        self.seed = seed
+        self.redis_url = redis_url
+        self.num_cpus = num_cpus
+        self.n = max(2_000, int(duration_s * 4_000))
+        self.run_id = uuid.uuid4().hex[:6]
+        self.wrk = shutil.which("wrk") if generator in ("auto", "wrk") else None
+        if generator == "wrk" and self.wrk is None:
+            raise RuntimeError("--generator wrk: no wrk on PATH (apt install wrk)")
+
+    def reqs(self, tag: str, token_for: Any = None) -> list[tuple[dict, bytes, str]]:
+        return workload(skus=self.skus, users=self.users, n=self.n, seed=self.seed, tag=tag,
+                        token_for=token_for)
+
+    def measure(self, system: str, url: str, reqs: list, *,
+                rate: float | None = None) -> dict[str, Any]:
+        if rate is None and self.wrk:
+            result = {"system": system, **wrk_load(self.wrk, url + "/v1/orders", reqs,
+                                                   concurrency=self.concurrency,
+                                                   duration_s=self.duration_s),
+                      "oversold": 0, "generator": "wrk"}
+            log.info("bench_http_row", **{k: v for k, v in result.items() if k != "statuses"})
+            return result
+        out = generate(url + "/v1/orders", reqs, concurrency=self.concurrency,
+                       duration_s=self.duration_s, rate=rate)
+        result = row(system, out, None if system == "floor" else self.stock)
+        result["generator"] = "python"
+        if rate is not None:
+            result["offered_per_s"] = round(rate, 1)
+        log.info("bench_http_row", **{k: v for k, v in result.items() if k != "statuses"})
+        return result
+
+    def saleday_rows(self, mode: str, url: str, settings: Any, token_for: Any,
+                     tag: str) -> list[dict[str, Any]]:
+        """At full load, then open-loop at half that rate, each on SKUs of its own."""
+        self._open_sale(url, settings, tag)
+        full = self.measure(mode, url, self.reqs(tag, token_for))
+        full["oversold_by_server"] = self._oversold(url, tag)
+        full["oversold"] = max(full["oversold"], full["oversold_by_server"])
+        rows = [full]
+        if full["req_per_s"] > 0:
+            self._open_sale(url, settings, tag + "h-")
+            half = self.measure(f"{mode}@half", url, self.reqs(tag + "h-", token_for),
+                                rate=full["req_per_s"] / 2)
+            half["oversold_by_server"] = self._oversold(url, tag + "h-")
+            half["oversold"] = max(half["oversold"], half["oversold_by_server"])
+            rows.append(half)
+        return rows
+
+    def floor(self) -> list[dict[str, Any]]:
+        with uvicorn_server("floor_app") as url:
+            reqs = self.reqs("f-")
+            rows = [self.measure("floor", url, reqs)]
+            if self.wrk:   # the Python generator's own ceiling, on the same server
+                python = row("floor[python-generator]", generate(
+                    url + "/v1/orders", reqs, concurrency=self.concurrency,
+                    duration_s=self.duration_s), None)
+                python["generator"] = "python"
+                python["note"] = "the floor again, loaded by the Python generator"
+                rows.append(python)
+        return rows
+
+    def seed_approach(self) -> list[dict[str, Any]]:
+        import redis
+
+        prefix = f"bench-http-seed-{self.run_id}"
+        client = redis.Redis.from_url(self.redis_url)
+        names = [f"s-sku-{i:04d}" for i in range(self.skus)]
+        client.mset({f"{prefix}:stock:{s}": self.stock for s in names})
+        try:
+            with uvicorn_server("seed_app", {"SALEDAY_BENCH_REDIS_URL": self.redis_url,
+                                             "SALEDAY_BENCH_PREFIX": prefix}) as url:
+                rows = [self.measure("seed_decrby_rollback", url, self.reqs("s-"))]
+            left = client.mget([f"{prefix}:stock:{s}" for s in names])
+            rows[0]["oversold_by_server"] = sum(max(0, -int(v)) for v in left if v is not None)
+            rows[0]["oversold"] = max(rows[0]["oversold"], rows[0]["oversold_by_server"])
+        finally:
+            keys = list(client.scan_iter(f"{prefix}:*", count=1000))
+            if keys:
+                client.delete(*keys)
+            client.close()
+        return rows
+
+    def saleday(self, modes: list[str]) -> list[dict[str, Any]]:
+        """The saleday rows of one Ray (`modes` share its shards; each gets its own SKUs)."""
+        from saleday.cluster.runtime import Runtime, RuntimeConfig
+        from saleday.http import cli as http_cli
+        from saleday.http.local import forget_serve, local_settings, token_factory
+        from saleday.http.serve import run_local
+
+        tmp = tempfile.mkdtemp(prefix="saleday-bench-http-")
+        settings = local_settings(rate_per_s=1e6, rate_burst=10**6)
+        config = RuntimeConfig(store_url=f"sqlite:///{tmp}/events.db", num_cpus=self.num_cpus,
+                               shards=dict(http_cli.HTTP_SHARDS), tick_s=0.5)
+        runtime = Runtime(config).start()
+        rows: list[dict[str, Any]] = []
+        served = False
+        try:
+            token_for = token_factory(settings)
+            for mode in modes:
+                tag = {"saleday[uvicorn]": "u-"}.get(mode, "r-")
+                try:
+                    if mode == "saleday[uvicorn]":
+                        env = _saleday_env(runtime, settings)
+                        with uvicorn_server("saleday_app", env) as url:
+                            rows += self.saleday_rows(mode, url, settings, token_for, tag)
+                    else:   # Serve stays up until its Ray ends (quicker than its shutdown)
+                        served = True
+                        url = run_local(runtime.config, settings.model_copy(
+                            update={"port": _free_port()}), views=False)
+                        _wait_ready(url)
+                        rows += self.saleday_rows(mode, url, settings, token_for, tag)
+                except Exception as exc:  # noqa: BLE001 - a row that failed says why
+                    log.warning("bench_http_failed", system=mode, error=str(exc)[:300])
+                    rows.append({"system": mode, "error": f"{type(exc).__name__}: {exc}"[:300]})
+        finally:
+            runtime.stop(kill_shards=True, shutdown_ray=True)
+            if served:
+                forget_serve()
+            shutil.rmtree(tmp, ignore_errors=True)
+        return rows
+
+    def _open_sale(self, url: str, settings: Any, tag: str) -> None:
+        import httpx
+
+        op = {"Authorization": f"Bearer {settings.secret('operator_token')}"}
+        now = time.time_ns() // 1_000_000
+        with httpx.Client(base_url=url, timeout=60, headers=op) as http:
+            for i in range(self.skus):
+                sku = f"{tag}sku-{i:04d}"
+                r = http.post(f"/v1/admin/skus/{sku}/stock", json={"qty": self.stock},
+                              headers={"Idempotency-Key": f"{self.run_id}/{sku}"})
+                r.raise_for_status()
+                r = http.put(f"/v1/admin/skus/{sku}/sale", json={
+                    "tiers": [{"units": 0, "price_cents": 9900}], "start_ms": now - 1000,
+                    "end_ms": now + 3_600_000})
+                r.raise_for_status()
+
+    def _oversold(self, url: str, tag: str) -> int:
+        import httpx
+
+        over = 0
+        with httpx.Client(base_url=url, timeout=60) as http:
+            for i in range(self.skus):
+                s = http.get(f"/v1/skus/{tag}sku-{i:04d}").json()
+                over += max(0, s["reserved"] + s["sold"] - s["stocked"])
+                over += max(0, -s["available"])
+        return over
+
+
+def _saleday_env(runtime: Any, settings: Any) -> dict[str, str]:
+    from saleday.cluster import ray_api
+
+    env = {"SALEDAY_RAY_ADDRESS": ray_api.gcs_address(),
+           "SALEDAY_STORE_URL": runtime.config.store_url,
+           "SALEDAY_SHARDS": json.dumps(runtime.config.shards),
+           "SALEDAY_HTTP_RATE_PER_S": str(settings.rate_per_s),
+           "SALEDAY_HTTP_RATE_BURST": str(settings.rate_burst)}
+    for name in ("jwt_secret", "webhook_secret", "operator_token"):
+        env[f"SALEDAY_HTTP_{name.upper()}"] = settings.secret(name)
+    return env
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+
+def run(*, systems: tuple[str, ...] = SYSTEMS, duration_s: float = 3.0, concurrency: int = 64,
+        skus: int = 50, stock: int = 300, users: int = 5_000, seed: int = 11,
+        redis_url: str = "redis://127.0.0.1:6379/0", num_cpus: int | None = None,
+        generator: str = "auto") -> dict[str, Any]:
+    """Every system asked for, on the same workload and generator; rows, goals, machine.
+    `generator`: `wrk` (C) for the closed-loop rows when installed (`auto`), or `python`."""
+    bench = Bench(duration_s=duration_s, concurrency=concurrency, skus=skus, stock=stock,
+                  users=users, seed=seed, redis_url=redis_url, num_cpus=num_cpus,
+                  generator=generator)
+    started = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    for name, step in (("floor", bench.floor), ("seed_decrby_rollback", bench.seed_approach)):
+        if name in systems:
+            try:
+                rows += step()
+            except Exception as exc:  # noqa: BLE001 - a row that failed says why
+                rows.append({"system": name, "error": f"{type(exc).__name__}: {exc}"[:300]})
+    plain = [s for s in ("saleday[uvicorn]", "saleday[serve]") if s in systems]
+    if plain:
+        rows += bench.saleday(plain)
+    for mode, env in (("saleday[serve+throughput]", {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}),
+                      ("saleday[serve+haproxy]", {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+                                                  "RAY_SERVE_ENABLE_HA_PROXY": "1"})):
+        if mode not in systems:
+            continue
+        if "HA_PROXY" in str(env) and not shutil.which("haproxy"):
+            rows.append({"system": mode, "error": "no haproxy binary (apt install haproxy)"})
+            continue
+        with _environ(env):
+            rows += bench.saleday([mode])
+    return {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine_info(),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+            "load_generator": (f"{'wrk (C, one thread)' if bench.wrk else 'python aiohttp+uvloop'}"
+                               f", {concurrency} connections, closed loop, {duration_s:g} s per "
+                               "row; @half rows: the Python generator, open loop at half the "
+                               "row's rate"),
+            "workload": {"skus": skus, "stock": stock, "users": users, "order": "1 unit",
+                         "requests_generated": bench.n},
+            "rows": rows, "stock_push_ms": STOCK_PUSH, "goals": goals(rows),
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+@contextmanager
+def _environ(env: dict[str, str]) -> Iterator[None]:
+    """Set variables for a fresh Ray (its processes read Serve's options at start)."""
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def goals(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The issue's goals against the best saleday row."""
+    by = {r["system"]: r for r in rows if "error" not in r}
+    best = max((r for r in by.values() if r["system"].startswith("saleday[")
+                and not r["system"].endswith("@half")), key=lambda r: r["req_per_s"], default=None)
+    if best is None:
+        return {}
+    out: dict[str, Any] = {"best_saleday": best["system"]}
+    if "seed_decrby_rollback" in by and by["seed_decrby_rollback"]["req_per_s"]:
+        x = best["req_per_s"] / by["seed_decrby_rollback"]["req_per_s"]
+        out["x_seed"] = round(x, 2)
+        out["x_seed_met"] = x >= GOALS["x_seed"]
+    if "floor" in by and by["floor"]["req_per_s"]:
+        x = best["req_per_s"] / by["floor"]["req_per_s"]
+        out["x_floor"] = round(x, 2)
+        out["x_floor_met"] = x >= GOALS["x_floor"]
+    half = by.get(best["system"] + "@half")
+    if half is not None:
+        out["p99_ms_at_half"] = half["p99_ms"]
+        out["p99_at_half_met"] = half["p99_ms"] <= GOALS["p99_ms_at_half"]
+    out["oversold"] = sum(r.get("oversold", 0) + r.get("oversold_by_server", 0)
+                          for r in by.values() if r["system"].startswith("saleday["))
+    return out

@@ -1,0 +1,80 @@
+"""`saleday bench http` and `saleday simulate --engine http`: once each, with tiny arguments,
+on a local Ray (the Serve app on a free loopback port)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from saleday.bench.http import STOCK_PUSH, goals, row
+from saleday.cli.main import app
+
+
+def test_a_row_counts_units_granted_beyond_stock_as_oversold():
+    """The client's tally: 201s per SKU beyond its stock are oversold; 5xx and lost
+    requests are errors; a system that holds no stock oversells nothing."""
+    out = {"latencies": [0.001, 0.002, 0.003], "elapsed_s": 1.0,
+           "statuses": {201: 2, 503: 1}, "granted": {"a": 2, "b": 1}, "errors": {"OSError": 1}}
+    r = row("x", out, stock=1)
+    assert r["oversold"] == 1 and r["errors"] == 2 and r["req_per_s"] == 3.0
+    assert row("floor", out, stock=None)["oversold"] == 0
+
+
+def test_goals_compare_the_best_saleday_row_with_the_seed_and_the_floor():
+    """The goals read the fastest saleday row against the seed's approach, the floor, and
+    its own open-loop run at half its rate."""
+    rows = [{"system": "floor", "req_per_s": 1000.0}, {"system": "seed_decrby_rollback",
+                                                       "req_per_s": 400.0},
+            {"system": "saleday[serve]", "req_per_s": 300.0, "oversold": 0},
+            {"system": "saleday[uvicorn]", "req_per_s": 700.0, "oversold": 0},
+            {"system": "saleday[uvicorn]@half", "req_per_s": 350.0, "p99_ms": 20.0,
+             "oversold": 0}]
+    g = goals(rows)
+    assert g["best_saleday"] == "saleday[uvicorn]" and g["x_seed"] == 1.75 and g["x_seed_met"]
+    assert g["x_floor"] == 0.7 and g["x_floor_met"] and g["p99_at_half_met"]
+    assert g["oversold"] == 0
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_bench_http_prints_rows_of_every_system_and_saleday_never_oversells():
+    """With tiny arguments every default system gets a row with the documented fields (or
+    says why it failed), saleday's rows oversell nothing, and the WebSocket figure says
+    it was not measured."""
+    result = CliRunner().invoke(app, [
+        "bench", "http", "--json", "--duration", "1", "--concurrency", "8", "--skus", "5",
+        "--stock", "20", "--users", "50", "--system", "floor", "--system",
+        "seed_decrby_rollback", "--system", "saleday[uvicorn]", "--system", "saleday[serve]"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["stock_push_ms"] == STOCK_PUSH and out["machine"]["cores"]
+    systems = {r["system"]: r for r in out["rows"]}
+    assert {"floor", "seed_decrby_rollback", "saleday[uvicorn]", "saleday[serve]"} <= set(systems)
+    for name, r in systems.items():
+        assert "error" not in r, (name, r)
+        assert {"req_per_s", "p50_ms", "p99_ms", "errors", "oversold"} <= set(r), name
+    for name in ("saleday[uvicorn]", "saleday[serve]", "saleday[serve]@half"):
+        assert systems[name]["requests"] > 0
+        assert systems[name]["oversold"] == 0 and systems[name]["oversold_by_server"] == 0
+    assert systems["seed_decrby_rollback"]["oversold"] == 0
+    assert out["goals"]["oversold"] == 0
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_simulate_engine_http_drives_a_local_serve_app_and_the_audit_passes(tmp_path):
+    """`--engine http` starts the shards and the Serve app on loopback, plays the visits
+    over HTTP, and the log it leaves passes the audit (exit 0, one JSON object)."""
+    result = CliRunner().invoke(app, [
+        "simulate", "--engine", "http", "--users", "60", "--compression", "3600", "--json",
+        "--no-charts", "--no-progress", "--data", str(tmp_path / "d"), "--num-cpus", "2"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["engine"] == "http" and report["audit_ok"]
+    assert report["target"].startswith("http://127.0.0.1:")
+    assert report["http"]["requests_by_route"]["POST /v1/sessions"] > 0
+    assert report["orders"]["placed"] > 0
