@@ -46,7 +46,7 @@ class RunOptions:
     """In-process engine: how long an unreachable store is retried (with backoff) before
     the run gives up."""
     http_target: Any = None
-    """HTTP engine: the front door to drive (a `simulator.http_engine.HttpTarget`). Its log
+    """HTTP engine: the front door to drive (a `simulator.http_client.HttpTarget`). Its log
     is the operator's: the run never prepares it, and audits it (read-only) only when
     `store_url` names it."""
     http_server: Any = None

@@ -89,4 +89,7 @@ def saleday_app() -> FastAPI:
     settings = load_settings()
     ray_api.start_ray(settings.ray_address or "auto")
     gateway = attach_gateway(settings.runtime_config())
-    return create_app(gateway, settings=HttpSettings())
+    from saleday.events import open_store
+
+    log = open_store(settings.runtime_config().store_url, read_only=True)   # the stock sockets
+    return create_app(gateway, settings=HttpSettings(), stock=log)

@@ -71,7 +71,7 @@ def bench_http(
                       str(r["oversold"] + r.get("oversold_by_server", 0)), escape(note))
     out = console()
     out.print(table)
-    out.print(f"stock_push_ms: {result['stock_push_ms']}")
+    out.print(f"stock_push_ms: {escape(json.dumps(result['stock_push_ms']))}")
     out.print(f"goals: {escape(json.dumps(result['goals']))}")
     m = result["machine"]
     out.print(f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; "

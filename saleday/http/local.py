@@ -20,7 +20,7 @@ from typing import Any
 import structlog
 
 from saleday.http.settings import SECRET_NAMES, HttpSettings, MissingSecrets, read_dev_secrets
-from saleday.simulator.http_engine import HttpTarget
+from saleday.simulator.http_client import HttpTarget
 
 log = structlog.get_logger("saleday.http.local")
 

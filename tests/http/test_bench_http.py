@@ -8,7 +8,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from saleday.bench.http import STOCK_PUSH, goals, row
+from saleday.bench.http import goals, row
 from saleday.cli.main import app
 
 
@@ -42,15 +42,18 @@ def test_goals_compare_the_best_saleday_row_with_the_seed_and_the_floor():
 @pytest.mark.timeout(300)
 def test_bench_http_prints_rows_of_every_system_and_saleday_never_oversells():
     """With tiny arguments every default system gets a row with the documented fields (or
-    says why it failed), saleday's rows oversell nothing, and the WebSocket figure says
-    it was not measured."""
+    says why it failed), saleday's rows oversell nothing, and each saleday row times its stock
+    pushes from commit to socket."""
     result = CliRunner().invoke(app, [
         "bench", "http", "--json", "--duration", "1", "--concurrency", "8", "--skus", "5",
         "--stock", "20", "--users", "50", "--system", "floor", "--system",
         "seed_decrby_rollback", "--system", "saleday[uvicorn]", "--system", "saleday[serve]"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert out["stock_push_ms"] == STOCK_PUSH and out["machine"]["cores"]
+    assert out["machine"]["cores"]
+    for name in ("saleday[uvicorn]", "saleday[serve]"):   # commit -> socket, while ordering
+        push = out["stock_push_ms"][name]
+        assert push["n"] > 0 and 0 <= push["p50"] <= push["p99"] <= push["max"], (name, push)
     systems = {r["system"]: r for r in out["rows"]}
     assert {"floor", "seed_decrby_rollback", "saleday[uvicorn]", "saleday[serve]"} <= set(systems)
     for name, r in systems.items():

@@ -17,7 +17,7 @@ from saleday.cluster.local import LocalShards
 from saleday.events import open_store
 from saleday.http import HttpSettings, create_app
 from saleday.http.auth import issue_token
-from saleday.simulator.http_engine import HttpTarget, Refused, problem_code, sign
+from saleday.simulator.http_client import HttpTarget, Refused, problem_code, sign
 from saleday.simulator.run import RunOptions, simulate
 from saleday.simulator.scenario import preset
 from tests.http.conftest import KINDS, SECRETS, now_ms
@@ -115,7 +115,7 @@ def test_answers_map_to_the_reports_categories():
 def test_busy_and_rate_limited_answers_are_retried_after_retry_after(tmp_path: Path):
     """A user over the per-user rate limit gets 429s, which the client waits out and
     retries: nothing is lost, and the retries are counted."""
-    from saleday.simulator.http_engine import ApiClient, Ok
+    from saleday.simulator.http_client import ApiClient, Ok
 
     url = f"sqlite:///{tmp_path}/events.db"
 
