@@ -318,7 +318,15 @@ def serve_run(app: Any, *, name: str, host: str, port: int) -> None:
 
 
 def serve_shutdown() -> None:
-    """Stop Ray Serve on this Ray: its applications and its proxy."""
+    """Stop Ray Serve on this Ray: its applications and its proxy. When this process is no
+    longer connected to Ray (its local Ray already ended), only forget Serve's cached client:
+    `serve.shutdown()` would otherwise start a new local Ray (with a dashboard) to look for it."""
+    import ray
     from ray import serve
 
+    if not ray.is_initialized():
+        from ray.serve import context
+
+        context._set_global_client(None)
+        return
     serve.shutdown()
