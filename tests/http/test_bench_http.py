@@ -51,6 +51,8 @@ def test_bench_http_prints_rows_of_every_system_and_saleday_never_oversells():
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["machine"]["cores"]
+    failed = {r["system"]: r["error"] for r in out["rows"] if "error" in r}
+    assert not failed, failed
     for name in ("saleday[uvicorn]", "saleday[serve]"):   # commit -> socket, while ordering
         push = out["stock_push_ms"][name]
         assert push["n"] > 0 and 0 <= push["p50"] <= push["p99"] <= push["max"], (name, push)
