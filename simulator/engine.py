@@ -1,10 +1,15 @@
 """What the simulator's engines share: the run's options, what an engine hands back, the
-sale's setup commands, and the timeline's bucket size. `simulator.run` drives an engine;
-the engines (`simulator.inprocess` via `run`, `simulator.ray_engine`) import only this.
+sale's setup commands, the timeline's bucket size, and the wall-clock pacing of the Ray
+and HTTP engines (visits started at their compressed times, then the last holds waited
+out). `simulator.run` drives an engine; the engines import only this.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from array import array
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +19,7 @@ from saleday.actors.host import Accepted
 from saleday.actors.sku import AddStock, ConfigureSale
 from saleday.simulator.driver import Driver, Recorder, SimClock
 from saleday.simulator.errors import SimulationError
-from saleday.simulator.generator import Sku
+from saleday.simulator.generator import Sku, Visit
 from saleday.simulator.scenario import Scenario
 
 
@@ -108,3 +113,57 @@ def check_setup(replies: list[tuple[str, Any]]) -> None:
 def bucket_s(sc: Scenario) -> float:
     """Timeline buckets: about 120 over the window, in whole seconds."""
     return float(max(1, round(sc.traffic.window_s / 120)))
+
+
+async def play_paced(opts: RunOptions, driver: Driver, recorder: Recorder, stream: Iterator[Visit],
+                progress: Any, wait_until: Callable[[float], Any], now_s: Callable[[], float],
+                t0: float) -> tuple[float, array]:
+    """Start each visit at its (compressed) time, at most `max_live_visits` at once; return
+    the traffic's wall time and how late each visit started."""
+    sc = opts.scenario
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task] = set()
+    failures: list[BaseException] = []
+    # A slot per visit in flight: O(1) per visit (asyncio.wait over the whole set of tasks
+    # was a fifth of the driver's CPU once saturated).
+    slots = asyncio.Semaphore(opts.max_live_visits)
+    late_starts = array("f")
+
+    def done(task: asyncio.Task) -> None:
+        tasks.discard(task)
+        slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            failures.append(task.exception())  # type: ignore[arg-type]
+
+    started = time.perf_counter()
+    last_shown = 0.0
+    for visit in stream:
+        await wait_until(visit.t_s)
+        await slots.acquire()
+        late_starts.append(max(0.0, loop.time() - (t0 + visit.t_s / sc.compression)))
+        task = loop.create_task(driver.visit(visit))
+        tasks.add(task)
+        task.add_done_callback(done)
+        if loop.time() - last_shown > 0.2:
+            last_shown = loop.time()
+            progress.update(now_s(), recorder.commands, recorder.unavailable, recorder.busy)
+    while tasks:
+        await asyncio.wait(tasks, timeout=0.2)
+        progress.update(now_s(), recorder.commands, recorder.unavailable, recorder.busy)
+    if failures:
+        raise SimulationError(f"{len(failures)} visits failed; the first: "
+                              f"{type(failures[0]).__name__}: {failures[0]}") from failures[0]
+    return time.perf_counter() - started, late_starts
+
+
+async def wait_out_holds(sc: Scenario, progress: Any, recorder: Recorder,
+                         now_s: Callable[[], float]) -> None:
+    """Wait out the last holds (the payment window and a grace, in system time, at most
+    two minutes), so abandoned checkouts are released by the shards' own timers before
+    the audit."""
+    loop = asyncio.get_running_loop()
+    hold_s = (sc.funnel.payment_window_s + 90) / sc.compression
+    drain_until = loop.time() + min(hold_s, 120.0)
+    while loop.time() < drain_until:
+        await asyncio.sleep(0.2)
+        progress.update(now_s(), recorder.commands, recorder.unavailable, recorder.busy)

@@ -27,8 +27,7 @@ import hashlib
 import json
 import math
 import time
-from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -39,7 +38,14 @@ from saleday.actors.host import Accepted
 from saleday.actors.sku import AddStock, ConfigureSale
 from saleday.flows.checkout import CheckoutResult
 from saleday.simulator.driver import Driver, Recorder, SimClock
-from saleday.simulator.engine import EngineRun, RunOptions, bucket_s, setup_commands
+from saleday.simulator.engine import (
+    EngineRun,
+    RunOptions,
+    bucket_s,
+    play_paced,
+    setup_commands,
+    wait_out_holds,
+)
 from saleday.simulator.errors import SimulationError
 from saleday.simulator.generator import Sku, Visit
 from saleday.simulator.http_client import (
@@ -286,17 +292,13 @@ async def _drive(opts: RunOptions, target: HttpTarget, skus: list[Sku], stream: 
         driver = Driver(recorder, sc, clock, skus, wait_until,
                         stamp=lambda t_s: max(clock.ms(t_s), time.time_ns() // 1_000_000),
                         flows=flows, checkout=flows, wallet=flows.wallet)
-        traffic_wall, late_starts = await _play(opts, driver, recorder, stream, progress,
+        traffic_wall, late_starts = await play_paced(opts, driver, recorder, stream, progress,
                                                 wait_until, now_s, t0)
         started = time.perf_counter()
         if local:
             # Wait out the last holds (in system time), as the Ray engine does, so abandoned
             # checkouts are released by the shards' timers before the audit.
-            hold_s = (sc.funnel.payment_window_s + 90) / sc.compression
-            drain_until = loop.time() + min(hold_s, 120.0)
-            while loop.time() < drain_until:
-                await asyncio.sleep(0.2)
-                progress.update(now_s(), recorder.commands, recorder.unavailable, recorder.busy)
+            await wait_out_holds(sc, progress, recorder, now_s)
     return EngineRun(recorder=recorder, driver=driver, clock=clock, wall_s=traffic_wall,
                      sim_end_s=now_s(),
                      extra={"late_starts": late_starts, "target": target.base_url,
@@ -304,45 +306,6 @@ async def _drive(opts: RunOptions, target: HttpTarget, skus: list[Sku], stream: 
                             "http_statuses": {str(k): v for k, v in sorted(client.statuses.items())},
                             "requests_by_route": dict(recorder.by_type),
                             "drain_s": round(time.perf_counter() - started, 2)})
-
-
-async def _play(opts: RunOptions, driver: Driver, recorder: Recorder, stream: Iterator[Visit],
-                progress: Any, wait_until: Callable[[float], Any], now_s: Callable[[], float],
-                t0: float) -> tuple[float, array]:
-    """Start each visit at its (compressed) time, at most `max_live_visits` at once; return
-    the traffic's wall time and how late each visit started."""
-    sc = opts.scenario
-    loop = asyncio.get_running_loop()
-    tasks: set[asyncio.Task] = set()
-    failures: list[BaseException] = []
-    slots = asyncio.Semaphore(opts.max_live_visits)
-    late_starts = array("f")
-
-    def done(task: asyncio.Task) -> None:
-        tasks.discard(task)
-        slots.release()
-        if not task.cancelled() and task.exception() is not None:
-            failures.append(task.exception())  # type: ignore[arg-type]
-
-    started = time.perf_counter()
-    last_shown = 0.0
-    for visit in stream:
-        await wait_until(visit.t_s)
-        await slots.acquire()
-        late_starts.append(max(0.0, loop.time() - (t0 + visit.t_s / sc.compression)))
-        task = loop.create_task(driver.visit(visit))
-        tasks.add(task)
-        task.add_done_callback(done)
-        if loop.time() - last_shown > 0.2:
-            last_shown = loop.time()
-            progress.update(now_s(), recorder.commands, recorder.unavailable, recorder.busy)
-    while tasks:
-        await asyncio.wait(tasks, timeout=0.2)
-        progress.update(now_s(), recorder.commands, recorder.unavailable, recorder.busy)
-    if failures:
-        raise SimulationError(f"{len(failures)} visits failed; the first: "
-                              f"{type(failures[0]).__name__}: {failures[0]}") from failures[0]
-    return time.perf_counter() - started, late_starts
 
 
 __all__ = ["ApiClient", "HttpFlows", "HttpServer", "HttpTarget", "Ok", "Refused", "run_http",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from array import array
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,7 +24,15 @@ from saleday.cluster.runtime import Runtime, RuntimeConfig
 from saleday.events import open_store
 from saleday.flows.reactor import Reactor
 from saleday.simulator.driver import Driver, Recorder, SimClock
-from saleday.simulator.engine import EngineRun, RunOptions, bucket_s, check_setup, setup_commands
+from saleday.simulator.engine import (
+    EngineRun,
+    RunOptions,
+    bucket_s,
+    check_setup,
+    play_paced,
+    setup_commands,
+    wait_out_holds,
+)
 from saleday.simulator.errors import SimulationError
 from saleday.simulator.generator import Sku, Visit
 
@@ -84,43 +91,11 @@ async def _drive(opts: RunOptions, runtime: Runtime, url: str, skus: list[Sku],
     reactor = Reactor(store, gateway, kinds=("team", "campaign"))
     stop = asyncio.Event()
     reacting = loop.create_task(reactor.run(stop, poll_s=0.05))
-    tasks: set[asyncio.Task] = set()
-    failures: list[BaseException] = []
-    # A slot per visit in flight: O(1) per visit (asyncio.wait over the whole set of tasks
-    # was a fifth of the driver's CPU once saturated).
-    slots = asyncio.Semaphore(opts.max_live_visits)
-
-    def done(task: asyncio.Task) -> None:
-        tasks.discard(task)
-        slots.release()
-        if not task.cancelled() and task.exception() is not None:
-            failures.append(task.exception())  # type: ignore[arg-type]
-
     started = time.perf_counter()
-    last_shown = 0.0
-    late_starts = array("f")
     try:
-        for visit in stream:
-            await wait_until(visit.t_s)
-            await slots.acquire()
-            late_starts.append(max(0.0, loop.time() - (t0 + visit.t_s / sc.compression)))
-            task = loop.create_task(driver.visit(visit))
-            tasks.add(task)
-            task.add_done_callback(done)
-            if loop.time() - last_shown > 0.2:
-                last_shown = loop.time()
-                progress.update(now_s(), recorder.commands, recorder.unavailable, recorder.busy)
-        while tasks:
-            await asyncio.wait(tasks, timeout=0.2)
-            progress.update(now_s(), recorder.commands, recorder.unavailable, recorder.busy)
-        traffic_wall = time.perf_counter() - started
-        # Wait out the last holds (payment window + grace, in system time), so abandoned
-        # checkouts are released by the shards' own timers before the audit.
-        hold_s = (sc.funnel.payment_window_s + 90) / sc.compression
-        drain_until = loop.time() + min(hold_s, 120.0)
-        while loop.time() < drain_until:
-            await asyncio.sleep(0.2)
-            progress.update(now_s(), recorder.commands, recorder.unavailable, recorder.busy)
+        traffic_wall, late_starts = await play_paced(opts, driver, recorder, stream, progress,
+                                                     wait_until, now_s, t0)
+        await wait_out_holds(sc, progress, recorder, now_s)
         for _ in range(2):   # expire what is due now, then react to it
             await asyncio.gather(*(asyncio.wrap_future(h.tick.remote().future())
                                    for hs in runtime.handles.values() for h in hs))
@@ -130,9 +105,6 @@ async def _drive(opts: RunOptions, runtime: Runtime, url: str, skus: list[Sku],
         await reacting
         await gateway.close()
         store.close()
-    if failures:
-        raise SimulationError(f"{len(failures)} visits failed; the first: "
-                              f"{type(failures[0]).__name__}: {failures[0]}") from failures[0]
     status = runtime.status()
     return EngineRun(recorder=recorder, driver=driver, clock=clock, wall_s=traffic_wall,
                      sim_end_s=now_s(),
