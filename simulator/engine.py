@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,3 +167,21 @@ async def wait_out_holds(sc: Scenario, progress: Any, recorder: Recorder,
     while loop.time() < drain_until:
         await asyncio.sleep(0.2)
         progress.update(now_s(), recorder.commands, recorder.unavailable, recorder.busy)
+
+
+def wall_pace(compression: float) -> tuple[float, Callable[[], float],
+                                          Callable[[float], Awaitable[None]]]:
+    """The wall-clock pace of a run from now: the loop time it started, the simulated seconds
+    elapsed (`now_s`), and a sleep until a simulated second (`wait_until`)."""
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+
+    def now_s() -> float:
+        return (loop.time() - t0) * compression
+
+    async def wait_until(t_s: float) -> None:
+        delay = t0 + t_s / compression - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    return t0, now_s, wait_until

@@ -45,6 +45,7 @@ from saleday.simulator.engine import (
     play_paced,
     setup_commands,
     wait_out_holds,
+    wall_pace,
 )
 from saleday.simulator.errors import SimulationError
 from saleday.simulator.generator import Sku, Visit
@@ -253,7 +254,6 @@ async def _drive(opts: RunOptions, target: HttpTarget, skus: list[Sku], stream: 
     import aiohttp
 
     sc = opts.scenario
-    loop = asyncio.get_running_loop()
     connector = aiohttp.TCPConnector(limit=target.pool, keepalive_timeout=30)
     timeout = aiohttp.ClientTimeout(total=target.timeout_s)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -277,15 +277,7 @@ async def _drive(opts: RunOptions, target: HttpTarget, skus: list[Sku], stream: 
                                   f"{len(refused)} setup requests refused in all")
 
         clock = SimClock(time.time_ns() // 1_000_000, sc.compression)
-        t0 = loop.time()
-
-        def now_s() -> float:
-            return (loop.time() - t0) * sc.compression
-
-        async def wait_until(t_s: float) -> None:
-            delay = t0 + t_s / sc.compression - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        t0, now_s, wait_until = wall_pace(sc.compression)
 
         recorder = Recorder(None, now_s, bucket_s=bucket_s(sc))
         flows = HttpFlows(client, recorder, tag=tag)

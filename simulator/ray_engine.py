@@ -32,6 +32,7 @@ from saleday.simulator.engine import (
     play_paced,
     setup_commands,
     wait_out_holds,
+    wall_pace,
 )
 from saleday.simulator.errors import SimulationError
 from saleday.simulator.generator import Sku, Visit
@@ -74,15 +75,7 @@ async def _drive(opts: RunOptions, runtime: Runtime, url: str, skus: list[Sku],
     check_setup([(cid, r) for (cid, _), r in zip(setup, replies)])
 
     clock = SimClock(wall_clock_ms(), sc.compression)
-    t0 = loop.time()
-
-    def now_s() -> float:
-        return (loop.time() - t0) * sc.compression
-
-    async def wait_until(t_s: float) -> None:
-        delay = t0 + t_s / sc.compression - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
+    t0, now_s, wait_until = wall_pace(sc.compression)
 
     recorder = Recorder(gateway, now_s, bucket_s=bucket_s(sc))
     driver = Driver(recorder, sc, clock, skus, wait_until,
