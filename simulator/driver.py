@@ -73,14 +73,17 @@ class Recorder:
         self.by_type: Counter[str] = Counter()
 
     async def submit(self, command: Any, *, command_id: str | None = None,
-                     correlation_id: str = "") -> Any:
+                     correlation_id: str = "", causation_id: str = "") -> Any:
         return await self._recorded(command, self.gateway.submit(
-            command, command_id=command_id, correlation_id=correlation_id))
+            command, command_id=command_id, correlation_id=correlation_id,
+            causation_id=causation_id))
 
     async def submit_retrying_busy(self, command: Any, *, command_id: str,
-                                   busy_retries: int = 50) -> Any:
+                                   busy_retries: int = 50, correlation_id: str = "",
+                                   causation_id: str = "") -> Any:
         return await self._recorded(command, self.gateway.submit_retrying_busy(
-            command, command_id=command_id, busy_retries=busy_retries))
+            command, command_id=command_id, busy_retries=busy_retries,
+            correlation_id=correlation_id, causation_id=causation_id))
 
     async def submit_many(self, commands: Iterable[Any]) -> list[Any]:
         return list(await asyncio.gather(*(self.submit(c) for c in commands)))

@@ -159,7 +159,7 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
         now = clock.ms(0) - 1
         shards.now_ms = now
         setup = setup_commands(sc, skus, clock, now, clock.ms(0))
-        futures = [(cid, shards.submit_nowait(cmd, cid)) for cid, cmd in setup]
+        futures = [(cid, shards.submit_nowait(cmd, cid, "setup")) for cid, cmd in setup]
         while shards.pending():
             shards.flush(0.0)
         check_setup([(cid, f.result()) for cid, f in futures])
