@@ -20,6 +20,7 @@ from saleday.cli import audit as cli_audit
 from saleday.cli import bench_http as cli_bench_http
 from saleday.cli import ops as cli_ops
 from saleday.cli import simulate as cli_simulate
+from saleday.cli import trace as cli_trace
 from saleday.cli import views as cli_projections
 from saleday.cli.common import DEFAULT_REDIS, KnownErrorsExit2, StoreOpt, console, fail, opened
 from saleday.cluster import logs
@@ -250,6 +251,7 @@ cli_projections.register(app, bench_app)
 cli_simulate.register(app, bench_app)
 cli_ops.register(app, bench_app)
 cli_audit.register(app, bench_app)
+cli_trace.register(app)
 cli_bench_http.register(bench_app)
 http_cli.register(app)
 
