@@ -7,7 +7,8 @@
    (a user's orders and visits, the teams they joined);
 2. every event of those flows, and every event caused, directly or through a chain of
    causation ids, by one of them (a split's share coupons, an expiry's release).
-The story is in event-time order (ties by stream and version). Pure: the source does the
+The story is in event-time order; at one time, a cause before what it caused, then by
+stream and version. Pure: the source does the
 reading.
 """
 
@@ -76,5 +77,14 @@ def trace(read: Callable[[], Iterable[Any]], subject: str) -> Trace:
             if own not in story:
                 story[own] = env
                 frontier.append(own)
-    ordered = sorted(story.values(), key=lambda e: (e.recorded_at, e.stream, e.version))
+    depth: dict[str, int] = {}
+
+    def depth_of(ref: str) -> int:   # how many causes up the story an event sits
+        if ref not in depth:
+            cause = story[ref].causation_id
+            depth[ref] = depth_of(cause) + 1 if cause in story and cause != ref else 0
+        return depth[ref]
+
+    ordered = sorted(story.values(), key=lambda e: (
+        e.recorded_at, depth_of(event_ref(e.stream, e.version)), e.stream, e.version))
     return Trace(subject=subject, flows=tuple(sorted(flows)), events=tuple(ordered))
