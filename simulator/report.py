@@ -83,6 +83,10 @@ def headline(report: RunReport) -> str:
             f"{report.users:,} users, {where}")
 
 
+INTERRUPTED_NOTE = ("INTERRUPTED: a partial sale day. The traffic stopped at the signal; "
+                    "the visits in flight finished and their holds ran out before the audit.")
+
+
 def audit_verdict(report: RunReport) -> bool:
     """PASS only when the audit ran clean and found no violation."""
     return report.audit_ok and report.invariants.violations == 0
@@ -176,6 +180,8 @@ def findings_rows(report: RunReport, limit: int | None = FIRST_FINDINGS) -> list
 def render(report: RunReport, console: Console) -> None:
     """Print the report as rich tables: figures, funnel, audit verdict, where files went."""
     console.print(f"[bold]{escape(headline(report))}[/bold]")
+    if report.interrupted:
+        console.print(f"[bold yellow]{escape(INTERRUPTED_NOTE)}[/bold yellow]")
     tables = []
     for section in sections(report):
         table = Table(title=escape(section.title), title_justify="left")
@@ -203,6 +209,8 @@ def render(report: RunReport, console: Console) -> None:
         console.print("charts: " + escape(", ".join(report.charts)))
     if report.html:
         console.print(f"html: {escape(report.html)}")
+    if report.files:
+        console.print("data: " + escape(", ".join(report.files)))
     m = report.machine
     if m:
         console.print(escape(f"machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, "

@@ -12,7 +12,14 @@ from pathlib import Path
 import structlog
 
 from saleday.simulator.charts import write_charts
-from saleday.simulator.report import Section, audit_verdict, findings_rows, headline, sections
+from saleday.simulator.report import (
+    INTERRUPTED_NOTE,
+    Section,
+    audit_verdict,
+    findings_rows,
+    headline,
+    sections,
+)
 from saleday.simulator.results import RunReport
 
 log = structlog.get_logger("saleday.simulator")
@@ -48,6 +55,8 @@ def write_html(report: RunReport, out_dir: str | Path, charts: Sequence[str | Pa
     parts = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
              f"<title>{_h(headline(report))}</title><style>{_CSS}</style></head><body>",
              f"<h1>{_h(headline(report))}</h1>"]
+    if report.interrupted:
+        parts.append(f'<p class="fail">{_h(INTERRUPTED_NOTE)}</p>')
     ok = audit_verdict(report)
     n = report.invariants.violations
     if report.audit_skipped:

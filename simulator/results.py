@@ -106,6 +106,9 @@ class RunReport(_Model):
     target: str | None = None  # the HTTP engine: the API it drove (base URL)
     audit_skipped: str | None = None  # why the log was not audited (then audit_ok is False)
     http: dict[str, Any] = Field(default_factory=dict)  # requests by route, retries, statuses
+    interrupted: bool = False  # stopped early (Ctrl-C, SIGTERM): a partial sale day
+    bucket_s: NonNegativeFloat = 0.0  # simulated seconds per timeline bucket
+    files: list[str] = Field(default_factory=list)  # report.json, timeline.csv
 
     def to_json_dict(self) -> dict[str, Any]:
         """The whole report as one JSON-native object (dict orders kept, e.g. the funnel)."""

@@ -41,6 +41,7 @@ from saleday.simulator.results import (
     machine_info,
 )
 from saleday.simulator.scenario import Scenario, check_seed
+from saleday.simulator.stopping import until_stopped
 
 log = structlog.get_logger("saleday.simulator")
 
@@ -98,7 +99,7 @@ def _simulate(opts: RunOptions, url: str | None, source: Iterator[Visit] | None,
               previous_run: str | None) -> RunReport:
     sc = opts.scenario
     skus = catalog(sc, opts.seed)
-    stream = source if source is not None else visits(sc, opts.seed)
+    stream = until_stopped(source if source is not None else visits(sc, opts.seed), opts.stop)
     if opts.record is not None:
         from saleday.simulator.recording import Recorder as Tape
 
@@ -123,10 +124,14 @@ def _simulate(opts: RunOptions, url: str | None, source: Iterator[Visit] | None,
             run = run_ray(opts, url, skus, stream, progress)
     report = _report(opts, url, run, skus, started_at)
     report.previous_run = previous_run
+    report.interrupted = opts.stop is not None and opts.stop.is_set()
     if opts.charts:
         from saleday.simulator.report_html import write_outputs
 
         report = write_outputs(report, opts.data_dir / "report")
+    from saleday.simulator.files import write_files
+
+    report.files = [str(p) for p in write_files(report, opts.data_dir / "report")]
     log.info("simulation_finished", commands=report.commands, events=report.events,
              audit_ok=report.audit_ok, log_digest=report.log_digest)
     return report
@@ -236,6 +241,7 @@ def _report(opts: RunOptions, url: str | None, run: EngineRun, skus: list[Sku],
         throughput_per_s=round(rec.commands / run.wall_s, 1) if run.wall_s else 0.0,
         latency_ms=latency, late_start_s=late_start, busy=rec.busy, unavailable=rec.unavailable,
         rejections=dict(rec.rejections.most_common()), timeline=timeline,
+        bucket_s=rec.bucket_s,
         faults_injected=run.faults_injected, machine=machine_info(),
         target=run.extra.get("target"), audit_skipped=skipped,
         http={k: run.extra[k] for k in ("requests_by_route", "http_retries", "http_statuses")

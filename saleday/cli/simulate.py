@@ -4,7 +4,9 @@
 (a local Ray started in this process, the SQLite log under ./saleday-data) and ends with
 the report and the audit's verdict. Exit status: 0 when every invariant held, 1 when the
 audit found a violation, 2 when the run could not start or finish (bad scenario,
-unreachable or non-empty store, a log another run is writing).
+unreachable or non-empty store, a log another run is writing), 130 when Ctrl-C or SIGTERM
+stopped it: the traffic stops, the log is audited and a partial report written
+(`saleday.cli.interrupt`; a second Ctrl-C quits at once).
 
 Run again in the same data dir, it moves the earlier run's log aside to
 `<data>/previous-runs/` and writes a new one (`simulator.datadir`): nothing is deleted.
@@ -223,6 +225,7 @@ def bench_simulate(
 def _run(sc, *, seed, data, store, engine, address, faults, record, num_cpus, charts,  # type: ignore[no-untyped-def]
          progress, as_json, source=None, click_stats=None, overwrite=False,
          store_give_up=30.0, target=None) -> None:
+    from saleday.cli.interrupt import INTERRUPTED_EXIT, stop_on_signals
     from saleday.events import EventLogError
     from saleday.simulator.report import render
     from saleday.simulator.run import RunOptions, SimulationError, simulate
@@ -239,7 +242,7 @@ def _run(sc, *, seed, data, store, engine, address, faults, record, num_cpus, ch
                       store_give_up_s=store_give_up, http_target=http_target,
                       http_server=http_server)
     try:
-        with stdout_to_stderr(as_json and engine == "http"):
+        with stop_on_signals() as opts.stop, stdout_to_stderr(as_json and engine == "http"):
             report = simulate(opts, source=source)
     except (SimulationError, EventLogError) as exc:
         _fail(str(exc))
@@ -256,6 +259,10 @@ def _run(sc, *, seed, data, store, engine, address, faults, record, num_cpus, ch
             console().print(f"clickstream: {click_stats.summary()}")
         if record is not None:
             console().print(f"command stream recorded in {record}")
+    if report.interrupted:
+        typer.echo("interrupted: the report above covers the traffic up to the signal",
+                   err=True)
+        raise typer.Exit(INTERRUPTED_EXIT)
     if not report.audit_ok and report.audit_skipped is None:
         raise typer.Exit(1)
 
