@@ -122,10 +122,26 @@ def sections(report: RunReport) -> list[Section]:
     out.append(Section("faults injected", ("fault", "count"),
                        [(k, f"{v:,}") for k, v in report.faults_injected.items()]
                        or [("none", "0")]))
+    if report.thresholds:
+        out.append(_thresholds_section(report))
     if report.views:
         out.append(Section("view digests", ("view", "digest"),
                            [(k, v[:16]) for k, v in report.views.items()]))
     return out
+
+
+def _thresholds_section(report: RunReport) -> Section:
+    rows = []
+    for t in report.thresholds:
+        if t.measured is None:
+            measured = "-"
+        elif t.unit == "ms":
+            measured = f"{t.measured:,.1f} ms"
+        else:
+            measured = f"{t.measured * 100:.1f}%"
+        verdict = {True: "pass", False: "FAIL", None: "not measured"}[t.passed]
+        rows.append((t.what, t.target, measured, verdict))
+    return Section("thresholds (the seed's targets)", ("", "target", "measured", "result"), rows)
 
 
 def _intish(value: float) -> float:

@@ -66,6 +66,17 @@ class Invariants(_Model):
     findings: list[Finding] = Field(default_factory=list)
 
 
+class ThresholdResult(_Model):
+    """One of the seed's targets on a run (simulator/thresholds.py)."""
+
+    name: str  # p99_ms, payment_success, coupon_redemption
+    what: str
+    target: str  # e.g. "< 500 ms", "> 99.5%"
+    measured: float | None = None  # ms or a ratio 0..1; None: the run did not produce it
+    unit: str = "ratio"
+    passed: bool | None = None
+
+
 class RunReport(_Model):
     """Everything one simulated sale day produced, in the order a reader wants it."""
 
@@ -109,6 +120,7 @@ class RunReport(_Model):
     interrupted: bool = False  # stopped early (Ctrl-C, SIGTERM): a partial sale day
     bucket_s: NonNegativeFloat = 0.0  # simulated seconds per timeline bucket
     files: list[str] = Field(default_factory=list)  # report.json, timeline.csv
+    thresholds: list[ThresholdResult] = Field(default_factory=list)  # the seed's targets
 
     def to_json_dict(self) -> dict[str, Any]:
         """The whole report as one JSON-native object (dict orders kept, e.g. the funnel)."""

@@ -42,6 +42,7 @@ from saleday.simulator.results import (
 )
 from saleday.simulator.scenario import Scenario, check_seed
 from saleday.simulator.stopping import until_stopped
+from saleday.simulator.thresholds import evaluate
 
 log = structlog.get_logger("saleday.simulator")
 
@@ -125,6 +126,7 @@ def _simulate(opts: RunOptions, url: str | None, source: Iterator[Visit] | None,
     report = _report(opts, url, run, skus, started_at)
     report.previous_run = previous_run
     report.interrupted = opts.stop is not None and opts.stop.is_set()
+    report.thresholds = evaluate(report)
     if opts.charts:
         from saleday.simulator.report_html import write_outputs
 

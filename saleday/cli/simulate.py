@@ -6,7 +6,8 @@ the report and the audit's verdict. Exit status: 0 when every invariant held, 1 
 audit found a violation, 2 when the run could not start or finish (bad scenario,
 unreachable or non-empty store, a log another run is writing), 130 when Ctrl-C or SIGTERM
 stopped it: the traffic stops, the log is audited and a partial report written
-(`saleday.cli.interrupt`; a second Ctrl-C quits at once).
+(`saleday.cli.interrupt`; a second Ctrl-C quits at once), 99 when a threshold chosen with
+`--fail-on` failed (`simulator.thresholds`).
 
 Run again in the same data dir, it moves the earlier run's log aside to
 `<data>/previous-runs/` and writes a new one (`simulator.datadir`): nothing is deleted.
@@ -23,6 +24,8 @@ import typer
 from saleday.cli.common import console, stdout_to_stderr
 
 ENGINES = ("ray", "inprocess", "http")
+THRESHOLDS_EXIT = 99
+"""The exit status when a threshold chosen by `--fail-on` failed (as k6 exits)."""
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
@@ -84,18 +87,38 @@ def simulate(
     charts: Annotated[bool, typer.Option(help="Write PNG charts and report.html under "
                                          "<data>/report.")] = True,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    fail_on: Annotated[list[str] | None, typer.Option(
+        "--fail-on", help="Exit 99 when this threshold of the seed's targets fails: p99_ms "
+                          "(< 500 ms), payment_success (> 99.5%), coupon_redemption (> 40%), "
+                          "or all. Repeat it, or separate names by commas. Every threshold "
+                          "is shown pass/fail either way.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a seeded, time-compressed sale day against saleday and audit the log it wrote."""
     from saleday.simulator.scenario import ScenarioError, load
 
+    chosen = _thresholds(fail_on)
     try:
         sc = load(scenario).with_overrides(users=users, compression=compression)
     except ScenarioError as exc:
         _fail(str(exc))
     _run(sc, seed=seed, data=data, store=store, engine=engine, address=address, faults=faults,
          record=record, num_cpus=num_cpus, charts=charts, progress=progress and not as_json,
-         as_json=as_json, overwrite=overwrite, store_give_up=store_give_up, target=target)
+         as_json=as_json, overwrite=overwrite, store_give_up=store_give_up, target=target,
+         fail_on=chosen)
+
+
+def _thresholds(fail_on: list[str] | None) -> set[str]:
+    """The threshold names `--fail-on` chose (`all`: every one); exit 2 on an unknown one."""
+    from saleday.simulator.thresholds import NAMES
+
+    chosen = {name.strip() for value in fail_on or () for name in value.split(",") if name.strip()}
+    if "all" in chosen:
+        return set(NAMES)
+    unknown = sorted(chosen - set(NAMES))
+    if unknown:
+        _fail(f"--fail-on {', '.join(unknown)}: not a threshold; use {', '.join(NAMES)} or all")
+    return chosen
 
 
 def replay(
@@ -224,7 +247,7 @@ def bench_simulate(
 
 def _run(sc, *, seed, data, store, engine, address, faults, record, num_cpus, charts,  # type: ignore[no-untyped-def]
          progress, as_json, source=None, click_stats=None, overwrite=False,
-         store_give_up=30.0, target=None) -> None:
+         store_give_up=30.0, target=None, fail_on=frozenset()) -> None:
     from saleday.cli.interrupt import INTERRUPTED_EXIT, stop_on_signals
     from saleday.events import EventLogError
     from saleday.simulator.report import render
@@ -265,6 +288,13 @@ def _run(sc, *, seed, data, store, engine, address, faults, record, num_cpus, ch
         raise typer.Exit(INTERRUPTED_EXIT)
     if not report.audit_ok and report.audit_skipped is None:
         raise typer.Exit(1)
+    from saleday.simulator.thresholds import failed
+
+    missed = failed(report.thresholds, set(fail_on))
+    if missed:
+        typer.echo("thresholds failed (--fail-on): " + ", ".join(
+            f"{t.name} {t.target}" for t in missed), err=True)
+        raise typer.Exit(THRESHOLDS_EXIT)
 
 
 def _http_wiring(engine: str, target: str | None, *, data: Path, address: str | None,
