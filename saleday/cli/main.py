@@ -22,7 +22,16 @@ from saleday.cli import ops as cli_ops
 from saleday.cli import simulate as cli_simulate
 from saleday.cli import trace as cli_trace
 from saleday.cli import views as cli_projections
-from saleday.cli.common import DEFAULT_REDIS, KnownErrorsExit2, StoreOpt, console, fail, opened
+from saleday.cli.common import (
+    DEFAULT_REDIS,
+    KnownErrorsExit2,
+    ReadDataOpt,
+    ReadStoreOpt,
+    console,
+    fail,
+    log_url,
+    opened,
+)
 from saleday.cluster import logs
 from saleday.http import cli as http_cli
 
@@ -177,11 +186,11 @@ def bench_reserve(
 
 
 @log_app.command("streams")
-def log_streams(store: StoreOpt,
+def log_streams(store: ReadStoreOpt = None, data: ReadDataOpt = None,
                 as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List the streams of a store with their versions and writer epochs."""
 
-    with opened(store, read_only=True) as s:
+    with opened(log_url(store, data), read_only=True) as s:
         rows = [(name, version, s.head(name).epoch) for name, version in s.streams().items()]
     if as_json:
         typer.echo(json.dumps([{"stream": n, "version": v, "epoch": e} for n, v, e in rows]))
@@ -195,7 +204,7 @@ def log_streams(store: StoreOpt,
 
 
 @log_app.command("verify")
-def log_verify(store: StoreOpt,
+def log_verify(store: ReadStoreOpt = None, data: ReadDataOpt = None,
                stream: Annotated[list[str] | None, typer.Option(help="Only these streams.")] = None,
                recompute: Annotated[bool, typer.Option(
                    help="Recompute each hash from the decoded fields (the auditor's rule in "
@@ -206,7 +215,7 @@ def log_verify(store: StoreOpt,
     from saleday.events import ChainVerifier, CorruptRecordError, verify_commits
 
     results = []
-    with opened(store, read_only=True) as s:
+    with opened(log_url(store, data), read_only=True) as s:
         logged = s.logged_streams()  # from the commits themselves: nothing is hidden
         listed = s.streams()
         names = stream or sorted(set(logged) | set(listed))

@@ -11,9 +11,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from saleday.cli.common import console
+from saleday.cli.common import DEFAULT_DATA, console
 
-DEFAULT_DATA = "saleday-data"
 SALE_TZ = timezone(timedelta(hours=8))
 """Event times print in Beijing time, the sale's own (midnight of 11.11 is 00:00)."""
 
