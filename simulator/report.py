@@ -22,7 +22,11 @@ from saleday.simulator.results import RunReport
 TOP_SELLOUTS = 5
 FIRST_FINDINGS = 5
 _ORDER_KEYS = ("started", "placed", "paid", "cancelled", "expired", "payment_failed", "refunded")
-_COUPON_KEYS = ("granted", "locked", "redeemed", "lapsed")
+_COUPON_KEYS = ("granted", "received", "locked", "redeemed", "lapsed")
+_LABELS = {"granted": "granted (campaign claims)",
+           "received": "received (claims + red-packet shares)"}
+"""Row names that need more than the key: coupons received count the red-packet shares
+too, which is why they outnumber the campaign's grants."""
 _PACKET_KEYS = ("teams", "completed", "expired_unfilled", "shares", "cents_split")
 
 
@@ -87,6 +91,18 @@ INTERRUPTED_NOTE = ("INTERRUPTED: a partial sale day. The traffic stopped at the
                     "the visits in flight finished and their holds ran out before the audit.")
 
 
+def title(report: RunReport) -> str:
+    """A short name of the run for a page title (no store URL)."""
+    return f"saleday {report.scenario}: seed {report.seed}, {report.engine}, {report.users:,} users"
+
+
+def audit_rules_section(report: RunReport) -> Section:
+    """The audit's rules as `saleday audit` prints them: checks passed and failed."""
+    return Section("audit rules", ("rule", "passed", "failed", "what it means"), [
+        (rule, f"{row.get('passed', 0):,}", f"{row.get('failed', 0):,}", str(row.get("about", "")))
+        for rule, row in report.audit_rules.items()])
+
+
 def audit_verdict(report: RunReport) -> bool:
     """PASS only when the audit ran clean and found no violation."""
     return report.audit_ok and report.invariants.violations == 0
@@ -107,7 +123,7 @@ def sections(report: RunReport) -> list[Section]:
                                   ("red packets", report.red_packets, _PACKET_KEYS)):
         if figures:
             out.append(Section(title, ("", "value"), [
-                _money_row(k, v) if "cents" in k else (_label(k), f"{v:,}")
+                _money_row(k, v) if "cents" in k else (_LABELS.get(k, _label(k)), f"{v:,}")
                 for k, v in ((k, figures[k]) for k in _ordered(figures, known))]))
     if report.funnel:
         out.append(_funnel_section(report.funnel))
@@ -119,9 +135,9 @@ def sections(report: RunReport) -> list[Section]:
     if report.rejections:
         out.append(Section("rejections", ("type", "count"), [
             (k, f"{v:,}") for k, v in sorted(report.rejections.items(), key=lambda kv: -kv[1])]))
-    out.append(Section("faults injected", ("fault", "count"),
-                       [(k, f"{v:,}") for k, v in report.faults_injected.items()]
-                       or [("none", "0")]))
+    if report.faults_injected:
+        out.append(Section("faults injected", ("fault", "count"),
+                           [(k, f"{v:,}") for k, v in report.faults_injected.items()]))
     if report.thresholds:
         out.append(_thresholds_section(report))
     if report.views:

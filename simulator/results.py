@@ -121,6 +121,7 @@ class RunReport(_Model):
     bucket_s: NonNegativeFloat = 0.0  # simulated seconds per timeline bucket
     files: list[str] = Field(default_factory=list)  # report.json, timeline.csv
     thresholds: list[ThresholdResult] = Field(default_factory=list)  # the seed's targets
+    audit_rules: dict[str, dict[str, Any]] = Field(default_factory=dict)  # rule -> checks, passed, failed, about
 
     def to_json_dict(self) -> dict[str, Any]:
         """The whole report as one JSON-native object (dict orders kept, e.g. the funnel)."""

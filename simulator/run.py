@@ -284,6 +284,7 @@ def _report(opts: RunOptions, url: str | None, run: EngineRun, skus: list[Sku],
                 for f in audit["findings"]]
     report.invariants = Invariants(violations=len(findings), findings=findings[:200])
     report.audit_ok = audit["ok"]
+    report.audit_rules = audit["rules"]
     report.views = audit["views"]
     report.log_digest = audit["log_digest"]
     return report
@@ -332,6 +333,7 @@ def _audit(url: str, top: list[str], *, target: bool = False) -> dict[str, Any]:
                      "k_factor": by_name["referrals"].k_factor() or 0.0}
     return {
         "ok": bool(result.ok), "events": int(result.events), "findings": list(result.findings),
+        "rules": dict(result.rules),
         "views": {name: d for name, d in result.views.items() if name != SaleTally.name},
         "log_digest": result.log_digest, "totals": totals, "referrals": referrals,
         "tally": tally,
