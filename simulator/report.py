@@ -111,6 +111,8 @@ def audit_verdict(report: RunReport) -> bool:
 def sections(report: RunReport) -> list[Section]:
     """Every table of the report, formatted, in reading order."""
     out = [_run_section(report)]
+    if report.by_command:
+        out.append(_by_command_section(report))
     if report.sellout_s:
         out.append(Section("sell-out (sale clock)", ("SKU", "sold out at"),
                            [(sku, clock(t)) for sku, t in
@@ -146,6 +148,25 @@ def sections(report: RunReport) -> list[Section]:
     return out
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
+def _by_command_section(report: RunReport) -> Section:
+    unit = "route" if report.engine == "http" else "command"
+    rows = []
+    for c in report.by_command:
+        refusals = ", ".join(f"{code} {n:,}" for code, n in list(c.refusals.items())[:2])
+        if len(c.refusals) > 2:
+            refusals += ", …"
+        rows.append((c.name, f"{c.count:,}", f"{c.rejected:,}", refusals or "-",
+                     f"{c.busy + c.unavailable:,}", _ms(c.p50_ms), _ms(c.p90_ms), _ms(c.p99_ms),
+                     _ms(c.max_ms), f"{c.per_s:,.1f}"))
+    return Section(f"{unit}s by type", (unit, "count", "refused", "refusals", "failed",
+                                        "p50 ms", "p90 ms", "p99 ms", "max ms", "per wall s"),
+                   rows)
+
+
 def _thresholds_section(report: RunReport) -> Section:
     rows = []
     for t in report.thresholds:
@@ -171,7 +192,7 @@ def _run_section(r: RunReport) -> Section:
         ("events", f"{r.events:,}" if not r.audit_skipped else "not read"),
         ("wall time", f"{r.duration_s:,.1f} s"),
         ("simulated time", clock(r.sim_duration_s)),
-        ("throughput", f"{r.throughput_per_s:,.0f} {unit}/s"),
+        ("throughput (per wall-clock s)", f"{r.throughput_per_s:,.0f} {unit}/s"),
     ]
     if r.latency_ms is None:
         rows.append(("latency", "not measured"))

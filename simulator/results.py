@@ -41,6 +41,9 @@ class TimelinePoint(_Model):
     errors: Count = 0
     p50_ms: NonNegativeFloat | None = None
     p99_ms: NonNegativeFloat | None = None
+    rejected: Count = 0  # of the served: refused by the business rules
+    p95_ms: NonNegativeFloat | None = None
+    max_ms: NonNegativeFloat | None = None
 
 
 class StockPoint(_Model):
@@ -64,6 +67,22 @@ class Invariants(_Model):
 
     violations: Count = 0
     findings: list[Finding] = Field(default_factory=list)
+
+
+class CommandStats(_Model):
+    """One command type (HTTP engine: one route) over a run, as Locust tabulates requests."""
+
+    name: str
+    count: Count
+    rejected: Count = 0  # refused by the business rules (answered)
+    refusals: dict[str, Count] = Field(default_factory=dict)  # rejection code -> count
+    busy: Count = 0  # shed by the gateway (not decided)
+    unavailable: Count = 0  # the store or shard could not be reached (not decided)
+    p50_ms: NonNegativeFloat | None = None
+    p90_ms: NonNegativeFloat | None = None
+    p99_ms: NonNegativeFloat | None = None
+    max_ms: NonNegativeFloat | None = None
+    per_s: NonNegativeFloat = 0.0  # per wall-clock second of the run
 
 
 class ThresholdResult(_Model):
@@ -122,6 +141,7 @@ class RunReport(_Model):
     files: list[str] = Field(default_factory=list)  # report.json, timeline.csv
     thresholds: list[ThresholdResult] = Field(default_factory=list)  # the seed's targets
     audit_rules: dict[str, dict[str, Any]] = Field(default_factory=dict)  # rule -> checks, passed, failed, about
+    by_command: list[CommandStats] = Field(default_factory=list)  # busiest first
 
     def to_json_dict(self) -> dict[str, Any]:
         """The whole report as one JSON-native object (dict orders kept, e.g. the funnel)."""

@@ -32,6 +32,7 @@ from saleday.simulator.engine import EngineRun, RunOptions, bucket_s, check_setu
 from saleday.simulator.errors import SimulationError
 from saleday.simulator.generator import Sku, Visit, catalog, visits
 from saleday.simulator.results import (
+    CommandStats,
     Finding,
     Invariants,
     LatencyMs,
@@ -222,8 +223,11 @@ def _report(opts: RunOptions, url: str | None, run: EngineRun, skus: list[Sku],
         bl = sorted(b.latencies)
         timeline.append(TimelinePoint(
             t_s=key * rec.bucket_s, offered=b.offered, served=b.served, busy=b.busy,
-            errors=b.errors, p50_ms=round(_percentile(bl, 0.5), 3) if bl else None,
-            p99_ms=round(_percentile(bl, 0.99), 3) if bl else None))
+            errors=b.errors, rejected=b.rejected,
+            p50_ms=round(_percentile(bl, 0.5), 3) if bl else None,
+            p95_ms=round(_percentile(bl, 0.95), 3) if bl else None,
+            p99_ms=round(_percentile(bl, 0.99), 3) if bl else None,
+            max_ms=round(bl[-1], 3) if bl else None))
     audit = None
     skipped = None
     if not opts.audit:
@@ -251,6 +255,7 @@ def _report(opts: RunOptions, url: str | None, run: EngineRun, skus: list[Sku],
     funnel = {"views": out.views, "carts": out.carts,
               "orders": out.orders_started, "paid": out.orders.get("after_payment:paid", 0)}
     report.funnel = funnel
+    report.by_command = _by_command(rec, run.wall_s)
     if audit is None:
         report.orders = _client_orders(out)
         return report
@@ -288,6 +293,22 @@ def _report(opts: RunOptions, url: str | None, run: EngineRun, skus: list[Sku],
     report.views = audit["views"]
     report.log_digest = audit["log_digest"]
     return report
+
+
+def _by_command(rec: Recorder, wall_s: float) -> list[CommandStats]:
+    """The per-type table: count, refusals, failures, latency percentiles, rate per wall s."""
+    rows = []
+    for name, k in sorted(rec.kinds.items(), key=lambda kv: (-kv[1].count, kv[0])):
+        lat = sorted(k.latencies)
+        rows.append(CommandStats(
+            name=name, count=k.count, rejected=sum(k.rejections.values()),
+            refusals=dict(k.rejections.most_common()), busy=k.busy, unavailable=k.unavailable,
+            p50_ms=round(_percentile(lat, 0.50), 3) if lat else None,
+            p90_ms=round(_percentile(lat, 0.90), 3) if lat else None,
+            p99_ms=round(_percentile(lat, 0.99), 3) if lat else None,
+            max_ms=round(lat[-1], 3) if lat else None,
+            per_s=round(k.count / wall_s, 1) if wall_s > 0 else 0.0))
+    return rows
 
 
 def _client_orders(out: Any) -> dict[str, int]:

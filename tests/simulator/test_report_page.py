@@ -44,3 +44,19 @@ def test_coupons_received_say_they_include_the_red_packet_shares():
                    if s.title == "coupons")
     assert coupons.rows == [("granted (campaign claims)", "5"),
                             ("received (claims + red-packet shares)", "8")]
+
+
+def test_the_per_command_table_reads_as_locusts():
+    """A row per command type: count, refusals by type, failures, percentiles, rate."""
+    from saleday.simulator.results import CommandStats
+
+    stats = CommandStats(name="ReserveStock", count=1200, rejected=300,
+                         refusals={"sold_out": 250, "limit_exceeded": 40, "sale_not_open": 10},
+                         busy=5, unavailable=2, p50_ms=1.25, p90_ms=4.0, p99_ms=9.5,
+                         max_ms=40.0, per_s=120.0)
+    table = next(s for s in sections(a_report(by_command=[stats]))
+                 if s.title == "commands by type")
+    assert table.columns == ("command", "count", "refused", "refusals", "failed", "p50 ms",
+                             "p90 ms", "p99 ms", "max ms", "per wall s")
+    assert table.rows == [("ReserveStock", "1,200", "300", "sold_out 250, limit_exceeded 40, …",
+                           "7", "1.2", "4.0", "9.5", "40.0", "120.0")]
