@@ -166,6 +166,7 @@ async def wait_out_holds(sc: Scenario, progress: Any, recorder: Recorder,
     two minutes), so abandoned checkouts are released by the shards' own timers before
     the audit."""
     loop = asyncio.get_running_loop()
+    progress.phase("draining")
     hold_s = (sc.funnel.payment_window_s + 90) / sc.compression
     drain_until = loop.time() + min(hold_s, 120.0)
     while loop.time() < drain_until:

@@ -124,14 +124,16 @@ def _simulate(opts: RunOptions, url: str | None, source: Iterator[Visit] | None,
             from saleday.simulator.ray_engine import run_ray
 
             run = run_ray(opts, url, skus, stream, progress)
-    report = _report(opts, url, run, skus, started_at)
-    report.previous_run = previous_run
-    report.interrupted = opts.stop is not None and opts.stop.is_set()
-    report.thresholds = evaluate(report)
-    if opts.charts:
-        from saleday.simulator.report_html import write_outputs
+        progress.phase("auditing" if opts.audit and url is not None else "reporting")
+        report = _report(opts, url, run, skus, started_at)
+        report.previous_run = previous_run
+        report.interrupted = opts.stop is not None and opts.stop.is_set()
+        report.thresholds = evaluate(report)
+        if opts.charts:
+            from saleday.simulator.report_html import write_outputs
 
-        report = write_outputs(report, opts.data_dir / "report")
+            progress.phase("charts")
+            report = write_outputs(report, opts.data_dir / "report")
     from saleday.simulator.files import write_files
 
     report.files = [str(p) for p in write_files(report, opts.data_dir / "report")]

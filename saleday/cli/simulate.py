@@ -16,6 +16,9 @@ Run again in the same data dir, it moves the earlier run's log aside to
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -264,11 +267,16 @@ def _run(sc, *, seed, data, store, engine, address, faults, record, num_cpus, ch
                       num_cpus=num_cpus, charts=charts, overwrite=overwrite,
                       store_give_up_s=store_give_up, http_target=http_target,
                       http_server=http_server)
+    log_file = data / "simulate.log"
+    logged_before = log_file.stat().st_size if log_file.exists() else 0
     try:
-        with stop_on_signals() as opts.stop, stdout_to_stderr(as_json and engine == "http"):
+        with (stop_on_signals() as opts.stop, stdout_to_stderr(as_json and engine == "http"),
+              _logs_to_file(log_file, enabled=progress and sys.stdout.isatty())):
             report = simulate(opts, source=source)
     except (SimulationError, EventLogError) as exc:
         _fail(str(exc))
+    if log_file.exists() and log_file.stat().st_size > logged_before:
+        typer.echo(f"note: the run logged warnings to {log_file}", err=True)
     if report.previous_run is not None:
         typer.echo(f"note: the previous run's log was moved to {report.previous_run}", err=True)
     if as_json:
@@ -295,6 +303,19 @@ def _run(sc, *, seed, data, store, engine, address, faults, record, num_cpus, ch
         typer.echo("thresholds failed (--fail-on): " + ", ".join(
             f"{t.name} {t.target}" for t in missed), err=True)
         raise typer.Exit(THRESHOLDS_EXIT)
+
+
+@contextmanager
+def _logs_to_file(path: Path, *, enabled: bool) -> Iterator[None]:
+    """While the progress bar is shown, log events go to `path` (the data dir's
+    simulate.log), not under the bar."""
+    if not enabled:
+        yield
+        return
+    from saleday.cluster import logs
+
+    with logs.to_file(path):
+        yield
 
 
 def _http_wiring(engine: str, target: str | None, *, data: Path, address: str | None,
