@@ -20,7 +20,7 @@ def test_the_bar_names_the_phase_after_the_sale():
         progress.update(sim_t_s=98, commands=10)
         progress.phase("auditing")
     text = out.getvalue()
-    assert "auditing 00:01:38" in text and "sale day 00:01:38" in text
+    assert "auditing 00:01:38" in text and " 98%" in text
 
 
 def test_log_events_go_to_the_file_while_it_lasts(tmp_path, capsys):
