@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -70,9 +71,17 @@ class opened:
         return False
 
 
+PIPED_WIDTH = 132
+"""Columns of output that goes to a pipe or file (no terminal to ask), unless $COLUMNS says."""
+
+
 def console() -> Console:
-    """A console at least 132 columns wide, so tables are never cut when output is piped."""
-    return Console(width=max(shutil.get_terminal_size((132, 24)).columns, 132))
+    """A console as wide as the terminal it prints to (tables fit, nothing wraps), or, when
+    the output is piped, $COLUMNS or `PIPED_WIDTH` wide so tables are not cut at 80."""
+    if sys.stdout.isatty():
+        return Console(width=shutil.get_terminal_size().columns)
+    columns = os.environ.get("COLUMNS", "")
+    return Console(width=int(columns) if columns.isdigit() and int(columns) > 0 else PIPED_WIDTH)
 
 
 def fail(exc: Exception) -> None:
