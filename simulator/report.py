@@ -174,8 +174,8 @@ def _thresholds_section(report: RunReport) -> Section:
             measured = "-"
         elif t.unit == "ms":
             measured = f"{t.measured:,.1f} ms"
-        else:
-            measured = f"{t.measured * 100:.1f}%"
+        else:   # three decimals: 99.496% must not read as the 99.5% it misses
+            measured = f"{t.measured * 100:.3f}%"
         verdict = {True: "pass", False: "FAIL", None: "not measured"}[t.passed]
         rows.append((t.what, t.target, measured, verdict))
     return Section("thresholds (the seed's targets)", ("", "target", "measured", "result"), rows)

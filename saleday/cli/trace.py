@@ -4,7 +4,6 @@ across streams (projections/trace.py), from a data dir, a store or a JSONL expor
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any
 
 import typer
@@ -12,9 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from saleday.cli.common import DEFAULT_DATA, console
-
-SALE_TZ = timezone(timedelta(hours=8))
-"""Event times print in Beijing time, the sale's own (midnight of 11.11 is 00:00)."""
+from saleday.cli.human import event_time
 
 
 def register(app: typer.Typer) -> None:
@@ -70,8 +67,7 @@ def _print(found: Any) -> None:
     for col in ("event time (UTC+8)", "event", "type", "flow", "caused by", "what"):
         table.add_column(col, overflow="fold")
     for e in found.events:
-        at = datetime.fromtimestamp(e.recorded_at / 1000, SALE_TZ).strftime("%H:%M:%S.%f")[:-3]
-        table.add_row(at, f"{e.stream}@{e.version}", e.type.split(".", 1)[-1],
+        table.add_row(event_time(e.recorded_at), f"{e.stream}@{e.version}", e.type.split(".", 1)[-1],
                       escape(e.correlation_id), escape(e.causation_id), escape(_what(e.data)))
     out.print(table)
 
