@@ -1,4 +1,4 @@
-"""A run's charts: traffic, latency, stock and funnel, drawn as PNG files.
+"""A run's charts: traffic, latency, stock, funnel and team-ups, drawn as PNG files.
 
 matplotlib's Agg backend (no display), imported only when charts are drawn; a chart with
 no data to show is skipped, not faked. Times on the x axis read as the report's clock.
@@ -35,7 +35,7 @@ def write_charts(report: RunReport, out_dir: str | Path) -> list[Path]:
     written = []
     drawers: tuple[tuple[str, Callable[[RunReport, Any], bool]], ...] = (
         ("traffic", _draw_traffic), ("latency", _draw_latency),
-        ("stock", _draw_stock), ("funnel", _draw_funnel))
+        ("stock", _draw_stock), ("funnel", _draw_funnel), ("teams", _draw_teams))
     for name, draw in drawers:
         fig = Figure(figsize=(9, 4.2), dpi=100, layout="constrained")
         ax = fig.add_subplot()
@@ -187,11 +187,35 @@ def _draw_stock(r: RunReport, ax: Any) -> bool:
         (line,) = ax.step(xs, ys, where="post", label=_text(sku))
         if sku in r.sellout_s:
             ax.plot([r.sellout_s[sku]], [0], marker="x", markersize=8, color=line.get_color())
+        for left in r.tier_marks.get(sku, ()):
+            ax.axhline(left, color=line.get_color(), linestyle=":", linewidth=0.9)
+    if any(r.tier_marks.get(sku) for sku, _ in series):
+        ax.plot([], [], color="#555", linestyle=":", label="price tier ends")
     ax.set_ylabel("units remaining")
     top = max(p.remaining for _, pts in series for p in pts)
     ax.set_ylim(-0.03 * max(top, 1), max(top, 1) * 1.05)
     _thousands(ax)
-    ax.set_title(_text(f"{r.scenario}: stock of the hottest SKUs (x: sold out)"))
+    ax.set_title(_text(f"{r.scenario}: stock of the hottest SKUs (x: sold out; dotted: a "
+                       f"flash tier ends)"))
+    _clock_axis(ax)
+    _legend(ax)
+    return True
+
+
+def _draw_teams(r: RunReport, ax: Any) -> bool:
+    points = r.teams_timeline
+    if not points:
+        return False
+    xs = [p.t_s for p in points]
+    for key, name, color in (("formed", "teams formed", "#1f77b4"),
+                             ("completed", "completed", "#2ca02c"),
+                             ("expired", "expired unfilled", "#d62728"),
+                             ("shares", "red-packet shares paid", "#ff7f0e")):
+        ax.step(xs, [getattr(p, key) for p in points], where="post", label=name, color=color)
+    ax.set_ylabel("so far (cumulative)")
+    ax.set_ylim(bottom=0)
+    _thousands(ax)
+    ax.set_title(_text(f"{r.scenario}: team-ups over time"))
     _clock_axis(ax)
     _legend(ax)
     return True

@@ -46,6 +46,16 @@ class TimelinePoint(_Model):
     max_ms: NonNegativeFloat | None = None
 
 
+class TeamPoint(_Model):
+    """Team-ups so far at a moment of simulated time (cumulative counts)."""
+
+    t_s: float
+    formed: Count = 0
+    completed: Count = 0
+    expired: Count = 0
+    shares: Count = 0  # red-packet shares paid out
+
+
 class StockPoint(_Model):
     """Units of a SKU still available at a moment of simulated time."""
 
@@ -142,6 +152,8 @@ class RunReport(_Model):
     thresholds: list[ThresholdResult] = Field(default_factory=list)  # the seed's targets
     audit_rules: dict[str, dict[str, Any]] = Field(default_factory=dict)  # rule -> checks, passed, failed, about
     by_command: list[CommandStats] = Field(default_factory=list)  # busiest first
+    tier_marks: dict[str, list[Count]] = Field(default_factory=dict)  # top SKU -> units left where a price tier ends
+    teams_timeline: list[TeamPoint] = Field(default_factory=list)  # cumulative, per bucket
 
     def to_json_dict(self) -> dict[str, Any]:
         """The whole report as one JSON-native object (dict orders kept, e.g. the funnel)."""

@@ -14,6 +14,7 @@ local front door).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import math
 import time
 import zlib
@@ -38,6 +39,7 @@ from saleday.simulator.results import (
     LatencyMs,
     RunReport,
     StockPoint,
+    TeamPoint,
     TimelinePoint,
     machine_info,
 )
@@ -287,6 +289,9 @@ def _report(opts: RunOptions, url: str | None, run: EngineRun, skus: list[Sku],
         sku: [StockPoint(t_s=round(max(0.0, clock.sim_s(at)), 1), remaining=max(0, left))
               for at, left in series]
         for sku, series in tally.depletion().items()}
+    report.tier_marks = _tier_marks(skus, set(report.stock_depletion))
+    report.teams_timeline = _teams_timeline(tally.team_times, clock, rec.bucket_s,
+                                            run.sim_end_s)
     findings = [Finding(rule=f.rule, stream=f.stream, version=f.version, message=f.message)
                 for f in audit["findings"]]
     report.invariants = Invariants(violations=len(findings), findings=findings[:200])
@@ -295,6 +300,34 @@ def _report(opts: RunOptions, url: str | None, run: EngineRun, skus: list[Sku],
     report.views = audit["views"]
     report.log_digest = audit["log_digest"]
     return report
+
+
+def _tier_marks(skus: list[Sku], shown: set[str]) -> dict[str, list[int]]:
+    """Per SKU charted: the units left at which each price tier but the last runs out."""
+    marks = {}
+    for s in skus:
+        if s.sku in shown and len(s.tiers) > 1:
+            left, at = s.stock, []
+            for units, _ in s.tiers[:-1]:
+                left -= units
+                if 0 < left < s.stock:
+                    at.append(left)
+            marks[s.sku] = at
+    return marks
+
+
+def _teams_timeline(times: dict[str, list[int]], clock: SimClock, bucket_s: float,
+                    end_s: float) -> list[TeamPoint]:
+    """Cumulative team-ups at the end of each bucket; empty when no team formed."""
+    if not times.get("formed"):
+        return []
+    sims = {k: sorted(clock.sim_s(at) for at in v) for k, v in times.items()}
+    points = []
+    n = max(1, math.ceil(end_s / bucket_s))
+    for i in range(n + 1):
+        t = i * bucket_s
+        points.append(TeamPoint(t_s=t, **{k: bisect.bisect_right(v, t) for k, v in sims.items()}))
+    return points
 
 
 def _by_command(rec: Recorder, wall_s: float) -> list[CommandStats]:

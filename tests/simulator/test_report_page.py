@@ -60,3 +60,33 @@ def test_the_per_command_table_reads_as_locusts():
                              "p90 ms", "p99 ms", "max ms", "per wall s")
     assert table.rows == [("ReserveStock", "1,200", "300", "sold_out 250, limit_exceeded 40, …",
                            "7", "1.2", "4.0", "9.5", "40.0", "120.0")]
+
+
+def test_team_ups_get_a_chart_and_flash_tiers_a_mark(tmp_path):
+    """A run with teams draws teams.png; a SKU with a flash tier gets its boundary drawn."""
+    from saleday.simulator.charts import write_charts
+    from saleday.simulator.results import TeamPoint
+
+    teams = [TeamPoint(t_s=60.0 * i, formed=3 * i, completed=2 * i, expired=i // 3,
+                       shares=6 * i) for i in range(10)]
+    paths = write_charts(a_report(teams_timeline=teams, tier_marks={"sku-hot": [80]}), tmp_path)
+    assert [p.name for p in paths] == ["traffic.png", "latency.png", "stock.png", "funnel.png",
+                                       "teams.png"]
+
+
+def test_the_tally_times_team_ups_from_the_log():
+    """Teams formed, completed and expired, and each share, are timed from their events."""
+    from saleday.events import Envelope
+    from saleday.simulator.tally import SaleTally
+
+    def env(kind, at, data):
+        return Envelope("team-000", 1, kind, 1, at, "c", "", "", data, b"", b"")
+
+    tally = SaleTally([])
+    for e in (env("teams.team_created", 10, {"team": "t"}),
+              env("teams.team_completed", 20, {"team": "t"}),
+              env("teams.red_packet_split", 20, {"team": "t", "shares": [["a", 5], ["b", 5]]}),
+              env("teams.team_expired_unfilled", 30, {"team": "u"})):
+        tally.apply(e)
+    assert tally.team_times == {"formed": [10], "completed": [20], "expired": [30],
+                                "shares": [20, 20]}
