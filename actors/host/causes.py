@@ -1,6 +1,7 @@
 """A shard host's causes: which recorded event set each pending deadline.
 
-An expiry is caused by the event that set the deadline it ends: a `ReservationExpired`
+An expiry is caused by the event that set the deadline it ends (named as
+`events.event_ref` names an event, `stream@version`): a `ReservationExpired`
 by its `StockReserved`, an order's expiry by its `CheckoutStarted`, a lapsed coupon by
 its `CouponReceived`. The host keeps, per entity and per timer (the decider's `timer_of`,
 or the entity's one timer), the `event_ref` and correlation id of the event that set the
@@ -16,7 +17,6 @@ from __future__ import annotations
 from typing import Any
 
 from saleday.actors.decider import Decider
-from saleday.events import event_ref
 
 Cause = tuple[str, str]
 """`(causation_id, correlation_id)`: the event that set a deadline, and its flow."""
@@ -41,18 +41,20 @@ class Causes:
 
     def note_recorded(self, event: Any, version: int, correlation_id: str) -> None:
         """After `event` is durable at `version`: remember the deadline it sets, or forget
-        the timer it settles."""
+        the timer it settles. (The common event, which neither sets a deadline nor belongs
+        to an entity with one pending, costs two calls and a dict lookup.)"""
         decider = self.decider
         entity = decider.entity_of(event)
-        timer = decider.timer_of(event)
-        deadline = decider.deadline_of(event)
-        if deadline is not None:
-            self._causes.setdefault(entity, {})[timer or ""] = (
-                event_ref(self.stream, version), correlation_id)
+        if decider.deadline_of(event) is not None:
+            timers = self._causes.get(entity)
+            if timers is None:
+                timers = self._causes[entity] = {}
+            timers[decider.timer_of(event) or ""] = (f"{self.stream}@{version}", correlation_id)
             return
         timers = self._causes.get(entity)
         if timers is None:
             return
+        timer = decider.timer_of(event)
         if timer is not None:
             timers.pop(timer, None)
         elif decider.next_deadline(self.states[entity]) is None:
