@@ -99,7 +99,7 @@ def serve(
         http_settings = http_cli.prepare(host=host, port=port, dev_secrets=dev_secrets,
                                          data_dir=settings.data_dir)
         if shards is None and "SALEDAY_SHARDS" not in os.environ:
-            settings = settings.model_copy(update={"shards": http_cli.HTTP_SHARDS})
+            settings = settings.model_copy(update={"shards": http_cli.http_shards(num_cpus)})
     config = settings.runtime_config().model_copy(
         update={"detached": settings.ray_address is not None})
     from saleday.cluster import ray_api
