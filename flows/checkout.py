@@ -25,7 +25,13 @@ import structlog
 
 from saleday.actors.decider import Rejection
 from saleday.actors.host import Accepted, TransportFailure, Unavailable
-from saleday.actors.order import CancelOrder, RecordPayment, RecordTry, StartCheckout
+from saleday.actors.order import (
+    CancelOrder,
+    OrderPlaced,
+    RecordPayment,
+    RecordTry,
+    StartCheckout,
+)
 from saleday.actors.session import LockCoupon, RedeemCoupon, TrackOrder, UnlockCoupon
 from saleday.actors.sku import (
     MAX_UNITS_PER_RESERVATION,
@@ -48,6 +54,8 @@ class CheckoutResult:
     unavailable (not decided: call again with the same order id)."""
     total_cents: int = 0
     reason: str = ""
+    order: Any = None
+    """The order's state as read after the step, where the step read it (`place`)."""
 
 
 class Checkout:
@@ -108,11 +116,14 @@ class Checkout:
                                     order_id, "placed")
         if not isinstance(placed, Accepted):
             return await self._cancel_after(order_id, placed, now)
-        order = await self.gateway.query("order", order_id)
-        await self._submit(TrackOrder(user=user, order_id=order_id, status="placed",
-                                      amount_cents=order.total_cents, now=now),
-                           order_id, "track/placed")
-        return CheckoutResult(order_id=order_id, status="placed", total_cents=order.total_cents)
+        total = next((e.total_cents for e in placed.events if isinstance(e, OrderPlaced)), None)
+        if total is None:   # a repeated try answers without its events: ask the order
+            total = (await self.gateway.query("order", order_id)).total_cents
+        order, _ = await asyncio.gather(   # the order as it now stands, and the user's record
+            self.gateway.query("order", order_id),
+            self._submit(TrackOrder(user=user, order_id=order_id, status="placed",
+                                    amount_cents=total, now=now), order_id, "track/placed"))
+        return CheckoutResult(order_id=order_id, status="placed", total_cents=total, order=order)
 
     # -- confirm ------------------------------------------------------------------------
 
