@@ -32,6 +32,9 @@ class RunOptions:
     store_url: str | None = None
     address: str | None = None
     faults: bool = False
+    fault_mix: str | None = None
+    """In-process, with `faults`: `swarm` (the seed picks which fault classes are on, and
+    how often) or classes separated by commas (`simulator.swarm`); None: today's five."""
     record: Path | None = None
     progress: bool = True
     num_cpus: int | None = None
