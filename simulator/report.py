@@ -118,6 +118,10 @@ def sections(report: RunReport) -> list[Section]:
     out.append(Section("faults injected", ("fault", "count"),
                        [(k, f"{v:,}") for k, v in report.faults_injected.items()]
                        or [("none", "0")]))
+    if report.fault_mix is not None:   # --faults swarm: which classes the seed turned on
+        out.append(Section(f"fault mix ({report.fault_mix['spec']})", ("class", "drawn"), [
+            (k, ", ".join(f"{n}={v}" for n, v in params.items()))
+            for k, params in report.fault_mix["classes"].items()]))
     if report.views:
         out.append(Section("view digests", ("view", "digest"),
                            [(k, v[:16]) for k, v in report.views.items()]))

@@ -73,7 +73,14 @@ def simulate(
     faults: Annotated[bool, typer.Option(help="In-process only: inject, from the seed, "
                                          "shard crashes, lost replies, duplicate "
                                          "deliveries, failed appends and late payment "
-                                         "callbacks, then check every invariant.")] = False,
+                                         "callbacks, then check every invariant. "
+                                         "`--faults swarm`: the seed picks which fault "
+                                         "classes are on and how often (twelve classes, "
+                                         "docs/SIMULATOR.md); `--faults CLASS,CLASS`: those "
+                                         "classes.")] = False,
+    fault_mix: Annotated[str | None, typer.Option(
+        "--fault-mix", help="The mix of `--faults MIX` (swarm, or classes separated by "
+                            "commas); implies --faults.")] = None,
     record: Annotated[Path | None, typer.Option(help="Write the command stream (visits, "
                                                 "JSON lines; .gz to compress) here.")] = None,
     num_cpus: Annotated[int | None, typer.Option(help="CPUs for a local Ray.")] = None,
@@ -91,9 +98,20 @@ def simulate(
         sc = load(scenario).with_overrides(users=users, compression=compression)
     except ScenarioError as exc:
         _fail(str(exc))
-    _run(sc, seed=seed, data=data, store=store, engine=engine, address=address, faults=faults,
-         record=record, num_cpus=num_cpus, charts=charts, progress=progress and not as_json,
-         as_json=as_json, overwrite=overwrite, store_give_up=store_give_up, target=target)
+    if fault_mix is not None:
+        from saleday.simulator.swarm import FaultMixError, parse_spec
+
+        try:
+            parse_spec(fault_mix)
+        except FaultMixError as exc:
+            _fail(str(exc))
+        if record is not None:
+            _fail("--record with a swarm mix is not supported yet: the recording's header "
+                  "keeps only whether faults were on")
+    _run(sc, seed=seed, data=data, store=store, engine=engine, address=address,
+         faults=faults or fault_mix is not None, record=record, num_cpus=num_cpus,
+         charts=charts, progress=progress and not as_json, as_json=as_json,
+         overwrite=overwrite, store_give_up=store_give_up, target=target, fault_mix=fault_mix)
 
 
 def replay(
@@ -222,7 +240,7 @@ def bench_simulate(
 
 def _run(sc, *, seed, data, store, engine, address, faults, record, num_cpus, charts,  # type: ignore[no-untyped-def]
          progress, as_json, source=None, click_stats=None, overwrite=False,
-         store_give_up=30.0, target=None) -> None:
+         store_give_up=30.0, target=None, fault_mix=None) -> None:
     from saleday.events import EventLogError
     from saleday.simulator.report import render
     from saleday.simulator.run import RunOptions, SimulationError, simulate
@@ -237,7 +255,7 @@ def _run(sc, *, seed, data, store, engine, address, faults, record, num_cpus, ch
                       address=address, faults=faults, record=record, progress=progress,
                       num_cpus=num_cpus, charts=charts, overwrite=overwrite,
                       store_give_up_s=store_give_up, http_target=http_target,
-                      http_server=http_server)
+                      http_server=http_server, fault_mix=fault_mix)
     try:
         with stdout_to_stderr(as_json and engine == "http"):
             report = simulate(opts, source=source)
@@ -257,6 +275,8 @@ def _run(sc, *, seed, data, store, engine, address, faults, record, num_cpus, ch
         if record is not None:
             console().print(f"command stream recorded in {record}")
     if not report.audit_ok and report.audit_skipped is None:
+        if report.fault_mix is not None:
+            typer.echo(f"reproduce: {report.fault_mix['reproduce']}", err=True)
         raise typer.Exit(1)
 
 
