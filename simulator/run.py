@@ -201,7 +201,8 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
     injected = {k: v for k, v in plan.injected.items() if v} if opts.faults else {}
     extra: dict[str, Any] = {"batches": shards.batches, "reactions": shards.reactions}
     if mix is not None:
-        extra["fault_mix"] = mix.as_json(scenario=sc.name, users=sc.users)
+        extra["fault_mix"] = mix.as_json(scenario=opts.scenario_ref or sc.name, users=sc.users,
+                                         compression=sc.compression)
         watch = getattr(shards, "watch", None)
         if watch is not None:
             extra["live_views"] = watch.finish()

@@ -62,16 +62,17 @@ class FaultMix:
     def param(self, kind: str, name: str, default: Any = None) -> Any:
         return self.on.get(kind, {}).get(name, default)
 
-    def reproduce(self, *, scenario: str, users: int) -> str:
+    def reproduce(self, *, scenario: str, users: int, compression: float) -> str:
         """The one command that runs this seed with this mix again."""
         args = ["saleday", "simulate", "--engine", "inprocess", "--scenario", scenario,
-                "--users", str(users), "--seed", str(self.seed), "--faults", self.spec,
-                "--no-charts"]
+                "--users", str(users), "--compression", f"{compression:g}",
+                "--seed", str(self.seed), "--faults", self.spec, "--no-charts"]
         return shlex.join(args)
 
-    def as_json(self, *, scenario: str, users: int) -> dict[str, Any]:
+    def as_json(self, *, scenario: str, users: int, compression: float) -> dict[str, Any]:
         return {"spec": self.spec, "classes": {k: dict(v) for k, v in self.on.items()},
-                "reproduce": self.reproduce(scenario=scenario, users=users)}
+                "reproduce": self.reproduce(scenario=scenario, users=users,
+                                            compression=compression)}
 
 
 def parse_spec(spec: str) -> tuple[str, ...] | None:

@@ -41,10 +41,15 @@ import structlog
 from saleday.actors.host import Request, ShardHost, Unavailable
 from saleday.cluster.local import Lane
 from saleday.events import EventStore, Snapshot, StoreUnavailable
+from saleday.simulator.errors import SimulationError
 from saleday.simulator.inprocess import FaultPlan, FaultyShards, _FailNextAppend
 from saleday.simulator.swarm import FaultMix, SwarmSchedule
 
 log = structlog.get_logger("saleday.simulator")
+
+
+class RecoveryFailed(SimulationError):
+    """A shard's new host could not recover from the store after an injected fault."""
 
 
 class SwarmStore(_FailNextAppend):
@@ -204,14 +209,14 @@ class SwarmShards(FaultyShards):
             lane.store.tear = str(self.mix.param("torn_write", "kept", "all"))
             replies = lane.host.handle(requests)
             lane.store.tear = None
-            lane.host = self.new_host(lane.kind, lane.stream, lane.store)   # the writer died
+            self._recover(lane)   # the writer died
             return replies
         if kind == "full_disk":
             self._disk_full_until[lane.stream] = self.now_ms + self._span_ms("full_disk")
             return self._deliver_with_faults(index, lane, requests, t_s)
         if kind == "bad_snapshot":
             lane.store.bad_snapshot = next(self._variants, "stale")
-            lane.host = self.new_host(lane.kind, lane.stream, lane.store)
+            self._recover(lane)
             return lane.host.handle(requests)
         replies = lane.host.handle(requests)
         if kind == "slow_store":
@@ -221,6 +226,14 @@ class SwarmShards(FaultyShards):
         elif kind == "delayed_reply":
             self._hold = self.now_ms + self._span_ms("delayed_reply")
         return replies
+
+    def _recover(self, lane: Lane) -> None:
+        """Drop the shard's host and recover a new one from the store, or end the run."""
+        try:
+            lane.host = self.new_host(lane.kind, lane.stream, lane.store)
+        except Exception as exc:
+            raise RecoveryFailed(f"shard {lane.stream} could not recover from the store: "
+                                 f"{type(exc).__name__}: {exc}") from exc
 
     def tick(self) -> int:
         """Release what is due of the held replies and follow-ups, fire the timers of every

@@ -36,7 +36,8 @@ def _quiet() -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
 
 
-def one_seed(scenario: Scenario, seed: int, spec: str, tmp: Path) -> dict[str, Any]:
+def one_seed(scenario: Scenario, seed: int, spec: str, tmp: Path,
+             scenario_ref: str | None = None) -> dict[str, Any]:
     """Run `seed` with the swarm and return what the bench keeps of it."""
     from saleday.events.memory_store import drop
     from saleday.simulator.run import RunOptions, simulate
@@ -44,11 +45,12 @@ def one_seed(scenario: Scenario, seed: int, spec: str, tmp: Path) -> dict[str, A
     name = f"dst-{os.getpid()}-{seed}"
     opts = RunOptions(scenario=scenario, seed=seed, engine="inprocess", faults=True,
                       fault_mix=spec, data_dir=tmp / str(seed), store_url=f"memory://{name}",
-                      progress=False, charts=False)
+                      progress=False, charts=False, scenario_ref=scenario_ref)
     mix = draw_mix(seed, spec)
     row: dict[str, Any] = {"seed": seed, "classes": sorted(mix.on),
-                           "reproduce": mix.reproduce(scenario=scenario.name,
-                                                      users=scenario.users)}
+                           "reproduce": mix.reproduce(scenario=scenario_ref or scenario.name,
+                                                      users=scenario.users,
+                                                      compression=scenario.compression)}
     started = time.perf_counter()
     try:
         report = simulate(opts)
@@ -71,19 +73,21 @@ def _init(tmp: str) -> None:
     _quiet()
 
 
-def _job(args: tuple[Scenario, int, str]) -> dict[str, Any]:
-    scenario, seed, spec = args
+def _job(args: tuple[Scenario, int, str, str | None]) -> dict[str, Any]:
+    scenario, seed, spec, ref = args
     assert _TMP is not None
-    return one_seed(scenario, seed, spec, _TMP)
+    return one_seed(scenario, seed, spec, _TMP, ref)
 
 
 def run(scenario: Scenario, *, seeds: int, first_seed: int = 0, spec: str = "swarm",
-        workers: int | None = None,
+        workers: int | None = None, scenario_ref: str | None = None,
         on_seed: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run `seeds` seeds from `first_seed` across `workers` processes (default: the
-    cores) and sum them up."""
+    cores) and sum them up. `scenario_ref`: the preset or file the scenario came from, for
+    the commands that reproduce failing seeds."""
     workers = max(1, min(workers or os.cpu_count() or 1, seeds))
-    jobs = [(scenario, seed, spec) for seed in range(first_seed, first_seed + seeds)]
+    jobs = [(scenario, seed, spec, scenario_ref)
+            for seed in range(first_seed, first_seed + seeds)]
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="saleday-dst-") as tmp:

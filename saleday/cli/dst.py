@@ -55,7 +55,7 @@ def bench_dst(
             progress.update(task, advance=1, description=f"{seeds:,} seeds, {failed} failed")
 
         result = dst.run(sc, seeds=seeds, first_seed=first_seed, spec=faults, workers=workers,
-                         on_seed=on_seed)
+                         scenario_ref=scenario, on_seed=on_seed)
     if as_json:
         typer.echo(json.dumps(result))
     else:

@@ -111,7 +111,8 @@ def simulate(
     _run(sc, seed=seed, data=data, store=store, engine=engine, address=address,
          faults=faults or fault_mix is not None, record=record, num_cpus=num_cpus,
          charts=charts, progress=progress and not as_json, as_json=as_json,
-         overwrite=overwrite, store_give_up=store_give_up, target=target, fault_mix=fault_mix)
+         overwrite=overwrite, store_give_up=store_give_up, target=target, fault_mix=fault_mix,
+         scenario_ref=scenario)
 
 
 def replay(
@@ -240,7 +241,7 @@ def bench_simulate(
 
 def _run(sc, *, seed, data, store, engine, address, faults, record, num_cpus, charts,  # type: ignore[no-untyped-def]
          progress, as_json, source=None, click_stats=None, overwrite=False,
-         store_give_up=30.0, target=None, fault_mix=None) -> None:
+         store_give_up=30.0, target=None, fault_mix=None, scenario_ref=None) -> None:
     from saleday.events import EventLogError
     from saleday.simulator.report import render
     from saleday.simulator.run import RunOptions, SimulationError, simulate
@@ -255,7 +256,7 @@ def _run(sc, *, seed, data, store, engine, address, faults, record, num_cpus, ch
                       address=address, faults=faults, record=record, progress=progress,
                       num_cpus=num_cpus, charts=charts, overwrite=overwrite,
                       store_give_up_s=store_give_up, http_target=http_target,
-                      http_server=http_server, fault_mix=fault_mix)
+                      http_server=http_server, fault_mix=fault_mix, scenario_ref=scenario_ref)
     try:
         with stdout_to_stderr(as_json and engine == "http"):
             report = simulate(opts, source=source)
