@@ -347,6 +347,9 @@ async def run_rounds(shards: FaultyShards, clock: VirtualTime, visits: Iterator[
         idle = upcoming is None and not tasks and not shards.holding()
         if idle and t >= end_s:
             return failures
+        if t > 2 * end_s + 3_600:   # a reply that never comes: fail, never spin for ever
+            raise SimulationError(f"{len(tasks)} visits still wait for a reply at {t:g} "
+                                  f"simulated s, long past the end of the sale ({end_s:g} s)")
         nxt = t + tick_s
         if idle:
             nxt = max(nxt, min(end_s, t + 60 * tick_s))   # idle: run the clock out faster

@@ -107,7 +107,8 @@ class SwarmShards(FaultyShards):
         self._skews = iter(to_ms(s) - zero for s in when.skew_s)
         self._disk_full_until: dict[str, int] = {}
         self._blocked_until: dict[str, int] = {}
-        self._refused_round: dict[str, float] = {}
+        self._refused_at: dict[str, int] = {}
+        """shard -> the round (engine ms) in which the full disk last refused it."""
         self._hold: int | None = None
         self._held: list[tuple[int, int, list[tuple[asyncio.Future, Any]]]] = []
         self._held_follow_ups: list[tuple[int, int, list[tuple[str, Any]]]] = []
@@ -141,21 +142,17 @@ class SwarmShards(FaultyShards):
         return ShardHost(decider=self.deciders[kind], store=store, stream=stream,
                          snapshot_every=self.snapshot_every, clock=clock)
 
-    def _blocked(self, lane: Lane, t_s: float | None = None) -> bool:
-        if self._blocked_until.get(lane.stream, -1) > self.now_ms:
-            return True
-        return t_s is not None and self._refused_round.get(lane.stream) == t_s
+    def _blocked(self, lane: Lane) -> bool:
+        """Whether the shard takes no batch now: blocked in a slow append, or refused by
+        the full disk in this round already."""
+        now = self.now_ms
+        return (self._blocked_until.get(lane.stream, -1) > now
+                or self._refused_at.get(lane.stream) == now)
 
     # -- the rounds ------------------------------------------------------------------------
 
     def pending(self) -> bool:
-        return any(lane.queue and not self._blocked(lane, self._round) for lane in self.order)
-
-    _round: float | None = None
-
-    def flush(self, t_s: float = 0.0) -> int:
-        self._round = t_s
-        return super().flush(t_s)
+        return any(lane.queue and not self._blocked(lane) for lane in self.order)
 
     def holding(self) -> bool:
         """Whether replies or follow-ups are held for later (the rounds must go on)."""
@@ -164,7 +161,7 @@ class SwarmShards(FaultyShards):
     def _run(self, index: int, lane: Lane, t_s: float, *, retry_unavailable: bool) -> int:
         """As `LocalShards._run`, but a blocked shard takes nothing, and a struck batch's
         replies may be held and shuffled."""
-        if self._blocked(lane, t_s):
+        if self._blocked(lane):
             return 0
         take, lane.queue = lane.queue, []
         self._hold = None
@@ -195,7 +192,7 @@ class SwarmShards(FaultyShards):
                              t_s: float) -> list[Any]:
         if self._disk_full_until.get(lane.stream, -1) >= self.now_ms:
             replies = lane.host.handle(requests)      # refused: retried next round
-            self._refused_round[lane.stream] = t_s
+            self._refused_at[lane.stream] = self.now_ms
             return replies
         plan = self.faults
         due = plan.at[self._fault_at] if self._fault_at < len(plan.at) else None

@@ -67,7 +67,8 @@ class ProjectionWatch:
                  checkpoints: Callable[[CheckpointStore], KilledCheckpoints] = KilledCheckpoints
                  ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.unlink(missing_ok=True)
+        for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            stale.unlink(missing_ok=True)   # a run killed earlier may have left them
         self.store = store
         self.checkpoints = checkpoints(SqliteCheckpoints(path))
         self.kills_ms = sorted(kills_ms)

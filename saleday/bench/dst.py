@@ -11,7 +11,6 @@ seeds had each class on, and every failing seed with the one command that reprod
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import os
 import statistics
@@ -30,10 +29,11 @@ _TMP: Path | None = None
 
 
 def _quiet() -> None:
-    """Workers log errors only: a swarm run injects thousands of faults, each logged."""
-    import structlog
+    """Workers log errors only (to stderr): a swarm run injects thousands of faults, each
+    logged."""
+    from saleday.cluster import logs
 
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    logs.configure("error")
 
 
 def one_seed(scenario: Scenario, seed: int, spec: str, tmp: Path,
@@ -51,7 +51,7 @@ def one_seed(scenario: Scenario, seed: int, spec: str, tmp: Path,
                            "reproduce": mix.reproduce(scenario=scenario_ref or scenario.name,
                                                       users=scenario.users,
                                                       compression=scenario.compression)}
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     try:
         report = simulate(opts)
     except Exception as exc:  # noqa: BLE001 - a seed whose run raised is a failing seed
@@ -64,6 +64,7 @@ def one_seed(scenario: Scenario, seed: int, spec: str, tmp: Path,
     finally:
         drop(name)
     row["seconds"] = round(time.perf_counter() - started, 3)
+    row["cpu_seconds"] = round(time.process_time() - cpu, 3)
     return row
 
 
@@ -121,6 +122,7 @@ def summary(rows: list[dict[str, Any]], *, scenario: Scenario, spec: str, worker
                                      "findings") if k in row}
                 for row in rows if not row["ok"]]
     per_seed = [row["seconds"] for row in rows]
+    cpu = [row["cpu_seconds"] for row in rows]
     return {
         "params": {"scenario": scenario.name, "users": scenario.users, "faults": spec,
                    "seeds": len(rows), "first_seed": rows[0]["seed"] if rows else None,
@@ -128,6 +130,11 @@ def summary(rows: list[dict[str, Any]], *, scenario: Scenario, spec: str, worker
         "seconds": round(wall_s, 1),
         "seeds_per_s": round(len(rows) / wall_s, 3) if wall_s else 0.0,
         "seed_seconds_median": round(statistics.median(per_seed), 3) if per_seed else None,
+        "cpu_seconds": round(sum(cpu), 1),
+        "cpu_seconds_median": round(statistics.median(cpu), 3) if cpu else None,
+        "seconds_on_idle_cores": round(sum(cpu) / workers, 1),
+        # what the run would take if each worker had a core to itself (the CPU time it used,
+        # spread over the workers): the figure to compare when the cores were shared
         "commands": sum(row.get("commands", 0) for row in rows),
         "events": sum(row.get("events", 0) for row in rows),
         "faults_by_class": dict(sorted(faults.items())),

@@ -64,7 +64,8 @@ def bench_dst(
         out.print(f"{p['seeds']:,} seeds of {p['users']:,} users ({p['scenario']}, --faults "
                   f"{escape(p['faults'])}) in {result['seconds']} s on {p['workers']} workers: "
                   f"{result['seeds_per_s']} seeds/s, median {result['seed_seconds_median']} s "
-                  f"a seed; {result['commands']:,} commands")
+                  f"a seed; {result['commands']:,} commands; {result['cpu_seconds']} CPU s "
+                  f"({result['seconds_on_idle_cores']} s on {p['workers']} idle cores)")
         table = Table(title="faults by class")
         for col in ("class", "seeds on", "injected"):
             table.add_column(col, justify="left" if col == "class" else "right")
