@@ -138,6 +138,7 @@ class RunReport(_Model):
     audit_ok: bool = False
     views: dict[str, str] = Field(default_factory=dict)  # view name -> digest
     faults_injected: dict[str, Count] = Field(default_factory=dict)
+    fault_mix: dict[str, Any] | None = None  # --faults swarm: the classes on, the reproducer
     log_digest: str = ""
     charts: list[str] = Field(default_factory=list)  # paths written
     html: str | None = None

@@ -80,6 +80,8 @@ def simulate(opts: RunOptions, source: Iterator[Visit] | None = None) -> RunRepo
     check_seed(opts.seed)
     if opts.engine not in ("ray", "inprocess", "http"):
         raise SimulationError(f"unknown engine {opts.engine!r}: use ray, inprocess or http")
+    if opts.fault_mix is not None and not opts.faults:
+        raise SimulationError("a fault mix needs faults on (RunOptions.faults)")
     if opts.faults and opts.engine != "inprocess":
         raise SimulationError("--faults needs --engine inprocess (deterministic fault "
                               "injection); the Ray engine's faults are real ones")
@@ -152,16 +154,30 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
     clock = SimClock(sc.sale_start_ms, sc.compression)
     store = open_store(url)
     shard_counts = {"sku": sc.sku_shards, "session": 1, "order": 1, "campaign": 1, "team": 1}
-    plan = FaultPlan.draw(opts.seed, window_s=sc.traffic.window_s,
-                          lanes=sum(shard_counts.values())) if opts.faults else FaultPlan()
-    # Snapshots only speed up recovery; without faults nothing recovers in this process, and
-    # pickling a million sessions every 50,000 events would cost the run ~10%.
-    shards = FaultyShards(store, shard_counts, faults=plan, give_up_s=opts.store_give_up_s,
-                          snapshot_every=50_000 if opts.faults else 2**62)
+    mix = None
+    if opts.faults and opts.fault_mix is not None:   # the swarm (simulator.swarm)
+        from saleday.simulator.swarm import draw_mix
+        from saleday.simulator.swarm_shards import swarm_shards
+
+        mix = draw_mix(opts.seed, opts.fault_mix)
+        shards: FaultyShards = swarm_shards(
+            store, shard_counts, mix=mix, window_s=sc.traffic.window_s, to_ms=clock.ms,
+            data_dir=opts.data_dir, give_up_s=opts.store_give_up_s)
+        plan = shards.faults
+    else:
+        plan = FaultPlan.draw(opts.seed, window_s=sc.traffic.window_s,
+                              lanes=sum(shard_counts.values())) if opts.faults else FaultPlan()
+        # Snapshots only speed up recovery; without faults nothing recovers in this process,
+        # and pickling a million sessions every 50,000 events would cost the run ~10%.
+        shards = FaultyShards(store, shard_counts, faults=plan, give_up_s=opts.store_give_up_s,
+                              snapshot_every=50_000 if opts.faults else 2**62)
     vt = VirtualTime()
     recorder = Recorder(shards, lambda: vt.now_s, bucket_s=bucket_s(sc))
     driver = Driver(recorder, sc, clock, skus, vt.wait_until)
-    if opts.faults:
+    if mix is not None:
+        if "late_payment" in mix.on:
+            driver.is_late = late_orders(opts.seed, int(mix.param("late_payment", "every")))
+    elif opts.faults:
         driver.is_late = late_orders(opts.seed)
 
     def on_tick(t: float) -> None:
@@ -195,9 +211,18 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
     wall = time.perf_counter() - started
     plan.injected["late_payment"] = driver.out.late_payments
     injected = {k: v for k, v in plan.injected.items() if v} if opts.faults else {}
+    extra: dict[str, Any] = {"batches": shards.batches, "reactions": shards.reactions}
+    if mix is not None:
+        extra["fault_mix"] = mix.as_json(scenario=opts.scenario_ref or sc.name, users=sc.users,
+                                         compression=sc.compression)
+        if "clock_skew" in mix.on:   # two shards' clocks are at most twice the bound apart
+            bound_s = float(mix.param("clock_skew", "max_s", 0.0))
+            extra["clock_skew_ms"] = 2 * (clock.ms(bound_s) - clock.ms(0.0))
+        watch = getattr(shards, "watch", None)
+        if watch is not None:
+            extra["live_views"] = watch.finish()
     return EngineRun(recorder=recorder, driver=driver, clock=clock, wall_s=wall,
-                     sim_end_s=vt.now_s, faults_injected=injected,
-                     extra={"batches": shards.batches, "reactions": shards.reactions})
+                     sim_end_s=vt.now_s, faults_injected=injected, extra=extra)
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -240,7 +265,8 @@ def _report(opts: RunOptions, url: str | None, run: EngineRun, skus: list[Sku],
         skipped = ("the target's log was not named: give --store with the target's store URL "
                    "(read-only) to audit it")
     else:
-        audit = _audit(url, [s.sku for s in skus[:TOP_SKUS]], target=opts.http_target is not None)
+        audit = _audit(url, [s.sku for s in skus[:TOP_SKUS]], target=opts.http_target is not None,
+                       clock_skew_ms=int(run.extra.get("clock_skew_ms", 0)))
     late_start = _spread(run.extra.get("late_starts", ()))
     report = RunReport(
         scenario=sc.name, seed=opts.seed, engine=opts.engine, users=sc.users,
@@ -255,7 +281,7 @@ def _report(opts: RunOptions, url: str | None, run: EngineRun, skus: list[Sku],
         faults_injected=run.faults_injected, machine=machine_info(),
         target=run.extra.get("target"), audit_skipped=skipped,
         http={k: run.extra[k] for k in ("requests_by_route", "http_retries", "http_statuses")
-              if k in run.extra})
+              if k in run.extra}, fault_mix=run.extra.get("fault_mix"))
     funnel = {"views": out.views, "carts": out.carts,
               "orders": out.orders_started, "paid": out.orders.get("after_payment:paid", 0)}
     report.funnel = funnel
@@ -294,8 +320,13 @@ def _report(opts: RunOptions, url: str | None, run: EngineRun, skus: list[Sku],
                                             run.sim_end_s)
     findings = [Finding(rule=f.rule, stream=f.stream, version=f.version, message=f.message)
                 for f in audit["findings"]]
+    if "live_views" in run.extra:   # projection_kill: the restarted worker's views
+        from saleday.simulator.swarm_views import compare
+
+        findings += [Finding(rule="projection_checkpoint", message=m)
+                     for m in compare(run.extra["live_views"], audit["views"])]
     report.invariants = Invariants(violations=len(findings), findings=findings[:200])
-    report.audit_ok = audit["ok"]
+    report.audit_ok = audit["ok"] and not findings
     report.audit_rules = audit["rules"]
     report.views = audit["views"]
     report.log_digest = audit["log_digest"]
@@ -354,7 +385,8 @@ def _client_orders(out: Any) -> dict[str, int]:
             "payment_failed": out.orders.get("payment_failed", 0)}
 
 
-def _audit(url: str, top: list[str], *, target: bool = False) -> dict[str, Any]:
+def _audit(url: str, top: list[str], *, target: bool = False,
+           clock_skew_ms: int = 0) -> dict[str, Any]:
     """Audit the run's log and fold every view (and the report's tally) in the same pass.
     (A target's log may hold more than this run: the audit covers all of it.)"""
     from saleday.projections.audit import run_audit
@@ -372,7 +404,7 @@ def _audit(url: str, top: list[str], *, target: bool = False) -> dict[str, Any]:
             raise
         raise SimulationError(f"the target's log could not be read for the audit: {exc}") from exc
     try:
-        result = run_audit(source, views=[*views, tally])
+        result = run_audit(source, views=[*views, tally], clock_skew_ms=clock_skew_ms)
     finally:
         source.close()
     by_name = {v.name: v for v in views}

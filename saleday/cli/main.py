@@ -18,6 +18,7 @@ from rich.table import Table
 
 from saleday.cli import audit as cli_audit
 from saleday.cli import bench_http as cli_bench_http
+from saleday.cli import dst as cli_dst
 from saleday.cli import ops as cli_ops
 from saleday.cli import simulate as cli_simulate
 from saleday.cli import trace as cli_trace
@@ -262,6 +263,7 @@ cli_ops.register(app, bench_app)
 cli_audit.register(app, bench_app)
 cli_trace.register(app)
 cli_bench_http.register(bench_app)
+cli_dst.register(bench_app)
 http_cli.register(app)
 
 
