@@ -1,7 +1,7 @@
 """The experiment decider: an A/B test as data, and the deterministic assignment to it.
 
-An experiment names its variants with integer weights (the first listed, or `control`,
-is the control), a `salt`, the conversion it targets (`order_paid` or `order_placed`,
+An experiment names its variants with integer weights (`control` names the one the
+others are compared with), a `salt`, the conversion it targets (`order_paid` or `order_placed`,
 as the user's session records it), and its window `[start, end)` in ms. Defining it is
 an event (`ExperimentDefined`); defining it again with the same terms decides nothing,
 with other terms it is refused (`ExperimentExists`): an experiment's terms never move
@@ -43,6 +43,8 @@ class DefineExperiment:
     start: int
     end: int
     now: int
+    planned_per_variant: int = 0
+    """Exposures per variant the test was sized for (0: read it only once it ended)."""
 
 
 @event_type("experiments.experiment_defined")
@@ -58,6 +60,7 @@ class ExperimentDefined:
     start: int
     end: int
     at: int
+    planned_per_variant: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,7 +73,8 @@ class ExperimentExists(Rejection):
 ExperimentState = ExperimentDefined | None
 """The definition, or None before it."""
 
-_INTAKE = Intake("experiment", (DefineExperiment,), entity="experiment")
+_INTAKE = Intake("experiment", (DefineExperiment,), entity="experiment",
+                 non_negative=("planned_per_variant",))
 
 
 def assign(user: str, salt: str, variants: Variants) -> str:
@@ -119,11 +123,10 @@ def decide(command: DefineExperiment, state: ExperimentState) -> list[Experiment
     event = ExperimentDefined(
         experiment=command.experiment, variants=tuple((n, w) for n, w in command.variants),
         control=command.control, salt=command.salt, conversion=command.conversion,
-        start=command.start, end=command.end, at=command.now)
+        start=command.start, end=command.end, at=command.now,
+        planned_per_variant=command.planned_per_variant)
     if state is not None:
-        same = (state.variants, state.control, state.salt, state.conversion, state.start,
-                state.end) == (event.variants, event.control, event.salt, event.conversion,
-                               event.start, event.end)
+        same = _terms(state) == _terms(event)
         return [] if same else ExperimentExists(experiment=command.experiment)
     return [event]
 
@@ -133,7 +136,12 @@ def evolve(state: ExperimentState, event: ExperimentDefined) -> ExperimentState:
     return ExperimentDefined(
         experiment=event.experiment, variants=tuple((n, w) for n, w in event.variants),
         control=event.control, salt=event.salt, conversion=event.conversion,
-        start=event.start, end=event.end, at=event.at)
+        start=event.start, end=event.end, at=event.at,
+        planned_per_variant=event.planned_per_variant)
+
+
+def _terms(e: ExperimentDefined) -> tuple:
+    return (e.variants, e.control, e.salt, e.conversion, e.start, e.end, e.planned_per_variant)
 
 
 experiment_decider: Decider[DefineExperiment, ExperimentDefined, ExperimentState] = Decider(

@@ -118,6 +118,9 @@ def sections(report: RunReport) -> list[Section]:
     out.append(Section("faults injected", ("fault", "count"),
                        [(k, f"{v:,}") for k, v in report.faults_injected.items()]
                        or [("none", "0")]))
+    from saleday.simulator.report_experiments import outcome_sections
+
+    out += outcome_sections(report)
     if report.views:
         out.append(Section("view digests", ("view", "digest"),
                            [(k, v[:16]) for k, v in report.views.items()]))

@@ -106,6 +106,8 @@ class RunReport(_Model):
     target: str | None = None  # the HTTP engine: the API it drove (base URL)
     audit_skipped: str | None = None  # why the log was not audited (then audit_ok is False)
     http: dict[str, Any] = Field(default_factory=dict)  # requests by route, retries, statuses
+    experiments: list[dict[str, Any]] = Field(default_factory=list)  # simulator.experiments
+    behaviour: dict[str, Any] = Field(default_factory=dict)  # windows and cost per order
 
     def to_json_dict(self) -> dict[str, Any]:
         """The whole report as one JSON-native object (dict orders kept, e.g. the funnel)."""

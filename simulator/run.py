@@ -17,7 +17,7 @@ import asyncio
 import math
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from saleday.simulator.datadir import prepare_log, run_lock
 from saleday.simulator.driver import Driver, Recorder, SimClock
 from saleday.simulator.engine import EngineRun, RunOptions, bucket_s, check_setup, setup_commands
 from saleday.simulator.errors import SimulationError
+from saleday.simulator.experiments import Extras, extra_kinds, fill_outcomes, outcome_views
 from saleday.simulator.generator import Sku, Visit, catalog, visits
 from saleday.simulator.results import (
     Finding,
@@ -115,6 +116,10 @@ def _simulate(opts: RunOptions, url: str | None, source: Iterator[Visit] | None,
         elif opts.engine == "http":
             from saleday.simulator.http_engine import run_http
 
+            if sc.experiments or sc.behaviour.record:
+                raise SimulationError("the HTTP engine does not play experiments or record "
+                                      "behaviour yet: use --engine inprocess or ray")
+
             run = run_http(opts, url, skus, stream, progress)
         else:
             assert url is not None
@@ -139,7 +144,8 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
     sc = opts.scenario
     clock = SimClock(sc.sale_start_ms, sc.compression)
     store = open_store(url)
-    shard_counts = {"sku": sc.sku_shards, "session": 1, "order": 1, "campaign": 1, "team": 1}
+    shard_counts = {"sku": sc.sku_shards, "session": 1, "order": 1, "campaign": 1, "team": 1,
+                    **extra_kinds(sc)}
     plan = FaultPlan.draw(opts.seed, window_s=sc.traffic.window_s,
                           lanes=sum(shard_counts.values())) if opts.faults else FaultPlan()
     # Snapshots only speed up recovery; without faults nothing recovers in this process, and
@@ -149,6 +155,7 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
     vt = VirtualTime()
     recorder = Recorder(shards, lambda: vt.now_s, bucket_s=bucket_s(sc))
     driver = Driver(recorder, sc, clock, skus, vt.wait_until)
+    driver.extras = Extras(sc, opts.seed)
     if opts.faults:
         driver.is_late = late_orders(opts.seed)
 
@@ -225,7 +232,8 @@ def _report(opts: RunOptions, url: str | None, run: EngineRun, skus: list[Sku],
         skipped = ("the target's log was not named: give --store with the target's store URL "
                    "(read-only) to audit it")
     else:
-        audit = _audit(url, [s.sku for s in skus[:TOP_SKUS]], target=opts.http_target is not None)
+        audit = _audit(url, [s.sku for s in skus[:TOP_SKUS]], target=opts.http_target is not None,
+                       extra_views=outcome_views(sc))
     late_start = _spread(run.extra.get("late_starts", ()))
     report = RunReport(
         scenario=sc.name, seed=opts.seed, engine=opts.engine, users=sc.users,
@@ -278,6 +286,7 @@ def _report(opts: RunOptions, url: str | None, run: EngineRun, skus: list[Sku],
     report.audit_ok = audit["ok"]
     report.views = audit["views"]
     report.log_digest = audit["log_digest"]
+    fill_outcomes(report, sc, run.driver.extras, audit["extra_views"])
     return report
 
 
@@ -289,7 +298,8 @@ def _client_orders(out: Any) -> dict[str, int]:
             "payment_failed": out.orders.get("payment_failed", 0)}
 
 
-def _audit(url: str, top: list[str], *, target: bool = False) -> dict[str, Any]:
+def _audit(url: str, top: list[str], *, target: bool = False,
+           extra_views: Sequence[Any] = ()) -> dict[str, Any]:
     """Audit the run's log and fold every view (and the report's tally) in the same pass.
     (A target's log may hold more than this run: the audit covers all of it.)"""
     from saleday.projections.audit import run_audit
@@ -307,7 +317,7 @@ def _audit(url: str, top: list[str], *, target: bool = False) -> dict[str, Any]:
             raise
         raise SimulationError(f"the target's log could not be read for the audit: {exc}") from exc
     try:
-        result = run_audit(source, views=[*views, tally])
+        result = run_audit(source, views=[*views, *extra_views, tally])
     finally:
         source.close()
     by_name = {v.name: v for v in views}
@@ -332,4 +342,5 @@ def _audit(url: str, top: list[str], *, target: bool = False) -> dict[str, Any]:
         "coupons_lapsed": int(totals.get("coupons_lapsed", 0)),
         "shares": tally.shares,
         "cents_split": tally.cents_split,
+        "extra_views": list(extra_views),
     }
