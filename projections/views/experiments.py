@@ -7,8 +7,8 @@ Rows (all ints and strs; the statistics are computed when the view is shown):
   order paid at]} (0: not yet), from the user's own session stream. A conversion counts
   for an experiment only if it comes after the exposure in that stream, so the view does
   not depend on how streams interleave.
-- `clock` (key = stream): the latest event time read from the stream; the experiment has
-  ended once any stream's is past its `end`.
+- `clock` (key = stream): the latest `recorded_at` of any event of the stream; the
+  experiment has ended once any stream's is at or past its `end`.
 
 A user counts in an experiment if exposed within `[start, end)`; converted if the
 experiment's conversion (`order_placed` or `order_paid`) happened after the exposure and
@@ -41,6 +41,9 @@ class ExperimentsView(View):
         users, clock = self.t["users"], self.t["clock"]
         dirty_u = self.dirty["users"]
         for env in envs:
+            if env.recorded_at > clock.get(env.stream, 0):
+                clock[env.stream] = env.recorded_at
+                self.dirty["clock"].add(env.stream)
             kind = env.type
             if kind == "sessions.exposure_recorded":
                 d = env.data
@@ -67,11 +70,6 @@ class ExperimentsView(View):
                     "salt": d["salt"], "conversion": d["conversion"], "start": d["start"],
                     "end": d["end"], "planned_per_variant": d.get("planned_per_variant", 0)}
                 self.dirty["defs"].add(d["experiment"])
-            else:
-                continue
-            if env.recorded_at > clock.get(env.stream, 0):
-                clock[env.stream] = env.recorded_at
-                self.dirty["clock"].add(env.stream)
 
     # -- reading ---------------------------------------------------------------------------
 
