@@ -75,6 +75,7 @@ class WindowSpec:
     gap_ms: int = 0
     """session: the silence that ends a session."""
     key: str = "user"
+    """The payload field that keys windows; "a+b" keys by several ("u1|C03")."""
     time_field: str = "at"
     types: tuple[str, ...] = ("sessions.behaviour_recorded",)
     where: tuple[tuple[str, str], ...] = ()
@@ -196,7 +197,8 @@ class WindowView(View):
 
     def apply_batch(self, envs: Sequence[Envelope]) -> None:
         spec = self.spec
-        types, where, key_f, time_f = spec.types, spec.where, spec.key, spec.time_field
+        types, where, time_f = spec.types, spec.where, spec.time_field
+        key_of = key_getter(spec.key)
         wins, streams = self.t["win"], self.t["streams"]
         dirty_w, dirty_s = self.dirty["win"], self.dirty["streams"]
         ooo, lateness = spec.out_of_orderness_ms, spec.allowed_lateness_ms
@@ -215,7 +217,7 @@ class WindowView(View):
             if t > st[MAX_AT]:
                 st[MAX_AT] = t
             dirty_s.add(env.stream)
-            key = str(d.get(key_f))
+            key = key_of(d)
             mark = [t, env.stream, env.version]
             if spec.kind == SESSION:
                 end = t + spec.gap_ms
@@ -298,6 +300,14 @@ class WindowView(View):
                                 "dropped": st[DROPPED]}
                             for s, st in sorted(self.t["streams"].items())},
                 "keys_windows": {k: self.windows(k) for k in sorted(self.t["win"])}}
+
+
+def key_getter(key: str) -> Any:
+    """The function giving an event payload's window key under `key` ("a" or "a+b")."""
+    fields = key.split("+")
+    if len(fields) == 1:
+        return lambda d: str(d.get(key))
+    return lambda d: "|".join(str(d.get(f)) for f in fields)
 
 
 def window_view(name: str, spec: WindowSpec) -> type[WindowView]:

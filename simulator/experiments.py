@@ -79,6 +79,8 @@ class Extras:
         self.exposures = 0
         self.orders_withheld = 0
         self.behaviours = 0
+        self.triggers: dict[str, Any] | None = None
+        """What the trigger runner did (`simulator.triggers`), when the run had one."""
 
     @property
     def active(self) -> bool:
@@ -135,6 +137,16 @@ class Extras:
                                 for e, *_ in self.experiments}}
 
 
+def trigger_runner(sc: Scenario, store: Any, submit: Any) -> Any:
+    """The scenario's coupon trigger over the log (None when it has none)."""
+    if not (sc.behaviour.record and sc.behaviour.coupon_trigger):
+        return None
+    from saleday.simulator.triggers import BrowseTrigger, TriggerRunner
+
+    return TriggerRunner(store, BrowseTrigger(min_products=sc.behaviour.trigger_min_products),
+                         submit)
+
+
 # -- what the report shows -------------------------------------------------------------------
 
 
@@ -151,13 +163,15 @@ def outcome_views(sc: Scenario) -> list[Any]:
     return out
 
 
-def fill_outcomes(report: Any, sc: Scenario, extras: Extras | None, views: list[Any]) -> None:
+def fill_outcomes(report: Any, sc: Scenario, extras: Extras | None, views: list[Any],
+                  now_ms: int) -> None:
     """Put what was detected next to the truth the scenario declared, and what recording
-    behaviour cost, into `report` (`experiments`, `behaviour`)."""
+    behaviour cost, into `report` (`experiments`, `behaviour`); `now_ms`: the run's end on
+    the sale clock (the experiments ended with the run)."""
     by_name = {v.name: v for v in views}
     if "experiments" in by_name:
         declared = {e.name: e for e in sc.experiments}
-        for result in by_name["experiments"].to_json()["experiments"]:
+        for result in by_name["experiments"].to_json(now_ms)["experiments"]:
             e = declared.get(result["experiment"])
             for row in result["variants"]:
                 truth = e.true_lift.get(row["variant"], 0.0) if e is not None else None
@@ -166,10 +180,12 @@ def fill_outcomes(report: Any, sc: Scenario, extras: Extras | None, views: list[
                 row["covered"] = (ci[0] <= truth <= ci[1]) if ci and truth is not None and \
                     row["variant"] != result["control"] else None
             report.experiments.append(result)
+    if extras is not None and extras.triggers is not None:
+        report.behaviour["triggers"] = extras.triggers
     if "browse-5m" in by_name:
         orders = max(1, report.orders.get("placed", 0))
         sent = extras.behaviours if extras is not None else 0
-        report.behaviour = {
+        report.behaviour |= {
             "events": sent, "events_per_placed_order": round(sent / orders, 2),
             **{name: {k: by_name[name].totals()[k] for k in ("events", "keys", "windows",
                                                                "late", "dropped")}

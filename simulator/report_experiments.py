@@ -34,7 +34,7 @@ def outcome_sections(report: RunReport) -> list[Any]:
                            ("variant", "exposed", "converted", "rate", "lift", "95 % CI",
                             "p", "true lift", "verdict"), rows))
     b = report.behaviour
-    if b:
+    if b.get("events") is not None:
         rows = [("behaviour events", f"{b['events']:,}"),
                 ("per placed order", f"{b['events_per_placed_order']:g}")]
         for name in ("browse-5m", "trail-30m"):
@@ -42,5 +42,12 @@ def outcome_sections(report: RunReport) -> list[Any]:
                 w = b[name]
                 rows += [(f"{name} windows", f"{w['windows']:,}"),
                          (f"{name} late / dropped", f"{w['late']:,} / {w['dropped']:,}")]
+        t = b.get("triggers")
+        if t:
+            rows += [(f"trigger {t['rule']}: firings", f"{t['firings']:,}"),
+                     ("pushes delivered", f"{t['pushes_delivered']:,}"),
+                     ("pushes capped (3 / 24 h)", f"{t['pushes_capped']:,}"),
+                     ("users ordering after a push", f"{t['users_converted_after_push']:,}"
+                      f" of {t['users_pushed']:,}")]
         out.append(Section("behaviour", ("", "value"), rows))
     return out

@@ -30,7 +30,13 @@ from saleday.simulator.datadir import prepare_log, run_lock
 from saleday.simulator.driver import Driver, Recorder, SimClock
 from saleday.simulator.engine import EngineRun, RunOptions, bucket_s, check_setup, setup_commands
 from saleday.simulator.errors import SimulationError
-from saleday.simulator.experiments import Extras, extra_kinds, fill_outcomes, outcome_views
+from saleday.simulator.experiments import (
+    Extras,
+    extra_kinds,
+    fill_outcomes,
+    outcome_views,
+    trigger_runner,
+)
 from saleday.simulator.generator import Sku, Visit, catalog, visits
 from saleday.simulator.results import (
     Finding,
@@ -156,11 +162,14 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
     recorder = Recorder(shards, lambda: vt.now_s, bucket_s=bucket_s(sc))
     driver = Driver(recorder, sc, clock, skus, vt.wait_until)
     driver.extras = Extras(sc, opts.seed)
+    trigger = trigger_runner(sc, store, shards.submit_nowait)
     if opts.faults:
         driver.is_late = late_orders(opts.seed)
 
     def on_tick(t: float) -> None:
         progress.update(t, recorder.commands, recorder.unavailable, recorder.busy)
+        if trigger is not None:
+            trigger.poll(clock.ms(t))
 
     async def main() -> None:
         now = clock.ms(0) - 1
@@ -181,6 +190,11 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
         if failures:
             raise SimulationError(f"{len(failures)} visits failed; the first: "
                                   f"{type(failures[0]).__name__}: {failures[0]}") from failures[0]
+        if trigger is not None:  # the last round's firings
+            trigger.poll(clock.ms(vt.now_s))
+            while shards.pending():
+                shards.flush(vt.now_s)
+            driver.extras.triggers = trigger.summary()
 
     started = time.perf_counter()
     try:
@@ -286,7 +300,7 @@ def _report(opts: RunOptions, url: str | None, run: EngineRun, skus: list[Sku],
     report.audit_ok = audit["ok"]
     report.views = audit["views"]
     report.log_digest = audit["log_digest"]
-    fill_outcomes(report, sc, run.driver.extras, audit["extra_views"])
+    fill_outcomes(report, sc, run.driver.extras, audit["extra_views"], clock.ms(run.sim_end_s))
     return report
 
 

@@ -198,6 +198,11 @@ class Behaviour(_Model):
                          "(one command each; off by default: it adds ~views_per_visit events "
                          "per visit to the log).")
     categories: int = Field(20, ge=1, le=MAX_SKUS, description="SKU P<i> is in category C<i mod this>.")
+    coupon_trigger: bool = Field(False, description="In-process engine: push a coupon (through "
+                                 "the 24-hour frequency cap) to a user who viewed "
+                                 "trigger_min_products products of one category in 5 minutes "
+                                 "without ordering (simulator.triggers).")
+    trigger_min_products: int = Field(5, ge=1, le=1_000)
 
 
 class Experiment(_Model):
@@ -288,7 +293,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                        "(compression 1), so event-time windows are the sale's own minutes.",
         "users": 20_000,
         "compression": 1.0,
-        "behaviour": {"record": True},
+        "behaviour": {"record": True, "coupon_trigger": True, "trigger_min_products": 3},
         "experiments": [{}],
     },
     "double11": {

@@ -12,7 +12,8 @@ Rows (all ints and strs; the statistics are computed when the view is shown):
 
 A user counts in an experiment if exposed within `[start, end)`; converted if the
 experiment's conversion (`order_placed` or `order_paid`) happened after the exposure and
-before `end`. A result is `readable` once the experiment has ended or every variant has
+before `end`. A result is `readable` once the experiment has ended (by the log's clock,
+or the reader's: `to_json(now_ms)`) or every variant has
 its planned exposures; before that the view shows the running numbers with no verdict
 (docs/EXPERIMENTS.md: why peeking inflates false positives).
 """
@@ -88,12 +89,14 @@ class ExperimentsView(View):
             cell[1] += bool(facts[slot]) and facts[slot] < end
         return out
 
-    def result(self, experiment: str) -> dict[str, Any]:
+    def result(self, experiment: str, now_ms: int = 0) -> dict[str, Any]:
+        """The experiment's figures; `now_ms` is the reader's clock, if later than the log's
+        (the experiment may have ended with nothing recorded since)."""
         spec = self.t["defs"][experiment]
         counts = self.counts(experiment)
         weights = dict((n, w) for n, w in spec["variants"])
         nc, xc = counts[spec["control"]]
-        now = max(self.t["clock"].values(), default=0)
+        now = max(now_ms, *self.t["clock"].values()) if self.t["clock"] else now_ms
         planned = spec["planned_per_variant"]
         ended = now >= spec["end"]
         sized = planned > 0 and all(counts[n][0] >= planned for n in weights)
@@ -118,8 +121,8 @@ class ExperimentsView(View):
                 "srm": {k: _r(v) for k, v in check.items()},
                 "unknown_variants": {n: counts[n][0] for n in unknown}}
 
-    def to_json(self) -> dict[str, Any]:
-        return {"experiments": [self.result(e) for e in sorted(self.t["defs"])]}
+    def to_json(self, now_ms: int = 0) -> dict[str, Any]:
+        return {"experiments": [self.result(e, now_ms) for e in sorted(self.t["defs"])]}
 
 
 def _verdict(t: dict[str, Any]) -> str:

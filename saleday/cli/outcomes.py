@@ -72,7 +72,9 @@ def show_windows(v: Any, *, user: str | None, top: int, **_: Any) -> dict:
 
 
 def show_experiments(v: Any, **_: Any) -> dict:
-    results = v.to_json()["experiments"]
+    import time
+
+    results = v.to_json(now_ms=int(time.time() * 1000))["experiments"]
     tables = []
     for e in results:
         rows = []

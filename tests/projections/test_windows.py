@@ -38,6 +38,8 @@ SPECS = {
                           allowed_lateness_ms=20, aggs=AGGS),
     "by_category": WindowSpec(kind=TUMBLING, size_ms=150, key="category", where=(("action", "view"),),
                               out_of_orderness_ms=0, allowed_lateness_ms=10, aggs=AGGS),
+    "by_user_and_category": WindowSpec(kind=SLIDING, size_ms=90, hop_ms=30, key="user+category",
+                                       out_of_orderness_ms=5, allowed_lateness_ms=5, aggs=AGGS),
 }
 
 
@@ -91,7 +93,8 @@ def brute(spec: WindowSpec, log: dict[str, list[Envelope]]) -> dict:
                     totals["dropped"] += 1
                     continue
                 totals["late"] += wm is not None and end <= wm
-                taken[str(d[spec.key])][start if spec.kind != SESSION else None].append((e, end))
+                key = "|".join(str(d[f]) for f in spec.key.split("+"))
+                taken[key][start if spec.kind != SESSION else None].append((e, end))
     windows = {}
     for key, by_start in taken.items():
         if spec.kind == SESSION:

@@ -19,7 +19,7 @@ from saleday.simulator.report import sections
 from saleday.simulator.run import RunOptions, simulate
 from saleday.simulator.scenario import ScenarioError, preset
 
-SMALL = preset("countdown-ab").with_overrides(users=300, compression=10.0)
+SMALL = preset("countdown-ab").with_overrides(users=200, compression=20.0)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def test_every_visitor_is_exposed_once_and_the_split_is_balanced(run):
     assert report.audit_ok
     [exp] = report.experiments
     exposed = sum(v["exposures"] for v in exp["variants"])
-    assert 250 <= exposed <= 300
+    assert 170 <= exposed <= 200
     assert not exp["srm"]["mismatch"] and exp["status"] == "ended" and exp["readable"]
     assert exp["variants"][1]["true_rel_lift"] == pytest.approx(0.173)
     titles = [s.title for s in sections(report)]
@@ -47,7 +47,7 @@ def test_browsing_is_recorded_and_rebuilt_windows_equal_the_reports(run):
     """Views become events the window views fold; rebuilt from zero they equal the digests
     the run's report holds."""
     data, report = run
-    assert report.behaviour["events"] > 1000 and report.behaviour["browse-5m"]["windows"] > 200
+    assert report.behaviour["events"] > 500 and report.behaviour["browse-5m"]["windows"] > 100
     store = open_store(f"sqlite:///{data}/events.db")
     try:
         proj = Projection([Browse5m(), ExperimentsView()], store,
@@ -80,3 +80,13 @@ def test_a_scenario_with_a_lift_for_no_variant_is_refused():
     """true_lift naming no variant is a scenario error, not a silent no-effect run."""
     with pytest.raises(ScenarioError, match="true_lift"):
         preset("countdown-ab").with_overrides(experiments=[{"true_lift": {"blink": 0.1}}])
+
+
+def test_the_same_seed_writes_the_same_log_with_experiments_and_triggers(run, tmp_path):
+    """Exposures, browsing and trigger pushes are drawn from the seed: a second run of the
+    same scenario and seed writes the same log."""
+    _, first = run
+    again = simulate(RunOptions(scenario=SMALL, engine="inprocess", data_dir=tmp_path / "again",
+                                progress=False, charts=False))
+    assert again.log_digest == first.log_digest and again.views == first.views
+    assert first.behaviour["triggers"]["firings"] == again.behaviour["triggers"]["firings"] > 0
