@@ -42,8 +42,11 @@ OptionalStore = Annotated[str | None, typer.Option(
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     """Add this module's commands to the `saleday` app (and its `bench` group)."""
+    from saleday.cli import outcomes
+
     app.command("view")(view)
     bench_app.command("projections")(bench_projections)
+    outcomes.register(bench_app)
 
 
 def checkpoint_url_for(store_url: str) -> str:
@@ -67,7 +70,7 @@ def view(
              "log's own Redis and prefix).")] = None,
     order: Annotated[str | None, typer.Option("--order", help="orders: just this order.")] = None,
     user: Annotated[str | None, typer.Option("--user", help="orders: this user's orders; "
-                                             "referrals: this user.")] = None,
+                                             "referrals: this user; windows: this key.")] = None,
     sku: Annotated[list[str] | None, typer.Option("--sku", help="stock, metrics: only these SKUs.")] = None,
     top: Annotated[int, typer.Option("--top", min=1, help="Rows shown in lists.")] = 20,
     graphml_file: Annotated[Path | None, typer.Option(

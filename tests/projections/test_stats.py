@@ -72,3 +72,18 @@ def test_empty_or_degenerate_arms_give_no_numbers_rather_than_wrong_ones():
     none = two_proportion(0, 100, 0, 100)
     assert none["p_value"] is None and none["abs_lift"] == 0
     assert math.isclose(two_proportion(60, 1000, 50, 1000)["abs_lift"], 0.01)
+
+
+def test_peeking_at_every_tenth_of_an_a_a_test_rejects_far_more_than_5_percent():
+    """Checking an A/A experiment at ten interim looks and stopping at the first p < 0.05
+    rejects in well over 5 % of runs (why the view gives no verdict before the end)."""
+    rng = np.random.default_rng(4)
+    looks, n_per_look, runs = 10, 1_000, 1_000
+    a = rng.binomial(n_per_look, 0.1, (runs, looks)).cumsum(axis=1)
+    b = rng.binomial(n_per_look, 0.1, (runs, looks)).cumsum(axis=1)
+    n = n_per_look * np.arange(1, looks + 1)
+    peeked = np.mean([any(two_proportion(int(a[r, k]), int(n[k]), int(b[r, k]), int(n[k]))["p_value"] < 0.05
+                          for k in range(looks)) for r in range(runs)])
+    at_end = np.mean([two_proportion(int(a[r, -1]), int(n[-1]), int(b[r, -1]), int(n[-1]))["p_value"] < 0.05
+                      for r in range(runs)])
+    assert peeked > 0.12 and at_end < 0.075
