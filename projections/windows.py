@@ -133,26 +133,53 @@ def new_state(spec: WindowSpec, start: int, end: int) -> dict[str, Any]:
 
 def add_event(spec: WindowSpec, w: dict[str, Any], mark: list, data: dict[str, Any]) -> None:
     """Fold one event into window state `w`; `mark` is [event time, stream, version]."""
-    for a in spec.aggs:
-        op = a.op
-        if op == "count":
-            w[a.name] += 1
-        elif op == "sum":
-            w[a.name] += data.get(a.field, 0)
-        elif op == "distinct":
-            values, v = w[a.name], data.get(a.field)
+    for fold in folders(spec):
+        fold(w, mark, data)
+
+
+def folders(spec: WindowSpec) -> tuple[Any, ...]:
+    """One function per aggregate, `(window, mark, data) -> None`, built once per spec."""
+    cached = _FOLDERS.get(spec)
+    if cached is None:
+        cached = _FOLDERS[spec] = tuple(_folder(a) for a in spec.aggs)
+    return cached
+
+
+_FOLDERS: dict[WindowSpec, tuple[Any, ...]] = {}
+
+
+def _folder(a: Agg) -> Any:
+    name, field_, limit = a.name, a.field, a.limit
+    if a.op == "count":
+        def count(w: dict, mark: list, data: dict) -> None:
+            w[name] += 1
+        return count
+    if a.op == "sum":
+        def add(w: dict, mark: list, data: dict) -> None:
+            w[name] += data.get(field_, 0)
+        return add
+    if a.op == "distinct":
+        def distinct(w: dict, mark: list, data: dict) -> None:
+            values, v = w[name], data.get(field_)
             i = bisect.bisect_left(values, v)
             if i == len(values) or values[i] != v:
                 values.insert(i, v)
-        elif op == "last":
-            cur = w[a.name]
+        return distinct
+    if a.op == "last":
+        def last(w: dict, mark: list, data: dict) -> None:
+            cur = w[name]
             if cur is None or cur[:3] < mark:
-                w[a.name] = [*mark, data.get(a.field)]
-        else:  # trail
-            trail = w[a.name]
-            bisect.insort(trail, [*mark, data.get(a.field)])
-            if len(trail) > a.limit:
-                del trail[0]
+                w[name] = [*mark, data.get(field_)]
+        return last
+
+    def trail(w: dict, mark: list, data: dict) -> None:
+        pairs = w[name]
+        if len(pairs) >= limit and pairs[0][:3] > mark:
+            return  # older than everything kept
+        bisect.insort(pairs, [*mark, data.get(field_)])
+        if len(pairs) > limit:
+            del pairs[0]
+    return trail
 
 
 def merge_states(spec: WindowSpec, w: dict[str, Any], other: dict[str, Any]) -> None:
@@ -202,11 +229,16 @@ class WindowView(View):
         wins, streams = self.t["win"], self.t["streams"]
         dirty_w, dirty_s = self.dirty["win"], self.dirty["streams"]
         ooo, lateness = spec.out_of_orderness_ms, spec.allowed_lateness_ms
+        fold = folders(spec)
+        (where_f, where_v), = where if len(where) == 1 else ((None, None),)
         for env in envs:
             if env.type not in types:
                 continue
             d = env.data
-            if where and any(d.get(f) != v for f, v in where):
+            if where_f is not None:
+                if d.get(where_f) != where_v:
+                    continue
+            elif where and any(d.get(f) != v for f, v in where):
                 continue
             st = streams.get(env.stream)
             if st is None:
@@ -242,7 +274,8 @@ class WindowView(View):
                     w = row.get(str(start))
                     if w is None:
                         w = row[str(start)] = new_state(spec, start, end)
-                    add_event(spec, w, mark, d)
+                    for f in fold:
+                        f(w, mark, d)
                 if row is None:
                     continue
             dirty_w.add(key)
