@@ -146,6 +146,9 @@ def sections(report: RunReport) -> list[Section]:
         out.append(Section(f"fault mix ({report.fault_mix['spec']})", ("class", "drawn"), [
             (k, ", ".join(f"{n}={v}" for n, v in params.items()))
             for k, params in report.fault_mix["classes"].items()]))
+    from saleday.simulator.report_experiments import outcome_sections
+
+    out += outcome_sections(report)
     if report.views:
         out.append(Section("view digests", ("view", "digest"),
                            [(k, v[:16]) for k, v in report.views.items()]))

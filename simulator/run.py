@@ -18,7 +18,7 @@ import bisect
 import math
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,13 @@ from saleday.simulator.datadir import prepare_log, run_lock
 from saleday.simulator.driver import Driver, Recorder, SimClock
 from saleday.simulator.engine import EngineRun, RunOptions, bucket_s, check_setup, setup_commands
 from saleday.simulator.errors import SimulationError
+from saleday.simulator.experiments import (
+    Extras,
+    extra_kinds,
+    fill_outcomes,
+    outcome_views,
+    trigger_runner,
+)
 from saleday.simulator.generator import Sku, Visit, catalog, visits
 from saleday.simulator.results import (
     CommandStats,
@@ -122,6 +129,10 @@ def _simulate(opts: RunOptions, url: str | None, source: Iterator[Visit] | None,
         elif opts.engine == "http":
             from saleday.simulator.http_engine import run_http
 
+            if sc.experiments or sc.behaviour.record:
+                raise SimulationError("the HTTP engine does not play experiments or record "
+                                      "behaviour yet: use --engine inprocess or ray")
+
             run = run_http(opts, url, skus, stream, progress)
         else:
             assert url is not None
@@ -153,7 +164,8 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
     sc = opts.scenario
     clock = SimClock(sc.sale_start_ms, sc.compression)
     store = open_store(url)
-    shard_counts = {"sku": sc.sku_shards, "session": 1, "order": 1, "campaign": 1, "team": 1}
+    shard_counts = {"sku": sc.sku_shards, "session": 1, "order": 1, "campaign": 1, "team": 1,
+                    **extra_kinds(sc)}
     mix = None
     if opts.faults and opts.fault_mix is not None:   # the swarm (simulator.swarm)
         from saleday.simulator.swarm import draw_mix
@@ -174,6 +186,8 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
     vt = VirtualTime()
     recorder = Recorder(shards, lambda: vt.now_s, bucket_s=bucket_s(sc))
     driver = Driver(recorder, sc, clock, skus, vt.wait_until)
+    driver.extras = Extras(sc, opts.seed)
+    trigger = trigger_runner(sc, store, shards.submit_nowait)
     if mix is not None:
         if "late_payment" in mix.on:
             driver.is_late = late_orders(opts.seed, int(mix.param("late_payment", "every")))
@@ -182,6 +196,8 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
 
     def on_tick(t: float) -> None:
         progress.update(t, recorder.commands, recorder.unavailable, recorder.busy)
+        if trigger is not None:
+            trigger.poll(clock.ms(t))
 
     async def main() -> None:
         now = clock.ms(0) - 1
@@ -202,6 +218,11 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
         if failures:
             raise SimulationError(f"{len(failures)} visits failed; the first: "
                                   f"{type(failures[0]).__name__}: {failures[0]}") from failures[0]
+        if trigger is not None:  # the last round's firings
+            trigger.poll(clock.ms(vt.now_s))
+            while shards.pending():
+                shards.flush(vt.now_s)
+            driver.extras.triggers = trigger.summary()
 
     started = time.perf_counter()
     try:
@@ -266,7 +287,8 @@ def _report(opts: RunOptions, url: str | None, run: EngineRun, skus: list[Sku],
                    "(read-only) to audit it")
     else:
         audit = _audit(url, [s.sku for s in skus[:TOP_SKUS]], target=opts.http_target is not None,
-                       clock_skew_ms=int(run.extra.get("clock_skew_ms", 0)))
+                       clock_skew_ms=int(run.extra.get("clock_skew_ms", 0)),
+                       extra_views=outcome_views(sc))
     late_start = _spread(run.extra.get("late_starts", ()))
     report = RunReport(
         scenario=sc.name, seed=opts.seed, engine=opts.engine, users=sc.users,
@@ -330,6 +352,7 @@ def _report(opts: RunOptions, url: str | None, run: EngineRun, skus: list[Sku],
     report.audit_rules = audit["rules"]
     report.views = audit["views"]
     report.log_digest = audit["log_digest"]
+    fill_outcomes(report, sc, run.driver.extras, audit["extra_views"], clock.ms(run.sim_end_s))
     return report
 
 
@@ -386,7 +409,7 @@ def _client_orders(out: Any) -> dict[str, int]:
 
 
 def _audit(url: str, top: list[str], *, target: bool = False,
-           clock_skew_ms: int = 0) -> dict[str, Any]:
+           clock_skew_ms: int = 0, extra_views: Sequence[Any] = ()) -> dict[str, Any]:
     """Audit the run's log and fold every view (and the report's tally) in the same pass.
     (A target's log may hold more than this run: the audit covers all of it.)"""
     from saleday.projections.audit import run_audit
@@ -404,7 +427,8 @@ def _audit(url: str, top: list[str], *, target: bool = False,
             raise
         raise SimulationError(f"the target's log could not be read for the audit: {exc}") from exc
     try:
-        result = run_audit(source, views=[*views, tally], clock_skew_ms=clock_skew_ms)
+        result = run_audit(source, views=[*views, *extra_views, tally],
+                           clock_skew_ms=clock_skew_ms)
     finally:
         source.close()
     by_name = {v.name: v for v in views}
@@ -430,4 +454,5 @@ def _audit(url: str, top: list[str], *, target: bool = False,
         "coupons_lapsed": int(totals.get("coupons_lapsed", 0)),
         "shares": tally.shares,
         "cents_split": tally.cents_split,
+        "extra_views": list(extra_views),
     }
