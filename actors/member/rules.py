@@ -14,8 +14,8 @@
 - `RedeemPoints` (checkout, as a discount): takes `points` from the lots that expire
   first (ties by order ref). Lots already lapsed at `now` are expired first, in the same
   decision; a redemption above the remaining balance is refused (`InsufficientPoints`),
-  so the balance never goes below zero. A repeated redemption id decides nothing (another amount under it is an
-  `InvalidCommand`).
+  so the balance never goes below zero. A repeated redemption id decides nothing
+  (another amount under the same id is an `InvalidCommand`).
 - `ExpirePoints` (the shard's timer at the earliest lot's `expires_at`): every lot with
   `expires_at <= now` lapses with what is left of it.
 

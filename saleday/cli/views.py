@@ -1,9 +1,10 @@
-"""`saleday view orders|referrals|metrics|stock` and `saleday bench projections`.
+"""`saleday view orders|referrals|metrics|stock|members` and `saleday bench projections`.
 
     saleday view stock --data ./saleday-data            # catch up, then a table
     saleday view orders --order o-17 --json             # one order, for machines
     saleday view referrals --top 20 --graphml refs.graphml
     saleday view metrics --store redis://127.0.0.1:6379/0?prefix=sale --rebuild
+    saleday view members --as-of 2025-11-11 --json      # RFM per user (docs/MEMBERS.md)
 
 `view` catches the projection up from its checkpoint (`projections.db` next to a SQLite
 log, or on the same Redis, under the same prefix, when the log is on Redis) before it
@@ -53,7 +54,7 @@ def checkpoint_url_for(store_url: str) -> str:
 
 
 def view(
-    name: Annotated[str, typer.Argument(help="orders, referrals, metrics or stock.")],
+    name: Annotated[str, typer.Argument(help="orders, referrals, metrics, stock or members.")],
     store: OptionalStore = None,
     data: DataOpt = Path("./saleday-data"),
     checkpoints: Annotated[str | None, typer.Option(
@@ -61,11 +62,16 @@ def view(
              "log's own Redis and prefix).")] = None,
     order: Annotated[str | None, typer.Option("--order", help="orders: just this order.")] = None,
     user: Annotated[str | None, typer.Option("--user", help="orders: this user's orders; "
-                                             "referrals: this user.")] = None,
+                                             "referrals, members: this user.")] = None,
     sku: Annotated[list[str] | None, typer.Option("--sku", help="stock, metrics: only these SKUs.")] = None,
     top: Annotated[int, typer.Option("--top", min=1, help="Rows shown in lists.")] = 20,
     graphml_file: Annotated[Path | None, typer.Option(
         "--graphml", help="referrals: also write the graph as GraphML to this file.")] = None,
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="members: RFM as of this date (YYYY-MM-DD, UTC; default today).")] = None,
+    tier_rule: Annotated[str, typer.Option(
+        "--tier-rule", help="members: tier thresholds on r+f+m (default "
+                            "diamond=13,gold=10,silver=7).")] = "",
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Forget the checkpoint and fold the "
                                           "whole log again from zero.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -106,7 +112,8 @@ def view(
         from saleday.projections.views import graphml
 
         graphml_file.write_bytes(graphml(v))  # type: ignore[arg-type]
-    shown = _SHOW[name](v, order=order, user=user, skus=sku, top=top)
+    shown = _SHOW[name](v, order=order, user=user, skus=sku, top=top, as_of=as_of,
+                        tier_rule=tier_rule)
     if as_json:
         typer.echo(json.dumps(shown["json"], ensure_ascii=False))
         return
@@ -228,8 +235,14 @@ def _show_stock(v: Any, *, skus: list[str] | None, top: int, **_: Any) -> dict:
     return {"json": {"skus": rows}, "rich": [table]}
 
 
+def _show_members(v: Any, **options: Any) -> dict:
+    from saleday.cli.members import show
+
+    return show(v, **options)
+
+
 _SHOW = {"orders": _show_orders, "referrals": _show_referrals, "metrics": _show_metrics,
-         "stock": _show_stock}
+         "stock": _show_stock, "members": _show_members}
 
 
 # -- bench ---------------------------------------------------------------------------------

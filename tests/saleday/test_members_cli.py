@@ -1,0 +1,129 @@
+"""`saleday import orders`, `saleday view members` and `saleday members tiers` end to end
+on a SQLite log in a temporary folder (no Ray)."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import date
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from saleday.actors.host import Request, ShardHost
+from saleday.actors.member import member_decider
+from saleday.actors.order import RecordPayment, RecordTry, StartCheckout, order_decider
+from saleday.cli.main import app
+from saleday.events import open_store
+from saleday.projections.rfm import day_start_ms
+
+runner = CliRunner()
+RFM_KEYS = {"user", "recency_days", "frequency", "monetary", "r", "f", "m", "segment", "tier"}
+
+
+def history_csv(path: Path, rows: int, seed: int = 3) -> Path:
+    r = random.Random(seed)
+    lines = ["user,ordered_at,amount"]
+    for _ in range(rows):
+        lines.append(f"u{r.randrange(2_000):04d},2025-{r.randint(1, 11):02d}-"
+                     f"{r.randint(1, 28):02d},{r.randint(0, 99_999) / 100}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def import_json(*args: str) -> tuple[int, dict]:
+    result = runner.invoke(app, ["import", "orders", *args, "--json"])
+    return result.exit_code, json.loads(result.stdout.splitlines()[0])
+
+
+@pytest.mark.slow   # 3-8 s on the 2-core VM: the issue asks for a real-sized (20k-row) round trip
+def test_a_real_sized_history_imports_once_and_a_second_import_records_nothing(tmp_path):
+    """20,000 rows are recorded on the member streams; importing the file again adds none."""
+    csv_file = history_csv(tmp_path / "history.csv", 20_000)
+    data = str(tmp_path / "data")
+    code, first = import_json(str(csv_file), "--data", data)
+    assert code == 0 and (first["rows"], first["recorded"], first["already"]) == (20_000, 20_000, 0)
+    code, second = import_json(str(csv_file), "--data", data)
+    assert code == 0 and (second["recorded"], second["already"]) == (0, 20_000)
+    store = open_store(f"sqlite:///{data}/events.db")
+    try:
+        assert sum(v for s, v in store.streams().items() if s.startswith("member-")) == 20_000
+    finally:
+        store.close()
+    view = runner.invoke(app, ["view", "members", "--data", data, "--as-of", "2025-11-30",
+                               "--json"])
+    rows = json.loads(view.stdout)
+    assert sum(r["frequency"] for r in rows) == 20_000
+    assert all(set(r) == RFM_KEYS for r in rows)
+
+
+def test_bad_rows_are_reported_by_reason_and_no_usable_row_exits_2(tmp_path):
+    """A file of bad rows names each reason with its lines and ends with exit status 2."""
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user,ordered_at,amount\nalice,2025-02-30,1\n,2025-01-01,2\nbob,2025-01-01\n")
+    code, report = import_json(str(bad), "--data", str(tmp_path / "d"))
+    assert code == 2 and report["usable"] == 0
+    assert report["bad"] == {"bad_ordered_at": {"count": 1, "lines": [2]},
+                             "empty_user": {"count": 1, "lines": [3]},
+                             "wrong_field_count": {"count": 1, "lines": [4]}}
+    headless = tmp_path / "headless.csv"
+    headless.write_text("alice,2025-01-01,1\n")
+    result = runner.invoke(app, ["import", "orders", str(headless), "--data", str(tmp_path / "d")])
+    assert result.exit_code == 2 and "header" in result.output and "Traceback" not in result.output
+
+
+def pay_through_checkout(url: str, user: str, order_id: str, cents: int, at: int) -> None:
+    store = open_store(url)
+    try:
+        host = ShardHost(decider=order_decider, store=store, stream="order-000", clock=lambda: at)
+        replies = host.handle([
+            Request("s", StartCheckout(order_id=order_id, user=user, lines=(("sku-1", 1),),
+                                       coupon_id="", payment_deadline=at + 60_000, now=at)),
+            Request("t", RecordTry(order_id=order_id, line_prices=((cents,),),
+                                   coupon_value_cents=0, now=at)),
+            Request("p", RecordPayment(order_id=order_id, payment_id="pay-1", amount_cents=cents,
+                                       now=at))])
+        assert [type(e).__name__ for r in replies for e in r.events] == [
+            "CheckoutStarted", "OrderPlaced", "PaymentCaptured"]
+    finally:
+        store.close()
+
+
+def test_a_checkout_paid_order_counts_like_an_imported_one(tmp_path):
+    """RFM adds a paid checkout order, at its payment time, to the imported history."""
+    data = tmp_path / "data"
+    csv_file = tmp_path / "h.csv"
+    csv_file.write_text("user,ordered_at,amount\nalice,2025-11-01,100\nbob,2025-10-01,5\n")
+    assert import_json(str(csv_file), "--data", str(data))[0] == 0
+    paid_at = day_start_ms(date(2025, 11, 11)) + 3_600_000
+    pay_through_checkout(f"sqlite:///{data}/events.db", "alice", "o-1", 25_050, paid_at)
+    result = runner.invoke(app, ["view", "members", "--data", str(data), "--as-of", "2025-11-12",
+                                 "--user", "alice", "--json"])
+    (alice,) = json.loads(result.stdout)
+    assert (alice["recency_days"], alice["frequency"], alice["monetary"]) == (1, 2, 350.5)
+
+
+def test_tiers_are_recorded_as_events_once_per_change(tmp_path):
+    """`members tiers` records TierChanged for members whose tier by the rule is new."""
+    data = tmp_path / "data"
+    csv_file = history_csv(tmp_path / "h.csv", 300)
+    assert import_json(str(csv_file), "--data", str(data))[0] == 0
+    args = ["members", "tiers", "--data", str(data), "--as-of", "2025-11-30", "--json"]
+    first = json.loads(runner.invoke(app, args).stdout)
+    view = json.loads(runner.invoke(app, ["view", "members", "--data", str(data), "--as-of",
+                                          "2025-11-30", "--json"]).stdout)
+    not_regular = sum(r["tier"] != "regular" for r in view)
+    assert first["changed"] == not_regular > 0 and first["refused"] == 0
+    again = json.loads(runner.invoke(app, args).stdout)
+    assert again["changed"] == 0 and again["unchanged"] == len(view)
+    store = open_store(f"sqlite:///{data}/events.db")
+    try:
+        host = ShardHost(decider=member_decider, store=store, stream="member-000")
+        effective = first["effective_at"]
+        for row in view:
+            state = host.state_of(row["user"])
+            assert state.tier_at(effective) == row["tier"]
+            assert state.tier_at(effective - 1) == "regular"
+    finally:
+        store.close()
