@@ -3,7 +3,8 @@
 A member's history is the orders it paid (imported from a file or paid at checkout), from
 which the RFM view (projections/views/members.py) scores it; the tier the RFM rule gives
 is recorded here as `TierChanged`, so a benefit checks the tier the log says the member
-had at that moment (`MemberState.tier_at`). The points ledger earns per paid order
+had at that moment (`MemberState.tier_at`): price protection refunds a paid line's price
+drop once, within the period of the tier the member had when it paid. The points ledger earns per paid order
 (double for an electronic invoice), redeems at checkout and expires by a timer, and its
 balance is never negative.
 
@@ -35,18 +36,22 @@ from saleday.actors.member.words import (
     COMMANDS,
     DAY_MS,
     INVOICES,
+    PROTECTION_DAYS,
     SOURCES,
     TIERS,
     ChangeTier,
+    ClaimPriceProtection,
     EarnPoints,
     ExpirePoints,
     InsufficientPoints,
     MemberCommand,
     MemberEvent,
+    NotProtected,
     OrderRecorded,
     PointsEarned,
     PointsExpired,
     PointsRedeemed,
+    PriceProtectionRefunded,
     RecordOrder,
     RedeemPoints,
     TierChanged,
@@ -57,9 +62,10 @@ member_decider: Decider[MemberCommand, MemberEvent, MemberState] = Decider(
     commands=COMMANDS, deadline_of=deadline_of, next_deadline=next_deadline, expire=expire)
 
 __all__ = [
-    "COMMANDS", "DAY_MS", "INVOICES", "SOURCES", "TIERS", "ChangeTier", "EarnPoints",
-    "ExpirePoints", "InsufficientPoints", "MemberCommand", "MemberEvent", "MemberState",
-    "OrderRecorded", "PointsEarned", "PointsExpired", "PointsRedeemed", "RecordOrder",
+    "COMMANDS", "DAY_MS", "INVOICES", "PROTECTION_DAYS", "SOURCES", "TIERS", "ChangeTier",
+    "ClaimPriceProtection", "EarnPoints", "ExpirePoints", "InsufficientPoints",
+    "MemberCommand", "MemberEvent", "MemberState", "NotProtected", "OrderRecorded",
+    "PointsEarned", "PointsExpired", "PointsRedeemed", "PriceProtectionRefunded", "RecordOrder",
     "RedeemPoints", "TierChanged", "deadline_of", "decide", "entity_of", "evolve", "expire",
     "initial", "member_decider", "next_deadline", "points_for",
 ]

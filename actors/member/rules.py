@@ -16,6 +16,12 @@
   decision; a redemption above the remaining balance is refused (`InsufficientPoints`),
   so the balance never goes below zero. A repeated redemption id decides nothing
   (another amount under the same id is an `InvalidCommand`).
+- `ClaimPriceProtection` (the protection reaction following price drops, or a member's
+  request): refunds, for one paid line, what each unit paid above the new price
+  (`sum(max(0, unit - price))`) when some unit paid more, the member's tier at `paid_at` (the tier the log says it had when it
+  paid) has a protection period in `windows`, and `paid_at <= dropped_at <= paid_at +
+  days`. Once per line (order ref and SKU): any later claim is `NotProtected`
+  ("already_refunded"). The refund is never above the drop, nor above what was paid.
 - `ExpirePoints` (the shard's timer at the earliest lot's `expires_at`): every lot with
   `expires_at <= now` lapses with what is left of it.
 
@@ -40,16 +46,19 @@ from saleday.actors.member.words import (
     SOURCES,
     TIERS,
     ChangeTier,
+    ClaimPriceProtection,
     EarnPoints,
     ExpirePoints,
     InsufficientPoints,
     Lots,
     MemberCommand,
     MemberEvent,
+    NotProtected,
     OrderRecorded,
     PointsEarned,
     PointsExpired,
     PointsRedeemed,
+    PriceProtectionRefunded,
     RecordOrder,
     RedeemPoints,
     TierChanged,
@@ -57,7 +66,8 @@ from saleday.actors.member.words import (
 
 _INTAKE = Intake("member", COMMANDS, entity="user", noun="member",
                  non_negative=("ordered_at", "amount_cents", "points_per_yuan", "valid_days",
-                               "points"))
+                               "points", "paid_at", "price_cents",
+                               "dropped_at"))
 """Each command's int and str fields and its member, checked before any business rule."""
 
 MAX_VALID_DAYS = 3650
@@ -89,6 +99,8 @@ def decide(command: MemberCommand, state: MemberState) -> list[MemberEvent] | Re
             return _redeem(command, state)
         case ExpirePoints():
             return _lapsed(state, command.now)
+        case ClaimPriceProtection():
+            return _protect(command, state)
         case _:
             return _INTAKE.not_taken(command)
 
@@ -171,6 +183,51 @@ def _lapsed(state: MemberState, now: int) -> list[MemberEvent]:
             for ref, points, expires_at in state.lots if expires_at <= now]
 
 
+def _protect(command: ClaimPriceProtection, state: MemberState) -> list[MemberEvent] | Rejection:
+    windows = _windows(command.windows)
+    if isinstance(windows, str):
+        return InvalidCommand(reason=windows)
+    units = command.unit_prices
+    if (type(units) not in (tuple, list) or not units
+            or not all(type(p) is int and 0 <= p <= INT64_MAX for p in units)
+            or sum(units) > INT64_MAX):
+        return InvalidCommand(reason=f"unit_prices must be one price (int >= 0) per unit, "
+                                     f"not {units!r}")
+
+    def refused(reason: str) -> NotProtected:
+        return NotProtected(user=command.user, order_ref=command.order_ref, sku=command.sku,
+                            reason=reason)
+
+    if f"{command.order_ref}\x1f{command.sku}" in state.protected:
+        return refused("already_refunded")
+    refund = sum(max(0, unit - command.price_cents) for unit in units)
+    if refund == 0:
+        return refused("no_drop")
+    tier = state.tier_at(command.paid_at)
+    days = windows.get(tier, 0)
+    if days == 0:
+        return refused("tier_not_protected")
+    if not command.paid_at <= command.dropped_at <= command.paid_at + days * DAY_MS:
+        return refused("outside_period")
+    return [PriceProtectionRefunded(user=command.user, order_ref=command.order_ref,
+                                    sku=command.sku, unit_prices=tuple(units),
+                                    price_cents=command.price_cents, refund_cents=refund,
+                                    tier=tier, dropped_at=command.dropped_at)]
+
+
+def _windows(windows: object) -> dict[str, int] | str:
+    """`windows` as {tier: days}, or what is wrong with it."""
+    if type(windows) not in (tuple, list):
+        return "windows must be ((tier, days), ...)"
+    out = {}
+    for item in windows:
+        if (type(item) not in (tuple, list) or len(item) != 2 or item[0] not in TIERS
+                or type(item[1]) is not int or not 0 <= item[1] <= MAX_VALID_DAYS):
+            return f"each window must be (tier, days 0..{MAX_VALID_DAYS}), not {item!r}"
+        out[item[0]] = item[1]
+    return out
+
+
 # --- evolve ---------------------------------------------------------------------------
 
 
@@ -197,6 +254,9 @@ def evolve(state: MemberState, event: MemberEvent) -> MemberState:
         case PointsExpired():
             lots = tuple(lot for lot in state.lots if lot[0] != event.order_ref)
             return replace(state, lots=lots, expired=state.expired + event.points)
+        case PriceProtectionRefunded():
+            key = f"{event.order_ref}\x1f{event.sku}"
+            return replace(state, protected=state.protected.set(key, event.refund_cents))
         case _:
             assert_never(event)
 

@@ -1,4 +1,5 @@
-"""What a member knows: the order history, the tier over time, and the points ledger.
+"""What a member knows: the order history, the tier over time, the points ledger, and
+the lines refunded by price protection.
 
 Snapshots name this class (actors/state_codec.py encodes a state by its class's qualified
 name and declared fields), so its name and fields are part of the snapshot format: a
@@ -36,6 +37,8 @@ class MemberState:
     redeemed: int
     expired: int
     redemptions: immutables.Map[str, int]
+    protected: immutables.Map[str, int]
+    """`order_ref \x1f sku` -> the price-protection refund of that line (once per line)."""
 
     @property
     def tier(self) -> str:
@@ -63,4 +66,4 @@ _EMPTY: immutables.Map = immutables.Map()
 def initial(user: str) -> MemberState:
     """A member nothing happened to yet."""
     return MemberState(user=user, orders=_EMPTY, tiers=(), earnings=_EMPTY, lots=(), earned=0,
-                       redeemed=0, expired=0, redemptions=_EMPTY)
+                       redeemed=0, expired=0, redemptions=_EMPTY, protected=_EMPTY)

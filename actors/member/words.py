@@ -24,6 +24,11 @@ SOURCES = ("import", "checkout")
 INVOICES = ("none", "paper", "electronic")
 """The invoice a paid order asked for; an electronic one earns double points."""
 
+PROTECTION_DAYS = (("diamond", 365), ("gold", 30), ("silver", 7), ("regular", 0))
+"""The default price-protection period of each tier, in days (0: none)."""
+Windows = tuple[tuple[str, int], ...]
+"""Price-protection periods `((tier, days), ...)`; a tier not listed has none."""
+
 Lots = tuple[tuple[str, int, int], ...]
 """Unexpired points not yet redeemed: `((order_ref, points left, expires_at), ...)`, the
 soonest to expire first (ties by order_ref): redemptions take from the front."""
@@ -90,9 +95,29 @@ class ExpirePoints:
     now: int
 
 
-MemberCommand = RecordOrder | ChangeTier | EarnPoints | RedeemPoints | ExpirePoints
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimPriceProtection:
+    """Refund `user` the price drop on one paid line: `sku` in `order_ref`, its units paid
+    `unit_prices` (cents, one per unit) at `paid_at`; the price is `price_cents` since
+    `dropped_at`. Protected for as many days as `windows` gives the member's tier at
+    `paid_at`."""
 
-COMMANDS = (RecordOrder, ChangeTier, EarnPoints, RedeemPoints, ExpirePoints)
+    user: str
+    order_ref: str
+    sku: str
+    unit_prices: tuple[int, ...]
+    paid_at: int
+    price_cents: int
+    dropped_at: int
+    windows: Windows
+    now: int
+
+
+MemberCommand = (RecordOrder | ChangeTier | EarnPoints | RedeemPoints | ExpirePoints
+                 | ClaimPriceProtection)
+
+COMMANDS = (RecordOrder, ChangeTier, EarnPoints, RedeemPoints, ExpirePoints,
+            ClaimPriceProtection)
 
 
 # --- events ---------------------------------------------------------------------------
@@ -159,7 +184,25 @@ class PointsExpired:
     expires_at: int
 
 
-MemberEvent = OrderRecorded | TierChanged | PointsEarned | PointsRedeemed | PointsExpired
+@event_type("members.price_protection_refunded")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PriceProtectionRefunded:
+    """`refund_cents` = the sum over the line's `unit_prices` of what each paid above
+    `price_cents` go back to `user` for the line `sku` of `order_ref`: its price dropped at
+    `dropped_at`, within the protection of the member's `tier` when it paid."""
+
+    user: str
+    order_ref: str
+    sku: str
+    unit_prices: tuple[int, ...]
+    price_cents: int
+    refund_cents: int
+    tier: str
+    dropped_at: int
+
+
+MemberEvent = (OrderRecorded | TierChanged | PointsEarned | PointsRedeemed | PointsExpired
+               | PriceProtectionRefunded)
 
 
 # --- rejections -----------------------------------------------------------------------
@@ -172,3 +215,16 @@ class InsufficientPoints(Rejection):
     user: str
     wanted: int
     balance: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NotProtected(Rejection):
+    """The line is not price-protected: `reason` is `no_drop` (the price is not below what
+    was paid), `tier_not_protected` (the member's tier when it paid has no protection),
+    `outside_period` (the drop came before the payment or after the period), or
+    `already_refunded` (the line was refunded once already)."""
+
+    user: str
+    order_ref: str
+    sku: str
+    reason: str

@@ -5,14 +5,18 @@ from __future__ import annotations
 from saleday.actors.decider import InvalidCommand
 from saleday.actors.member import (
     DAY_MS,
+    PROTECTION_DAYS,
     ChangeTier,
+    ClaimPriceProtection,
     EarnPoints,
     ExpirePoints,
     InsufficientPoints,
+    NotProtected,
     OrderRecorded,
     PointsEarned,
     PointsExpired,
     PointsRedeemed,
+    PriceProtectionRefunded,
     RecordOrder,
     RedeemPoints,
     TierChanged,
@@ -231,3 +235,67 @@ def test_every_event_is_loggable_under_its_wire_name():
     for event in events:
         name, _, data = registry.encode(event)
         canonical(data, name)
+
+
+# --- price protection ---------------------------------------------------------------
+
+DIAMOND = TierChanged(user=USER, previous="regular", tier="diamond", rule="r", changed_at=T0)
+PAID_AT = T0 + DAY_MS
+
+
+def claim(price: int = 7_000, dropped_at: int = PAID_AT + 200 * DAY_MS,
+          units=(9_900, 9_900), paid_at: int = PAID_AT, windows=PROTECTION_DAYS,
+          sku: str = "sku-1") -> ClaimPriceProtection:
+    return ClaimPriceProtection(user=USER, order_ref="o1", sku=sku, unit_prices=units,
+                                paid_at=paid_at, price_cents=price, dropped_at=dropped_at,
+                                windows=windows, now=dropped_at)
+
+
+def test_a_diamond_member_gets_the_drop_refunded_within_365_days():
+    """A drop 200 days after a diamond member paid refunds the drop on each unit."""
+    given(member_decider, DIAMOND).when(claim()).then(PriceProtectionRefunded(
+        user=USER, order_ref="o1", sku="sku-1", unit_prices=(9_900, 9_900), price_cents=7_000,
+        refund_cents=5_800, tier="diamond", dropped_at=PAID_AT + 200 * DAY_MS))
+
+
+def test_a_line_is_refunded_once():
+    """A second drop on a refunded line is refused, however deep."""
+    first = given(member_decider, DIAMOND).when(claim()).events
+    given(member_decider, DIAMOND, *first).when(claim(price=1)) \
+        .then_rejected(NotProtected, reason="already_refunded")
+    given(member_decider, DIAMOND, *first).when(claim(sku="sku-2")).then(PriceProtectionRefunded(
+        user=USER, order_ref="o1", sku="sku-2", unit_prices=(9_900, 9_900), price_cents=7_000,
+        refund_cents=5_800, tier="diamond", dropped_at=PAID_AT + 200 * DAY_MS))
+
+
+def test_protection_follows_the_tier_the_member_had_when_it_paid():
+    """Gold protects 30 days, regular not at all; a later promotion does not reach back."""
+    gold = TierChanged(user=USER, previous="regular", tier="gold", rule="r", changed_at=T0)
+    given(member_decider, gold).when(claim(dropped_at=PAID_AT + 200 * DAY_MS)) \
+        .then_rejected(NotProtected, reason="outside_period")
+    assert given(member_decider, gold).when(claim(dropped_at=PAID_AT + 30 * DAY_MS)).events
+    promoted_later = TierChanged(user=USER, previous="regular", tier="diamond", rule="r",
+                                 changed_at=PAID_AT + 1)
+    given(member_decider, promoted_later).when(claim()) \
+        .then_rejected(NotProtected, reason="tier_not_protected")
+
+
+def test_no_refund_without_a_drop_or_before_the_payment():
+    """A price at or above what was paid, or a drop before paying, refunds nothing; units
+    bought at different prices are refunded only what each paid above the new price."""
+    given(member_decider, DIAMOND).when(claim(price=9_900)) \
+        .then_rejected(NotProtected, reason="no_drop")
+    given(member_decider, DIAMOND).when(claim(price=5_000, units=(4_950, 6_000))).then(
+        PriceProtectionRefunded(user=USER, order_ref="o1", sku="sku-1", unit_prices=(4_950, 6_000),
+                                price_cents=5_000, refund_cents=1_000, tier="diamond",
+                                dropped_at=PAID_AT + 200 * DAY_MS))
+    given(member_decider, DIAMOND).when(claim(dropped_at=PAID_AT - 1)) \
+        .then_rejected(NotProtected, reason="outside_period")
+
+
+def test_protection_periods_are_configurable_and_checked():
+    """The windows name tiers and days; a malformed window is an invalid command."""
+    assert given(member_decider).when(claim(windows=(("regular", 365),))).events
+    given(member_decider).when(claim(windows=(("vip", 3),))).then_rejected(InvalidCommand)
+    given(member_decider).when(claim(units=())).then_rejected(InvalidCommand)
+    given(member_decider).when(claim(units=(-1,))).then_rejected(InvalidCommand)

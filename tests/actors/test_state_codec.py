@@ -20,6 +20,7 @@ from saleday.actors.campaign import campaign_decider
 from saleday.actors.host import SNAPSHOT_FORMAT, Request, ShardHost
 from saleday.actors.member import member_decider
 from saleday.actors.order import order_decider
+from saleday.actors.price import price_decider
 from saleday.actors.session import session_decider
 from saleday.actors.sku import AddStock, ConfigureSale, ReserveStock, sku_decider
 from saleday.actors.state_codec import StateCodec, StateCodecError
@@ -28,7 +29,7 @@ from saleday.events import Snapshot, open_store
 
 T0 = 1_762_790_400_000
 DECIDERS = [sku_decider, session_decider, campaign_decider, team_decider, order_decider,
-            member_decider]
+            member_decider, price_decider]
 
 
 def values_of(hint: typing.Any) -> st.SearchStrategy:
@@ -94,7 +95,8 @@ def folded_states() -> list[object]:
                      tm.TierChanged(user=tm.USER, previous="regular", tier="gold", rule="r",
                                     changed_at=tm.T0),
                      tm.PointsRedeemed(user=tm.USER, redemption_id="r1", points=9,
-                                       taken=(("b", 7), ("a", 2)), redeemed_at=tm.T0)),
+                                       taken=(("b", 7), ("a", 2)), redeemed_at=tm.T0),
+                     *tm.given(tm.member_decider, tm.DIAMOND).when(tm.claim()).events),
     ]
 
 
