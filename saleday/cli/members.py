@@ -3,6 +3,8 @@
     saleday import orders history.csv --data ./saleday-data      # append member history
     saleday view members --as-of 2025-11-11 --json               # RFM per user
     saleday members tiers --as-of 2025-11-11                     # record TierChanged
+    saleday price set sku-1 70.00                                # a price change (event)
+    saleday members protect                                      # refund price drops
 
 `import orders` reads a CSV (flows/history.py says the format) and records each usable row
 as `members.order_recorded` on its member's stream (`member-NNN`), through the member
@@ -11,8 +13,12 @@ order ref derived from the row's content, so a second import records nothing twi
 rows are counted by reason with their line numbers; if no row is usable the exit status
 is 2. `members tiers` folds the members view, scores RFM as of a date and records a
 `TierChanged` for every member whose tier by the rule differs from its recorded one.
-The member kind's shard count (`--shards`) must be the one the rest of the system uses
-for this log (default 1).
+`price set` records a SKU's new list price (`prices.price_changed`); `members protect`
+follows the order and price streams (flows/protection.py) and claims price protection
+for every paid checkout line a drop reaches (or, with `--order`, for one order at the
+current prices); the member decider refunds each line once. The member and price kinds'
+shard counts (`--shards`) must be the ones the rest of the system uses for this log
+(default 1).
 """
 
 from __future__ import annotations
@@ -45,14 +51,18 @@ RuleOpt = Annotated[str, typer.Option(
 
 
 def register(app: typer.Typer) -> None:
-    """Add `import orders` and `members tiers` to the `saleday` app."""
+    """Add `import orders`, `members tiers|protect` and `price set` to the `saleday` app."""
     import_app = typer.Typer(help="Bring outside records into the log.", no_args_is_help=True)
     import_app.command("orders")(import_orders)
     app.add_typer(import_app, name="import")
     members_app = typer.Typer(help="Members: tiers from RFM (docs/MEMBERS.md).",
                               no_args_is_help=True)
     members_app.command("tiers")(assign_tiers)
+    members_app.command("protect")(protect)
     app.add_typer(members_app, name="members")
+    price_app = typer.Typer(help="SKU list prices (each change an event).", no_args_is_help=True)
+    price_app.command("set")(set_price)
+    app.add_typer(price_app, name="price")
 
 
 def parse_as_of(text: str | None) -> date:
@@ -78,26 +88,28 @@ def parse_rule(text: str) -> Any:
 
 
 class MemberShards:
-    """The member shard hosts of a log, in this process."""
+    """The shard hosts of one kind (default: member) of a log, in this process."""
 
-    def __init__(self, store: Any, shards: int) -> None:
+    def __init__(self, store: Any, shards: int, kind: str = "member") -> None:
         from saleday.actors.host import ShardHost
-        from saleday.actors.member import member_decider
+        from saleday.actors.kinds import deciders
         from saleday.cluster.routing import ShardMap
 
-        self.map = ShardMap.uniform("member", shards)
-        self.hosts = [ShardHost(decider=member_decider, store=store, stream=self.map.stream(i))
+        decider = deciders()[kind]
+        self.entity_of = decider.entity_of
+        self.map = ShardMap.uniform(kind, shards)
+        self.hosts = [ShardHost(decider=decider, store=store, stream=self.map.stream(i))
                       for i in range(self.map.shards)]
 
-    def host_of(self, user: str) -> Any:
-        return self.hosts[self.map.shard_of(user)]
+    def host_of(self, entity: str) -> Any:
+        return self.hosts[self.map.shard_of(entity)]
 
     def run(self, requests: list[Any]) -> list[Any]:
-        """Decide `requests` (each `Request` of a member command), in batches of `CHUNK`
-        per shard; the replies in the requests' order."""
+        """Decide `requests` (each a `Request` of a command of this kind), in batches of
+        `CHUNK` per shard; the replies in the requests' order."""
         by_shard: dict[int, list[int]] = {}
         for i, req in enumerate(requests):
-            by_shard.setdefault(self.map.shard_of(req.command.user), []).append(i)
+            by_shard.setdefault(self.map.shard_of(self.entity_of(req.command)), []).append(i)
         replies: list[Any] = [None] * len(requests)
         for shard, indexes in by_shard.items():
             for start in range(0, len(indexes), CHUNK):
@@ -262,3 +274,114 @@ def assign_tiers(
                     f"{outcome['unchanged']:,} unchanged, {outcome['refused']:,} refused")
     for line in refusals[:20]:
         console().print(f"  refused: {escape(line)}")
+
+
+def _store_url(data: Path, store: str | None, *, must_exist: bool) -> str:
+    url = store or f"sqlite:///{data / 'events.db'}"
+    if must_exist and url.startswith("sqlite:///") and not Path(url[10:].split("?")[0]).exists():
+        fail(FileNotFoundError(f"no event log at {url[10:]}: pass --data or --store"))
+    if store is None and not must_exist:
+        data.mkdir(parents=True, exist_ok=True)
+    return url
+
+
+def parse_windows(text: str) -> tuple[tuple[str, int], ...]:
+    """`diamond=365,gold=30,silver=7` as ((tier, days), ...); tiers left out get none."""
+    from saleday.actors.member import TIERS
+
+    out = []
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        tier, sep, days = item.partition("=")
+        if not sep or tier.strip() not in TIERS or not days.strip().isdigit():
+            raise typer.BadParameter(f"{item!r} must read tier=days with tier one of "
+                                     f"{', '.join(TIERS)}", param_hint="--windows")
+        out.append((tier.strip(), int(days)))
+    return tuple(out)
+
+
+def set_price(
+    sku: Annotated[str, typer.Argument(help="The SKU.")],
+    amount: Annotated[str, typer.Argument(help="The new unit price in yuan (e.g. 70 or 69.90).")],
+    at: Annotated[str | None, typer.Option(
+        "--at", help="When (ISO 8601 date-time, UTC unless an offset is given; default now).")] = None,
+    data: DataOpt = Path("./saleday-data"),
+    store: StoreOpt = None,
+    shards: ShardsOpt = 1,
+) -> None:
+    """Record a SKU's new list price (prices.price_changed)."""
+    from saleday.actors.host import Accepted, Request, wall_clock_ms
+    from saleday.actors.price import SetPrice
+    from saleday.flows.history import parse_amount, parse_ordered_at
+
+    cents = parse_amount(amount)
+    if cents is None or cents < 1:
+        raise typer.BadParameter(f"{amount!r} is not a price in yuan (> 0, two decimals)",
+                                 param_hint="AMOUNT")
+    now = wall_clock_ms() if at is None else parse_ordered_at(at)
+    if now is None:
+        raise typer.BadParameter(f"{at!r} is not an ISO 8601 date-time", param_hint="--at")
+    with opened(_store_url(data, store, must_exist=False)) as s:
+        (reply,) = MemberShards(s, shards, kind="price").run(
+            [Request(f"price:{sku}:{now}:{cents}", SetPrice(sku=sku, price_cents=cents, now=now))])
+    if not isinstance(reply, Accepted):
+        fail(ValueError(reply.describe()))
+    console().print(f"{escape(sku)}: {'price set to' if reply.events else 'price already'} "
+                    f"{cents / 100:.2f} at {now}")
+
+
+def protect(
+    order: Annotated[str | None, typer.Option(
+        "--order", help="Claim for this paid order only, at the current prices.")] = None,
+    windows: Annotated[str, typer.Option(
+        "--windows", help="Protection days per tier; tiers left out get none.")] =
+        "diamond=365,gold=30,silver=7",
+    data: DataOpt = Path("./saleday-data"),
+    store: StoreOpt = None,
+    shards: ShardsOpt = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Refund price drops on paid lines: every drop in the log, or one order on request."""
+    from saleday.actors.host import Accepted, Request
+    from saleday.events import Tail, registry
+    from saleday.flows.protection import PriceProtection
+
+    rules = PriceProtection(parse_windows(windows))
+    claims = []
+    with opened(_store_url(data, store, must_exist=True)) as s:
+        tail = Tail(s, include=lambda stream: stream.startswith(("order-", "price-")))
+        while batch := tail.poll():
+            for env in batch:
+                if env.type.startswith(("orders.", "prices.")):
+                    claims += rules.observe(env, registry.decode(env))
+        if order is not None:
+            if order not in rules.paid:
+                fail(LookupError(f"order {order!r} is not a paid checkout order in the log"))
+            claims = rules.on_request(order)
+        members = MemberShards(s, shards)
+        outcome: dict[str, Any] = {"claims": len(claims), "refunded": 0, "refund_cents": 0,
+                                   "already_refunded": 0, "not_protected": {}}
+        fresh = []
+        for cid, claim in claims:
+            done = members.host_of(claim.user).state_of(claim.user).protected
+            if f"{claim.order_ref}\x1f{claim.sku}" in done:
+                outcome["already_refunded"] += 1
+            else:
+                fresh.append(Request(cid, claim))
+        for reply in members.run(fresh):
+            if isinstance(reply, Accepted) and reply.events and not reply.duplicate:
+                outcome["refunded"] += 1
+                outcome["refund_cents"] += sum(e.refund_cents for e in reply.events)
+            elif isinstance(reply, Accepted):
+                outcome["already_refunded"] += 1
+            else:
+                reason = getattr(reply, "reason", reply.code)
+                if reason == "already_refunded":
+                    outcome["already_refunded"] += 1
+                else:
+                    outcome["not_protected"][reason] = outcome["not_protected"].get(reason, 0) + 1
+    if as_json:
+        typer.echo(json.dumps(outcome))
+        return
+    console().print(f"{outcome['claims']:,} claims: {outcome['refunded']:,} lines refunded "
+                    f"({outcome['refund_cents'] / 100:,.2f} yuan), {outcome['already_refunded']:,} "
+                    f"refunded before, not protected: {outcome['not_protected'] or 'none'}")

@@ -127,3 +127,36 @@ def test_tiers_are_recorded_as_events_once_per_change(tmp_path):
             assert state.tier_at(effective - 1) == "regular"
     finally:
         store.close()
+
+
+def test_price_drops_are_refunded_once_per_line_by_the_tier_when_paid(tmp_path):
+    """A diamond member's paid line is refunded the drop once; a rerun refunds nothing."""
+    from saleday.actors.member import ChangeTier
+
+    data = tmp_path / "data"
+    data.mkdir()
+    url = f"sqlite:///{data}/events.db"
+    paid_at = day_start_ms(date(2025, 11, 11))
+    store = open_store(url)
+    try:
+        ShardHost(decider=member_decider, store=store, stream="member-000").handle(
+            [Request("t", ChangeTier(user="alice", tier="diamond", rule="test", now=paid_at - 1))])
+    finally:
+        store.close()
+    assert runner.invoke(app, ["price", "set", "sku-1", "250.50", "--data", str(data),
+                               "--at", "2025-11-10"]).exit_code == 0
+    pay_through_checkout(url, "alice", "o-1", 25_050, paid_at)
+    result = runner.invoke(app, ["price", "set", "sku-1", "199", "--data", str(data),
+                                 "--at", "2026-03-01T10:00:00+08:00"])
+    assert result.exit_code == 0, result.output
+    first = json.loads(runner.invoke(app, ["members", "protect", "--data", str(data),
+                                           "--json"]).stdout)
+    assert (first["refunded"], first["refund_cents"]) == (1, 5_150)
+    again = json.loads(runner.invoke(app, ["members", "protect", "--data", str(data),
+                                           "--json"]).stdout)
+    asked = json.loads(runner.invoke(app, ["members", "protect", "--data", str(data),
+                                           "--order", "o-1", "--json"]).stdout)
+    assert again["refunded"] == asked["refunded"] == 0
+    assert again["already_refunded"] == asked["already_refunded"] == 1
+    bad = runner.invoke(app, ["price", "set", "sku-1", "-3", "--data", str(data)])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
