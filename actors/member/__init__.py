@@ -40,10 +40,12 @@ from saleday.actors.member.words import (
     SOURCES,
     TIERS,
     ChangeTier,
+    ChooseInvoice,
     ClaimPriceProtection,
     EarnPoints,
     ExpirePoints,
     InsufficientPoints,
+    InvoiceChosen,
     MemberCommand,
     MemberEvent,
     NotProtected,
@@ -63,8 +65,8 @@ member_decider: Decider[MemberCommand, MemberEvent, MemberState] = Decider(
 
 __all__ = [
     "COMMANDS", "DAY_MS", "INVOICES", "PROTECTION_DAYS", "SOURCES", "TIERS", "ChangeTier",
-    "ClaimPriceProtection", "EarnPoints", "ExpirePoints", "InsufficientPoints",
-    "MemberCommand", "MemberEvent", "MemberState", "NotProtected", "OrderRecorded",
+    "ChooseInvoice", "ClaimPriceProtection", "EarnPoints", "ExpirePoints", "InsufficientPoints",
+    "InvoiceChosen", "MemberCommand", "MemberEvent", "MemberState", "NotProtected", "OrderRecorded",
     "PointsEarned", "PointsExpired", "PointsRedeemed", "PriceProtectionRefunded", "RecordOrder",
     "RedeemPoints", "TierChanged", "deadline_of", "decide", "entity_of", "evolve", "expire",
     "initial", "member_decider", "next_deadline", "points_for",

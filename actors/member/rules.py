@@ -8,7 +8,11 @@
   `TierChanged` when the tier differs from the current one, else nothing. Tier changes
   are in time order: one dated before the last change is an `InvalidCommand`. The tier
   at any moment is the last change at or before it (`MemberState.tier_at`).
-- `EarnPoints` (a paid order): `points = amount_cents // 100 * points_per_yuan`, doubled
+- `ChooseInvoice` (checkout, before the order starts): records the invoice asked for an
+  order ref (none, paper or electronic, with its title and tax id), once; the same choice
+  again decides nothing, another one is an `InvalidCommand`.
+- `EarnPoints` (a paid order; the invoice must be the one chosen for it, "none" if none
+  was): `points = amount_cents // 100 * points_per_yuan`, doubled
   for an electronic invoice, as one lot valid `valid_days` days from `now`; once per
   order ref (a repeat decides nothing). Zero points decide nothing.
 - `RedeemPoints` (checkout, as a discount): takes `points` from the lots that expire
@@ -46,10 +50,12 @@ from saleday.actors.member.words import (
     SOURCES,
     TIERS,
     ChangeTier,
+    ChooseInvoice,
     ClaimPriceProtection,
     EarnPoints,
     ExpirePoints,
     InsufficientPoints,
+    InvoiceChosen,
     Lots,
     MemberCommand,
     MemberEvent,
@@ -65,6 +71,7 @@ from saleday.actors.member.words import (
 )
 
 _INTAKE = Intake("member", COMMANDS, entity="user", noun="member",
+                 optional_strs=("title", "tax_id"),
                  non_negative=("ordered_at", "amount_cents", "points_per_yuan", "valid_days",
                                "points", "paid_at", "price_cents",
                                "dropped_at"))
@@ -101,6 +108,8 @@ def decide(command: MemberCommand, state: MemberState) -> list[MemberEvent] | Re
             return _lapsed(state, command.now)
         case ClaimPriceProtection():
             return _protect(command, state)
+        case ChooseInvoice():
+            return _choose_invoice(command, state)
         case _:
             return _INTAKE.not_taken(command)
 
@@ -132,10 +141,29 @@ def _change_tier(command: ChangeTier, state: MemberState) -> list[MemberEvent] |
                         rule=command.rule, changed_at=command.now)]
 
 
+def _choose_invoice(command: ChooseInvoice, state: MemberState) -> list[MemberEvent] | Rejection:
+    if command.invoice not in INVOICES:
+        return InvalidCommand(reason=f"invoice must be one of {INVOICES}, "
+                                     f"not {command.invoice!r}")
+    known = state.invoices.get(command.order_ref)
+    if known is not None:
+        if known != command.invoice:
+            return InvalidCommand(reason=f"order {command.order_ref!r} asked for a {known} "
+                                         f"invoice already")
+        return []
+    return [InvoiceChosen(user=command.user, order_ref=command.order_ref,
+                          invoice=command.invoice, title=command.title, tax_id=command.tax_id,
+                          chosen_at=command.now)]
+
+
 def _earn(command: EarnPoints, state: MemberState) -> list[MemberEvent] | Rejection:
     if command.invoice not in INVOICES:
         return InvalidCommand(reason=f"invoice must be one of {INVOICES}, "
                                      f"not {command.invoice!r}")
+    chosen = state.invoices.get(command.order_ref, "none")
+    if command.invoice != chosen:
+        return InvalidCommand(reason=f"order {command.order_ref!r} asked for invoice "
+                                     f"{chosen!r}, not {command.invoice!r}")
     if not 1 <= command.valid_days <= MAX_VALID_DAYS:
         return InvalidCommand(reason=f"valid_days must be 1..{MAX_VALID_DAYS}, "
                                      f"not {command.valid_days}")
@@ -257,6 +285,8 @@ def evolve(state: MemberState, event: MemberEvent) -> MemberState:
         case PriceProtectionRefunded():
             key = f"{event.order_ref}\x1f{event.sku}"
             return replace(state, protected=state.protected.set(key, event.refund_cents))
+        case InvoiceChosen():
+            return replace(state, invoices=state.invoices.set(event.order_ref, event.invoice))
         case _:
             assert_never(event)
 

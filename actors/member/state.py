@@ -39,6 +39,8 @@ class MemberState:
     redemptions: immutables.Map[str, int]
     protected: immutables.Map[str, int]
     """`order_ref \x1f sku` -> the price-protection refund of that line (once per line)."""
+    invoices: immutables.Map[str, str]
+    """Order ref -> the invoice chosen at checkout (none, paper, electronic)."""
 
     @property
     def tier(self) -> str:
@@ -66,4 +68,5 @@ _EMPTY: immutables.Map = immutables.Map()
 def initial(user: str) -> MemberState:
     """A member nothing happened to yet."""
     return MemberState(user=user, orders=_EMPTY, tiers=(), earnings=_EMPTY, lots=(), earned=0,
-                       redeemed=0, expired=0, redemptions=_EMPTY, protected=_EMPTY)
+                       redeemed=0, expired=0, redemptions=_EMPTY, protected=_EMPTY,
+                       invoices=_EMPTY)

@@ -113,11 +113,25 @@ class ClaimPriceProtection:
     now: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChooseInvoice:
+    """At checkout, `user` asks for an `invoice` for `order_ref` (none, paper or
+    electronic), made out to `title` with `tax_id` (both optional; the fields arrive in
+    the command: no OCR)."""
+
+    user: str
+    order_ref: str
+    invoice: str
+    title: str
+    tax_id: str
+    now: int
+
+
 MemberCommand = (RecordOrder | ChangeTier | EarnPoints | RedeemPoints | ExpirePoints
-                 | ClaimPriceProtection)
+                 | ClaimPriceProtection | ChooseInvoice)
 
 COMMANDS = (RecordOrder, ChangeTier, EarnPoints, RedeemPoints, ExpirePoints,
-            ClaimPriceProtection)
+            ClaimPriceProtection, ChooseInvoice)
 
 
 # --- events ---------------------------------------------------------------------------
@@ -201,8 +215,21 @@ class PriceProtectionRefunded:
     dropped_at: int
 
 
+@event_type("members.invoice_chosen")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InvoiceChosen:
+    """`user` asked for an `invoice` for `order_ref`, to `title` / `tax_id`."""
+
+    user: str
+    order_ref: str
+    invoice: str
+    title: str
+    tax_id: str
+    chosen_at: int
+
+
 MemberEvent = (OrderRecorded | TierChanged | PointsEarned | PointsRedeemed | PointsExpired
-               | PriceProtectionRefunded)
+               | PriceProtectionRefunded | InvoiceChosen)
 
 
 # --- rejections -----------------------------------------------------------------------

@@ -5,6 +5,7 @@
     saleday members tiers --as-of 2025-11-11                     # record TierChanged
     saleday price set sku-1 70.00                                # a price change (event)
     saleday members protect                                      # refund price drops
+    saleday members points                                       # points for paid orders
 
 `import orders` reads a CSV (flows/history.py says the format) and records each usable row
 as `members.order_recorded` on its member's stream (`member-NNN`), through the member
@@ -13,6 +14,8 @@ order ref derived from the row's content, so a second import records nothing twi
 rows are counted by reason with their line numbers; if no row is usable the exit status
 is 2. `members tiers` folds the members view, scores RFM as of a date and records a
 `TierChanged` for every member whose tier by the rule differs from its recorded one.
+`members points` follows the order and member streams (flows/points.py) and earns each
+paid checkout order its points, double for an electronic invoice, once per order.
 `price set` records a SKU's new list price (`prices.price_changed`); `members protect`
 follows the order and price streams (flows/protection.py) and claims price protection
 for every paid checkout line a drop reaches (or, with `--order`, for one order at the
@@ -59,6 +62,7 @@ def register(app: typer.Typer) -> None:
                               no_args_is_help=True)
     members_app.command("tiers")(assign_tiers)
     members_app.command("protect")(protect)
+    members_app.command("points")(earn_points)
     app.add_typer(members_app, name="members")
     price_app = typer.Typer(help="SKU list prices (each change an event).", no_args_is_help=True)
     price_app.command("set")(set_price)
@@ -385,3 +389,56 @@ def protect(
     console().print(f"{outcome['claims']:,} claims: {outcome['refunded']:,} lines refunded "
                     f"({outcome['refund_cents'] / 100:,.2f} yuan), {outcome['already_refunded']:,} "
                     f"refunded before, not protected: {outcome['not_protected'] or 'none'}")
+
+
+def earn_points(
+    rate: Annotated[int, typer.Option("--rate", min=0, max=1000,
+                                      help="Points per whole yuan paid (doubled for an "
+                                           "electronic invoice).")] = 1,
+    valid_days: Annotated[int, typer.Option("--valid-days", min=1, max=3650,
+                                            help="Days points stay valid.")] = 365,
+    data: DataOpt = Path("./saleday-data"),
+    store: StoreOpt = None,
+    shards: ShardsOpt = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Earn points for every paid checkout order in the log (once per order)."""
+    from saleday.actors.host import Accepted, Request
+    from saleday.events import Tail, registry
+    from saleday.flows.points import PointsEarning
+
+    earning = PointsEarning(points_per_yuan=rate, valid_days=valid_days)
+    outcome: dict[str, Any] = {"paid_orders": 0, "earned": 0, "points": 0, "electronic": 0,
+                               "already": 0, "refused": {}}
+    with opened(_store_url(data, store, must_exist=True)) as s:
+        tail = Tail(s, include=lambda stream: stream.startswith(("order-", "member-")))
+        while batch := tail.poll():
+            for env in batch:
+                if env.type in ("orders.checkout_started", "orders.payment_captured",
+                                "members.invoice_chosen"):
+                    earning.observe(env, registry.decode(env))
+        members = MemberShards(s, shards)
+        claims = earning.claims()
+        outcome["paid_orders"] = len(claims)
+        fresh = []
+        for cid, claim in claims:
+            if claim.order_ref in members.host_of(claim.user).state_of(claim.user).earnings:
+                outcome["already"] += 1
+            else:
+                fresh.append(Request(cid, claim))
+        for req, reply in zip(fresh, members.run(fresh)):
+            if isinstance(reply, Accepted) and reply.events and not reply.duplicate:
+                outcome["earned"] += 1
+                outcome["points"] += sum(e.points for e in reply.events)
+                outcome["electronic"] += req.command.invoice == "electronic"
+            elif isinstance(reply, Accepted):
+                outcome["already"] += 1
+            else:
+                outcome["refused"][reply.code] = outcome["refused"].get(reply.code, 0) + 1
+    if as_json:
+        typer.echo(json.dumps(outcome))
+        return
+    console().print(f"{outcome['paid_orders']:,} paid orders: {outcome['earned']:,} earned "
+                    f"{outcome['points']:,} points ({outcome['electronic']:,} with an electronic "
+                    f"invoice, double), {outcome['already']:,} earned before, refused: "
+                    f"{outcome['refused'] or 'none'}")

@@ -7,10 +7,12 @@ from saleday.actors.member import (
     DAY_MS,
     PROTECTION_DAYS,
     ChangeTier,
+    ChooseInvoice,
     ClaimPriceProtection,
     EarnPoints,
     ExpirePoints,
     InsufficientPoints,
+    InvoiceChosen,
     NotProtected,
     OrderRecorded,
     PointsEarned,
@@ -45,13 +47,13 @@ def recorded(ref: str = "o1", at: int = T0, cents: int = 12_345,
                          source=source)
 
 
-def earn(ref: str = "o1", cents: int = 10_099, invoice: str = "paper", rate: int = 1,
+def earn(ref: str = "o1", cents: int = 10_099, invoice: str = "none", rate: int = 1,
          days: int = 365, now: int = T0) -> EarnPoints:
     return EarnPoints(user=USER, order_ref=ref, amount_cents=cents, invoice=invoice,
                       points_per_yuan=rate, valid_days=days, now=now)
 
 
-def earned(ref: str = "o1", points: int = 100, cents: int = 10_099, invoice: str = "paper",
+def earned(ref: str = "o1", points: int = 100, cents: int = 10_099, invoice: str = "none",
            at: int = T0, days: int = 365) -> PointsEarned:
     return PointsEarned(user=USER, order_ref=ref, amount_cents=cents, invoice=invoice,
                         points=points, earned_at=at, expires_at=at + days * DAY_MS)
@@ -134,15 +136,41 @@ def test_a_paid_order_earns_a_point_per_whole_yuan():
     given(member_decider).when(earn()).then(earned())
 
 
+def chosen(invoice: str, ref: str = "o1") -> InvoiceChosen:
+    return InvoiceChosen(user=USER, order_ref=ref, invoice=invoice, title="ACME Ltd",
+                         tax_id="91310000", chosen_at=T0 - 1)
+
+
+def test_the_invoice_asked_at_checkout_is_recorded_once():
+    """An invoice choice is recorded with its fields; the same again is nothing, another is
+    invalid."""
+    choose = ChooseInvoice(user=USER, order_ref="o1", invoice="electronic", title="ACME Ltd",
+                           tax_id="91310000", now=T0 - 1)
+    given(member_decider).when(choose).then(chosen("electronic"))
+    given(member_decider, chosen("electronic")).when(choose).then()
+    given(member_decider, chosen("paper")).when(choose).then_rejected(InvalidCommand)
+    given(member_decider).when(ChooseInvoice(user=USER, order_ref="o1", invoice="ocr", title="",
+                                             tax_id="", now=T0)).then_rejected(InvalidCommand)
+
+
 def test_an_electronic_invoice_earns_double_points():
     """The same order with an electronic invoice earns twice the points."""
-    given(member_decider).when(earn(invoice="electronic", rate=3)) \
+    given(member_decider, chosen("electronic")).when(earn(invoice="electronic", rate=3)) \
         .then(earned(points=600, invoice="electronic"))
+    given(member_decider, chosen("paper")).when(earn(invoice="paper", rate=3)) \
+        .then(earned(points=300, invoice="paper"))
+
+
+def test_points_are_earned_for_the_invoice_the_order_asked_for():
+    """Earning with another invoice than the one chosen (none if none was) is invalid."""
+    given(member_decider).when(earn(invoice="electronic")).then_rejected(InvalidCommand)
+    given(member_decider, chosen("paper")).when(earn(invoice="electronic")) \
+        .then_rejected(InvalidCommand)
 
 
 def test_an_order_earns_points_once():
     """Earning again for the same order ref decides nothing."""
-    given(member_decider, earned()).when(earn(invoice="electronic")).then()
+    given(member_decider, earned()).when(earn()).then()
 
 
 def test_an_order_under_one_yuan_earns_nothing():

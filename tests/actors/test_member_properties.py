@@ -1,6 +1,6 @@
 """Properties of the member decider's points ledger over any run of its commands.
 
-Earnings (paper or electronic invoices, repeated or not), redemptions of any size
+Invoice choices, earnings (for the invoice chosen, repeated or not), redemptions of any size
 (repeated or not), expiries and tier changes arrive in any order while time moves
 forward. After every step: the balance is never negative and equals earned - redeemed -
 expired; no lot holds a lapsed or empty rest after an expiry ran; replaying the decided
@@ -16,6 +16,7 @@ from saleday.actors.decider import InvalidCommand, Rejection, fold
 from saleday.actors.member import (
     DAY_MS,
     ChangeTier,
+    ChooseInvoice,
     EarnPoints,
     ExpirePoints,
     InsufficientPoints,
@@ -36,8 +37,9 @@ T0 = 1_762_790_400_000
 STEPS = st.one_of(
     st.tuples(st.just("tick"), st.integers(0, 200 * DAY_MS)),
     st.tuples(st.just("earn"), st.sampled_from(("o1", "o2", "o3", "o4", "o5")),
-              st.integers(0, 50_000), st.sampled_from(("none", "paper", "electronic")),
-              st.integers(0, 5), st.integers(1, 400)),
+              st.integers(0, 50_000), st.integers(0, 5), st.integers(1, 400)),
+    st.tuples(st.just("invoice"), st.sampled_from(("o1", "o2", "o3", "o4", "o5")),
+              st.sampled_from(("none", "paper", "electronic"))),
     st.tuples(st.just("redeem"), st.sampled_from(("r1", "r2", "r3", "r4")),
               st.integers(1, 1_500)),
     st.tuples(st.just("expire")),
@@ -45,11 +47,15 @@ STEPS = st.one_of(
 )
 
 
-def command_for(step: tuple, now: int):
+def command_for(step: tuple, now: int, state):
     match step:
-        case ("earn", ref, cents, invoice, rate, days):
-            return EarnPoints(user=USER, order_ref=ref, amount_cents=cents, invoice=invoice,
-                              points_per_yuan=rate, valid_days=days, now=now)
+        case ("earn", ref, cents, rate, days):
+            return EarnPoints(user=USER, order_ref=ref, amount_cents=cents,
+                              invoice=state.invoices.get(ref, "none"), points_per_yuan=rate,
+                              valid_days=days, now=now)
+        case ("invoice", ref, invoice):
+            return ChooseInvoice(user=USER, order_ref=ref, invoice=invoice, title="", tax_id="",
+                                 now=now)
         case ("redeem", rid, points):
             return RedeemPoints(user=USER, redemption_id=rid, points=points, now=now)
         case ("expire",):
@@ -71,7 +77,7 @@ def test_the_points_balance_is_never_negative_and_adds_up(steps):
         if step[0] == "tick":
             now += step[1]
             continue
-        result = decide(command_for(step, now), state)
+        result = decide(command_for(step, now, state), state)
         if isinstance(result, Rejection):
             assert isinstance(result, InsufficientPoints | InvalidCommand), result
             if isinstance(result, InsufficientPoints):

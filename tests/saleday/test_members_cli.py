@@ -160,3 +160,53 @@ def test_price_drops_are_refunded_once_per_line_by_the_tier_when_paid(tmp_path):
     assert again["already_refunded"] == asked["already_refunded"] == 1
     bad = runner.invoke(app, ["price", "set", "sku-1", "-3", "--data", str(data)])
     assert bad.exit_code == 2 and "Traceback" not in bad.output
+
+
+def test_checkout_takes_the_invoice_and_an_electronic_one_earns_double_points(tmp_path):
+    """Orders through the real checkout flow earn points once paid, double for e-invoices."""
+    import asyncio
+
+    from saleday.actors.sku import AddStock, ConfigureSale
+    from saleday.cluster.local import LocalShards
+    from saleday.flows.checkout import Checkout
+
+    data = tmp_path / "data"
+    data.mkdir()
+    t0 = day_start_ms(date(2025, 11, 11))
+    store = open_store(f"sqlite:///{data}/events.db")
+
+    async def shop() -> None:
+        shards = LocalShards(store, {"sku": 1, "order": 1, "session": 1, "member": 1},
+                             partitions=8, clock=lambda: t0 + 1, autoflush=True)
+        await shards.submit_many([AddStock(sku="sku-1", qty=10, now=t0),
+                                  ConfigureSale(sku="sku-1", tiers=((0, 12_345),),
+                                                per_user_limit=0, start=t0, end=t0 + 86_400_000,
+                                                now=t0)])
+        checkout = Checkout(shards)
+        for order, user, invoice in (("o-e", "ann", ("electronic", "ACME", "9131")),
+                                     ("o-p", "ann", ("paper", "", "")), ("o-n", "bo", None)):
+            placed = await checkout.place(order_id=order, user=user, lines=(("sku-1", 2),),
+                                          now=t0 + 1, invoice=invoice)
+            assert placed.status == "placed", placed
+            paid = await checkout.payment_succeeded(order_id=order, payment_id=f"pay-{order}",
+                                                    amount_cents=placed.total_cents, now=t0 + 2)
+            assert paid.status == "paid", paid
+
+    try:
+        asyncio.run(shop())
+    finally:
+        store.close()
+    args = ["members", "points", "--data", str(data), "--rate", "2", "--json"]
+    first = json.loads(runner.invoke(app, args).stdout)
+    assert (first["paid_orders"], first["earned"], first["electronic"]) == (3, 3, 1)
+    assert first["points"] == 246 * 2 * 2 + 246 * 2 + 246 * 2   # ¥246.90 -> 246 whole yuan
+    again = json.loads(runner.invoke(app, args).stdout)
+    assert (again["earned"], again["already"]) == (0, 3)
+    store = open_store(f"sqlite:///{data}/events.db")
+    try:
+        host = ShardHost(decider=member_decider, store=store, stream="member-000")
+        ann, bo = host.state_of("ann"), host.state_of("bo")
+        assert dict(ann.invoices) == {"o-e": "electronic", "o-p": "paper"}
+        assert (ann.earned, ann.balance, bo.balance) == (984 + 492, 984 + 492, 492)
+    finally:
+        store.close()
