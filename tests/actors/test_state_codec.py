@@ -20,6 +20,7 @@ from saleday.actors.campaign import campaign_decider
 from saleday.actors.host import SNAPSHOT_FORMAT, Request, ShardHost
 from saleday.actors.member import member_decider
 from saleday.actors.order import order_decider
+from saleday.actors.presale import presale_decider
 from saleday.actors.price import price_decider
 from saleday.actors.session import session_decider
 from saleday.actors.sku import AddStock, ConfigureSale, ReserveStock, sku_decider
@@ -29,7 +30,7 @@ from saleday.events import Snapshot, open_store
 
 T0 = 1_762_790_400_000
 DECIDERS = [sku_decider, session_decider, campaign_decider, team_decider, order_decider,
-            member_decider, price_decider]
+            member_decider, price_decider, presale_decider]
 
 
 def values_of(hint: typing.Any) -> st.SearchStrategy:
