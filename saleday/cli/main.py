@@ -18,6 +18,7 @@ from rich.table import Table
 
 from saleday.cli import audit as cli_audit
 from saleday.cli import bench_http as cli_bench_http
+from saleday.cli import forecast as cli_forecast
 from saleday.cli import members as cli_members
 from saleday.cli import ops as cli_ops
 from saleday.cli import simulate as cli_simulate
@@ -252,6 +253,7 @@ cli_simulate.register(app, bench_app)
 cli_ops.register(app, bench_app)
 cli_audit.register(app, bench_app)
 cli_members.register(app)
+cli_forecast.register(app, bench_app)
 cli_bench_http.register(bench_app)
 http_cli.register(app)
 
