@@ -57,10 +57,11 @@ Model = Callable[[Sequence[int], int], float]
 
 
 def backtest(presales: Sequence[SimulatedPresale], *, at: float = 0.6,
-             extra: dict[str, Model] | None = None) -> dict[str, Any]:
-    """Train on the first half, forecast the second half on day `at x days`; the mean and
-    median stocking accuracy of each model, and the mean absolute error in units."""
-    half = len(presales) // 2
+             extra: dict[str, Model] | None = None, train: int | None = None) -> dict[str, Any]:
+    """Train on the first `train` presales (default half), forecast the rest on day
+    `at x days`; the mean and median stocking accuracy of each model, and the mean
+    absolute error in units."""
+    half = len(presales) // 2 if train is None else train
     train, test = presales[:half], presales[half:]
     history = History.of([Finished(p.daily, p.paid_units) for p in train])
     models: dict[str, Model] = {

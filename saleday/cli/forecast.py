@@ -203,8 +203,7 @@ def bench_forecast(
         except ProphetMissing as exc:
             fail(exc)
         subset = sims[:half] + sims[half:half + prophet]
-        result["prophet"] = backtest(subset, at=at, extra={"prophet": fit})
-        result["prophet"]["presales"]["train"] = half
+        result["prophet"] = backtest(subset, at=at, extra={"prophet": fit}, train=half)
     result["seed"] = seed
     if as_json:
         typer.echo(json.dumps(result))
