@@ -21,6 +21,7 @@ from saleday.cli import bench_http as cli_bench_http
 from saleday.cli import forecast as cli_forecast
 from saleday.cli import members as cli_members
 from saleday.cli import ops as cli_ops
+from saleday.cli import presale as cli_presale
 from saleday.cli import simulate as cli_simulate
 from saleday.cli import views as cli_projections
 from saleday.cli.common import DEFAULT_REDIS, KnownErrorsExit2, StoreOpt, console, fail, opened
@@ -254,6 +255,7 @@ cli_ops.register(app, bench_app)
 cli_audit.register(app, bench_app)
 cli_members.register(app)
 cli_forecast.register(app, bench_app)
+cli_presale.register(app)
 cli_bench_http.register(bench_app)
 http_cli.register(app)
 

@@ -92,3 +92,30 @@ def test_prophet_is_backtested_beside_the_built_in_model_when_installed():
     block = json.loads(result.stdout)["prophet"]
     assert block["presales"] == {"train": 5, "test": 2}
     assert 0 <= block["models"]["prophet"]["mean_accuracy"] <= 1
+
+
+def test_presale_steps_from_the_command_line_feed_the_forecast(tmp_path):
+    """Open, deposit and pay a balance by command; refusals exit 2 with the reason. (The
+    shard's timers run on the wall clock, so the windows lie in the future.)"""
+    data = str(tmp_path / "data")
+
+    def cli(*args: str):
+        return runner.invoke(app, ["presale", *args, "--data", data])
+
+    opened = cli("open", "pre-1", "--units", "10", "--deposit", "50", "--counts-as", "150",
+                 "--price", "399", "--deposits-from", "2099-11-01", "--balance-from",
+                 "2099-11-05", "--balance-until", "2099-11-06")
+    assert opened.exit_code == 0, opened.output
+    assert cli("deposit", "pre-1", "d1", "ann", "2", "--at", "2099-11-01T10:00:00Z").exit_code == 0
+    assert cli("deposit", "pre-1", "d2", "bo", "3", "--at", "2099-11-02T10:00:00Z").exit_code == 0
+    late = cli("deposit", "pre-1", "d3", "cy", "1", "--at", "2099-11-05T10:00:00Z")
+    assert late.exit_code == 2 and "presale_closed" in late.output
+    wrong = cli("balance", "pre-1", "d1", "p1", "1", "--at", "2099-11-05T01:00:00Z")
+    assert wrong.exit_code == 2 and "wrong_amount" in wrong.output
+    paid = cli("balance", "pre-1", "d1", "p1", "498", "--at", "2099-11-05T01:00:00Z")
+    assert paid.exit_code == 0 and "BalancePaid" in paid.output
+    out = json.loads(runner.invoke(app, ["forecast", "--data", data, "--at",
+                                         "2099-11-03T00:00:00Z", "--json"]).stdout)
+    (row,) = out["presales"]
+    assert (row["sku"], row["deposited_units"], row["days_seen"], row["days"]) == (
+        "pre-1", 5, 2, 4)
