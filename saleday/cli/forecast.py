@@ -179,8 +179,9 @@ def forecast(
 
 
 def bench_forecast(
-    presales: Annotated[int, typer.Option("--presales", min=4, max=100_000,
-                                          help="Simulated presales (half train, half test).")] = 200,
+    presales: Annotated[int, typer.Option(
+        "--presales", min=4, max=100_000,
+        help="Simulated presales (half train, half test).")] = 200,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the simulated presales.")] = 11,
     at: Annotated[float, typer.Option("--at", min=0.05, max=1.0,
                                       help="Forecast after this fraction of the window.")] = 0.6,

@@ -58,7 +58,8 @@ def register(app: typer.Typer) -> None:
     import_app = typer.Typer(help="Bring outside records into the log.", no_args_is_help=True)
     import_app.command("orders")(import_orders)
     app.add_typer(import_app, name="import")
-    members_app = typer.Typer(help="Members: tiers from RFM (docs/MEMBERS.md).",
+    members_app = typer.Typer(help="Members: tiers from RFM, price protection, points "
+                              "(docs/MEMBERS.md).",
                               no_args_is_help=True)
     members_app.command("tiers")(assign_tiers)
     members_app.command("protect")(protect)
@@ -307,7 +308,8 @@ def set_price(
     sku: Annotated[str, typer.Argument(help="The SKU.")],
     amount: Annotated[str, typer.Argument(help="The new unit price in yuan (e.g. 70 or 69.90).")],
     at: Annotated[str | None, typer.Option(
-        "--at", help="When (ISO 8601 date-time, UTC unless an offset is given; default now).")] = None,
+        "--at", help="When (ISO 8601 date-time, UTC unless an offset is given; "
+                     "default now).")] = None,
     data: DataOpt = Path("./saleday-data"),
     store: StoreOpt = None,
     shards: ShardsOpt = 1,
