@@ -4,7 +4,8 @@ Invoice choices, earnings (for the invoice chosen, repeated or not), redemptions
 (repeated or not), expiries and tier changes arrive in any order while time moves
 forward. After every step: the balance is never negative and equals earned - redeemed -
 expired; no lot holds a lapsed or empty rest after an expiry ran; replaying the decided
-events rebuilds the state; every event is loggable.
+events rebuilds the state; every event is loggable. And price-protection claims of any
+shape: each line refunded at most once, by exactly the drop, within its tier's period.
 """
 
 from __future__ import annotations
@@ -15,15 +16,20 @@ from hypothesis import strategies as st
 from saleday.actors.decider import InvalidCommand, Rejection, fold
 from saleday.actors.member import (
     DAY_MS,
+    PROTECTION_DAYS,
+    TIERS,
     ChangeTier,
     ChooseInvoice,
+    ClaimPriceProtection,
     EarnPoints,
     ExpirePoints,
     InsufficientPoints,
     PointsEarned,
     PointsExpired,
     PointsRedeemed,
+    PriceProtectionRefunded,
     RedeemPoints,
+    TierChanged,
     decide,
     evolve,
     member_decider,
@@ -105,3 +111,36 @@ def test_the_points_balance_is_never_negative_and_adds_up(steps):
         if step[0] in ("expire", "redeem"):
             assert all(expires_at > now for _, _, expires_at in state.lots)
     assert fold(member_decider, USER, log) == state
+
+
+CLAIMS = st.lists(st.tuples(
+    st.sampled_from(("o1", "o2")), st.sampled_from(("s1", "s2")),
+    st.lists(st.integers(0, 20_000), min_size=1, max_size=4).map(tuple),
+    st.integers(1, 25_000), st.integers(-5, 400), st.sampled_from(TIERS)), max_size=25)
+
+
+@settings(max_examples=150, deadline=None)
+@given(claims=CLAIMS)
+def test_protection_refunds_each_line_once_and_never_above_the_drop(claims):
+    """Whatever claims arrive, each line is refunded at most once, by exactly the drop below
+    each unit paid, only within the period of the tier when paid, never above what was paid."""
+    state = member_decider.initial(USER)
+    refunded: set[tuple[str, str]] = set()
+    for ref, sku, units, price, days_after, tier in claims:
+        if tier != state.tier:
+            state = evolve(state, TierChanged(user=USER, previous=state.tier, tier=tier,
+                                              rule="p", changed_at=T0))
+        command = ClaimPriceProtection(user=USER, order_ref=ref, sku=sku, unit_prices=units,
+                                       paid_at=T0 + 1, price_cents=price,
+                                       dropped_at=T0 + 1 + days_after * DAY_MS,
+                                       windows=PROTECTION_DAYS, now=T0)
+        result = decide(command, state)
+        if isinstance(result, Rejection):
+            continue
+        (event,) = result
+        assert isinstance(event, PriceProtectionRefunded)
+        assert (ref, sku) not in refunded
+        refunded.add((ref, sku))
+        assert 0 < event.refund_cents == sum(max(0, u - price) for u in units) <= sum(units)
+        assert 0 <= days_after <= dict(PROTECTION_DAYS)[state.tier_at(T0 + 1)]
+        state = evolve(state, event)
