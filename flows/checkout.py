@@ -1,6 +1,7 @@
 """Checkout as a TCC flow across shards, driven through the gateway.
 
-    place:   StartCheckout (order) -> ReserveStock per line (SKU shards) -> LockCoupon
+    place:   [ChooseInvoice (member), when an invoice is asked for] ->
+             StartCheckout (order) -> ReserveStock per line (SKU shards) -> LockCoupon
              (the user's wallet) -> RecordTry (order: prices, coupon, total) -> placed
     paid:    RecordPayment (order) -> ConfirmReservation per line, RedeemCoupon -> paid
     cancel:  CancelOrder (order) first, then ReleaseReservation per line (naming the
@@ -25,6 +26,7 @@ import structlog
 
 from saleday.actors.decider import Rejection
 from saleday.actors.host import Accepted, TransportFailure, Unavailable
+from saleday.actors.member import ChooseInvoice
 from saleday.actors.order import (
     CancelOrder,
     OrderPlaced,
@@ -78,13 +80,24 @@ class Checkout:
     # -- try ----------------------------------------------------------------------------
 
     async def place(self, *, order_id: str, user: str, lines: tuple[tuple[str, int], ...],
-                    coupon_id: str = "", now: int) -> CheckoutResult:
+                    coupon_id: str = "", now: int,
+                    invoice: tuple[str, str, str] | None = None) -> CheckoutResult:
         """Start an order and hold everything it needs; cancel what was held on any refusal.
 
         A line of more than `MAX_UNITS_PER_RESERVATION` units is refused before anything
-        is recorded (its reservation would be refused anyway)."""
+        is recorded (its reservation would be refused anyway). `invoice` = (kind, title,
+        tax id), kind none/paper/electronic, is recorded on the user's member first
+        (`<order>/invoice`; an electronic one earns double points once paid, see
+        docs/MEMBERS.md); without it no member is involved."""
         if _too_many_units(lines):
             return CheckoutResult(order_id=order_id, status="refused", reason="quantity_too_large")
+        if invoice is not None:
+            kind, title, tax_id = invoice
+            chosen = await self._submit(ChooseInvoice(user=user, order_ref=order_id, invoice=kind,
+                                                      title=title, tax_id=tax_id, now=now),
+                                        order_id, "invoice")
+            if not isinstance(chosen, Accepted):
+                return _refused(order_id, chosen)
         deadline = now + self.payment_window_ms
         hold_until = deadline + self.grace_ms
         started = await self._submit(StartCheckout(order_id=order_id, user=user, lines=lines,

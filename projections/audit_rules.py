@@ -1,7 +1,7 @@
 """The invariants of ARCHITECTURE.md, checked by folding events (wire names, payload dicts).
 
 The families live in projections/rules/ (stock, coupons, teams, orders, referrals,
-causes), each a
+causes, members), each a
 mixin over `RulesBase`; `Rules` composes them and dispatches by wire type.
 
 `Rules` keeps plain dicts and lists per SKU, reservation, order, coupon, campaign, team
@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from saleday.projections.rules.causes import CausationRules
 from saleday.projections.rules.coupons import CouponRules
+from saleday.projections.rules.members import MemberRules
 from saleday.projections.rules.orders import OrderRules
 from saleday.projections.rules.referrals import ReferralRules
 from saleday.projections.rules.stock import StockRules
@@ -51,6 +52,18 @@ RULES: dict[str, str] = {
     "referrals.first_touch": "one inviter per user, set on the first session, seen before",
     "referrals.no_self": "nobody is credited with inviting themselves",
     "referrals.no_cycles": "the referral graph has no cycles",
+    "members.history": "an order ref enters a member's history once, amount >= 0",
+    "members.tiers": "tier changes go forward in time, each from the tier the member had",
+    "members.points": "points earned once per order (for the invoice chosen, doubled if "
+                      "electronic), redeemed only from unexpired lots, expired only what was "
+                      "left; balance = earned - redeemed - expired >= 0",
+    "members.protection": "one protection refund per paid line, = the drop below what each "
+                          "unit paid, on a real paid line and a real price change",
+    "prices.history": "each price change starts from the last price, in time order",
+    "presales.windows": "deposits in the deposit window, balances in the balance window, "
+                        "forfeits only after it",
+    "presales.money": "deposit = deposit x qty, balance = (price - deposit value) x qty, "
+                      "held <= units; deposits + balances = paid in",
 }
 """Every rule the audit checks, with what it means in one line."""
 
@@ -78,12 +91,23 @@ READS: dict[str, tuple[str, ...]] = {
     "orders.money": ("orders.order_placed", "orders.payment_captured", "orders.refund_issued"),
     "referrals.first_touch": ("sessions.referral_attributed",),
     "referrals.no_self": ("sessions.referral_attributed",),
+    "members.history": ("members.order_recorded",),
+    "members.tiers": ("members.tier_changed",),
+    "members.points": ("members.invoice_chosen", "members.points_earned",
+                       "members.points_redeemed", "members.points_expired"),
+    "members.protection": ("members.price_protection_refunded",),
+    "prices.history": ("prices.price_changed",),
+    "presales.windows": ("presales.deposit_paid", "presales.balance_paid",
+                         "presales.deposit_forfeited"),
+    "presales.money": ("presales.presale_opened", "presales.deposit_paid",
+                       "presales.balance_paid", "presales.deposit_forfeited"),
 }
 """Which event types each rule examines (its per-event check count)."""
 
 
 
-class Rules(StockRules, CouponRules, TeamRules, OrderRules, ReferralRules, CausationRules):
+class Rules(StockRules, CouponRules, TeamRules, OrderRules, ReferralRules, CausationRules,
+            MemberRules):
     """The audit's fold: call `apply(env)` per event (or `handlers[type](env)`), then `finish`."""
 
     def __init__(self) -> None:
@@ -125,6 +149,18 @@ class Rules(StockRules, CouponRules, TeamRules, OrderRules, ReferralRules, Causa
             "orders.checkout_cancelled": self.checkout_cancelled,
             "orders.payment_captured": self.payment_captured,
             "orders.refund_issued": self.refund_issued,
+            "members.order_recorded": self.order_recorded,
+            "members.tier_changed": self.tier_changed,
+            "members.invoice_chosen": self.invoice_chosen,
+            "members.points_earned": self.points_earned,
+            "members.points_redeemed": self.points_redeemed,
+            "members.points_expired": self.points_expired,
+            "members.price_protection_refunded": self.protection_refunded,
+            "prices.price_changed": self.price_changed,
+            "presales.presale_opened": self.presale_opened,
+            "presales.deposit_paid": self.deposit_paid,
+            "presales.balance_paid": self.balance_paid,
+            "presales.deposit_forfeited": self.deposit_forfeited,
         }
 
     def finish(self, last_time: int) -> None:
@@ -135,6 +171,7 @@ class Rules(StockRules, CouponRules, TeamRules, OrderRules, ReferralRules, Causa
         self._teams_at_end()
         self._referrals_at_end()
         self._causes_at_end()
+        self.members_at_end()
 
 
 def _ignore(env: tuple) -> None:

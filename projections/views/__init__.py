@@ -1,4 +1,4 @@
-"""The four views: orders, referrals, metrics and live stock (one class each).
+"""The views: orders, referrals, metrics, live stock and members (one class each).
 
 `all_views()` returns fresh instances of every view; `view_class(name)` finds one by name.
 """
@@ -6,13 +6,14 @@
 from __future__ import annotations
 
 from saleday.projections.view import View
+from saleday.projections.views.members import MembersView
 from saleday.projections.views.metrics import MetricsView
 from saleday.projections.views.orders import OrdersView
 from saleday.projections.views.referrals import ReferralsView, graphml
 from saleday.projections.views.stock import StockView
 
 VIEWS: dict[str, type[View]] = {cls.name: cls for cls in (OrdersView, ReferralsView,
-                                                           MetricsView, StockView)}
+                                                           MetricsView, StockView, MembersView)}
 
 
 class UnknownView(ValueError):
@@ -34,5 +35,5 @@ def view_class(name: str) -> type[View]:
         raise UnknownView(name) from None
 
 
-__all__ = ["VIEWS", "MetricsView", "OrdersView", "ReferralsView", "StockView", "UnknownView",
+__all__ = ["VIEWS", "MembersView", "MetricsView", "OrdersView", "ReferralsView", "StockView", "UnknownView",
            "all_views", "graphml", "view_class"]

@@ -55,7 +55,8 @@ def audit(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Replay a log and prove its invariants: chains, stock, tiers, limits, reservations,
-    coupons, red packets, orders and referrals. Exit 0 if all hold, 1 with findings."""
+    coupons, red packets, orders, referrals, members, prices and presales. Exit 0 if all hold,
+    1 with findings."""
     from saleday.events import EventLogError
     from saleday.projections.audit import run_audit
     from saleday.projections.source import SourceError, open_source

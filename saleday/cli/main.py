@@ -19,7 +19,10 @@ from rich.table import Table
 from saleday.cli import audit as cli_audit
 from saleday.cli import bench_http as cli_bench_http
 from saleday.cli import dst as cli_dst
+from saleday.cli import forecast as cli_forecast
+from saleday.cli import members as cli_members
 from saleday.cli import ops as cli_ops
+from saleday.cli import presale as cli_presale
 from saleday.cli import simulate as cli_simulate
 from saleday.cli import trace as cli_trace
 from saleday.cli import views as cli_projections
@@ -262,6 +265,9 @@ cli_simulate.register(app, bench_app)
 cli_ops.register(app, bench_app)
 cli_audit.register(app, bench_app)
 cli_trace.register(app)
+cli_members.register(app)
+cli_forecast.register(app, bench_app)
+cli_presale.register(app)
 cli_bench_http.register(bench_app)
 cli_dst.register(bench_app)
 http_cli.register(app)

@@ -1,5 +1,5 @@
-"""`saleday view orders|referrals|metrics|stock|experiments`, `saleday view windows NAME`
-and `saleday bench projections`.
+"""`saleday view orders|referrals|metrics|stock|members|experiments`, `saleday view windows
+NAME` and `saleday bench projections`.
 
     saleday view stock --data ./saleday-data            # catch up, then a table
     saleday view orders --order o-17 --json             # one order, for machines
@@ -7,6 +7,7 @@ and `saleday bench projections`.
     saleday view metrics --store redis://127.0.0.1:6379/0?prefix=sale --rebuild
     saleday view windows browse-5m --user u0000042     # event-time windows (saleday.cli.outcomes)
     saleday view experiments --json
+    saleday view members --as-of 2025-11-11 --json      # RFM per user (docs/MEMBERS.md)
 
 `view` catches the projection up from its checkpoint (`projections.db` next to a SQLite
 log, or on the same Redis, under the same prefix, when the log is on Redis) before it
@@ -60,8 +61,8 @@ def checkpoint_url_for(store_url: str) -> str:
 
 
 def view(
-    name: Annotated[str, typer.Argument(help="orders, referrals, metrics, stock, experiments "
-                                        "or windows.")],
+    name: Annotated[str, typer.Argument(help="orders, referrals, metrics, stock, members, "
+                                        "experiments or windows.")],
     window: Annotated[str | None, typer.Argument(
         help="windows: browse-5m, trail-30m or sessions-30m.", show_default=False)] = None,
     store: OptionalStore = None,
@@ -71,11 +72,17 @@ def view(
              "log's own Redis and prefix).")] = None,
     order: Annotated[str | None, typer.Option("--order", help="orders: just this order.")] = None,
     user: Annotated[str | None, typer.Option("--user", help="orders: this user's orders; "
-                                             "referrals: this user; windows: this key.")] = None,
+                                             "referrals, members: this user; windows: "
+                                             "this key.")] = None,
     sku: Annotated[list[str] | None, typer.Option("--sku", help="stock, metrics: only these SKUs.")] = None,
     top: Annotated[int, typer.Option("--top", min=1, help="Rows shown in lists.")] = 20,
     graphml_file: Annotated[Path | None, typer.Option(
         "--graphml", help="referrals: also write the graph as GraphML to this file.")] = None,
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="members: RFM as of this date (YYYY-MM-DD, UTC; default today).")] = None,
+    tier_rule: Annotated[str, typer.Option(
+        "--tier-rule", help="members: tier thresholds on r+f+m (default "
+                            "diamond=13,gold=10,silver=7).")] = "",
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Forget the checkpoint and fold the "
                                           "whole log again from zero.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -120,7 +127,8 @@ def view(
         from saleday.projections.views import graphml
 
         graphml_file.write_bytes(graphml(v))  # type: ignore[arg-type]
-    shown = (SHOW.get(name) or _SHOW[name])(v, order=order, user=user, skus=sku, top=top)
+    shown = (SHOW.get(name) or _SHOW[name])(v, order=order, user=user, skus=sku, top=top,
+                                            as_of=as_of, tier_rule=tier_rule)
     if as_json:
         typer.echo(json.dumps(shown["json"], ensure_ascii=False))
         return
@@ -247,8 +255,14 @@ def _show_stock(v: Any, *, skus: list[str] | None, top: int, **_: Any) -> dict:
     return {"json": {"skus": rows}, "rich": [table]}
 
 
+def _show_members(v: Any, **options: Any) -> dict:
+    from saleday.cli.members import show
+
+    return show(v, **options)
+
+
 _SHOW = {"orders": _show_orders, "referrals": _show_referrals, "metrics": _show_metrics,
-         "stock": _show_stock}
+         "stock": _show_stock, "members": _show_members}
 
 
 # -- bench ---------------------------------------------------------------------------------
@@ -393,7 +407,7 @@ def run_bench(*, reservations: int, skus: int, shards: int, batch: int, seed: in
                 timed("read+decode (baseline)", read_all)
                 for name, cls in VIEWS.items():
                     timed(name, fold(name, [cls()]))
-                timed("all four views", fold("all", all_views()))
+                timed("all views", fold("all", all_views()))
             rows = {}
             for name, runs in times.items():
                 seconds = statistics.median(runs)

@@ -75,7 +75,7 @@ class ViewReader:
 
 
 def _view_class(name: str) -> Any:
-    """The four views by name, the experiments view, and the window views."""
+    """The audit's views by name, the experiments view, and the window views."""
     from saleday.projections.views import view_class
     from saleday.projections.views.experiments import ExperimentsView
     from saleday.projections.views.windows import WINDOW_VIEWS

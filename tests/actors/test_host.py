@@ -290,11 +290,12 @@ def test_recovery_restores_the_timers_of_held_reservations(store):
     assert h2.tick() == 1 and h2.state_of("a").reserved == 1
 
 
-@pytest.mark.parametrize("kind", ["session", "campaign", "team", "order"])
+@pytest.mark.parametrize("kind", ["session", "campaign", "team", "order", "member"])
 def test_every_entity_kind_runs_on_the_generic_host(store, kind):
     """The same host serves each decider: decide, append, recover, answer retries."""
     from saleday.actors.campaign import CreateCampaign, GrantCoupon
     from saleday.actors.kinds import deciders
+    from saleday.actors.member import EarnPoints, RecordOrder
     from saleday.actors.order import CancelOrder, StartCheckout
     from saleday.actors.session import StartSession
     from saleday.actors.team import CreateTeam, JoinTeam
@@ -313,6 +314,10 @@ def test_every_entity_kind_runs_on_the_generic_host(store, kind):
         "order": [StartCheckout(order_id="o1", user="u1", lines=(("sku-1", 2),), coupon_id="",
                                 payment_deadline=T0 + 900_000, now=T0),
                   CancelOrder(order_id="o1", reason="payment_failed", now=T0 + 1)],
+        "member": [RecordOrder(user="u1", order_ref="o1", ordered_at=T0, amount_cents=5_000,
+                               source="checkout", now=T0),
+                   EarnPoints(user="u1", order_ref="o1", amount_cents=5_000, invoice="paper",
+                              points_per_yuan=1, valid_days=1, now=T0)],
     }[kind]
     decider = deciders()[kind]
     h = ShardHost(decider=decider, store=store, stream=f"{kind}-000", clock=Clock())

@@ -18,7 +18,10 @@ from hypothesis import strategies as st
 from saleday.actors import state_codec
 from saleday.actors.campaign import campaign_decider
 from saleday.actors.host import SNAPSHOT_FORMAT, Request, ShardHost
+from saleday.actors.member import member_decider
 from saleday.actors.order import order_decider
+from saleday.actors.presale import presale_decider
+from saleday.actors.price import price_decider
 from saleday.actors.session import session_decider
 from saleday.actors.sku import AddStock, ConfigureSale, ReserveStock, sku_decider
 from saleday.actors.state_codec import StateCodec, StateCodecError
@@ -26,7 +29,8 @@ from saleday.actors.team import team_decider
 from saleday.events import Snapshot, open_store
 
 T0 = 1_762_790_400_000
-DECIDERS = [sku_decider, session_decider, campaign_decider, team_decider, order_decider]
+DECIDERS = [sku_decider, session_decider, campaign_decider, team_decider, order_decider,
+            member_decider, price_decider, presale_decider]
 
 
 def values_of(hint: typing.Any) -> st.SearchStrategy:
@@ -73,6 +77,7 @@ def test_every_deciders_states_survive_the_codec_unchanged(decider, data):
 def folded_states() -> list[object]:
     """States folded from real events by the decider tests' own helpers."""
     from tests.actors import test_campaign as tc
+    from tests.actors import test_member as tm
     from tests.actors import test_order as to
     from tests.actors import test_session as ts
     from tests.actors import test_sku as tk
@@ -87,7 +92,19 @@ def folded_states() -> list[object]:
         tt.open_team(*tt.FILLED).state,
         to.order(to.started(), to.placed(), to.captured(),
                  to.refunded("p2", reason="duplicate_payment")).state,
+        given_member(tm.recorded(), tm.earned("a", 20), tm.earned("b", 7, days=30),
+                     tm.TierChanged(user=tm.USER, previous="regular", tier="gold", rule="r",
+                                    changed_at=tm.T0),
+                     tm.PointsRedeemed(user=tm.USER, redemption_id="r1", points=9,
+                                       taken=(("b", 7), ("a", 2)), redeemed_at=tm.T0),
+                     *tm.given(tm.member_decider, tm.DIAMOND).when(tm.claim()).events),
     ]
+
+
+def given_member(*events: object) -> object:
+    from saleday.actors.decider import fold
+
+    return fold(member_decider, "alice", events)
 
 
 def test_states_folded_from_real_events_survive_the_codec_unchanged():

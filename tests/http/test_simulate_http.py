@@ -83,7 +83,8 @@ def test_a_tiny_sale_day_over_http_passes_the_audit(tmp_path: Path):
     assert routes["POST /v1/sessions"] >= TINY.users * 0.5
     assert routes["POST /v1/payments/callback"] > 0
     assert sum(routes.values()) == report.commands
-    assert report.events > 0 and set(report.views) == {"orders", "referrals", "metrics", "stock"}
+    assert report.events > 0 and set(report.views) == {"orders", "referrals", "metrics", "stock",
+                                                           "members"}
 
 
 def test_without_the_targets_store_the_audit_is_skipped_and_said_so(tmp_path: Path):

@@ -78,7 +78,10 @@ def test_a_real_sale_day_passes_every_rule(sale):
                  "teams.team_expired_unfilled"):
         assert report.types.get(kind, 0) > 0, kind
     assert set(report.rules) == set(RULES)
-    assert all(row["checks"] > 0 and row["failed"] == 0 for row in report.rules.values())
+    # A sale day has no members, prices or presales: those rules are exercised by
+    # tests/projections/test_audit_members.py.
+    assert all(row["checks"] > 0 and row["failed"] == 0 for rule, row in report.rules.items()
+               if not rule.startswith(("members.", "prices.", "presales.")))
 
 
 @pytest.mark.redis

@@ -236,7 +236,8 @@ def test_parts_that_disagree_on_a_row_do_not_merge(log):
 def test_all_views_are_fresh_and_named_views_are_found():
     """all_views gives a new instance of each view; an unknown name is a readable error."""
     first, second = all_views(), all_views()
-    assert [v.name for v in first] == ["orders", "referrals", "metrics", "stock"]
+    assert [v.name for v in first] == ["orders", "referrals", "metrics", "stock",
+                                       "members"]
     assert all(a is not b and a.digest() == b.digest() for a, b in zip(first, second))
     assert view_class("stock") is StockView
     with pytest.raises(UnknownView, match="use one of orders"):

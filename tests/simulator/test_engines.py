@@ -32,7 +32,7 @@ def test_a_sale_day_in_process_passes_the_audit_and_fills_the_report(tmp_path):
     assert report.sellout_s, "a flash sale sells its hottest SKUs out"
     top = next(iter(report.stock_depletion.values()))
     assert top[0].remaining >= top[-1].remaining
-    assert set(report.views) == {"orders", "referrals", "metrics", "stock"}
+    assert set(report.views) == {"orders", "referrals", "metrics", "stock", "members"}
     assert report.timeline and sum(p.offered for p in report.timeline) == report.commands
     assert report.latency_ms is not None
 

@@ -1,0 +1,327 @@
+"""The rules of a member: what each command decides, and how its events fold.
+
+- `RecordOrder` (`saleday import orders`, or a paid checkout): adds the order to the
+  history. The same `order_ref` again with the same terms decides nothing (an import run
+  twice records nothing twice); other terms under a known ref are an `InvalidCommand`.
+  `source` is "import" or "checkout"; `amount_cents` and `ordered_at` are >= 0.
+- `ChangeTier` (`saleday members tiers`, from the RFM view and the tier rule): records a
+  `TierChanged` when the tier differs from the current one, else nothing. Tier changes
+  are in time order: one dated before the last change is an `InvalidCommand`. The tier
+  at any moment is the last change at or before it (`MemberState.tier_at`).
+- `ChooseInvoice` (checkout, before the order starts): records the invoice asked for an
+  order ref (none, paper or electronic, with its title and tax id), once; the same choice
+  again decides nothing, another one is an `InvalidCommand`.
+- `EarnPoints` (a paid order; the invoice must be the one chosen for it, "none" if none
+  was): `points = amount_cents // 100 * points_per_yuan`, doubled
+  for an electronic invoice, as one lot valid `valid_days` days from `now`; once per
+  order ref (a repeat decides nothing). Zero points decide nothing.
+- `RedeemPoints` (checkout, as a discount): takes `points` from the lots that expire
+  first (ties by order ref). Lots already lapsed at `now` are expired first, in the same
+  decision; a redemption above the remaining balance is refused (`InsufficientPoints`),
+  so the balance never goes below zero. A repeated redemption id decides nothing
+  (another amount under the same id is an `InvalidCommand`).
+- `ClaimPriceProtection` (the protection reaction following price drops, or a member's
+  request): refunds, for one paid line, what each unit paid above the new price
+  (`sum(max(0, unit - price))`) when some unit paid more, the member's tier at `paid_at` (the tier the log says it had when it
+  paid) has a protection period in `windows`, and `paid_at <= dropped_at <= paid_at +
+  days`. Once per line (order ref and SKU): any later claim is `NotProtected`
+  ("already_refunded"). The refund is never above the drop, nor above what was paid.
+- `ExpirePoints` (the shard's timer at the earliest lot's `expires_at`): every lot with
+  `expires_at <= now` lapses with what is left of it.
+
+The ledger adds up: balance = sum of the lots = earned - redeemed - expired >= 0.
+
+The words (commands, events, refusals) are `actors/member/words.py`'s, the state
+`actors/member/state.py`'s; `actors/member/__init__.py` makes them the `member_decider`.
+Pure: no I/O, clock, randomness or logging. `now` and ids arrive in the commands.
+"""
+
+from __future__ import annotations
+
+from typing import assert_never
+
+from saleday.actors.decider import InvalidCommand, Rejection
+from saleday.actors.fields import INT64_MAX, Intake, fast_replace
+from saleday.actors.member.state import MemberState
+from saleday.actors.member.words import (
+    COMMANDS,
+    DAY_MS,
+    INVOICES,
+    SOURCES,
+    TIERS,
+    ChangeTier,
+    ChooseInvoice,
+    ClaimPriceProtection,
+    EarnPoints,
+    ExpirePoints,
+    InsufficientPoints,
+    InvoiceChosen,
+    Lots,
+    MemberCommand,
+    MemberEvent,
+    NotProtected,
+    OrderRecorded,
+    PointsEarned,
+    PointsExpired,
+    PointsRedeemed,
+    PriceProtectionRefunded,
+    RecordOrder,
+    RedeemPoints,
+    TierChanged,
+)
+
+_INTAKE = Intake("member", COMMANDS, entity="user", noun="member",
+                 optional_strs=("title", "tax_id"),
+                 non_negative=("ordered_at", "amount_cents", "points_per_yuan", "valid_days",
+                               "points", "paid_at", "price_cents",
+                               "dropped_at"))
+"""Each command's int and str fields and its member, checked before any business rule."""
+
+MAX_VALID_DAYS = 3650
+"""Points valid longer than ten years are a mistake in the rate table, not a policy."""
+
+
+def points_for(amount_cents: int, invoice: str, points_per_yuan: int) -> int:
+    """The points a paid order earns: per whole yuan, doubled for an electronic invoice."""
+    points = amount_cents // 100 * points_per_yuan
+    return points * 2 if invoice == "electronic" else points
+
+
+# --- decide ---------------------------------------------------------------------------
+
+
+def decide(command: MemberCommand, state: MemberState) -> list[MemberEvent] | Rejection:
+    """The facts `command` establishes against `state`, or why it is refused."""
+    refused = _INTAKE.refusal(command, state.user)
+    if refused is not None:
+        return refused
+    match command:
+        case RecordOrder():
+            return _record(command, state)
+        case ChangeTier():
+            return _change_tier(command, state)
+        case EarnPoints():
+            return _earn(command, state)
+        case RedeemPoints():
+            return _redeem(command, state)
+        case ExpirePoints():
+            return _lapsed(state, command.now)
+        case ClaimPriceProtection():
+            return _protect(command, state)
+        case ChooseInvoice():
+            return _choose_invoice(command, state)
+        case _:
+            return _INTAKE.not_taken(command)
+
+
+def _record(command: RecordOrder, state: MemberState) -> list[MemberEvent] | Rejection:
+    if command.source not in SOURCES:
+        return InvalidCommand(reason=f"source must be one of {SOURCES}, not {command.source!r}")
+    terms = (command.ordered_at, command.amount_cents, command.source)
+    known = state.orders.get(command.order_ref)
+    if known is not None:
+        if known != terms:
+            return InvalidCommand(reason=f"order {command.order_ref!r} was recorded with "
+                                         f"other terms")
+        return []
+    return [OrderRecorded(user=command.user, order_ref=command.order_ref,
+                          ordered_at=command.ordered_at, amount_cents=command.amount_cents,
+                          source=command.source)]
+
+
+def _change_tier(command: ChangeTier, state: MemberState) -> list[MemberEvent] | Rejection:
+    if command.tier not in TIERS:
+        return InvalidCommand(reason=f"tier must be one of {TIERS}, not {command.tier!r}")
+    if state.tiers and command.now < state.tiers[-1][0]:
+        return InvalidCommand(reason=f"a tier change at {command.now} is before the last "
+                                     f"one ({state.tiers[-1][0]})")
+    if command.tier == state.tier:
+        return []
+    return [TierChanged(user=command.user, previous=state.tier, tier=command.tier,
+                        rule=command.rule, changed_at=command.now)]
+
+
+def _choose_invoice(command: ChooseInvoice, state: MemberState) -> list[MemberEvent] | Rejection:
+    if command.invoice not in INVOICES:
+        return InvalidCommand(reason=f"invoice must be one of {INVOICES}, "
+                                     f"not {command.invoice!r}")
+    known = state.invoices.get(command.order_ref)
+    if known is not None:
+        if known != command.invoice:
+            return InvalidCommand(reason=f"order {command.order_ref!r} asked for a {known} "
+                                         f"invoice already")
+        return []
+    return [InvoiceChosen(user=command.user, order_ref=command.order_ref,
+                          invoice=command.invoice, title=command.title, tax_id=command.tax_id,
+                          chosen_at=command.now)]
+
+
+def _earn(command: EarnPoints, state: MemberState) -> list[MemberEvent] | Rejection:
+    if command.invoice not in INVOICES:
+        return InvalidCommand(reason=f"invoice must be one of {INVOICES}, "
+                                     f"not {command.invoice!r}")
+    chosen = state.invoices.get(command.order_ref, "none")
+    if command.invoice != chosen:
+        return InvalidCommand(reason=f"order {command.order_ref!r} asked for invoice "
+                                     f"{chosen!r}, not {command.invoice!r}")
+    if not 1 <= command.valid_days <= MAX_VALID_DAYS:
+        return InvalidCommand(reason=f"valid_days must be 1..{MAX_VALID_DAYS}, "
+                                     f"not {command.valid_days}")
+    if command.order_ref in state.earnings:
+        return []
+    points = points_for(command.amount_cents, command.invoice, command.points_per_yuan)
+    expires_at = command.now + command.valid_days * DAY_MS
+    if points > INT64_MAX or state.earned + points > INT64_MAX or expires_at > INT64_MAX:
+        return InvalidCommand(reason="the points or their expiry do not fit a 64-bit int")
+    if points == 0:
+        return []
+    return [PointsEarned(user=command.user, order_ref=command.order_ref,
+                         amount_cents=command.amount_cents, invoice=command.invoice,
+                         points=points, earned_at=command.now, expires_at=expires_at)]
+
+
+def _redeem(command: RedeemPoints, state: MemberState) -> list[MemberEvent] | Rejection:
+    known = state.redemptions.get(command.redemption_id)
+    if known is not None:
+        if known != command.points:
+            return InvalidCommand(reason=f"redemption {command.redemption_id!r} was for "
+                                         f"{known} points")
+        return []
+    if command.points < 1:
+        return InvalidCommand(reason="a redemption takes at least one point")
+    lapsed = _lapsed(state, command.now)
+    live = [lot for lot in state.lots if lot[2] > command.now]
+    balance = sum(points for _, points, _ in live)
+    if command.points > balance:
+        return InsufficientPoints(user=command.user, wanted=command.points, balance=balance)
+    taken, wanted = [], command.points
+    for ref, points, _ in live:
+        take = min(points, wanted)
+        taken.append((ref, take))
+        wanted -= take
+        if wanted == 0:
+            break
+    return [*lapsed, PointsRedeemed(user=command.user, redemption_id=command.redemption_id,
+                                    points=command.points, taken=tuple(taken),
+                                    redeemed_at=command.now)]
+
+
+def _lapsed(state: MemberState, now: int) -> list[MemberEvent]:
+    return [PointsExpired(user=state.user, order_ref=ref, points=points, expires_at=expires_at)
+            for ref, points, expires_at in state.lots if expires_at <= now]
+
+
+def _protect(command: ClaimPriceProtection, state: MemberState) -> list[MemberEvent] | Rejection:
+    windows = _windows(command.windows)
+    if isinstance(windows, str):
+        return InvalidCommand(reason=windows)
+    units = command.unit_prices
+    if (type(units) not in (tuple, list) or not units
+            or not all(type(p) is int and 0 <= p <= INT64_MAX for p in units)
+            or sum(units) > INT64_MAX):
+        return InvalidCommand(reason=f"unit_prices must be one price (int >= 0) per unit, "
+                                     f"not {units!r}")
+
+    def refused(reason: str) -> NotProtected:
+        return NotProtected(user=command.user, order_ref=command.order_ref, sku=command.sku,
+                            reason=reason)
+
+    if f"{command.order_ref}\x1f{command.sku}" in state.protected:
+        return refused("already_refunded")
+    refund = sum(max(0, unit - command.price_cents) for unit in units)
+    if refund == 0:
+        return refused("no_drop")
+    tier = state.tier_at(command.paid_at)
+    days = windows.get(tier, 0)
+    if days == 0:
+        return refused("tier_not_protected")
+    if not command.paid_at <= command.dropped_at <= command.paid_at + days * DAY_MS:
+        return refused("outside_period")
+    return [PriceProtectionRefunded(user=command.user, order_ref=command.order_ref,
+                                    sku=command.sku, unit_prices=tuple(units),
+                                    price_cents=command.price_cents, refund_cents=refund,
+                                    tier=tier, dropped_at=command.dropped_at)]
+
+
+def _windows(windows: object) -> dict[str, int] | str:
+    """`windows` as {tier: days}, or what is wrong with it."""
+    if type(windows) not in (tuple, list):
+        return "windows must be ((tier, days), ...)"
+    out = {}
+    for item in windows:
+        if (type(item) not in (tuple, list) or len(item) != 2 or item[0] not in TIERS
+                or type(item[1]) is not int or not 0 <= item[1] <= MAX_VALID_DAYS):
+            return f"each window must be (tier, days 0..{MAX_VALID_DAYS}), not {item!r}"
+        out[item[0]] = item[1]
+    return out
+
+
+# --- evolve ---------------------------------------------------------------------------
+
+
+replace = fast_replace(MemberState)
+
+
+def evolve(state: MemberState, event: MemberEvent) -> MemberState:
+    """The state after `event`. No validation: the event already happened."""
+    match event:
+        case OrderRecorded():
+            terms = (event.ordered_at, event.amount_cents, event.source)
+            return replace(state, orders=state.orders.set(event.order_ref, terms))
+        case TierChanged():
+            return replace(state, tiers=(*state.tiers, (event.changed_at, event.tier)))
+        case PointsEarned():
+            lot = (event.order_ref, event.points, event.expires_at)
+            lots = tuple(sorted((*state.lots, lot), key=_lot_order))
+            return replace(state, lots=lots, earned=state.earned + event.points,
+                           earnings=state.earnings.set(event.order_ref, event.points))
+        case PointsRedeemed():
+            return replace(state, lots=_take(state.lots, dict(event.taken)),
+                           redeemed=state.redeemed + event.points,
+                           redemptions=state.redemptions.set(event.redemption_id, event.points))
+        case PointsExpired():
+            lots = tuple(lot for lot in state.lots if lot[0] != event.order_ref)
+            return replace(state, lots=lots, expired=state.expired + event.points)
+        case PriceProtectionRefunded():
+            key = f"{event.order_ref}\x1f{event.sku}"
+            return replace(state, protected=state.protected.set(key, event.refund_cents))
+        case InvoiceChosen():
+            return replace(state, invoices=state.invoices.set(event.order_ref, event.invoice))
+        case _:
+            assert_never(event)
+
+
+def _lot_order(lot: tuple[str, int, int]) -> tuple[int, str]:
+    return lot[2], lot[0]
+
+
+def _take(lots: Lots, taken: dict[str, int]) -> Lots:
+    out = []
+    for ref, points, expires_at in lots:
+        left = points - taken.get(ref, 0)
+        if left > 0:
+            out.append((ref, left, expires_at))
+    return tuple(out)
+
+
+# --- what a shard host needs ----------------------------------------------------------
+
+
+def entity_of(x: MemberCommand | MemberEvent) -> str:
+    """The member a command or an event is about."""
+    return x.user
+
+
+def deadline_of(event: MemberEvent) -> int | None:
+    """Earned points lapse at their expiry."""
+    return event.expires_at if type(event) is PointsEarned else None
+
+
+def next_deadline(state: MemberState) -> int | None:
+    """The expiry of the lot that lapses first, while there is one."""
+    return state.lots[0][2] if state.lots else None
+
+
+def expire(user: str, now: int) -> ExpirePoints:
+    """The command a host issues once a member's earliest lot is due."""
+    return ExpirePoints(user=user, now=now)
