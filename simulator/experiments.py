@@ -5,7 +5,8 @@ conversion, and each view and add-to-cart recorded as an event.
 
 - setup: one `DefineExperiment` per declared experiment (window: the sale's);
 - on arrival: each experiment's variant is assigned (`actors.experiment.assign`) and the
-  exposure recorded (`RecordExposure`, once per user);
+  exposure recorded (`RecordExposure`, one command per visit; the session records the
+  user's first only);
 - the true effect: a user of variant v keeps the orders the generator drew with
   probability `(1 + lift_v) / (1 + max lift)` (the control's lift is 0), decided once per
   user and experiment from a hash, so conversion rates stand exactly in the declared ratio
@@ -93,7 +94,7 @@ class Extras:
             variant = assign(v.user, salt, variants)
             await gw.submit_retrying_busy(
                 RecordExposure(user=v.user, experiment=e.name, variant=variant, now=now),
-                command_id=f"exposure/{e.name}/{v.user}")
+                command_id=f"exposure/{e.name}/{v.session_id}")
             self.exposures += 1
             keep = keep and unit(self.seed, "effect", e.name, v.user) < keeps[variant]
         if not keep and v.order is not None:

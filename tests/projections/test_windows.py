@@ -149,7 +149,7 @@ def folded(cls, envs, batch: int = 7):
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(log=logs(), seed=st.integers(0, 10**6))
 def test_windows_equal_the_brute_force_computation_in_any_interleaving(name, log, seed):
     """Windows, late and dropped counts equal those computed from scratch, for any mix of
@@ -166,7 +166,7 @@ def test_windows_equal_the_brute_force_computation_in_any_interleaving(name, log
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=5, deadline=None)
 @given(log=logs())
 def test_split_parts_merge_into_the_single_view(name, log):
     """Folding the streams in two parts and merging them gives the view one part builds."""
