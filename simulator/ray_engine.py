@@ -35,7 +35,7 @@ from saleday.simulator.engine import (
     wall_pace,
 )
 from saleday.simulator.errors import SimulationError
-from saleday.simulator.experiments import Extras, extra_kinds
+from saleday.simulator.experiments import Extras, extra_kinds, trigger_runner
 from saleday.simulator.generator import Sku, Visit
 
 log = structlog.get_logger("saleday.simulator")
@@ -87,6 +87,13 @@ async def _drive(opts: RunOptions, runtime: Runtime, url: str, skus: list[Sku],
     reactor = Reactor(store, gateway, kinds=("team", "campaign"))
     stop = asyncio.Event()
     reacting = loop.create_task(reactor.run(stop, poll_s=0.05))
+    trigger = trigger_runner(sc, store, lambda command, cid, correlation: gateway.submit_nowait(
+        command, command_id=cid, correlation_id=correlation))
+
+    def stamp() -> int:
+        return max(clock.ms(now_s()), wall_clock_ms())
+
+    triggering = loop.create_task(trigger.run(stop, stamp)) if trigger is not None else None
     started = time.perf_counter()
     try:
         traffic_wall, late_starts = await play_paced(opts, driver, recorder, stream, progress,
@@ -96,9 +103,13 @@ async def _drive(opts: RunOptions, runtime: Runtime, url: str, skus: list[Sku],
             await asyncio.gather(*(asyncio.wrap_future(h.tick.remote().future())
                                    for hs in runtime.handles.values() for h in hs))
             await reactor.run_once()
+        if trigger is not None:   # the last firings, and every push's answer
+            driver.extras.triggers = await trigger.settle(stamp())
     finally:
         stop.set()
         await reacting
+        if triggering is not None:
+            await triggering
         await gateway.close()
         store.close()
     status = runtime.status()

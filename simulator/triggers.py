@@ -16,12 +16,14 @@ rather than waiting for the watermark to close the window).
 
 It also follows what happened next: for each delivered push, whether the user placed an
 order after it (`conversions_after_push`), next to the users who fired but were capped.
-In the in-process simulator it runs once per round of the virtual clock (`poll`);
-elsewhere it would run beside the reactor (not built: no trigger service on Ray yet).
+In the in-process simulator it runs once per round of the virtual clock (`poll`); in the Ray
+engine it runs beside the reactor as a service on the driver's loop (`run`, then `settle`).
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +54,8 @@ class TriggerRunner:
     def __init__(self, store: EventStore, rule: BrowseTrigger, submit: Any) -> None:
         self.rule = rule
         self.submit = submit
-        """(command, command_id) -> a future of the reply (the gateway's `submit_nowait`)."""
+        """(command, command_id, correlation_id) -> a future of the reply (`LocalShards`'
+        `submit_nowait`, or a gateway's behind a lambda)."""
         self.tail = Tail(store, include=lambda stream: stream.startswith("session-"))
         self.view = window_view(f"trigger-{rule.name}", rule.spec())()
         self.ordered_at: dict[str, int] = {}
@@ -94,7 +97,8 @@ class TriggerRunner:
                 self.fired.add(firing)
                 command = RecordPush(user=user, push_id=firing, kind="coupon", now=now_ms,
                                      cap=self.rule.cap, window_ms=self.rule.cap_window_ms)
-                self.pending.append((user, self.submit(command, f"trigger/{firing}")))
+                cid = f"trigger/{firing}"   # the firing is the push's flow: its correlation
+                self.pending.append((user, self.submit(command, cid, cid)))
                 fired += 1
         keys.clear()
         self.view.dirty["streams"].clear()
@@ -114,6 +118,22 @@ class TriggerRunner:
                 self.pushes_delivered += 1
                 self.delivered.setdefault(user, reply.events[0].at)
         self.pending = still
+
+    async def run(self, stop: asyncio.Event, now_ms: Callable[[], int], *,
+                  poll_s: float = 0.1) -> None:
+        """Poll every `poll_s` until `stop` is set, stamping pushes with `now_ms()`."""
+        while not stop.is_set():
+            self.poll(now_ms())
+            try:
+                await asyncio.wait_for(stop.wait(), poll_s)
+            except asyncio.TimeoutError:
+                pass
+
+    async def settle(self, now_ms: int) -> dict[str, Any]:
+        """Fire what the log holds by now, wait for every push's reply, and summarise."""
+        self.poll(now_ms)
+        await asyncio.gather(*(future for _, future in self.pending), return_exceptions=True)
+        return self.summary()
 
     def summary(self) -> dict[str, Any]:
         self._collect()

@@ -72,3 +72,36 @@ def test_a_runner_replaying_the_log_delivers_nothing_twice(tmp_path):
     assert again.summary()["firings"] == 1
     assert sum(store.streams().values()) == before
     store.close()
+
+
+def test_as_a_service_the_runner_fires_while_traffic_flows_and_settles_every_push(tmp_path):
+    """Run beside live traffic (as the Ray engine runs it), the runner fires a push for a
+    qualifying window within its polls; `settle` waits for the reply and counts it, and the
+    push carries its firing as correlation id."""
+    store = open_store(f"sqlite:///{tmp_path}/e.db")
+
+    async def main():
+        now = T0 + 4 * MIN
+        shards = LocalShards(store, {"session": 1}, partitions=8, clock=lambda: now,
+                             autoflush=True)
+        runner = TriggerRunner(store, BrowseTrigger(min_products=3), shards.submit_nowait)
+        stop = asyncio.Event()
+        service = asyncio.get_running_loop().create_task(
+            runner.run(stop, lambda: now, poll_s=0.01))
+        await asyncio.gather(*(shards.submit(c, command_id=f"v/{n}")
+                               for n, c in enumerate(views("ann", 0, ["a", "b", "c"]))))
+        for _ in range(200):
+            if runner.fired:
+                break
+            await asyncio.sleep(0.01)
+        summary = await runner.settle(now)
+        stop.set()
+        await service
+        return summary
+
+    summary = asyncio.run(main())
+    assert summary["firings"] == 1 and summary["pushes_delivered"] == 1
+    assert summary["awaiting_reply"] == 0
+    pushed = [e for e in store.read("session-000") if e.type == "sessions.push_delivered"]
+    assert [e.correlation_id for e in pushed] == [f"trigger/{pushed[0].data['push_id']}"]
+    store.close()
