@@ -1193,3 +1193,19 @@ class TestEpochInput:
             s.append("s", [NewEvent(type="t.x", data={}, command_id="c", recorded_at=0)], 0, epoch=epoch)
         assert s.head("s").version == 0
         s.close()
+
+
+# -- Redis Cluster --------------------------------------------------------------------
+
+
+@pytest.mark.redis
+class TestRedisClusterStore(TestRedisStore):
+    """The contract on Redis Cluster (3 masters, 3 replicas), every commit acknowledged
+    only once WAIT counts one replica: the Redis cases too, as the key layout is the same."""
+
+    @pytest.fixture
+    def store_url(self, redis_cluster_store_url):
+        return with_query(redis_cluster_store_url, wait_replicas="1", wait_timeout_ms="2000")
+
+    # A plain server with a password: the single-node case, nothing cluster-specific.
+    test_a_read_only_open_with_a_wrong_password_fails_at_once = None
