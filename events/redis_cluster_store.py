@@ -21,6 +21,8 @@ the next one, and the caller retries with the same command ids (deduplicated).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import unquote, urlsplit
 
 import redis
@@ -51,13 +53,15 @@ def _cluster_client(url: str):  # type: ignore[no-untyped-def]
             password=unquote(parts.password) if parts.password else None,
             socket_connect_timeout=ours.connect_timeout, socket_timeout=ours.socket_timeout,
             decode_responses=False)
-    except redis.exceptions.RedisError as exc:
+    except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
         raise StoreUnavailable(redact(url), f"{type(exc).__name__}: {exc}") from exc
     return client, ours
 
 
 class RedisClusterEventStore(RedisEventStore):
-    """An `EventStore` on Redis Cluster: `RedisEventStore` with a cluster client."""
+    """An `EventStore` on Redis Cluster: `RedisEventStore` with a cluster client. Opening
+    one asks the seeds for the slot map, so an unreachable cluster is `StoreUnavailable`
+    at once."""
 
     _r: RedisCluster  # type: ignore[assignment]
 
@@ -70,6 +74,16 @@ class RedisClusterEventStore(RedisEventStore):
         client, ours = _cluster_client(url)
         return cls(client, prefix=ours.prefix, url=url, read_only=read_only,
                    wait_replicas=ours.wait_replicas, wait_timeout_ms=ours.wait_timeout_ms)
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Also the cluster client's own failures (no node reachable, slot not covered)."""
+        try:
+            with super()._errors():
+                yield
+        except redis.exceptions.RedisClusterException as exc:
+            self._refresh = True
+            raise StoreUnavailable(self.url, f"{type(exc).__name__}: {exc}") from exc
 
     def master_of(self, stream: str) -> str:
         """`host:port` of the master that holds `stream`'s slot now."""

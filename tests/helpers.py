@@ -434,6 +434,29 @@ class LocalRedisCluster:
                 return n
         raise LookupError(f"no replica of 127.0.0.1:{master.port}")
 
+    def cut_off(self, replica: RedisServer, master: RedisServer) -> None:
+        """Leave `replica` behind `master` from now on: close its replication link and
+        SIGSTOP it before it reconnects (a stopped replica alone still catches up from
+        the kernel's socket buffers), until the master counts no replica. SIGCONT it later."""
+        import redis
+
+        rep = redis.Redis(port=replica.port, socket_timeout=2)
+        mas = redis.Redis(port=master.port, socket_timeout=2)
+        try:
+            for _ in range(20):
+                rep.client_kill_filter(_type="master")
+                replica.proc.send_signal(signal.SIGSTOP)
+                try:
+                    wait_until(lambda: mas.info("replication")["connected_slaves"] == 0,
+                               timeout=2, what="the master to count no replica")
+                    return
+                except WaitTimedOut:
+                    replica.proc.send_signal(signal.SIGCONT)  # it reconnected first: again
+            raise RuntimeError(f"could not cut 127.0.0.1:{replica.port} off its master")
+        finally:
+            rep.close()
+            mas.close()
+
     def promote(self, replica: RedisServer) -> None:
         """`CLUSTER FAILOVER TAKEOVER` on `replica` and wait until it is a master."""
         import redis
