@@ -186,3 +186,23 @@ def test_status_where_no_ray_answers_fails_at_once():
     assert result.exit_code == 2
     assert "no Ray cluster answers at 127.0.0.1:" in result.output
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.redis
+def test_status_names_the_cluster_master_each_shard_writes_to(redis_cluster_store_url):
+    """On a Redis Cluster, status reads each shard's log version and the master owning its
+    stream's slot; eight SKU shards spread over more than one master."""
+    from saleday.cli.ops import log_heads
+
+    streams = [f"sku-{i:03d}" for i in range(8)]
+    log = open_store(redis_cluster_store_url)
+    try:
+        for s in streams:
+            log.append(s, [NewEvent(type="inventory.stock_added", command_id=f"{s}-1",
+                                    data={"sku": s, "qty": 1}, recorded_at=1)], 0)
+        expected = {s: (1, log.master_of(s)) for s in streams}
+    finally:
+        log.close()
+    heads = log_heads(redis_cluster_store_url, streams)
+    assert heads == expected
+    assert len({master for _, master in heads.values()}) >= 2
