@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from saleday.cli import audit as cli_audit
+from saleday.cli import bench_cluster as cli_bench_cluster
 from saleday.cli import bench_http as cli_bench_http
 from saleday.cli import ops as cli_ops
 from saleday.cli import simulate as cli_simulate
@@ -251,6 +252,7 @@ cli_simulate.register(app, bench_app)
 cli_ops.register(app, bench_app)
 cli_audit.register(app, bench_app)
 cli_bench_http.register(bench_app)
+cli_bench_cluster.register(bench_app)
 http_cli.register(app)
 
 
