@@ -114,7 +114,9 @@ def bench_reserve(
     max_batch: Annotated[int, typer.Option(min=1)] = 1024,
     max_wait_ms: Annotated[float, typer.Option(min=0)] = 2.0,
     redis_url: Annotated[str, typer.Option(help="Redis for saleday\\[redis] and the baselines "
-                                           "(keys under a fresh prefix, deleted afterwards).")] = DEFAULT_REDIS,
+                                           "(keys under a fresh prefix, deleted afterwards); "
+                                           "a redis+cluster:// URL runs saleday\\[redis] on "
+                                           "a Redis Cluster (no baselines).")] = DEFAULT_REDIS,
     system: Annotated[list[str] | None, typer.Option(
         help="saleday\\[sqlite], saleday\\[redis], seed_decrby_rollback, redis_lua_pipelined "
              "(default: all).")] = None,
