@@ -11,7 +11,8 @@ reservations expire with no traffic) and it logs each shard's health every
 stream version and epoch, and names the Redis master each shard's stream is written to
 (on a Redis Cluster: the master owning its slot); it exits 1 unless every shard is
 healthy. Given a store, `status` opens it read-only before anything else and exits 2 when
-it is unreachable, refuses the credentials or holds no log. Store URLs are shown redacted, never with a password.
+it is unreachable, refuses the credentials or holds no log. Store URLs are shown
+redacted, never with a password.
 """
 
 from __future__ import annotations
