@@ -11,7 +11,7 @@ runs:
   part that takes its class, which decides it against its slice alone;
 - an event is folded by the one part that knows its class, into its slice alone;
 - timers: at most one part keeps them (an expiry is one command), and the kind's
-  `deadline_of`, `next_deadline` and `expire` are that part's.
+  `deadline_of`, `next_deadline`, `expire` and `timer_of` are that part's.
 
 So the parts never see each other's state, and each reads as a decider of its own. A part
 is a `Decider` whose `decide` may assume what the `Intake` checks, whose `initial` is its
@@ -92,8 +92,10 @@ def combine(kind: str, state: type[S], *, entity: str, intake: Intake,
         name, part = timed[0]
         get_slice, own = attrgetter(name), frozenset(part.events)
         slice_deadline, event_deadline = part.next_deadline, part.deadline_of
+        event_timer = part.timer_of
         timers = dict(expire=part.expire,
                       deadline_of=lambda e: event_deadline(e) if type(e) in own else None,
+                      timer_of=lambda e: event_timer(e) if type(e) in own else None,
                       next_deadline=lambda whole: slice_deadline(get_slice(whole)))
     return Decider(kind=kind, initial=initial, decide=decide, evolve=evolve,
                    entity_of=entity_of, commands=tuple(by_command),

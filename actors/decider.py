@@ -8,7 +8,8 @@ ids arrive inside commands. An expected refusal (sold out, limit reached, ...) i
 Many entities of one kind are the same decider indexed by entity id; `entity_of` finds
 the id in a command or an event. Timers are data too: `deadline_of` tells the host when
 an event sets a deadline, `next_deadline` when a state next has something due, and
-`expire(entity_id, now)` is the command the host issues once it is due.
+`expire(entity_id, now)` is the command the host issues once it is due; `timer_of` says
+which deadline an event sets or ends, so the host can name an expiry's cause.
 
 Idempotency: a command id names one command. A host answers a repeated id from its dedup
 record, but only if the command is the same one: its `fingerprint` (the class name and
@@ -148,6 +149,10 @@ class Decider(Generic[C, E, S]):
     """The earliest time (ms) at which `expire` has something to do for this state."""
     expire: Callable[[str, int], C] | None = None
     """The command that ends what is due for an entity at `now`."""
+    timer_of: Callable[[E], str | None] = lambda event: None
+    """Which of its entity's timers an event starts, ends or settles (a reservation id, a
+    coupon id), or None for the entity's one timer. The host names the event that set a
+    deadline as the `causation_id` of the expiry that ends it."""
     events: tuple[type, ...] = ()
     """The event classes `evolve` folds; needed only to `combine` this decider with others."""
 

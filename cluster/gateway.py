@@ -105,7 +105,7 @@ class Gateway:
     # -- submitting ---------------------------------------------------------------------
 
     def submit_nowait(self, command: Any, *, command_id: str | None = None,
-                      correlation_id: str = "") -> asyncio.Future:
+                      correlation_id: str = "", causation_id: str = "") -> asyncio.Future:
         """Queue one command; the returned future resolves to its reply."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future = loop.create_future()
@@ -124,7 +124,8 @@ class Gateway:
             self.stats["busy"] += 1
             fut.set_result(Busy(shard=lane.name))
             return fut
-        lane.queue.append((Request(command_id or self.new_command_id(), command, correlation_id), fut))
+        lane.queue.append((Request(command_id or self.new_command_id(), command, correlation_id,
+                                   causation_id), fut))
         if len(lane.queue) >= self.config.max_batch:
             self._flush(lane)
         elif lane.timer is None:
@@ -132,12 +133,13 @@ class Gateway:
         return fut
 
     async def submit(self, command: Any, *, command_id: str | None = None,
-                     correlation_id: str = "") -> Reply:
+                     correlation_id: str = "", causation_id: str = "") -> Reply:
         return await self.submit_nowait(command, command_id=command_id,
-                                        correlation_id=correlation_id)
+                                        correlation_id=correlation_id, causation_id=causation_id)
 
     async def submit_retrying_busy(self, command: Any, *, command_id: str,
-                                   busy_retries: int = 50) -> Reply:
+                                   busy_retries: int = 50, correlation_id: str = "",
+                                   causation_id: str = "") -> Reply:
         """Submit under a caller-chosen (deterministic) id, riding out load shedding: a
         `Busy` answer is tried again with backoff, up to `busy_retries` times.
 
@@ -145,7 +147,8 @@ class Gateway:
         refused callers spread their retries out instead of returning together."""
         reply: Reply = Busy(shard="")
         for attempt in range(busy_retries):
-            reply = await self.submit(command, command_id=command_id)
+            reply = await self.submit(command, command_id=command_id,
+                                      correlation_id=correlation_id, causation_id=causation_id)
             if not isinstance(reply, Busy):
                 return reply
             await asyncio.sleep(min(0.005 * 2 ** attempt, 1.0) * (0.5 + random.random()))

@@ -19,7 +19,8 @@ cannot record, a command id reused with another payload: `IdempotencyConflict`).
 
 Time is the hosts' `clock` (ms): a callable given by the owner, or `now_ms`, which the
 owner moves. `tick()` expires what is due on the shards with a timer due; `react()` turns
-new team and campaign facts into their follow-up commands (`flows.reactions.follow_ups`).
+new team and campaign facts into their follow-up commands (`flows.reactions.follow_ups`),
+which carry the fact's correlation id and name the fact as their causation id.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from saleday.actors.decider import InvalidCommand
 from saleday.actors.host import Request, ShardHost, Unavailable
 from saleday.actors.kinds import deciders
 from saleday.cluster.routing import ShardMap, UnroutableEntity
-from saleday.events import EventStore, Tail, registry
+from saleday.events import EventStore, Tail, event_ref, registry
 from saleday.flows.reactions import follow_ups
 
 
@@ -98,7 +99,7 @@ class LocalShards:
     # -- the gateway's API ------------------------------------------------------------
 
     def submit_nowait(self, command: Any, command_id: str | None = None,
-                      correlation_id: str = "") -> asyncio.Future:
+                      correlation_id: str = "", causation_id: str = "") -> asyncio.Future:
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         route = self._routes.get(type(command))
@@ -112,19 +113,20 @@ class LocalShards:
             fut.set_result(InvalidCommand(reason=f"{type(command).__name__} cannot be routed: {exc}"))
             return fut
         lane.queue.append((Request(command_id or f"local-{next(self._ids)}", command,
-                                   correlation_id), fut))
+                                   correlation_id, causation_id), fut))
         if self.autoflush and not lane.scheduled:
             lane.scheduled = True
             loop.call_soon(self._flush_now, lane)
         return fut
 
     async def submit(self, command: Any, *, command_id: str | None = None,
-                     correlation_id: str = "") -> Any:
-        return await self.submit_nowait(command, command_id, correlation_id)
+                     correlation_id: str = "", causation_id: str = "") -> Any:
+        return await self.submit_nowait(command, command_id, correlation_id, causation_id)
 
     async def submit_retrying_busy(self, command: Any, *, command_id: str,
-                                   busy_retries: int = 50) -> Any:
-        return await self.submit_nowait(command, command_id)
+                                   busy_retries: int = 50, correlation_id: str = "",
+                                   causation_id: str = "") -> Any:
+        return await self.submit_nowait(command, command_id, correlation_id, causation_id)
 
     async def submit_many(self, commands: Sequence[Any]) -> list[Any]:
         return list(await asyncio.gather(*(self.submit_nowait(c) for c in commands)))
@@ -196,7 +198,8 @@ class LocalShards:
         while batch := self.tail.poll():
             for env in batch:
                 for cid, command in follow_ups(env, registry.decode(env)):
-                    self.submit_nowait(command, cid)
+                    self.submit_nowait(command, cid, env.correlation_id,
+                                       event_ref(env.stream, env.version))
                     queued += 1
         self.reactions += queued
         return queued

@@ -1,21 +1,45 @@
-"""structlog set-up for the processes saleday runs: key-value events on stderr."""
+"""structlog set-up for the processes saleday runs: key-value events on stderr, or in a
+file while a progress bar owns the terminal (`to_file`)."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TextIO
 
 import structlog
 
+_file: TextIO | None = None
+"""Where events go instead of stderr while `to_file` lasts."""
+
 
 class _CurrentStderr:
-    """Whatever `sys.stderr` is at the time of writing (tests and tools swap it)."""
+    """Whatever `sys.stderr` is at the time of writing (tests and tools swap it), or the
+    file of `to_file`."""
 
     def write(self, text: str) -> int:
-        return sys.stderr.write(text)
+        return (_file or sys.stderr).write(text)
 
     def flush(self) -> None:
-        sys.stderr.flush()
+        (_file or sys.stderr).flush()
+
+
+@contextmanager
+def to_file(path: Path) -> Iterator[Path]:
+    """While it lasts, log events are appended to `path` instead of stderr (a warning
+    printed under a progress bar would break it)."""
+    global _file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    previous = _file
+    with path.open("a", encoding="utf-8") as f:
+        _file = f
+        try:
+            yield path
+        finally:
+            _file = previous
 
 
 def configure(level: str = "info", *, json: bool = False) -> None:

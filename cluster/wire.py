@@ -86,13 +86,14 @@ class Wire:
             self._by_name[t.name] = t
         return t
 
-    # requests: [command_id, correlation_id, name, values] ---------------------------
+    # requests: [command_id, correlation_id, causation_id, name, values] -----------------
 
     def encode_requests(self, requests: Sequence[Request]) -> bytes:
         out = []
         for r in requests:
             t = self._t(r.command)
-            out.append((r.command_id, r.correlation_id, t.name, t.values(r.command)))
+            out.append((r.command_id, r.correlation_id, r.causation_id, t.name,
+                        t.values(r.command)))
         return _packb(out)
 
     def unencodable(self, request: Request) -> str | None:
@@ -100,13 +101,15 @@ class Wire:
         try:
             t = self._t(request.command)
             values = t.values(request.command)
-            _packb((request.command_id, request.correlation_id, t.name, values))
+            _packb((request.command_id, request.correlation_id, request.causation_id, t.name,
+                    values))
             return None
         except Exception as exc:  # noqa: BLE001 - msgpack raises several kinds; say which field
             name = type(request.command).__name__
             if not dataclasses.is_dataclass(request.command):
                 return f"{name} cannot cross the wire: {exc}"
-            parts = [("command_id", request.command_id), ("correlation_id", request.correlation_id)]
+            parts = [("command_id", request.command_id), ("correlation_id", request.correlation_id),
+                     ("causation_id", request.causation_id)]
             parts += [(f.name, getattr(request.command, f.name))
                       for f in dataclasses.fields(request.command)]
             for field_name, value in parts:
@@ -120,13 +123,14 @@ class Wire:
         shard refuses as an `InvalidCommand` without failing the rest of the batch."""
         out = []
         by_name = self._by_name
-        for command_id, correlation_id, name, values in msgpack.unpackb(blob, use_list=False):
+        for command_id, correlation_id, causation_id, name, values in msgpack.unpackb(
+                blob, use_list=False):
             t = by_name.get(name)
             try:
                 command = t.build(values) if t is not None else f"unknown command type {name}"
             except (TypeError, ValueError) as exc:
                 command = f"malformed {name}: {exc}"
-            out.append(Request(command_id, command, correlation_id))
+            out.append(Request(command_id, command, correlation_id, causation_id))
         return out
 
     # replies: [0, first, last, duplicate, [[name, values], ...]] or [1, name, values] --

@@ -24,6 +24,8 @@ from saleday.events.envelope import (
     Snapshot,
     StoredCommit,
     StreamHead,
+    event_ref,
+    parse_event_ref,
 )
 from saleday.events.errors import (
     ConcurrencyError,
@@ -54,6 +56,6 @@ __all__ = [
     "InvalidEventData", "InvalidStoreUrl", "InvalidStreamName", "NewEvent",
     "ReplicationShortfall", "Snapshot",
     "SnapshotError", "StoreUnavailable", "StoredCommit", "StreamHead", "Tail", "UnknownEventType",
-    "UnknownSchemaVersion", "canonical", "event_hash", "event_type", "open_store",
-    "registry", "seal", "upcaster", "verify_commits",
+    "UnknownSchemaVersion", "canonical", "event_hash", "event_ref", "event_type", "open_store",
+    "parse_event_ref", "registry", "seal", "upcaster", "verify_commits",
 ]

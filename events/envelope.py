@@ -21,6 +21,19 @@ Data = dict[str, Any]
 """An event payload: a map of str keys to msgpack-native values (no floats)."""
 
 
+def event_ref(stream: str, version: int) -> str:
+    """How a `causation_id` names a recorded event: `stream@version` (`team-002@417`)."""
+    return f"{stream}@{version}"
+
+
+def parse_event_ref(ref: str) -> tuple[str, int] | None:
+    """`(stream, version)` of an `event_ref`, or None if `ref` does not name an event."""
+    stream, at, version = ref.rpartition("@")
+    if not (stream and at and version.isdigit() and version.isascii()):
+        return None
+    return stream, int(version)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NewEvent:
     """An event to append: payload plus the ids and event time stamped by the caller."""

@@ -7,7 +7,7 @@
              order's user, the reservations' owner), UnlockCoupon
 
 Every step's command id is derived from the order id (`<order>/start`, `<order>/try/<line>`,
-...), so a retried call, a duplicate payment callback or a whole flow driven again after a
+...), and every step's events carry the order id as their correlation id, so a retried call, a duplicate payment callback or a whole flow driven again after a
 crash does nothing twice. A cancel that overtakes its try voids the ids it names, so the
 late try is refused. A payment that lands after a cancel is refunded by the order, never
 resurrecting it. Reservations and the coupon lock are held a grace period past the payment
@@ -25,7 +25,13 @@ import structlog
 
 from saleday.actors.decider import Rejection
 from saleday.actors.host import Accepted, TransportFailure, Unavailable
-from saleday.actors.order import CancelOrder, RecordPayment, RecordTry, StartCheckout
+from saleday.actors.order import (
+    CancelOrder,
+    OrderPlaced,
+    RecordPayment,
+    RecordTry,
+    StartCheckout,
+)
 from saleday.actors.session import LockCoupon, RedeemCoupon, TrackOrder, UnlockCoupon
 from saleday.actors.sku import (
     MAX_UNITS_PER_RESERVATION,
@@ -48,6 +54,8 @@ class CheckoutResult:
     unavailable (not decided: call again with the same order id)."""
     total_cents: int = 0
     reason: str = ""
+    order: Any = None
+    """The order's state as read after the step, where the step read it (`place`)."""
 
 
 class Checkout:
@@ -60,9 +68,12 @@ class Checkout:
         self.grace_ms = grace_ms
         self.busy_retries = busy_retries
 
-    async def _submit(self, command: Any, command_id: str) -> Any:
-        return await self.gateway.submit_retrying_busy(command, command_id=command_id,
-                                                       busy_retries=self.busy_retries)
+    async def _submit(self, command: Any, order_id: str, step: str) -> Any:
+        """Submit one step of an order's flow under the id `<order id>/<step>`; its events
+        carry the order id as their correlation id."""
+        return await self.gateway.submit_retrying_busy(command, command_id=f"{order_id}/{step}",
+                                                       busy_retries=self.busy_retries,
+                                                       correlation_id=order_id)
 
     # -- try ----------------------------------------------------------------------------
 
@@ -78,12 +89,12 @@ class Checkout:
         hold_until = deadline + self.grace_ms
         started = await self._submit(StartCheckout(order_id=order_id, user=user, lines=lines,
                                                    coupon_id=coupon_id, payment_deadline=deadline,
-                                                   now=now), f"{order_id}/start")
+                                                   now=now), order_id, "start")
         if not isinstance(started, Accepted):
             return _refused(order_id, started)
         tries = await asyncio.gather(*(
             self._submit(ReserveStock(reservation_id=f"{order_id}/{i}", user=user, sku=sku, qty=qty,
-                                      now=now, deadline=hold_until), f"{order_id}/try/{i}")
+                                      now=now, deadline=hold_until), order_id, f"try/{i}")
             for i, (sku, qty) in enumerate(lines)))
         refused = next((r for r in tries if not isinstance(r, Accepted)), None)
         if refused is not None:
@@ -96,20 +107,23 @@ class Checkout:
             coupon = wallet.coupons.get(coupon_id)
             locked = await self._submit(LockCoupon(user=user, coupon_id=coupon_id, order_id=order_id,
                                                    order_total_cents=subtotal, until=hold_until,
-                                                   now=now), f"{order_id}/try/coupon")
+                                                   now=now), order_id, "try/coupon")
             if not isinstance(locked, Accepted):
                 return await self._cancel_after(order_id, locked, now)
             coupon_value = coupon.value_cents if coupon is not None else 0
         placed = await self._submit(RecordTry(order_id=order_id, line_prices=line_prices,
                                               coupon_value_cents=coupon_value, now=now),
-                                    f"{order_id}/placed")
+                                    order_id, "placed")
         if not isinstance(placed, Accepted):
             return await self._cancel_after(order_id, placed, now)
-        order = await self.gateway.query("order", order_id)
-        await self._submit(TrackOrder(user=user, order_id=order_id, status="placed",
-                                      amount_cents=order.total_cents, now=now),
-                           f"{order_id}/track/placed")
-        return CheckoutResult(order_id=order_id, status="placed", total_cents=order.total_cents)
+        total = next((e.total_cents for e in placed.events if isinstance(e, OrderPlaced)), None)
+        if total is None:   # a repeated try answers without its events: ask the order
+            total = (await self.gateway.query("order", order_id)).total_cents
+        order, _ = await asyncio.gather(   # the order as it now stands, and the user's record
+            self.gateway.query("order", order_id),
+            self._submit(TrackOrder(user=user, order_id=order_id, status="placed",
+                                    amount_cents=total, now=now), order_id, "track/placed"))
+        return CheckoutResult(order_id=order_id, status="placed", total_cents=total, order=order)
 
     # -- confirm ------------------------------------------------------------------------
 
@@ -118,7 +132,7 @@ class Checkout:
         """Record the payment; confirm what the order holds, or refund a late payment."""
         paid = await self._submit(RecordPayment(order_id=order_id, payment_id=payment_id,
                                                 amount_cents=amount_cents, now=now),
-                                  f"{order_id}/pay/{payment_id}")
+                                  order_id, f"pay/{payment_id}")
         if not isinstance(paid, Accepted):
             return _refused(order_id, paid)
         order = await self.gateway.query("order", order_id)
@@ -128,7 +142,7 @@ class Checkout:
         if "RefundIssued" in kinds:
             await self._submit(TrackOrder(user=order.user, order_id=order_id, status="refunded",
                                           amount_cents=amount_cents, now=now),
-                               f"{order_id}/track/refunded/{payment_id}")
+                               order_id, f"track/refunded/{payment_id}")
             return CheckoutResult(order_id=order_id, status="refunded", total_cents=amount_cents,
                                   reason="payment after the order was cancelled or paid")
         if order.status != "paid":  # a duplicate callback of a payment already handled
@@ -136,12 +150,12 @@ class Checkout:
                                   total_cents=order.total_cents)
         confirms = await asyncio.gather(*(
             self._submit(ConfirmReservation(reservation_id=f"{order_id}/{i}", sku=sku, now=now),
-                         f"{order_id}/confirm/{i}")
+                         order_id, f"confirm/{i}")
             for i, (sku, _) in enumerate(order.lines)))
         if order.coupon_id:
             confirms.append(await self._submit(
                 RedeemCoupon(user=order.user, coupon_id=order.coupon_id, order_id=order_id, now=now),
-                f"{order_id}/confirm/coupon"))
+                order_id, "confirm/coupon"))
         failed = [r for r in confirms if not isinstance(r, Accepted)]
         if failed:
             log.error("checkout_confirm_refused", order=order_id,
@@ -150,7 +164,7 @@ class Checkout:
                                   reason="confirm refused: " + ", ".join(r.code for r in failed))
         await self._submit(TrackOrder(user=order.user, order_id=order_id, status="paid",
                                       amount_cents=order.total_cents, now=now),
-                           f"{order_id}/track/paid")
+                           order_id, "track/paid")
         return CheckoutResult(order_id=order_id, status="paid", total_cents=order.total_cents)
 
     # -- cancel -------------------------------------------------------------------------
@@ -158,7 +172,7 @@ class Checkout:
     async def cancel(self, *, order_id: str, reason: str, now: int) -> CheckoutResult:
         """Cancel the order first (so a late try is refused), then release what it holds."""
         cancelled = await self._submit(CancelOrder(order_id=order_id, reason=reason, now=now),
-                                       f"{order_id}/cancel")
+                                       order_id, "cancel")
         if not isinstance(cancelled, Accepted):
             return _refused(order_id, cancelled)
         order = await self.gateway.query("order", order_id)
@@ -178,16 +192,16 @@ class Checkout:
     async def _release(self, order: Any, reason: str, now: int) -> None:
         steps = [self._submit(ReleaseReservation(reservation_id=f"{order.order_id}/{i}", sku=sku,
                                                  user=order.user, reason=reason, now=now),
-                              f"{order.order_id}/cancel/{i}")
+                              order.order_id, f"cancel/{i}")
                  for i, (sku, _) in enumerate(order.lines)]
         if order.coupon_id:
             steps.append(self._submit(UnlockCoupon(user=order.user, coupon_id=order.coupon_id,
                                                    order_id=order.order_id, now=now),
-                                      f"{order.order_id}/cancel/coupon"))
+                                      order.order_id, "cancel/coupon"))
         if order.user and order.line_prices:   # the wallet only knows orders that were placed
             steps.append(self._submit(TrackOrder(user=order.user, order_id=order.order_id,
                                                  status="cancelled", amount_cents=order.total_cents,
-                                                 now=now), f"{order.order_id}/track/cancelled"))
+                                                 now=now), order.order_id, "track/cancelled"))
         await asyncio.gather(*steps)
 
 

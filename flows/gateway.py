@@ -19,12 +19,15 @@ class Gateway(Protocol):
     """Commands in, one reply per command out; a command id makes a retry safe."""
 
     async def submit(self, command: Any, *, command_id: str | None = None,
-                     correlation_id: str = "") -> Reply:
-        """Decide one command (a fresh id when none is given) and answer it."""
+                     correlation_id: str = "", causation_id: str = "") -> Reply:
+        """Decide one command (a fresh id when none is given) and answer it. Its events carry
+        `correlation_id` (the flow: an order, a visit, a team) and `causation_id` (the
+        recorded event that led to it, `events.event_ref`)."""
         ...
 
     async def submit_retrying_busy(self, command: Any, *, command_id: str,
-                                   busy_retries: int = 50) -> Reply:
+                                   busy_retries: int = 50, correlation_id: str = "",
+                                   causation_id: str = "") -> Reply:
         """Submit under a caller-chosen id, riding out load shedding (`Busy`) with backoff."""
         ...
 

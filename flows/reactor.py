@@ -1,7 +1,8 @@
 """The reactor: follows the log and submits what its facts call for (`flows.reactions`).
 
 It tails the streams of the given kinds from where it last read and submits each fact's
-follow-ups through a `Gateway` under their derived ids, riding out load shedding; the
+follow-ups through a `Gateway` under their derived ids, riding out load shedding (each
+carries the fact's correlation id, and names the fact as its causation id); the
 deciders answer a repeat as a duplicate, so the reactor may replay from any position.
 """
 
@@ -13,7 +14,7 @@ from collections.abc import Iterable
 import structlog
 
 from saleday.actors.host import Accepted
-from saleday.events import EventStore, Tail, registry
+from saleday.events import EventStore, Tail, event_ref, registry
 from saleday.flows.gateway import Gateway
 from saleday.flows.reactions import follow_ups
 from saleday.flows.sale_day import submit
@@ -35,11 +36,13 @@ class Reactor:
         """React to everything recorded since the last call; return the commands submitted."""
         done = 0
         while batch := await asyncio.to_thread(self.tail.poll):
-            steps = [(cid, command) for env in batch
+            steps = [(cid, command, env) for env in batch
                      for cid, command in follow_ups(env, registry.decode(env))]
-            replies = await asyncio.gather(*(submit(self.gateway, command, cid)
-                                             for cid, command in steps))
-            for (cid, _), reply in zip(steps, replies):
+            replies = await asyncio.gather(*(
+                submit(self.gateway, command, cid, correlation_id=env.correlation_id,
+                       causation_id=event_ref(env.stream, env.version))
+                for cid, command, env in steps))
+            for (cid, _, _), reply in zip(steps, replies):
                 if not isinstance(reply, Accepted):
                     log.info("reaction_refused", command_id=cid,
                              reply=getattr(reply, "code", type(reply).__name__))

@@ -1,6 +1,8 @@
 """The cross-shard flows of sale day other than checkout (`flows.checkout`).
 
-Each step's command id is derived from its subject, so a retry does nothing twice:
+Each step's command id is derived from its subject, so a retry does nothing twice, and its
+events carry the flow's subject as their correlation id (the visit's session id, the team,
+the grant id):
 - `start_session`: looks up when the inviter was first seen, so the user's shard can
   attribute a referral only to someone seen before (attribution cannot form a cycle).
 - `create_team`: draws the red-packet pool from the campaign's budget, then opens the team.
@@ -20,8 +22,11 @@ from saleday.actors.team import CreateTeam, JoinTeam
 from saleday.flows.gateway import Gateway
 
 
-async def submit(gateway: Gateway, command: Any, command_id: str) -> Any:
-    return await gateway.submit_retrying_busy(command, command_id=command_id)
+async def submit(gateway: Gateway, command: Any, command_id: str, *, correlation_id: str = "",
+                 causation_id: str = "") -> Any:
+    return await gateway.submit_retrying_busy(command, command_id=command_id,
+                                              correlation_id=correlation_id,
+                                              causation_id=causation_id)
 
 
 class SaleDayFlows:
@@ -39,7 +44,7 @@ class SaleDayFlows:
         return await submit(self.gateway, StartSession(
             user=user, session_id=session_id, utm_source=utm_source, utm_medium=utm_medium,
             utm_campaign=utm_campaign, inviter=inviter, inviter_since=inviter_since, now=now),
-            f"session/{user}/{session_id}")
+            f"session/{user}/{session_id}", correlation_id=session_id)
 
     async def create_team(self, *, team: str, leader: str, campaign: str, pool_cents: int,
                           size: int = 4, min_share_cents: int = 1, expires: int, seed: int,
@@ -47,22 +52,22 @@ class SaleDayFlows:
         """Draw the pool from the campaign, then open the team; a refusal of either is returned."""
         drawn = await submit(self.gateway, DrawPool(campaign=campaign, team=team,
                                                     pool_cents=pool_cents, coupons=size, now=now),
-                             f"team/{team}/draw")
+                             f"team/{team}/draw", correlation_id=team)
         if not isinstance(drawn, Accepted):
             return drawn
         return await submit(self.gateway, CreateTeam(
             team=team, leader=leader, campaign=campaign, pool_cents=pool_cents, size=size,
             min_share_cents=min_share_cents, expires=expires, seed=seed, now=now),
-            f"team/{team}/create")
+            f"team/{team}/create", correlation_id=team)
 
     async def join_team(self, *, team: str, user: str, now: int) -> Any:
         return await submit(self.gateway, JoinTeam(team=team, user=user, now=now),
-                            f"team/{team}/join/{user}")
+                            f"team/{team}/join/{user}", correlation_id=team)
 
     async def grant_coupon(self, *, campaign: str, grant_id: str, user: str, now: int,
                            value_cents: int = 0) -> Any:
         return await submit(self.gateway, GrantCoupon(campaign=campaign, grant_id=grant_id,
                                                       user=user, now=now, value_cents=value_cents),
-                            f"grant/{campaign}/{grant_id}")
+                            f"grant/{campaign}/{grant_id}", correlation_id=grant_id)
 
 

@@ -137,6 +137,7 @@ class _Fold:
         self.last_time = max(self.last_time, max(map(_at, envs)))
         self._commands(stream, envs)
         rules = self.rules
+        rules.causes_batch(stream, envs)
         get = rules.handlers.get
         for env in envs:
             handler = get(env[2])
@@ -203,7 +204,7 @@ def _rule_table(findings: list[Finding], types: Counter[str], end: dict[str, int
     failed = Counter(f.rule for f in findings)
     table = {}
     for rule, about in RULES.items():
-        if rule.startswith("log."):
+        if rule.startswith("log.") and rule not in end:
             checks = events
         else:
             checks = sum(types[t] for t in READS.get(rule, ())) + end.get(rule, 0)

@@ -1,6 +1,7 @@
 """The invariants of ARCHITECTURE.md, checked by folding events (wire names, payload dicts).
 
-The families live in projections/rules/ (stock, coupons, teams, orders, referrals), each a
+The families live in projections/rules/ (stock, coupons, teams, orders, referrals,
+causes), each a
 mixin over `RulesBase`; `Rules` composes them and dispatches by wire type.
 
 `Rules` keeps plain dicts and lists per SKU, reservation, order, coupon, campaign, team
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from saleday.projections.rules.causes import CausationRules
 from saleday.projections.rules.coupons import CouponRules
 from saleday.projections.rules.orders import OrderRules
 from saleday.projections.rules.referrals import ReferralRules
@@ -29,6 +31,7 @@ RULES: dict[str, str] = {
     "log.chain": "gapless versions from 1 and intact hash chains (docs/LOG_FORMAT.md)",
     "log.commands": "each command's effects are recorded once (one run of events, one stream)",
     "log.schema": "every event has a type and schema version this audit knows, and its shape",
+    "log.causation": "every causation id names an event of the log recorded before the one it caused",
     "stock.conservation": "per SKU available + reserved + sold = stocked; moves match the reservation",
     "stock.oversell": "no reservation takes more units than are available (never negative)",
     "sale.window": "units are reserved only while the SKU's sale is open",
@@ -80,7 +83,7 @@ READS: dict[str, tuple[str, ...]] = {
 
 
 
-class Rules(StockRules, CouponRules, TeamRules, OrderRules, ReferralRules):
+class Rules(StockRules, CouponRules, TeamRules, OrderRules, ReferralRules, CausationRules):
     """The audit's fold: call `apply(env)` per event (or `handlers[type](env)`), then `finish`."""
 
     def __init__(self) -> None:
@@ -128,6 +131,7 @@ class Rules(StockRules, CouponRules, TeamRules, OrderRules, ReferralRules):
         self._orders_at_end(last_time)
         self._teams_at_end()
         self._referrals_at_end()
+        self._causes_at_end()
 
 
 def _ignore(env: tuple) -> None:

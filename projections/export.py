@@ -10,8 +10,11 @@ correlation_id, causation_id, data, prev_hash, hash`, hashes as lowercase hex.
   form for, bytes, is written `{"$bytes": "<hex>"}` (a payload map whose only key is
   `$bytes` could not be told apart, so exporting one is refused). `saleday audit --log`
   reads it back and recomputes every hash.
-- Parquet (`events.parquet`, pyarrow): the same columns, `data` as that JSON text; row
-  groups of `BATCH` events, readable by DuckDB (`read_parquet('events.parquet')`).
+- Parquet (`events.parquet`, pyarrow): the same columns typed for query engines, plus
+  `entity` (the SKU, user, order, campaign or team the event is about, `ENTITY_FIELDS`):
+  `recorded_at` a UTC timestamp (ms), `data` that JSON text as Parquet's JSON logical type
+  (DuckDB reads it as `JSON`: `data->>'sku'`), hashes as hex; row groups of `BATCH`
+  events, readable by DuckDB (`FROM 'events.parquet'`).
 
 Both are written while reading, a page of events at a time, so memory stays bounded
 however long the log. `manifest.json` records each stream's last version and head hash
@@ -38,6 +41,19 @@ BATCH = 10_000
 
 COLUMNS = ("stream", "version", "type", "schema_version", "recorded_at", "command_id",
            "correlation_id", "causation_id", "data", "prev_hash", "hash")
+PARQUET_COLUMNS = ("stream", "version", "type", "schema_version", "recorded_at", "entity",
+                   "command_id", "correlation_id", "causation_id", "data", "prev_hash", "hash")
+
+ENTITY_FIELDS = {"inventory": "sku", "sessions": "user", "orders": "order_id",
+                 "coupons": "campaign", "teams": "team"}
+"""The payload field naming an event's entity, by the type's family (`inventory.*`: `sku`)."""
+
+
+def entity_of(env: Envelope) -> str | None:
+    """The id of the entity an event is about (its shard's key), or None if unknown."""
+    field = ENTITY_FIELDS.get(env.type.partition(".")[0])
+    value = env.data.get(field) if field is not None else None
+    return value if type(value) is str else None
 
 
 class ExportError(EventLogError):
@@ -155,9 +171,10 @@ def _write_parquet(path: Path, pages: Iterator[list[Envelope]]) -> int:
     import pyarrow.parquet as pq
 
     schema = pa.schema([("stream", pa.string()), ("version", pa.int64()), ("type", pa.string()),
-                        ("schema_version", pa.int32()), ("recorded_at", pa.int64()),
+                        ("schema_version", pa.int32()),
+                        ("recorded_at", pa.timestamp("ms", tz="UTC")), ("entity", pa.string()),
                         ("command_id", pa.string()), ("correlation_id", pa.string()),
-                        ("causation_id", pa.string()), ("data", pa.string()),
+                        ("causation_id", pa.string()), ("data", pa.json_(pa.string())),
                         ("prev_hash", pa.string()), ("hash", pa.string())])
     n = 0
     with pq.ParquetWriter(path, schema, compression="zstd") as writer:
@@ -166,6 +183,7 @@ def _write_parquet(path: Path, pages: Iterator[list[Envelope]]) -> int:
                 "stream": [e.stream for e in page], "version": [e.version for e in page],
                 "type": [e.type for e in page], "schema_version": [e.schema_version for e in page],
                 "recorded_at": [e.recorded_at for e in page],
+                "entity": [entity_of(e) for e in page],
                 "command_id": [e.command_id for e in page],
                 "correlation_id": [e.correlation_id for e in page],
                 "causation_id": [e.causation_id for e in page],

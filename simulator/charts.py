@@ -1,4 +1,4 @@
-"""A run's charts: traffic, latency, stock and funnel, drawn as PNG files.
+"""A run's charts: traffic, latency, stock, funnel and team-ups, drawn as PNG files.
 
 matplotlib's Agg backend (no display), imported only when charts are drawn; a chart with
 no data to show is skipped, not faked. Times on the x axis read as the report's clock.
@@ -35,7 +35,7 @@ def write_charts(report: RunReport, out_dir: str | Path) -> list[Path]:
     written = []
     drawers: tuple[tuple[str, Callable[[RunReport, Any], bool]], ...] = (
         ("traffic", _draw_traffic), ("latency", _draw_latency),
-        ("stock", _draw_stock), ("funnel", _draw_funnel))
+        ("stock", _draw_stock), ("funnel", _draw_funnel), ("teams", _draw_teams))
     for name, draw in drawers:
         fig = Figure(figsize=(9, 4.2), dpi=100, layout="constrained")
         ax = fig.add_subplot()
@@ -109,11 +109,12 @@ def _draw_traffic(r: RunReport, ax: Any) -> bool:
                     color="#2ca02c", label="served", linewidth=0)
     ax.step(xs, rate([p.offered for p in points]), where="post", label="offered", color="#1f77b4",
             linewidth=1.2)
-    refused = [p.busy + p.errors for p in points]
-    if any(refused):
-        ax.fill_between(xs, rate(refused), step="post", alpha=0.35, color="#d62728",
-                        label="busy + errors")
-    ax.set_ylabel("commands per simulated second")
+    for values, name, color in (([p.rejected for p in points], "refused by the rules", "#9467bd"),
+                                ([p.busy for p in points], "Busy (shed)", "#d62728"),
+                                ([p.errors for p in points], "unavailable", "#8c564b")):
+        if any(values):
+            ax.step(xs, rate(values), where="post", color=color, linewidth=1.0, label=name)
+    ax.set_ylabel("commands per simulated second\n(the tables: per wall-clock second)")
     ax.set_ylim(bottom=0)
     _thousands(ax)
     ax.set_title(_text(f"{r.scenario}: offered load against served throughput"))
@@ -129,21 +130,26 @@ def _draw_latency(r: RunReport, ax: Any) -> bool:
     xs = [p.t_s for p in points]
     nan = math.nan
     p50 = [nan if p.p50_ms is None else p.p50_ms for p in points]
+    p95 = [nan if p.p95_ms is None else p.p95_ms for p in points]
     p99 = [nan if p.p99_ms is None else p.p99_ms for p in points]
+    top = [nan if p.max_ms is None else p.max_ms for p in points]
+    series = [(values, name, color) for values, name, color in (
+        (p50, "p50", "#1f77b4"), (p95, "p95", "#2ca02c"), (p99, "p99", "#ff7f0e"),
+        (top, "max", "#7f7f7f")) if not all(math.isnan(v) for v in values)]
     if len(points) <= SMOOTH_ABOVE:
         style = {"marker": "o", "markersize": 3} if len(points) < 50 else {}
-        ax.plot(xs, p50, label="p50", color="#1f77b4", **style)
-        ax.plot(xs, p99, label="p99", color="#ff7f0e", **style)
+        for values, name, color in series:
+            ax.plot(xs, values, label=name, color=color, **style)
     else:  # every bucket faint, a moving average on top
         k = len(points) // 100
-        for values, name, color in ((p50, "p50", "#1f77b4"), (p99, "p99", "#ff7f0e")):
+        for values, name, color in series:
             ax.plot(xs, values, color=color, alpha=0.25, linewidth=0.6)
             ax.plot(xs, _moving_mean(values, k), color=color,
                     label=f"{name} (mean of {k} buckets)")
     if r.latency_ms is not None:
         ax.axhline(r.latency_ms.p99, color="#ff7f0e", linestyle="--", linewidth=0.8,
                    label=f"p99 of the run ({r.latency_ms.p99:.1f} ms)")
-    shown = [v for v in p50 + p99 if not math.isnan(v) and v > 0]
+    shown = [v for values, _, _ in series for v in values if not math.isnan(v) and v > 0]
     if shown and max(shown) / min(shown) > 50:
         ax.set_yscale("log")
     else:
@@ -181,11 +187,35 @@ def _draw_stock(r: RunReport, ax: Any) -> bool:
         (line,) = ax.step(xs, ys, where="post", label=_text(sku))
         if sku in r.sellout_s:
             ax.plot([r.sellout_s[sku]], [0], marker="x", markersize=8, color=line.get_color())
+        for left in r.tier_marks.get(sku, ()):
+            ax.axhline(left, color=line.get_color(), linestyle=":", linewidth=0.9)
+    if any(r.tier_marks.get(sku) for sku, _ in series):
+        ax.plot([], [], color="#555", linestyle=":", label="price tier ends")
     ax.set_ylabel("units remaining")
     top = max(p.remaining for _, pts in series for p in pts)
     ax.set_ylim(-0.03 * max(top, 1), max(top, 1) * 1.05)
     _thousands(ax)
-    ax.set_title(_text(f"{r.scenario}: stock of the hottest SKUs (x: sold out)"))
+    ax.set_title(_text(f"{r.scenario}: stock of the hottest SKUs (x: sold out; dotted: a "
+                       f"flash tier ends)"))
+    _clock_axis(ax)
+    _legend(ax)
+    return True
+
+
+def _draw_teams(r: RunReport, ax: Any) -> bool:
+    points = r.teams_timeline
+    if not points:
+        return False
+    xs = [p.t_s for p in points]
+    for key, name, color in (("formed", "teams formed", "#1f77b4"),
+                             ("completed", "completed", "#2ca02c"),
+                             ("expired", "expired unfilled", "#d62728"),
+                             ("shares", "red-packet shares paid", "#ff7f0e")):
+        ax.step(xs, [getattr(p, key) for p in points], where="post", label=name, color=color)
+    ax.set_ylabel("so far (cumulative)")
+    ax.set_ylim(bottom=0)
+    _thousands(ax)
+    ax.set_title(_text(f"{r.scenario}: team-ups over time"))
     _clock_axis(ax)
     _legend(ax)
     return True
@@ -202,8 +232,15 @@ def _draw_funnel(r: RunReport, ax: Any) -> bool:
                                    for i, (p, c) in enumerate(pairwise(counts))]
     ax.bar_label(bars, labels=labels, padding=2, fontsize="small")
     ax.set_xticks(range(len(stages)), names)
-    ax.set_ylabel("users or commands")
-    ax.set_ylim(0, max(max(counts), 1) * 1.25)
-    _thousands(ax)
+    positive = [c for c in counts if c > 0]
+    if positive and max(positive) / min(positive) > 20:
+        # views outnumber paid orders ~100 to 1: a log scale keeps carts, orders and paid visible
+        ax.set_yscale("log")
+        ax.set_ylim(max(min(positive) / 3, 0.5), max(positive) * 8)
+        ax.set_ylabel("users or commands (log scale)")
+    else:
+        ax.set_ylim(0, max(max(counts), 1) * 1.25)
+        ax.set_ylabel("users or commands")
+        _thousands(ax)
     ax.set_title(_text(f"{r.scenario}: funnel (conversion from the previous stage)"))
     return True

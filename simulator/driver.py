@@ -53,6 +53,18 @@ class Bucket:
     served: int = 0
     busy: int = 0
     errors: int = 0
+    rejected: int = 0
+    latencies: array = field(default_factory=lambda: array("f"))
+
+
+@dataclass
+class KindStats:
+    """One command type (or HTTP route) over a run: replies, refusals, failures, latencies."""
+
+    count: int = 0
+    busy: int = 0
+    unavailable: int = 0
+    rejections: Counter = field(default_factory=Counter)
     latencies: array = field(default_factory=lambda: array("f"))
 
 
@@ -71,16 +83,21 @@ class Recorder:
         self.unavailable = 0
         self.rejections: Counter[str] = Counter()
         self.by_type: Counter[str] = Counter()
+        self.kinds: dict[str, KindStats] = {}
+        """Per command type (HTTP: per route): the figures of the per-type table."""
 
     async def submit(self, command: Any, *, command_id: str | None = None,
-                     correlation_id: str = "") -> Any:
+                     correlation_id: str = "", causation_id: str = "") -> Any:
         return await self._recorded(command, self.gateway.submit(
-            command, command_id=command_id, correlation_id=correlation_id))
+            command, command_id=command_id, correlation_id=correlation_id,
+            causation_id=causation_id))
 
     async def submit_retrying_busy(self, command: Any, *, command_id: str,
-                                   busy_retries: int = 50) -> Any:
+                                   busy_retries: int = 50, correlation_id: str = "",
+                                   causation_id: str = "") -> Any:
         return await self._recorded(command, self.gateway.submit_retrying_busy(
-            command, command_id=command_id, busy_retries=busy_retries))
+            command, command_id=command_id, busy_retries=busy_retries,
+            correlation_id=correlation_id, causation_id=causation_id))
 
     async def submit_many(self, commands: Iterable[Any]) -> list[Any]:
         return list(await asyncio.gather(*(self.submit(c) for c in commands)))
@@ -95,21 +112,30 @@ class Recorder:
         bucket.offered += 1
         self.commands += 1
         self.by_type[kind] += 1
+        stats = self.kinds.get(kind)
+        if stats is None:
+            stats = self.kinds[kind] = KindStats()
+        stats.count += 1
         started = time.perf_counter()
         reply = await call
         ms = (time.perf_counter() - started) * 1000
         if isinstance(reply, Busy):
             bucket.busy += 1
             self.busy += 1
+            stats.busy += 1
         elif isinstance(reply, Unavailable):
             bucket.errors += 1
             self.unavailable += 1
+            stats.unavailable += 1
         else:
             bucket.served += 1
             bucket.latencies.append(ms)
             self.latencies.append(ms)
+            stats.latencies.append(ms)
             if isinstance(reply, Rejection):
+                bucket.rejected += 1
                 self.rejections[reply.code] += 1
+                stats.rejections[reply.code] += 1
         return reply
 
     async def query(self, kind: str, entity_id: str) -> Any:

@@ -58,6 +58,10 @@ class RunOptions:
     """HTTP engine without a target: (store URL, scenario) -> a context manager running a
     local front door over that store and yielding its `HttpTarget` (the composition root's
     `saleday.http.local`)."""
+    stop: Any = None
+    """Set (a `threading.Event`) to stop the traffic early: no visit starts after it, the
+    ones in flight finish, and the run is audited and reported as interrupted
+    (`simulator.stopping`)."""
     run_tag: str | None = None
     """HTTP engine: prefix of every idempotency key (default: from the start time), so runs
     against the same target do not collide while each request's retries stay safe."""
@@ -162,6 +166,7 @@ async def wait_out_holds(sc: Scenario, progress: Any, recorder: Recorder,
     two minutes), so abandoned checkouts are released by the shards' own timers before
     the audit."""
     loop = asyncio.get_running_loop()
+    progress.phase("draining")
     hold_s = (sc.funnel.payment_window_s + 90) / sc.compression
     drain_until = loop.time() + min(hold_s, 120.0)
     while loop.time() < drain_until:

@@ -95,6 +95,16 @@ class RunProgress:
         self._pending = None
         self._show(now, sim_t_s, commands, errors, busy)
 
+    def phase(self, name: str) -> None:
+        """Name what the run does now that the sale's traffic is over (draining, auditing,
+        charts): the bar keeps its place and shows the name instead of standing still."""
+        if self._progress is None or self._task is None:
+            return
+        if self._pending is not None:
+            self._show(time.perf_counter(), *self._pending)
+            self._pending = None
+        self._progress.update(self._task, description=name)
+
     def _show(self, now: float, sim_t_s: float, commands: int, errors: int, busy: int) -> None:
         assert self._progress is not None and self._task is not None
         elapsed = max(now - self._started, 1e-9)

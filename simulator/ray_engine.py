@@ -70,7 +70,8 @@ async def _drive(opts: RunOptions, runtime: Runtime, url: str, skus: list[Sku],
     pre = SimClock(now, sc.compression)
     # (The window is counted from when setup is done: the sale stays open a minute longer.)
     setup = setup_commands(sc, skus, pre, now, now, margin_ms=60_000)
-    replies = await asyncio.gather(*(gateway.submit_retrying_busy(cmd, command_id=cid)
+    replies = await asyncio.gather(*(gateway.submit_retrying_busy(cmd, command_id=cid,
+                                                                  correlation_id="setup")
                                      for cid, cmd in setup))
     check_setup([(cid, r) for (cid, _), r in zip(setup, replies)])
 

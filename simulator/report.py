@@ -22,7 +22,11 @@ from saleday.simulator.results import RunReport
 TOP_SELLOUTS = 5
 FIRST_FINDINGS = 5
 _ORDER_KEYS = ("started", "placed", "paid", "cancelled", "expired", "payment_failed", "refunded")
-_COUPON_KEYS = ("granted", "locked", "redeemed", "lapsed")
+_COUPON_KEYS = ("granted", "received", "locked", "redeemed", "lapsed")
+_LABELS = {"granted": "granted (campaign claims)",
+           "received": "received (claims + red-packet shares)"}
+"""Row names that need more than the key: coupons received count the red-packet shares
+too, which is why they outnumber the campaign's grants."""
 _PACKET_KEYS = ("teams", "completed", "expired_unfilled", "shares", "cents_split")
 
 
@@ -83,6 +87,22 @@ def headline(report: RunReport) -> str:
             f"{report.users:,} users, {where}")
 
 
+INTERRUPTED_NOTE = ("INTERRUPTED: a partial sale day. The traffic stopped at the signal; "
+                    "the visits in flight finished and their holds ran out before the audit.")
+
+
+def title(report: RunReport) -> str:
+    """A short name of the run for a page title (no store URL)."""
+    return f"saleday {report.scenario}: seed {report.seed}, {report.engine}, {report.users:,} users"
+
+
+def audit_rules_section(report: RunReport) -> Section:
+    """The audit's rules as `saleday audit` prints them: checks passed and failed."""
+    return Section("audit rules", ("rule", "passed", "failed", "what it means"), [
+        (rule, f"{row.get('passed', 0):,}", f"{row.get('failed', 0):,}", str(row.get("about", "")))
+        for rule, row in report.audit_rules.items()])
+
+
 def audit_verdict(report: RunReport) -> bool:
     """PASS only when the audit ran clean and found no violation."""
     return report.audit_ok and report.invariants.violations == 0
@@ -91,6 +111,8 @@ def audit_verdict(report: RunReport) -> bool:
 def sections(report: RunReport) -> list[Section]:
     """Every table of the report, formatted, in reading order."""
     out = [_run_section(report)]
+    if report.by_command:
+        out.append(_by_command_section(report))
     if report.sellout_s:
         out.append(Section("sell-out (sale clock)", ("SKU", "sold out at"),
                            [(sku, clock(t)) for sku, t in
@@ -103,7 +125,7 @@ def sections(report: RunReport) -> list[Section]:
                                   ("red packets", report.red_packets, _PACKET_KEYS)):
         if figures:
             out.append(Section(title, ("", "value"), [
-                _money_row(k, v) if "cents" in k else (_label(k), f"{v:,}")
+                _money_row(k, v) if "cents" in k else (_LABELS.get(k, _label(k)), f"{v:,}")
                 for k, v in ((k, figures[k]) for k in _ordered(figures, known))]))
     if report.funnel:
         out.append(_funnel_section(report.funnel))
@@ -115,13 +137,48 @@ def sections(report: RunReport) -> list[Section]:
     if report.rejections:
         out.append(Section("rejections", ("type", "count"), [
             (k, f"{v:,}") for k, v in sorted(report.rejections.items(), key=lambda kv: -kv[1])]))
-    out.append(Section("faults injected", ("fault", "count"),
-                       [(k, f"{v:,}") for k, v in report.faults_injected.items()]
-                       or [("none", "0")]))
+    if report.faults_injected:
+        out.append(Section("faults injected", ("fault", "count"),
+                           [(k, f"{v:,}") for k, v in report.faults_injected.items()]))
+    if report.thresholds:
+        out.append(_thresholds_section(report))
     if report.views:
         out.append(Section("view digests", ("view", "digest"),
                            [(k, v[:16]) for k, v in report.views.items()]))
     return out
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
+def _by_command_section(report: RunReport) -> Section:
+    unit = "route" if report.engine == "http" else "command"
+    rows = []
+    for c in report.by_command:
+        refusals = ", ".join(f"{code} {n:,}" for code, n in list(c.refusals.items())[:2])
+        if len(c.refusals) > 2:
+            refusals += ", …"
+        rows.append((c.name, f"{c.count:,}", f"{c.rejected:,}", refusals or "-",
+                     f"{c.busy + c.unavailable:,}", _ms(c.p50_ms), _ms(c.p90_ms), _ms(c.p99_ms),
+                     _ms(c.max_ms), f"{c.per_s:,.1f}"))
+    return Section(f"{unit}s by type", (unit, "count", "refused", "refusals", "failed",
+                                        "p50 ms", "p90 ms", "p99 ms", "max ms", "per wall s"),
+                   rows)
+
+
+def _thresholds_section(report: RunReport) -> Section:
+    rows = []
+    for t in report.thresholds:
+        if t.measured is None:
+            measured = "-"
+        elif t.unit == "ms":
+            measured = f"{t.measured:,.1f} ms"
+        else:   # three decimals: 99.496% must not read as the 99.5% it misses
+            measured = f"{t.measured * 100:.3f}%"
+        verdict = {True: "pass", False: "FAIL", None: "not measured"}[t.passed]
+        rows.append((t.what, t.target, measured, verdict))
+    return Section("thresholds (the seed's targets)", ("", "target", "measured", "result"), rows)
 
 
 def _intish(value: float) -> float:
@@ -135,7 +192,7 @@ def _run_section(r: RunReport) -> Section:
         ("events", f"{r.events:,}" if not r.audit_skipped else "not read"),
         ("wall time", f"{r.duration_s:,.1f} s"),
         ("simulated time", clock(r.sim_duration_s)),
-        ("throughput", f"{r.throughput_per_s:,.0f} {unit}/s"),
+        ("throughput (per wall-clock s)", f"{r.throughput_per_s:,.0f} {unit}/s"),
     ]
     if r.latency_ms is None:
         rows.append(("latency", "not measured"))
@@ -176,6 +233,8 @@ def findings_rows(report: RunReport, limit: int | None = FIRST_FINDINGS) -> list
 def render(report: RunReport, console: Console) -> None:
     """Print the report as rich tables: figures, funnel, audit verdict, where files went."""
     console.print(f"[bold]{escape(headline(report))}[/bold]")
+    if report.interrupted:
+        console.print(f"[bold yellow]{escape(INTERRUPTED_NOTE)}[/bold yellow]")
     tables = []
     for section in sections(report):
         table = Table(title=escape(section.title), title_justify="left")
@@ -203,6 +262,8 @@ def render(report: RunReport, console: Console) -> None:
         console.print("charts: " + escape(", ".join(report.charts)))
     if report.html:
         console.print(f"html: {escape(report.html)}")
+    if report.files:
+        console.print("data: " + escape(", ".join(report.files)))
     m = report.machine
     if m:
         console.print(escape(f"machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, "

@@ -12,7 +12,16 @@ from pathlib import Path
 import structlog
 
 from saleday.simulator.charts import write_charts
-from saleday.simulator.report import Section, audit_verdict, findings_rows, headline, sections
+from saleday.simulator.report import (
+    INTERRUPTED_NOTE,
+    Section,
+    audit_rules_section,
+    audit_verdict,
+    findings_rows,
+    headline,
+    sections,
+    title,
+)
 from saleday.simulator.results import RunReport
 
 log = structlog.get_logger("saleday.simulator")
@@ -46,8 +55,10 @@ def write_html(report: RunReport, out_dir: str | Path, charts: Sequence[str | Pa
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     parts = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
-             f"<title>{_h(headline(report))}</title><style>{_CSS}</style></head><body>",
-             f"<h1>{_h(headline(report))}</h1>"]
+             f"<title>{_h(title(report))}</title><style>{_CSS}</style></head><body>",
+             f"<h1>{_h(title(report))}</h1>", f"<p>{_h(headline(report))}</p>"]
+    if report.interrupted:
+        parts.append(f'<p class="fail">{_h(INTERRUPTED_NOTE)}</p>')
     ok = audit_verdict(report)
     n = report.invariants.violations
     if report.audit_skipped:
@@ -64,6 +75,8 @@ def write_html(report: RunReport, out_dir: str | Path, charts: Sequence[str | Pa
         parts.append(f'<figure><img alt="{_h(path.stem)} chart" '
                      f'src="data:image/png;base64,{data}"><figcaption>{_h(path.stem)}'
                      f"</figcaption></figure>")
+    if report.audit_rules:
+        parts.append(_html_table(audit_rules_section(report)))
     if report.invariants.findings:
         parts.append(_html_table(Section(f"findings ({len(report.invariants.findings):,})",
                                          ("rule", "where", "message"),

@@ -41,6 +41,19 @@ class TimelinePoint(_Model):
     errors: Count = 0
     p50_ms: NonNegativeFloat | None = None
     p99_ms: NonNegativeFloat | None = None
+    rejected: Count = 0  # of the served: refused by the business rules
+    p95_ms: NonNegativeFloat | None = None
+    max_ms: NonNegativeFloat | None = None
+
+
+class TeamPoint(_Model):
+    """Team-ups so far at a moment of simulated time (cumulative counts)."""
+
+    t_s: float
+    formed: Count = 0
+    completed: Count = 0
+    expired: Count = 0
+    shares: Count = 0  # red-packet shares paid out
 
 
 class StockPoint(_Model):
@@ -64,6 +77,33 @@ class Invariants(_Model):
 
     violations: Count = 0
     findings: list[Finding] = Field(default_factory=list)
+
+
+class CommandStats(_Model):
+    """One command type (HTTP engine: one route) over a run, as Locust tabulates requests."""
+
+    name: str
+    count: Count
+    rejected: Count = 0  # refused by the business rules (answered)
+    refusals: dict[str, Count] = Field(default_factory=dict)  # rejection code -> count
+    busy: Count = 0  # shed by the gateway (not decided)
+    unavailable: Count = 0  # the store or shard could not be reached (not decided)
+    p50_ms: NonNegativeFloat | None = None
+    p90_ms: NonNegativeFloat | None = None
+    p99_ms: NonNegativeFloat | None = None
+    max_ms: NonNegativeFloat | None = None
+    per_s: NonNegativeFloat = 0.0  # per wall-clock second of the run
+
+
+class ThresholdResult(_Model):
+    """One of the seed's targets on a run (simulator/thresholds.py)."""
+
+    name: str  # p99_ms, payment_success, coupon_redemption
+    what: str
+    target: str  # e.g. "< 500 ms", "> 99.5%"
+    measured: float | None = None  # ms or a ratio 0..1; None: the run did not produce it
+    unit: str = "ratio"
+    passed: bool | None = None
 
 
 class RunReport(_Model):
@@ -106,6 +146,14 @@ class RunReport(_Model):
     target: str | None = None  # the HTTP engine: the API it drove (base URL)
     audit_skipped: str | None = None  # why the log was not audited (then audit_ok is False)
     http: dict[str, Any] = Field(default_factory=dict)  # requests by route, retries, statuses
+    interrupted: bool = False  # stopped early (Ctrl-C, SIGTERM): a partial sale day
+    bucket_s: NonNegativeFloat = 0.0  # simulated seconds per timeline bucket
+    files: list[str] = Field(default_factory=list)  # report.json, timeline.csv
+    thresholds: list[ThresholdResult] = Field(default_factory=list)  # the seed's targets
+    audit_rules: dict[str, dict[str, Any]] = Field(default_factory=dict)  # rule -> checks, passed, failed, about
+    by_command: list[CommandStats] = Field(default_factory=list)  # busiest first
+    tier_marks: dict[str, list[Count]] = Field(default_factory=dict)  # top SKU -> units left where a price tier ends
+    teams_timeline: list[TeamPoint] = Field(default_factory=list)  # cumulative, per bucket
 
     def to_json_dict(self) -> dict[str, Any]:
         """The whole report as one JSON-native object (dict orders kept, e.g. the funnel)."""

@@ -14,6 +14,7 @@ local front door).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import math
 import time
 import zlib
@@ -32,15 +33,19 @@ from saleday.simulator.engine import EngineRun, RunOptions, bucket_s, check_setu
 from saleday.simulator.errors import SimulationError
 from saleday.simulator.generator import Sku, Visit, catalog, visits
 from saleday.simulator.results import (
+    CommandStats,
     Finding,
     Invariants,
     LatencyMs,
     RunReport,
     StockPoint,
+    TeamPoint,
     TimelinePoint,
     machine_info,
 )
 from saleday.simulator.scenario import Scenario, check_seed
+from saleday.simulator.stopping import until_stopped
+from saleday.simulator.thresholds import evaluate
 
 log = structlog.get_logger("saleday.simulator")
 
@@ -98,7 +103,7 @@ def _simulate(opts: RunOptions, url: str | None, source: Iterator[Visit] | None,
               previous_run: str | None) -> RunReport:
     sc = opts.scenario
     skus = catalog(sc, opts.seed)
-    stream = source if source is not None else visits(sc, opts.seed)
+    stream = until_stopped(source if source is not None else visits(sc, opts.seed), opts.stop)
     if opts.record is not None:
         from saleday.simulator.recording import Recorder as Tape
 
@@ -121,12 +126,19 @@ def _simulate(opts: RunOptions, url: str | None, source: Iterator[Visit] | None,
             from saleday.simulator.ray_engine import run_ray
 
             run = run_ray(opts, url, skus, stream, progress)
-    report = _report(opts, url, run, skus, started_at)
-    report.previous_run = previous_run
-    if opts.charts:
-        from saleday.simulator.report_html import write_outputs
+        progress.phase("auditing" if opts.audit and url is not None else "reporting")
+        report = _report(opts, url, run, skus, started_at)
+        report.previous_run = previous_run
+        report.interrupted = opts.stop is not None and opts.stop.is_set()
+        report.thresholds = evaluate(report)
+        if opts.charts:
+            from saleday.simulator.report_html import write_outputs
 
-        report = write_outputs(report, opts.data_dir / "report")
+            progress.phase("charts")
+            report = write_outputs(report, opts.data_dir / "report")
+    from saleday.simulator.files import write_files
+
+    report.files = [str(p) for p in write_files(report, opts.data_dir / "report")]
     log.info("simulation_finished", commands=report.commands, events=report.events,
              audit_ok=report.audit_ok, log_digest=report.log_digest)
     return report
@@ -159,7 +171,7 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
         now = clock.ms(0) - 1
         shards.now_ms = now
         setup = setup_commands(sc, skus, clock, now, clock.ms(0))
-        futures = [(cid, shards.submit_nowait(cmd, cid)) for cid, cmd in setup]
+        futures = [(cid, shards.submit_nowait(cmd, cid, "setup")) for cid, cmd in setup]
         while shards.pending():
             shards.flush(0.0)
         check_setup([(cid, f.result()) for cid, f in futures])
@@ -215,8 +227,11 @@ def _report(opts: RunOptions, url: str | None, run: EngineRun, skus: list[Sku],
         bl = sorted(b.latencies)
         timeline.append(TimelinePoint(
             t_s=key * rec.bucket_s, offered=b.offered, served=b.served, busy=b.busy,
-            errors=b.errors, p50_ms=round(_percentile(bl, 0.5), 3) if bl else None,
-            p99_ms=round(_percentile(bl, 0.99), 3) if bl else None))
+            errors=b.errors, rejected=b.rejected,
+            p50_ms=round(_percentile(bl, 0.5), 3) if bl else None,
+            p95_ms=round(_percentile(bl, 0.95), 3) if bl else None,
+            p99_ms=round(_percentile(bl, 0.99), 3) if bl else None,
+            max_ms=round(bl[-1], 3) if bl else None))
     audit = None
     skipped = None
     if not opts.audit:
@@ -236,6 +251,7 @@ def _report(opts: RunOptions, url: str | None, run: EngineRun, skus: list[Sku],
         throughput_per_s=round(rec.commands / run.wall_s, 1) if run.wall_s else 0.0,
         latency_ms=latency, late_start_s=late_start, busy=rec.busy, unavailable=rec.unavailable,
         rejections=dict(rec.rejections.most_common()), timeline=timeline,
+        bucket_s=rec.bucket_s,
         faults_injected=run.faults_injected, machine=machine_info(),
         target=run.extra.get("target"), audit_skipped=skipped,
         http={k: run.extra[k] for k in ("requests_by_route", "http_retries", "http_statuses")
@@ -243,6 +259,7 @@ def _report(opts: RunOptions, url: str | None, run: EngineRun, skus: list[Sku],
     funnel = {"views": out.views, "carts": out.carts,
               "orders": out.orders_started, "paid": out.orders.get("after_payment:paid", 0)}
     report.funnel = funnel
+    report.by_command = _by_command(rec, run.wall_s)
     if audit is None:
         report.orders = _client_orders(out)
         return report
@@ -272,13 +289,61 @@ def _report(opts: RunOptions, url: str | None, run: EngineRun, skus: list[Sku],
         sku: [StockPoint(t_s=round(max(0.0, clock.sim_s(at)), 1), remaining=max(0, left))
               for at, left in series]
         for sku, series in tally.depletion().items()}
+    report.tier_marks = _tier_marks(skus, set(report.stock_depletion))
+    report.teams_timeline = _teams_timeline(tally.team_times, clock, rec.bucket_s,
+                                            run.sim_end_s)
     findings = [Finding(rule=f.rule, stream=f.stream, version=f.version, message=f.message)
                 for f in audit["findings"]]
     report.invariants = Invariants(violations=len(findings), findings=findings[:200])
     report.audit_ok = audit["ok"]
+    report.audit_rules = audit["rules"]
     report.views = audit["views"]
     report.log_digest = audit["log_digest"]
     return report
+
+
+def _tier_marks(skus: list[Sku], shown: set[str]) -> dict[str, list[int]]:
+    """Per SKU charted: the units left at which each price tier but the last runs out."""
+    marks = {}
+    for s in skus:
+        if s.sku in shown and len(s.tiers) > 1:
+            left, at = s.stock, []
+            for units, _ in s.tiers[:-1]:
+                left -= units
+                if 0 < left < s.stock:
+                    at.append(left)
+            marks[s.sku] = at
+    return marks
+
+
+def _teams_timeline(times: dict[str, list[int]], clock: SimClock, bucket_s: float,
+                    end_s: float) -> list[TeamPoint]:
+    """Cumulative team-ups at the end of each bucket; empty when no team formed."""
+    if not times.get("formed"):
+        return []
+    sims = {k: sorted(clock.sim_s(at) for at in v) for k, v in times.items()}
+    points = []
+    n = max(1, math.ceil(end_s / bucket_s))
+    for i in range(n + 1):
+        t = i * bucket_s
+        points.append(TeamPoint(t_s=t, **{k: bisect.bisect_right(v, t) for k, v in sims.items()}))
+    return points
+
+
+def _by_command(rec: Recorder, wall_s: float) -> list[CommandStats]:
+    """The per-type table: count, refusals, failures, latency percentiles, rate per wall s."""
+    rows = []
+    for name, k in sorted(rec.kinds.items(), key=lambda kv: (-kv[1].count, kv[0])):
+        lat = sorted(k.latencies)
+        rows.append(CommandStats(
+            name=name, count=k.count, rejected=sum(k.rejections.values()),
+            refusals=dict(k.rejections.most_common()), busy=k.busy, unavailable=k.unavailable,
+            p50_ms=round(_percentile(lat, 0.50), 3) if lat else None,
+            p90_ms=round(_percentile(lat, 0.90), 3) if lat else None,
+            p99_ms=round(_percentile(lat, 0.99), 3) if lat else None,
+            max_ms=round(lat[-1], 3) if lat else None,
+            per_s=round(k.count / wall_s, 1) if wall_s > 0 else 0.0))
+    return rows
 
 
 def _client_orders(out: Any) -> dict[str, int]:
@@ -324,6 +389,7 @@ def _audit(url: str, top: list[str], *, target: bool = False) -> dict[str, Any]:
                      "k_factor": by_name["referrals"].k_factor() or 0.0}
     return {
         "ok": bool(result.ok), "events": int(result.events), "findings": list(result.findings),
+        "rules": dict(result.rules),
         "views": {name: d for name, d in result.views.items() if name != SaleTally.name},
         "log_digest": result.log_digest, "totals": totals, "referrals": referrals,
         "tally": tally,

@@ -2,7 +2,8 @@
 
 `SaleTally` is a `View` folded in the audit's own pass over the log (so a run reads its
 log once): the remaining stock of the hottest SKUs after every change, thinned to at most
-`points` per SKU, and the moment each SKU first sold out.
+`points` per SKU, the moment each SKU first sold out, and when teams formed, completed,
+expired and paid out shares (for the team-up chart).
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ from typing import Any
 
 from saleday.events.envelope import Envelope
 from saleday.projections.view import View
+
+TEAM_SERIES = ("formed", "completed", "expired", "shares")
+_TEAM_EVENTS = {"teams.team_created": "formed", "teams.team_completed": "completed",
+                "teams.team_expired_unfilled": "expired"}
 
 
 class SaleTally(View):
@@ -26,6 +31,8 @@ class SaleTally(View):
         """Orders cancelled, by reason (payment_failed, expired, sold_out, ...)."""
         self.shares = 0
         self.cents_split = 0
+        self.team_times: dict[str, list[int]] = {k: [] for k in TEAM_SERIES}
+        """Event times (ms) of teams formed, completed, expired, and of each share paid."""
 
     def apply(self, env: Envelope) -> None:
         t = env.type
@@ -37,6 +44,9 @@ class SaleTally(View):
                 shares = env.data["shares"]
                 self.shares += len(shares)
                 self.cents_split += sum(cents for _, cents in shares)
+                self.team_times["shares"].extend([env.recorded_at] * len(shares))
+            elif t in _TEAM_EVENTS:
+                self.team_times[_TEAM_EVENTS[t]].append(env.recorded_at)
             return
         d = env.data
         sku = d["sku"]

@@ -16,11 +16,14 @@ from saleday.actors.decider import Coded, Rejection
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One command sent to a shard, with the id that makes its retry safe."""
+    """One command sent to a shard, with the id that makes its retry safe, and the ids its
+    events carry: the flow it belongs to (`correlation_id`: an order, a visit, a team) and
+    the recorded event that led to it (`causation_id`, an `events.event_ref`)."""
 
     command_id: str
     command: Any
     correlation_id: str = ""
+    causation_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,9 @@ acknowledged that is not in the log.
 - Timers (`actors/host/timers.py`): one per entity, at its earliest deadline (from
   `deadline_of` as events land, `next_deadline` after an expiry and on recovery); due
   entities get the decider's expire command before every batch and on `tick()`. A batch
-  that fails to commit puts its timers back.
+  that fails to commit puts its timers back. An expiry's events carry, as causation and
+  correlation ids, those of the event that set the deadline (`actors/host/causes.py`);
+  a command's events carry its request's.
 - Failures: a store that is unreachable fails the batch as `Unavailable` (the caller
   retries with the same ids); a commit that lost a race catches up from the log and
   decides again; a fenced host refuses all further work (`ShardFenced`).
@@ -40,6 +42,7 @@ from saleday.actors.decider import (
     Rejection,
     fingerprint,
 )
+from saleday.actors.host.causes import Causes
 from saleday.actors.host.dedup import DedupRecord
 from saleday.actors.host.replies import (
     Accepted,
@@ -75,6 +78,7 @@ log = structlog.get_logger("saleday.shard")
 @dataclass
 class _Batch:
     events: list[NewEvent] = field(default_factory=list)
+    facts: list[Any] = field(default_factory=list)   # the decided events, as `events`
     decided: list[Any] = field(default_factory=list)
     owners: list[int] = field(default_factory=list)   # request index per event, -1: expiry
     prints: dict[int, Fingerprint] = field(default_factory=dict)   # request index -> fingerprint
@@ -82,7 +86,7 @@ class _Batch:
     due: list[tuple[int, str]] = field(default_factory=list)   # timers taken for this batch
 
 
-class ShardHost(DedupRecord, Snapshots):
+class ShardHost(DedupRecord, Snapshots, Causes):
     """Hosts every entity of `decider` that routing sends here, on `stream`."""
 
     def __init__(self, *, decider: Decider, store: EventStore, stream: str,
@@ -104,6 +108,7 @@ class ShardHost(DedupRecord, Snapshots):
         """command id -> (first, last) version of its events ((0, 0) when it decided none),
         then its fingerprint when known: `(first, last, fingerprint)`."""
         self._timers = Timers()
+        self._causes = {}
         self._executor = (ThreadPoolExecutor(1, thread_name_prefix=f"snapshot-{stream}")
                           if snapshot_in_background else None)
         self._snapshotting: Future | None = None
@@ -136,6 +141,7 @@ class ShardHost(DedupRecord, Snapshots):
                 if state is None:
                     state = decider.initial(entity)
                 self.states[entity] = decider.evolve(state, event)
+                self.note_recorded(event, env.version, env.correlation_id)
                 accepted.setdefault(env.command_id, []).append(env.version)
             dedup = self._dedup
             for command_id, versions in accepted.items():
@@ -252,7 +258,8 @@ class ShardHost(DedupRecord, Snapshots):
                         state = decider.evolve(state, event)
                         batch.events.append(self.registry.new_event(
                             event, command_id=req.command_id, recorded_at=now,
-                            correlation_id=req.correlation_id))
+                            correlation_id=req.correlation_id, causation_id=req.causation_id))
+                        batch.facts.append(event)
                         batch.owners.append(i)
                     batch.working[entity] = state
                     batch.prints[i] = fingerprint(command)
@@ -276,9 +283,11 @@ class ShardHost(DedupRecord, Snapshots):
                 continue
             for event in result:
                 state = self.decider.evolve(state, event)
+                causation_id, correlation_id = self.cause_of_expiry(entity, event)
                 batch.events.append(self.registry.new_event(
                     event, command_id=f"{self.decider.kind}.expire:{entity}:{now}:{self.version}",
-                    recorded_at=now))
+                    recorded_at=now, correlation_id=correlation_id, causation_id=causation_id))
+                batch.facts.append(event)
                 batch.owners.append(-1)
             batch.working[entity] = state
 
@@ -308,6 +317,8 @@ class ShardHost(DedupRecord, Snapshots):
             first, last = result.first_version, result.last_version
         # Durable: now advance state, then answer.
         self.states.update(batch.working)
+        for n, (fact, event) in enumerate(zip(batch.facts, batch.events)):
+            self.note_recorded(fact, first + n, event.correlation_id)
         versions: dict[int, list[int]] = {}
         for n, owner in enumerate(batch.owners):
             versions.setdefault(owner, []).append(first + n)

@@ -1,4 +1,5 @@
-"""A shard host's snapshots: its folded state and dedup record at a version, as data.
+"""A shard host's snapshots: its folded state, dedup record and expiry causes at a
+version, as data.
 
 A snapshot is a cache: recovery loads the latest one and replays the stream's tail, and
 works without one (a snapshot that is missing, of another kind or format, or that does
@@ -49,6 +50,9 @@ class Snapshots:
     """The background snapshot in progress, if any."""
     _encoded: dict[str, tuple[Any, bytes]]
     """entity -> (the state encoded last time, its bytes): reused while the state is the same."""
+    causes_picture: Callable[[], dict[str, Any]]
+    load_causes: Callable[[Any], None]
+    """The expiry causes (actors/host/causes.py), kept in the snapshot's header."""
 
     def _load_snapshot(self) -> None:
         """Start from the stored snapshot, if it is one this code wrote. It is data decoded
@@ -68,6 +72,7 @@ class Snapshots:
             states = {entity: decode(state) for entity, state in encoded.items()}
             ids, versions = header["dedup"]
             dedup = OrderedDict(zip(ids, (tuple(v) for v in versions), strict=True))
+            self.load_causes(header.get("causes"))
         except Exception as exc:  # a snapshot is a cache: replay the whole stream instead
             log.warning("snapshot_unusable", stream=self.stream, version=snap.version,
                         error=f"{type(exc).__name__}: {exc}")
@@ -87,7 +92,8 @@ class Snapshots:
             return  # one at a time; the next threshold will take another
         picture = {"format": SNAPSHOT_FORMAT, "kind": self.decider.kind,
                    "states": dict(self.states),
-                   "dedup": (list(self._dedup), list(self._dedup.values()))}
+                   "dedup": (list(self._dedup), list(self._dedup.values())),
+                   "causes": self.causes_picture()}
         version = self.version
         if self._executor is None:
             self._store_snapshot(picture, version)

@@ -268,6 +268,11 @@ def deadline_of(event: WalletEvent) -> int | None:
     return None
 
 
+def timer_of(event: WalletEvent) -> str | None:
+    """Each coupon is a timer of its own: the one its events start or end."""
+    return event.coupon_id
+
+
 def next_deadline(state: Wallet) -> int | None:
     """The earliest `valid_until` of a held (lapsable) coupon or `until` of a lock, if any."""
     return min((c.valid_until if c.status == HELD else c.until
@@ -285,4 +290,4 @@ wallet_decider: Decider[WalletCommand, WalletEvent, Wallet] = Decider(
     commands=(ReceiveCoupon, LockCoupon, RedeemCoupon, UnlockCoupon, ExpireCoupons),
     events=(CouponReceived, CouponLocked, CouponRedeemed, CouponUnlocked, CouponLockVoided,
             CouponLapsed),
-    deadline_of=deadline_of, next_deadline=next_deadline, expire=expire)
+    deadline_of=deadline_of, next_deadline=next_deadline, expire=expire, timer_of=timer_of)

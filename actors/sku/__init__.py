@@ -27,6 +27,7 @@ from saleday.actors.sku.rules import (
     evolve,
     expire,
     next_deadline,
+    timer_of,
 )
 from saleday.actors.sku.state import Reservation, SkuState, initial
 from saleday.actors.sku.words import (
@@ -64,7 +65,8 @@ from saleday.actors.sku.words import (
 
 sku_decider: Decider[SkuCommand, SkuEvent, SkuState] = Decider(
     kind="sku", initial=initial, decide=decide, evolve=evolve, entity_of=entity_of,
-    commands=COMMANDS, deadline_of=deadline_of, next_deadline=next_deadline, expire=expire)
+    commands=COMMANDS, deadline_of=deadline_of, next_deadline=next_deadline, expire=expire,
+    timer_of=timer_of)
 
 __all__ = [
     "COMMANDS", "MAX_UNITS_PER_RESERVATION", "AddStock", "AlreadyConfirmed", "ConfigureSale",
@@ -75,4 +77,5 @@ __all__ = [
     "SaleConfigured", "SaleNotOpen", "SkuCommand", "SkuEvent", "SkuState", "SoldOut",
     "StockAdded", "StockReserved", "Tiers", "UnknownSku", "VoidedBeforeTry", "deadline_of",
     "decide", "entity_of", "evolve", "expire", "initial", "next_deadline", "sku_decider",
+    "timer_of",
 ]

@@ -326,6 +326,11 @@ def deadline_of(event: SkuEvent) -> int | None:
     return event.deadline if type(event) is StockReserved else None
 
 
+def timer_of(event: SkuEvent) -> str | None:
+    """Each reservation is a timer of its own: the one its events start or end."""
+    return getattr(event, "reservation_id", None)
+
+
 def next_deadline(state: SkuState) -> int | None:
     """The earliest deadline among the held reservations, if any."""
     if not state.reservations:

@@ -12,6 +12,9 @@ Systems (`SYSTEMS`):
   `DECRBY`, `INCRBY` back on negative (its own key prefix);
 - `saleday[uvicorn]`: saleday's app under plain uvicorn, over the Ray gateway to the shards
   (placing an order is the checkout flow: start, reserve, price, track — four commands);
+- `saleday[uvicorn+redis]`: the same, its event log on the seed's Redis (a fresh key prefix,
+  deleted after) instead of SQLite: the same durability as the seed's counters, so the
+  row to hold against it;
 - `saleday[serve]`: the same app as the Ray Serve application, through Serve's proxy;
 - `saleday[serve+throughput]`: Serve with `RAY_SERVE_THROUGHPUT_OPTIMIZED=1` (a fresh Ray);
 - `saleday[serve+haproxy]` (opt-in): plus `RAY_SERVE_ENABLE_HA_PROXY=1`, HAProxy as the
@@ -52,8 +55,8 @@ from saleday.simulator.results import machine_info
 
 log = structlog.get_logger("saleday.bench.http")
 
-SYSTEMS = ("floor", "seed_decrby_rollback", "saleday[uvicorn]", "saleday[serve]",
-           "saleday[serve+throughput]")
+SYSTEMS = ("floor", "seed_decrby_rollback", "saleday[uvicorn]", "saleday[uvicorn+redis]",
+           "saleday[serve]", "saleday[serve+throughput]")
 OPT_IN = ("saleday[serve+haproxy]",)
 STOCK_PUSH_ORDERS = 100
 """Orders placed (4 in flight) while a socket times commit-to-receipt of each stock change."""
@@ -114,14 +117,20 @@ def _wait_ready(url: str, timeout_s: float = 60.0, proc: Any = None) -> None:
 def uvicorn_server(factory: str, env: dict[str, str] | None = None) -> Iterator[str]:
     """`uvicorn --factory saleday.bench.http_apps:<factory>` on a free loopback port."""
     port = _free_port()
+    errors = tempfile.TemporaryFile()   # the server's stderr: shown only when it fails to start
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", f"saleday.bench.http_apps:{factory}",
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
          "--no-access-log", "--loop", "uvloop", "--http", "httptools"],
-        env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL)
+        env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=errors)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(url, proc=proc)
+        try:
+            _wait_ready(url, proc=proc)
+        except RuntimeError as exc:
+            errors.seek(0)
+            tail = errors.read()[-2000:].decode(errors="replace").strip()
+            raise RuntimeError(f"{exc}; its stderr ends: {tail}" if tail else str(exc)) from None
         yield url
     finally:
         proc.terminate()
@@ -129,6 +138,7 @@ def uvicorn_server(factory: str, env: dict[str, str] | None = None) -> Iterator[
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+        errors.close()
 
 
 # -- one system -----------------------------------------------------------------------------------
@@ -137,8 +147,9 @@ def uvicorn_server(factory: str, env: dict[str, str] | None = None) -> Iterator[
 class Bench:
     def __init__(self, *, duration_s: float, concurrency: int, skus: int, stock: int,
                  users: int, seed: int, redis_url: str, num_cpus: int | None,
-                 generator: str = "auto") -> None:
+                 generator: str = "auto", shards: dict[str, int] | None = None) -> None:
         self.duration_s = duration_s
+        self.shards = shards
         self.concurrency = concurrency
         self.skus = skus
         self.stock = stock
@@ -220,14 +231,14 @@ class Bench:
             rows[0]["oversold_by_server"] = sum(max(0, -int(v)) for v in left if v is not None)
             rows[0]["oversold"] = max(rows[0]["oversold"], rows[0]["oversold_by_server"])
         finally:
-            keys = list(client.scan_iter(f"{prefix}:*", count=1000))
-            if keys:
-                client.delete(*keys)
             client.close()
+            _delete_prefix(self.redis_url, prefix)
         return rows
 
-    def saleday(self, modes: list[str]) -> list[dict[str, Any]]:
-        """The saleday rows of one Ray (`modes` share its shards; each gets its own SKUs)."""
+    def saleday(self, modes: list[str], *, log_on: str = "sqlite") -> list[dict[str, Any]]:
+        """The saleday rows of one Ray (`modes` share its shards; each gets its own SKUs),
+        logging to SQLite in a temp dir or (`log_on="redis"`) to the seed's Redis under a
+        fresh prefix, deleted afterwards."""
         from saleday.cluster.runtime import Runtime, RuntimeConfig
         from saleday.http import cli as http_cli
         from saleday.http.local import forget_serve, local_settings, token_factory
@@ -235,17 +246,20 @@ class Bench:
 
         tmp = tempfile.mkdtemp(prefix="saleday-bench-http-")
         settings = local_settings(rate_per_s=1e6, rate_burst=10**6)
-        config = RuntimeConfig(store_url=f"sqlite:///{tmp}/events.db", num_cpus=self.num_cpus,
-                               shards=dict(http_cli.HTTP_SHARDS), tick_s=0.5)
+        log_prefix = f"bench-http-log-{self.run_id}"
+        store_url = (f"sqlite:///{tmp}/events.db" if log_on == "sqlite"
+                     else _with_prefix(self.redis_url, log_prefix))
+        config = RuntimeConfig(store_url=store_url, num_cpus=self.num_cpus,
+                               shards=self.shards or http_cli.http_shards(self.num_cpus), tick_s=0.5)
         runtime = Runtime(config).start()
         rows: list[dict[str, Any]] = []
         served = False
         try:
             token_for = token_factory(settings)
             for mode in modes:
-                tag = {"saleday[uvicorn]": "u-"}.get(mode, "r-")
+                tag = {"saleday[uvicorn]": "u-", "saleday[uvicorn+redis]": "ur-"}.get(mode, "r-")
                 try:
-                    if mode == "saleday[uvicorn]":
+                    if mode.startswith("saleday[uvicorn"):
                         env = _saleday_env(runtime, settings)
                         with uvicorn_server("saleday_app", env) as url:
                             rows += self.saleday_rows(mode, url, settings, token_for, tag)
@@ -263,6 +277,8 @@ class Bench:
             if served:
                 forget_serve()
             shutil.rmtree(tmp, ignore_errors=True)
+            if log_on == "redis":
+                _delete_prefix(self.redis_url, log_prefix)
         return rows
 
     def _open_sale(self, url: str, settings: Any, tag: str) -> None:
@@ -305,6 +321,33 @@ class Bench:
         return over
 
 
+def _default_shards(num_cpus: int | None) -> dict[str, int]:
+    from saleday.http.cli import http_shards
+
+    return http_shards(num_cpus)
+
+
+def _with_prefix(redis_url: str, prefix: str) -> str:
+    """`redis_url` with the store's `prefix` option set."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(redis_url)
+    query = dict(parse_qsl(parts.query), prefix=prefix)
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _delete_prefix(redis_url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(f"{prefix}:*", count=1000))
+        for i in range(0, len(keys), 1000):
+            client.delete(*keys[i:i + 1000])
+    finally:
+        client.close()
+
+
 def _saleday_env(runtime: Any, settings: Any) -> dict[str, str]:
     from saleday.cluster import ray_api
 
@@ -324,12 +367,12 @@ def _saleday_env(runtime: Any, settings: Any) -> dict[str, str]:
 def run(*, systems: tuple[str, ...] = SYSTEMS, duration_s: float = 3.0, concurrency: int = 64,
         skus: int = 50, stock: int = 300, users: int = 5_000, seed: int = 11,
         redis_url: str = "redis://127.0.0.1:6379/0", num_cpus: int | None = None,
-        generator: str = "auto") -> dict[str, Any]:
+        generator: str = "auto", shards: dict[str, int] | None = None) -> dict[str, Any]:
     """Every system asked for, on the same workload and generator; rows, goals, machine.
     `generator`: `wrk` (C) for the closed-loop rows when installed (`auto`), or `python`."""
     bench = Bench(duration_s=duration_s, concurrency=concurrency, skus=skus, stock=stock,
                   users=users, seed=seed, redis_url=redis_url, num_cpus=num_cpus,
-                  generator=generator)
+                  generator=generator, shards=shards)
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
     for name, step in (("floor", bench.floor), ("seed_decrby_rollback", bench.seed_approach)):
@@ -341,6 +384,8 @@ def run(*, systems: tuple[str, ...] = SYSTEMS, duration_s: float = 3.0, concurre
     plain = [s for s in ("saleday[uvicorn]", "saleday[serve]") if s in systems]
     if plain:
         rows += bench.saleday(plain)
+    if "saleday[uvicorn+redis]" in systems:
+        rows += bench.saleday(["saleday[uvicorn+redis]"], log_on="redis")
     for mode, env in (("saleday[serve+throughput]", {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}),
                       ("saleday[serve+haproxy]", {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
                                                   "RAY_SERVE_ENABLE_HA_PROXY": "1"})):
@@ -359,6 +404,7 @@ def run(*, systems: tuple[str, ...] = SYSTEMS, duration_s: float = 3.0, concurre
                                "row's rate"),
             "workload": {"skus": skus, "stock": stock, "users": users, "order": "1 unit",
                          "requests_generated": bench.n},
+            "shards": shards or _default_shards(num_cpus),
             "rows": rows, "goals": goals(rows),
             "stock_push_ms": {r["system"]: r["stock_push_ms"] for r in rows if "stock_push_ms" in r},
             "seconds": round(time.perf_counter() - started, 1)}

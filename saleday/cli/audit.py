@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from saleday.cli.common import console
+from saleday.cli.common import DEFAULT_DATA, console
 
 SHOWN = 50
 """Findings printed in the summary for people (`--json` gives them all)."""
@@ -42,7 +42,8 @@ def _views(enabled: bool) -> list[Any]:
 def audit(
     store: Annotated[str | None, typer.Option("--store", help="Store URL: sqlite:///path/events.db, "
                                               "redis://host:port/db or rediss://...")] = None,
-    data: Annotated[str | None, typer.Option("--data", help="A saleday data dir (its events.db).")] = None,
+    data: Annotated[str | None, typer.Option("--data", help="A saleday data dir (its events.db); "
+                                             f"the default when no log is named: {DEFAULT_DATA}.")] = None,
     log: Annotated[str | None, typer.Option("--log", help="A JSONL export (`saleday export`); "
                                             "every hash is recomputed from the fields.")] = None,
     manifest: Annotated[str | None, typer.Option(help="The export's manifest.json (default: the "
@@ -56,6 +57,8 @@ def audit(
     from saleday.projections.audit import run_audit
     from saleday.projections.source import SourceError, open_source
 
+    if store is None and data is None and log is None:
+        data = DEFAULT_DATA
     try:
         source = open_source(store=store, data=data, log=log, manifest=manifest)
     except SourceError as exc:
@@ -118,7 +121,8 @@ def export(
     out: Annotated[str, typer.Option("--out", help="Directory to write events.<format> and "
                                      "manifest.json into.")],
     store: Annotated[str | None, typer.Option("--store", help="Store URL.")] = None,
-    data: Annotated[str | None, typer.Option("--data", help="A saleday data dir (its events.db).")] = None,
+    data: Annotated[str | None, typer.Option("--data", help="A saleday data dir (its events.db); "
+                                             f"the default when no store is named: {DEFAULT_DATA}.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="jsonl or parquet.")] = "jsonl",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
@@ -132,8 +136,10 @@ def export(
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
-    if (store is None) == (data is None):
+    if store is not None and data is not None:
         _fail("name exactly one log: --store URL or --data DIR")
+    if store is None and data is None:
+        data = DEFAULT_DATA
     try:
         url = store if store is not None else data_dir_url(data)  # type: ignore[arg-type]
         result = run_export(url, fmt=fmt, out=out)

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from saleday.cli.common import console, fail, stdout_to_stderr
+from saleday.cluster.settings import parse_shards
 
 
 def register(bench_app: typer.Typer) -> None:
@@ -27,11 +28,15 @@ def bench_http(
                                            "fresh prefix, deleted afterwards).")] = "redis://127.0.0.1:6379/0",
     num_cpus: Annotated[int | None, typer.Option(min=1, help="CPUs of the local Ray.")] = None,
     system: Annotated[list[str] | None, typer.Option(
-        help="floor, seed_decrby_rollback, saleday[uvicorn], saleday[serve], "
-             "saleday[serve+throughput] (default: these), saleday[serve+haproxy] (opt-in: "
-             "binds every interface).")] = None,
+        help="floor, seed_decrby_rollback, saleday\\[uvicorn], saleday\\[uvicorn+redis], "
+             "saleday\\[serve], saleday\\[serve+throughput] (default: these), "
+             "saleday\\[serve+haproxy] (opt-in: binds every interface).")] = None,
     generator: Annotated[str, typer.Option(help="auto: wrk (C) for the closed-loop rows when "
                                            "installed, else python; or wrk, python.")] = "auto",
+    shards: Annotated[str | None, typer.Option(
+        help="saleday's shards, e.g. sku=2,session=2,order=2,campaign=1,team=1 (default, as "
+             "`serve --http`: one sku, session and order shard per 4 CPUs, at least one; "
+             "one campaign, one team).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Orders through HTTP: saleday (uvicorn, Serve, Serve's high-throughput options) against
@@ -48,8 +53,12 @@ def bench_http(
     if unknown:
         fail(ValueError(f"unknown system(s) {sorted(unknown)}; known: "
                         f"{', '.join(bh.SYSTEMS + bh.OPT_IN)}"))
+    try:
+        chosen = parse_shards(shards) if shards is not None else None
+    except ValueError as exc:
+        fail(exc)
     with stdout_to_stderr(as_json):
-        result = bh.run(systems=systems, duration_s=duration, concurrency=concurrency,
+        result = bh.run(shards=chosen, systems=systems, duration_s=duration, concurrency=concurrency,
                         skus=skus, stock=stock, users=users, seed=seed, redis_url=redis_url,
                         num_cpus=num_cpus, generator=generator)
     if as_json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -14,8 +15,34 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+DEFAULT_DATA = "saleday-data"
+"""The data dir every command that reads a log uses when none is named (`simulate` writes it)."""
 StoreOpt = Annotated[str, typer.Option("--store", help="Store URL: sqlite:///path/events.db, "
                                        "redis://host:port/db or rediss://...")]
+
+
+ReadStoreOpt = Annotated[str | None, typer.Option(
+    "--store", help="Store URL: sqlite:///path/events.db, redis://host:port/db or rediss://... "
+                    "(default: the --data dir's log).")]
+ReadDataOpt = Annotated[str | None, typer.Option(
+    "--data", help=f"A saleday data dir (its events.db); default {DEFAULT_DATA}.")]
+
+
+def log_url(store: str | None, data: str | None) -> str:
+    """The log a reading command names: `--store`, else the `--data` dir's (default
+    `DEFAULT_DATA`); exit 2 when both are given or the data dir has no log."""
+    if store is not None:
+        if data is not None:
+            fail(ValueError("name one log: --store URL or --data DIR, not both"))
+        return store
+    from saleday.projections.source import SourceError
+    from saleday.projections.store_source import data_dir_url
+
+    try:
+        return data_dir_url(data if data is not None else DEFAULT_DATA)
+    except SourceError as exc:
+        fail(exc)
+        raise
 
 
 class opened:
@@ -44,9 +71,17 @@ class opened:
         return False
 
 
+PIPED_WIDTH = 132
+"""Columns of output that goes to a pipe or file (no terminal to ask), unless $COLUMNS says."""
+
+
 def console() -> Console:
-    """A console at least 132 columns wide, so tables are never cut when output is piped."""
-    return Console(width=max(shutil.get_terminal_size((132, 24)).columns, 132))
+    """A console as wide as the terminal it prints to (tables fit, nothing wraps), or, when
+    the output is piped, $COLUMNS or `PIPED_WIDTH` wide so tables are not cut at 80."""
+    if sys.stdout.isatty():
+        return Console(width=shutil.get_terminal_size().columns)
+    columns = os.environ.get("COLUMNS", "")
+    return Console(width=int(columns) if columns.isdigit() and int(columns) > 0 else PIPED_WIDTH)
 
 
 def fail(exc: Exception) -> None:

@@ -21,8 +21,18 @@ from saleday.cli import bench_cluster as cli_bench_cluster
 from saleday.cli import bench_http as cli_bench_http
 from saleday.cli import ops as cli_ops
 from saleday.cli import simulate as cli_simulate
+from saleday.cli import trace as cli_trace
 from saleday.cli import views as cli_projections
-from saleday.cli.common import DEFAULT_REDIS, KnownErrorsExit2, StoreOpt, console, fail, opened
+from saleday.cli.common import (
+    DEFAULT_REDIS,
+    KnownErrorsExit2,
+    ReadDataOpt,
+    ReadStoreOpt,
+    console,
+    fail,
+    log_url,
+    opened,
+)
 from saleday.cluster import logs
 from saleday.http import cli as http_cli
 
@@ -179,11 +189,11 @@ def bench_reserve(
 
 
 @log_app.command("streams")
-def log_streams(store: StoreOpt,
+def log_streams(store: ReadStoreOpt = None, data: ReadDataOpt = None,
                 as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List the streams of a store with their versions and writer epochs."""
 
-    with opened(store, read_only=True) as s:
+    with opened(log_url(store, data), read_only=True) as s:
         rows = [(name, version, s.head(name).epoch) for name, version in s.streams().items()]
     if as_json:
         typer.echo(json.dumps([{"stream": n, "version": v, "epoch": e} for n, v, e in rows]))
@@ -197,7 +207,7 @@ def log_streams(store: StoreOpt,
 
 
 @log_app.command("verify")
-def log_verify(store: StoreOpt,
+def log_verify(store: ReadStoreOpt = None, data: ReadDataOpt = None,
                stream: Annotated[list[str] | None, typer.Option(help="Only these streams.")] = None,
                recompute: Annotated[bool, typer.Option(
                    help="Recompute each hash from the decoded fields (the auditor's rule in "
@@ -208,7 +218,7 @@ def log_verify(store: StoreOpt,
     from saleday.events import ChainVerifier, CorruptRecordError, verify_commits
 
     results = []
-    with opened(store, read_only=True) as s:
+    with opened(log_url(store, data), read_only=True) as s:
         logged = s.logged_streams()  # from the commits themselves: nothing is hidden
         listed = s.streams()
         names = stream or sorted(set(logged) | set(listed))
@@ -253,6 +263,7 @@ cli_projections.register(app, bench_app)
 cli_simulate.register(app, bench_app)
 cli_ops.register(app, bench_app)
 cli_audit.register(app, bench_app)
+cli_trace.register(app)
 cli_bench_http.register(bench_app)
 cli_bench_cluster.register(bench_app)
 http_cli.register(app)

@@ -62,7 +62,9 @@ def _settings(**overrides: Any):  # type: ignore[no-untyped-def]
 def serve(
     address: AddressOpt = None,
     store: StoreOpt = None,
-    shards: Annotated[str | None, typer.Option(help="Shards per kind: sku=8,session=4.")] = None,
+    shards: Annotated[str | None, typer.Option(
+        help="Shards per kind: sku=8,session=4 (default: SALEDAY_SHARDS, else sku=2; with "
+             "--http every kind, one sku/session/order shard per 4 CPUs).")] = None,
     shard_resource: Annotated[str | None, typer.Option(
         help="Place shards only on nodes with this custom resource (e.g. saleday_shard).")] = None,
     partitions: Annotated[int | None, typer.Option(min=1)] = None,
@@ -101,7 +103,7 @@ def serve(
         http_settings = http_cli.prepare(host=host, port=port, dev_secrets=dev_secrets,
                                          data_dir=settings.data_dir)
         if shards is None and "SALEDAY_SHARDS" not in os.environ:
-            settings = settings.model_copy(update={"shards": http_cli.HTTP_SHARDS})
+            settings = settings.model_copy(update={"shards": http_cli.http_shards(num_cpus)})
     config = settings.runtime_config().model_copy(
         update={"detached": settings.ray_address is not None})
     from saleday.cluster import ray_api

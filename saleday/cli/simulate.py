@@ -4,7 +4,10 @@
 (a local Ray started in this process, the SQLite log under ./saleday-data) and ends with
 the report and the audit's verdict. Exit status: 0 when every invariant held, 1 when the
 audit found a violation, 2 when the run could not start or finish (bad scenario,
-unreachable or non-empty store, a log another run is writing).
+unreachable or non-empty store, a log another run is writing), 130 when Ctrl-C or SIGTERM
+stopped it: the traffic stops, the log is audited and a partial report written
+(`saleday.cli.interrupt`; a second Ctrl-C quits at once), 99 when a threshold chosen with
+`--fail-on` failed (`simulator.thresholds`).
 
 Run again in the same data dir, it moves the earlier run's log aside to
 `<data>/previous-runs/` and writes a new one (`simulator.datadir`): nothing is deleted.
@@ -13,6 +16,9 @@ Run again in the same data dir, it moves the earlier run's log aside to
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +27,8 @@ import typer
 from saleday.cli.common import console, stdout_to_stderr
 
 ENGINES = ("ray", "inprocess", "http")
+THRESHOLDS_EXIT = 99
+"""The exit status when a threshold chosen by `--fail-on` failed (as k6 exits)."""
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
@@ -82,18 +90,38 @@ def simulate(
     charts: Annotated[bool, typer.Option(help="Write PNG charts and report.html under "
                                          "<data>/report.")] = True,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    fail_on: Annotated[list[str] | None, typer.Option(
+        "--fail-on", help="Exit 99 when this threshold of the seed's targets fails: p99_ms "
+                          "(< 500 ms), payment_success (> 99.5%), coupon_redemption (> 40%), "
+                          "or all. Repeat it, or separate names by commas. Every threshold "
+                          "is shown pass/fail either way.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a seeded, time-compressed sale day against saleday and audit the log it wrote."""
     from saleday.simulator.scenario import ScenarioError, load
 
+    chosen = _thresholds(fail_on)
     try:
         sc = load(scenario).with_overrides(users=users, compression=compression)
     except ScenarioError as exc:
         _fail(str(exc))
     _run(sc, seed=seed, data=data, store=store, engine=engine, address=address, faults=faults,
          record=record, num_cpus=num_cpus, charts=charts, progress=progress and not as_json,
-         as_json=as_json, overwrite=overwrite, store_give_up=store_give_up, target=target)
+         as_json=as_json, overwrite=overwrite, store_give_up=store_give_up, target=target,
+         fail_on=chosen)
+
+
+def _thresholds(fail_on: list[str] | None) -> set[str]:
+    """The threshold names `--fail-on` chose (`all`: every one); exit 2 on an unknown one."""
+    from saleday.simulator.thresholds import NAMES
+
+    chosen = {name.strip() for value in fail_on or () for name in value.split(",") if name.strip()}
+    if "all" in chosen:
+        return set(NAMES)
+    unknown = sorted(chosen - set(NAMES))
+    if unknown:
+        _fail(f"--fail-on {', '.join(unknown)}: not a threshold; use {', '.join(NAMES)} or all")
+    return chosen
 
 
 def replay(
@@ -222,7 +250,8 @@ def bench_simulate(
 
 def _run(sc, *, seed, data, store, engine, address, faults, record, num_cpus, charts,  # type: ignore[no-untyped-def]
          progress, as_json, source=None, click_stats=None, overwrite=False,
-         store_give_up=30.0, target=None) -> None:
+         store_give_up=30.0, target=None, fail_on=frozenset()) -> None:
+    from saleday.cli.interrupt import INTERRUPTED_EXIT, stop_on_signals
     from saleday.events import EventLogError
     from saleday.simulator.report import render
     from saleday.simulator.run import RunOptions, SimulationError, simulate
@@ -238,11 +267,16 @@ def _run(sc, *, seed, data, store, engine, address, faults, record, num_cpus, ch
                       num_cpus=num_cpus, charts=charts, overwrite=overwrite,
                       store_give_up_s=store_give_up, http_target=http_target,
                       http_server=http_server)
+    log_file = data / "simulate.log"
+    logged_before = log_file.stat().st_size if log_file.exists() else 0
     try:
-        with stdout_to_stderr(as_json and engine == "http"):
+        with (stop_on_signals() as opts.stop, stdout_to_stderr(as_json and engine == "http"),
+              _logs_to_file(log_file, enabled=progress and sys.stdout.isatty())):
             report = simulate(opts, source=source)
     except (SimulationError, EventLogError) as exc:
         _fail(str(exc))
+    if log_file.exists() and log_file.stat().st_size > logged_before:
+        typer.echo(f"note: the run logged warnings to {log_file}", err=True)
     if report.previous_run is not None:
         typer.echo(f"note: the previous run's log was moved to {report.previous_run}", err=True)
     if as_json:
@@ -256,8 +290,32 @@ def _run(sc, *, seed, data, store, engine, address, faults, record, num_cpus, ch
             console().print(f"clickstream: {click_stats.summary()}")
         if record is not None:
             console().print(f"command stream recorded in {record}")
+    if report.interrupted:
+        typer.echo("interrupted: the report above covers the traffic up to the signal",
+                   err=True)
+        raise typer.Exit(INTERRUPTED_EXIT)
     if not report.audit_ok and report.audit_skipped is None:
         raise typer.Exit(1)
+    from saleday.simulator.thresholds import failed
+
+    missed = failed(report.thresholds, set(fail_on))
+    if missed:
+        typer.echo("thresholds failed (--fail-on): " + ", ".join(
+            f"{t.name} {t.target}" for t in missed), err=True)
+        raise typer.Exit(THRESHOLDS_EXIT)
+
+
+@contextmanager
+def _logs_to_file(path: Path, *, enabled: bool) -> Iterator[None]:
+    """While the progress bar is shown, log events go to `path` (the data dir's
+    simulate.log), not under the bar."""
+    if not enabled:
+        yield
+        return
+    from saleday.cluster import logs
+
+    with logs.to_file(path):
+        yield
 
 
 def _http_wiring(engine: str, target: str | None, *, data: Path, address: str | None,

@@ -30,6 +30,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from saleday.cli.common import console, fail, opened
+from saleday.cli.human import event_time, percent, yuan
 
 DataOpt = Annotated[Path, typer.Option("--data", help="Data dir: the log is "
                                        "sqlite:///<data>/events.db unless --store says otherwise.")]
@@ -141,16 +142,20 @@ def _show_orders(v: Any, *, order: str | None, user: str | None, top: int, **_: 
         o = v.order(order)
         if o is None:
             _missing(f"order {order!r}")
-        lines = _table(f"order {order} ({o['status']}) of {o['user']}, total {o['total_cents']} "
-                       f"cents, paid {o['paid_cents']}, refunded {o['refunded_cents']}",
+        lines = _table(f"order {order} ({o['status']}) of {o['user']}, total "
+                       f"{yuan(o['total_cents'])}, paid {yuan(o['paid_cents'])}, refunded "
+                       f"{yuan(o['refunded_cents'])}",
                        ["sku", "qty", "unit prices", "tiers", "reservation"],
-                       [[ln["sku"], ln["qty"], ln["unit_prices"], ln["tiers"], ln["reservation"]]
+                       [[ln["sku"], ln["qty"], ", ".join(map(yuan, ln["unit_prices"])),
+                         ln["tiers"], ln["reservation"]]
                         for ln in o["lines"]])
-        timeline = _table("timeline", ["status", "at (ms)"], o["timeline"])
+        timeline = _table("timeline", ["status", "at (UTC+8)"],
+                          [[status, event_time(at)] for status, at in o["timeline"]])
         return {"json": o, "rich": [lines, timeline]}
     orders = v.by_user(user) if user is not None else list(v.to_json()["orders"].values())
-    rows = [[o["order_id"], o["user"], o["status"], len(o["lines"]), o["total_cents"],
-             o["paid_cents"], o["refunded_cents"], o["coupon"] or "", o["cancel_reason"] or ""]
+    rows = [[o["order_id"], o["user"], o["status"], len(o["lines"]), yuan(o["total_cents"]),
+             yuan(o["paid_cents"]), yuan(o["refunded_cents"]), o["coupon"] or "",
+             o["cancel_reason"] or ""]
             for o in orders[:top]]
     table = _table(f"{len(orders):,} orders" + (f" of {user}" if user else "")
                    + (f" (first {top})" if len(orders) > top else ""),
@@ -195,22 +200,23 @@ def _show_metrics(v: Any, *, skus: list[str] | None, top: int, **_: Any) -> dict
     busiest = sorted(j["per_second"], key=lambda r: (-r["reservations"], r["second"]))[:top]
     summary = _table("metrics", ["what", "value"], [
         *[[f"funnel: {k}", n] for k, n in j["funnel"].items()],
-        ["payment success (paid / placed)", j["payment_success_rate"]],
-        ["coupon redemption (redeemed / received)", j["coupon_redemption_rate"]],
+        ["payment success (paid / placed)", percent(j["payment_success_rate"])],
+        ["coupon redemption (redeemed / received)", percent(j["coupon_redemption_rate"])],
         ["reservations released", j["reservations_released"]],
         ["reservations expired", j["reservations_expired"]],
         ["oversold units (must be 0)", j["oversold_units"]],
         ["SKUs sold out", j["skus_sold_out"]],
         ["peak second (reservations)", j["peak_second"]["reservations"] if j["peak_second"] else 0]])
-    seconds = _table(f"busiest {len(busiest)} seconds", ["second", "reservations", "units",
-                                                        "orders placed", "payments"],
-                     [[r["second"], r["reservations"], r["units_reserved"], r["orders_placed"],
-                       r["payments"]] for r in busiest])
+    seconds = _table(f"busiest {len(busiest)} seconds", ["second (UTC+8)", "reservations",
+                                                        "units", "orders placed", "payments"],
+                     [[event_time(r["second"] * 1000, millis=False), r["reservations"],
+                       r["units_reserved"], r["orders_placed"], r["payments"]] for r in busiest])
     sold = sorted(sku_rows.items(), key=lambda kv: (kv[1]["sold_out_at"] is None,
                                                     kv[1]["sold_out_after_s"] or 0, kv[0]))[:top]
-    sellout = _table("sell-out", ["sku", "stocked", "available", "sold out after (s)", "oversold"],
-                     [[s, r["stocked"], r["available"], r["sold_out_after_s"], r["oversold_units"]]
-                      for s, r in sold])
+    sellout = _table("sell-out", ["sku", "stocked", "available", "sold out at (UTC+8)",
+                                  "oversold"],
+                     [[s, r["stocked"], r["available"], event_time(r["sold_out_at"]),
+                       r["oversold_units"]] for s, r in sold])
     out = {k: v_ for k, v_ in j.items() if k not in ("per_second", "skus")}
     out["busiest_seconds"] = busiest
     out["skus"] = sku_rows

@@ -46,20 +46,23 @@ class Tap:
         self._first = True
 
     async def submit_retrying_busy(self, command: Any, *, command_id: str,
-                                   busy_retries: int = 50) -> Any:
+                                   busy_retries: int = 50, correlation_id: str = "",
+                                   causation_id: str = "") -> Any:
         if self._first:
             self._first = False
             busy_retries = min(busy_retries, self.busy_retries)
         reply = await self.gateway.submit_retrying_busy(command, command_id=command_id,
-                                                        busy_retries=busy_retries)
+                                                        busy_retries=busy_retries,
+                                                        correlation_id=correlation_id,
+                                                        causation_id=causation_id)
         if not isinstance(reply, Accepted):
             self.refusals.append(reply)
         return reply
 
     async def submit(self, command: Any, *, command_id: str | None = None,
-                     correlation_id: str = "") -> Any:
+                     correlation_id: str = "", causation_id: str = "") -> Any:
         return await self.gateway.submit(command, command_id=command_id,
-                                         correlation_id=correlation_id)
+                                         correlation_id=correlation_id, causation_id=causation_id)
 
     async def query(self, kind: str, entity_id: str) -> Any:
         return await read(self.gateway, kind, entity_id)

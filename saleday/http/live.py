@@ -73,6 +73,11 @@ class StockChange:
                 "sent_at": sent_at, "snapshot": snapshot}
 
 
+def _sku_stream(stream: str) -> bool:
+    """Stock moves only in SKU streams (`sku-003`): the feed reads no other."""
+    return stream.startswith("sku-")
+
+
 class _LiveStockView(StockView):
     """The stock view, also remembering which event last changed each SKU."""
 
@@ -169,8 +174,11 @@ class StockFeed:
         if self._thread is not None:
             self._thread.join(timeout_s)
 
+    def _tail(self) -> Tail:
+        return Tail(self.store, batch_size=self.batch_size, include=_sku_stream)
+
     def _follow(self) -> None:
-        view, tail = _LiveStockView(), Tail(self.store, batch_size=self.batch_size)
+        view, tail = _LiveStockView(), self._tail()
         shown: dict[str, list[int]] = {}
         log.info("stock_feed_started")
         while not self._stop.is_set():
@@ -188,7 +196,7 @@ class StockFeed:
                 view.apply_batch(batch)
             except Exception as exc:  # noqa: BLE001 - a log it cannot fold: start again
                 log.error("stock_feed_fold_failed", error=f"{type(exc).__name__}: {exc}"[:300])
-                view, tail = _LiveStockView(), Tail(self.store, batch_size=self.batch_size)
+                view, tail = _LiveStockView(), self._tail()
                 shown = {}
                 self._stop.wait(1.0)
                 continue

@@ -60,7 +60,7 @@ async def place_order(body: OrderIn, request: Request, response: Response, user:
                                   now=api.now())
     if result.status == "placed":
         response.headers["Location"] = f"/v1/orders/{order_id}"
-        return order_out(await api.query("order", order_id))
+        return order_out(result.order)
     if result.status == "unavailable":
         raise refusal_problem(Unavailable(reason=result.reason), order_id=order_id,
                               retry_after_s=api.settings.retry_after_s)

@@ -29,15 +29,15 @@ class Failing:
         self.inner, self.reply, self.raises, self.on = inner, reply, raises, on
         self.maps = inner.maps
 
-    async def submit_retrying_busy(self, command, *, command_id, busy_retries=50):
+    async def submit_retrying_busy(self, command, *, command_id, busy_retries=50, **ids):
         if isinstance(command, self.on) and (self.reply or self.raises):
             if self.raises:
                 raise self.raises
             return self.reply
-        return await self.inner.submit_retrying_busy(command, command_id=command_id)
+        return await self.inner.submit_retrying_busy(command, command_id=command_id, **ids)
 
-    async def submit(self, command, *, command_id=None, correlation_id=""):
-        return await self.inner.submit(command, command_id=command_id)
+    async def submit(self, command, *, command_id=None, **ids):
+        return await self.inner.submit(command, command_id=command_id, **ids)
 
     async def query(self, kind, entity):
         if self.raises and kind == "order":

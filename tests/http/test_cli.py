@@ -56,3 +56,13 @@ def test_serve_http_without_secrets_refuses_before_starting_anything(monkeypatch
     assert result.exit_code == 2
     assert "SALEDAY_HTTP_JWT_SECRET" in result.output and "--dev-secrets" in result.output
     assert not (tmp_path / "events.db").exists()
+
+
+def test_serve_http_starts_one_shard_of_each_busy_kind_per_four_cpus():
+    """`serve --http` without --shards starts every kind the API needs: one sku, session and
+    order shard per 4 CPUs (at least one), one campaign and one team shard."""
+    from saleday.http.cli import http_shards
+
+    assert http_shards(2) == {"sku": 1, "session": 1, "order": 1, "campaign": 1, "team": 1}
+    assert http_shards(8) == {"sku": 2, "session": 2, "order": 2, "campaign": 1, "team": 1}
+    assert http_shards(17)["sku"] == 4

@@ -14,7 +14,7 @@ import saleday.projections.export as export_module
 from saleday.cli.main import app
 from saleday.events import NewEvent, open_store
 from saleday.projections.audit import run_audit
-from saleday.projections.export import COLUMNS, ExportError, export
+from saleday.projections.export import COLUMNS, PARQUET_COLUMNS, ExportError, entity_of, export
 from saleday.projections.jsonl_source import JsonlSource
 from tests.projections.audit_logs import T0, audit, real_sale
 
@@ -67,16 +67,21 @@ def test_every_envelope_field_is_in_each_line(sale, tmp_path):
 
 
 def test_parquet_reads_back_with_every_row(sale, tmp_path):
-    """The Parquet file holds every event, in order, with the same fields as the store."""
+    """The Parquet file holds every event, in order, with the same fields as the store,
+    typed: event time a UTC timestamp, the payload JSON, and the entity it is about."""
     result = export(sale, fmt="parquet", out=tmp_path)
     table = pq.read_table(result.path)
     envs = store_events(sale)
     assert table.num_rows == len(envs) == result.events
-    assert tuple(table.column_names) == COLUMNS
+    assert tuple(table.column_names) == PARQUET_COLUMNS
+    assert str(table.schema.field("recorded_at").type) == "timestamp[ms, tz=UTC]"
+    assert str(table.schema.field("data").type) == "extension<arrow.json>"
     rows = table.to_pylist()
     for row, env in zip(rows, envs):
-        assert (row["stream"], row["version"], row["type"], row["recorded_at"], row["command_id"]) == \
-            (env.stream, env.version, env.type, env.recorded_at, env.command_id)
+        assert (row["stream"], row["version"], row["type"], row["command_id"]) == \
+            (env.stream, env.version, env.type, env.command_id)
+        assert int(row["recorded_at"].timestamp() * 1000) == env.recorded_at
+        assert row["entity"] == entity_of(env)
         assert row["hash"] == env.hash.hex() and json.loads(row["data"]) == json.loads(json.dumps(env.data))
 
 

@@ -1,0 +1,83 @@
+"""Ctrl-C during `saleday simulate`: the traffic stops, the log is audited, a partial
+report marked interrupted is written, and the command exits 130; a second Ctrl-C quits
+at once. Driven as a user would: a subprocess and real signals."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from saleday.simulator.stopping import until_stopped
+
+STARTED = b"simulation_started"
+
+
+def start(data: Path, *extra: str) -> subprocess.Popen:
+    """An in-process sale day too long to finish within the test, logging at info."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "saleday.cli.main", "--log-level", "info", "simulate",
+         "--engine", "inprocess", "--users", "20000", "--data", str(data), "--no-progress",
+         *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_for_start(proc: subprocess.Popen, timeout_s: float = 60) -> None:
+    """Read stderr until the run says it started (its traffic begins right after)."""
+    deadline = time.monotonic() + timeout_s
+    assert proc.stderr is not None
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        if STARTED in line:
+            time.sleep(0.5)   # into the traffic
+            return
+    proc.kill()
+    pytest.fail("the run never started")
+
+
+def test_sigint_stops_the_traffic_and_writes_a_partial_report(tmp_path):
+    """One SIGINT: exit 130, the report and its JSON marked interrupted, the audit run."""
+    proc = start(tmp_path, "--no-charts")
+    wait_for_start(proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err.decode()[-2000:]
+    text = out.decode()
+    assert "INTERRUPTED" in text and "audit: PASS" in text
+    assert b"stopping the traffic" in err
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["interrupted"] is True and report["audit_ok"] is True
+    assert 0 < report["commands"]
+
+
+def test_a_second_sigint_quits_at_once(tmp_path):
+    """Two SIGINTs: exit 130 without waiting for the drain, the audit or a report."""
+    proc = start(tmp_path)
+    wait_for_start(proc)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert b"exiting now" in err and b"audit:" not in out
+
+
+class Stop:
+    def __init__(self, after: int) -> None:
+        self.after, self.asked = after, 0
+
+    def is_set(self) -> bool:
+        self.asked += 1
+        return self.asked > self.after
+
+
+def test_the_stream_ends_once_stop_is_set():
+    """No visit is taken from the stream after the stop; without a stop, all are."""
+    assert list(until_stopped(iter(range(5)), Stop(after=2))) == [0, 1]
+    assert list(until_stopped(iter(range(5)), None)) == [0, 1, 2, 3, 4]
