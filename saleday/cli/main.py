@@ -133,6 +133,13 @@ def bench_reserve(
     recovery_events: Annotated[int, typer.Option(
         min=0, help="Also time a restart of a shard whose stream holds this many events "
                     "(0: skip).")] = 0,
+    redis_cluster: Annotated[int, typer.Option(
+        min=0, max=16, help="Run saleday\\[redis] alone on a local Redis Cluster of this many "
+                            "masters (each with a replica, SKU shard i on master i mod N) "
+                            "started for the run instead of --redis-url (0: no).")] = 0,
+    wait_replicas: Annotated[int, typer.Option(
+        min=0, max=1, help="With --redis-cluster: acknowledge each commit only once WAIT "
+                           "counts this many replicas.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """A flash sale end to end (client -> gateway -> Ray shards -> durable log -> reply),
@@ -140,6 +147,24 @@ def bench_reserve(
     from saleday.bench import reserve as br
     from saleday.bench.workload import reservations
 
+    if redis_cluster:
+        from saleday.bench.redis_cluster import LocalCluster
+
+        if system and set(system) != {"saleday[redis]"}:
+            fail(ValueError("--redis-cluster runs saleday[redis] alone (the baselines need "
+                            "one Redis)"))
+        place = {f"sku-{i:03d}": i for i in range(shards)}
+        try:
+            with LocalCluster(redis_cluster, replicas=True, place=place) as cluster:
+                wait = f"?wait_replicas={wait_replicas}&wait_timeout_ms=5000"
+                bench_reserve(skus=skus, stock=stock, demand=demand, users=users, zipf=zipf,
+                              seed=seed, shards=shards, window=window, max_batch=max_batch,
+                              max_wait_ms=max_wait_ms, redis_url=cluster.url + wait,
+                              system=["saleday[redis]"], recovery_events=recovery_events,
+                              redis_cluster=0, wait_replicas=0, as_json=as_json)
+        except RuntimeError as exc:  # no redis-server, or the cluster did not come up
+            fail(exc)
+        return
     systems = tuple(system or br.SYSTEMS)
     unknown = sorted(set(systems) - set(br.SYSTEMS))
     if unknown:

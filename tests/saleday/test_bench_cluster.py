@@ -58,3 +58,11 @@ def test_bench_cluster_measures_appends_with_and_without_wait_on_one_master():
         assert r["x_first"] == 1.0 and r["masters_used"] == 1
     assert rows[1]["x_no_wait"] == round(rows[1]["events_per_s"] / rows[0]["events_per_s"], 2)
     assert result["params"]["replicas_per_master"] == 1 and result["machine"]["cores"]
+
+
+def test_bench_reserve_on_a_local_cluster_refuses_the_baselines():
+    """`bench reserve --redis-cluster N` runs saleday[redis] alone: asking for a Redis
+    baseline with it is a one-line error and exit 2, before any server starts."""
+    result = CliRunner().invoke(app, ["bench", "reserve", "--redis-cluster", "2",
+                                      "--system", "seed_decrby_rollback"])
+    assert result.exit_code == 2 and "saleday[redis] alone" in result.output
