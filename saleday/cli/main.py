@@ -140,6 +140,9 @@ def bench_reserve(
     wait_replicas: Annotated[int, typer.Option(
         min=0, max=1, help="With --redis-cluster: acknowledge each commit only once WAIT "
                            "counts this many replicas.")] = 0,
+    ray_nodes: Annotated[int, typer.Option(
+        min=0, max=16, help="Run the shards on a multi-node Ray on this machine: a head "
+                            "and this many one-CPU shard nodes (0: one local Ray).")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """A flash sale end to end (client -> gateway -> Ray shards -> durable log -> reply),
@@ -161,7 +164,8 @@ def bench_reserve(
                               seed=seed, shards=shards, window=window, max_batch=max_batch,
                               max_wait_ms=max_wait_ms, redis_url=cluster.url + wait,
                               system=["saleday[redis]"], recovery_events=recovery_events,
-                              redis_cluster=0, wait_replicas=0, as_json=as_json)
+                              redis_cluster=0, wait_replicas=0, ray_nodes=ray_nodes,
+                              as_json=as_json)
         except RuntimeError as exc:  # no redis-server, or the cluster did not come up
             fail(exc)
         return
@@ -174,7 +178,7 @@ def bench_reserve(
                         "reservations: raise --skus, --stock or --demand"))
     result = br.run(skus=skus, stock=stock, demand=demand, users=users, zipf=zipf, seed=seed,
                     shards=shards, window=window, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                    redis_url=redis_url, systems=systems)
+                    redis_url=redis_url, systems=systems, ray_nodes=ray_nodes)
     if recovery_events:
         result["recovery"] = br.run_recovery(events=recovery_events)
     if as_json:
