@@ -105,6 +105,8 @@ class RedisClusterEventStore(RedisEventStore):
     def _pipelined(self, pipe) -> list:  # type: ignore[no-untyped-def]
         try:
             return pipe.execute()
+        except redis.exceptions.NoScriptError:
+            raise  # the master does not know the script yet: loaded and retried
         except redis.exceptions.RedisError:
             # The master died, failed over or moved the slot: read the slot map again
             # before the next append (this one's outcome is unknown: StoreUnavailable).

@@ -331,11 +331,21 @@ class RedisEventStore(StoreBase):
         counted (on the same connection, right after the script)."""
         if not self.wait_replicas:
             return self._append(keys=keys[:3], args=args), 0
-        pipe = self._node(stream).pipeline(transaction=False)
-        self._append(keys=keys[:3], args=args, client=pipe)
-        pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
-        reply, acked = self._pipelined(pipe)
-        return reply, int(acked)
+        node = self._node(stream)
+        for attempt in range(2):
+            # EVALSHA itself, not the Script in the pipeline: redis-py would ask SCRIPT
+            # EXISTS first, one more round trip on every commit.
+            pipe = node.pipeline(transaction=False)
+            pipe.evalsha(self._append.sha, 3, *keys[:3], *args)
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+            try:
+                reply, acked = self._pipelined(pipe)
+                return reply, int(acked)
+            except redis.exceptions.NoScriptError:
+                if attempt:
+                    raise
+                node.script_load(_APPEND)  # a new or restarted master: nothing ran
+        raise AssertionError("unreachable")
 
     def _touch_and_wait(self, stream: str, meta: str) -> int:
         pipe = self._node(stream).pipeline(transaction=False)
