@@ -289,14 +289,22 @@ def log_heads(store_url: str, streams: list[str]) -> dict[str, tuple[int, str | 
 
 
 def _table(rows: list[dict[str, Any]], *, title: str) -> Table:
-    table = Table(title=title)
+    # Thirteen columns: one space between them, no outer edge, so 132 columns hold a row.
+    table = Table(title=title, show_edge=False, collapse_padding=True)
     columns = ("stream", "kind", "health", "state", "node_ip", "node_id", "pid", "master",
                "version", "epoch", "lag", "timers", "restarts")
-    for col in columns:
-        table.add_column(col, no_wrap=True,
+    cells = [["-" if row[c] is None else str(row[c])[:12] if c == "node_id" else str(row[c])
+              for c in columns] for row in rows]
+    for i, col in enumerate(columns):
+        # What names a shard, says how it is and where it writes never shrinks; the rest
+        # may, with an ellipsis, in a narrow terminal.
+        whole = max([len(col), *(len(r[i]) for r in cells)]) if col in _WHOLE else None
+        table.add_column(col, no_wrap=True, min_width=whole,
                          justify="right" if col in ("version", "epoch", "lag", "timers",
                                                     "restarts", "pid") else "left")
-    for row in rows:
-        table.add_row(*(escape("-" if row[c] is None else str(row[c])[:12] if c == "node_id"
-                               else str(row[c])) for c in columns))
+    for r in cells:
+        table.add_row(*(escape(c) for c in r))
     return table
+
+
+_WHOLE = ("stream", "health", "master", "version", "lag")

@@ -206,3 +206,25 @@ def test_status_names_the_cluster_master_each_shard_writes_to(redis_cluster_stor
     heads = log_heads(redis_cluster_store_url, streams)
     assert heads == expected
     assert len({master for _, master in heads.values()}) >= 2
+
+
+def test_the_status_table_shows_every_shard_and_its_master_whole_in_132_columns():
+    """Piped at 132 columns, status's table shows each shard's name, health, master and
+    version without cutting them (a cut `session-0…` names no shard); other cells may
+    shrink."""
+    from rich.console import Console
+
+    from saleday.cli.ops import _table
+
+    rows = [{"stream": s, "kind": s.split("-")[0], "health": "dead", "state": "DEAD",
+             "node_ip": "10.100.200.123", "node_id": "f" * 56, "pid": 1234567,
+             "master": "10.100.200.201:6379", "version": 1_234_567, "epoch": 12, "lag": 0,
+             "timers": 12_345, "restarts": 3} for s in ("session-000", "sku-000")]
+    console = Console(width=132)
+    with console.capture() as out:
+        console.print(_table(rows, title="saleday shards"))
+    text = out.get()
+    assert all(len(line) <= 132 for line in text.splitlines())
+    for s in ("session-000", "sku-000"):
+        line = next(line for line in text.splitlines() if s in line)
+        assert "dead" in line and "10.100.200.201:6379" in line and "1234567" in line
