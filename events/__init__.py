@@ -2,8 +2,8 @@
 
 Envelope and hash chain (`chain`), type registry and upcasters (`registry`), the
 `EventStore` protocol (`store`) with its SQLite, Redis Streams (one server or a Redis
-Cluster) and memory backends, and `Tail` for reading all streams from per-stream positions. The wire format is documented for
-auditors in docs/LOG_FORMAT.md.
+Cluster) and memory backends, and `Tail` for reading all streams from per-stream
+positions. The wire format is documented for auditors in docs/LOG_FORMAT.md.
 """
 
 from saleday.events.backends import open_store
