@@ -89,15 +89,18 @@ class AuditReport:
                 "events_per_s": self.events_per_s, "types": self.types}
 
 
-def run_audit(source: LogSource | Iterable[Envelope], views: Sequence[View] = ()) -> AuditReport:
+def run_audit(source: LogSource | Iterable[Envelope], views: Sequence[View] = (), *,
+              clock_skew_ms: int = 0) -> AuditReport:
     """Replay `source` (a `LogSource`, or envelopes whose chain is then recomputed) and
-    check every rule; fold `views` alongside and report their digests."""
+    check every rule; fold `views` alongside and report their digests. `clock_skew_ms`:
+    how far apart the shards' clocks may be (`log.causation` across streams)."""
     if not isinstance(source, LogSource):
         source = EnvelopeSource(source)
     source.rows_ok = not views
     started = time.perf_counter()
     with gc_paused():  # the fold's state holds no cycles; collections would rescan it all
         fold = _Fold(views)
+        fold.rules.clock_skew_ms = clock_skew_ms
         for item in source:
             if type(item) is ChainFinding:
                 fold.chain.append(item)

@@ -191,6 +191,8 @@ class Driver:
         self.out = Outcomes()
         self.is_late: Callable[[str], bool] = lambda order_id: False
         """Orders whose payment callback is held back past its deadline (a fault)."""
+        self.extras: Any = None
+        """Exposures, their true effect, browsing events (`simulator.experiments.Extras`)."""
 
     async def visit(self, v: Visit) -> None:
         o, sc = self.out, self.sc
@@ -216,6 +218,15 @@ class Driver:
             reply = await self.flows.join_team(team=v.team_join, user=v.user, now=now)
             o.joins += isinstance(reply, Accepted)
         order = v.order
+        extras = self.extras
+        if extras is not None and extras.active:
+            if not await extras.arrive(self.gw, v, now):
+                order = None
+            end_s = order.t_s if order is not None else v.t_s + sc.funnel.browse_s
+            browsing = extras.browsing(v, now, self.stamp(end_s))
+            if browsing:
+                await self.wait_until(end_s)
+                await extras.send(self.gw, v, browsing)
         if order is None:
             return
         await self.wait_until(order.t_s)

@@ -19,6 +19,7 @@ from saleday.actors.host import Accepted
 from saleday.actors.sku import AddStock, ConfigureSale
 from saleday.simulator.driver import Driver, Recorder, SimClock
 from saleday.simulator.errors import SimulationError
+from saleday.simulator.experiments import define_commands
 from saleday.simulator.generator import Sku, Visit
 from saleday.simulator.scenario import Scenario
 
@@ -32,6 +33,12 @@ class RunOptions:
     store_url: str | None = None
     address: str | None = None
     faults: bool = False
+    fault_mix: str | None = None
+    scenario_ref: str | None = None
+    """How the scenario was named (a preset or a file), for the command that reproduces a
+    run (default: the scenario's name)."""
+    """In-process, with `faults`: `swarm` (the seed picks which fault classes are on, and
+    how often) or classes separated by commas (`simulator.swarm`); None: today's five."""
     record: Path | None = None
     progress: bool = True
     num_cpus: int | None = None
@@ -96,6 +103,7 @@ def setup_commands(sc: Scenario, skus: list[Sku], clock: SimClock, now: int,
             campaign=c.name, value_cents=c.value_cents, min_spend_cents=c.min_spend_cents,
             valid_from=opens_ms, valid_until=end + clock.span_ms(c.valid_s),
             budget_coupons=c.budget_coupons, budget_cents=c.budget_cents, now=now)))
+    out += define_commands(sc, opens_ms, end, now)
     tu = sc.team_up
     if tu.create_rate > 0:
         out.append((f"setup/campaign/{tu.campaign}", CreateCampaign(

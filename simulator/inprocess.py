@@ -217,6 +217,10 @@ class FaultyShards(LocalShards):
         self.refusals.wait(reason, stream=lane.stream)
         return done
 
+    def holding(self) -> bool:
+        """Whether replies or commands are held for a later round (`swarm_shards`)."""
+        return False
+
     def _store_for(self, stream: str) -> _FailNextAppend:
         return _FailNextAppend(self.store)
 
@@ -307,7 +311,7 @@ class VirtualTime:
         return self._waiters[0][0] if self._waiters else None
 
 
-async def run_rounds(shards: LocalShards, clock: VirtualTime, visits: Iterator[Visit],
+async def run_rounds(shards: FaultyShards, clock: VirtualTime, visits: Iterator[Visit],
                      play: Any, *, tick_s: float, end_s: float, to_ms: Any,
                      on_tick: Any = None) -> list[BaseException]:
     """Drive visits through `play(visit)` on the virtual clock until `end_s` and after,
@@ -340,9 +344,13 @@ async def run_rounds(shards: LocalShards, clock: VirtualTime, visits: Iterator[V
             shards.react()
         if on_tick is not None:
             on_tick(t)
-        if upcoming is None and not tasks and t >= end_s:
+        idle = upcoming is None and not tasks and not shards.holding()
+        if idle and t >= end_s:
             return failures
+        if t > 2 * end_s + 3_600:   # a reply that never comes: fail, never spin for ever
+            raise SimulationError(f"{len(tasks)} visits still wait for a reply at {t:g} "
+                                  f"simulated s, long past the end of the sale ({end_s:g} s)")
         nxt = t + tick_s
-        if upcoming is None and not tasks:
+        if idle:
             nxt = max(nxt, min(end_s, t + 60 * tick_s))   # idle: run the clock out faster
         t = nxt

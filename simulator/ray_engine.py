@@ -35,6 +35,7 @@ from saleday.simulator.engine import (
     wall_pace,
 )
 from saleday.simulator.errors import SimulationError
+from saleday.simulator.experiments import Extras, extra_kinds
 from saleday.simulator.generator import Sku, Visit
 
 log = structlog.get_logger("saleday.simulator")
@@ -45,7 +46,7 @@ def run_ray(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator[Visit]
     sc = opts.scenario
     config = RuntimeConfig(store_url=url, ray_address=opts.address, num_cpus=opts.num_cpus,
                            shards={"sku": sc.sku_shards, "session": 1, "order": 1,
-                                   "campaign": 1, "team": 1},
+                                   "campaign": 1, "team": 1, **extra_kinds(sc)},
                            tick_s=0.2)
     runtime = Runtime(config)
     try:
@@ -81,6 +82,7 @@ async def _drive(opts: RunOptions, runtime: Runtime, url: str, skus: list[Sku],
     recorder = Recorder(gateway, now_s, bucket_s=bucket_s(sc))
     driver = Driver(recorder, sc, clock, skus, wait_until,
                     stamp=lambda t_s: max(clock.ms(t_s), wall_clock_ms()))
+    driver.extras = Extras(sc, opts.seed)
     store = open_store(url)
     reactor = Reactor(store, gateway, kinds=("team", "campaign"))
     stop = asyncio.Event()

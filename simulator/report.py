@@ -142,6 +142,13 @@ def sections(report: RunReport) -> list[Section]:
                            [(k, f"{v:,}") for k, v in report.faults_injected.items()]))
     if report.thresholds:
         out.append(_thresholds_section(report))
+    if report.fault_mix is not None:   # --faults swarm: which classes the seed turned on
+        out.append(Section(f"fault mix ({report.fault_mix['spec']})", ("class", "drawn"), [
+            (k, ", ".join(f"{n}={v}" for n, v in params.items()))
+            for k, params in report.fault_mix["classes"].items()]))
+    from saleday.simulator.report_experiments import outcome_sections
+
+    out += outcome_sections(report)
     if report.views:
         out.append(Section("view digests", ("view", "digest"),
                            [(k, v[:16]) for k, v in report.views.items()]))

@@ -138,6 +138,7 @@ class RunReport(_Model):
     audit_ok: bool = False
     views: dict[str, str] = Field(default_factory=dict)  # view name -> digest
     faults_injected: dict[str, Count] = Field(default_factory=dict)
+    fault_mix: dict[str, Any] | None = None  # --faults swarm: the classes on, the reproducer
     log_digest: str = ""
     charts: list[str] = Field(default_factory=list)  # paths written
     html: str | None = None
@@ -154,6 +155,8 @@ class RunReport(_Model):
     by_command: list[CommandStats] = Field(default_factory=list)  # busiest first
     tier_marks: dict[str, list[Count]] = Field(default_factory=dict)  # top SKU -> units left where a price tier ends
     teams_timeline: list[TeamPoint] = Field(default_factory=list)  # cumulative, per bucket
+    experiments: list[dict[str, Any]] = Field(default_factory=list)  # simulator.experiments
+    behaviour: dict[str, Any] = Field(default_factory=dict)  # windows and cost per order
 
     def to_json_dict(self) -> dict[str, Any]:
         """The whole report as one JSON-native object (dict orders kept, e.g. the funnel)."""

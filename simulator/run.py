@@ -18,7 +18,7 @@ import bisect
 import math
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,13 @@ from saleday.simulator.datadir import prepare_log, run_lock
 from saleday.simulator.driver import Driver, Recorder, SimClock
 from saleday.simulator.engine import EngineRun, RunOptions, bucket_s, check_setup, setup_commands
 from saleday.simulator.errors import SimulationError
+from saleday.simulator.experiments import (
+    Extras,
+    extra_kinds,
+    fill_outcomes,
+    outcome_views,
+    trigger_runner,
+)
 from saleday.simulator.generator import Sku, Visit, catalog, visits
 from saleday.simulator.results import (
     CommandStats,
@@ -80,6 +87,8 @@ def simulate(opts: RunOptions, source: Iterator[Visit] | None = None) -> RunRepo
     check_seed(opts.seed)
     if opts.engine not in ("ray", "inprocess", "http"):
         raise SimulationError(f"unknown engine {opts.engine!r}: use ray, inprocess or http")
+    if opts.fault_mix is not None and not opts.faults:
+        raise SimulationError("a fault mix needs faults on (RunOptions.faults)")
     if opts.faults and opts.engine != "inprocess":
         raise SimulationError("--faults needs --engine inprocess (deterministic fault "
                               "injection); the Ray engine's faults are real ones")
@@ -120,6 +129,10 @@ def _simulate(opts: RunOptions, url: str | None, source: Iterator[Visit] | None,
         elif opts.engine == "http":
             from saleday.simulator.http_engine import run_http
 
+            if sc.experiments or sc.behaviour.record:
+                raise SimulationError("the HTTP engine does not play experiments or record "
+                                      "behaviour yet: use --engine inprocess or ray")
+
             run = run_http(opts, url, skus, stream, progress)
         else:
             assert url is not None
@@ -151,21 +164,40 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
     sc = opts.scenario
     clock = SimClock(sc.sale_start_ms, sc.compression)
     store = open_store(url)
-    shard_counts = {"sku": sc.sku_shards, "session": 1, "order": 1, "campaign": 1, "team": 1}
-    plan = FaultPlan.draw(opts.seed, window_s=sc.traffic.window_s,
-                          lanes=sum(shard_counts.values())) if opts.faults else FaultPlan()
-    # Snapshots only speed up recovery; without faults nothing recovers in this process, and
-    # pickling a million sessions every 50,000 events would cost the run ~10%.
-    shards = FaultyShards(store, shard_counts, faults=plan, give_up_s=opts.store_give_up_s,
-                          snapshot_every=50_000 if opts.faults else 2**62)
+    shard_counts = {"sku": sc.sku_shards, "session": 1, "order": 1, "campaign": 1, "team": 1,
+                    **extra_kinds(sc)}
+    mix = None
+    if opts.faults and opts.fault_mix is not None:   # the swarm (simulator.swarm)
+        from saleday.simulator.swarm import draw_mix
+        from saleday.simulator.swarm_shards import swarm_shards
+
+        mix = draw_mix(opts.seed, opts.fault_mix)
+        shards: FaultyShards = swarm_shards(
+            store, shard_counts, mix=mix, window_s=sc.traffic.window_s, to_ms=clock.ms,
+            data_dir=opts.data_dir, give_up_s=opts.store_give_up_s)
+        plan = shards.faults
+    else:
+        plan = FaultPlan.draw(opts.seed, window_s=sc.traffic.window_s,
+                              lanes=sum(shard_counts.values())) if opts.faults else FaultPlan()
+        # Snapshots only speed up recovery; without faults nothing recovers in this process,
+        # and pickling a million sessions every 50,000 events would cost the run ~10%.
+        shards = FaultyShards(store, shard_counts, faults=plan, give_up_s=opts.store_give_up_s,
+                              snapshot_every=50_000 if opts.faults else 2**62)
     vt = VirtualTime()
     recorder = Recorder(shards, lambda: vt.now_s, bucket_s=bucket_s(sc))
     driver = Driver(recorder, sc, clock, skus, vt.wait_until)
-    if opts.faults:
+    driver.extras = Extras(sc, opts.seed)
+    trigger = trigger_runner(sc, store, shards.submit_nowait)
+    if mix is not None:
+        if "late_payment" in mix.on:
+            driver.is_late = late_orders(opts.seed, int(mix.param("late_payment", "every")))
+    elif opts.faults:
         driver.is_late = late_orders(opts.seed)
 
     def on_tick(t: float) -> None:
         progress.update(t, recorder.commands, recorder.unavailable, recorder.busy)
+        if trigger is not None:
+            trigger.poll(clock.ms(t))
 
     async def main() -> None:
         now = clock.ms(0) - 1
@@ -186,6 +218,11 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
         if failures:
             raise SimulationError(f"{len(failures)} visits failed; the first: "
                                   f"{type(failures[0]).__name__}: {failures[0]}") from failures[0]
+        if trigger is not None:  # the last round's firings
+            trigger.poll(clock.ms(vt.now_s))
+            while shards.pending():
+                shards.flush(vt.now_s)
+            driver.extras.triggers = trigger.summary()
 
     started = time.perf_counter()
     try:
@@ -195,9 +232,18 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
     wall = time.perf_counter() - started
     plan.injected["late_payment"] = driver.out.late_payments
     injected = {k: v for k, v in plan.injected.items() if v} if opts.faults else {}
+    extra: dict[str, Any] = {"batches": shards.batches, "reactions": shards.reactions}
+    if mix is not None:
+        extra["fault_mix"] = mix.as_json(scenario=opts.scenario_ref or sc.name, users=sc.users,
+                                         compression=sc.compression)
+        if "clock_skew" in mix.on:   # two shards' clocks are at most twice the bound apart
+            bound_s = float(mix.param("clock_skew", "max_s", 0.0))
+            extra["clock_skew_ms"] = 2 * (clock.ms(bound_s) - clock.ms(0.0))
+        watch = getattr(shards, "watch", None)
+        if watch is not None:
+            extra["live_views"] = watch.finish()
     return EngineRun(recorder=recorder, driver=driver, clock=clock, wall_s=wall,
-                     sim_end_s=vt.now_s, faults_injected=injected,
-                     extra={"batches": shards.batches, "reactions": shards.reactions})
+                     sim_end_s=vt.now_s, faults_injected=injected, extra=extra)
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -240,7 +286,9 @@ def _report(opts: RunOptions, url: str | None, run: EngineRun, skus: list[Sku],
         skipped = ("the target's log was not named: give --store with the target's store URL "
                    "(read-only) to audit it")
     else:
-        audit = _audit(url, [s.sku for s in skus[:TOP_SKUS]], target=opts.http_target is not None)
+        audit = _audit(url, [s.sku for s in skus[:TOP_SKUS]], target=opts.http_target is not None,
+                       clock_skew_ms=int(run.extra.get("clock_skew_ms", 0)),
+                       extra_views=outcome_views(sc))
     late_start = _spread(run.extra.get("late_starts", ()))
     report = RunReport(
         scenario=sc.name, seed=opts.seed, engine=opts.engine, users=sc.users,
@@ -255,7 +303,7 @@ def _report(opts: RunOptions, url: str | None, run: EngineRun, skus: list[Sku],
         faults_injected=run.faults_injected, machine=machine_info(),
         target=run.extra.get("target"), audit_skipped=skipped,
         http={k: run.extra[k] for k in ("requests_by_route", "http_retries", "http_statuses")
-              if k in run.extra})
+              if k in run.extra}, fault_mix=run.extra.get("fault_mix"))
     funnel = {"views": out.views, "carts": out.carts,
               "orders": out.orders_started, "paid": out.orders.get("after_payment:paid", 0)}
     report.funnel = funnel
@@ -294,11 +342,17 @@ def _report(opts: RunOptions, url: str | None, run: EngineRun, skus: list[Sku],
                                             run.sim_end_s)
     findings = [Finding(rule=f.rule, stream=f.stream, version=f.version, message=f.message)
                 for f in audit["findings"]]
+    if "live_views" in run.extra:   # projection_kill: the restarted worker's views
+        from saleday.simulator.swarm_views import compare
+
+        findings += [Finding(rule="projection_checkpoint", message=m)
+                     for m in compare(run.extra["live_views"], audit["views"])]
     report.invariants = Invariants(violations=len(findings), findings=findings[:200])
-    report.audit_ok = audit["ok"]
+    report.audit_ok = audit["ok"] and not findings
     report.audit_rules = audit["rules"]
     report.views = audit["views"]
     report.log_digest = audit["log_digest"]
+    fill_outcomes(report, sc, run.driver.extras, audit["extra_views"], clock.ms(run.sim_end_s))
     return report
 
 
@@ -354,7 +408,8 @@ def _client_orders(out: Any) -> dict[str, int]:
             "payment_failed": out.orders.get("payment_failed", 0)}
 
 
-def _audit(url: str, top: list[str], *, target: bool = False) -> dict[str, Any]:
+def _audit(url: str, top: list[str], *, target: bool = False,
+           clock_skew_ms: int = 0, extra_views: Sequence[Any] = ()) -> dict[str, Any]:
     """Audit the run's log and fold every view (and the report's tally) in the same pass.
     (A target's log may hold more than this run: the audit covers all of it.)"""
     from saleday.projections.audit import run_audit
@@ -372,7 +427,8 @@ def _audit(url: str, top: list[str], *, target: bool = False) -> dict[str, Any]:
             raise
         raise SimulationError(f"the target's log could not be read for the audit: {exc}") from exc
     try:
-        result = run_audit(source, views=[*views, tally])
+        result = run_audit(source, views=[*views, *extra_views, tally],
+                           clock_skew_ms=clock_skew_ms)
     finally:
         source.close()
     by_name = {v.name: v for v in views}
@@ -398,4 +454,5 @@ def _audit(url: str, top: list[str], *, target: bool = False) -> dict[str, Any]:
         "coupons_lapsed": int(totals.get("coupons_lapsed", 0)),
         "shares": tally.shares,
         "cents_split": tally.cents_split,
+        "extra_views": list(extra_views),
     }

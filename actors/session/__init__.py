@@ -1,7 +1,7 @@
 """The user-session decider: one user's visits and referral, coupon wallet, orders, push
 frequency cap and geofenced store visits (entity id = the user).
 
-Five small deciders, one per concern, each over its own slice of the user's state, are
+Seven small deciders, one per concern, each over its own slice of the user's state, are
 `combine`d into the one entity kind a session shard hosts (`actors/combine.py`):
 
 - `referral`  sessions and first-touch attribution      `actors/session/referral.py`
@@ -11,6 +11,8 @@ Five small deciders, one per concern, each over its own slice of the user's stat
 - `orders`    the user's orders as the user sees them    `actors/session/tracking.py`
 - `pushes`    the push frequency cap                     `actors/session/pushcap.py`
 - `visited`   geofenced store visits                     `actors/session/geofence.py`
+- `behaviour` product views, add-to-carts, favourites      `actors/session/behaviour.py`
+- `exposures` experiment variants shown to the user        `actors/session/exposure.py`
 
 Every command first passes the session's intake (its int and str fields, and that it is
 for this user), then goes to the one part that takes it. Every name a caller needs is
@@ -28,7 +30,16 @@ from saleday.actors.combine import combine
 from saleday.actors.decider import Decider, compact_pickle
 from saleday.actors.fields import Intake
 from saleday.actors.lifecycle import OrderStatus
-from saleday.actors.session import geofence, pushcap, referral, tracking, wallet
+from saleday.actors.session import (
+    behaviour,
+    exposure,
+    geofence,
+    pushcap,
+    referral,
+    tracking,
+    wallet,
+)
+from saleday.actors.session.behaviour import ACTIONS, BehaviourRecorded, RecordBehaviour
 from saleday.actors.session.coupons import (
     CouponAlreadyRedeemed,
     CouponExpired,
@@ -48,6 +59,12 @@ from saleday.actors.session.coupons import (
     ReceiveCoupon,
     RedeemCoupon,
     UnlockCoupon,
+)
+from saleday.actors.session.exposure import (
+    AssignmentChanged,
+    ExposureRecorded,
+    Exposures,
+    RecordExposure,
 )
 from saleday.actors.session.geofence import ReportLocation, Store, StoreVisited, Visits, distance_m
 from saleday.actors.session.pushcap import (
@@ -75,11 +92,13 @@ from saleday.actors.session.tracking import (
 from saleday.actors.session.wallet import Coupon, CouponStatus, Wallet
 
 SessionCommand = (StartSession | ReceiveCoupon | LockCoupon | RedeemCoupon | UnlockCoupon
-                  | ExpireCoupons | TrackOrder | RecordPush | ReportLocation)
+                  | ExpireCoupons | TrackOrder | RecordPush | ReportLocation | RecordBehaviour
+                  | RecordExposure)
 
 SessionEvent = (SessionStarted | ReferralAttributed | CouponReceived | CouponLocked
                 | CouponRedeemed | CouponUnlocked | CouponLockVoided | CouponLapsed
-                | OrderStatusChanged | PushDelivered | StoreVisited)
+                | OrderStatusChanged | PushDelivered | StoreVisited | BehaviourRecorded
+                | ExposureRecorded)
 
 
 @compact_pickle
@@ -93,6 +112,8 @@ class SessionState:
     orders: Orders
     pushes: Pushes
     visited: Visits
+    behaviour: int = 0
+    exposures: Exposures = exposure.EMPTY
 
     @property
     def first_seen(self) -> int:
@@ -114,17 +135,18 @@ class SessionState:
 _INTAKE = Intake(
     "session",
     (StartSession, ReceiveCoupon, LockCoupon, RedeemCoupon, UnlockCoupon, ExpireCoupons,
-     TrackOrder, RecordPush, ReportLocation),
+     TrackOrder, RecordPush, ReportLocation, RecordBehaviour, RecordExposure),
     entity="user", optional_strs=referral.MAY_BE_EMPTY,
     non_negative=(*referral.NON_NEGATIVE, *wallet.NON_NEGATIVE, *tracking.NON_NEGATIVE,
-                  *pushcap.NON_NEGATIVE))
+                  *pushcap.NON_NEGATIVE, *behaviour.NON_NEGATIVE))
 """Each command's int and str fields and its user, checked before any part sees it."""
 
 session_decider: Decider[SessionCommand, SessionEvent, SessionState] = combine(
     "session", SessionState, entity="user", intake=_INTAKE,
     parts={"referral": referral.referral_decider, "wallet": wallet.wallet_decider,
            "orders": tracking.tracking_decider, "pushes": pushcap.pushcap_decider,
-           "visited": geofence.geofence_decider})
+           "visited": geofence.geofence_decider, "behaviour": behaviour.behaviour_decider,
+           "exposures": exposure.exposure_decider})
 
 COMMANDS = session_decider.commands
 initial = session_decider.initial
@@ -136,7 +158,8 @@ next_deadline = session_decider.next_deadline
 expire = wallet.expire
 
 __all__ = [
-    "COMMANDS", "DAY_MS", "MAX_PUSH_WINDOW_MS", "ORDER_STATUSES", "PUSH_KINDS", "Coupon",
+    "ACTIONS", "COMMANDS", "DAY_MS", "AssignmentChanged", "BehaviourRecorded", "ExposureRecorded",
+    "Exposures", "RecordBehaviour", "RecordExposure", "MAX_PUSH_WINDOW_MS", "ORDER_STATUSES", "PUSH_KINDS", "Coupon",
     "CouponAlreadyRedeemed", "CouponExpired", "CouponInUse", "CouponLapsed", "CouponLocked",
     "CouponLockVoided", "CouponNotFound", "CouponNotLocked", "CouponReceived",
     "CouponRedeemed", "CouponStatus", "CouponUnlocked", "ExpireCoupons", "FrequencyCapped",

@@ -5,7 +5,9 @@ A `causation_id` is `stream@version` (`events.event_ref`): the fact a reaction f
 ends (the `StockReserved` behind a `ReservationExpired`). The cause may sit in a stream
 the audit reads later, so each stream's event times are kept (8 bytes an event) and the
 references are checked at the end: the cause exists, and it came earlier (a lower
-version of the same stream, or an event time no later than the effect's).
+version of the same stream, or an event time no later than the effect's). Event times of
+two streams come from two shards' clocks: `clock_skew_ms` is how far apart those may be
+(0 by default; the swarm's `clock_skew` class runs its audit with the skew it drew).
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ class CausationRules(RulesBase):
         """stream -> event time (ms) by version - 1 (`_MISSING` where a version is absent)."""
         self.caused: list[tuple[str, int, int, str]] = []
         """(stream, version, event time, causation id) of every event that names a cause."""
+        self.clock_skew_ms = 0
+        """How far two shards' clocks may differ: a cause in another stream may carry an
+        event time up to this much later than its effect's."""
 
     def causes_batch(self, stream: str, envs: list[Envelope]) -> None:
         """Keep a batch's event times, and the causes its events name."""
@@ -61,6 +66,7 @@ class CausationRules(RulesBase):
             if cause_at == _MISSING:
                 self.fail("log.causation", stream, version,
                           f"causation id {causation!r:.80} names no event of the log")
-            elif (cause_stream == stream and cause_version >= version) or cause_at > at:
+            elif (cause_version >= version if cause_stream == stream
+                  else cause_at > at + self.clock_skew_ms):
                 self.fail("log.causation", stream, version,
                           f"caused by {causation}, which was recorded after it")

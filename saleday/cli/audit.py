@@ -49,6 +49,9 @@ def audit(
     manifest: Annotated[str | None, typer.Option(help="The export's manifest.json (default: the "
                                                  "one next to --log, if any).")] = None,
     views: Annotated[bool, typer.Option(help="Rebuild every view and print its digest.")] = True,
+    clock_skew_ms: Annotated[int, typer.Option(
+        min=0, help="How far apart the shards' clocks may be, in ms: a cause in another "
+                    "stream may be stamped up to this much later than its effect.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Replay a log and prove its invariants: chains, stock, tiers, limits, reservations,
@@ -64,7 +67,7 @@ def audit(
     except SourceError as exc:
         _fail(str(exc))
     try:
-        report = run_audit(source, _views(views))
+        report = run_audit(source, _views(views), clock_skew_ms=clock_skew_ms)
     except EventLogError as exc:
         _fail(str(exc))
     finally:

@@ -116,6 +116,9 @@ class KnownErrorsExit2(TyperGroup):
     """The top-level command group: a known error from any command becomes `error: ...`
     and exit 2, instead of a traceback and exit 1 (which means "violations found")."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, faults_with_a_mix(args))
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -125,6 +128,29 @@ class KnownErrorsExit2(TyperGroup):
             if is_known_error(exc):
                 fail(exc)
             raise
+
+
+def faults_with_a_mix(args: list[str]) -> list[str]:
+    """`simulate --faults swarm` (or `--faults=swarm`, `--faults CLASS,CLASS`) is read as
+    `--faults --fault-mix swarm`: typer has no option whose value may be left out, and a
+    bare `--faults` must keep meaning today's five classes."""
+    if not args or args[0] != "simulate":
+        return args
+    out = [args[0]]
+    rest = iter(args[1:])
+    for arg in rest:
+        if arg.startswith("--faults="):
+            out += ["--faults", "--fault-mix", arg.split("=", 1)[1]]
+        elif arg == "--faults":
+            out.append(arg)
+            nxt = next(rest, None)
+            if nxt is not None and not nxt.startswith("-"):
+                out += ["--fault-mix", nxt]
+            elif nxt is not None:
+                out.append(nxt)
+        else:
+            out.append(arg)
+    return out
 
 
 @contextmanager

@@ -19,6 +19,7 @@ from rich.table import Table
 from saleday.cli import audit as cli_audit
 from saleday.cli import bench_cluster as cli_bench_cluster
 from saleday.cli import bench_http as cli_bench_http
+from saleday.cli import dst as cli_dst
 from saleday.cli import ops as cli_ops
 from saleday.cli import simulate as cli_simulate
 from saleday.cli import trace as cli_trace
@@ -295,6 +296,7 @@ cli_audit.register(app, bench_app)
 cli_trace.register(app)
 cli_bench_http.register(bench_app)
 cli_bench_cluster.register(bench_app)
+cli_dst.register(bench_app)
 http_cli.register(app)
 
 

@@ -81,7 +81,14 @@ def simulate(
     faults: Annotated[bool, typer.Option(help="In-process only: inject, from the seed, "
                                          "shard crashes, lost replies, duplicate "
                                          "deliveries, failed appends and late payment "
-                                         "callbacks, then check every invariant.")] = False,
+                                         "callbacks, then check every invariant. "
+                                         "`--faults swarm`: the seed picks which fault "
+                                         "classes are on and how often (twelve classes, "
+                                         "docs/SIMULATOR.md); `--faults CLASS,CLASS`: those "
+                                         "classes.")] = False,
+    fault_mix: Annotated[str | None, typer.Option(
+        "--fault-mix", help="The mix of `--faults MIX` (swarm, or classes separated by "
+                            "commas); implies --faults.")] = None,
     record: Annotated[Path | None, typer.Option(help="Write the command stream (visits, "
                                                 "JSON lines; .gz to compress) here.")] = None,
     num_cpus: Annotated[int | None, typer.Option(help="CPUs for a local Ray.")] = None,
@@ -105,10 +112,21 @@ def simulate(
         sc = load(scenario).with_overrides(users=users, compression=compression)
     except ScenarioError as exc:
         _fail(str(exc))
-    _run(sc, seed=seed, data=data, store=store, engine=engine, address=address, faults=faults,
-         record=record, num_cpus=num_cpus, charts=charts, progress=progress and not as_json,
-         as_json=as_json, overwrite=overwrite, store_give_up=store_give_up, target=target,
-         fail_on=chosen)
+    if fault_mix is not None:
+        from saleday.simulator.swarm import FaultMixError, parse_spec
+
+        try:
+            parse_spec(fault_mix)
+        except FaultMixError as exc:
+            _fail(str(exc))
+        if record is not None:
+            _fail("--record with a swarm mix is not supported yet: the recording's header "
+                  "keeps only whether faults were on")
+    _run(sc, seed=seed, data=data, store=store, engine=engine, address=address,
+         faults=faults or fault_mix is not None, record=record, num_cpus=num_cpus,
+         charts=charts, progress=progress and not as_json, as_json=as_json,
+         overwrite=overwrite, store_give_up=store_give_up, target=target, fail_on=chosen,
+         fault_mix=fault_mix, scenario_ref=scenario)
 
 
 def _thresholds(fail_on: list[str] | None) -> set[str]:
@@ -250,7 +268,8 @@ def bench_simulate(
 
 def _run(sc, *, seed, data, store, engine, address, faults, record, num_cpus, charts,  # type: ignore[no-untyped-def]
          progress, as_json, source=None, click_stats=None, overwrite=False,
-         store_give_up=30.0, target=None, fail_on=frozenset()) -> None:
+         store_give_up=30.0, target=None, fail_on=frozenset(), fault_mix=None,
+         scenario_ref=None) -> None:
     from saleday.cli.interrupt import INTERRUPTED_EXIT, stop_on_signals
     from saleday.events import EventLogError
     from saleday.simulator.report import render
@@ -266,7 +285,7 @@ def _run(sc, *, seed, data, store, engine, address, faults, record, num_cpus, ch
                       address=address, faults=faults, record=record, progress=progress,
                       num_cpus=num_cpus, charts=charts, overwrite=overwrite,
                       store_give_up_s=store_give_up, http_target=http_target,
-                      http_server=http_server)
+                      http_server=http_server, fault_mix=fault_mix, scenario_ref=scenario_ref)
     log_file = data / "simulate.log"
     logged_before = log_file.stat().st_size if log_file.exists() else 0
     try:
@@ -295,6 +314,8 @@ def _run(sc, *, seed, data, store, engine, address, faults, record, num_cpus, ch
                    err=True)
         raise typer.Exit(INTERRUPTED_EXIT)
     if not report.audit_ok and report.audit_skipped is None:
+        if report.fault_mix is not None:
+            typer.echo(f"reproduce: {report.fault_mix['reproduce']}", err=True)
         raise typer.Exit(1)
     from saleday.simulator.thresholds import failed
 

@@ -1,9 +1,12 @@
-"""`saleday view orders|referrals|metrics|stock` and `saleday bench projections`.
+"""`saleday view orders|referrals|metrics|stock|experiments`, `saleday view windows NAME`
+and `saleday bench projections`.
 
     saleday view stock --data ./saleday-data            # catch up, then a table
     saleday view orders --order o-17 --json             # one order, for machines
     saleday view referrals --top 20 --graphml refs.graphml
     saleday view metrics --store redis://127.0.0.1:6379/0?prefix=sale --rebuild
+    saleday view windows browse-5m --user u0000042     # event-time windows (saleday.cli.outcomes)
+    saleday view experiments --json
 
 `view` catches the projection up from its checkpoint (`projections.db` next to a SQLite
 log, or on the same Redis, under the same prefix, when the log is on Redis) before it
@@ -40,8 +43,11 @@ OptionalStore = Annotated[str | None, typer.Option(
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     """Add this module's commands to the `saleday` app (and its `bench` group)."""
+    from saleday.cli import outcomes
+
     app.command("view")(view)
     bench_app.command("projections")(bench_projections)
+    outcomes.register(bench_app)
 
 
 def checkpoint_url_for(store_url: str) -> str:
@@ -54,7 +60,10 @@ def checkpoint_url_for(store_url: str) -> str:
 
 
 def view(
-    name: Annotated[str, typer.Argument(help="orders, referrals, metrics or stock.")],
+    name: Annotated[str, typer.Argument(help="orders, referrals, metrics, stock, experiments "
+                                        "or windows.")],
+    window: Annotated[str | None, typer.Argument(
+        help="windows: browse-5m, trail-30m or sessions-30m.", show_default=False)] = None,
     store: OptionalStore = None,
     data: DataOpt = Path("./saleday-data"),
     checkpoints: Annotated[str | None, typer.Option(
@@ -62,7 +71,7 @@ def view(
              "log's own Redis and prefix).")] = None,
     order: Annotated[str | None, typer.Option("--order", help="orders: just this order.")] = None,
     user: Annotated[str | None, typer.Option("--user", help="orders: this user's orders; "
-                                             "referrals: this user.")] = None,
+                                             "referrals: this user; windows: this key.")] = None,
     sku: Annotated[list[str] | None, typer.Option("--sku", help="stock, metrics: only these SKUs.")] = None,
     top: Annotated[int, typer.Option("--top", min=1, help="Rows shown in lists.")] = 20,
     graphml_file: Annotated[Path | None, typer.Option(
@@ -72,14 +81,18 @@ def view(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Catch a view up with the log and show it."""
+    from saleday.cli.outcomes import SHOW, outcome_view_class
     from saleday.projections.checkpoint import open_checkpoints
     from saleday.projections.runner import ForeignCheckpoint, Projection, ProjectionError
     from saleday.projections.views import UnknownView, view_class
 
     try:
-        cls = view_class(name)
+        cls = outcome_view_class(name, window) if name in SHOW else view_class(name)
     except UnknownView as exc:
-        raise typer.BadParameter(str(exc), param_hint="NAME") from None
+        raise typer.BadParameter(str(exc) + ", experiments, windows", param_hint="NAME") from None
+    if window is not None and name != "windows":
+        raise typer.BadParameter(f"only `view windows` takes a second name, not {name!r}",
+                                 param_hint="WINDOW")
     store_url = store or f"sqlite:///{data / 'events.db'}"
     if store_url.startswith("sqlite:///") and not Path(store_url[10:].split("?")[0]).exists():
         fail(FileNotFoundError(f"no event log at {store_url[10:]}: pass --data or --store"))
@@ -91,7 +104,7 @@ def view(
                 proj = Projection(cls(), s, cps, fresh=rebuild)
             except ForeignCheckpoint as exc:
                 # Views are derived data: one folded from another log is worth nothing here.
-                typer.echo(f"note: the {name} view's checkpoint was made from another log "
+                typer.echo(f"note: the {cls.name} view's checkpoint was made from another log "
                            f"({exc.reason}); rebuilding it from this one", err=True)
                 proj = Projection(cls(), s, cps, fresh=True)
             folded = proj.catch_up()
@@ -107,14 +120,14 @@ def view(
         from saleday.projections.views import graphml
 
         graphml_file.write_bytes(graphml(v))  # type: ignore[arg-type]
-    shown = _SHOW[name](v, order=order, user=user, skus=sku, top=top)
+    shown = (SHOW.get(name) or _SHOW[name])(v, order=order, user=user, skus=sku, top=top)
     if as_json:
         typer.echo(json.dumps(shown["json"], ensure_ascii=False))
         return
     out = console()
     for item in shown["rich"]:
         out.print(item)
-    out.print(f"[dim]{name}: folded {folded:,} new events in {seconds:.2f} s; positions "
+    out.print(f"[dim]{cls.name}: folded {folded:,} new events in {seconds:.2f} s; positions "
               f"{sum(proj.positions.values()):,} events"
               + (f"; GraphML written to {escape(str(graphml_file))}" if graphml_file else "")
               + "[/dim]")

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from saleday.http import live, routes_admin, routes_orders, routes_shop, warroom
+from saleday.http import live, routes_admin, routes_behaviour, routes_orders, routes_shop, warroom
 from saleday.http.edge import Api, wall_ms
 from saleday.http.models import Health
 from saleday.http.problems import TITLES, ApiProblem, snake
@@ -82,6 +82,7 @@ def create_app(gateway: Any, *, settings: HttpSettings, views: Any = None,
     app.include_router(routes_shop.router)
     app.include_router(routes_orders.router)
     app.include_router(routes_admin.router)
+    app.include_router(routes_behaviour.router)
     app.include_router(routes_admin.admin)   # not nested: metrics label routes by full path
     app.include_router(live.router)
     app.include_router(warroom.router)

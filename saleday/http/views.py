@@ -54,12 +54,11 @@ class ViewReader:
 
     def _caught_up(self, name: str, summary: Callable[[Any], Any]) -> Any:
         from saleday.projections.runner import Projection
-        from saleday.projections.views import view_class
 
         with self._lock:
             proj = self._projections.get(name)
             if proj is None:
-                proj = self._projections[name] = Projection(view_class(name)(), self.store,
+                proj = self._projections[name] = Projection(_view_class(name)(), self.store,
                                                             self.checkpoints)
             for attempt in range(3):
                 try:
@@ -73,3 +72,12 @@ class ViewReader:
     def close(self) -> None:
         self.checkpoints.close()
         self.store.close()
+
+
+def _view_class(name: str) -> Any:
+    """The four views by name, the experiments view, and the window views."""
+    from saleday.projections.views import view_class
+    from saleday.projections.views.experiments import ExperimentsView
+    from saleday.projections.views.windows import WINDOW_VIEWS
+
+    return {"experiments": ExperimentsView, **WINDOW_VIEWS}.get(name) or view_class(name)

@@ -52,9 +52,9 @@ def test_a_settled_reservation_leaves_no_cause_behind(store):
     h = host(store)
     stocked(h)
     h.handle([Request("c1", reserve("r1"), "O1")])
-    assert h._causes == {"a": {"r1": (event_ref("sku-000", 3), "O1")}}
+    assert h.cause_of_expiry("a", _expired("r1")) == (event_ref("sku-000", 3), "O1")
     h.handle([Request("c2", ConfirmReservation(reservation_id="r1", sku="a", now=T0 + 10), "O1")])
-    assert h._causes == {}
+    assert h._causes == {} and h.cause_of_expiry("a", _expired("r1")) == ("", "")
 
 
 def test_an_expiry_after_recovery_still_names_its_cause(store):
@@ -76,3 +76,10 @@ def test_an_expiry_after_recovery_still_names_its_cause(store):
 
 def _expired(rid: str) -> ReservationExpired:
     return ReservationExpired(sku="a", reservation_id=rid, user="u1", qty=1, deadline=T0 + 1000)
+
+
+def test_causes_load_from_either_snapshot_form(store):
+    """A snapshot's causes load whether kept as versions or as whole `stream@version`."""
+    h = host(store)
+    h.load_causes({"a": {"r1": [3, "O1"]}, "b": {"": ["sku-000@5", "O2"], "x": ["junk", ""]}})
+    assert h._causes == {"a": {"r1": (3, "O1")}, "b": {"": (5, "O2")}}

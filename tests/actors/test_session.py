@@ -654,7 +654,9 @@ def test_every_session_event_keeps_its_wire_name():
         "CouponLapsed": "sessions.coupon_lapsed",
         "OrderStatusChanged": "sessions.order_status_changed",
         "PushDelivered": "sessions.push_delivered",
-        "StoreVisited": "sessions.store_visited"}
+        "StoreVisited": "sessions.store_visited",
+        "BehaviourRecorded": "sessions.behaviour_recorded",
+        "ExposureRecorded": "sessions.exposure_recorded"}
 
 
 def test_each_concern_keeps_its_own_slice():

@@ -147,8 +147,9 @@ def test_an_undecodable_request_becomes_a_refusal_not_a_crash():
     """A request naming an unknown type decodes to something the shard refuses alone."""
     import msgpack
 
-    blob = msgpack.packb([("c1", "", "nowhere:Nothing", ()), ("c2", "", WIRE._t(reserve(1)).name,
-                                                           WIRE._t(reserve(1)).values(reserve(1)))])
+    blob = msgpack.packb([("c1", "", "", "nowhere:Nothing", ()),
+                          ("c2", "", "", WIRE._t(reserve(1)).name,
+                           WIRE._t(reserve(1)).values(reserve(1)))])
     first, second = WIRE.decode_requests(blob)
     assert isinstance(first.command, str) and second.command == reserve(1)
 

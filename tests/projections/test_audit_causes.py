@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 
 from saleday.events import NewEvent, open_store
+from saleday.projections.audit import run_audit
+from saleday.projections.store_source import StoreSource
 from tests.projections.audit_logs import SKU, T0, TEAM, audit, real_sale, reserved, stocked, team
 
 
@@ -72,6 +74,33 @@ def test_a_cause_in_another_stream_read_later_is_checked_by_its_time(url):
     url2 = url.replace("events.db", "events2.db")
     appended(url2, base() + [late, expired(f"{TEAM}@1", T0 + 600)])
     assert findings(url2) == []
+
+
+def test_two_shards_clocks_may_differ_by_the_skew_the_audit_is_given(url):
+    """A cause in another stream stamped 300 ms after its effect fails with clocks assumed
+    in step, holds when the shards' clocks may be 500 ms apart, and fails again past that;
+    within one stream the versions decide, whatever the skew."""
+    late = (*team(["u1"])[0], T0 + 500, "")
+    appended(url, base() + [late, expired(f"{TEAM}@1", T0 + 200)])
+
+    def causation(skew_ms: int) -> list[str]:
+        source = StoreSource(url)
+        try:
+            report = run_audit(source, clock_skew_ms=skew_ms)
+        finally:
+            source.close()
+        return [f.stream for f in report.findings if f.rule == "log.causation"]
+
+    assert causation(0) == [SKU]
+    assert causation(500) == []
+    assert causation(299) == [SKU]
+    url2 = url.replace("events.db", "events2.db")
+    appended(url2, base() + [expired(f"{SKU}@4", T0 + 200)])
+    source = StoreSource(url2)
+    try:
+        assert not run_audit(source, clock_skew_ms=10**9).ok
+    finally:
+        source.close()
 
 
 def test_a_real_sale_names_earlier_causes(url):

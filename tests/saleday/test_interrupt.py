@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from saleday.events import EventLogError, open_store
 from saleday.simulator.stopping import until_stopped
 
 STARTED = b"simulation_started"
@@ -26,8 +27,8 @@ def start(data: Path, *extra: str) -> subprocess.Popen:
          *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def wait_for_start(proc: subprocess.Popen, timeout_s: float = 60) -> None:
-    """Read stderr until the run says it started (its traffic begins right after)."""
+def wait_for_traffic(proc: subprocess.Popen, data: Path, timeout_s: float = 90) -> None:
+    """Wait until the run said it started and its log holds visits (sessions)."""
     deadline = time.monotonic() + timeout_s
     assert proc.stderr is not None
     while time.monotonic() < deadline:
@@ -35,16 +36,33 @@ def wait_for_start(proc: subprocess.Popen, timeout_s: float = 60) -> None:
         if not line:
             break
         if STARTED in line:
-            time.sleep(0.5)   # into the traffic
+            break
+    while time.monotonic() < deadline and proc.poll() is None:
+        if sessions_logged(data):
             return
+        time.sleep(0.1)
     proc.kill()
-    pytest.fail("the run never started")
+    pytest.fail("the run's traffic never started")
+
+
+def sessions_logged(data: Path) -> bool:
+    """Whether the run's log has recorded a visit yet (read-only; the run is writing)."""
+    if not (data / "events.db").exists():
+        return False
+    try:
+        store = open_store(f"sqlite:///{data}/events.db", read_only=True)
+    except EventLogError:
+        return False
+    try:
+        return any(s.startswith("session-") and v > 0 for s, v in store.streams().items())
+    finally:
+        store.close()
 
 
 def test_sigint_stops_the_traffic_and_writes_a_partial_report(tmp_path):
     """One SIGINT: exit 130, the report and its JSON marked interrupted, the audit run."""
     proc = start(tmp_path, "--no-charts")
-    wait_for_start(proc)
+    wait_for_traffic(proc, tmp_path)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err.decode()[-2000:]
@@ -59,7 +77,7 @@ def test_sigint_stops_the_traffic_and_writes_a_partial_report(tmp_path):
 def test_a_second_sigint_quits_at_once(tmp_path):
     """Two SIGINTs: exit 130 without waiting for the drain, the audit or a report."""
     proc = start(tmp_path)
-    wait_for_start(proc)
+    wait_for_traffic(proc, tmp_path)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.05)
     proc.send_signal(signal.SIGINT)

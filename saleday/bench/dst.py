@@ -1,0 +1,147 @@
+"""`saleday bench dst`: deterministic simulation testing as a swarm, many seeds a run.
+
+Each seed is one in-process sale day (`simulator.run.simulate`, `engine="inprocess"`)
+with the fault mix the seed draws (`--faults swarm`, `simulator.swarm`), on an in-memory
+log, audited at its end. Seeds are dealt to worker processes (one per core by default,
+`multiprocessing`, no Ray); each worker runs its seeds one after the other and forgets
+each log once it is audited. The result: seeds/s, the faults injected by class, how many
+seeds had each class on, and every failing seed with the one command that reproduces it
+(a violation found by the audit, or a run that raised).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import statistics
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from saleday.simulator.results import machine_info
+from saleday.simulator.scenario import Scenario
+from saleday.simulator.swarm import draw_mix
+
+_TMP: Path | None = None
+
+
+def _quiet() -> None:
+    """Workers log errors only (to stderr): a swarm run injects thousands of faults, each
+    logged."""
+    from saleday.cluster import logs
+
+    logs.configure("error")
+
+
+def one_seed(scenario: Scenario, seed: int, spec: str, tmp: Path,
+             scenario_ref: str | None = None) -> dict[str, Any]:
+    """Run `seed` with the swarm and return what the bench keeps of it."""
+    from saleday.events.memory_store import drop
+    from saleday.simulator.run import RunOptions, simulate
+
+    name = f"dst-{os.getpid()}-{seed}"
+    opts = RunOptions(scenario=scenario, seed=seed, engine="inprocess", faults=True,
+                      fault_mix=spec, data_dir=tmp / str(seed), store_url=f"memory://{name}",
+                      progress=False, charts=False, scenario_ref=scenario_ref)
+    mix = draw_mix(seed, spec)
+    row: dict[str, Any] = {"seed": seed, "classes": sorted(mix.on),
+                           "reproduce": mix.reproduce(scenario=scenario_ref or scenario.name,
+                                                      users=scenario.users,
+                                                      compression=scenario.compression)}
+    started, cpu = time.perf_counter(), time.process_time()
+    try:
+        report = simulate(opts)
+    except Exception as exc:  # noqa: BLE001 - a seed whose run raised is a failing seed
+        row.update(ok=False, error=f"{type(exc).__name__}: {exc}"[:500], faults={})
+    else:
+        row.update(ok=report.audit_ok, violations=report.invariants.violations,
+                   findings=[f"{f.rule}: {f.message}"[:300] for f in report.invariants.findings[:3]],
+                   faults=dict(report.faults_injected), commands=report.commands,
+                   events=report.events)
+    finally:
+        drop(name)
+    row["seconds"] = round(time.perf_counter() - started, 3)
+    row["cpu_seconds"] = round(time.process_time() - cpu, 3)
+    return row
+
+
+def _init(tmp: str) -> None:
+    global _TMP
+    _TMP = Path(tmp)
+    _quiet()
+
+
+def _job(args: tuple[Scenario, int, str, str | None]) -> dict[str, Any]:
+    scenario, seed, spec, ref = args
+    assert _TMP is not None
+    return one_seed(scenario, seed, spec, _TMP, ref)
+
+
+def run(scenario: Scenario, *, seeds: int, first_seed: int = 0, spec: str = "swarm",
+        workers: int | None = None, scenario_ref: str | None = None,
+        on_seed: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Run `seeds` seeds from `first_seed` across `workers` processes (default: the
+    cores) and sum them up. `scenario_ref`: the preset or file the scenario came from, for
+    the commands that reproduce failing seeds."""
+    workers = max(1, min(workers or os.cpu_count() or 1, seeds))
+    jobs = [(scenario, seed, spec, scenario_ref)
+            for seed in range(first_seed, first_seed + seeds)]
+    rows: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="saleday-dst-") as tmp:
+        if workers == 1:
+            _init(tmp)
+            results = map(_job, jobs)
+            for row in results:
+                rows.append(row)
+                if on_seed is not None:
+                    on_seed(row)
+        else:
+            ctx = multiprocessing.get_context("fork")
+            with ctx.Pool(workers, initializer=_init, initargs=(tmp,)) as pool:
+                for row in pool.imap_unordered(_job, jobs):
+                    rows.append(row)
+                    if on_seed is not None:
+                        on_seed(row)
+    wall = time.perf_counter() - started
+    return summary(rows, scenario=scenario, spec=spec, workers=workers, wall_s=wall)
+
+
+def summary(rows: list[dict[str, Any]], *, scenario: Scenario, spec: str, workers: int,
+            wall_s: float) -> dict[str, Any]:
+    rows = sorted(rows, key=lambda r: r["seed"])
+    faults: Counter = Counter()
+    classes_on: Counter = Counter()
+    for row in rows:
+        faults.update(row.get("faults", {}))
+        classes_on.update(row["classes"])
+    failures = [{k: row[k] for k in ("seed", "reproduce", "classes", "error", "violations",
+                                     "findings") if k in row}
+                for row in rows if not row["ok"]]
+    per_seed = [row["seconds"] for row in rows]
+    cpu = [row["cpu_seconds"] for row in rows]
+    return {
+        "params": {"scenario": scenario.name, "users": scenario.users, "faults": spec,
+                   "seeds": len(rows), "first_seed": rows[0]["seed"] if rows else None,
+                   "workers": workers},
+        "seconds": round(wall_s, 1),
+        "seeds_per_s": round(len(rows) / wall_s, 3) if wall_s else 0.0,
+        "seed_seconds_median": round(statistics.median(per_seed), 3) if per_seed else None,
+        "cpu_seconds": round(sum(cpu), 1),
+        "cpu_seconds_median": round(statistics.median(cpu), 3) if cpu else None,
+        "seconds_on_idle_cores": round(sum(cpu) / workers, 1),
+        # what the run would take if each worker had a core to itself (the CPU time it used,
+        # spread over the workers): the figure to compare when the cores were shared
+        "commands": sum(row.get("commands", 0) for row in rows),
+        "events": sum(row.get("events", 0) for row in rows),
+        "faults_by_class": dict(sorted(faults.items())),
+        "faults_total": sum(faults.values()),
+        "seeds_with_class_on": dict(sorted(classes_on.items())),
+        "violations": sum(row.get("violations", 0) for row in rows),
+        "failed_seeds": len(failures),
+        "failures": failures,
+        "machine": machine_info(),
+    }

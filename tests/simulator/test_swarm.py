@@ -1,0 +1,213 @@
+"""Swarm testing: each seed draws its own fault mix, the new fault classes are injected
+deterministically, and each class catches a bug planted for it (the net catches fish)."""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+
+import pytest
+from typer.testing import CliRunner
+
+from saleday.cli.common import faults_with_a_mix
+from saleday.cli.main import app
+from saleday.events.memory_store import drop
+from saleday.simulator.run import RunOptions, simulate
+from saleday.simulator.scenario import preset
+from saleday.simulator.swarm import NEW, SWARM_CLASSES, FaultMixError, draw_mix, parse_spec
+from saleday.simulator.swarm_shards import RecoveryFailed
+
+SMALL = preset("double11").with_overrides(users=300)
+MID = preset("double11").with_overrides(users=800)
+SHORT_PAY = MID.model_copy(update={"funnel": MID.funnel.model_copy(
+    update={"payment_window_s": 60, "payment_delay_s": 50})})
+"""Payments come close to their deadline: a minute's window, 50 s on average to pay."""
+ABANDON = MID.model_copy(update={"funnel": MID.funnel.model_copy(
+    update={"payment_never_returns": 0.5, "payment_success": 0.5})})
+"""Half the payments never come back: their holds are released by the shards' timers."""
+
+
+def run(tmp_path, name, scenario=SMALL, *, seed, mix=None):
+    opts = RunOptions(scenario=scenario, engine="inprocess", seed=seed, faults=mix is not None,
+                      fault_mix=mix, data_dir=tmp_path / name, store_url=f"memory://swarm-{name}",
+                      progress=False, charts=False)
+    try:
+        return simulate(opts)
+    finally:
+        drop(f"swarm-{name}")
+
+
+def test_a_seed_draws_the_same_mix_every_time_and_named_classes_are_exactly_those_on():
+    """The mix is a function of the seed; naming classes turns on exactly those."""
+    assert draw_mix(7) == draw_mix(7)
+    named = draw_mix(7, "clock_skew,torn_write")
+    assert set(named.on) == {"clock_skew", "torn_write"}
+    assert named.on["torn_write"] == draw_mix(7, "torn_write").on["torn_write"]
+
+
+def test_the_swarm_turns_every_class_on_for_some_seeds_and_off_for_others():
+    """Across seeds each class is sometimes on and sometimes off, and some class is always on."""
+    mixes = [draw_mix(seed) for seed in range(200)]
+    assert all(m.on for m in mixes)
+    for kind in SWARM_CLASSES:
+        on = sum(kind in m.on for m in mixes)
+        assert 40 < on < 160, (kind, on)
+
+
+def test_a_fault_spec_that_names_no_class_is_refused_in_words():
+    """An unknown class or an empty spec is a FaultMixError listing the classes."""
+    with pytest.raises(FaultMixError, match="unknown: tornado"):
+        parse_spec("torn_write,tornado")
+    with pytest.raises(FaultMixError, match="classes: crash"):
+        parse_spec(" , ")
+    result = CliRunner().invoke(app, ["simulate", "--engine", "inprocess", "--faults", "tornado"])
+    assert result.exit_code == 2 and "error: --faults takes" in result.output
+
+
+def test_faults_with_a_value_is_read_as_a_mix_and_a_bare_faults_stays_a_flag():
+    """`--faults swarm` and `--faults=a,b` become `--faults --fault-mix ...`; `--faults` alone does not."""
+    assert faults_with_a_mix(["simulate", "--faults", "swarm", "--seed", "3"]) == [
+        "simulate", "--faults", "--fault-mix", "swarm", "--seed", "3"]
+    assert faults_with_a_mix(["simulate", "--faults=crash,slow_store"]) == [
+        "simulate", "--faults", "--fault-mix", "crash,slow_store"]
+    assert faults_with_a_mix(["simulate", "--faults", "--seed", "3"]) == [
+        "simulate", "--faults", "--seed", "3"]
+    assert faults_with_a_mix(["replay", "--faults", "x"]) == ["replay", "--faults", "x"]
+
+
+def test_every_class_at_once_breaks_no_invariant_and_replays_identically(tmp_path):
+    """All twelve classes on one seed: the audit passes, each new class struck, and the same
+    seed writes the same log with the same faults."""
+    every = ",".join(SWARM_CLASSES)
+    a = run(tmp_path, "a", seed=4, mix=every)
+    assert a.audit_ok, [f.message for f in a.invariants.findings[:5]]
+    assert set(NEW) <= set(a.faults_injected), a.faults_injected
+    assert set(a.fault_mix["classes"]) == set(SWARM_CLASSES)
+    b = run(tmp_path, "b", seed=4, mix=every)
+    assert (b.log_digest, b.faults_injected) == (a.log_digest, a.faults_injected)
+
+
+# -- the net catches fish: a bug planted for each class, found by a seed ------------------
+
+
+def plant_no_grace(monkeypatch):
+    """Holds end at the payment deadline itself (no grace for the way to the SKU shard)."""
+    from saleday.flows import checkout
+
+    honest = checkout.Checkout.__init__
+
+    def no_grace(self, *args, **kwargs):
+        honest(self, *args, **{**kwargs, "grace_ms": 0})
+
+    monkeypatch.setattr(checkout.Checkout, "__init__", no_grace)
+
+
+def test_clock_skew_finds_holds_that_end_with_the_payment_deadline(tmp_path, monkeypatch):
+    """Without a grace past the deadline, a SKU shard whose clock runs ahead expires a hold
+    the order has just been paid for; skewed clocks find it, true clocks do not."""
+    plant_no_grace(monkeypatch)
+    assert run(tmp_path, "true", SHORT_PAY, seed=1).audit_ok
+    found = run(tmp_path, "skewed", SHORT_PAY, seed=1, mix="clock_skew")
+    assert not found.audit_ok and found.faults_injected["clock_skew"] > 0
+    assert any("is paid but its reservation" in f.message and "expired" in f.message
+               for f in found.invariants.findings), found.invariants.findings[:3]
+
+
+def test_a_full_disk_finds_a_refused_commit_that_forgets_its_timers(tmp_path, monkeypatch):
+    """A shard that drops the timers it took for a commit the store refused leaks holds;
+    a full disk refuses the timers' own commits and finds it."""
+    from saleday.actors.host import timers
+
+    monkeypatch.setattr(timers.Timers, "put_back", lambda self, due: None)
+    assert run(tmp_path, "roomy", ABANDON, seed=3).audit_ok
+    found = run(tmp_path, "full", ABANDON, seed=3, mix="full_disk")
+    assert not found.audit_ok
+    assert {f.rule for f in found.invariants.findings} == {"reservations.leak"}
+
+
+def test_an_unreadable_snapshot_finds_a_recovery_that_trusts_its_snapshot(tmp_path, monkeypatch):
+    """A recovery that decodes its snapshot unguarded dies on an unreadable one (instead of
+    replaying the stream); a seed that hands it one ends the run with the failure."""
+    from saleday.actors import state_codec
+    from saleday.actors.host import snapshots
+
+    def trusting(self):
+        snap = self.store.load_snapshot(self.stream)
+        if snap is None:
+            return
+        header, encoded = state_codec.unpack_snapshot(snap.data)
+        codec = state_codec.for_decider(self.decider)
+        self.states = {entity: codec.decode(state) for entity, state in encoded.items()}
+        ids, versions = header["dedup"]
+        self._dedup = OrderedDict(zip(ids, (tuple(v) for v in versions)))
+        self.version = self.snapshot_version = snap.version
+
+    monkeypatch.setattr(snapshots.Snapshots, "_load_snapshot", trusting)
+    assert run(tmp_path, "crashes", seed=3, mix="crash").audit_ok
+    with pytest.raises(RecoveryFailed, match="shard .* could not recover from the store"):
+        run(tmp_path, "bad", seed=3, mix="bad_snapshot")
+
+
+def test_a_killed_projection_worker_finds_a_checkpoint_that_is_not_one_commit(tmp_path,
+                                                                            monkeypatch):
+    """A checkpoint that stores a batch's rows without its positions folds that batch twice
+    after a kill; the restarted worker's views then differ from the views folded from zero."""
+    from saleday.simulator import swarm_views
+
+    def rows_without_positions(self, checkpoint, expected, positions, rows):
+        self.inner.commit(checkpoint, expected, expected,
+                          [r for r in rows if r[0] != "_log"])
+
+    monkeypatch.setattr(swarm_views.KilledCheckpoints, "die", rows_without_positions)
+    found = run(tmp_path, "killed", seed=2, mix="projection_kill")
+    assert not found.audit_ok and found.faults_injected["projection_kill"] > 0
+    assert {f.rule for f in found.invariants.findings} == {"projection_checkpoint"}
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+def test_simulate_faults_swarm_reports_the_mix_and_how_to_reproduce_it(tmp_path):
+    """`--faults swarm --json` names the classes the seed turned on and the command that
+    runs it again."""
+    result = CliRunner().invoke(app, [
+        "simulate", "--engine", "inprocess", "--users", "200", "--seed", "5", "--faults",
+        "swarm", "--store", "memory://swarm-cli", "--data", str(tmp_path), "--no-charts",
+        "--json"])
+    drop("swarm-cli")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert set(out["fault_mix"]["classes"]) == set(draw_mix(5).on)
+    assert "--seed 5 --faults swarm" in out["fault_mix"]["reproduce"]
+
+
+def test_a_failing_seed_prints_the_one_command_that_reproduces_it(tmp_path, monkeypatch):
+    """A seed that breaks an invariant exits 1 and prints the command that replays it."""
+    plant_no_grace(monkeypatch)
+    scenario = tmp_path / "short-pay.json"
+    scenario.write_text(json.dumps({"preset": "double11", "users": 800, "funnel": {
+        "payment_window_s": 60, "payment_delay_s": 50}}))
+    result = CliRunner().invoke(app, [
+        "simulate", "--engine", "inprocess", "--scenario", str(scenario), "--seed", "1",
+        "--faults", "clock_skew", "--store", "memory://swarm-fail", "--data", str(tmp_path),
+        "--no-charts", "--no-progress"])
+    drop("swarm-fail")
+    assert result.exit_code == 1, result.output
+    assert (f"reproduce: saleday simulate --engine inprocess --scenario {scenario} --users 800 "
+            "--compression 120 --seed 1 --faults clock_skew --no-charts") in result.output
+
+
+def test_bench_dst_sums_up_seeds_and_lists_failing_ones_with_their_reproducer(monkeypatch):
+    """`bench dst` counts faults by class over its seeds, and a failing seed is listed with
+    the command that reproduces it."""
+    from saleday.bench import dst
+
+    ok = dst.run(preset("double11").with_overrides(users=150), seeds=2, workers=1)
+    assert ok["params"]["seeds"] == 2 and ok["failed_seeds"] == 0 and ok["violations"] == 0
+    assert ok["faults_total"] == sum(ok["faults_by_class"].values()) > 0
+    plant_no_grace(monkeypatch)
+    bad = dst.run(SHORT_PAY, seeds=1, first_seed=1, spec="clock_skew", workers=1,
+                  scenario_ref="short-pay.json")
+    assert bad["failed_seeds"] == 1
+    assert bad["failures"][0]["seed"] == 1 and "--scenario short-pay.json" in bad[
+        "failures"][0]["reproduce"]
