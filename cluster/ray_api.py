@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -291,6 +291,33 @@ def shutdown() -> None:
     import ray
 
     ray.shutdown()
+
+
+def local_nodes(workers: int, *, cpus: int = 1,
+                resource: str = "saleday_shard") -> tuple[str, Callable[[], None]]:
+    """A multi-node Ray on this machine (`ray.cluster_utils.Cluster`, as the fault tests
+    use): a head with no CPU and `workers` nodes of `cpus` CPUs offering `resource`.
+    Returns its address and a function that disconnects and stops every node. Its nodes
+    listen on this machine's IP, not on loopback only: for benchmarks and tests."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0,
+                                                            "include_dashboard": False})
+    try:
+        for _ in range(workers):
+            cluster.add_node(num_cpus=cpus, resources={resource: 100})
+        cluster.wait_for_nodes()
+    except BaseException:
+        cluster.shutdown()
+        raise
+
+    def stop() -> None:
+        ray.shutdown()
+        cluster.shutdown()
+
+    return cluster.address, stop
 
 
 def transient_errors() -> tuple[type[BaseException], ...]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from saleday.cluster.runtime import RuntimeConfig
@@ -100,12 +100,21 @@ class SaledaySettings(BaseSettings):
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
 
+    @model_validator(mode="after")
+    def _no_tls_to_a_cluster(self) -> SaledaySettings:
+        url = self.store_url.get_secret_value() if self.store_url else ""
+        tls = (self.redis_tls_ca, self.redis_tls_cert, self.redis_tls_key)
+        if url.startswith("redis+cluster:") and any(tls):
+            raise ValueError("TLS to a Redis Cluster (redis+cluster://) is not supported yet: "
+                             "unset SALEDAY_REDIS_TLS_* or use one Redis (rediss://)")
+        return self
+
     def resolved_store_url(self) -> str:
         """The store URL with the username, password and TLS files put in (a secret)."""
         url = (self.store_url.get_secret_value() if self.store_url
                else f"sqlite:///{self.data_dir}/events.db")
         parts = urlsplit(url)
-        if parts.scheme not in ("redis", "rediss"):
+        if parts.scheme not in ("redis", "rediss", "redis+cluster"):
             return url
         tls = {"ssl_ca_certs": self.redis_tls_ca, "ssl_certfile": self.redis_tls_cert,
                "ssl_keyfile": self.redis_tls_key}

@@ -1,9 +1,9 @@
 """What happened: the event log of saleday.
 
 Envelope and hash chain (`chain`), type registry and upcasters (`registry`), the
-`EventStore` protocol (`store`) with its SQLite and Redis Streams backends, and `Tail`
-for reading all streams from per-stream positions. The wire format is documented for
-auditors in docs/LOG_FORMAT.md.
+`EventStore` protocol (`store`) with its SQLite, Redis Streams (one server or a Redis
+Cluster) and memory backends, and `Tail` for reading all streams from per-stream
+positions. The wire format is documented for auditors in docs/LOG_FORMAT.md.
 """
 
 from saleday.events.backends import open_store
@@ -39,6 +39,7 @@ from saleday.events.errors import (
     InvalidEventData,
     InvalidStoreUrl,
     InvalidStreamName,
+    ReplicationShortfall,
     SnapshotError,
     StoreUnavailable,
     UnknownEventType,
@@ -52,7 +53,8 @@ __all__ = [
     "ZERO_HASH", "AppendResult", "ChainBreak", "ChainVerifier", "ConcurrencyError", "CorruptRecordError",
     "Data", "DuplicateCommandError", "Envelope", "EventDecodeError", "EventLogError",
     "EventRegistry", "EventStore", "FencedError", "HashChainBroken", "InvalidAppend",
-    "InvalidEventData", "InvalidStoreUrl", "InvalidStreamName", "NewEvent", "Snapshot",
+    "InvalidEventData", "InvalidStoreUrl", "InvalidStreamName", "NewEvent",
+    "ReplicationShortfall", "Snapshot",
     "SnapshotError", "StoreUnavailable", "StoredCommit", "StreamHead", "Tail", "UnknownEventType",
     "UnknownSchemaVersion", "canonical", "event_hash", "event_ref", "event_type", "open_store",
     "parse_event_ref", "registry", "seal", "upcaster", "verify_commits",

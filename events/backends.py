@@ -11,8 +11,9 @@ from saleday.events.store import EventStore, check_url
 
 
 def open_store(url: str, *, read_only: bool = False) -> EventStore:
-    """Open the store a URL names: `sqlite:///path`, `redis://...`, `rediss://...` or
-    `memory://name` (this process's memory: simulations and tests only).
+    """Open the store a URL names: `sqlite:///path`, `redis://...`, `rediss://...`,
+    `redis+cluster://host:port,host:port/` (Redis Cluster) or `memory://name` (this
+    process's memory: simulations and tests only).
 
     With `read_only`, the log must already exist and is never written: a SQLite file is
     opened with `mode=ro` (no lock file, no tables created), a Redis server is pinged (a
@@ -27,6 +28,10 @@ def open_store(url: str, *, read_only: bool = False) -> EventStore:
         from saleday.events.redis_store import RedisEventStore
 
         return RedisEventStore.from_url(url, read_only=read_only)
+    if scheme == "redis+cluster":
+        from saleday.events.redis_cluster_store import RedisClusterEventStore
+
+        return RedisClusterEventStore.from_url(url, read_only=read_only)
     if scheme == "memory":
         from saleday.events.memory_store import MemoryEventStore
 

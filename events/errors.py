@@ -82,6 +82,28 @@ class StoreUnavailable(EventLogError):
         super().__init__(f"event store {where} is unavailable: {reason}")
 
 
+class ReplicationShortfall(StoreUnavailable):
+    """A commit the Redis master executed that fewer replicas than the store URL's
+    `wait_replicas` confirmed within `wait_timeout_ms`.
+
+    Its outcome is unknown, as with any `StoreUnavailable`: the commit is on the master and
+    survives unless the master fails before it reaches a replica. It was not acknowledged;
+    retry it with the same command ids — a retry of a recorded commit is deduplicated (and
+    waits for the replicas again), one the master lost is written afresh.
+    """
+
+    def __init__(self, where: str, stream: str, last_version: int, acked: int, wanted: int,
+                 timeout_ms: int) -> None:
+        self.stream = stream
+        self.last_version = last_version
+        self.acked = acked
+        self.wanted = wanted
+        self.timeout_ms = timeout_ms
+        super().__init__(where, f"stream {stream!r}: the commit up to version {last_version} "
+                                f"reached {acked} of {wanted} replicas within {timeout_ms} ms "
+                                "(not acknowledged: retry with the same command ids)")
+
+
 class InvalidStoreUrl(EventLogError, ValueError):
     """A store URL that names no backend we have, or is malformed."""
 

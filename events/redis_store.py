@@ -16,9 +16,11 @@ then XADDs the commit and updates the head and the dedup record. Redis runs a sc
 atomically, so a commit is all or nothing. Hashes are computed by the client (Redis has
 no blake2b), which is why the script checks the head hash too.
 
-Durability is the server's: with `appendonly yes` and `appendfsync always` an
-acknowledged commit survives a Redis crash; with `everysec` up to a second of commits
-can be lost on an OS crash. docs/STORES.md says more.
+Durability on one server is the server's: with `appendonly yes` and `appendfsync always`
+an acknowledged commit survives a Redis crash; with `everysec` up to a second of commits
+can be lost on an OS crash. Across a failover, `wait_replicas=N` in the URL acknowledges
+a commit only once `WAIT N wait_timeout_ms` (on the append's own connection) counts N
+replicas; fewer is `ReplicationShortfall`. docs/STORES.md says more.
 
 Opened `read_only` (auditors, exports, views, `status`), the store pings the server at
 once (so a wrong password is an error, not an empty log), requires keys under its
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
@@ -52,6 +55,7 @@ from saleday.events.errors import (
     FencedError,
     InvalidStoreUrl,
     InvalidStreamName,
+    ReplicationShortfall,
     SnapshotError,
     StoreUnavailable,
 )
@@ -137,25 +141,54 @@ def _glob(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
+@dataclass(frozen=True, slots=True)
+class StoreOptions:
+    """The options of a Redis store URL that saleday reads itself (the rest are redis-py's)."""
+
+    prefix: str = "saleday"
+    connect_timeout: float = 2.0
+    socket_timeout: float = 10.0
+    wait_replicas: int = 0
+    wait_timeout_ms: int = 1000
+
+
+def store_options(url: str) -> tuple[StoreOptions, dict[str, str]]:
+    """Saleday's options of a Redis store URL, and the query options left for redis-py."""
+    opts = dict(parse_qsl(urlsplit(url).query))
+    try:
+        ours = StoreOptions(prefix=opts.pop("prefix", "saleday"),
+                            connect_timeout=float(opts.pop("connect_timeout", 2.0)),
+                            socket_timeout=float(opts.pop("socket_timeout", 10.0)),
+                            wait_replicas=int(opts.pop("wait_replicas", 0)),
+                            wait_timeout_ms=int(opts.pop("wait_timeout_ms", 1000)))
+    except ValueError as exc:
+        raise InvalidStoreUrl(f"{redact(url)}: timeouts must be numbers of seconds, "
+                              "wait_replicas and wait_timeout_ms whole numbers") from exc
+    if not ours.prefix or "{" in ours.prefix or "}" in ours.prefix:
+        raise InvalidStoreUrl(f"{redact(url)}: prefix must be non-empty, without braces")
+    if ours.wait_replicas < 0 or ours.wait_timeout_ms < 1:
+        raise InvalidStoreUrl(f"{redact(url)}: wait_replicas must be >= 0, wait_timeout_ms >= 1")
+    return ours, opts
+
+
 def client_from_url(url: str) -> tuple[redis.Redis, str]:
     """A redis-py client and the key prefix for a store URL (our options taken out)."""
+    client, ours = _client(url)
+    return client, ours.prefix
+
+
+def _client(url: str) -> tuple[redis.Redis, StoreOptions]:
     parts = urlsplit(url)
-    opts = dict(parse_qsl(parts.query))
-    prefix = opts.pop("prefix", "saleday")
-    try:
-        connect_timeout = float(opts.pop("connect_timeout", 2.0))
-        socket_timeout = float(opts.pop("socket_timeout", 10.0))
-    except ValueError as exc:
-        raise InvalidStoreUrl(f"{redact(url)}: timeouts must be numbers of seconds") from exc
-    if not prefix or "{" in prefix or "}" in prefix:
-        raise InvalidStoreUrl(f"{redact(url)}: prefix must be non-empty, without braces")
+    ours, opts = store_options(url)
     clean = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(opts), parts.fragment))
     try:
-        client = redis.Redis.from_url(clean, socket_connect_timeout=connect_timeout,
-                                      socket_timeout=socket_timeout, decode_responses=False)
+        client = redis.Redis.from_url(clean, socket_connect_timeout=ours.connect_timeout,
+                                      socket_timeout=ours.socket_timeout, decode_responses=False)
     except ValueError as exc:
         raise InvalidStoreUrl(f"{redact(url)}: {exc}") from exc
-    return client, prefix
+    return client, ours
+
+
 _ANY_RETRIES = 16
 
 
@@ -163,11 +196,14 @@ class RedisEventStore(StoreBase):
     """An `EventStore` on Redis Streams."""
 
     def __init__(self, client: redis.Redis, *, prefix: str = "saleday", url: str = "redis://",
-                 read_only: bool = False) -> None:
+                 read_only: bool = False, wait_replicas: int = 0,
+                 wait_timeout_ms: int = 1000) -> None:
         self._r = client
         self.prefix = prefix
         self.url = redact(url)
         self.read_only = read_only
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
         self._append = client.register_script(_APPEND)
         self._save_snapshot = client.register_script(_SAVE_SNAPSHOT)
         self._heads: dict[str, tuple[int, bytes]] = {}
@@ -181,8 +217,9 @@ class RedisEventStore(StoreBase):
 
     @classmethod
     def from_url(cls, url: str, *, read_only: bool = False) -> RedisEventStore:
-        client, prefix = client_from_url(url)
-        return cls(client, prefix=prefix, url=url, read_only=read_only)
+        client, ours = _client(url)
+        return cls(client, prefix=ours.prefix, url=url, read_only=read_only,
+                   wait_replicas=ours.wait_replicas, wait_timeout_ms=ours.wait_timeout_ms)
 
     def _check_exists(self) -> None:
         """Raise `StoreUnavailable` unless the server answers and holds keys under the prefix."""
@@ -213,6 +250,12 @@ class RedisEventStore(StoreBase):
         self._r.close()
 
 
+    def master_of(self, stream: str) -> str:
+        """`host:port` of the server that holds `stream` (one server: the URL's)."""
+        check_stream(stream)
+        kw = self._r.connection_pool.connection_kwargs
+        return f"{kw.get('host', 'localhost')}:{kw.get('port', 6379)}"
+
     def ping(self) -> None:
         """Raise `StoreUnavailable` unless the server answers."""
         with self._errors():
@@ -242,17 +285,23 @@ class RedisEventStore(StoreBase):
                     # script answers from its dedup record, else it reports the conflict.
                     base, prev = expected_version, ZERO_HASH
                 sealed = seal(stream, base, prev, events)
-                reply = self._append(keys=keys[:3], args=[
-                    base, prev, -1 if epoch is None else epoch, sealed.first_version,
-                    sealed.last_version, sealed.head_hash, sealed.hashes, sealed.body,
-                    *sealed.command_ids])
+                args = [base, prev, -1 if epoch is None else epoch, sealed.first_version,
+                        sealed.last_version, sealed.head_hash, sealed.hashes, sealed.body,
+                        *sealed.command_ids]
+                reply, acked = self._run_append(stream, keys, args)
                 status = reply[0]
                 if status == b"ok":
                     self._heads[stream] = (sealed.last_version, sealed.head_hash)
+                    self._check_replicas(stream, sealed.last_version, acked)
                     return AppendResult(stream=stream, first_version=sealed.first_version,
                                         last_version=sealed.last_version,
                                         head_hash=sealed.head_hash)
                 if status == b"dup":
+                    if self.wait_replicas:
+                        # Our connection may not have written the recorded commit: wait for
+                        # the master's whole stream up to now (a no-op write, then WAIT).
+                        self._check_replicas(stream, int(reply[2]), self._touch_and_wait(
+                            stream, keys[0]))
                     return AppendResult(stream=stream, first_version=int(reply[1]),
                                         last_version=int(reply[2]), head_hash=reply[3],
                                         duplicate=True)
@@ -268,6 +317,50 @@ class RedisEventStore(StoreBase):
                     raise ConcurrencyError(stream, expected_version, actual)
                 head = self._fetch_head(stream)  # our cached head was stale; seal again
         raise ConcurrencyError(stream, expected_version, head[0])
+
+    # -- acknowledged by replicas (WAIT) --------------------------------------------------
+
+    def _node(self, stream: str) -> redis.Redis:
+        """The client of the master that holds `stream` (one server here; per slot on a
+        cluster). WAIT counts the writes of its own connection, so it and the append
+        must go down one connection: one pipeline on this client."""
+        return self._r
+
+    def _run_append(self, stream: str, keys: tuple[str, ...], args: list) -> tuple[list, int]:
+        """The append script's reply and, with `wait_replicas`, how many replicas WAIT
+        counted (on the same connection, right after the script)."""
+        if not self.wait_replicas:
+            return self._append(keys=keys[:3], args=args), 0
+        node = self._node(stream)
+        for attempt in range(2):
+            # EVALSHA itself, not the Script in the pipeline: redis-py would ask SCRIPT
+            # EXISTS first, one more round trip on every commit.
+            pipe = node.pipeline(transaction=False)
+            pipe.evalsha(self._append.sha, 3, *keys[:3], *args)
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+            try:
+                reply, acked = self._pipelined(pipe)
+                return reply, int(acked)
+            except redis.exceptions.NoScriptError:
+                if attempt:
+                    raise
+                node.script_load(_APPEND)  # a new or restarted master: nothing ran
+        raise AssertionError("unreachable")
+
+    def _touch_and_wait(self, stream: str, meta: str) -> int:
+        pipe = self._node(stream).pipeline(transaction=False)
+        pipe.hincrby(meta, "epoch", 0)  # writes nothing new, but moves this connection's offset
+        pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+        return int(self._pipelined(pipe)[1])
+
+    def _pipelined(self, pipe) -> list:  # type: ignore[no-untyped-def]
+        return pipe.execute()
+
+    def _check_replicas(self, stream: str, last_version: int, acked: int) -> None:
+        if acked < self.wait_replicas:
+            self._heads.pop(stream, None)  # a failover may drop it: ask the log next time
+            raise ReplicationShortfall(self.url, stream, last_version, acked,
+                                       self.wait_replicas, self.wait_timeout_ms)
 
     def _fetch_head(self, stream: str) -> tuple[int, bytes]:
         version, hash_ = self._r.hmget(self._keys(stream)[0], "version", "hash")

@@ -5,8 +5,11 @@ Two backends implement it and pass one contract suite (tests/events/test_store_c
 - `sqlite:///path/events.db` — the embedded default: one file, WAL, one transaction per commit.
 - `redis://[user:password@]host:port/db`, `rediss://...` — Redis Streams, one stream key per
   event stream, appended by a Lua script. Query options: `prefix` (key prefix, default
-  `saleday`), `connect_timeout` and `socket_timeout` (seconds), and a few of redis-py's
-  own (`OPTIONS` lists them).
+  `saleday`), `connect_timeout` and `socket_timeout` (seconds), `wait_replicas` and
+  `wait_timeout_ms` (acknowledge a commit only once WAIT confirms that many replicas), and
+  a few of redis-py's own (`OPTIONS` lists them).
+- `redis+cluster://[user:password@]host:port,host:port/` — the same store on Redis Cluster
+  (the nodes listed are seeds; the client finds the rest), with the same saleday options.
 
 `open_store` checks a URL (`check_url`) before opening anything: an unknown scheme, an
 option the backend does not take (the message lists those it does), an option without a
@@ -48,13 +51,16 @@ from saleday.events.errors import (
 
 _STREAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:|\-]{0,199}")
 
-_REDIS_OPTIONS = ("prefix", "connect_timeout", "socket_timeout", "db", "health_check_interval",
-                  "max_connections", "retry_on_timeout", "socket_keepalive")
+_STORE_OPTIONS = ("prefix", "connect_timeout", "socket_timeout", "wait_replicas",
+                  "wait_timeout_ms")
+_REDIS_OPTIONS = (*_STORE_OPTIONS, "db", "health_check_interval", "max_connections",
+                  "retry_on_timeout", "socket_keepalive")
 OPTIONS: dict[str, tuple[str, ...]] = {
     "sqlite": ("synchronous", "busy_timeout_ms"),
     "redis": _REDIS_OPTIONS,
     "rediss": (*_REDIS_OPTIONS, "ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile",
                "ssl_check_hostname"),
+    "redis+cluster": _STORE_OPTIONS,
     "memory": (),
 }
 """The query options each store URL scheme takes."""
@@ -217,8 +223,9 @@ def check_url(url: str) -> str:
     """
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     if scheme not in OPTIONS:
-        raise InvalidStoreUrl(f"unknown event store URL {redact(url)!r}: "
-                              "use sqlite:///path/events.db, redis://host:port/db or rediss://...")
+        raise InvalidStoreUrl(f"unknown event store URL {redact(url)!r}: use "
+                              "sqlite:///path/events.db, redis://host:port/db, rediss://... or "
+                              "redis+cluster://host:port,host:port/")
     known = OPTIONS[scheme]
     pairs = parse_qsl(urlsplit(url).query, keep_blank_values=True)
     for name, value in pairs:
@@ -228,6 +235,8 @@ def check_url(url: str) -> str:
             raise InvalidStoreUrl(f"store URL {redact(url)!r}: unknown option {name!r} ({takes})")
         if value == "":
             raise InvalidStoreUrl(f"store URL {redact(url)!r}: option {name!r} has no value")
+    if scheme.startswith("redis"):
+        _check_redis(url, scheme, dict(pairs))
     if scheme == "sqlite":
         sqlite_path(url)
         opts = dict(pairs)
@@ -239,3 +248,34 @@ def check_url(url: str) -> str:
             raise InvalidStoreUrl(f"store URL {redact(url)!r}: busy_timeout_ms must be a "
                                   f"whole number of milliseconds, not {busy!r}")
     return scheme
+
+
+def _check_redis(url: str, scheme: str, opts: dict[str, str]) -> None:
+    """The Redis options saleday reads itself, and a cluster URL's seed nodes."""
+    replicas = opts.get("wait_replicas", "0")
+    if not (replicas.isascii() and replicas.isdigit()) or int(replicas) > 64:
+        raise InvalidStoreUrl(f"store URL {redact(url)!r}: wait_replicas must be a number of "
+                              f"replicas from 0 to 64, not {replicas!r}")
+    timeout = opts.get("wait_timeout_ms", "1000")
+    if not (timeout.isascii() and timeout.isdigit()) or not 1 <= int(timeout) <= 2**31 - 1:
+        raise InvalidStoreUrl(f"store URL {redact(url)!r}: wait_timeout_ms must be a whole "
+                              f"number of milliseconds from 1 up, not {timeout!r}")
+    if scheme == "redis+cluster":
+        cluster_seeds(url)
+
+
+def cluster_seeds(url: str) -> list[tuple[str, int]]:
+    """The `host:port` seed nodes of a `redis+cluster://[user:password@]h:p,h:p/` URL."""
+    hosts = urlsplit(url).netloc.rpartition("@")[2]
+    seeds = []
+    for item in hosts.split(","):
+        host, sep, port = item.strip().rpartition(":")
+        if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+            raise InvalidStoreUrl(f"store URL {redact(url)!r}: name the cluster's nodes as "
+                                  f"host:port,host:port (got {item!r})")
+        seeds.append((host.strip("[]"), int(port)))
+    path = urlsplit(url).path
+    if path not in ("", "/"):
+        raise InvalidStoreUrl(f"store URL {redact(url)!r}: a Redis Cluster has only database 0; "
+                              "end the node list with / and put options after ?")
+    return seeds

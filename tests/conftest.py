@@ -13,7 +13,14 @@ from collections.abc import Iterator  # noqa: E402
 import pytest  # noqa: E402
 
 from saleday.cluster import logs  # noqa: E402
-from tests.helpers import RedisServer, delete_prefix, no_redis, ping, with_query  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    LocalRedisCluster,
+    RedisServer,
+    delete_prefix,
+    no_redis,
+    ping,
+    with_query,
+)
 
 # structlog's default prints every level to stdout, where a CLI test reads its JSON: log as
 # the CLI does (warnings and up, to stderr) unless a test says otherwise.
@@ -40,6 +47,28 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def redis_store_url(redis_url: str) -> Iterator[str]:
     """A store URL on `redis_url` with a key prefix of its own, deleted after the test."""
     url = with_query(redis_url, prefix=f"t-{uuid.uuid4().hex}")
+    try:
+        yield url
+    finally:
+        delete_prefix(url)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedisCluster]:
+    """A local Redis Cluster for the session: 3 masters and 3 replicas on loopback ports
+    (skips, or fails with SALEDAY_REQUIRE_REDIS=1, without redis-server and redis-cli).
+    Tests must not kill its nodes: a fault test starts a cluster of its own."""
+    cluster = LocalRedisCluster(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def redis_cluster_store_url(redis_cluster: LocalRedisCluster) -> Iterator[str]:
+    """A `redis+cluster://` store URL with a key prefix of its own, deleted after the test."""
+    url = with_query(redis_cluster.url, prefix=f"t-{uuid.uuid4().hex}")
     try:
         yield url
     finally:

@@ -25,7 +25,8 @@ import pytest
 from saleday.events import ChainVerifier, ConcurrencyError, NewEvent, open_store
 
 # Options of the store URL that redis-py does not understand.
-STORE_URL_OPTIONS = ("prefix", "connect_timeout", "socket_timeout")
+STORE_URL_OPTIONS = ("prefix", "connect_timeout", "socket_timeout", "wait_replicas",
+                     "wait_timeout_ms")
 
 
 # -- waiting on a condition -----------------------------------------------------------
@@ -102,6 +103,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_cluster_port() -> int:
+    """A free port P below 55536 whose cluster bus port P + 10000 is free too."""
+    import random
+
+    for _ in range(200):
+        port = random.randint(20_000, 45_000)
+        try:
+            for p in (port, port + 10_000):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
 def ping(url: str, timeout: float = 0.5) -> bool:
     import redis
 
@@ -134,8 +151,16 @@ def client_url(url: str) -> str:
 
 
 def redis_client(url: str):
+    """A plain redis-py client for a store URL; a cluster client for `redis+cluster://`."""
     import redis
 
+    if url.startswith("redis+cluster:"):
+        from redis.cluster import ClusterNode, RedisCluster
+
+        from saleday.events.store import cluster_seeds
+
+        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in cluster_seeds(url)],
+                            socket_connect_timeout=2, socket_timeout=10)
     return redis.Redis.from_url(client_url(url), socket_connect_timeout=2, socket_timeout=10)
 
 
@@ -320,3 +345,136 @@ def assert_audit_passes(url: str) -> None:
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
+
+
+# -- a local Redis Cluster ------------------------------------------------------------
+
+
+class LocalRedisCluster:
+    """A Redis Cluster of `masters` masters with one replica each, on loopback ports in
+    `directory`: one `RedisServer` per node with `--cluster-enabled yes`, joined by
+    `redis-cli --cluster create`. `stop()` stops every node by its own process.
+
+    `node_timeout_ms` is the cluster's `cluster-node-timeout`: small, so a fault test does
+    not wait long for the cluster to notice a dead node."""
+
+    def __init__(self, directory: str | os.PathLike, *, masters: int = 3,
+                 node_timeout_ms: int = 1000, extra_args: tuple[str, ...] = ()) -> None:
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            no_redis("Redis Cluster tests need `redis-cli` on PATH (it creates the cluster)")
+        self.dir = Path(directory)
+        self.nodes: list[RedisServer] = []
+        try:
+            for i in range(2 * masters):
+                node_dir = self.dir / f"node-{i}"
+                self.nodes.append(RedisServer(
+                    node_dir, "--cluster-enabled", "yes",
+                    "--cluster-config-file", str(node_dir / "nodes.conf"),
+                    "--cluster-node-timeout", str(node_timeout_ms),
+                    "--repl-diskless-sync-delay", "0", *extra_args,
+                    port=free_cluster_port()))
+            hosts = [f"127.0.0.1:{n.port}" for n in self.nodes]
+            done = subprocess.run([cli, "--cluster", "create", *hosts, "--cluster-replicas", "1",
+                                   "--cluster-yes"], capture_output=True, text=True, timeout=60)
+            if done.returncode != 0:
+                raise RuntimeError(f"redis-cli --cluster create failed: {done.stdout[-2000:]}"
+                                   f"{done.stderr[-2000:]}")
+            wait_until(self.ready, timeout=60, what="the Redis Cluster to be ready")
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def url(self) -> str:
+        """A store URL naming every node as a seed."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes) + "/"
+
+    def node(self, port: int) -> RedisServer:
+        return next(n for n in self.nodes if n.port == port)
+
+    def info(self, server: RedisServer, section: str) -> dict[str, str]:
+        import redis
+
+        client = redis.Redis(port=server.port, socket_timeout=2, decode_responses=True)
+        try:
+            found = client.cluster("INFO") if section == "cluster" else client.info(section)
+            return {k: str(v) for k, v in found.items()}
+        finally:
+            client.close()
+
+    def ready(self) -> bool:
+        """Every live node says cluster_state:ok and every live replica's link is up."""
+        for n in self.nodes:
+            if n.proc is None or n.proc.poll() is not None:
+                continue
+            try:
+                if self.info(n, "cluster").get("cluster_state") != "ok":
+                    return False
+                repl = self.info(n, "replication")
+            except Exception:  # noqa: BLE001 - a node still starting: not ready yet
+                return False
+            if repl.get("role") == "slave" and repl.get("master_link_status") != "up":
+                return False
+        return True
+
+    def replica_of(self, master: RedisServer) -> RedisServer:
+        """The live node that replicates `master`."""
+        import redis
+
+        for n in self.nodes:
+            if n is master or n.proc is None or n.proc.poll() is not None:
+                continue
+            client = redis.Redis(port=n.port, socket_timeout=2, decode_responses=True)
+            try:
+                repl = client.info("replication")
+            finally:
+                client.close()
+            if repl.get("role") == "slave" and int(repl.get("master_port", 0)) == master.port:
+                return n
+        raise LookupError(f"no replica of 127.0.0.1:{master.port}")
+
+    def cut_off(self, replica: RedisServer, master: RedisServer) -> None:
+        """Leave `replica` behind `master` from now on: close its replication link and
+        SIGSTOP it before it reconnects (a stopped replica alone still catches up from
+        the kernel's socket buffers), until the master counts no replica. SIGCONT it later."""
+        import redis
+
+        rep = redis.Redis(port=replica.port, socket_timeout=2)
+        mas = redis.Redis(port=master.port, socket_timeout=2)
+        try:
+            for _ in range(20):
+                rep.client_kill_filter(_type="master")
+                replica.proc.send_signal(signal.SIGSTOP)
+                try:
+                    wait_until(lambda: mas.info("replication")["connected_slaves"] == 0,
+                               timeout=2, what="the master to count no replica")
+                    return
+                except WaitTimedOut:
+                    replica.proc.send_signal(signal.SIGCONT)  # it reconnected first: again
+            raise RuntimeError(f"could not cut 127.0.0.1:{replica.port} off its master")
+        finally:
+            rep.close()
+            mas.close()
+
+    def promote(self, replica: RedisServer) -> None:
+        """`CLUSTER FAILOVER TAKEOVER` on `replica` and wait until it is a master."""
+        import redis
+
+        client = redis.Redis(port=replica.port, socket_timeout=2, decode_responses=True)
+        try:
+            client.execute_command("CLUSTER FAILOVER", "TAKEOVER")
+            wait_until(lambda: client.info("replication")["role"] == "master", timeout=30,
+                       what=f"127.0.0.1:{replica.port} to become a master")
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        for n in self.nodes:
+            n.stop()
+
+    def __enter__(self) -> LocalRedisCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -46,6 +46,7 @@ from saleday.bench.redis_baselines import run_lua_pipelined, run_seed_decrby
 from saleday.bench.workload import Workload, make_workload, percentiles
 from saleday.cluster.wire import Wire
 from saleday.events import StoreUnavailable, open_store, registry
+from saleday.events.redis_cluster_store import cluster_client_from_url
 from saleday.events.redis_store import client_from_url
 from saleday.simulator.results import machine_info as machine
 
@@ -59,11 +60,13 @@ SYSTEMS = ("saleday[sqlite]", "saleday[redis]", "seed_decrby_rollback", "redis_l
 # -- saleday ------------------------------------------------------------------------------
 
 def run_saleday(store_url: str, work: Workload, *, shards: int, window: int,
-                max_batch: int, max_wait_ms: float) -> dict[str, Any]:
+                max_batch: int, max_wait_ms: float, ray_address: str | None = None,
+                shard_resource: str | None = None) -> dict[str, Any]:
     from saleday.cluster.runtime import Runtime, RuntimeConfig
 
     config = RuntimeConfig(store_url=store_url, shards={"sku": shards}, max_batch=max_batch,
-                           max_wait_ms=max_wait_ms, max_in_flight=2, tick_s=0)
+                           max_wait_ms=max_wait_ms, max_in_flight=2, tick_s=0,
+                           ray_address=ray_address, shard_resource=shard_resource)
     runtime = Runtime(config).start()
     try:
         return asyncio.run(_drive_saleday(runtime, work, window, store_url))
@@ -206,15 +209,40 @@ def run(*, skus: int = 1000, stock: int = 100, demand: float = 3.0, users: int =
         zipf: float = 1.0, seed: int = 11, shards: int = 2, window: int = 4096,
         max_batch: int = 1024, max_wait_ms: float = 2.0,
         redis_url: str = "redis://127.0.0.1:6379/0",
-        systems: tuple[str, ...] = SYSTEMS) -> dict[str, Any]:
+        systems: tuple[str, ...] = SYSTEMS, ray_nodes: int = 0, ray_address: str | None = None,
+        shard_resource: str | None = None) -> dict[str, Any]:
+    """Each system's row; saleday's shards on a local Ray, the Ray at `ray_address`
+    (placed by `shard_resource`), or with `ray_nodes` a multi-node Ray on this machine (a
+    head and that many one-CPU shard nodes, the shards spread over them)."""
     from saleday.cluster.shard_actor import tune_gc
+
+    if ray_nodes:
+        from saleday.cluster import ray_api
+
+        address, stop = ray_api.local_nodes(ray_nodes)
+        try:
+            result = run(skus=skus, stock=stock, demand=demand, users=users, zipf=zipf,
+                         seed=seed, shards=shards, window=window, max_batch=max_batch,
+                         max_wait_ms=max_wait_ms, redis_url=redis_url, systems=systems,
+                         ray_address=address, shard_resource="saleday_shard")
+        finally:
+            stop()
+        result["params"]["ray_nodes"] = ray_nodes
+        return result
 
     work = make_workload(skus=skus, stock=stock, demand=demand, users=users, zipf=zipf, seed=seed)
     tune_gc()  # the driver is a long-lived, allocation-heavy process too
     result: dict[str, Any] = {}
     prefix = f"saleday-bench-{uuid.uuid4().hex[:12]}"
     sep = "&" if "?" in redis_url else "?"
-    client, _ = client_from_url(redis_url)
+    on_cluster = redis_url.startswith("redis+cluster:")
+    try:
+        client = (cluster_client_from_url(redis_url) if on_cluster
+                  else client_from_url(redis_url))[0]
+    except StoreUnavailable as exc:  # a cluster's client connects at once
+        client, down = None, exc
+    else:
+        down = None
     try:
         with tempfile.TemporaryDirectory(prefix="saleday-bench-") as tmp:
             for system in systems:
@@ -222,11 +250,18 @@ def run(*, skus: int = 1000, stock: int = 100, demand: float = 3.0, users: int =
                     if system == "saleday[sqlite]":
                         row = run_saleday(f"sqlite:///{os.path.join(tmp, 'events.db')}", work,
                                           shards=shards, window=window, max_batch=max_batch,
-                                          max_wait_ms=max_wait_ms)
+                                          max_wait_ms=max_wait_ms, ray_address=ray_address,
+                                          shard_resource=shard_resource)
                     elif system == "saleday[redis]":
                         row = run_saleday(f"{redis_url}{sep}prefix={prefix}-log", work,
                                           shards=shards, window=window, max_batch=max_batch,
-                                          max_wait_ms=max_wait_ms)
+                                          max_wait_ms=max_wait_ms, ray_address=ray_address,
+                                          shard_resource=shard_resource)
+                    elif down is not None:
+                        raise down
+                    elif on_cluster:  # the baselines' scripts take keys of several slots
+                        row = {"error": "the Redis baselines need one Redis (redis://), "
+                                        "not a cluster"}
                     elif system == "seed_decrby_rollback":
                         row = run_seed_decrby(client, f"{prefix}-seed", work)
                     elif system == "redis_lua_pipelined":
@@ -237,12 +272,13 @@ def run(*, skus: int = 1000, stock: int = 100, demand: float = 3.0, users: int =
                     row = {"error": f"Redis unavailable: {exc}"}
                 result[system] = row
     finally:
-        try:
-            for key in client.scan_iter(match=f"{prefix}*", count=1000):
-                client.delete(key)
-        except redis.RedisError:
-            pass
-        client.close()
+        if client is not None:
+            try:
+                for key in client.scan_iter(match=f"{prefix}*", count=1000):
+                    client.delete(key)
+            except redis.RedisError:
+                pass
+            client.close()
     base = result.get("redis_lua_pipelined", {}).get("req_per_s")
     if base:
         for system in ("saleday[sqlite]", "saleday[redis]"):

@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from saleday.cli import audit as cli_audit
+from saleday.cli import bench_cluster as cli_bench_cluster
 from saleday.cli import bench_http as cli_bench_http
 from saleday.cli import dst as cli_dst
 from saleday.cli import forecast as cli_forecast
@@ -127,13 +128,25 @@ def bench_reserve(
     max_batch: Annotated[int, typer.Option(min=1)] = 1024,
     max_wait_ms: Annotated[float, typer.Option(min=0)] = 2.0,
     redis_url: Annotated[str, typer.Option(help="Redis for saleday\\[redis] and the baselines "
-                                           "(keys under a fresh prefix, deleted afterwards).")] = DEFAULT_REDIS,
+                                           "(keys under a fresh prefix, deleted afterwards); "
+                                           "a redis+cluster:// URL runs saleday\\[redis] on "
+                                           "a Redis Cluster (no baselines).")] = DEFAULT_REDIS,
     system: Annotated[list[str] | None, typer.Option(
         help="saleday\\[sqlite], saleday\\[redis], seed_decrby_rollback, redis_lua_pipelined "
              "(default: all).")] = None,
     recovery_events: Annotated[int, typer.Option(
         min=0, help="Also time a restart of a shard whose stream holds this many events "
                     "(0: skip).")] = 0,
+    redis_cluster: Annotated[int, typer.Option(
+        min=0, max=16, help="Run saleday\\[redis] alone on a local Redis Cluster of this many "
+                            "masters (each with a replica, SKU shard i on master i mod N) "
+                            "started for the run instead of --redis-url (0: no).")] = 0,
+    wait_replicas: Annotated[int, typer.Option(
+        min=0, max=1, help="With --redis-cluster: acknowledge each commit only once WAIT "
+                           "counts this many replicas.")] = 0,
+    ray_nodes: Annotated[int, typer.Option(
+        min=0, max=16, help="Run the shards on a multi-node Ray on this machine: a head "
+                            "and this many one-CPU shard nodes (0: one local Ray).")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """A flash sale end to end (client -> gateway -> Ray shards -> durable log -> reply),
@@ -141,6 +154,25 @@ def bench_reserve(
     from saleday.bench import reserve as br
     from saleday.bench.workload import reservations
 
+    if redis_cluster:
+        from saleday.bench.redis_cluster import LocalCluster
+
+        if system and set(system) != {"saleday[redis]"}:
+            fail(ValueError("--redis-cluster runs saleday[redis] alone (the baselines need "
+                            "one Redis)"))
+        place = {f"sku-{i:03d}": i for i in range(shards)}
+        try:
+            with LocalCluster(redis_cluster, replicas=True, place=place) as cluster:
+                wait = f"?wait_replicas={wait_replicas}&wait_timeout_ms=5000"
+                bench_reserve(skus=skus, stock=stock, demand=demand, users=users, zipf=zipf,
+                              seed=seed, shards=shards, window=window, max_batch=max_batch,
+                              max_wait_ms=max_wait_ms, redis_url=cluster.url + wait,
+                              system=["saleday[redis]"], recovery_events=recovery_events,
+                              redis_cluster=0, wait_replicas=0, ray_nodes=ray_nodes,
+                              as_json=as_json)
+        except RuntimeError as exc:  # no redis-server, or the cluster did not come up
+            fail(exc)
+        return
     systems = tuple(system or br.SYSTEMS)
     unknown = sorted(set(systems) - set(br.SYSTEMS))
     if unknown:
@@ -150,7 +182,7 @@ def bench_reserve(
                         "reservations: raise --skus, --stock or --demand"))
     result = br.run(skus=skus, stock=stock, demand=demand, users=users, zipf=zipf, seed=seed,
                     shards=shards, window=window, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                    redis_url=redis_url, systems=systems)
+                    redis_url=redis_url, systems=systems, ray_nodes=ray_nodes)
     if recovery_events:
         result["recovery"] = br.run_recovery(events=recovery_events)
     if as_json:
@@ -269,6 +301,7 @@ cli_members.register(app)
 cli_forecast.register(app, bench_app)
 cli_presale.register(app)
 cli_bench_http.register(bench_app)
+cli_bench_cluster.register(bench_app)
 cli_dst.register(bench_app)
 http_cli.register(app)
 

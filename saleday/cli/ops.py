@@ -8,9 +8,11 @@ the cluster (or starts a local Ray), starts or finds the named shard actors, pri
 each runs, then stays up until Ctrl-C or SIGTERM: its gateway ticks the shards (so due
 reservations expire with no traffic) and it logs each shard's health every
 `--health-every-s`. `status` reads the shards from Ray's GCS and asks each live one for its
-stream version and epoch; it exits 1 unless every shard is healthy. Given a store, `status`
-opens it read-only before anything else and exits 2 when it is unreachable, refuses the
-credentials or holds no log. Store URLs are shown redacted, never with a password.
+stream version and epoch, and names the Redis master each shard's stream is written to
+(on a Redis Cluster: the master owning its slot); it exits 1 unless every shard is
+healthy. Given a store, `status` opens it read-only before anything else and exits 2 when
+it is unreachable, refuses the credentials or holds no log. Store URLs are shown
+redacted, never with a password.
 """
 
 from __future__ import annotations
@@ -149,7 +151,8 @@ def status(
     timeout_s: Annotated[float, typer.Option(min=0.1, help="Wait this long for each shard.")] = 5.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
 ) -> None:
-    """Show each shard: node, state, version, epoch, lag, restarts and health.
+    """Show each shard: node, state, the Redis master it writes to, version, epoch, lag,
+    restarts and health.
 
     Exit 1 unless every shard is healthy; exit 2 when the store (given) cannot be read."""
     from saleday.cluster import ray_api
@@ -225,7 +228,7 @@ def shard_rows(store_url: str | None, *, timeout_s: float = 5.0) -> list[dict[st
                 answered[name] = ray_api.get(ref)
             except Exception as exc:  # noqa: BLE001 - the actor died answering: report it
                 log.info("shard_status_failed", stream=name, error=type(exc).__name__)
-    found = _log_versions(store_url, list(placed)) if store_url else {}
+    found = log_heads(store_url, list(placed)) if store_url else {}
     unavailable = found is None
     heads = found or {}
     rows = []
@@ -237,7 +240,9 @@ def shard_rows(store_url: str | None, *, timeout_s: float = 5.0) -> list[dict[st
                "version": said.get("version"), "epoch": said.get("epoch"),
                "snapshot_version": said.get("snapshot_version"),
                "entities": said.get("entities"), "timers": said.get("timers"),
-               "log_version": heads.get(name), "lag": None, "store": said.get("store")}
+               "log_version": heads.get(name, (None, None))[0],
+               "master": heads.get(name, (None, None))[1], "lag": None,
+               "store": said.get("store")}
         if row["version"] is not None and row["log_version"] is not None:
             row["lag"] = row["log_version"] - row["version"]
         row["health"] = "store_unavailable" if unavailable else _health(row, said)
@@ -262,8 +267,10 @@ def _health(row: dict[str, Any], said: dict[str, Any]) -> str:
     return "ok"
 
 
-def _log_versions(store_url: str, streams: list[str]) -> dict[str, int] | None:
-    """Each stream's version in the log, None when the store cannot be read (read-only)."""
+def log_heads(store_url: str, streams: list[str]) -> dict[str, tuple[int, str | None]] | None:
+    """Each stream's version in the log and the Redis master it is written to (`host:port`:
+    on a Redis Cluster the master owning the slot of the stream's keys; None for a file),
+    or None when the store cannot be read. The store is opened read-only."""
     from saleday.events import EventLogError, open_store
 
     try:
@@ -271,8 +278,9 @@ def _log_versions(store_url: str, streams: list[str]) -> dict[str, int] | None:
     except EventLogError as exc:
         log.warning("status_store_unavailable", error=str(exc))
         return None
+    master_of = getattr(store, "master_of", lambda stream: None)
     try:
-        return {s: store.head(s).version for s in streams}
+        return {s: (store.head(s).version, master_of(s)) for s in streams}
     except EventLogError as exc:
         log.warning("status_store_unavailable", error=str(exc))
         return None
@@ -281,14 +289,22 @@ def _log_versions(store_url: str, streams: list[str]) -> dict[str, int] | None:
 
 
 def _table(rows: list[dict[str, Any]], *, title: str) -> Table:
-    table = Table(title=title)
-    columns = ("stream", "kind", "health", "state", "node_ip", "node_id", "pid", "version",
-               "epoch", "lag", "timers", "restarts")
-    for col in columns:
-        table.add_column(col, no_wrap=True,
+    # Thirteen columns: one space between them, no outer edge, so 132 columns hold a row.
+    table = Table(title=title, show_edge=False, collapse_padding=True)
+    columns = ("stream", "kind", "health", "state", "node_ip", "node_id", "pid", "master",
+               "version", "epoch", "lag", "timers", "restarts")
+    cells = [["-" if row[c] is None else str(row[c])[:12] if c == "node_id" else str(row[c])
+              for c in columns] for row in rows]
+    for i, col in enumerate(columns):
+        # What names a shard, says how it is and where it writes never shrinks; the rest
+        # may, with an ellipsis, in a narrow terminal.
+        whole = max([len(col), *(len(r[i]) for r in cells)]) if col in _WHOLE else None
+        table.add_column(col, no_wrap=True, min_width=whole,
                          justify="right" if col in ("version", "epoch", "lag", "timers",
                                                     "restarts", "pid") else "left")
-    for row in rows:
-        table.add_row(*(escape("-" if row[c] is None else str(row[c])[:12] if c == "node_id"
-                               else str(row[c])) for c in columns))
+    for r in cells:
+        table.add_row(*(escape(c) for c in r))
     return table
+
+
+_WHOLE = ("stream", "health", "master", "version", "lag")

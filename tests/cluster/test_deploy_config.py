@@ -128,6 +128,22 @@ def test_redis_credentials_and_tls_files_are_put_into_the_store_url(env, tmp_pat
     assert "ssl_cert_reqs=required" in url and "prefix=sale" in url
 
 
+def test_credentials_go_into_a_cluster_url_and_tls_to_a_cluster_is_refused(env, tmp_path):
+    """A redis+cluster:// URL gets the username and password from the environment (every
+    seed shares them); TLS files with a cluster URL are a settings error, not a plain link."""
+    env.setenv("SALEDAY_STORE_URL", "redis+cluster://10.0.0.5:7000,10.0.0.6:7000/?prefix=sale")
+    env.setenv("SALEDAY_REDIS_USERNAME", "saleday")
+    env.setenv("SALEDAY_REDIS_PASSWORD", "p@ss")
+    settings = SaledaySettings()
+    assert settings.resolved_store_url() == (
+        "redis+cluster://saleday:p%40ss@10.0.0.5:7000,10.0.0.6:7000/?prefix=sale")
+    assert settings.safe()["store_url"] == (
+        "redis+cluster://saleday:***@10.0.0.5:7000,10.0.0.6:7000/?prefix=sale")
+    env.setenv("SALEDAY_REDIS_TLS_CA", str(tmp_path / "ca.pem"))
+    with pytest.raises(ValueError, match="TLS to a Redis Cluster"):
+        SaledaySettings()
+
+
 def test_settings_never_show_the_password(env):
     """repr, str and safe() of the settings carry no password, in the URL or apart."""
     env.setenv("SALEDAY_STORE_URL", "redis://app:hunter2-url@h:6379/0")

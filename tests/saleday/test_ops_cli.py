@@ -186,3 +186,45 @@ def test_status_where_no_ray_answers_fails_at_once():
     assert result.exit_code == 2
     assert "no Ray cluster answers at 127.0.0.1:" in result.output
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.redis
+def test_status_names_the_cluster_master_each_shard_writes_to(redis_cluster_store_url):
+    """On a Redis Cluster, status reads each shard's log version and the master owning its
+    stream's slot; eight SKU shards spread over more than one master."""
+    from saleday.cli.ops import log_heads
+
+    streams = [f"sku-{i:03d}" for i in range(8)]
+    log = open_store(redis_cluster_store_url)
+    try:
+        for s in streams:
+            log.append(s, [NewEvent(type="inventory.stock_added", command_id=f"{s}-1",
+                                    data={"sku": s, "qty": 1}, recorded_at=1)], 0)
+        expected = {s: (1, log.master_of(s)) for s in streams}
+    finally:
+        log.close()
+    heads = log_heads(redis_cluster_store_url, streams)
+    assert heads == expected
+    assert len({master for _, master in heads.values()}) >= 2
+
+
+def test_the_status_table_shows_every_shard_and_its_master_whole_in_132_columns():
+    """Piped at 132 columns, status's table shows each shard's name, health, master and
+    version without cutting them (a cut `session-0…` names no shard); other cells may
+    shrink."""
+    from rich.console import Console
+
+    from saleday.cli.ops import _table
+
+    rows = [{"stream": s, "kind": s.split("-")[0], "health": "dead", "state": "DEAD",
+             "node_ip": "10.100.200.123", "node_id": "f" * 56, "pid": 1234567,
+             "master": "10.100.200.201:6379", "version": 1_234_567, "epoch": 12, "lag": 0,
+             "timers": 12_345, "restarts": 3} for s in ("session-000", "sku-000")]
+    console = Console(width=132)
+    with console.capture() as out:
+        console.print(_table(rows, title="saleday shards"))
+    text = out.get()
+    assert all(len(line) <= 132 for line in text.splitlines())
+    for s in ("session-000", "sku-000"):
+        line = next(line for line in text.splitlines() if s in line)
+        assert "dead" in line and "10.100.200.201:6379" in line and "1234567" in line
