@@ -14,7 +14,8 @@ from typing import Any
 
 import structlog
 
-from saleday.simulator.report import clock, pct
+from saleday.simulator.progress import sale_clock
+from saleday.simulator.report import pct
 from saleday.simulator.results import RunReport, TimelinePoint
 
 log = structlog.get_logger("saleday.simulator")
@@ -60,15 +61,16 @@ _TICK_STEPS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 
 
 
 def _clock_axis(ax: Any) -> None:
-    """An x axis of simulated time with ticks on round clock steps (1 s ... 1 day)."""
+    """An x axis of the sale clock (00:00:00 = midnight, 23:55:00 before it) with ticks on
+    round clock steps (1 s ... 1 day)."""
     from matplotlib.ticker import FuncFormatter, MultipleLocator
 
     lo, hi = ax.get_xlim()
     span = max(hi - lo, 1.0)
     step = next((s for s in _TICK_STEPS_S if span / s <= 10), math.ceil(span / 864000) * 86400)
     ax.xaxis.set_major_locator(MultipleLocator(step))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: clock(v)))
-    ax.set_xlabel("simulated time after the window opened")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: sale_clock(v)))
+    ax.set_xlabel("sale clock (simulated; the sale opens at 00:00:00)")
     ax.grid(True, alpha=0.3)
 
 
@@ -86,11 +88,16 @@ def _legend(ax: Any) -> None:
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
 
 
-def _widths(points: Sequence[TimelinePoint], sim_duration_s: float) -> list[float]:
+def _end_s(r: RunReport) -> float:
+    """When the run ended on the sale clock."""
+    return r.window_start_s + r.sim_duration_s
+
+
+def _widths(points: Sequence[TimelinePoint], end_s: float) -> list[float]:
     """Each bucket's length: the gap to the next start (the last one repeats the previous)."""
     ts = [p.t_s for p in points]
     widths = [b - a for a, b in pairwise(ts)]
-    last = widths[-1] if widths else (sim_duration_s - ts[0] if sim_duration_s > ts[0] else 1.0)
+    last = widths[-1] if widths else (end_s - ts[0] if end_s > ts[0] else 1.0)
     return [w if w > 0 else 1.0 for w in widths + [last]]
 
 
@@ -98,7 +105,7 @@ def _draw_traffic(r: RunReport, ax: Any) -> bool:
     points = r.timeline
     if not points:
         return False
-    widths = _widths(points, r.sim_duration_s)
+    widths = _widths(points, _end_s(r))
     xs = [p.t_s for p in points] + [points[-1].t_s + widths[-1]]
 
     def rate(values: list[int]) -> list[float]:
@@ -114,6 +121,8 @@ def _draw_traffic(r: RunReport, ax: Any) -> bool:
                                 ([p.errors for p in points], "unavailable", "#8c564b")):
         if any(values):
             ax.step(xs, rate(values), where="post", color=color, linewidth=1.0, label=name)
+    if xs[0] < 0 < xs[-1]:
+        ax.axvline(0, color="#555", linestyle="--", linewidth=0.9, label="the sale opens")
     ax.set_ylabel("commands per simulated second\n(the tables: per wall-clock second)")
     ax.set_ylim(bottom=0)
     _thousands(ax)
@@ -180,7 +189,7 @@ def _draw_stock(r: RunReport, ax: Any) -> bool:
     series = [(sku, pts) for sku, pts in r.stock_depletion.items() if pts][:TOP_STOCK_SERIES]
     if not series:
         return False
-    end = max(r.sim_duration_s, max(pts[-1].t_s for _, pts in series))
+    end = max(_end_s(r), max(pts[-1].t_s for _, pts in series))
     for sku, pts in series:
         xs = [p.t_s for p in pts] + [end]
         ys = [p.remaining for p in pts] + [pts[-1].remaining]

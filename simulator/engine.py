@@ -89,9 +89,12 @@ class EngineRun:
 
 def setup_commands(sc: Scenario, skus: list[Sku], clock: SimClock, now: int,
                    opens_ms: int, *, margin_ms: int = 1) -> list[tuple[str, Any]]:
-    """The catalogue and campaigns, as commands with their (deterministic) ids; the sale
-    closes `margin_ms` after the window's last second."""
+    """The catalogue and campaigns, as commands with their (deterministic) ids. The SKUs'
+    sale opens at `opens_ms` (midnight); campaigns and experiments from the window's start
+    (before midnight with a lead), so early visitors can claim; all close `margin_ms` after
+    the window's last second."""
     end = clock.ms(sc.traffic.window_s) + margin_ms
+    starts = clock.ms(sc.traffic.start_s)
     out: list[tuple[str, Any]] = []
     for s in skus:
         out.append((f"setup/{s.sku}/stock", AddStock(sku=s.sku, qty=s.stock, now=now)))
@@ -101,16 +104,22 @@ def setup_commands(sc: Scenario, skus: list[Sku], clock: SimClock, now: int,
     for c in sc.campaigns:
         out.append((f"setup/campaign/{c.name}", CreateCampaign(
             campaign=c.name, value_cents=c.value_cents, min_spend_cents=c.min_spend_cents,
-            valid_from=opens_ms, valid_until=end + clock.span_ms(c.valid_s),
+            valid_from=starts, valid_until=end + clock.span_ms(c.valid_s),
             budget_coupons=c.budget_coupons, budget_cents=c.budget_cents, now=now)))
-    out += define_commands(sc, opens_ms, end, now)
+    out += define_commands(sc, starts, end, now)
     tu = sc.team_up
     if tu.create_rate > 0:
         out.append((f"setup/campaign/{tu.campaign}", CreateCampaign(
             campaign=tu.campaign, value_cents=tu.pool_cents, min_spend_cents=0,
-            valid_from=opens_ms, valid_until=end + clock.span_ms(tu.expires_s),
+            valid_from=starts, valid_until=end + clock.span_ms(tu.expires_s),
             budget_coupons=0, budget_cents=tu.pool_cents * tu.budget_teams, now=now)))
     return out
+
+
+def clock_opening_at(now_ms: int, sc: Scenario) -> SimClock:
+    """The sale clock of a run whose window opens at `now_ms`: midnight is `lead_s`
+    (compressed) later."""
+    return SimClock(now_ms - round(sc.traffic.start_s * 1000 / sc.compression), sc.compression)
 
 
 def check_setup(replies: list[tuple[str, Any]]) -> None:
@@ -152,7 +161,8 @@ async def play_paced(opts: RunOptions, driver: Driver, recorder: Recorder, strea
     for visit in stream:
         await wait_until(visit.t_s)
         await slots.acquire()
-        late_starts.append(max(0.0, loop.time() - (t0 + visit.t_s / sc.compression)))
+        due = t0 + (visit.t_s - sc.traffic.start_s) / sc.compression
+        late_starts.append(max(0.0, loop.time() - due))
         task = loop.create_task(driver.visit(visit))
         tasks.add(task)
         task.add_done_callback(done)
@@ -182,18 +192,19 @@ async def wait_out_holds(sc: Scenario, progress: Any, recorder: Recorder,
         progress.update(now_s(), recorder.commands, recorder.unavailable, recorder.busy)
 
 
-def wall_pace(compression: float) -> tuple[float, Callable[[], float],
-                                          Callable[[float], Awaitable[None]]]:
-    """The wall-clock pace of a run from now: the loop time it started, the simulated seconds
-    elapsed (`now_s`), and a sleep until a simulated second (`wait_until`)."""
+def wall_pace(compression: float, start_s: float = 0.0) -> tuple[
+        float, Callable[[], float], Callable[[float], Awaitable[None]]]:
+    """The wall-clock pace of a run from now, whose window opens at simulated second
+    `start_s` (before midnight with a lead): the loop time it started, the simulated time
+    (`now_s`), and a sleep until a simulated second (`wait_until`)."""
     loop = asyncio.get_running_loop()
     t0 = loop.time()
 
     def now_s() -> float:
-        return (loop.time() - t0) * compression
+        return start_s + (loop.time() - t0) * compression
 
     async def wait_until(t_s: float) -> None:
-        delay = t0 + t_s / compression - loop.time()
+        delay = t0 + (t_s - start_s) / compression - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
 

@@ -5,6 +5,11 @@ source, or the inviter whose shared link brought them), an optional coupon claim
 team opened or joined, the views and carts, and at most one order with its payment
 outcome. The engines turn each visit into commands through the gateway's flows.
 
+A window that opens before midnight (`traffic.lead_s`) brings visitors early: they browse,
+claim coupons and open or join teams at their arrival, but nobody can buy before the sale
+opens, so an order that would fall before 00:00 is placed just after it (its browse time
+scaled by `EARLY_ORDER_SCALE`): the crowd waiting with full carts is the midnight step.
+
 Everything random comes from one `numpy.random.Generator` seeded with `seed`, drawn in a
 fixed order, so the same scenario and seed give the same visits, byte for byte. Arrays
 are drawn up front (cheap even for millions of visits); `Visit` objects are built one
@@ -20,6 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from saleday.simulator.scenario import Scenario
+
+EARLY_ORDER_SCALE = 0.1
+"""An order due before midnight is placed this share of its browse time after 00:00 (a
+mean of 4 s with the default 40 s browse)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +102,8 @@ def popularity(scenario: Scenario) -> np.ndarray:
 def arrival_times(scenario: Scenario, n: int, rng: np.random.Generator) -> np.ndarray:
     """`n` arrival times (simulated s), sorted, drawn from the traffic curve."""
     tr = scenario.traffic
-    grid = np.linspace(0.0, tr.window_s, min(tr.window_s * 4, 200_000) + 1)
+    span = tr.window_s - tr.start_s
+    grid = np.linspace(float(tr.start_s), tr.window_s, min(span * 4, 200_000) + 1)
     rate = np.array([tr.rate(t) for t in grid])
     cdf = np.concatenate([[0.0], np.cumsum((rate[1:] + rate[:-1]) / 2 * np.diff(grid))])
     cdf /= cdf[-1]
@@ -171,7 +181,10 @@ def visits(scenario: Scenario, seed: int) -> Iterator[Visit]:
         if k:
             skus = tuple(sorted({f"P{int(s):05d}" for s in line_skus[line_at:line_at + k]}))
             line_at += k
-            t_order = min(t + float(browse[i]), float(sc.traffic.window_s))
+            t_order = t + float(browse[i])
+            if t_order < 0:   # the sale is not open yet: buy as it opens
+                t_order = float(browse[i]) * EARLY_ORDER_SCALE
+            t_order = min(t_order, float(sc.traffic.window_s))
             u = float(pay_u[i])
             if u < f.payment_success:
                 payment, pay_t = "success", t_order + float(pay_delay[i])

@@ -37,11 +37,12 @@ from saleday.actors.campaign import CreateCampaign
 from saleday.actors.host import Accepted
 from saleday.actors.sku import AddStock, ConfigureSale
 from saleday.flows.checkout import CheckoutResult
-from saleday.simulator.driver import Driver, Recorder, SimClock
+from saleday.simulator.driver import Driver, Recorder
 from saleday.simulator.engine import (
     EngineRun,
     RunOptions,
     bucket_s,
+    clock_opening_at,
     play_paced,
     setup_commands,
     wait_out_holds,
@@ -263,8 +264,9 @@ async def _drive(opts: RunOptions, target: HttpTarget, skus: list[Sku], stream: 
         # Setup on the server's (wall) clock, just before the window opens; the sale stays
         # open a minute longer than the window, as with the Ray engine.
         now = time.time_ns() // 1_000_000
-        pre = SimClock(now, sc.compression)
-        setup = setup_requests(setup_commands(sc, skus, pre, now, now, margin_ms=60_000), tag)
+        pre = clock_opening_at(now, sc)
+        setup = setup_requests(setup_commands(sc, skus, pre, now, pre.ms(0), margin_ms=60_000),
+                               tag)
         replies = await asyncio.gather(*(client.call(method, path, body=body,
                                                      headers=client.operator(key))
                                          for key, method, path, body in setup))
@@ -276,8 +278,8 @@ async def _drive(opts: RunOptions, target: HttpTarget, skus: list[Sku], stream: 
                                   f"({getattr(reply, 'detail', '') or reply}); "
                                   f"{len(refused)} setup requests refused in all")
 
-        clock = SimClock(time.time_ns() // 1_000_000, sc.compression)
-        t0, now_s, wait_until = wall_pace(sc.compression)
+        clock = clock_opening_at(time.time_ns() // 1_000_000, sc)
+        t0, now_s, wait_until = wall_pace(sc.compression, sc.traffic.start_s)
 
         recorder = Recorder(None, now_s, bucket_s=bucket_s(sc))
         flows = HttpFlows(client, recorder, tag=tag)

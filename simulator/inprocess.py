@@ -286,8 +286,8 @@ async def settle() -> None:
 class VirtualTime:
     """The simulated clock of the in-process engine: flows wait on it, the engine moves it."""
 
-    def __init__(self) -> None:
-        self.now_s = 0.0
+    def __init__(self, start_s: float = 0.0) -> None:
+        self.now_s = start_s
         self._waiters: list[tuple[float, int, asyncio.Future]] = []
         self._seq = itertools.count()
 
@@ -313,10 +313,10 @@ class VirtualTime:
 
 async def run_rounds(shards: FaultyShards, clock: VirtualTime, visits: Iterator[Visit],
                      play: Any, *, tick_s: float, end_s: float, to_ms: Any,
-                     on_tick: Any = None) -> list[BaseException]:
-    """Drive visits through `play(visit)` on the virtual clock until `end_s` and after,
-    until every flow has finished; return the exceptions visits raised (a bug: the
-    flows answer refusals with values, never by raising)."""
+                     on_tick: Any = None, start_s: float = 0.0) -> list[BaseException]:
+    """Drive visits through `play(visit)` on the virtual clock from `start_s` (the window's
+    start) until `end_s` and after, until every flow has finished; return the exceptions
+    visits raised (a bug: the flows answer refusals with values, never by raising)."""
     tasks: set[asyncio.Task] = set()
     failures: list[BaseException] = []
 
@@ -326,7 +326,7 @@ async def run_rounds(shards: FaultyShards, clock: VirtualTime, visits: Iterator[
             failures.append(task.exception())  # type: ignore[arg-type]
 
     upcoming = next(visits, None)
-    t = 0.0
+    t = float(start_s)
     while True:
         shards.now_ms = to_ms(t)
         clock.advance(t)

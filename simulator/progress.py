@@ -43,8 +43,9 @@ class RunProgress:
     def __init__(self, *, planned: int | None, sim_end_s: float | None = None,
                  enabled: bool = True, force: bool = False, console: Console | None = None,
                  opens_at_s: float = 0.0, min_interval_s: float = 0.1,
-                 description: str = "sale day") -> None:
-        """`planned` commands fill the bar; if unknown, `sim_end_s` of the sale clock does."""
+                 description: str = "sale day", sim_start_s: float = 0.0) -> None:
+        """`planned` commands fill the bar; if unknown, the sale clock from `sim_start_s`
+        (negative when the window opens before midnight) to `sim_end_s` does."""
         if console is None:
             on_terminal = sys.stdout.isatty()
             console = Console() if (enabled and (on_terminal or force)) else None
@@ -53,7 +54,8 @@ class RunProgress:
         self.enabled = enabled and (force or on_terminal) and console is not None
         self.planned = planned
         self.sim_end_s = sim_end_s
-        self._by_clock = planned is None and sim_end_s is not None and sim_end_s > 0
+        self.sim_start_s = sim_start_s
+        self._by_clock = planned is None and sim_end_s is not None and sim_end_s > sim_start_s
         self.opens_at_s = opens_at_s
         self.min_interval_s = min_interval_s
         self._console = console
@@ -78,7 +80,9 @@ class RunProgress:
             TimeElapsedColumn(),
             console=self._console, refresh_per_second=4, transient=False)
         self._task = self._progress.add_task(
-            self._description, total=self.sim_end_s if self._by_clock else self.planned, clock=sale_clock(0.0, self.opens_at_s),
+            self._description,
+            total=self.sim_end_s - self.sim_start_s if self._by_clock else self.planned,
+            clock=sale_clock(self.sim_start_s, self.opens_at_s),
             done=self._done(0), rate="0", errors="0", busy="0")
         self._progress.start()
         return self
@@ -108,7 +112,8 @@ class RunProgress:
     def _show(self, now: float, sim_t_s: float, commands: int, errors: int, busy: int) -> None:
         assert self._progress is not None and self._task is not None
         elapsed = max(now - self._started, 1e-9)
-        self._progress.update(self._task, completed=sim_t_s if self._by_clock else commands,
+        self._progress.update(self._task,
+                              completed=sim_t_s - self.sim_start_s if self._by_clock else commands,
                               clock=sale_clock(sim_t_s, self.opens_at_s),
                               done=self._done(commands), rate=f"{commands / elapsed:,.0f}",
                               errors=f"{errors:,}", busy=f"{busy:,}")

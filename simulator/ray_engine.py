@@ -23,12 +23,13 @@ from saleday.actors.host import wall_clock_ms
 from saleday.cluster.runtime import Runtime, RuntimeConfig
 from saleday.events import open_store
 from saleday.flows.reactor import Reactor
-from saleday.simulator.driver import Driver, Recorder, SimClock
+from saleday.simulator.driver import Driver, Recorder
 from saleday.simulator.engine import (
     EngineRun,
     RunOptions,
     bucket_s,
     check_setup,
+    clock_opening_at,
     play_paced,
     setup_commands,
     wait_out_holds,
@@ -68,16 +69,16 @@ async def _drive(opts: RunOptions, runtime: Runtime, url: str, skus: list[Sku],
     gateway.start_ticking()
     # Setup happens on the shards' own (wall) clock, just before the window opens.
     now = wall_clock_ms()
-    pre = SimClock(now, sc.compression)
+    pre = clock_opening_at(now, sc)
     # (The window is counted from when setup is done: the sale stays open a minute longer.)
-    setup = setup_commands(sc, skus, pre, now, now, margin_ms=60_000)
+    setup = setup_commands(sc, skus, pre, now, pre.ms(0), margin_ms=60_000)
     replies = await asyncio.gather(*(gateway.submit_retrying_busy(cmd, command_id=cid,
                                                                   correlation_id="setup")
                                      for cid, cmd in setup))
     check_setup([(cid, r) for (cid, _), r in zip(setup, replies)])
 
-    clock = SimClock(wall_clock_ms(), sc.compression)
-    t0, now_s, wait_until = wall_pace(sc.compression)
+    clock = clock_opening_at(wall_clock_ms(), sc)
+    t0, now_s, wait_until = wall_pace(sc.compression, sc.traffic.start_s)
 
     recorder = Recorder(gateway, now_s, bucket_s=bucket_s(sc))
     driver = Driver(recorder, sc, clock, skus, wait_until,

@@ -109,7 +109,8 @@ def _time(d: dict[str, Any], name: str, low: float, high: float) -> float:
 
 
 def _decode(d: object, sc: Scenario) -> Visit:
-    """A visit from its JSON, checked field by field (types, and times inside the sale)."""
+    """A visit from its JSON, checked field by field (types, and times inside the window:
+    arrivals from its opening, orders from midnight)."""
     d = _fields(d, _VISIT_FIELDS, "a visit")
     window = float(sc.traffic.window_s)
     for name in _STR_FIELDS:
@@ -141,7 +142,9 @@ def _decode(d: object, sc: Scenario) -> Visit:
         order = Order(order_id=o["order_id"], lines=tuple((sku, q) for sku, q in lines),
                       t_s=t_order, payment=o["payment"], pay_t_s=_time(o, "pay_t_s", t_order, late),
                       use_coupon=o["use_coupon"])
-    return Visit(seq=_int(d, "seq"), t_s=_time(d, "t_s", 0.0, window),
+    # A visit may arrive from the window's opening (before midnight with a lead); an order
+    # only once the sale is open.
+    return Visit(seq=_int(d, "seq"), t_s=_time(d, "t_s", float(sc.traffic.start_s), window),
                  **{name: d[name] for name in _STR_FIELDS}, views=_int(d, "views"),
                  carts=_int(d, "carts"), order=order, shares=d["shares"])
 

@@ -42,7 +42,8 @@ class Section:
 # ---- formatting -------------------------------------------------------------------------
 
 def clock(t_s: float) -> str:
-    """Simulated seconds after the window opened as mm:ss (h:mm:ss from an hour on)."""
+    """Seconds of the sale clock (0 = midnight) as mm:ss (h:mm:ss from an hour on), with a
+    minus sign before midnight."""
     sign = "-" if t_s < 0 else ""
     whole = round(abs(t_s))
     h, rest = divmod(whole, 3600)

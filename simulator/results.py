@@ -3,7 +3,9 @@
 One pydantic model at the boundary between a run (the engines fill it) and the ways it is
 shown (`simulator.report`: rich tables; `simulator.charts`: PNG charts;
 `simulator.report_html`: one HTML file) or stored (`--json`).
-Times: `t_s` and `*_s` of simulated time are seconds since the sale window opened;
+Times: `t_s` and `*_s` of simulated time are seconds of the sale clock (0 = midnight, when
+the sale opens; negative before it when the window opens early, from `window_start_s`);
+`sim_duration_s` is how long the simulated run lasted from the window's opening;
 `duration_s` and `throughput_per_s` are wall-clock. Counts are never negative.
 """
 
@@ -34,7 +36,7 @@ class LatencyMs(_Model):
 class TimelinePoint(_Model):
     """One bucket of simulated time: what was offered and what came back."""
 
-    t_s: float  # simulated seconds since the sale window opened, bucket start
+    t_s: float  # sale clock (s; 0 = midnight), bucket start
     offered: Count  # commands the scenario generated in the bucket
     served: Count  # commands answered (accepted or rejected by the business rules)
     busy: Count = 0
@@ -119,7 +121,7 @@ class RunReport(_Model):
     commands: Count
     events: Count
     duration_s: NonNegativeFloat  # wall clock
-    sim_duration_s: NonNegativeFloat
+    sim_duration_s: NonNegativeFloat  # simulated s from the window's opening to the run's end
     throughput_per_s: NonNegativeFloat  # commands per wall-clock second
     latency_ms: LatencyMs | None = None
     late_start_s: LatencyMs | None = None  # how far behind schedule visits started (wall s)
@@ -149,6 +151,7 @@ class RunReport(_Model):
     http: dict[str, Any] = Field(default_factory=dict)  # requests by route, retries, statuses
     interrupted: bool = False  # stopped early (Ctrl-C, SIGTERM): a partial sale day
     bucket_s: NonNegativeFloat = 0.0  # simulated seconds per timeline bucket
+    window_start_s: float = 0.0  # when the window opened on the sale clock (-lead_s)
     files: list[str] = Field(default_factory=list)  # report.json, timeline.csv
     thresholds: list[ThresholdResult] = Field(default_factory=list)  # the seed's targets
     audit_rules: dict[str, dict[str, Any]] = Field(default_factory=dict)  # rule -> checks, passed, failed, about

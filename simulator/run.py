@@ -122,7 +122,8 @@ def _simulate(opts: RunOptions, url: str | None, source: Iterator[Visit] | None,
              store=redact(url) if url else None, users=sc.users)
     from saleday.simulator.progress import RunProgress
 
-    with RunProgress(planned=None, enabled=opts.progress, sim_end_s=end_of_sale_s(sc)) as progress:
+    with RunProgress(planned=None, enabled=opts.progress, sim_end_s=end_of_sale_s(sc),
+                     sim_start_s=sc.traffic.start_s) as progress:
         if opts.engine == "inprocess":
             assert url is not None
             run = _run_inprocess(opts, url, skus, stream, progress)
@@ -183,7 +184,8 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
         # and pickling a million sessions every 50,000 events would cost the run ~10%.
         shards = FaultyShards(store, shard_counts, faults=plan, give_up_s=opts.store_give_up_s,
                               snapshot_every=50_000 if opts.faults else 2**62)
-    vt = VirtualTime()
+    start_s = float(sc.traffic.start_s)   # the window opens (before midnight with a lead)
+    vt = VirtualTime(start_s)
     recorder = Recorder(shards, lambda: vt.now_s, bucket_s=bucket_s(sc))
     driver = Driver(recorder, sc, clock, skus, vt.wait_until)
     driver.extras = Extras(sc, opts.seed)
@@ -200,21 +202,23 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
             trigger.poll(clock.ms(t))
 
     async def main() -> None:
-        now = clock.ms(0) - 1
+        now = clock.ms(start_s) - 1
         shards.now_ms = now
         setup = setup_commands(sc, skus, clock, now, clock.ms(0))
         futures = [(cid, shards.submit_nowait(cmd, cid, "setup")) for cid, cmd in setup]
         while shards.pending():
-            shards.flush(0.0)
+            shards.flush(start_s)
         check_setup([(cid, f.result()) for cid, f in futures])
         end_s = end_of_sale_s(sc)
-        if not (opts.tick_s > 0 and math.isfinite(end_s) and end_s / opts.tick_s <= MAX_ROUNDS):
+        if not (opts.tick_s > 0 and math.isfinite(end_s)
+                and (end_s - start_s) / opts.tick_s <= MAX_ROUNDS):
             # The scenario's bounds keep this far off; a scenario built around them
             # (model_construct) must not spin the virtual clock for ever.
             raise SimulationError(f"the sale would run {end_s:g} simulated s in rounds of "
                                   f"{opts.tick_s:g} s; at most {MAX_ROUNDS:,} rounds")
         failures = await run_rounds(shards, vt, stream, driver.visit, tick_s=opts.tick_s,
-                                    end_s=end_s, to_ms=clock.ms, on_tick=on_tick)
+                                    end_s=end_s, to_ms=clock.ms, on_tick=on_tick,
+                                    start_s=start_s)
         if failures:
             raise SimulationError(f"{len(failures)} visits failed; the first: "
                                   f"{type(failures[0]).__name__}: {failures[0]}") from failures[0]
@@ -295,7 +299,8 @@ def _report(opts: RunOptions, url: str | None, run: EngineRun, skus: list[Sku],
         store=redact(url) if url else "",
         data_dir=str(opts.data_dir), started_at=started_at, commands=rec.commands,
         events=audit["events"] if audit else 0, duration_s=round(run.wall_s, 3),
-        sim_duration_s=round(run.sim_end_s, 3),
+        sim_duration_s=round(run.sim_end_s - sc.traffic.start_s, 3),
+        window_start_s=sc.traffic.start_s,
         throughput_per_s=round(rec.commands / run.wall_s, 1) if run.wall_s else 0.0,
         latency_ms=latency, late_start_s=late_start, busy=rec.busy, unavailable=rec.unavailable,
         rejections=dict(rec.rejections.most_common()), timeline=timeline,
@@ -334,12 +339,13 @@ def _report(opts: RunOptions, url: str | None, run: EngineRun, skus: list[Sku],
     report.sellout_s = {sku: round(max(0.0, clock.sim_s(at)), 1) for sku, at in sorted(
         tally.sold_out_at.items(), key=lambda kv: (kv[1], kv[0]))[:10]}
     report.stock_depletion = {
-        sku: [StockPoint(t_s=round(max(0.0, clock.sim_s(at)), 1), remaining=max(0, left))
+        sku: [StockPoint(t_s=round(max(sc.traffic.start_s, clock.sim_s(at)), 1),
+                         remaining=max(0, left))
               for at, left in series]
         for sku, series in tally.depletion().items()}
     report.tier_marks = _tier_marks(skus, set(report.stock_depletion))
     report.teams_timeline = _teams_timeline(tally.team_times, clock, rec.bucket_s,
-                                            run.sim_end_s)
+                                            sc.traffic.start_s, run.sim_end_s)
     findings = [Finding(rule=f.rule, stream=f.stream, version=f.version, message=f.message)
                 for f in audit["findings"]]
     if "live_views" in run.extra:   # projection_kill: the restarted worker's views
@@ -371,15 +377,16 @@ def _tier_marks(skus: list[Sku], shown: set[str]) -> dict[str, list[int]]:
 
 
 def _teams_timeline(times: dict[str, list[int]], clock: SimClock, bucket_s: float,
-                    end_s: float) -> list[TeamPoint]:
-    """Cumulative team-ups at the end of each bucket; empty when no team formed."""
+                    start_s: float, end_s: float) -> list[TeamPoint]:
+    """Cumulative team-ups at the end of each bucket from the window's opening; empty when
+    no team formed."""
     if not times.get("formed"):
         return []
     sims = {k: sorted(clock.sim_s(at) for at in v) for k, v in times.items()}
     points = []
-    n = max(1, math.ceil(end_s / bucket_s))
+    n = max(1, math.ceil((end_s - start_s) / bucket_s))
     for i in range(n + 1):
-        t = i * bucket_s
+        t = start_s + i * bucket_s
         points.append(TeamPoint(t_s=t, **{k: bisect.bisect_right(v, t) for k, v in sims.items()}))
     return points
 

@@ -8,7 +8,9 @@ view -> cart ~6% and cart -> order ~30%, payments that succeed 99.5% of the time
 some that never return (the payment deadline must release what they hold).
 
 Times in a scenario are seconds of the simulated sale clock (0 = midnight, when the
-window opens). `compression` says how many simulated seconds pass per second the system
+sale opens). The window may open `traffic.lead_s` seconds before midnight: visitors
+then arrive, browse, claim coupons and form teams, but nobody can buy before 00:00.
+`compression` says how many simulated seconds pass per second the system
 sees: deadlines (payment window, team expiry) are divided by it, so a two-hour sale with
 `compression: 120` is a one-minute rush to the shards, with every deadline scaled alike.
 
@@ -49,6 +51,7 @@ MAX_CENTS = 10**15  # budgets and minimum spends
 MAX_COUNT = 10**12  # coupon budgets in coupons
 MAX_TEAMS = 10_000_000  # red-packet budget in pools
 MAX_SPAN_S = 7 * 86_400  # the sale window, and every duration inside it (s)
+MAX_LEAD_S = 3_600  # how long before midnight the window may open (s)
 MAX_VALID_S = 366 * 86_400  # how long a coupon stays valid after the sale (s)
 MAX_RATE_X = 10_000.0  # traffic multipliers
 MAX_VIEWS = 1_000.0  # mean views per visit
@@ -73,9 +76,16 @@ class _Model(BaseModel):
 
 
 class Traffic(_Model):
-    """The arrival curve over the sale window."""
+    """The arrival curve over the sale window: a flat lead before midnight (optional), a
+    step at 00:00 to `start_x`, a climb to `plateau_x` at `peak_s`, then a decay."""
 
-    window_s: int = Field(7200, gt=0, le=MAX_SPAN_S, description="Length of the simulated window (s).")
+    window_s: int = Field(7200, gt=0, le=MAX_SPAN_S, description="Length of the simulated window "
+                          "after midnight (s).")
+    lead_s: int = Field(0, ge=0, le=MAX_LEAD_S, description="The window opens this many seconds "
+                        "before midnight: visitors browse, claim and team up, but orders wait "
+                        "for 00:00.")
+    lead_x: float = Field(2.0, gt=0, le=MAX_RATE_X, description="Arrival rate before midnight, "
+                          "as a multiple of the day's mean.")
     plateau_x: float = Field(12.0, gt=0, le=MAX_RATE_X, description="Rate at the peak, as a multiple of "
                              "the window's tail rate (the day's mean).")
     start_x: float = Field(8.0, gt=0, le=MAX_RATE_X, description="Rate at 00:00:00, same unit.")
@@ -83,10 +93,17 @@ class Traffic(_Model):
     half_life_s: int = Field(2400, gt=0, le=MAX_SPAN_S, description="After the peak the excess over the "
                              "mean rate halves every this many seconds.")
 
+    @property
+    def start_s(self) -> int:
+        """When the window opens on the sale clock: `-lead_s` (0 without a lead)."""
+        return -self.lead_s
+
     def rate(self, t_s: float) -> float:
         """Relative arrival rate at simulated second `t_s` (the tail tends to 1)."""
-        if t_s < 0 or t_s > self.window_s:
+        if t_s < self.start_s or t_s > self.window_s:
             return 0.0
+        if t_s < 0:
+            return self.lead_x
         if t_s <= self.peak_s:
             f = t_s / self.peak_s if self.peak_s else 1.0
             return self.start_x + (self.plateau_x - self.start_x) * f
@@ -297,8 +314,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "experiments": [{}],
     },
     "double11": {
-        "description": "11.11 midnight: a step to ~12x the mean rate peaking at 00:05, "
-                       "decaying over two hours; coupons, team-ups and referrals.",
+        "description": "11.11 midnight: five minutes of early visitors (2x the mean rate), "
+                       "a step at 00:00 to ~8x rising to ~12x at 00:05, decaying over two "
+                       "hours; coupons, team-ups and referrals.",
+        "traffic": {"lead_s": 300, "lead_x": 2.0},
     },
     "flash-half-price": {
         "description": "A flash sale: 50 SKUs, the first 30 units of each at half price, "

@@ -1,8 +1,9 @@
 """How the CLI shows figures to a person: one clock, percentages and yuan.
 
 Event times (`recorded_at`, ms since the epoch) print on the sale's own clock, Beijing
-time, where 11.11 starts at 00:00 (the simulator's report shows *simulated* time since
-the window opened, which is event time stretched by the scenario's compression). Ratios
+time, where 11.11 starts at 00:00 (the simulator's report shows *simulated* time on the
+sale clock, 0 = midnight, which is event time stretched by the scenario's compression).
+Ratios
 print as percentages and money, kept in integer cents, as yuan. `--json` keeps the raw
 values.
 """
