@@ -18,7 +18,7 @@ from saleday.simulator.swarm import NEW, SWARM_CLASSES, FaultMixError, draw_mix,
 from saleday.simulator.swarm_shards import RecoveryFailed
 
 SMALL = preset("double11").with_overrides(users=300)
-MID = preset("double11").with_overrides(users=800)
+MID = preset("double11").with_overrides(users=400)
 SHORT_PAY = MID.model_copy(update={"funnel": MID.funnel.model_copy(
     update={"payment_window_s": 60, "payment_delay_s": 50})})
 """Payments come close to their deadline: a minute's window, 50 s on average to pay."""
@@ -185,7 +185,7 @@ def test_a_failing_seed_prints_the_one_command_that_reproduces_it(tmp_path, monk
     """A seed that breaks an invariant exits 1 and prints the command that replays it."""
     plant_no_grace(monkeypatch)
     scenario = tmp_path / "short-pay.json"
-    scenario.write_text(json.dumps({"preset": "double11", "users": 800, "funnel": {
+    scenario.write_text(json.dumps({"preset": "double11", "users": 400, "funnel": {
         "payment_window_s": 60, "payment_delay_s": 50}}))
     result = CliRunner().invoke(app, [
         "simulate", "--engine", "inprocess", "--scenario", str(scenario), "--seed", "1",
@@ -193,7 +193,7 @@ def test_a_failing_seed_prints_the_one_command_that_reproduces_it(tmp_path, monk
         "--no-charts", "--no-progress"])
     drop("swarm-fail")
     assert result.exit_code == 1, result.output
-    assert (f"reproduce: saleday simulate --engine inprocess --scenario {scenario} --users 800 "
+    assert (f"reproduce: saleday simulate --engine inprocess --scenario {scenario} --users 400 "
             "--compression 120 --seed 1 --faults clock_skew --no-charts") in result.output
 
 
@@ -230,5 +230,6 @@ def test_a_shard_the_full_disk_refused_last_in_a_round_takes_its_queue_in_the_ne
 def test_a_stalled_sku_shard_confirms_the_holds_of_orders_paid_in_time(tmp_path):
     """A SKU shard whose append stalls past a hold's deadline still confirms the hold of an
     order that was paid before it (today it expires the hold first)."""
-    report = run(tmp_path, "stalled", SHORT_PAY, seed=5, mix="slow_store")
+    report = run(tmp_path, "stalled", SHORT_PAY.with_overrides(users=800), seed=5,
+                 mix="slow_store")
     assert report.audit_ok, [f.message for f in report.invariants.findings[:3]]
