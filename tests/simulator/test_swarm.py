@@ -76,7 +76,7 @@ def test_faults_with_a_value_is_read_as_a_mix_and_a_bare_faults_stays_a_flag():
 
 
 def test_every_class_at_once_breaks_no_invariant_and_replays_identically(tmp_path):
-    """All twelve classes on one seed: the audit passes, each new class struck, and the same
+    """All thirteen classes on one seed: the audit passes, each new class struck, and the same
     seed writes the same log with the same faults."""
     every = ",".join(SWARM_CLASSES)
     a = run(tmp_path, "a", seed=4, mix=every)
