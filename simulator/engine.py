@@ -34,11 +34,11 @@ class RunOptions:
     address: str | None = None
     faults: bool = False
     fault_mix: str | None = None
+    """In-process, with `faults`: `swarm` (the seed picks which fault classes are on, and
+    how often) or classes separated by commas (`simulator.swarm`); None: today's five."""
     scenario_ref: str | None = None
     """How the scenario was named (a preset or a file), for the command that reproduces a
     run (default: the scenario's name)."""
-    """In-process, with `faults`: `swarm` (the seed picks which fault classes are on, and
-    how often) or classes separated by commas (`simulator.swarm`); None: today's five."""
     record: Path | None = None
     progress: bool = True
     num_cpus: int | None = None

@@ -11,8 +11,10 @@ seeds had each class on, and every failing seed with the one command that reprod
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
+import signal
 import statistics
 import tempfile
 import time
@@ -68,6 +70,10 @@ def one_seed(scenario: Scenario, seed: int, spec: str, tmp: Path,
     return row
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def _init(tmp: str) -> None:
     global _TMP
     _TMP = Path(tmp)
@@ -82,10 +88,22 @@ def _job(args: tuple[Scenario, int, str, str | None]) -> dict[str, Any]:
 
 def run(scenario: Scenario, *, seeds: int, first_seed: int = 0, spec: str = "swarm",
         workers: int | None = None, scenario_ref: str | None = None,
-        on_seed: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        on_seed: Callable[[dict[str, Any]], None] | None = None,
+        rows_to: Path | None = None) -> dict[str, Any]:
     """Run `seeds` seeds from `first_seed` across `workers` processes (default: the
     cores) and sum them up. `scenario_ref`: the preset or file the scenario came from, for
-    the commands that reproduce failing seeds."""
+    the commands that reproduce failing seeds; `rows_to`: a file that gets each seed's row
+    as a JSON line the moment it is done (what a long run leaves if it is stopped)."""
+    if rows_to is not None:
+        rows_to.write_text("")
+        user_hook = on_seed
+
+        def on_seed(row: dict[str, Any]) -> None:
+            with rows_to.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            if user_hook is not None:
+                user_hook(row)
+
     workers = max(1, min(workers or os.cpu_count() or 1, seeds))
     jobs = [(scenario, seed, spec, scenario_ref)
             for seed in range(first_seed, first_seed + seeds)]
@@ -101,6 +119,8 @@ def run(scenario: Scenario, *, seeds: int, first_seed: int = 0, spec: str = "swa
                     on_seed(row)
         else:
             ctx = multiprocessing.get_context("fork")
+            # SIGTERM ends the run as Ctrl-C does, so the pool's workers are stopped too.
+            signal.signal(signal.SIGTERM, _interrupt)
             with ctx.Pool(workers, initializer=_init, initargs=(tmp,)) as pool:
                 for row in pool.imap_unordered(_job, jobs):
                     rows.append(row)

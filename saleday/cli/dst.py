@@ -5,6 +5,7 @@ a seed failed (each is listed with the command that reproduces it), 2 for bad in
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -26,6 +27,8 @@ def bench_dst(
                                         "classes separated by commas.")] = "swarm",
     workers: Annotated[int | None, typer.Option(min=1, max=256, help="Worker processes "
                                                 "(default: one per core).")] = None,
+    rows: Annotated[Path | None, typer.Option(help="Also write each seed's result here as a "
+                                              "JSON line as soon as it is done.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Deterministic simulation testing as a swarm: seeds/s, faults by class, failing seeds."""
@@ -55,7 +58,7 @@ def bench_dst(
             progress.update(task, advance=1, description=f"{seeds:,} seeds, {failed} failed")
 
         result = dst.run(sc, seeds=seeds, first_seed=first_seed, spec=faults, workers=workers,
-                         scenario_ref=scenario, on_seed=on_seed)
+                         scenario_ref=scenario, on_seed=on_seed, rows_to=rows)
     if as_json:
         typer.echo(json.dumps(result))
     else:

@@ -83,7 +83,7 @@ def simulate(
                                          "deliveries, failed appends and late payment "
                                          "callbacks, then check every invariant. "
                                          "`--faults swarm`: the seed picks which fault "
-                                         "classes are on and how often (twelve classes, "
+                                         "classes are on and how often (thirteen classes, "
                                          "docs/SIMULATOR.md); `--faults CLASS,CLASS`: those "
                                          "classes.")] = False,
     fault_mix: Annotated[str | None, typer.Option(
