@@ -146,7 +146,9 @@ def bench_reserve(
                            "counts this many replicas.")] = 0,
     ray_nodes: Annotated[int, typer.Option(
         min=0, max=16, help="Run the shards on a multi-node Ray on this machine: a head "
-                            "and this many one-CPU shard nodes (0: one local Ray).")] = 0,
+                            "and this many one-CPU shard nodes (0: one local Ray). Unlike a "
+                            "local Ray, its nodes listen on this machine's IP, not loopback "
+                            "only (Ray's multi-node test cluster): run it on a closed host.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """A flash sale end to end (client -> gateway -> Ray shards -> durable log -> reply),
