@@ -1210,18 +1210,3 @@ class TestRedisClusterStore(TestRedisStore):
     # A plain server with a password: the single-node case, nothing cluster-specific.
     test_a_read_only_open_with_a_wrong_password_fails_at_once = None
 
-
-@pytest.mark.redis
-class TestRedisClusterWaitStore(TestRedisClusterStore):
-    """The contract on Redis Cluster with every commit acknowledged only once WAIT counts
-    one replica (each append and its WAIT go down one connection to the stream's master)."""
-
-    @pytest.fixture
-    def store_url(self, redis_cluster_store_url):
-        return with_query(redis_cluster_store_url, wait_replicas="1", wait_timeout_ms="2000")
-
-    # The heaviest cases measure the client and the server, not the WAIT path, which every
-    # other case takes; they run on the cluster without WAIT above (the suite's time budget).
-    test_a_stream_of_100k_events_round_trips = None
-    test_processes_on_different_streams = None
-    test_processes_racing_on_one_stream_record_every_command_once = None
