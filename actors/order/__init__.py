@@ -51,6 +51,7 @@ from saleday.actors.order.words import (
     OrderVoided,
     PaymentCaptured,
     PaymentMismatch,
+    PointsApplied,
     RecordPayment,
     RecordTry,
     RefundIssued,
@@ -65,7 +66,7 @@ __all__ = [
     "COMMANDS", "CancelOrder", "CheckoutCancelled", "CheckoutStarted", "ExpireCheckout",
     "LinePrices", "Lines", "OrderAlreadyPaid", "OrderCancelled", "OrderCommand", "OrderEvent",
     "OrderNotStarted", "OrderPlaced", "OrderState", "OrderVoided", "PaymentCaptured",
-    "PaymentMismatch", "RecordPayment", "RecordTry", "RefundIssued", "StartCheckout",
+    "PaymentMismatch", "PointsApplied", "RecordPayment", "RecordTry", "RefundIssued", "StartCheckout",
     "deadline_of", "decide", "entity_of", "evolve", "expire", "initial", "next_deadline",
     "order_decider",
 ]
