@@ -193,6 +193,8 @@ class Driver:
         """Orders whose payment callback is held back past its deadline (a fault)."""
         self.extras: Any = None
         """Exposures, their true effect, browsing events (`simulator.experiments.Extras`)."""
+        self.members: Any = None
+        """The invoice and points of each order, presale balances (`simulator.members`)."""
 
     async def visit(self, v: Visit) -> None:
         o, sc = self.out, self.sc
@@ -233,8 +235,10 @@ class Driver:
         now = self.stamp(order.t_s)
         coupon = await self._pick_coupon(v.user, order.lines, now) if order.use_coupon else ""
         o.orders_started += 1
+        terms = {} if self.members is None else await self.members.checkout_terms(
+            self.gw, v.user, order.order_id, self._floor(order.lines), coupon)
         placed = await self.checkout.place(order_id=order.order_id, user=v.user,
-                                           lines=order.lines, coupon_id=coupon, now=now)
+                                           lines=order.lines, coupon_id=coupon, now=now, **terms)
         o.orders[placed.status] += 1
         if placed.status != "placed":
             return
@@ -259,9 +263,13 @@ class Driver:
             o.orders["payment_failed"] += 1
         o.orders[f"after_payment:{paid.status}"] += 1
 
+    def _floor(self, lines: tuple[tuple[str, int], ...]) -> int:
+        """The lowest subtotal the order can have (every unit at its SKU's lowest price)."""
+        return sum(self.prices.get(sku, 0) * qty for sku, qty in lines)
+
     async def _pick_coupon(self, user: str, lines: tuple[tuple[str, int], ...], now: int) -> str:
         """A held coupon the order surely qualifies for (its lowest possible subtotal)."""
-        floor = sum(self.prices.get(sku, 0) * qty for sku, qty in lines)
+        floor = self._floor(lines)
         wallet = await self.wallet(user)
         best = ""
         best_value = 0

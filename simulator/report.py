@@ -150,6 +150,9 @@ def sections(report: RunReport) -> list[Section]:
     from saleday.simulator.report_experiments import outcome_sections
 
     out += outcome_sections(report)
+    from saleday.simulator.report_members import member_sections
+
+    out += member_sections(report)
     if report.views:
         out.append(Section("view digests", ("view", "digest"),
                            [(k, v[:16]) for k, v in report.views.items()]))

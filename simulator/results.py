@@ -160,6 +160,7 @@ class RunReport(_Model):
     teams_timeline: list[TeamPoint] = Field(default_factory=list)  # cumulative, per bucket
     experiments: list[dict[str, Any]] = Field(default_factory=list)  # simulator.experiments
     behaviour: dict[str, Any] = Field(default_factory=dict)  # windows and cost per order
+    members: dict[str, Any] = Field(default_factory=dict)  # simulator.members: tiers, points, refunds, presale
 
     def to_json_dict(self) -> dict[str, Any]:
         """The whole report as one JSON-native object (dict orders kept, e.g. the funnel)."""

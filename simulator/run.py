@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import heapq
 import math
 import time
 import zlib
@@ -39,6 +40,7 @@ from saleday.simulator.experiments import (
     trigger_runner,
 )
 from saleday.simulator.generator import Sku, Visit, catalog, visits
+from saleday.simulator.members import BalanceDue, MembersPlan, member_kinds
 from saleday.simulator.results import (
     CommandStats,
     Finding,
@@ -89,6 +91,9 @@ def simulate(opts: RunOptions, source: Iterator[Visit] | None = None) -> RunRepo
         raise SimulationError(f"unknown engine {opts.engine!r}: use ray, inprocess or http")
     if opts.fault_mix is not None and not opts.faults:
         raise SimulationError("a fault mix needs faults on (RunOptions.faults)")
+    if opts.scenario.members is not None and opts.engine != "inprocess":
+        raise SimulationError("a scenario with members (history, presales, points, price "
+                              "protection) runs on --engine inprocess only, for now")
     if opts.faults and opts.engine != "inprocess":
         raise SimulationError("--faults needs --engine inprocess (deterministic fault "
                               "injection); the Ray engine's faults are real ones")
@@ -166,7 +171,8 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
     clock = SimClock(sc.sale_start_ms, sc.compression)
     store = open_store(url)
     shard_counts = {"sku": sc.sku_shards, "session": 1, "order": 1, "campaign": 1, "team": 1,
-                    **extra_kinds(sc)}
+                    **extra_kinds(sc), **member_kinds(sc)}
+    members = MembersPlan(sc, opts.seed, skus, clock) if sc.members is not None else None
     mix = None
     if opts.faults and opts.fault_mix is not None:   # the swarm (simulator.swarm)
         from saleday.simulator.swarm import draw_mix
@@ -189,6 +195,17 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
     recorder = Recorder(shards, lambda: vt.now_s, bucket_s=bucket_s(sc))
     driver = Driver(recorder, sc, clock, skus, vt.wait_until)
     driver.extras = Extras(sc, opts.seed)
+    driver.members = members
+    play = driver.visit
+    if members is not None:   # presale balances come in the stream, in time order
+        stream = heapq.merge(stream, members.balances(), key=lambda item: item.t_s)
+
+        async def play(item: Any) -> None:
+            if isinstance(item, BalanceDue):
+                await vt.wait_until(item.t_s)
+                await members.pay_balance(recorder, item, clock.ms(item.t_s))
+            else:
+                await driver.visit(item)
     trigger = trigger_runner(sc, store, shards.submit_nowait)
     if mix is not None:
         if "late_payment" in mix.on:
@@ -205,6 +222,8 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
         now = clock.ms(start_s) - 1
         shards.now_ms = now
         setup = setup_commands(sc, skus, clock, now, clock.ms(0))
+        if members is not None:
+            setup += members.setup_commands(now)
         futures = [(cid, shards.submit_nowait(cmd, cid, "setup")) for cid, cmd in setup]
         while shards.pending():
             shards.flush(start_s)
@@ -216,7 +235,7 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
             # (model_construct) must not spin the virtual clock for ever.
             raise SimulationError(f"the sale would run {end_s:g} simulated s in rounds of "
                                   f"{opts.tick_s:g} s; at most {MAX_ROUNDS:,} rounds")
-        failures = await run_rounds(shards, vt, stream, driver.visit, tick_s=opts.tick_s,
+        failures = await run_rounds(shards, vt, stream, play, tick_s=opts.tick_s,
                                     end_s=end_s, to_ms=clock.ms, on_tick=on_tick,
                                     start_s=start_s)
         if failures:
@@ -227,16 +246,21 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
             while shards.pending():
                 shards.flush(vt.now_s)
             driver.extras.triggers = trigger.summary()
+        if members is not None:
+            members.after_sale(shards, store)
 
     started = time.perf_counter()
     try:
         asyncio.run(main())
+        members_summary = members.summary(store) if members is not None else None
     finally:
         store.close()
     wall = time.perf_counter() - started
     plan.injected["late_payment"] = driver.out.late_payments
     injected = {k: v for k, v in plan.injected.items() if v} if opts.faults else {}
     extra: dict[str, Any] = {"batches": shards.batches, "reactions": shards.reactions}
+    if members_summary is not None:
+        extra["members"] = members_summary
     if mix is not None:
         extra["fault_mix"] = mix.as_json(scenario=opts.scenario_ref or sc.name, users=sc.users,
                                          compression=sc.compression)
@@ -313,6 +337,7 @@ def _report(opts: RunOptions, url: str | None, run: EngineRun, skus: list[Sku],
               "orders": out.orders_started, "paid": out.orders.get("after_payment:paid", 0)}
     report.funnel = funnel
     report.by_command = _by_command(rec, run.wall_s)
+    report.members = run.extra.get("members", {})
     if audit is None:
         report.orders = _client_orders(out)
         return report

@@ -1,7 +1,8 @@
 """Scenarios: what a simulated sale day looks like, as a pydantic model.
 
 A scenario is loaded from a YAML, TOML or JSON file or taken from a named preset
-(`double11`, the default; `flash-half-price`; `team-up`). Its defaults follow public
+(`double11`, the default; `flash-half-price`; `team-up`; `members`, double11 with members,
+history, presales, points and price protection; `countdown-ab`). Its defaults follow public
 11.11 figures: a step at midnight to a plateau of ~12x the day's mean rate peaking near
 00:05 and halving within ~40 minutes, Zipf-popular SKUs (exponent ~1), a funnel of
 view -> cart ~6% and cart -> order ~30%, payments that succeed 99.5% of the time, and
@@ -248,6 +249,81 @@ class Experiment(_Model):
         return self
 
 
+class Members(_Model):
+    """Members (docs/MEMBERS.md, simulator/members.py): imported order history, RFM tiers,
+    points (earned, redeemed at checkout, expired), the invoice choice, a presale before
+    midnight, and price drops after the sale refunded by price protection. The in-process
+    engine plays them; off (absent) in every preset but `members`."""
+
+    history_share: float = Field(0.6, ge=0, le=1, description="Share of users with imported "
+                                 "order history.")
+    history_orders_max: int = Field(12, ge=1, le=1_000, description="A user with history has "
+                                    "1..this many past orders.")
+    history_days: int = Field(730, ge=2, le=3_650, description="Past orders fall this many "
+                              "days (at most) before the sale; older than `points_valid_days`, "
+                              "their points have lapsed.")
+    history_amount_min_cents: int = Field(2_000, ge=1, le=MAX_PRICE_CENTS)
+    history_amount_max_cents: int = Field(150_000, ge=1, le=MAX_PRICE_CENTS)
+    tier_rule: str = Field("diamond=13,gold=10,silver=7", pattern=r"^[a-z0-9=,]{0,64}$",
+                           description="The RFM tier rule (projections/rfm.py), applied "
+                           "as of the day before the sale.")
+    protection_days: dict[str, Annotated[int, Field(ge=0, le=3_650)]] = Field(
+        default_factory=lambda: {"diamond": 365, "gold": 30, "silver": 7},
+        description="Price-protection period per tier (days); a tier left out has none.")
+    points_per_yuan: int = Field(1, ge=0, le=1_000)
+    points_valid_days: int = Field(365, ge=1, le=3_650)
+    cents_per_point: int = Field(1, ge=1, le=10_000, description="What a point takes off "
+                                 "at checkout (1: 100 points = 1 yuan).")
+    invoice_electronic: float = Field(0.45, ge=0, le=1, description="Share of orders asking "
+                                      "for an e-invoice (double points).")
+    invoice_paper: float = Field(0.2, ge=0, le=1)
+    redeem_share: float = Field(0.35, ge=0, le=1, description="Share of orders by a member "
+                                "with points that redeem some.")
+    redeem_max_share: float = Field(0.3, ge=0, le=1, description="Points redeemed take at "
+                                    "most this share of the order's lowest possible total.")
+    presales: int = Field(3, ge=0, le=1_000, description="Presale SKUs (their own allotment).")
+    presale_units: int = Field(300, ge=1, le=MAX_STOCK)
+    presale_deposits: int = Field(120, ge=0, le=MAX_USERS, description="Deposits per presale "
+                                  "(1 or 2 units each, at most the units), paid over the "
+                                  "`deposit_days` before midnight.")
+    deposit_days: int = Field(10, ge=1, le=365)
+    deposit_cents: int = Field(5_000, ge=1, le=MAX_PRICE_CENTS)
+    deposit_counts_as_cents: int = Field(15_000, ge=1, le=MAX_PRICE_CENTS)
+    presale_price_cents: int = Field(39_900, ge=1, le=MAX_PRICE_CENTS)
+    balance_window_s: int = Field(3_600, gt=0, le=MAX_SPAN_S, description="The balance "
+                                  "window opens at midnight and lasts this long (sale clock).")
+    balance_rate: float = Field(0.85, ge=0, le=1, description="Share of deposits paid through; "
+                                "the rest are forfeited when the window closes.")
+    drop_share: float = Field(0.25, ge=0, le=1, description="Share of SKUs whose price drops "
+                              "after the sale.")
+    drop_min: float = Field(0.05, gt=0, lt=1, description="A drop takes this much off the "
+                            "list price at least ...")
+    drop_max: float = Field(0.4, gt=0, lt=1, description="... and at most this much.")
+    drop_days_max: int = Field(60, ge=1, le=3_650, description="Drops come 1..this many days "
+                               "after the sale.")
+
+    @model_validator(mode="after")
+    def _members(self) -> Members:
+        if self.history_amount_max_cents < self.history_amount_min_cents:
+            raise ValueError("history_amount_max_cents must be >= history_amount_min_cents")
+        if self.invoice_electronic + self.invoice_paper > 1:
+            raise ValueError("invoice_electronic + invoice_paper must be <= 1")
+        if self.drop_max < self.drop_min:
+            raise ValueError("drop_max must be >= drop_min")
+        if not self.deposit_cents <= self.deposit_counts_as_cents <= self.presale_price_cents:
+            raise ValueError("deposit_cents <= deposit_counts_as_cents <= presale_price_cents")
+        unknown = set(self.protection_days) - {"diamond", "gold", "silver", "regular"}
+        if unknown:
+            raise ValueError(f"protection_days names no tier {sorted(unknown)}")
+        from saleday.projections.rfm import TierRule, TierRuleError
+
+        try:
+            TierRule.parse(self.tier_rule)
+        except TierRuleError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+
 class Scenario(_Model):
     """A simulated sale day. `saleday simulate --scenario FILE|PRESET` runs one."""
 
@@ -271,6 +347,7 @@ class Scenario(_Model):
     sku_shards: int = Field(2, ge=1, le=MAX_SKU_SHARDS)
     behaviour: Behaviour = Behaviour()
     experiments: tuple[Experiment, ...] = ()
+    members: Members | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
@@ -282,6 +359,8 @@ class Scenario(_Model):
         if self.visits > MAX_VISITS:
             raise ValueError(f"users x visits_per_user is {self.visits:,} visits; at most "
                              f"{MAX_VISITS:,} fit one run")
+        if self.members is not None and self.members.balance_window_s > self.traffic.window_s:
+            raise ValueError("members.balance_window_s must end within traffic.window_s")
         if self.team_up.create_rate > 0 and self.team_up.campaign in names:
             raise ValueError(f"team_up.campaign {self.team_up.campaign!r} is also a coupon "
                              "campaign; give the red-packet campaign its own name")
@@ -318,6 +397,15 @@ PRESETS: dict[str, dict[str, Any]] = {
                        "a step at 00:00 to ~8x rising to ~12x at 00:05, decaying over two "
                        "hours; coupons, team-ups and referrals.",
         "traffic": {"lead_s": 300, "lead_x": 2.0},
+    },
+    "members": {
+        "description": "11.11 with members: 60 % of users bring order history (tiers by "
+                       "RFM), three presales take deposits in the ten days before midnight "
+                       "and balances in the first hour, orders choose an invoice (e-invoice: "
+                       "double points) and redeem points, and a quarter of the SKUs drop "
+                       "in price in the 60 days after (refunded by price protection).",
+        "traffic": {"lead_s": 300, "lead_x": 2.0},
+        "members": {},
     },
     "flash-half-price": {
         "description": "A flash sale: 50 SKUs, the first 30 units of each at half price, "
