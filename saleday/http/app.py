@@ -24,7 +24,15 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from saleday.http import live, routes_admin, routes_behaviour, routes_orders, routes_shop, warroom
+from saleday.http import (
+    live,
+    routes_admin,
+    routes_behaviour,
+    routes_members,
+    routes_orders,
+    routes_shop,
+    warroom,
+)
 from saleday.http.edge import Api, wall_ms
 from saleday.http.models import Health
 from saleday.http.problems import TITLES, ApiProblem, snake
@@ -83,7 +91,10 @@ def create_app(gateway: Any, *, settings: HttpSettings, views: Any = None,
     app.include_router(routes_orders.router)
     app.include_router(routes_admin.router)
     app.include_router(routes_behaviour.router)
-    app.include_router(routes_admin.admin)   # not nested: metrics label routes by full path
+    app.include_router(routes_members.router)
+    # not nested: metrics label routes by full path; it holds routes_members' price and
+    # presale routes too
+    app.include_router(routes_admin.admin)
     app.include_router(live.router)
     app.include_router(warroom.router)
     app.mount("/static", StaticFiles(directory=warroom.STATIC), name="static")

@@ -112,9 +112,22 @@ class LineIn(In):
     qty: int = Field(ge=1, le=1000)
 
 
+class InvoiceIn(In):
+    """The invoice asked for at checkout (the fields arrive here: no OCR)."""
+
+    kind: Literal["none", "paper", "electronic"] = Field(
+        description="An electronic invoice earns double points once the order is paid.")
+    title: Tag = ""
+    tax_id: Tag = ""
+
+
 class OrderIn(In):
     lines: list[LineIn] = Field(min_length=1, max_length=50)
     coupon_id: CouponId | None = None
+    invoice: InvoiceIn | None = None
+    points: int = Field(0, ge=0, le=10**12, description="Member points to redeem as a "
+                        "discount (1 cent each): held when placed, spent when paid, given "
+                        "back when the order is cancelled.")
 
 
 class LineOut(BaseModel):
@@ -136,6 +149,8 @@ class OrderOut(BaseModel):
     cancel_reason: str
     paid_cents: int
     refunded_cents: int
+    points: int = Field(0, description="Member points redeemed on the order.")
+    points_cents: int = Field(0, description="What they took off the total.")
 
 
 class CancelIn(In):
@@ -215,6 +230,94 @@ class CampaignIn(In):
     valid_until_ms: Ms
     budget_coupons: int = Field(0, ge=0, le=10**9)
     budget_cents: Cents = 0
+
+
+class PriceIn(In):
+    price_cents: int = Field(ge=1, le=10**12)
+
+
+class PriceOut(BaseModel):
+    sku: str
+    price_cents: int = Field(description="The list price now (0: never set).")
+    since_ms: int
+
+
+class PresaleIn(In):
+    units: int = Field(ge=1, le=10**9)
+    deposit_cents: Cents
+    deposit_value_cents: Cents = Field(description="What a deposit counts for at final "
+                                       "payment (e.g. 5000 paid counts as 15000).")
+    price_cents: Cents
+    deposits_from_ms: Ms
+    balance_from_ms: Ms
+    balance_until_ms: Ms
+
+
+class DepositIn(In):
+    qty: int = Field(1, ge=1, le=1000)
+
+
+class BalanceIn(In):
+    payment_id: Id
+    amount_cents: Cents
+
+
+class DepositOut(BaseModel):
+    sku: str
+    deposit_id: str
+    qty: int
+    status: str = Field(description="held, paid or forfeited.")
+    deposit_cents: int
+    balance_cents: int = Field(description="What paying it through costs: (price - deposit "
+                               "value) x qty.")
+
+
+class PresaleOut(BaseModel):
+    sku: str
+    opened: bool
+    units: int
+    units_left: int
+    deposit_cents: int
+    deposit_value_cents: int
+    price_cents: int
+    deposits_from_ms: int
+    balance_from_ms: int
+    balance_until_ms: int
+    deposits: list[DepositOut] = Field(description="The caller's own deposits.")
+
+
+class LotOut(BaseModel):
+    order_ref: str
+    points: int
+    expires_at_ms: int
+
+
+class HoldOut(BaseModel):
+    order_id: str
+    points: int
+    until_ms: int
+
+
+class RefundOut(BaseModel):
+    order_ref: str
+    sku: str
+    refund_cents: int
+
+
+class MemberOut(BaseModel):
+    user: str
+    tier: str = Field(description="regular, silver, gold or diamond (the last recorded).")
+    tiers: list[dict[str, Any]] = Field(description="The tier history: since_ms, tier.")
+    orders: int = Field(description="Orders in the member's history (imported or paid).")
+    points_balance: int = Field(description="Points that can be redeemed now.")
+    points_held: int = Field(description="Points held by orders not yet paid.")
+    points_earned: int
+    points_redeemed: int
+    points_expired: int
+    lots: list[LotOut] = Field(description="What is left of each earning, soonest to expire "
+                               "first.")
+    holds: list[HoldOut]
+    protection_refunds: list[RefundOut]
 
 
 class Accepted(BaseModel):

@@ -1,5 +1,10 @@
 """Checkout over HTTP: place, read and cancel an order, and the payment provider's callback.
 
+An order may ask for an invoice (an electronic one earns double points once paid) and
+redeem member points as a discount (held when placed, spent when paid, given back when
+cancelled; docs/MEMBERS.md). Points worth more than what is left to pay are a 422
+`points_exceed_total`; more than the balance a 409 `insufficient_points`.
+
 Orders run `flows.checkout.Checkout` (a TCC flow whose every step id derives from the
 order id). With an `Idempotency-Key` the order id derives from (user, key), so a retried
 request drives the same order: a placed (or paid) order is answered as it stands, a
@@ -46,7 +51,8 @@ async def place_order(body: OrderIn, request: Request, response: Response, user:
     if key is not None:
         found = await api.query("order", order_id)
         if found.status:
-            if (found.user, tuple(found.lines), found.coupon_id) != (user, lines, coupon):
+            if ((found.user, tuple(found.lines), found.coupon_id) != (user, lines, coupon)
+                    or (found.status != "trying" and found.points != body.points)):
                 raise conflict(key)
             if found.status in ("cancelled", "voided"):   # as the first answer said: refused
                 raise refusal_problem(OrderCancelled(order_id=order_id,
@@ -56,14 +62,21 @@ async def place_order(body: OrderIn, request: Request, response: Response, user:
                 response.headers["Location"] = f"/v1/orders/{order_id}"
                 return order_out(found)
     checkout, tap = api.checkout()
+    invoice = body.invoice
     result = await checkout.place(order_id=order_id, user=user, lines=lines, coupon_id=coupon,
-                                  now=api.now())
+                                  now=api.now(), points=body.points,
+                                  invoice=None if invoice is None else
+                                  (invoice.kind, invoice.title, invoice.tax_id))
     if result.status == "placed":
         response.headers["Location"] = f"/v1/orders/{order_id}"
         return order_out(result.order)
     if result.status == "unavailable":
         raise refusal_problem(Unavailable(reason=result.reason), order_id=order_id,
                               retry_after_s=api.settings.retry_after_s)
+    if result.reason == "points_exceed_total" and not tap.refusals:
+        raise ApiProblem(422, "points_exceed_total", f"{body.points} points are worth more than "
+                         f"what is left to pay; the order was cancelled", order_id=order_id,
+                         points=body.points)
     raise tap.problem(Unavailable(reason=result.reason), order_id=order_id)
 
 
@@ -101,7 +114,8 @@ def order_out(o) -> OrderOut:  # type: ignore[no-untyped-def]
                     coupon_id=o.coupon_id, subtotal_cents=o.subtotal_cents,
                     discount_cents=o.discount_cents, total_cents=o.total_cents,
                     payment_deadline_ms=o.payment_deadline, cancel_reason=o.cancel_reason,
-                    paid_cents=o.captured_cents, refunded_cents=o.refunded_cents)
+                    paid_cents=o.captured_cents, refunded_cents=o.refunded_cents,
+                    points=o.points, points_cents=o.points_cents)
 
 
 @router.post("/payments/callback", tags=["payments"], responses={

@@ -18,7 +18,8 @@ from saleday.http.auth import issue_token
 from tests.http.conftest import KINDS, SECRETS, now_ms
 
 HTTP = HttpSettings(**SECRETS, rate_per_s=1e6, rate_burst=1_000_000)
-APP = create_app(LocalShards(open_store(f"memory://fuzz-{uuid.uuid4().hex}"), KINDS,
+APP = create_app(LocalShards(open_store(f"memory://fuzz-{uuid.uuid4().hex}"),
+                             {**KINDS, "member": 1, "price": 1, "presale": 1},
                              autoflush=True, clock=now_ms), settings=HTTP)
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 USER = {"Authorization": f"Bearer {issue_token('fuzzer', HTTP)}"}
