@@ -33,6 +33,8 @@ class PointsEarning:
         self.paid: dict[str, tuple[int, int]] = {}
         """Order id -> (amount captured, paid at)."""
         self.invoices: dict[str, str] = {}
+        self.claimed: set[str] = set()
+        """Orders `new_claims` has given already."""
 
     def observe(self, env: Any, event: Any) -> None:
         match event:
@@ -52,3 +54,10 @@ class PointsEarning:
                             now=paid_at))
                 for order_id, (cents, paid_at) in sorted(self.paid.items())
                 if order_id in self.users]
+
+    def new_claims(self) -> list[tuple[str, EarnPoints]]:
+        """The claims of `claims()` not given by an earlier call (a live follower's step;
+        call it once the log has been read to its end, as `claims()`)."""
+        fresh = [(cid, c) for cid, c in self.claims() if c.order_ref not in self.claimed]
+        self.claimed.update(c.order_ref for _, c in fresh)
+        return fresh

@@ -91,7 +91,9 @@ _reactor: dict[str, Any] = {}
 
 def start(runtime: Any, settings: Any, *, replicas: int) -> str:
     """Start the Serve app over the running shards, and the reactor that delivers grants,
-    red-packet shares and store-visit coupons to wallets; print and return the URL."""
+    red-packet shares and store-visit coupons to wallets (and, when the member kind is
+    served, the follower that earns points and claims price protection); print and return
+    the URL."""
     import asyncio
 
     from saleday.events import open_store
@@ -103,7 +105,12 @@ def start(runtime: Any, settings: Any, *, replicas: int) -> str:
 
     async def react() -> None:
         _reactor["stop"] = asyncio.Event()
-        await Reactor(store, client.gateway).run(_reactor["stop"])
+        followers = [Reactor(store, client.gateway).run(_reactor["stop"])]
+        if "member" in runtime.config.shards:   # points and price protection, live
+            from saleday.flows.member_follower import MemberFollower
+
+            followers.append(MemberFollower(store, client.gateway).run(_reactor["stop"]))
+        await asyncio.gather(*followers)
 
     _reactor.update(loop=client._loop, store=store,
                     future=asyncio.run_coroutine_threadsafe(react(), client._loop))

@@ -1,0 +1,60 @@
+"""Points and price protection following the log live (`flows.member_follower`): a paid
+order with an e-invoice earns double points, a later drop is refunded to a diamond
+member, once; a follower started again from the start records nothing twice."""
+
+from __future__ import annotations
+
+import asyncio
+
+from saleday.actors.member import DAY_MS, ChangeTier
+from saleday.actors.price import SetPrice
+from saleday.actors.sku import AddStock, ConfigureSale
+from saleday.cluster.local import LocalShards
+from saleday.events import open_store
+from saleday.flows.checkout import Checkout
+from saleday.flows.member_follower import MemberFollower
+from tests.projections.audit_logs import audit
+
+T0 = 1_762_790_400_000
+
+
+def test_the_follower_earns_points_and_refunds_a_drop_once(tmp_path):
+    url = f"sqlite:///{tmp_path}/events.db"
+    store = open_store(url)
+    clock = {"now": T0}
+    shards = LocalShards(store, {"sku": 1, "order": 1, "session": 1, "member": 1, "price": 1},
+                         partitions=8, clock=lambda: clock["now"], autoflush=True)
+
+    async def day() -> tuple[int, int, int, int]:
+        await shards.submit_many([
+            AddStock(sku="sku-1", qty=5, now=T0),
+            ConfigureSale(sku="sku-1", tiers=((0, 9_900),), per_user_limit=0, start=T0,
+                          end=T0 + 30 * DAY_MS, now=T0),
+            SetPrice(sku="sku-1", price_cents=9_900, now=T0),
+            ChangeTier(user="ann", tier="diamond", rule="test", now=T0)])
+        co = Checkout(shards)
+        placed = await co.place(order_id="o-1", user="ann", lines=(("sku-1", 2),), now=T0 + 1,
+                                invoice=("electronic", "ACME", "9131"))
+        await co.payment_succeeded(order_id="o-1", payment_id="p-1",
+                                   amount_cents=placed.total_cents, now=T0 + 2)
+        follower = MemberFollower(store, shards)
+        first = await follower.run_once()        # the points of o-1
+        clock["now"] = T0 + DAY_MS
+        await shards.submit(SetPrice(sku="sku-1", price_cents=7_900, now=T0 + DAY_MS))
+        second = await follower.run_once()       # the claim of the drop
+        idle = await follower.run_once()
+        heads = dict(store.streams())
+        replayed = await MemberFollower(store, shards).run_once()
+        assert dict(store.streams()) == heads    # a second follower records nothing twice
+        return first, second, idle, replayed
+
+    try:
+        first, second, idle, replayed = asyncio.run(day())
+        member = asyncio.run(shards.query("member", "ann"))
+    finally:
+        store.close()
+    assert (first, second, idle, replayed) == (1, 1, 0, 2)
+    assert member.earned == 396   # 198 yuan paid, 1 point per yuan, doubled for the e-invoice
+    assert dict(member.protected) == {"o-1\x1fsku-1": 2 * (9_900 - 7_900)}
+    report = audit(url)
+    assert report.ok, [str(f) for f in report.findings[:5]]
