@@ -224,9 +224,6 @@ def test_a_shard_the_full_disk_refused_last_in_a_round_takes_its_queue_in_the_ne
     assert report.audit_ok and report.faults_injected["full_disk"] > 0
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="open gap the swarm found (docs/SIMULATOR.md): a shard "
-                   "that cannot commit for longer than the grace expires holds before the "
-                   "confirms issued in time")
 def test_a_stalled_sku_shard_confirms_the_holds_of_orders_paid_in_time(tmp_path):
     """A SKU shard whose append stalls past a hold's deadline still confirms the hold of an
     order that was paid before it (today it expires the hold first)."""
