@@ -55,6 +55,7 @@ from saleday.actors.order.words import (
     OrderVoided,
     PaymentCaptured,
     PaymentMismatch,
+    PointsApplied,
     RecordPayment,
     RecordTry,
     RefundIssued,
@@ -70,8 +71,8 @@ __all__ = [
     "COMMANDS", "CancelOrder", "CheckoutCancelled", "CheckoutStarted", "ExpireCheckout",
     "LinePrices", "Lines", "OrderAlreadyPaid", "OrderCancelled", "OrderCommand", "OrderEvent",
     "OrderNotPaid", "OrderNotStarted", "OrderPlaced", "OrderRefunded", "OrderState",
-    "OrderVoided", "PaymentCaptured", "PaymentMismatch", "RecordPayment", "RecordTry",
-    "RefundIssued", "RefundOrder", "StartCheckout",
+    "OrderVoided", "PaymentCaptured", "PaymentMismatch", "PointsApplied", "RecordPayment",
+    "RecordTry", "RefundIssued", "RefundOrder", "StartCheckout",
     "deadline_of", "decide", "entity_of", "evolve", "expire", "initial", "next_deadline",
     "order_decider",
 ]

@@ -64,6 +64,7 @@ from saleday.actors.order.words import (
     OrderVoided,
     PaymentCaptured,
     PaymentMismatch,
+    PointsApplied,
     RecordPayment,
     RecordTry,
     RefundIssued,
@@ -72,7 +73,7 @@ from saleday.actors.order.words import (
 )
 
 _INTAKE = Intake("order", COMMANDS, entity="order_id", noun="order", optional_strs=("coupon_id",),
-                 non_negative=("amount_cents", "coupon_value_cents"))
+                 non_negative=("amount_cents", "coupon_value_cents", "points", "points_cents"))
 """Each command's int and str fields and its order, checked before any business rule."""
 
 
@@ -136,13 +137,22 @@ def _record_try(command: RecordTry, state: OrderState) -> list[OrderEvent] | Rej
     if subtotal > INT64_MAX:
         return InvalidCommand(reason=f"the subtotal {subtotal} does not fit a 64-bit int")
     discount = min(command.coupon_value_cents, subtotal) if state.coupon_id else 0
+    points, points_cents = command.points, command.points_cents
+    if (points == 0) != (points_cents == 0) or points_cents > subtotal - discount:
+        return InvalidCommand(reason=f"{points} points worth {points_cents} cents cannot be "
+                                     f"taken off {subtotal - discount}")
     if state.status != OrderStatus.TRYING:   # placed (or paid) already: a retry
-        if (prices, discount) != (state.line_prices, state.discount_cents):
+        if (prices, discount, points_cents) != (state.line_prices, state.discount_cents,
+                                                state.points_cents):
             return InvalidCommand(reason=f"order {order_id!r} was placed at other prices")
         return []
-    return [OrderPlaced(order_id=order_id, user=state.user, line_prices=prices,
-                        subtotal_cents=subtotal, discount_cents=discount,
-                        total_cents=subtotal - discount)]
+    placed = OrderPlaced(order_id=order_id, user=state.user, line_prices=prices,
+                         subtotal_cents=subtotal, discount_cents=discount,
+                         total_cents=subtotal - discount - points_cents)
+    if points:
+        return [PointsApplied(order_id=order_id, points=points, points_cents=points_cents),
+                placed]
+    return [placed]
 
 
 def _cancel(command: CancelOrder, state: OrderState) -> list[OrderEvent] | Rejection:
@@ -269,6 +279,8 @@ def evolve(state: OrderState, event: OrderEvent) -> OrderState:
             return replace(state, status=OrderStatus.REFUNDED, cancel_reason=event.reason,
                            refunds=state.refunds.set(event.payment_id, event.amount_cents),
                            refunded_cents=state.refunded_cents + event.amount_cents)
+        case PointsApplied():
+            return replace(state, points=event.points, points_cents=event.points_cents)
         case _:
             assert_never(event)
 

@@ -50,6 +50,10 @@ class RecordTry:
     line_prices: LinePrices
     coupon_value_cents: int
     now: int
+    points: int = 0
+    """Member points the user redeems on this order (held on its member already)."""
+    points_cents: int = 0
+    """What those points take off the total, in cents."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,7 +126,8 @@ class CheckoutStarted:
 @event_type("orders.order_placed")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OrderPlaced:
-    """Stock and coupon are held: the order costs `total_cents` = subtotal - discount."""
+    """Stock and coupon are held: the order costs `total_cents` = subtotal - discount
+    (the coupon) - the points applied (`PointsApplied`, when any)."""
 
     order_id: str
     user: str
@@ -130,6 +135,17 @@ class OrderPlaced:
     subtotal_cents: int
     discount_cents: int
     total_cents: int
+
+
+@event_type("orders.points_applied")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PointsApplied:
+    """`points` of the user's member points (held on the member) take `points_cents` off
+    the order's total; recorded just before `OrderPlaced`, only when points are redeemed."""
+
+    order_id: str
+    points: int
+    points_cents: int
 
 
 @event_type("orders.order_voided")
@@ -185,7 +201,7 @@ class OrderRefunded:
 
 
 OrderEvent = (CheckoutStarted | OrderPlaced | OrderVoided | CheckoutCancelled
-              | PaymentCaptured | RefundIssued | OrderRefunded)
+              | PaymentCaptured | RefundIssued | OrderRefunded | PointsApplied)
 
 
 # --- rejections -----------------------------------------------------------------------

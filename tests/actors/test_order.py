@@ -413,3 +413,30 @@ def test_refunding_a_refunded_order_again_decides_nothing_and_a_late_payment_is_
 def test_only_a_paid_order_can_be_refunded_as_a_whole(past):
     """An order not paid is cancelled, never refunded: OrderNotPaid."""
     order(*past).when(refund_order()).then_rejected(OrderNotPaid, order_id=ORDER)
+# --- member points ---------------------------------------------------------------------
+
+
+def test_points_redeemed_on_the_order_take_their_value_off_the_total():
+    """Points held on the member are recorded first, then the order is placed for the
+    subtotal minus the coupon minus the points' value; it must be paid exactly that."""
+    from saleday.actors.order import PointsApplied
+    try_ = RecordTry(order_id=ORDER, line_prices=PRICES, coupon_value_cents=500, now=NOW + 1,
+                     points=700, points_cents=700)
+    then = order(started()).when(try_).then(
+        PointsApplied(order_id=ORDER, points=700, points_cents=700),
+        OrderPlaced(order_id=ORDER, user=USER, line_prices=PRICES, subtotal_cents=SUBTOTAL,
+                    discount_cents=500, total_cents=SUBTOTAL - 500 - 700))
+    assert then.state.points == 700
+    order(started(), PointsApplied(order_id=ORDER, points=700, points_cents=700),
+          OrderPlaced(order_id=ORDER, user=USER, line_prices=PRICES, subtotal_cents=SUBTOTAL,
+                      discount_cents=500, total_cents=SUBTOTAL - 1_200)) \
+        .when(pay(amount=TOTAL)).then_rejected(PaymentMismatch)
+
+
+def test_points_worth_more_than_what_is_left_to_pay_are_refused():
+    """The points can take the total to zero, never below; points without a value (or a
+    value without points) are malformed."""
+    for points, cents in ((5_001, 5_001), (1, 0), (0, 1)):
+        order(started()).when(RecordTry(order_id=ORDER, line_prices=PRICES,
+                                        coupon_value_cents=500, now=NOW + 1, points=points,
+                                        points_cents=cents)).then_rejected(InvalidCommand)
