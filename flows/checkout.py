@@ -4,8 +4,11 @@
              StartCheckout (order) -> ReserveStock per line (SKU shards) -> LockCoupon
              (the user's wallet) -> [HoldPoints (member), when points are redeemed] ->
              RecordTry (order: prices, coupon, points, total) -> placed
-    paid:    RecordPayment (order) -> ConfirmReservation per line, RedeemCoupon,
-             SpendPoints -> paid
+    paid:    RecordPayment (order) -> ConfirmReservation per line, RedeemCoupon, then
+             SpendPoints (last) -> paid;
+             a hold or lock that ran out first: take it again and confirm it -> paid,
+             else (or when the points' hold lapsed) RefundOrder (order) ->
+             ReleaseReservation, UnlockCoupon, ReleasePoints -> refunded
     cancel:  CancelOrder (order) first, then ReleaseReservation per line (naming the
              order's user, the reservations' owner), UnlockCoupon, ReleasePoints
 
@@ -16,6 +19,20 @@ late try is refused. A payment that lands after a cancel is refunded by the orde
 resurrecting it. Reservations and the coupon lock are held a grace period past the payment
 deadline, so a payment captured just before the deadline can still confirm them; and all
 of them, and the order itself, expire on their own, so an abandoned flow releases itself.
+
+A shard that cannot commit for longer than the grace (its store stalled or full) expires
+those holds before it decides the confirmations sent in time. The payment is captured by
+then, so the books are made right after the fact (`_make_good`): a SKU line whose hold is
+gone is reserved again under the same reservation id and confirmed, if the stock is still
+there at the prices the order was placed at; a coupon whose lock ran out is locked again
+for the order and redeemed. If anything cannot be taken again (sold out, the price moved,
+the coupon used or lapsed), the order is refunded (`RefundOrder`: paid -> refunded, all it
+captured goes back), what it still holds is released, and the user's record says
+refunded. Each step is a command under its own id (`<order>/rehold/<line>`,
+`<order>/reconfirm/<line>`, `<order>/relock/coupon`, `<order>/reconfirm/coupon`,
+`<order>/refund`, `<order>/refund/<line>`, ...), so driving it again does nothing twice.
+Not built: units already confirmed on the order's other lines (and a coupon already
+redeemed) stay with the refunded order; a return to stock is not modelled.
 """
 
 from __future__ import annotations
@@ -28,15 +45,23 @@ import structlog
 
 from saleday.actors.decider import Rejection
 from saleday.actors.host import Accepted, TransportFailure, Unavailable
-from saleday.actors.member import ChooseInvoice, HoldPoints, ReleasePoints, SpendPoints
+from saleday.actors.member import (ChooseInvoice, HoldPoints, PointsNotHeld, ReleasePoints,
+                                   SpendPoints)
 from saleday.actors.order import (
     CancelOrder,
     OrderPlaced,
     RecordPayment,
     RecordTry,
+    RefundOrder,
     StartCheckout,
 )
-from saleday.actors.session import LockCoupon, RedeemCoupon, TrackOrder, UnlockCoupon
+from saleday.actors.session import (
+    LockCoupon,
+    RedeemCoupon,
+    RelockCoupon,
+    TrackOrder,
+    UnlockCoupon,
+)
 from saleday.actors.sku import (
     MAX_UNITS_PER_RESERVATION,
     ConfirmReservation,
@@ -193,19 +218,95 @@ class Checkout:
             confirms.append(await self._submit(
                 RedeemCoupon(user=order.user, coupon_id=order.coupon_id, order_id=order_id, now=now),
                 order_id, "confirm/coupon"))
+        if any(_ran_out(r) for r in confirms):
+            return await self._make_good(order, confirms, now)
+        return await self._settle(order, confirms, now)
+
+    async def _settle(self, order: Any, confirms: list[Any], now: int) -> CheckoutResult:
+        """The paid order's holds are confirmed: spend the points it holds (last, so a
+        refund never has spent points to give back), then record it paid."""
+        order_id = order.order_id
         if order.points:
-            confirms.append(await self._submit(
-                SpendPoints(user=order.user, hold_id=order_id, now=now), order_id, "confirm/points"))
+            spent = await self._submit(SpendPoints(user=order.user, hold_id=order_id, now=now),
+                                       order_id, "confirm/points")
+            if _ran_out(spent):   # the points' hold lapsed first: the discount is not covered
+                return await self._refund(order, ["points: hold_expired"], now)
+            confirms = [*confirms, spent]
         failed = [r for r in confirms if not isinstance(r, Accepted)]
         if failed:
             log.error("checkout_confirm_refused", order=order_id,
                       refusals=[getattr(r, "code", type(r).__name__) for r in failed])
             return CheckoutResult(order_id=order_id, status="paid", total_cents=order.total_cents,
-                                  reason="confirm refused: " + ", ".join(r.code for r in failed))
+                                  reason="confirm refused: " + ", ".join(
+                                      getattr(r, "code", type(r).__name__) for r in failed))
         await self._submit(TrackOrder(user=order.user, order_id=order_id, status="paid",
                                       amount_cents=order.total_cents, now=now),
                            order_id, "track/paid")
         return CheckoutResult(order_id=order_id, status="paid", total_cents=order.total_cents)
+
+    async def _make_good(self, order: Any, confirms: list[Any], now: int) -> CheckoutResult:
+        """A paid order some of whose holds or coupon lock ran out before their confirms
+        were decided: take each again and confirm it; refund the order if any cannot be."""
+        oid = order.order_id
+        until = now + self.payment_window_ms + self.grace_ms   # as long as a new checkout's
+        lost: list[str] = []
+        for i, (sku, qty) in enumerate(order.lines):
+            if not _ran_out(confirms[i]):
+                continue
+            again = await self._submit(ReserveStock(reservation_id=f"{oid}/{i}", user=order.user,
+                                                    sku=sku, qty=qty, now=now, deadline=until),
+                                       oid, f"rehold/{i}")
+            if not isinstance(again, Accepted):
+                lost.append(f"line {i}: {getattr(again, 'code', type(again).__name__)}")
+                continue
+            if again.events and _unit_prices(again) != tuple(order.line_prices[i]):
+                lost.append(f"line {i}: price_changed")
+                continue
+            confirmed = await self._submit(ConfirmReservation(reservation_id=f"{oid}/{i}",
+                                                              sku=sku, now=now),
+                                           oid, f"reconfirm/{i}")
+            if not isinstance(confirmed, Accepted):
+                lost.append(f"line {i}: {getattr(confirmed, 'code', type(confirmed).__name__)}")
+        if order.coupon_id and _ran_out(confirms[len(order.lines)]):
+            relocked = await self._submit(RelockCoupon(user=order.user, coupon_id=order.coupon_id,
+                                                       order_id=oid, until=until, now=now),
+                                          oid, "relock/coupon")
+            redeemed = relocked if not isinstance(relocked, Accepted) else await self._submit(
+                RedeemCoupon(user=order.user, coupon_id=order.coupon_id, order_id=oid, now=now),
+                oid, "reconfirm/coupon")
+            if not isinstance(redeemed, Accepted):
+                lost.append(f"coupon: {getattr(redeemed, 'code', type(redeemed).__name__)}")
+        if not lost:
+            log.warning("checkout_hold_taken_again", order=oid)
+            return await self._settle(order, [], now)
+        return await self._refund(order, lost, now)
+
+    async def _refund(self, order: Any, lost: list[str], now: int) -> CheckoutResult:
+        """Give the paid order up: refund all it captured, release its holds, its coupon
+        and the points it still holds (`lost` says what could not be confirmed)."""
+        oid = order.order_id
+        reason = "hold_expired"
+        log.warning("checkout_refunded_after_expiry", order=oid, lost=lost)
+        refunded = await self._submit(RefundOrder(order_id=oid, reason=reason, now=now),
+                                      oid, "refund")
+        if not isinstance(refunded, Accepted):
+            return _refused(oid, refunded)
+        steps = [self._submit(ReleaseReservation(reservation_id=f"{oid}/{i}", sku=sku,
+                                                 user=order.user, reason=reason, now=now),
+                              oid, f"refund/{i}")
+                 for i, (sku, _) in enumerate(order.lines)]
+        if order.coupon_id:
+            steps.append(self._submit(UnlockCoupon(user=order.user, coupon_id=order.coupon_id,
+                                                   order_id=oid, now=now), oid, "refund/coupon"))
+        if order.points:
+            steps.append(self._submit(ReleasePoints(user=order.user, hold_id=oid, reason=reason,
+                                                    now=now), oid, "refund/points"))
+        steps.append(self._submit(TrackOrder(user=order.user, order_id=oid, status="refunded",
+                                             amount_cents=order.total_cents, now=now),
+                                  oid, "track/refunded"))
+        await asyncio.gather(*steps)
+        return CheckoutResult(order_id=oid, status="refunded", total_cents=order.total_cents,
+                              reason=f"{reason} ({'; '.join(lost)})")
 
     # -- cancel -------------------------------------------------------------------------
 
@@ -260,6 +361,17 @@ def _too_many_units(lines: Any) -> bool:
         return any(type(qty) is int and qty > MAX_UNITS_PER_RESERVATION for _, qty in lines)
     except (TypeError, ValueError):
         return False  # malformed lines: the order shard refuses them with its reasons
+
+
+_RAN_OUT = frozenset({"reservation_not_found", "deadline_passed", "coupon_not_locked"})
+"""The refusals of a confirmation whose hold or lock is gone (expired) or past its time."""
+
+
+def _ran_out(reply: Any) -> bool:
+    """Whether a confirm was refused because its hold or coupon lock ran out first."""
+    if isinstance(reply, PointsNotHeld):   # the points' hold lapsed (released by its timer)
+        return reply.reason == "released"
+    return isinstance(reply, Rejection) and reply.code in _RAN_OUT
 
 
 def _unit_prices(reply: Accepted) -> tuple[int, ...]:

@@ -46,9 +46,11 @@ RULES: dict[str, str] = {
     "teams.members": "a team completes only with `size` distinct members, in join order",
     "teams.split": "red-packet shares sum exactly to the pool, each >= the minimum, as drawn",
     "orders.settlement": "paid => every reservation confirmed and the coupon redeemed; "
-                         "cancelled => none confirmed, all released",
-    "orders.money": "total = subtotal - discount - points applied; line prices = the reservations' prices; "
-                    "a paid order captured its total once, other payments are refunded",
+                         "cancelled => none confirmed, all released; every captured payment "
+                         "ends in a paid order so settled or a refunded one",
+    "orders.money": "total = subtotal - discount - points applied; line prices = the "
+                    "reservations' prices; a paid order captured its total once, other payments "
+                    "are refunded; a refunded order gives back exactly what it captured",
     "referrals.first_touch": "one inviter per user, set on the first session, seen before",
     "referrals.no_self": "nobody is credited with inviting themselves",
     "referrals.no_cycles": "the referral graph has no cycles",
@@ -91,7 +93,7 @@ READS: dict[str, tuple[str, ...]] = {
     "orders.settlement": ("orders.checkout_started", "orders.order_voided",
                           "orders.checkout_cancelled"),
     "orders.money": ("orders.points_applied", "orders.order_placed", "orders.payment_captured",
-                     "orders.refund_issued"),
+                     "orders.refund_issued", "orders.order_refunded"),
     "referrals.first_touch": ("sessions.referral_attributed",),
     "referrals.no_self": ("sessions.referral_attributed",),
     "members.history": ("members.order_recorded",),
@@ -153,6 +155,7 @@ class Rules(StockRules, CouponRules, TeamRules, OrderRules, ReferralRules, Causa
             "orders.checkout_cancelled": self.checkout_cancelled,
             "orders.payment_captured": self.payment_captured,
             "orders.refund_issued": self.refund_issued,
+            "orders.order_refunded": self.order_refunded,
             "orders.points_applied": self.points_applied,
             "members.order_recorded": self.order_recorded,
             "members.tier_changed": self.tier_changed,

@@ -22,6 +22,11 @@
   captured or refunded at most once; a repeat decides nothing.
 - `ExpireCheckout` (the shard's timer at `payment_deadline`): a trying or placed order
   not paid by then is cancelled ("payment_timeout").
+- `RefundOrder` (gateway, when a paid order's confirmation was refused because its hold
+  or coupon lock ran out first, and could not be taken again): the paid order is
+  refunded, all it captured goes back (`OrderRefunded`, paid -> refunded). A repeat on a
+  refunded order decides nothing; any other order is refused (`OrderNotPaid`): an unpaid
+  order is cancelled, not refunded.
 
 Money is integer cents: captured - refunded >= 0, and a paid order captured exactly its
 total, once.
@@ -52,8 +57,10 @@ from saleday.actors.order.words import (
     OrderCancelled,
     OrderCommand,
     OrderEvent,
+    OrderNotPaid,
     OrderNotStarted,
     OrderPlaced,
+    OrderRefunded,
     OrderVoided,
     PaymentCaptured,
     PaymentMismatch,
@@ -61,6 +68,7 @@ from saleday.actors.order.words import (
     RecordPayment,
     RecordTry,
     RefundIssued,
+    RefundOrder,
     StartCheckout,
 )
 
@@ -88,6 +96,8 @@ def decide(command: OrderCommand, state: OrderState) -> list[OrderEvent] | Rejec
             return _pay(command, state)
         case ExpireCheckout():
             return _expire_due(command, state)
+        case RefundOrder():
+            return _refund_order(command, state)
         case _:
             return _INTAKE.not_taken(command)
 
@@ -190,6 +200,15 @@ def _refund(command: RecordPayment, reason: str) -> RefundIssued:
                         amount_cents=command.amount_cents, reason=reason)
 
 
+def _refund_order(command: RefundOrder, state: OrderState) -> list[OrderEvent] | Rejection:
+    if state.status == OrderStatus.REFUNDED:
+        return []
+    if state.status != OrderStatus.PAID:
+        return OrderNotPaid(order_id=command.order_id, status=str(state.status))
+    return [OrderRefunded(order_id=command.order_id, payment_id=state.payment_id,
+                          amount_cents=state.captured_cents, reason=command.reason)]
+
+
 def _expire_due(command: ExpireCheckout, state: OrderState) -> list[OrderEvent]:
     if state.status not in OPEN or state.payment_deadline > command.now:
         return []
@@ -255,6 +274,10 @@ def evolve(state: OrderState, event: OrderEvent) -> OrderState:
                            captured_cents=state.captured_cents + event.amount_cents)
         case RefundIssued():
             return replace(state, refunds=state.refunds.set(event.payment_id, event.amount_cents),
+                           refunded_cents=state.refunded_cents + event.amount_cents)
+        case OrderRefunded():
+            return replace(state, status=OrderStatus.REFUNDED, cancel_reason=event.reason,
+                           refunds=state.refunds.set(event.payment_id, event.amount_cents),
                            refunded_cents=state.refunded_cents + event.amount_cents)
         case PointsApplied():
             return replace(state, points=event.points, points_cents=event.points_cents)

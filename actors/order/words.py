@@ -86,9 +86,23 @@ class ExpireCheckout:
     now: int
 
 
-OrderCommand = StartCheckout | RecordTry | CancelOrder | RecordPayment | ExpireCheckout
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefundOrder:
+    """Give a paid order's money back: what it was paid for cannot be had (a hold or a
+    coupon lock ran out before its confirmation arrived, and cannot be taken again)."""
 
-COMMANDS = (StartCheckout, RecordTry, CancelOrder, RecordPayment, ExpireCheckout)
+    STAMPED: ClassVar[frozenset[str]] = frozenset({"reason"})
+    """Not fingerprinted (actors/decider.py): a refund driven again may name another."""
+
+    order_id: str
+    reason: str
+    now: int
+
+
+OrderCommand = (StartCheckout | RecordTry | CancelOrder | RecordPayment | ExpireCheckout
+                | RefundOrder)
+
+COMMANDS = (StartCheckout, RecordTry, CancelOrder, RecordPayment, ExpireCheckout, RefundOrder)
 
 
 
@@ -174,8 +188,20 @@ class RefundIssued:
     reason: str
 
 
+@event_type("orders.order_refunded")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderRefunded:
+    """The paid order is given up and its payment `payment_id` (`amount_cents`, all it
+    captured) goes back: what it paid for could not be confirmed (`reason`)."""
+
+    order_id: str
+    payment_id: str
+    amount_cents: int
+    reason: str
+
+
 OrderEvent = (CheckoutStarted | OrderPlaced | OrderVoided | CheckoutCancelled
-              | PaymentCaptured | RefundIssued | PointsApplied)
+              | PaymentCaptured | RefundIssued | OrderRefunded | PointsApplied)
 
 
 # --- rejections -----------------------------------------------------------------------
@@ -201,6 +227,14 @@ class OrderAlreadyPaid(Rejection):
     """The order is paid: it can no longer be cancelled."""
 
     order_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderNotPaid(Rejection):
+    """Only a paid order can be refunded as a whole; this one is `status`."""
+
+    order_id: str
+    status: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -156,6 +156,20 @@ class OrderRules(RulesBase):
         o.refunds[pid] = d["amount_cents"]
 
 
+    def order_refunded(self, env: tuple) -> None:
+        """A paid order given up after the fact gives back exactly the payment it captured."""
+        o = self._order(env, "refunded")
+        if o is None:
+            return
+        d = env[8]
+        pid = d["payment_id"]
+        if o.status != "paid" or [(pid, d["amount_cents"])] != o.captured:
+            self.fail("orders.money", env[0], env[1],
+                      f"order {o.oid!r} refunded {d['amount_cents']} cents of {pid!r} while "
+                      f"{o.status}, having captured {o.captured}")
+        o.refunds[pid] = d["amount_cents"]
+        o.status = "refunded"
+
     def _orders_at_end(self, last_time: int) -> None:
         self._count("orders.settlement", len(self.orders))
         self._count("orders.money", len(self.orders))

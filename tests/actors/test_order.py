@@ -14,14 +14,17 @@ from saleday.actors.order import (
     ExpireCheckout,
     OrderAlreadyPaid,
     OrderCancelled,
+    OrderNotPaid,
     OrderNotStarted,
     OrderPlaced,
+    OrderRefunded,
     OrderVoided,
     PaymentCaptured,
     PaymentMismatch,
     RecordPayment,
     RecordTry,
     RefundIssued,
+    RefundOrder,
     StartCheckout,
     deadline_of,
     expire,
@@ -379,6 +382,37 @@ def test_state_pickles_compactly_and_equal():
     assert pickle.loads(pickle.dumps(state)) == state
 
 
+# --- a paid order refunded as a whole ------------------------------------------------------
+
+
+def refund_order(reason: str = "hold_expired", now: int = NOW + 5) -> RefundOrder:
+    return RefundOrder(order_id=ORDER, reason=reason, now=now)
+
+
+def test_a_paid_order_whose_holds_ran_out_is_refunded_all_it_captured():
+    """Given a paid order, when the checkout refunds it (its hold ran out and could not be
+    taken again), then the whole captured payment goes back and the order is refunded."""
+    outcome = order(started(), placed(), captured()).when(refund_order()).then(
+        OrderRefunded(order_id=ORDER, payment_id="p1", amount_cents=TOTAL, reason="hold_expired"))
+    state = outcome.state
+    assert (state.status, state.refunded_cents, state.refunds["p1"]) == ("refunded", TOTAL, TOTAL)
+
+
+def test_refunding_a_refunded_order_again_decides_nothing_and_a_late_payment_is_refunded():
+    """A repeat of the refund decides nothing; another payment is refunded on its own."""
+    past = (started(), placed(), captured(),
+            OrderRefunded(order_id=ORDER, payment_id="p1", amount_cents=TOTAL,
+                          reason="hold_expired"))
+    order(*past).when(refund_order(reason="other")).then()
+    order(*past).when(pay("p1")).then()
+    order(*past).when(pay("p2")).then(refunded("p2"))
+
+
+@pytest.mark.parametrize("past", [(), (started(),), (started(), placed()),
+                                  (started(), placed(), cancelled())])
+def test_only_a_paid_order_can_be_refunded_as_a_whole(past):
+    """An order not paid is cancelled, never refunded: OrderNotPaid."""
+    order(*past).when(refund_order()).then_rejected(OrderNotPaid, order_id=ORDER)
 # --- member points ---------------------------------------------------------------------
 
 
