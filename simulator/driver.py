@@ -197,6 +197,10 @@ class Driver:
         """The invoice and points of each order, presale balances (`simulator.members`)."""
 
     async def visit(self, v: Visit) -> None:
+        if self.members is not None and self.members.is_balance(v):   # a presale balance
+            await self.wait_until(v.t_s)
+            await self.members.pay_balance(self.gw, v, self.stamp(v.t_s))
+            return
         o, sc = self.out, self.sc
         o.visits += 1
         o.views += v.views

@@ -29,7 +29,9 @@ seed gives the same log. What it adds to the run:
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -114,6 +116,10 @@ class MembersPlan:
 
     def setup_commands(self, now: int) -> list[tuple[str, Any]]:
         """History, its points, tiers, list prices, presales and their deposits."""
+        return self.history_commands(now) + self.sale_commands(now)
+
+    def history_commands(self, now: int) -> list[tuple[str, Any]]:
+        """The members' past orders, the points they earned and the tiers they give."""
         m, out = self.m, []
         for user, orders in self.history.items():
             for ref, at, cents in orders:
@@ -130,6 +136,11 @@ class MembersPlan:
             if tier != "regular":
                 out.append((f"setup/tier/{user}", ChangeTier(
                     user=user, tier=tier, rule=f"rfm:{self.rule.text}", now=changed_at)))
+        return out
+
+    def sale_commands(self, now: int) -> list[tuple[str, Any]]:
+        """List prices, presales and their deposits (timed on this plan's sale clock)."""
+        m, out = self.m, []
         for sku, cents in sorted(self.list_prices.items()):
             out.append((f"setup/price/{sku}", SetPrice(sku=sku, price_cents=cents, now=now)))
         for sku in self.presales:
@@ -153,6 +164,14 @@ class MembersPlan:
                for sku, did, _, qty, _ in self.deposits
                if unit(self.seed, "balance", did) < self.m.balance_rate]
         return sorted(due, key=lambda b: (b.t_s, b.deposit_id))
+
+    def merged(self, visits: Iterator[Any]) -> Iterator[Any]:
+        """The visits with the balances merged in, in time order."""
+        return heapq.merge(visits, self.balances(), key=lambda item: item.t_s)
+
+    @staticmethod
+    def is_balance(item: Any) -> bool:
+        return type(item) is BalanceDue
 
     async def pay_balance(self, gw: Any, b: BalanceDue, now: int) -> None:
         m = self.m
@@ -201,9 +220,11 @@ class MembersPlan:
                                                 now=at)))
         return sorted(out, key=lambda item: (item[1].now, item[0]))
 
-    def after_sale(self, shards: Any, store: Any) -> None:
+    async def after_sale(self, submit_many: Any, store: Any, tick: Any) -> None:
         """Points for paid orders, the price drops, protection claims, then the timers at
-        the last drop (see the module docstring). `shards` answers on `flush()`."""
+        the last drop (see the module docstring). `submit_many([(id, command)])` answers
+        each; `tick(at_ms)` runs the shards' timers due by then (in-process: moving their
+        clock there)."""
         from saleday.flows.points import PointsEarning
         from saleday.flows.protection import PriceProtection
 
@@ -224,23 +245,17 @@ class MembersPlan:
 
         follow()
         if m.points_per_yuan:
-            self._submit(shards, earning.claims(), "points_claims")
+            await self._submit(submit_many, earning.claims(), "points_claims")
         drops = self.drops()
-        if drops:
-            shards.now_ms = max(shards.now_ms, drops[-1][1].now)
-        self._submit(shards, drops, "drops")
-        self._submit(shards, follow(), "protection_claims")
-        shards.tick()
-        while shards.pending():
-            shards.flush()
+        await self._submit(submit_many, drops, "drops")
+        await self._submit(submit_many, follow(), "protection_claims")
+        tick(drops[-1][1].now if drops else self.balance_until)
 
-    def _submit(self, shards: Any, commands: list[tuple[str, Any]], what: str) -> None:
-        futures = [shards.submit_nowait(cmd, cid, "members") for cid, cmd in commands]
-        while shards.pending():
-            shards.flush()
-        self.counts[what] += len(futures)
-        for f in futures:
-            reply = f.result()
+    async def _submit(self, submit_many: Any, commands: list[tuple[str, Any]],
+                      what: str) -> None:
+        replies = await submit_many(commands)
+        self.counts[what] += len(commands)
+        for reply in replies:
             code = getattr(reply, "code", None) or type(reply).__name__
             if code != "Accepted":
                 reason = getattr(reply, "reason", "")

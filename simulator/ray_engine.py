@@ -38,6 +38,7 @@ from saleday.simulator.engine import (
 from saleday.simulator.errors import SimulationError
 from saleday.simulator.experiments import Extras, extra_kinds, trigger_runner
 from saleday.simulator.generator import Sku, Visit
+from saleday.simulator.members import MembersPlan, member_kinds
 
 log = structlog.get_logger("saleday.simulator")
 
@@ -47,7 +48,8 @@ def run_ray(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator[Visit]
     sc = opts.scenario
     config = RuntimeConfig(store_url=url, ray_address=opts.address, num_cpus=opts.num_cpus,
                            shards={"sku": sc.sku_shards, "session": 1, "order": 1,
-                                   "campaign": 1, "team": 1, **extra_kinds(sc)},
+                                   "campaign": 1, "team": 1, **extra_kinds(sc),
+                                   **member_kinds(sc)},
                            tick_s=0.2)
     runtime = Runtime(config)
     try:
@@ -67,11 +69,24 @@ async def _drive(opts: RunOptions, runtime: Runtime, url: str, skus: list[Sku],
     loop = asyncio.get_running_loop()
     gateway = runtime.gateway()
     gateway.start_ticking()
+    async def set_up(commands: list[tuple[str, Any]]) -> None:
+        replies = await asyncio.gather(*(gateway.submit_retrying_busy(cmd, command_id=cid,
+                                                                      correlation_id="setup")
+                                         for cid, cmd in commands))
+        check_setup([(cid, r) for (cid, _), r in zip(commands, replies)])
+
+    if sc.members is not None:   # the members' history first: it takes the longest
+        early = clock_opening_at(wall_clock_ms(), sc)
+        await set_up(MembersPlan(sc, opts.seed, skus, early).history_commands(
+            wall_clock_ms()))
     # Setup happens on the shards' own (wall) clock, just before the window opens.
     now = wall_clock_ms()
     pre = clock_opening_at(now, sc)
+    members = MembersPlan(sc, opts.seed, skus, pre) if sc.members is not None else None
     # (The window is counted from when setup is done: the sale stays open a minute longer.)
     setup = setup_commands(sc, skus, pre, now, pre.ms(0), margin_ms=60_000)
+    if members is not None:
+        setup += members.sale_commands(now)
     replies = await asyncio.gather(*(gateway.submit_retrying_busy(cmd, command_id=cid,
                                                                   correlation_id="setup")
                                      for cid, cmd in setup))
@@ -84,6 +99,9 @@ async def _drive(opts: RunOptions, runtime: Runtime, url: str, skus: list[Sku],
     driver = Driver(recorder, sc, clock, skus, wait_until,
                     stamp=lambda t_s: max(clock.ms(t_s), wall_clock_ms()))
     driver.extras = Extras(sc, opts.seed)
+    if members is not None:
+        driver.members = members
+        stream = members.merged(stream)
     store = open_store(url)
     reactor = Reactor(store, gateway, kinds=("team", "campaign"))
     stop = asyncio.Event()
@@ -106,6 +124,14 @@ async def _drive(opts: RunOptions, runtime: Runtime, url: str, skus: list[Sku],
             await reactor.run_once()
         if trigger is not None:   # the last firings, and every push's answer
             driver.extras.triggers = await trigger.settle(stamp())
+        if members is not None:   # points, drops and protection; the shards tick on their own
+            async def submit_many(commands: list[tuple[str, Any]]) -> list[Any]:
+                return list(await asyncio.gather(*(
+                    gateway.submit_retrying_busy(cmd, command_id=cid, correlation_id="members")
+                    for cid, cmd in commands)))
+
+            await members.after_sale(submit_many, store, lambda at_ms: None)
+            extra_members = members.summary(store)
     finally:
         stop.set()
         await reacting
@@ -118,4 +144,5 @@ async def _drive(opts: RunOptions, runtime: Runtime, url: str, skus: list[Sku],
                      sim_end_s=now_s(),
                      extra={"gateway": dict(gateway.stats), "shards": status,
                             "late_starts": late_starts,
-                            "drain_s": round(time.perf_counter() - started - traffic_wall, 2)})
+                            "drain_s": round(time.perf_counter() - started - traffic_wall, 2),
+                            **({"members": extra_members} if members is not None else {})})

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import heapq
 import math
 import time
 import zlib
@@ -40,7 +39,7 @@ from saleday.simulator.experiments import (
     trigger_runner,
 )
 from saleday.simulator.generator import Sku, Visit, catalog, visits
-from saleday.simulator.members import BalanceDue, MembersPlan, member_kinds
+from saleday.simulator.members import MembersPlan, member_kinds
 from saleday.simulator.results import (
     CommandStats,
     Finding,
@@ -91,9 +90,9 @@ def simulate(opts: RunOptions, source: Iterator[Visit] | None = None) -> RunRepo
         raise SimulationError(f"unknown engine {opts.engine!r}: use ray, inprocess or http")
     if opts.fault_mix is not None and not opts.faults:
         raise SimulationError("a fault mix needs faults on (RunOptions.faults)")
-    if opts.scenario.members is not None and opts.engine != "inprocess":
+    if opts.scenario.members is not None and opts.engine == "http":
         raise SimulationError("a scenario with members (history, presales, points, price "
-                              "protection) runs on --engine inprocess only, for now")
+                              "protection) runs on --engine inprocess or ray, not http")
     if opts.faults and opts.engine != "inprocess":
         raise SimulationError("--faults needs --engine inprocess (deterministic fault "
                               "injection); the Ray engine's faults are real ones")
@@ -196,16 +195,8 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
     driver = Driver(recorder, sc, clock, skus, vt.wait_until)
     driver.extras = Extras(sc, opts.seed)
     driver.members = members
-    play = driver.visit
     if members is not None:   # presale balances come in the stream, in time order
-        stream = heapq.merge(stream, members.balances(), key=lambda item: item.t_s)
-
-        async def play(item: Any) -> None:
-            if isinstance(item, BalanceDue):
-                await vt.wait_until(item.t_s)
-                await members.pay_balance(recorder, item, clock.ms(item.t_s))
-            else:
-                await driver.visit(item)
+        stream = members.merged(stream)
     trigger = trigger_runner(sc, store, shards.submit_nowait)
     if mix is not None:
         if "late_payment" in mix.on:
@@ -235,7 +226,7 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
             # (model_construct) must not spin the virtual clock for ever.
             raise SimulationError(f"the sale would run {end_s:g} simulated s in rounds of "
                                   f"{opts.tick_s:g} s; at most {MAX_ROUNDS:,} rounds")
-        failures = await run_rounds(shards, vt, stream, play, tick_s=opts.tick_s,
+        failures = await run_rounds(shards, vt, stream, driver.visit, tick_s=opts.tick_s,
                                     end_s=end_s, to_ms=clock.ms, on_tick=on_tick,
                                     start_s=start_s)
         if failures:
@@ -247,7 +238,8 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
                 shards.flush(vt.now_s)
             driver.extras.triggers = trigger.summary()
         if members is not None:
-            members.after_sale(shards, store)
+            await members.after_sale(_local_submitter(shards), store,
+                                     lambda at: _tick_local(shards, at))
 
     started = time.perf_counter()
     try:
@@ -272,6 +264,24 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
             extra["live_views"] = watch.finish()
     return EngineRun(recorder=recorder, driver=driver, clock=clock, wall_s=wall,
                      sim_end_s=vt.now_s, faults_injected=injected, extra=extra)
+
+
+def _local_submitter(shards: Any) -> Any:
+    """`submit_many` over the in-process shards: queue, then decide in rounds."""
+    async def submit_many(commands: list[tuple[str, Any]]) -> list[Any]:
+        futures = [shards.submit_nowait(cmd, cid, "members") for cid, cmd in commands]
+        while shards.pending():
+            shards.flush()
+        return [f.result() for f in futures]
+    return submit_many
+
+
+def _tick_local(shards: Any, at_ms: int) -> None:
+    """Move the shards' clock to `at_ms` (never back) and run every timer due."""
+    shards.now_ms = max(shards.now_ms, at_ms)
+    shards.tick()
+    while shards.pending():
+        shards.flush()
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:

@@ -67,7 +67,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object ins
 
 def simulate(
     scenario: Annotated[str, typer.Option(help="A preset (double11, flash-half-price, "
-                                          "team-up, countdown-ab, members: in-process only) or a "
+                                          "team-up, countdown-ab, members: not on http) or a "
                                           ".yaml/.toml/.json file.")] = "double11",
     users: Annotated[int | None, typer.Option(min=1, help="Override the scenario's users.")] = None,
     seed: Annotated[int, typer.Option(help="Same seed, same traffic (and, in-process, "

@@ -55,8 +55,8 @@ def test_the_report_shows_tiers_points_refunds_and_presale_conversion(report):
     assert {"member points", "price protection", "presale (定金)"} <= set(titles)
 
 
-def test_members_are_refused_on_the_ray_engine(tmp_path):
-    """The members scenario needs the in-process engine; elsewhere it is refused in words."""
-    with pytest.raises(SimulationError, match="inprocess"):
-        simulate(RunOptions(scenario=SMALL, seed=11, engine="ray", data_dir=tmp_path,
+def test_members_are_refused_on_the_http_engine(tmp_path):
+    """The HTTP engine does not play members; it is refused in words, before anything runs."""
+    with pytest.raises(SimulationError, match="inprocess or ray"):
+        simulate(RunOptions(scenario=SMALL, seed=11, engine="http", data_dir=tmp_path,
                             progress=False, charts=False))
