@@ -74,6 +74,10 @@ def serve(
     tick_s: Annotated[float | None, typer.Option(min=0, help="Seconds between ticks.")] = None,
     num_cpus: Annotated[int | None, typer.Option(min=1, help="CPUs of a local Ray.")] = None,
     health_every_s: Annotated[float | None, typer.Option(min=0.1)] = None,
+    standbys: Annotated[int | None, typer.Option(
+        min=0, max=1, help="1: a hot standby per shard, promoted within ~200 ms when its "
+                           "primary dies (env SALEDAY_STANDBYS; default 0: Ray restarts a dead "
+                           "shard). Not with --http yet.")] = None,
     stop_shards: Annotated[bool, typer.Option(
         help="Kill the shard actors on exit (default: leave them to the next serve).")] = False,
     http: Annotated[bool, typer.Option(
@@ -95,8 +99,11 @@ def serve(
                          shard_resource=shard_resource, partitions=partitions,
                          max_batch=max_batch, max_wait_ms=max_wait_ms,
                          snapshot_every=snapshot_every, tick_s=tick_s, num_cpus=num_cpus,
-                         health_every_s=health_every_s)
+                         health_every_s=health_every_s, standbys=standbys)
     _check_reachable(settings.ray_address)
+    if http and settings.standbys:
+        fail(ValueError("--standbys with --http is not built yet: the HTTP replicas find "
+                        "shards by name and would not follow a failover"))
     if http:
         from saleday.http import cli as http_cli
 

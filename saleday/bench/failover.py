@@ -1,0 +1,188 @@
+"""`saleday bench failover`: how long a shard is away after its process dies, with and
+without a hot standby (cluster/failover.py), and what the standbys cost in throughput.
+
+For each of `standbys` 0 and 1, in one run and one Ray: a runtime on a fresh SQLite log,
+`shards` SKU shards, stock for `skus` SKUs that never runs out. Then
+1. throughput: one client keeps `window` reservations outstanding (in chunks) for
+   `load_s` seconds, `repeat` times; commands answered per second, the median;
+2. failover, `repeat` times: under that same load, the process of shard 0's primary is
+   killed (`kill="pid"`: SIGKILL of its worker, as a crash; `"ray"`: `ray.kill`), and a
+   probe reservation for shard 0 is submitted at once; the gap is kill -> its answer.
+   Without a standby Ray restarts the actor, which recovers from snapshot and log; with
+   one, the gateway promotes the standby. Before the next kill the new standby (or the
+   restarted shard) is waited for.
+3. check: every reservation acknowledged Accepted is in the log once (`lost` counts those
+   that are not; it must be 0).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import tempfile
+import threading
+import time
+from typing import Any
+
+from saleday.actors.host import Accepted
+from saleday.actors.sku import AddStock, ConfigureSale, ReserveStock
+from saleday.events import open_store
+from saleday.simulator.results import machine_info as machine
+
+KILLS = ("pid", "ray")
+
+
+def run(*, shards: int = 2, skus: int = 200, window: int = 256, load_s: float = 2.0,
+        repeat: int = 3, kill: str = "pid", num_cpus: int | None = None) -> dict[str, Any]:
+    from saleday.cluster import ray_api
+
+    if kill not in KILLS:
+        raise ValueError(f"kill must be one of {KILLS}, not {kill!r}")
+    rows = []
+    load_before = os.getloadavg()
+    try:
+        for standbys in (0, 1):
+            rows.append(_one(standbys=standbys, shards=shards, skus=skus, window=window,
+                             load_s=load_s, repeat=repeat, kill=kill, num_cpus=num_cpus))
+    finally:
+        ray_api.shutdown()
+    without, with_ = rows
+    return {
+        "params": {"shards": shards, "skus": skus, "window": window, "load_s": load_s,
+                   "repeat": repeat, "kill": kill, "store": "sqlite"},
+        "rows": rows,
+        "kill_to_answer_ms_without_standby": without["kill_to_answer_ms_median"],
+        "kill_to_answer_ms_with_standby": with_["kill_to_answer_ms_median"],
+        "failover_speedup": round(without["kill_to_answer_ms_median"]
+                                  / max(with_["kill_to_answer_ms_median"], 1e-9), 2),
+        "standby_throughput_ratio": round(with_["commands_per_s"]
+                                          / max(without["commands_per_s"], 1e-9), 3),
+        "loadavg_before": [round(v, 2) for v in load_before],
+        "loadavg_after": [round(v, 2) for v in os.getloadavg()],
+        "machine": machine(),
+    }
+
+
+class _Load:
+    """One client thread keeping `window` reservations outstanding, in chunks."""
+
+    def __init__(self, client: Any, names: list[str], window: int, tag: str) -> None:
+        self.client, self.names, self.window, self.tag = client, names, window, tag
+        self.stop = threading.Event()
+        self.answered = 0
+        self.accepted: list[str] = []
+        self.other: dict[str, int] = {}
+        self._n = 0
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"load-{tag}")
+
+    def _run(self) -> None:
+        chunk = max(1, self.window // 2)
+        while not self.stop.is_set():
+            now = int(time.time() * 1000)
+            commands = [ReserveStock(reservation_id=f"{self.tag}-{self._n + i}",
+                                     user=f"u-{(self._n + i) % 9973}",
+                                     sku=self.names[(self._n + i) % len(self.names)], qty=1,
+                                     now=now, deadline=now + 3_600_000) for i in range(chunk)]
+            self._n += chunk
+            for command, reply in zip(commands, self.client.submit_many(commands)):
+                self.answered += 1
+                if isinstance(reply, Accepted):
+                    self.accepted.append(command.reservation_id)
+                else:
+                    code = getattr(reply, "code", type(reply).__name__)
+                    self.other[code] = self.other.get(code, 0) + 1
+
+    def __enter__(self) -> _Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self._thread.join(timeout=120)
+
+
+def _one(*, standbys: int, shards: int, skus: int, window: int, load_s: float, repeat: int,
+         kill: str, num_cpus: int | None) -> dict[str, Any]:
+    from saleday.cluster import ray_api
+    from saleday.cluster.runtime import Runtime, RuntimeConfig
+
+    with tempfile.TemporaryDirectory(prefix="saleday-bench-failover-") as tmp:
+        url = f"sqlite:///{os.path.join(tmp, 'events.db')}"
+        rt = Runtime(RuntimeConfig(store_url=url, shards={"sku": shards}, standbys=standbys,
+                                   tick_s=0, retry_for_s=60, num_cpus=num_cpus)).start()
+        try:
+            client = rt.client()
+            names = [f"sku-{i:04d}" for i in range(skus)]
+            now = int(time.time() * 1000)
+            setup = [c for sku in names for c in (
+                AddStock(sku=sku, qty=10_000_000, now=now),
+                ConfigureSale(sku=sku, tiers=((0, 9900),), per_user_limit=0, start=0,
+                              end=now + 86_400_000, now=now))]
+            assert all(isinstance(r, Accepted) for r in client.submit_many(setup))
+            on_first = [s for s in names if rt.maps["sku"].shard_of(s) == 0]
+            accepted: list[str] = []
+            rates = []
+            for r in range(repeat):
+                with _Load(client, names, window, f"t{r}") as load:
+                    time.sleep(load_s)
+                    answered, seconds = load.answered, load_s
+                rates.append(answered / seconds)
+                accepted += load.accepted
+            gaps = []
+            for r in range(repeat):
+                with _Load(client, names, window, f"k{r}") as load:
+                    time.sleep(min(0.5, load_s / 2))   # mid-load
+                    gaps.append(_kill_and_probe(rt, client, on_first[r % len(on_first)],
+                                                f"probe-{r}", kill, accepted))
+                accepted += load.accepted
+                if standbys:
+                    rt.standby_status()   # the new standby is up before the next kill
+                else:
+                    rt.status()
+            lost = _lost(url, accepted)
+            return {"standbys": standbys, "commands_per_s": round(statistics.median(rates)),
+                    "commands_per_s_runs": [round(v) for v in rates],
+                    "kill_to_answer_ms": [round(g, 1) for g in gaps],
+                    "kill_to_answer_ms_median": round(statistics.median(gaps), 1),
+                    "failovers": client.gateway.stats["failovers"],
+                    "acknowledged": len(accepted), "lost": lost}
+        finally:
+            rt.stop(kill_shards=True)
+
+
+def _kill_and_probe(rt: Any, client: Any, sku: str, rid: str, kill: str,
+                    accepted: list[str]) -> float:
+    """Kill shard 0's primary; ms from the kill until a reservation for it is answered."""
+    from saleday.cluster import ray_api
+
+    handle = rt.handles["sku"][0]
+    pid = ray_api.get(handle.status.remote(), timeout=30)["pid"]
+    started = time.perf_counter()
+    if kill == "pid":
+        os.kill(pid, signal.SIGKILL)
+    else:
+        ray_api.kill(handle, no_restart=False)
+    now = int(time.time() * 1000)
+    reply = client.submit(ReserveStock(reservation_id=rid, user="u-probe", sku=sku, qty=1,
+                                       now=now, deadline=now + 3_600_000))
+    gap = (time.perf_counter() - started) * 1000
+    if not isinstance(reply, Accepted):
+        raise RuntimeError(f"the probe after the kill was answered {reply!r}")
+    accepted.append(rid)
+    return gap
+
+
+def _lost(url: str, accepted: list[str]) -> int:
+    """Acknowledged reservations that are not in the log exactly once."""
+    store = open_store(url)
+    try:
+        counts: dict[str, int] = {}
+        for stream in store.streams():
+            for env in store.read(stream):
+                if env.type == "inventory.stock_reserved":
+                    rid = env.data["reservation_id"]
+                    counts[rid] = counts.get(rid, 0) + 1
+    finally:
+        store.close()
+    return sum(1 for rid in accepted if counts.get(rid) != 1)
