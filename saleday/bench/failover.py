@@ -1,18 +1,19 @@
 """`saleday bench failover`: how long a shard is away after its process dies, with and
 without a hot standby (cluster/failover.py), and what the standbys cost in throughput.
 
-For each of `standbys` 0 and 1, in one run and one Ray: a runtime on a fresh SQLite log,
-`shards` SKU shards, stock for `skus` SKUs that never runs out. Then
-1. throughput: one client keeps `window` reservations outstanding (in chunks) for
-   `load_s` seconds, `repeat` times; commands answered per second, the median;
-2. failover, `repeat` times: under that same load, the process of shard 0's primary is
-   killed (`kill="pid"`: SIGKILL of its worker, as a crash; `"ray"`: `ray.kill`), and a
-   probe reservation for shard 0 is submitted at once; the gap is kill -> its answer.
-   Without a standby Ray restarts the actor, which recovers from snapshot and log; with
-   one, the gateway promotes the standby. Before the next kill the new standby (or the
-   restarted shard) is waited for.
+`repeat` rounds in one Ray; each round runs `standbys` 0 and then 1, each on a fresh
+runtime and SQLite log with `shards` SKU shards and stock for `skus` SKUs that never runs
+out (so a shared machine's noise falls on both modes alike):
+1. throughput: one client keeps up to `window` reservations outstanding (in chunks) for
+   `load_s` seconds; commands answered per second;
+2. failover: under that same load, the process of shard 0's primary is killed
+   (`kill="pid"`: SIGKILL of its worker, as a crash; `"ray"`: `ray.kill`), and a probe
+   reservation for shard 0 is submitted at once; the gap is kill -> its answer. Without a
+   standby Ray restarts the actor, which recovers from snapshot and log (the gateway
+   retrying with backoff meanwhile); with one, the gateway promotes the standby;
 3. check: every reservation acknowledged Accepted is in the log once (`lost` counts those
    that are not; it must be 0).
+Medians over the rounds are quoted.
 """
 
 from __future__ import annotations
@@ -35,18 +36,23 @@ KILLS = ("pid", "ray")
 
 def run(*, shards: int = 2, skus: int = 200, window: int = 256, load_s: float = 2.0,
         repeat: int = 3, kill: str = "pid", num_cpus: int | None = None) -> dict[str, Any]:
+    """`repeat` rounds; each runs both modes (0 then 1 standby, each on a fresh runtime and
+    log), so the noise of a shared machine falls on both alike."""
     from saleday.cluster import ray_api
 
     if kill not in KILLS:
         raise ValueError(f"kill must be one of {KILLS}, not {kill!r}")
-    rows = []
+    rounds: dict[int, list[dict[str, Any]]] = {0: [], 1: []}
     load_before = os.getloadavg()
     try:
-        for standbys in (0, 1):
-            rows.append(_one(standbys=standbys, shards=shards, skus=skus, window=window,
-                             load_s=load_s, repeat=repeat, kill=kill, num_cpus=num_cpus))
+        for _ in range(repeat):
+            for standbys in (0, 1):
+                rounds[standbys].append(_round(standbys=standbys, shards=shards, skus=skus,
+                                               window=window, load_s=load_s, kill=kill,
+                                               num_cpus=num_cpus))
     finally:
         ray_api.shutdown()
+    rows = [_row(standbys, rounds[standbys]) for standbys in (0, 1)]
     without, with_ = rows
     return {
         "params": {"shards": shards, "skus": skus, "window": window, "load_s": load_s,
@@ -62,6 +68,18 @@ def run(*, shards: int = 2, skus: int = 200, window: int = 256, load_s: float = 
         "loadavg_after": [round(v, 2) for v in os.getloadavg()],
         "machine": machine(),
     }
+
+
+def _row(standbys: int, rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    rates = [r["commands_per_s"] for r in rounds]
+    gaps = [r["kill_to_answer_ms"] for r in rounds]
+    return {"standbys": standbys, "commands_per_s": round(statistics.median(rates)),
+            "commands_per_s_runs": [round(v) for v in rates],
+            "kill_to_answer_ms": [round(g, 1) for g in gaps],
+            "kill_to_answer_ms_median": round(statistics.median(gaps), 1),
+            "failovers": sum(r["failovers"] for r in rounds),
+            "acknowledged": sum(r["acknowledged"] for r in rounds),
+            "lost": sum(r["lost"] for r in rounds)}
 
 
 class _Load:
@@ -102,9 +120,9 @@ class _Load:
         self._thread.join(timeout=120)
 
 
-def _one(*, standbys: int, shards: int, skus: int, window: int, load_s: float, repeat: int,
-         kill: str, num_cpus: int | None) -> dict[str, Any]:
-    from saleday.cluster import ray_api
+def _round(*, standbys: int, shards: int, skus: int, window: int, load_s: float,
+           kill: str, num_cpus: int | None) -> dict[str, Any]:
+    """One runtime: throughput for `load_s`, then a kill under the same load and the gap."""
     from saleday.cluster.runtime import Runtime, RuntimeConfig
 
     with tempfile.TemporaryDirectory(prefix="saleday-bench-failover-") as tmp:
@@ -120,33 +138,19 @@ def _one(*, standbys: int, shards: int, skus: int, window: int, load_s: float, r
                 ConfigureSale(sku=sku, tiers=((0, 9900),), per_user_limit=0, start=0,
                               end=now + 86_400_000, now=now))]
             assert all(isinstance(r, Accepted) for r in client.submit_many(setup))
-            on_first = [s for s in names if rt.maps["sku"].shard_of(s) == 0]
+            on_first = next(s for s in names if rt.maps["sku"].shard_of(s) == 0)
             accepted: list[str] = []
-            rates = []
-            for r in range(repeat):
-                with _Load(client, names, window, f"t{r}") as load:
-                    time.sleep(load_s)
-                    answered, seconds = load.answered, load_s
-                rates.append(answered / seconds)
-                accepted += load.accepted
-            gaps = []
-            for r in range(repeat):
-                with _Load(client, names, window, f"k{r}") as load:
-                    time.sleep(min(0.5, load_s / 2))   # mid-load
-                    gaps.append(_kill_and_probe(rt, client, on_first[r % len(on_first)],
-                                                f"probe-{r}", kill, accepted))
-                accepted += load.accepted
-                if standbys:
-                    rt.standby_status()   # the new standby is up before the next kill
-                else:
-                    rt.status()
-            lost = _lost(url, accepted)
-            return {"standbys": standbys, "commands_per_s": round(statistics.median(rates)),
-                    "commands_per_s_runs": [round(v) for v in rates],
-                    "kill_to_answer_ms": [round(g, 1) for g in gaps],
-                    "kill_to_answer_ms_median": round(statistics.median(gaps), 1),
+            with _Load(client, names, window, "t") as load:
+                time.sleep(load_s)
+                answered = load.answered
+            accepted += load.accepted
+            with _Load(client, names, window, "k") as load:
+                time.sleep(min(0.5, load_s / 2))   # mid-load
+                gap = _kill_and_probe(rt, client, on_first, "probe", kill, accepted)
+            accepted += load.accepted
+            return {"commands_per_s": answered / load_s, "kill_to_answer_ms": gap,
                     "failovers": client.gateway.stats["failovers"],
-                    "acknowledged": len(accepted), "lost": lost}
+                    "acknowledged": len(accepted), "lost": _lost(url, accepted)}
         finally:
             rt.stop(kill_shards=True)
 
