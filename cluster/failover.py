@@ -65,6 +65,8 @@ class _Pair:
     standby_name: str | None = None
     generation: int = 0
     """Bumped at each failover: a gateway says which primary it found dead."""
+    starting: bool = False
+    """A standby is being started (never two at once)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -107,9 +109,14 @@ class Failover:
         self._start_standby(pair)
 
     def _start_standby(self, pair: _Pair) -> None:
+        with pair.lock:
+            if pair.starting or pair.standby is not None:
+                return
+            pair.starting = True
+            primary_node = pair.primary_node
+        standby = node = name = None
         try:
-            node = standby_node(pair.stream, pair.primary_node, ray_api.alive_nodes(),
-                                self.resource)
+            node = standby_node(pair.stream, primary_node, ray_api.alive_nodes(), self.resource)
             name = self._name(pair.stream, "standby")
             standby = self.make_shard(
                 kind=pair.kind, stream=pair.stream, name=name, standby=True,
@@ -117,10 +124,38 @@ class Failover:
         except Exception as exc:  # the failover path still works without one (slowly)
             log.warning("standby_not_started", stream=pair.stream,
                         error=f"{type(exc).__name__}: {exc}"[:300])
-            return
-        with pair.lock:
-            pair.standby, pair.standby_name = standby, name
-        log.info("standby_started", stream=pair.stream, name=name, node=node)
+        finally:
+            with pair.lock:
+                pair.starting = False
+                if standby is not None:
+                    pair.standby, pair.standby_name = standby, name
+        if standby is not None:
+            log.info("standby_started", stream=pair.stream, name=name, node=node)
+
+    def check(self, timeout_s: float = 5.0) -> list[str]:
+        """The health check of the standbys: start one for every shard whose standby is
+        dead (or could not be started); the streams that got a new one. A standby that is
+        only slow to answer is left alone."""
+        died = ray_api.actor_died_errors()
+        started = []
+        for pair in list(self._pairs.values()):
+            standby = pair.standby
+            if standby is not None:
+                try:
+                    ray_api.get(standby.status.remote(), timeout=timeout_s)
+                    continue
+                except died:
+                    log.warning("standby_died", stream=pair.stream, name=pair.standby_name)
+                except Exception:  # noqa: BLE001 - slow or busy, not dead
+                    continue
+            with pair.lock:
+                if pair.standby is not standby or pair.starting:
+                    continue
+                pair.standby = pair.standby_name = None
+            self._start_standby(pair)
+            if pair.standby is not None:
+                started.append(pair.stream)
+        return started
 
     def wait_ready(self, timeout_s: float = 120.0) -> list[dict[str, Any]]:
         """Wait until every standby has recovered; their statuses."""

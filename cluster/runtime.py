@@ -131,6 +131,10 @@ class Runtime:
                 "scheduling_strategy": "SPREAD" if c.spread else None,
                 "detached": c.detached}
 
+    def check_standbys(self) -> list[str]:
+        """Replace every dead standby (`Failover.check`); the streams that got a new one."""
+        return self.failover.check() if self.failover is not None else []
+
     def standby_status(self) -> list[dict[str, Any]]:
         """The statuses of the standbys (none without `standbys`); waits for new ones."""
         return self.failover.wait_ready() if self.failover is not None else []

@@ -10,7 +10,10 @@ out (so a shared machine's noise falls on both modes alike):
    (`kill="pid"`: SIGKILL of its worker, as a crash; `"ray"`: `ray.kill`), and a probe
    reservation for shard 0 is submitted at once; the gap is kill -> its answer. Without a
    standby Ray restarts the actor, which recovers from snapshot and log (the gateway
-   retrying with backoff meanwhile); with one, the gateway promotes the standby;
+   retrying with backoff meanwhile); with one, the gateway promotes the standby
+   (`promote_ms`: the promotion alone, from the gateway's ask to the standby's answer; the
+   rest of the gap is Ray telling the gateway the actor died, and the batches queued
+   before the probe);
 3. check: every reservation acknowledged Accepted is in the log once (`lost` counts those
    that are not; it must be 0).
 Medians over the rounds are quoted.
@@ -77,6 +80,7 @@ def _row(standbys: int, rounds: list[dict[str, Any]]) -> dict[str, Any]:
             "commands_per_s_runs": [round(v) for v in rates],
             "kill_to_answer_ms": [round(g, 1) for g in gaps],
             "kill_to_answer_ms_median": round(statistics.median(gaps), 1),
+            "promote_ms": [r["promote_ms"] for r in rounds if r["promote_ms"] is not None],
             "failovers": sum(r["failovers"] for r in rounds),
             "acknowledged": sum(r["acknowledged"] for r in rounds),
             "lost": sum(r["lost"] for r in rounds)}
@@ -148,7 +152,9 @@ def _round(*, standbys: int, shards: int, skus: int, window: int, load_s: float,
                 time.sleep(min(0.5, load_s / 2))   # mid-load
                 gap = _kill_and_probe(rt, client, on_first, "probe", kill, accepted)
             accepted += load.accepted
+            promoted = rt.failover.failovers if rt.failover is not None else []
             return {"commands_per_s": answered / load_s, "kill_to_answer_ms": gap,
+                    "promote_ms": promoted[-1]["ms"] if promoted else None,
                     "failovers": client.gateway.stats["failovers"],
                     "acknowledged": len(accepted), "lost": _lost(url, accepted)}
         finally:

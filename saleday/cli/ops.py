@@ -141,6 +141,7 @@ def serve(
     typer.echo("serving; Ctrl-C or SIGTERM to stop", err=True)
     try:
         while not stopping.wait(settings.health_every_s):
+            runtime.check_standbys()   # a dead standby is replaced (with --standbys 1)
             for row in shard_rows(config.store_url):
                 event = log.info if row["health"] == "ok" else log.warning
                 event("shard_health", **{k: row[k] for k in (
