@@ -38,28 +38,31 @@ KILLS = ("pid", "ray")
 
 
 def run(*, shards: int = 2, skus: int = 200, window: int = 256, load_s: float = 2.0,
-        repeat: int = 3, kill: str = "pid", num_cpus: int | None = None) -> dict[str, Any]:
+        repeat: int = 3, kill: str = "pid", num_cpus: int | None = None,
+        ray_nodes: int = 0) -> dict[str, Any]:
     """`repeat` rounds; each runs both modes (0 then 1 standby, each on a fresh runtime and
-    log), so the noise of a shared machine falls on both alike."""
+    log), so the noise of a shared machine falls on both alike. With `ray_nodes`, on a
+    multi-node Ray on this machine (a head and that many one-CPU shard nodes)."""
     from saleday.cluster import ray_api
 
     if kill not in KILLS:
         raise ValueError(f"kill must be one of {KILLS}, not {kill!r}")
     rounds: dict[int, list[dict[str, Any]]] = {0: [], 1: []}
     load_before = os.getloadavg()
+    address, stop = ray_api.local_nodes(ray_nodes) if ray_nodes else (None, ray_api.shutdown)
     try:
         for _ in range(repeat):
             for standbys in (0, 1):
                 rounds[standbys].append(_round(standbys=standbys, shards=shards, skus=skus,
                                                window=window, load_s=load_s, kill=kill,
-                                               num_cpus=num_cpus))
+                                               num_cpus=num_cpus, ray_address=address))
     finally:
-        ray_api.shutdown()
+        stop()
     rows = [_row(standbys, rounds[standbys]) for standbys in (0, 1)]
     without, with_ = rows
     return {
         "params": {"shards": shards, "skus": skus, "window": window, "load_s": load_s,
-                   "repeat": repeat, "kill": kill, "store": "sqlite"},
+                   "repeat": repeat, "kill": kill, "store": "sqlite", "ray_nodes": ray_nodes},
         "rows": rows,
         "kill_to_answer_ms_without_standby": without["kill_to_answer_ms_median"],
         "kill_to_answer_ms_with_standby": with_["kill_to_answer_ms_median"],
@@ -81,6 +84,8 @@ def _row(standbys: int, rounds: list[dict[str, Any]]) -> dict[str, Any]:
             "kill_to_answer_ms": [round(g, 1) for g in gaps],
             "kill_to_answer_ms_median": round(statistics.median(gaps), 1),
             "promote_ms": [r["promote_ms"] for r in rounds if r["promote_ms"] is not None],
+            "standbys_on_another_node": [r["standbys_on_another_node"] for r in rounds
+                                         if r["standbys_on_another_node"] is not None],
             "failovers": sum(r["failovers"] for r in rounds),
             "acknowledged": sum(r["acknowledged"] for r in rounds),
             "lost": sum(r["lost"] for r in rounds)}
@@ -125,15 +130,22 @@ class _Load:
 
 
 def _round(*, standbys: int, shards: int, skus: int, window: int, load_s: float,
-           kill: str, num_cpus: int | None) -> dict[str, Any]:
+           kill: str, num_cpus: int | None, ray_address: str | None) -> dict[str, Any]:
     """One runtime: throughput for `load_s`, then a kill under the same load and the gap."""
     from saleday.cluster.runtime import Runtime, RuntimeConfig
 
     with tempfile.TemporaryDirectory(prefix="saleday-bench-failover-") as tmp:
         url = f"sqlite:///{os.path.join(tmp, 'events.db')}"
         rt = Runtime(RuntimeConfig(store_url=url, shards={"sku": shards}, standbys=standbys,
-                                   tick_s=0, retry_for_s=60, num_cpus=num_cpus)).start()
+                                   tick_s=0, retry_for_s=60, num_cpus=num_cpus,
+                                   ray_address=ray_address,
+                                   shard_resource="saleday_shard" if ray_address else None
+                                   )).start()
         try:
+            apart = None   # how many standbys run on another node than their primary
+            if standbys:
+                nodes = {s["stream"]: s["node"] for s in rt.status()}
+                apart = sum(s["node"] != nodes[s["stream"]] for s in rt.standby_status())
             client = rt.client()
             names = [f"sku-{i:04d}" for i in range(skus)]
             now = int(time.time() * 1000)
@@ -155,6 +167,7 @@ def _round(*, standbys: int, shards: int, skus: int, window: int, load_s: float,
             promoted = rt.failover.failovers if rt.failover is not None else []
             return {"commands_per_s": answered / load_s, "kill_to_answer_ms": gap,
                     "promote_ms": promoted[-1]["ms"] if promoted else None,
+                    "standbys_on_another_node": apart,
                     "failovers": client.gateway.stats["failovers"],
                     "acknowledged": len(accepted), "lost": _lost(url, accepted)}
         finally:

@@ -27,6 +27,11 @@ def bench_failover(
                                       "crash); ray: ray.kill the actor.")] = "pid",
     num_cpus: Annotated[int | None, typer.Option(min=1, help="CPUs of the local Ray "
                                                  "(default: the machine's).")] = None,
+    ray_nodes: Annotated[int, typer.Option(
+        min=0, max=8, help="Run on a multi-node Ray on this machine: a head and this many "
+                           "one-CPU shard nodes, standbys placed apart from their primaries "
+                           "(0: one local Ray). Its nodes listen on this machine's IP, not "
+                           "loopback only: run it on a closed host.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Kill shard 0's primary mid-load, `repeat` times, without and then with a standby:
@@ -40,7 +45,7 @@ def bench_failover(
         fail(ValueError(f"--kill {kill!r}: use {' or '.join(KILLS)}"))
     with stdout_to_stderr(as_json):
         result = run(shards=shards, skus=skus, window=window, load_s=load_s, repeat=repeat,
-                     kill=kill, num_cpus=num_cpus)
+                     kill=kill, num_cpus=num_cpus, ray_nodes=ray_nodes)
     if as_json:
         typer.echo(json.dumps(result))
         return

@@ -160,7 +160,8 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
 ) -> None:
     """Show each shard: node, state, the Redis master it writes to, version, epoch, lag,
-    restarts and health.
+    restarts and health (standbys too, named `<stream>.standby-…`; a primary that failed
+    over to its standby shows as `replaced`).
 
     Exit 1 unless every shard is healthy; exit 2 when the store (given) cannot be read."""
     from saleday.cluster import ray_api
@@ -186,7 +187,7 @@ def status(
         typer.echo("error: the event store became unavailable while reading it (see the log)",
                    err=True)
         raise typer.Exit(2)
-    if not rows or any(r["health"] != "ok" for r in rows):
+    if not rows or any(r["health"] not in ("ok", "replaced") for r in rows):
         raise typer.Exit(1)
 
 
@@ -236,24 +237,36 @@ def shard_rows(store_url: str | None, *, timeout_s: float = 5.0) -> list[dict[st
                 answered[name] = ray_api.get(ref)
             except Exception as exc:  # noqa: BLE001 - the actor died answering: report it
                 log.info("shard_status_failed", stream=name, error=type(exc).__name__)
-    found = log_heads(store_url, list(placed)) if store_url else {}
+    # A standby (or a primary it became) is named `<stream>.standby-…` (cluster/failover.py).
+    stream_of = {name: str(answered.get(name, {}).get("stream", name.split(".", 1)[0]))
+                 for name in placed}
+    found = log_heads(store_url, sorted(set(stream_of.values()))) if store_url else {}
     unavailable = found is None
     heads = found or {}
+    serving = {stream_of[n] for n, said in answered.items()
+               if placed[n]["state"] == "ALIVE" and not said.get("standby")}
     rows = []
     for name in sorted(placed):
         where, said = placed[name], answered.get(name, {})
-        row = {"stream": name, "kind": said.get("kind", name.rsplit("-", 1)[0]),
+        stream = stream_of[name]
+        row = {"stream": name, "kind": said.get("kind", stream.rsplit("-", 1)[0]),
                "state": where["state"], "node_ip": where["node_ip"], "node_id": where["node_id"],
                "pid": said.get("pid", where["pid"]), "restarts": where["restarts"],
                "version": said.get("version"), "epoch": said.get("epoch"),
                "snapshot_version": said.get("snapshot_version"),
                "entities": said.get("entities"), "timers": said.get("timers"),
-               "log_version": heads.get(name, (None, None))[0],
-               "master": heads.get(name, (None, None))[1], "lag": None,
-               "store": said.get("store")}
+               "log_version": heads.get(stream, (None, None))[0],
+               "master": heads.get(stream, (None, None))[1], "lag": None,
+               "store": said.get("store"),
+               "role": "standby" if said.get("standby") or ".standby-" in name and not said
+                       else "primary"}
         if row["version"] is not None and row["log_version"] is not None:
             row["lag"] = row["log_version"] - row["version"]
         row["health"] = "store_unavailable" if unavailable else _health(row, said)
+        if row["health"] == "dead" and stream in serving:
+            row["health"] = "replaced"   # failed over: another actor serves its stream
+        elif said.get("standby") and row["health"] == "behind":
+            row["health"] = "ok"   # a standby follows a few ms behind by design
         rows.append(row)
     return rows
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from saleday.actors.host import Accepted, Request, ShardFenced, ShardHost, Unavailable
+from saleday.actors.host import Accepted, Request, ShardFenced, Unavailable
 from saleday.actors.sku import ReserveStock, SoldOut
 from saleday.cluster.failover import standby_node
 from saleday.events import open_store
