@@ -4,8 +4,8 @@ without a hot standby (cluster/failover.py), and what the standbys cost in throu
 `repeat` rounds in one Ray; each round runs `standbys` 0 and then 1, each on a fresh
 runtime and SQLite log with `shards` SKU shards and stock for `skus` SKUs that never runs
 out (so a shared machine's noise falls on both modes alike):
-1. throughput: one client keeps up to `window` reservations outstanding (in chunks) for
-   `load_s` seconds; commands answered per second;
+1. throughput: one client keeps `window` reservations outstanding for `load_s` seconds;
+   commands answered per second;
 2. failover: under that same load, the process of shard 0's primary is killed
    (`kill="pid"`: SIGKILL of its worker, as a crash; `"ray"`: `ray.kill`), and a probe
    reservation for shard 0 is submitted at once; the gap is kill -> its answer. Without a
@@ -37,7 +37,7 @@ from saleday.simulator.results import machine_info as machine
 KILLS = ("pid", "ray")
 
 
-def run(*, shards: int = 2, skus: int = 200, window: int = 256, load_s: float = 2.0,
+def run(*, shards: int = 2, skus: int = 200, window: int = 512, load_s: float = 3.0,
         repeat: int = 3, kill: str = "pid", num_cpus: int | None = None,
         ray_nodes: int = 0) -> dict[str, Any]:
     """`repeat` rounds; each runs both modes (0 then 1 standby, each on a fresh runtime and
@@ -91,42 +91,92 @@ def _row(standbys: int, rounds: list[dict[str, Any]]) -> dict[str, Any]:
             "lost": sum(r["lost"] for r in rounds)}
 
 
-class _Load:
-    """One client thread keeping `window` reservations outstanding, in chunks."""
+class _Driver:
+    """A gateway of the runtime on an event loop of its own (a thread): the load runs on
+    it, and the probe is submitted to it from the main thread."""
 
-    def __init__(self, client: Any, names: list[str], window: int, tag: str) -> None:
+    def __init__(self, rt: Any) -> None:
+        import asyncio
+
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True,
+                                        name="bench-failover-gateway")
+        self._thread.start()
+
+        async def make() -> Any:
+            return rt.gateway()
+
+        self.gateway = self.start(make()).result(timeout=60)
+
+    def start(self, coro: Any) -> Any:
+        """Run `coro` on the loop; its concurrent future."""
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def submit(self, command: Any, timeout_s: float = 120) -> Any:
+        return self.start(self.gateway.submit(command)).result(timeout=timeout_s)
+
+    def submit_many(self, commands: list[Any], timeout_s: float = 120) -> list[Any]:
+        return self.start(self.gateway.submit_many(commands)).result(timeout=timeout_s)
+
+    def close(self) -> None:
+        self.start(self.gateway.close()).result(timeout=30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+
+
+class _Load:
+    """Keeps `window` reservations outstanding through the driver's gateway (a new one as
+    each is answered) until stopped."""
+
+    def __init__(self, client: _Driver, names: list[str], window: int, tag: str) -> None:
         self.client, self.names, self.window, self.tag = client, names, window, tag
         self.stop = threading.Event()
         self.answered = 0
         self.accepted: list[str] = []
         self.other: dict[str, int] = {}
-        self._n = 0
-        self._thread = threading.Thread(target=self._run, daemon=True, name=f"load-{tag}")
+        self._done: Any = None
 
-    def _run(self) -> None:
-        chunk = max(1, self.window // 2)
+    async def _drive(self) -> None:
+        import asyncio
+
+        gateway = self.client.gateway
+        room = asyncio.Semaphore(self.window)
+        pending: set[asyncio.Future] = set()
+        n = 0
+
+        def answered(fut: asyncio.Future, rid: str) -> None:
+            pending.discard(fut)
+            room.release()
+            self.answered += 1
+            reply = fut.result()
+            if isinstance(reply, Accepted):
+                self.accepted.append(rid)
+            else:
+                code = getattr(reply, "code", type(reply).__name__)
+                self.other[code] = self.other.get(code, 0) + 1
+
         while not self.stop.is_set():
+            await room.acquire()
             now = int(time.time() * 1000)
-            commands = [ReserveStock(reservation_id=f"{self.tag}-{self._n + i}",
-                                     user=f"u-{(self._n + i) % 9973}",
-                                     sku=self.names[(self._n + i) % len(self.names)], qty=1,
-                                     now=now, deadline=now + 3_600_000) for i in range(chunk)]
-            self._n += chunk
-            for command, reply in zip(commands, self.client.submit_many(commands)):
-                self.answered += 1
-                if isinstance(reply, Accepted):
-                    self.accepted.append(command.reservation_id)
-                else:
-                    code = getattr(reply, "code", type(reply).__name__)
-                    self.other[code] = self.other.get(code, 0) + 1
+            rid = f"{self.tag}-{n}"
+            fut = gateway.submit_nowait(ReserveStock(
+                reservation_id=rid, user=f"u-{n % 9973}", sku=self.names[n % len(self.names)],
+                qty=1, now=now, deadline=now + 3_600_000))
+            pending.add(fut)
+            fut.add_done_callback(lambda f, rid=rid: answered(f, rid))
+            n += 1
+        if pending:
+            await asyncio.wait(list(pending))
 
     def __enter__(self) -> _Load:
-        self._thread.start()
+        self._done = self.client.start(self._drive())
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
-        self._thread.join(timeout=120)
+        self._done.result(timeout=120)
 
 
 def _round(*, standbys: int, shards: int, skus: int, window: int, load_s: float,
@@ -141,12 +191,13 @@ def _round(*, standbys: int, shards: int, skus: int, window: int, load_s: float,
                                    ray_address=ray_address,
                                    shard_resource="saleday_shard" if ray_address else None
                                    )).start()
+        client: _Driver | None = None
         try:
+            client = _Driver(rt)
             apart = None   # how many standbys run on another node than their primary
             if standbys:
                 nodes = {s["stream"]: s["node"] for s in rt.status()}
                 apart = sum(s["node"] != nodes[s["stream"]] for s in rt.standby_status())
-            client = rt.client()
             names = [f"sku-{i:04d}" for i in range(skus)]
             now = int(time.time() * 1000)
             setup = [c for sku in names for c in (
@@ -171,6 +222,8 @@ def _round(*, standbys: int, shards: int, skus: int, window: int, load_s: float,
                     "failovers": client.gateway.stats["failovers"],
                     "acknowledged": len(accepted), "lost": _lost(url, accepted)}
         finally:
+            if client is not None:
+                client.close()
             rt.stop(kill_shards=True)
 
 

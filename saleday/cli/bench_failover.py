@@ -19,8 +19,10 @@ def register(bench_app: typer.Typer) -> None:
 def bench_failover(
     shards: Annotated[int, typer.Option(min=1, max=64, help="SKU shard actors.")] = 2,
     skus: Annotated[int, typer.Option(min=2, help="SKUs reserved (stock never runs out).")] = 200,
-    window: Annotated[int, typer.Option(min=2, help="Reservations kept outstanding.")] = 256,
-    load_s: Annotated[float, typer.Option(min=0.2, help="Seconds per throughput run.")] = 2.0,
+    window: Annotated[int, typer.Option(min=2, help="Reservations kept outstanding (the "
+                                        "probe after a kill waits behind those of its "
+                                        "shard).")] = 512,
+    load_s: Annotated[float, typer.Option(min=0.2, help="Seconds per throughput run.")] = 3.0,
     repeat: Annotated[int, typer.Option(min=1, help="Kills (and throughput runs) per "
                                         "mode; the median is quoted.")] = 3,
     kill: Annotated[str, typer.Option(help="pid: SIGKILL the primary's worker process (a "
