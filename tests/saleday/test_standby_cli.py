@@ -1,14 +1,17 @@
-"""`saleday status` after a failover (cluster/failover.py), with Ray's few functions stood in
-for (no Ray): the dead old primary is `replaced`, the promoted standby serves its stream as
-a primary, a standby a few events behind is healthy, and a dead standby is not."""
+"""The command line of hot standby (cluster/failover.py), without Ray: `saleday status` after
+a failover (Ray's few functions stood in for): the dead old primary is `replaced`, the
+promoted standby serves its stream as a primary, a standby a few events behind is healthy,
+a dead standby is not; and the options `serve` and `bench failover` refuse."""
 
 from __future__ import annotations
 
 import pytest
+from typer.testing import CliRunner
 
 from saleday.actors.host import Request, ShardHost
 from saleday.actors.sku import AddStock, sku_decider
 from saleday.cli import ops
+from saleday.cli.main import app
 from saleday.cluster import ray_api
 from saleday.events import open_store
 
@@ -77,3 +80,14 @@ def test_a_dead_primary_with_nobody_serving_its_stream_is_dead(monkeypatch, stor
     rows = {r["stream"]: r for r in ops.shard_rows(store_url)}
     assert {n: (r["role"], r["health"]) for n, r in rows.items()} == {
         "sku-000": ("primary", "dead"), "sku-000.standby-ab12-1": ("standby", "dead")}
+
+
+@pytest.mark.parametrize("args, says", [
+    (["bench", "failover", "--kill", "nicely"], "--kill 'nicely'"),
+    (["serve", "--standbys", "1", "--http"], "--standbys with --http is not built yet"),
+    (["serve", "--standbys", "2"], "--standbys"),
+])
+def test_standby_options_refuse_what_is_not_there_before_starting_anything(args, says):
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and says in result.output, result.output
+    assert "Traceback" not in result.output
