@@ -212,7 +212,7 @@ class Failover:
             pass
         ms = round((time.perf_counter() - started) * 1000, 1)
         self.failovers.append({"stream": stream, "how": how, "epoch": status.get("epoch"),
-                               "ms": ms})
+                               "ms": ms, "asked_at": started})
         log.warning("shard_failed_over", stream=stream, how=how, epoch=status.get("epoch"),
                     generation=generation, ms=ms)
         thread = threading.Thread(target=self._start_standby, args=(pair,), daemon=True,

@@ -11,9 +11,9 @@ out (so a shared machine's noise falls on both modes alike):
    reservation for shard 0 is submitted at once; the gap is kill -> its answer. Without a
    standby Ray restarts the actor, which recovers from snapshot and log (the gateway
    retrying with backoff meanwhile); with one, the gateway promotes the standby
-   (`promote_ms`: the promotion alone, from the gateway's ask to the standby's answer; the
-   rest of the gap is Ray telling the gateway the actor died, and the batches queued
-   before the probe);
+   (`detect_ms`: from the kill until a gateway, told by Ray that the actor died, asks for
+   the failover; `promote_ms`: the promotion itself, to the standby's answer; the rest of
+   the gap is the batches queued before the probe, answered by the promoted standby);
 3. check: every reservation acknowledged Accepted is in the log once (`lost` counts those
    that are not; it must be 0).
 Medians over the rounds are quoted.
@@ -83,6 +83,7 @@ def _row(standbys: int, rounds: list[dict[str, Any]]) -> dict[str, Any]:
             "commands_per_s_runs": [round(v) for v in rates],
             "kill_to_answer_ms": [round(g, 1) for g in gaps],
             "kill_to_answer_ms_median": round(statistics.median(gaps), 1),
+            "detect_ms": [r["detect_ms"] for r in rounds if r["detect_ms"] is not None],
             "promote_ms": [r["promote_ms"] for r in rounds if r["promote_ms"] is not None],
             "standbys_on_another_node": [r["standbys_on_another_node"] for r in rounds
                                          if r["standbys_on_another_node"] is not None],
@@ -213,11 +214,13 @@ def _round(*, standbys: int, shards: int, skus: int, window: int, load_s: float,
             accepted += load.accepted
             with _Load(client, names, window, "k") as load:
                 time.sleep(min(0.5, load_s / 2))   # mid-load
-                gap = _kill_and_probe(rt, client, on_first, "probe", kill, accepted)
+                killed_at, gap = _kill_and_probe(rt, client, on_first, "probe", kill, accepted)
             accepted += load.accepted
             promoted = rt.failover.failovers if rt.failover is not None else []
             return {"commands_per_s": answered / load_s, "kill_to_answer_ms": gap,
                     "promote_ms": promoted[-1]["ms"] if promoted else None,
+                    "detect_ms": (round((promoted[-1]["asked_at"] - killed_at) * 1000, 1)
+                                  if promoted else None),
                     "standbys_on_another_node": apart,
                     "failovers": client.gateway.stats["failovers"],
                     "acknowledged": len(accepted), "lost": _lost(url, accepted)}
@@ -228,8 +231,9 @@ def _round(*, standbys: int, shards: int, skus: int, window: int, load_s: float,
 
 
 def _kill_and_probe(rt: Any, client: Any, sku: str, rid: str, kill: str,
-                    accepted: list[str]) -> float:
-    """Kill shard 0's primary; ms from the kill until a reservation for it is answered."""
+                    accepted: list[str]) -> tuple[float, float]:
+    """Kill shard 0's primary; when (perf_counter), and ms from the kill until a
+    reservation for it is answered."""
     from saleday.cluster import ray_api
 
     handle = rt.handles["sku"][0]
@@ -246,7 +250,7 @@ def _kill_and_probe(rt: Any, client: Any, sku: str, rid: str, kill: str,
     if not isinstance(reply, Accepted):
         raise RuntimeError(f"the probe after the kill was answered {reply!r}")
     accepted.append(rid)
-    return gap
+    return started, gap
 
 
 def _lost(url: str, accepted: list[str]) -> int:

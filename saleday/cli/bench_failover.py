@@ -54,12 +54,13 @@ def bench_failover(
     m = result["machine"]
     table = Table(title=f"failover: shard 0 of {shards} killed ({kill}) mid-load, {repeat} "
                         f"times per mode; SQLite log ({m['cpu']}, {m['cores']} cores)")
-    for col in ("standbys", "kill -> answer ms (median)", "each", "commands/s",
-                "acknowledged", "lost"):
+    for col in ("standbys", "kill -> answer ms (median)", "each", "of which detect / promote",
+                "commands/s", "acknowledged", "lost"):
         table.add_column(col, justify="right")
     for r in result["rows"]:
+        parts = ", ".join(f"{d:,} / {p:,}" for d, p in zip(r["detect_ms"], r["promote_ms"]))
         table.add_row(str(r["standbys"]), f"{r['kill_to_answer_ms_median']:,}",
-                      ", ".join(f"{g:,}" for g in r["kill_to_answer_ms"]),
+                      ", ".join(f"{g:,}" for g in r["kill_to_answer_ms"]), parts or "-",
                       f"{r['commands_per_s']:,}", f"{r['acknowledged']:,}", str(r["lost"]))
     out = console()
     out.print(table)
