@@ -57,7 +57,7 @@ async def place_order(body: OrderIn, request: Request, response: Response, user:
                 return order_out(found)
     checkout, tap = api.checkout()
     result = await checkout.place(order_id=order_id, user=user, lines=lines, coupon_id=coupon,
-                                  now=api.now())
+                                  now=api.now(), new_order=key is None)
     if result.status == "placed":
         response.headers["Location"] = f"/v1/orders/{order_id}"
         return order_out(result.order)
