@@ -12,6 +12,9 @@ few thousand requests a second. The gateway groups requests for the same shard (
   repeated id from its dedup record, so nothing happens twice. Every wait has a timeout.
 - Ticks: every `tick_s` each shard is asked to expire what is due, so a lost payment
   callback cannot hold stock past its deadline even when no traffic arrives.
+- Failover (shards with a hot standby, cluster/failover.py): a batch or tick that finds
+  its shard dead for good (`died`) asks `failover(shard, generation)` for the promoted
+  standby and sends the same batch to it at once; no backoff, no waiting for Ray.
 - Every command gets an answer: one that cannot be routed (its entity id is not a str)
   or cannot cross the wire (an int outside msgpack's range, a lone surrogate in a str)
   is refused alone as an `InvalidCommand`; the rest of its micro-batch is sent as usual.
@@ -62,6 +65,8 @@ class _Lane:
     in_flight: int = 0
     timer: asyncio.TimerHandle | None = None
     queries: list[tuple[str, asyncio.Future]] = field(default_factory=list)
+    generation: int = 0
+    """Which primary `handle` is (bumped at each failover of this shard)."""
 
 
 class Gateway:
@@ -72,8 +77,12 @@ class Gateway:
                  entity_of: dict[str, Callable[[Any], str]],
                  kind_of: Callable[[Any], str],
                  transient: tuple[type[BaseException], ...] = (),
-                 wire: Wire | None = None) -> None:
+                 wire: Wire | None = None,
+                 failover: Callable[[str, int], tuple[int, Any]] | None = None,
+                 died: tuple[type[BaseException], ...] = ()) -> None:
         self.maps = maps
+        self.failover = failover
+        self.died = died if failover is not None else ()
         self.wire = wire or Wire(())
         self.config = config
         self.entity_of = entity_of
@@ -86,7 +95,8 @@ class Gateway:
         self._id_prefix = uuid.uuid4().hex[:12]
         self._last_us = 0
         self._ticker: asyncio.Task | None = None
-        self.stats = {"submitted": 0, "busy": 0, "batches": 0, "retries": 0, "unavailable": 0}
+        self.stats = {"submitted": 0, "busy": 0, "batches": 0, "retries": 0, "unavailable": 0,
+                      "failovers": 0}
 
     def new_command_id(self) -> str:
         """A unique, time-ordered command id (keeps the stores' dedup indexes append-only)."""
@@ -176,9 +186,16 @@ class Gateway:
 
     async def _send_queries(self, lane: _Lane, take: list[tuple[str, asyncio.Future]]) -> None:
         try:
-            states = await asyncio.wait_for(
-                _awaitable(lane.handle.states_of.remote([e for e, _ in take])),
-                self.config.call_timeout_s)
+            try:
+                states = await asyncio.wait_for(
+                    _awaitable(lane.handle.states_of.remote([e for e, _ in take])),
+                    self.config.call_timeout_s)
+            except self.died as exc:   # ask the promoted standby, once
+                if not await self._fail_over(lane, exc):
+                    raise
+                states = await asyncio.wait_for(
+                    _awaitable(lane.handle.states_of.remote([e for e, _ in take])),
+                    self.config.call_timeout_s)
         except BaseException as exc:  # every caller gets the failure, nobody waits forever
             for _, fut in take:
                 if not fut.done():
@@ -247,13 +264,18 @@ class Gateway:
                                               self.config.call_timeout_s)
                 replies = self.wire.decode_replies(blob)
                 break
+            except self.died as exc:
+                if time.monotonic() < give_up and await self._fail_over(lane, exc):
+                    continue   # the promoted standby takes the same batch at once
+                if time.monotonic() + delay > give_up:
+                    replies = self._give_up(lane, take, exc)
+                    break
+                self.stats["retries"] += 1
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
             except self.transient as exc:
                 if time.monotonic() + delay > give_up:
-                    log.warning("shard_unavailable", shard=lane.name, requests=len(take),
-                                error=f"{type(exc).__name__}: {exc}"[:300])
-                    self.stats["unavailable"] += len(take)
-                    replies = [Unavailable(reason=f"{lane.name}: {type(exc).__name__}")
-                               for _ in take]
+                    replies = self._give_up(lane, take, exc)
                     break
                 self.stats["retries"] += 1
                 await asyncio.sleep(delay)
@@ -263,6 +285,30 @@ class Gateway:
             if not fut.done():
                 fut.set_result(reply)
 
+    def _give_up(self, lane: _Lane, take: list[tuple[Request, asyncio.Future]],
+                 exc: BaseException) -> list[Reply]:
+        log.warning("shard_unavailable", shard=lane.name, requests=len(take),
+                    error=f"{type(exc).__name__}: {exc}"[:300])
+        self.stats["unavailable"] += len(take)
+        return [Unavailable(reason=f"{lane.name}: {type(exc).__name__}") for _ in take]
+
+    async def _fail_over(self, lane: _Lane, exc: BaseException) -> bool:
+        """The lane's shard is dead: take the promoted standby (from `failover`, run on a
+        thread: it waits for the promotion). False if the failover itself failed."""
+        assert self.failover is not None
+        generation = lane.generation
+        try:
+            new_generation, handle = await asyncio.to_thread(self.failover, lane.name,
+                                                             generation)
+        except Exception as error:  # noqa: BLE001 - retried as a transient failure
+            log.warning("failover_failed", shard=lane.name, error=f"{type(error).__name__}: "
+                        f"{error}"[:300], cause=type(exc).__name__)
+            return False
+        if lane.generation == generation:   # another batch of this lane may have swapped it
+            lane.handle, lane.generation = handle, new_generation
+            self.stats["failovers"] += 1
+        return True
+
     async def _tick_forever(self) -> None:
         while True:
             await asyncio.sleep(self.config.tick_s)
@@ -271,6 +317,8 @@ class Gateway:
                     try:
                         await asyncio.wait_for(_awaitable(lane.handle.tick.remote()),
                                                self.config.call_timeout_s)
+                    except self.died as exc:   # the health check: an idle shard died
+                        await self._fail_over(lane, exc)
                     except Exception as exc:
                         log.info("tick_failed", shard=lane.name, error=type(exc).__name__)
 

@@ -166,20 +166,21 @@ def _ensure_private_token() -> None:
 
 def actor(cls: type, *, name: str, init: dict[str, Any], num_cpus: float = 0,
           resources: dict[str, float] | None = None, detached: bool = False,
-          scheduling_strategy: str | None = None) -> Any:
+          scheduling_strategy: Any = None, max_restarts: int = -1) -> Any:
     """The actor named `name` in saleday's namespace, created as `cls(**init)` if it does
     not exist yet (else the running one, whatever `init` says).
 
-    Ray restarts it when it dies (`max_restarts=-1`; its `__init__` must recover) and never
-    re-runs a call on the new incarnation (`max_task_retries=0`). `detached` actors outlive
-    the process that created them; `resources` and `scheduling_strategy` (e.g. "SPREAD")
-    decide which nodes it may run on, and a restarted actor is placed by the same rules.
+    Ray restarts it when it dies (`max_restarts=-1`; its `__init__` must recover; 0: it
+    stays dead, as shards with a standby do) and never re-runs a call on the new
+    incarnation (`max_task_retries=0`). `detached` actors outlive the process that created
+    them; `resources` and `scheduling_strategy` ("SPREAD", or `node_affinity(...)`) decide
+    which nodes it may run on, and a restarted actor is placed by the same rules.
     """
     import ray
 
     options: dict[str, Any] = {
         "name": name, "namespace": NAMESPACE, "get_if_exists": True,
-        "lifetime": "detached" if detached else None, "max_restarts": -1,
+        "lifetime": "detached" if detached else None, "max_restarts": max_restarts,
         "max_task_retries": 0, "num_cpus": num_cpus, "resources": resources or {}}
     if scheduling_strategy:
         options["scheduling_strategy"] = scheduling_strategy
@@ -188,8 +189,11 @@ def actor(cls: type, *, name: str, init: dict[str, Any], num_cpus: float = 0,
 
 def shard_handle(*, kind: str, stream: str, store_url: str, snapshot_every: int = 50_000,
                  num_cpus: float = 0, resources: dict[str, float] | None = None,
-                 detached: bool = False, scheduling_strategy: str | None = None) -> Any:
-    """The named shard actor for `stream`, created if it does not exist yet (`actor`).
+                 detached: bool = False, scheduling_strategy: Any = None,
+                 name: str | None = None, standby: bool = False,
+                 max_restarts: int = -1) -> Any:
+    """The named shard actor for `stream` (named `name`, default the stream), created if
+    it does not exist yet (`actor`); with `standby`, a standby of it (cluster/failover.py).
 
     `detached` actors outlive the process that created them (a deployed cluster);
     otherwise they end with it (the embedded default, tests, benchmarks).
@@ -198,11 +202,29 @@ def shard_handle(*, kind: str, stream: str, store_url: str, snapshot_every: int 
     """
     from saleday.cluster.shard_actor import ShardActor
 
-    return actor(ShardActor, name=stream,
-                 init={"kind": kind, "stream": stream, "store_url": store_url,
-                       "snapshot_every": snapshot_every},
+    init: dict[str, Any] = {"kind": kind, "stream": stream, "store_url": store_url,
+                            "snapshot_every": snapshot_every}
+    if standby:
+        init["standby"] = True
+    return actor(ShardActor, name=name or stream, init=init,
                  num_cpus=num_cpus, resources=resources, detached=detached,
-                 scheduling_strategy=scheduling_strategy)
+                 scheduling_strategy=scheduling_strategy, max_restarts=max_restarts)
+
+
+def alive_nodes() -> list[dict[str, Any]]:
+    """The live nodes of this Ray: `{"node_id", "resources"}` each (total resources)."""
+    import ray
+
+    return [{"node_id": n["NodeID"], "resources": dict(n.get("Resources") or {})}
+            for n in ray.nodes() if n.get("Alive")]
+
+
+def node_affinity(node_id: str, *, soft: bool = True) -> Any:
+    """A scheduling strategy that asks for the node `node_id` (`soft`: elsewhere if it
+    cannot be had)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return NodeAffinitySchedulingStrategy(node_id=node_id, soft=soft)
 
 
 def shard_placement(resource: str | None, amount: float = 0.01) -> dict[str, float]:
@@ -326,6 +348,14 @@ def transient_errors() -> tuple[type[BaseException], ...]:
 
     return (rex.RayActorError, rex.ActorUnavailableError, rex.GetTimeoutError,
             rex.RayTaskError, rex.ObjectLostError)
+
+
+def actor_died_errors() -> tuple[type[BaseException], ...]:
+    """Errors a call gets because its actor is dead for good (killed, crashed, and Ray will
+    not restart it): where a shard with a standby fails over."""
+    import ray.exceptions as rex
+
+    return (rex.ActorDiedError,)
 
 
 def actor_down_errors() -> tuple[type[BaseException], ...]:

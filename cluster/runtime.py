@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from saleday.actors.kinds import deciders
 from saleday.cluster import ray_api
+from saleday.cluster.failover import Failover
 from saleday.cluster.gateway import Gateway, GatewayClient, GatewayConfig
 from saleday.cluster.routing import ShardMap
 from saleday.cluster.wire import Wire
@@ -45,6 +46,10 @@ class RuntimeConfig(BaseModel):
     shard_resource_amount: float = 0.01
     spread: bool = True
     detached: bool = False
+    # Hot standby (cluster/failover.py): 1 = each shard has a standby that follows the log
+    # and is promoted when its primary dies (shards are then not restarted by Ray); 0 = none,
+    # Ray restarts a dead shard, which recovers from snapshot and log.
+    standbys: int = Field(0, ge=0, le=1)
 
     def gateway_config(self) -> GatewayConfig:
         return GatewayConfig(max_batch=self.max_batch, max_wait_ms=self.max_wait_ms,
@@ -68,6 +73,7 @@ class Runtime:
         self._entity_of = {kind: kinds[kind].entity_of for kind in config.shards}
         self._kind_by_type = {cls: kind for kind in config.shards for cls in kinds[kind].commands}
         self._wire = Wire(list(self._kind_by_type))
+        self.failover: Failover | None = None
 
     def start(self) -> Runtime:
         """Start (or join) Ray and bring every shard up; raise `StoreUnavailable` at once if
@@ -87,20 +93,51 @@ class Runtime:
             store.close()
         ray_api.start_ray(self.config.ray_address, num_cpus=self.config.num_cpus)
         for kind, shard_map in self.maps.items():
-            self.handles[kind] = [
-                ray_api.shard_handle(kind=kind, stream=shard_map.stream(i),
-                                    store_url=self.config.store_url,
-                                    snapshot_every=self.config.snapshot_every,
-                                    **self._placement())
-                for i in range(shard_map.shards)]
-        self.status()  # waits until every shard has recovered
+            self.handles[kind] = [self._make_shard(kind=kind, stream=shard_map.stream(i))
+                                  for i in range(shard_map.shards)]
+        statuses = self.status()  # waits until every shard has recovered
+        if self.config.standbys:
+            self.failover = Failover(self.handles, self._make_shard,
+                                     resource=self.config.shard_resource,
+                                     timeout_s=self.config.call_timeout_s)
+            nodes = {s["stream"]: s.get("node") for s in statuses}
+            for kind, shard_map in self.maps.items():
+                for i, handle in enumerate(self.handles[kind]):
+                    stream = shard_map.stream(i)
+                    self.failover.start(kind, i, stream, handle, nodes.get(stream))
+            self.failover.wait_ready()
         return self
+
+    def _make_shard(self, *, kind: str, stream: str, name: str | None = None,
+                    standby: bool = False, scheduling_strategy: Any = None) -> Any:
+        """A shard actor of this runtime's settings and placement (a standby's strategy,
+        given, replaces the spread)."""
+        placement = self._placement()
+        if scheduling_strategy is not None:
+            placement["scheduling_strategy"] = scheduling_strategy
+        if self.config.standbys:
+            # The failover that promotes and replaces them lives in this process: they end
+            # with it (a later runtime starts its own pairs).
+            placement["detached"] = False
+        return ray_api.shard_handle(kind=kind, stream=stream, store_url=self.config.store_url,
+                                    snapshot_every=self.config.snapshot_every, name=name,
+                                    standby=standby,
+                                    max_restarts=0 if self.config.standbys else -1,
+                                    **placement)
 
     def _placement(self) -> dict[str, Any]:
         c = self.config
         return {"resources": ray_api.shard_placement(c.shard_resource, c.shard_resource_amount),
                 "scheduling_strategy": "SPREAD" if c.spread else None,
                 "detached": c.detached}
+
+    def check_standbys(self) -> list[str]:
+        """Replace every dead standby (`Failover.check`); the streams that got a new one."""
+        return self.failover.check() if self.failover is not None else []
+
+    def standby_status(self) -> list[dict[str, Any]]:
+        """The statuses of the standbys (none without `standbys`); waits for new ones."""
+        return self.failover.wait_ready() if self.failover is not None else []
 
     def status(self) -> list[dict[str, Any]]:
         refs = [h.status.remote() for hs in self.handles.values() for h in hs]
@@ -111,9 +148,12 @@ class Runtime:
 
     def gateway(self) -> Gateway:
         """A new asyncio gateway; create it inside the event loop that will use it."""
+        failover = self.failover
         return Gateway(self.maps, self.handles, self.config.gateway_config(),
                        entity_of=self._entity_of, kind_of=self.kind_of,
-                       transient=ray_api.transient_errors(), wire=self._wire)
+                       transient=ray_api.transient_errors(), wire=self._wire,
+                       failover=failover.fail_over if failover is not None else None,
+                       died=ray_api.actor_died_errors() if failover is not None else ())
 
     def client(self) -> GatewayClient:
         """A synchronous client with its own gateway."""
@@ -128,13 +168,18 @@ class Runtime:
             client.close()
         self._clients.clear()
         if kill_shards:
-            for handles in self.handles.values():
-                for handle in handles:
+            standbys = self.failover.stop() if self.failover is not None else []
+            for handle in [h for hs in self.handles.values() for h in hs] + standbys:
+                try:
                     ray_api.kill(handle, no_restart=True)
-            for kind, handles in self.handles.items():
-                for i in range(len(handles)):
-                    _wait_name_free(self.maps[kind].stream(i))
+                except Exception:  # noqa: BLE001 - dead already (a failed-over primary)
+                    pass
+            names = {self.maps[kind].stream(i) for kind, hs in self.handles.items()
+                     for i in range(len(hs))}
+            for name in names | (self.failover.names() if self.failover is not None else set()):
+                _wait_name_free(name)
             self.handles.clear()
+            self.failover = None
         if shutdown_ray:
             ray_api.shutdown()
 

@@ -6,6 +6,7 @@
     SALEDAY_RAY_ADDRESS=auto | ray://head:10001 | 127.0.0.1:6380
     SALEDAY_SHARDS='{"sku": 8, "session": 4}'  (or sku=8,session=4)
     SALEDAY_SHARD_RESOURCE=saleday_shard       place shards only on nodes with this resource
+    SALEDAY_STANDBYS=1                         a hot standby per shard (cluster/failover.py)
 
 `SaledaySettings.runtime_config()` turns them into the `RuntimeConfig` the runtime takes;
 the store URL it builds carries the credentials, so it is passed on, never logged:
@@ -80,6 +81,8 @@ class SaledaySettings(BaseSettings):
     """A custom Ray resource (e.g. `saleday_shard`) that only shard nodes offer."""
     shard_resource_amount: float = Field(0.01, gt=0, le=1)
     spread: bool = True
+    standbys: int = Field(0, ge=0, le=1)
+    """1: each shard has a hot standby, promoted when its primary dies (cluster/failover.py)."""
     health_every_s: float = Field(10.0, gt=0)
 
     @field_validator("shards", mode="before")
@@ -140,7 +143,7 @@ class SaledaySettings(BaseSettings):
             max_wait_ms=self.max_wait_ms, max_in_flight=self.max_in_flight,
             call_timeout_s=self.call_timeout_s, retry_for_s=self.retry_for_s, tick_s=self.tick_s,
             shard_resource=self.shard_resource, shard_resource_amount=self.shard_resource_amount,
-            spread=self.spread)
+            spread=self.spread, standbys=self.standbys)
 
     def safe(self) -> dict[str, Any]:
         """The settings as plain values, with the password and URL credentials redacted."""

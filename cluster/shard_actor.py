@@ -4,12 +4,17 @@
 tests construct it without Ray. It speaks `cluster.wire` batches, exits when fenced or when
 its log was rewound (Ray then restarts it and it recovers from the log as it is), and
 records per-batch metrics where Ray exports them.
+
+As a standby (`standby=True`, cluster/failover.py) it takes no writer epoch and a thread
+follows the log every `follow_every_s`, so its state stays current; `promote()` makes it
+the stream's writer (a new epoch fences the old primary) and stops the thread.
 """
 
 from __future__ import annotations
 
 import gc
 import os
+import threading
 import time
 from typing import Any
 
@@ -27,16 +32,42 @@ log = structlog.get_logger("saleday.shard")
 class ShardActor:
     """A shard host built from plain settings, so Ray can (re)create it anywhere."""
 
-    def __init__(self, *, kind: str, stream: str, store_url: str, snapshot_every: int = 50_000) -> None:
+    def __init__(self, *, kind: str, stream: str, store_url: str, snapshot_every: int = 50_000,
+                 standby: bool = False, follow_every_s: float = 0.02) -> None:
         from saleday.cluster import logs
 
         logs.configure(os.environ.get("SALEDAY_LOG_LEVEL", "warning"))
         decider = deciders()[kind]
         self.wire = Wire(decider.commands)
         self.host = ShardHost(decider=decider, store=open_store(store_url), stream=stream,
-                              snapshot_every=snapshot_every, snapshot_in_background=True)
+                              snapshot_every=snapshot_every, snapshot_in_background=True,
+                              standby=standby)
         self.metrics = ShardMetrics(stream)
+        self._lock = threading.Lock()   # the follower thread and `promote` never overlap
+        self._stop_following = threading.Event()
+        if standby:
+            threading.Thread(target=self._follow, args=(follow_every_s,), daemon=True,
+                             name=f"follow-{stream}").start()
         tune_gc()
+
+    def _follow(self, every_s: float) -> None:
+        """A standby's thread: apply the primary's commits as they land."""
+        while not self._stop_following.wait(every_s):
+            try:
+                with self._lock:
+                    if not self.host.standby:
+                        return
+                    self.host.follow()
+            except Exception as exc:  # the store is away: try again next turn
+                log.info("standby_follow_failed", stream=self.host.stream,
+                         error=f"{type(exc).__name__}: {exc}"[:300])
+
+    def promote(self) -> dict[str, Any]:
+        """Become the stream's writer (idempotent); the status after it."""
+        self._stop_following.set()
+        with self._lock:
+            self.host.promote()
+        return self.status()
 
     def handle(self, batch: bytes) -> bytes:
         """Decide a batch encoded by `cluster.wire`; answer with the encoded replies."""

@@ -15,7 +15,7 @@ a reply that cannot cross is replaced by an `InvalidCommand` saying why.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from operator import attrgetter
 from typing import Any
 
@@ -45,21 +45,30 @@ class _Type:
         self.cls = cls
         self.single = len(names) == 1
         self.get = attrgetter(*names) if names else (lambda obj: ())
-        setters = tuple(getattr(cls, n).__set__ for n in names)
-        new = object.__new__
-
-        def build(values: Sequence[Any]) -> Any:
-            obj = new(cls)
-            for set_, value in zip(setters, values, strict=True):
-                set_(obj, value)
-            return obj
-
-        self.build = build if "__post_init__" not in cls.__dict__ else (
+        self.build = _builder(cls, names) if "__post_init__" not in cls.__dict__ else (
             lambda values: cls(**dict(zip(names, values, strict=True))))
 
     def values(self, obj: Any) -> Any:
         got = self.get(obj)
         return (got,) if self.single else got
+
+
+def _builder(cls: type, names: tuple[str, ...]) -> Callable[[Sequence[Any]], Any]:
+    """Build a `cls` from its field values in declaration order, filling the slots
+    directly; written out one line per field (a loop costs a third more per object).
+    Too many or too few values raise ValueError, as `zip(strict=True)` did."""
+    scope: dict[str, Any] = {"cls": cls, "new": object.__new__}
+    scope.update((f"set_{i}", getattr(cls, n).__set__) for i, n in enumerate(names))
+    unpack = "".join(f"v{i}, " for i in range(len(names)))
+    source = "\n".join([
+        "def build(values):",
+        f"    ({unpack}) = values",
+        "    obj = new(cls)",
+        *[f"    set_{i}(obj, v{i})" for i in range(len(names))],
+        "    return obj",
+    ])
+    exec(source, scope)  # noqa: S102 - the class's own fields, by position
+    return scope["build"]
 
 
 class Wire:

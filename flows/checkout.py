@@ -54,12 +54,16 @@ from saleday.actors.member import (
 )
 from saleday.actors.order import (
     CancelOrder,
+    CheckoutStarted,
     OrderPlaced,
+    PointsApplied,
     RecordPayment,
     RecordTry,
     RefundOrder,
     StartCheckout,
 )
+from saleday.actors.order import evolve as order_evolve
+from saleday.actors.order import initial as order_initial
 from saleday.actors.session import (
     LockCoupon,
     RedeemCoupon,
@@ -119,7 +123,7 @@ class Checkout:
     async def place(self, *, order_id: str, user: str, lines: tuple[tuple[str, int], ...],
                     coupon_id: str = "", now: int,
                     invoice: tuple[str, str, str] | None = None,
-                    points: int = 0) -> CheckoutResult:
+                    points: int = 0, new_order: bool = False) -> CheckoutResult:
         """Start an order and hold everything it needs; cancel what was held on any refusal.
 
         A line of more than `MAX_UNITS_PER_RESERVATION` units is refused before anything
@@ -131,7 +135,14 @@ class Checkout:
         member (`<order>/try/points`) once stock and coupon are held, spent when the order
         is paid, given back when it is cancelled (or by the member's timer when the hold
         ends, a grace period after the payment deadline, like the reservations). Points
-        worth more than what is left to pay are refused ("points_exceed_total")."""
+        worth more than what is left to pay are refused ("points_exceed_total").
+
+        `new_order`: the caller made `order_id` just now, so no cancel can have named it
+        yet; the order's start then travels with its reservations (one round trip less),
+        and a start that is refused releases the reservations this call made. Otherwise
+        the start goes first, so an order given up before its start reserves nothing.
+        The placed order is answered from the replies' own events when both the start and
+        the try were decided now (a repeat is read back from the order's shard)."""
         if _too_many_units(lines):
             return CheckoutResult(order_id=order_id, status="refused", reason="quantity_too_large")
         if invoice is not None:
@@ -143,15 +154,26 @@ class Checkout:
                 return _refused(order_id, chosen)
         deadline = now + self.payment_window_ms
         hold_until = deadline + self.grace_ms
-        started = await self._submit(StartCheckout(order_id=order_id, user=user, lines=lines,
-                                                   coupon_id=coupon_id, payment_deadline=deadline,
-                                                   now=now), order_id, "start")
-        if not isinstance(started, Accepted):
-            return _refused(order_id, started)
-        tries = await asyncio.gather(*(
-            self._submit(ReserveStock(reservation_id=f"{order_id}/{i}", user=user, sku=sku, qty=qty,
-                                      now=now, deadline=hold_until), order_id, f"try/{i}")
-            for i, (sku, qty) in enumerate(lines)))
+        start = self._submit(StartCheckout(order_id=order_id, user=user, lines=lines,
+                                           coupon_id=coupon_id, payment_deadline=deadline,
+                                           now=now), order_id, "start")
+
+        def reserve() -> list[Any]:
+            return [self._submit(ReserveStock(reservation_id=f"{order_id}/{i}", user=user, sku=sku,
+                                              qty=qty, now=now, deadline=hold_until),
+                                 order_id, f"try/{i}")
+                    for i, (sku, qty) in enumerate(lines)]
+
+        if new_order:   # the start and the reservations in one round trip
+            started, *tries = await asyncio.gather(start, *reserve())
+            if not isinstance(started, Accepted):
+                await self._undo_reserves(order_id, user, lines, tries, started, now)
+                return _refused(order_id, started)
+        else:           # the start first: an order given up before it reserves nothing
+            started = await start
+            if not isinstance(started, Accepted):
+                return _refused(order_id, started)
+            tries = await asyncio.gather(*reserve())
         refused = next((r for r in tries if not isinstance(r, Accepted)), None)
         if refused is not None:
             return await self._cancel_after(order_id, refused, now)
@@ -183,14 +205,29 @@ class Checkout:
                                     order_id, "placed")
         if not isinstance(placed, Accepted):
             return await self._cancel_after(order_id, placed, now, points_held=bool(points_cents))
+        order = _decided_now(order_id, started, placed)
         total = next((e.total_cents for e in placed.events if isinstance(e, OrderPlaced)), None)
         if total is None:   # a repeated try answers without its events: ask the order
             total = (await self.gateway.query("order", order_id)).total_cents
-        order, _ = await asyncio.gather(   # the order as it now stands, and the user's record
-            self.gateway.query("order", order_id),
-            self._submit(TrackOrder(user=user, order_id=order_id, status="placed",
-                                    amount_cents=total, now=now), order_id, "track/placed"))
+        track = self._submit(TrackOrder(user=user, order_id=order_id, status="placed",
+                                        amount_cents=total, now=now), order_id, "track/placed")
+        if order is not None:   # the order as the shard decided it just now, and the user's record
+            await track
+        else:                   # the order as it now stands, and the user's record
+            order, _ = await asyncio.gather(self.gateway.query("order", order_id), track)
         return CheckoutResult(order_id=order_id, status="placed", total_cents=total, order=order)
+
+    async def _undo_reserves(self, order_id: str, user: str, lines: Any, tries: list[Any],
+                             refusal: Any, now: int) -> None:
+        """Release the reservations this call made for an order whose start was refused
+        (`new_order` only). A reservation answered as a repeat was not made by this call
+        and is left alone; one left undecided expires on its own."""
+        reason = getattr(refusal, "code", type(refusal).__name__)
+        await asyncio.gather(*(
+            self._submit(ReleaseReservation(reservation_id=f"{order_id}/{i}", sku=sku, user=user,
+                                            reason=reason, now=now), order_id, f"undo/{i}")
+            for i, ((sku, _), reply) in enumerate(zip(lines, tries))
+            if isinstance(reply, Accepted) and reply.events and not reply.duplicate))
 
     # -- confirm ------------------------------------------------------------------------
 
@@ -377,6 +414,23 @@ def _ran_out(reply: Any) -> bool:
     if isinstance(reply, PointsNotHeld):   # the points' hold lapsed (released by its timer)
         return reply.reason == "released"
     return isinstance(reply, Rejection) and reply.code in _RAN_OUT
+
+
+_DECIDED_NOW = ([CheckoutStarted, OrderPlaced], [CheckoutStarted, PointsApplied, OrderPlaced])
+"""What a start and a try decided just now record (with points redeemed, or without)."""
+
+
+def _decided_now(order_id: str, started: Any, placed: Any) -> Any:
+    """The order's state folded (with the order's own `evolve`) from the events its start
+    and its try recorded just now; None when either was a repeat, answered without them."""
+    events = [*started.events, *placed.events]
+    kinds = [type(e) for e in events]
+    if started.duplicate or placed.duplicate or kinds not in _DECIDED_NOW:
+        return None
+    state = order_initial(order_id)
+    for event in events:
+        state = order_evolve(state, event)
+    return state
 
 
 def _unit_prices(reply: Accepted) -> tuple[int, ...]:

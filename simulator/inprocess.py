@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -221,6 +222,19 @@ class FaultyShards(LocalShards):
         """Whether replies or commands are held for a later round (`swarm_shards`)."""
         return False
 
+    def queued(self) -> bool:
+        """Whether any shard has commands waiting, taken this round or not."""
+        return any(lane.queue for lane in self.order)
+
+    def next_wake_ms(self) -> int | None:
+        """The earliest engine time (ms) at which a shard has something to do without a
+        new command: a timer due (one cancelled since may wake it early: harmless)."""
+        dues = [due for lane in self.order if (due := lane.host.next_due()) is not None]
+        return min(dues) if dues else None
+
+    def skipped(self, now_ms: int) -> None:
+        """A round in which nothing was due went by without being run (`run_rounds`)."""
+
     def _store_for(self, stream: str) -> _FailNextAppend:
         return _FailNextAppend(self.store)
 
@@ -313,10 +327,18 @@ class VirtualTime:
 
 async def run_rounds(shards: FaultyShards, clock: VirtualTime, visits: Iterator[Visit],
                      play: Any, *, tick_s: float, end_s: float, to_ms: Any,
-                     on_tick: Any = None, start_s: float = 0.0) -> list[BaseException]:
+                     on_tick: Any = None, start_s: float = 0.0,
+                     skip_idle: bool = True) -> list[BaseException]:
     """Drive visits through `play(visit)` on the virtual clock from `start_s` (the window's
     start) until `end_s` and after, until every flow has finished; return the exceptions
-    visits raised (a bug: the flows answer refusals with values, never by raising)."""
+    visits raised (a bug: the flows answer refusals with values, never by raising).
+
+    Rounds are `tick_s` apart. With `skip_idle`, a round that can do nothing is not run:
+    when no flow is ready, no shard has a command queued and nothing is due before the
+    next round (an arrival, a flow's wait on the clock, a shard's timer, a held reply), the
+    clock moves on over the grid of rounds to the first at which something is due. A
+    skipped round would have decided nothing, so the log is the one every round writes
+    (the same digest); `on_tick` runs only for the rounds that are run."""
     tasks: set[asyncio.Task] = set()
     failures: list[BaseException] = []
 
@@ -353,4 +375,31 @@ async def run_rounds(shards: FaultyShards, clock: VirtualTime, visits: Iterator[
         nxt = t + tick_s
         if idle:
             nxt = max(nxt, min(end_s, t + 60 * tick_s))   # idle: run the clock out faster
+        elif skip_idle and not shards.queued() and not _has_ready():
+            nxt = _skip(shards, clock, nxt, tick_s, to_ms,
+                        upcoming.t_s if upcoming is not None else math.inf,
+                        2 * end_s + 3_600)
         t = nxt
+
+
+def _has_ready() -> bool:
+    """Whether a callback (a flow woken by a reply released this round) waits to run; True
+    where the loop's ready queue cannot be seen, so that no round is skipped then."""
+    ready = getattr(asyncio.get_running_loop(), "_ready", None)
+    return ready is None or bool(ready)
+
+
+def _skip(shards: FaultyShards, clock: VirtualTime, t: float, tick_s: float, to_ms: Any,
+          arrival_s: float, limit_s: float) -> float:
+    """The first round from `t` on (stepping `tick_s` as the rounds do, so each round's
+    time is the float it always was) at which something is due; the rounds passed over
+    are told to `shards.skipped`."""
+    due_s = min(arrival_s, clock.next_due() or math.inf, limit_s)
+    wake_ms = shards.next_wake_ms()
+    while t < due_s:
+        now_ms = to_ms(t)
+        if wake_ms is not None and now_ms >= wake_ms:
+            break
+        shards.skipped(now_ms)
+        t = t + tick_s
+    return t

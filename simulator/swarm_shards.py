@@ -159,6 +159,24 @@ class SwarmShards(FaultyShards):
         """Whether replies or follow-ups are held for later (the rounds must go on)."""
         return bool(self._held or self._held_follow_ups)
 
+    def next_wake_ms(self) -> int | None:
+        """As `FaultyShards.next_wake_ms`, each timer by its shard's own clock; and when a
+        held reply or follow-up is due, or a blocked shard takes batches again."""
+        now = self.now_ms
+        wakes = [due - self._skew_ms.get(lane.stream, 0) for lane in self.order
+                 if (due := lane.host.next_due()) is not None]
+        wakes.extend(until for until, _, _ in self._held)
+        wakes.extend(until for until, _, _ in self._held_follow_ups)
+        wakes.extend(until for until in self._blocked_until.values() if until > now)
+        wakes.extend(until + 1 for until in self._disk_full_until.values() if until >= now)
+        return min(wakes) if wakes else None
+
+    def skipped(self, now_ms: int) -> None:
+        """A round not run still counts for the projection worker, which folds a batch
+        every few rounds (`simulator.swarm_views`)."""
+        if self.watch is not None:
+            self.watch.step(now_ms)
+
     def _run(self, index: int, lane: Lane, t_s: float, *, retry_unavailable: bool) -> int:
         """As `LocalShards._run`, but a blocked shard takes nothing, and a struck batch's
         replies may be held and shuffled."""

@@ -22,6 +22,11 @@ acknowledged that is not in the log.
 - Failures: a store that is unreachable fails the batch as `Unavailable` (the caller
   retries with the same ids); a commit that lost a race catches up from the log and
   decides again; a fenced host refuses all further work (`ShardFenced`).
+- Standby (`standby=True`): recovers as above but takes NO writer epoch (it must not
+  fence the primary), refuses batches, and `follow()` applies what the primary commits.
+  `promote()` takes a new epoch (fencing the old primary), applies the last of the log,
+  rebuilds the timers and serves: the work left is what the primary committed since the
+  last `follow()`, not the whole stream.
 """
 
 from __future__ import annotations
@@ -92,7 +97,8 @@ class ShardHost(DedupRecord, Snapshots, Causes):
     def __init__(self, *, decider: Decider, store: EventStore, stream: str,
                  registry: EventRegistry = default_registry, snapshot_every: int = 10_000,
                  dedup_capacity: int = 20_000, clock: Callable[[], int] = wall_clock_ms,
-                 snapshot_in_background: bool = False, use_snapshot: bool = True) -> None:
+                 snapshot_in_background: bool = False, use_snapshot: bool = True,
+                 standby: bool = False) -> None:
         self.decider = decider
         self.store = store
         self.stream = stream
@@ -104,6 +110,7 @@ class ShardHost(DedupRecord, Snapshots, Causes):
         self.version = 0
         self.snapshot_version = 0
         self.fenced = False
+        self.standby = standby
         self._dedup: OrderedDict[str, tuple] = OrderedDict()
         """command id -> (first, last) version of its events ((0, 0) when it decided none),
         then its fingerprint when known: `(first, last, fingerprint)`."""
@@ -114,14 +121,37 @@ class ShardHost(DedupRecord, Snapshots, Causes):
         self._snapshotting: Future | None = None
         self._encoded: dict[str, tuple[Any, bytes]] = {}
         started = time.perf_counter()
-        self.epoch = store.acquire_epoch(stream)
+        self.epoch = 0 if standby else store.acquire_epoch(stream)
         if use_snapshot:
             self._load_snapshot()
         replayed = self._catch_up()
-        self._rebuild_timers()
+        if not standby:
+            self._rebuild_timers()
         log.info("shard_recovered", stream=stream, epoch=self.epoch, version=self.version,
-                 snapshot_version=self.snapshot_version, replayed=replayed,
+                 snapshot_version=self.snapshot_version, replayed=replayed, standby=standby,
                  entities=len(self.states), ms=round((time.perf_counter() - started) * 1000, 1))
+
+    # -- standby ----------------------------------------------------------------------
+
+    def follow(self) -> int:
+        """A standby: apply what the log holds past this host's version; return how many
+        events. A primary has nothing to follow (0)."""
+        return self._catch_up() if self.standby else 0
+
+    def promote(self) -> int:
+        """A standby becomes the stream's writer: take a new epoch (every older writer is
+        fenced from now on), apply the rest of the log, rebuild the timers; return the
+        epoch. Promoting a primary changes nothing."""
+        if not self.standby:
+            return self.epoch
+        started = time.perf_counter()
+        self.epoch = self.store.acquire_epoch(self.stream)
+        replayed = self._catch_up()   # after the epoch: the old writer can add nothing now
+        self._rebuild_timers()
+        self.standby = False
+        log.info("shard_promoted", stream=self.stream, epoch=self.epoch, version=self.version,
+                 replayed=replayed, ms=round((time.perf_counter() - started) * 1000, 1))
+        return self.epoch
 
     # -- recovery ---------------------------------------------------------------------
 
@@ -160,6 +190,8 @@ class ShardHost(DedupRecord, Snapshots, Causes):
         """Decide a batch, append its events as one commit, then answer each request."""
         if self.fenced:
             raise ShardFenced(f"{self.stream}: epoch {self.epoch} was fenced")
+        if self.standby:
+            return [Unavailable(reason=f"{self.stream}: a standby, not promoted") for _ in requests]
         refused: dict[int, Rejection] = {}
         attempts = 0
         while attempts < 3:
@@ -381,7 +413,7 @@ class ShardHost(DedupRecord, Snapshots, Causes):
         return {"stream": self.stream, "kind": self.decider.kind, "epoch": self.epoch,
                 "version": self.version, "snapshot_version": self.snapshot_version,
                 "entities": len(self.states), "timers": len(self._timers),
-                "fenced": self.fenced}
+                "fenced": self.fenced, "standby": self.standby}
 
     def state_of(self, entity: str) -> Any:
         state = self.states.get(entity)

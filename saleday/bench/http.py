@@ -60,6 +60,10 @@ SYSTEMS = ("floor", "seed_decrby_rollback", "saleday[uvicorn]", "saleday[uvicorn
 OPT_IN = ("saleday[serve+haproxy]",)
 STOCK_PUSH_ORDERS = 100
 """Orders placed (4 in flight) while a socket times commit-to-receipt of each stock change."""
+WORKER_NICENESS = 0
+"""The nice level of the bench's Ray workers (the shard actors). Ray starts them at 15,
+behind every other process on the node; the seed's Redis and every uvicorn here run at
+0, so the shards do too, unless asked otherwise (`--worker-niceness`; None: Ray's own)."""
 GOALS = {"x_seed": 1.0, "x_floor": 0.6, "p99_ms_at_half": 50.0, "stock_push_p99_ms": 100.0}
 
 
@@ -147,8 +151,10 @@ def uvicorn_server(factory: str, env: dict[str, str] | None = None) -> Iterator[
 class Bench:
     def __init__(self, *, duration_s: float, concurrency: int, skus: int, stock: int,
                  users: int, seed: int, redis_url: str, num_cpus: int | None,
-                 generator: str = "auto", shards: dict[str, int] | None = None) -> None:
+                 generator: str = "auto", shards: dict[str, int] | None = None,
+                 worker_niceness: int | None = WORKER_NICENESS) -> None:
         self.duration_s = duration_s
+        self.worker_niceness = worker_niceness
         self.shards = shards
         self.concurrency = concurrency
         self.skus = skus
@@ -251,7 +257,10 @@ class Bench:
                      else _with_prefix(self.redis_url, log_prefix))
         config = RuntimeConfig(store_url=store_url, num_cpus=self.num_cpus,
                                shards=self.shards or http_cli.http_shards(self.num_cpus), tick_s=0.5)
-        runtime = Runtime(config).start()
+        nice = ({} if self.worker_niceness is None
+                else {"RAY_worker_niceness": str(self.worker_niceness)})
+        with _environ(nice):   # read by the raylet when this Ray starts
+            runtime = Runtime(config).start()
         rows: list[dict[str, Any]] = []
         served = False
         try:
@@ -367,12 +376,13 @@ def _saleday_env(runtime: Any, settings: Any) -> dict[str, str]:
 def run(*, systems: tuple[str, ...] = SYSTEMS, duration_s: float = 3.0, concurrency: int = 64,
         skus: int = 50, stock: int = 300, users: int = 5_000, seed: int = 11,
         redis_url: str = "redis://127.0.0.1:6379/0", num_cpus: int | None = None,
-        generator: str = "auto", shards: dict[str, int] | None = None) -> dict[str, Any]:
+        generator: str = "auto", shards: dict[str, int] | None = None,
+        worker_niceness: int | None = WORKER_NICENESS) -> dict[str, Any]:
     """Every system asked for, on the same workload and generator; rows, goals, machine.
     `generator`: `wrk` (C) for the closed-loop rows when installed (`auto`), or `python`."""
     bench = Bench(duration_s=duration_s, concurrency=concurrency, skus=skus, stock=stock,
                   users=users, seed=seed, redis_url=redis_url, num_cpus=num_cpus,
-                  generator=generator, shards=shards)
+                  generator=generator, shards=shards, worker_niceness=worker_niceness)
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
     for name, step in (("floor", bench.floor), ("seed_decrby_rollback", bench.seed_approach)):
@@ -405,6 +415,8 @@ def run(*, systems: tuple[str, ...] = SYSTEMS, duration_s: float = 3.0, concurre
             "workload": {"skus": skus, "stock": stock, "users": users, "order": "1 unit",
                          "requests_generated": bench.n},
             "shards": shards or _default_shards(num_cpus),
+            "ray_worker_niceness": ("ray's default (15)" if worker_niceness is None
+                                    else worker_niceness),
             "rows": rows, "goals": goals(rows),
             "stock_push_ms": {r["system"]: r["stock_push_ms"] for r in rows if "stock_push_ms" in r},
             "seconds": round(time.perf_counter() - started, 1)}

@@ -37,6 +37,10 @@ def bench_http(
         help="saleday's shards, e.g. sku=2,session=2,order=2,campaign=1,team=1 (default, as "
              "`serve --http`: one sku, session and order shard per 4 CPUs, at least one; "
              "one campaign, one team).")] = None,
+    worker_niceness: Annotated[int | None, typer.Option(
+        min=-20, max=19, help="Nice level of the local Ray's workers, the shard actors "
+                              "(default 0, as the seed's Redis and the uvicorn servers run; "
+                              "Ray's own default is 15, behind every other process).")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Orders through HTTP: saleday (uvicorn, Serve, Serve's high-throughput options) against
@@ -60,7 +64,8 @@ def bench_http(
     with stdout_to_stderr(as_json):
         result = bh.run(shards=chosen, systems=systems, duration_s=duration, concurrency=concurrency,
                         skus=skus, stock=stock, users=users, seed=seed, redis_url=redis_url,
-                        num_cpus=num_cpus, generator=generator)
+                        num_cpus=num_cpus, generator=generator,
+                        worker_niceness=worker_niceness)
     if as_json:
         typer.echo(json.dumps(result))
         return

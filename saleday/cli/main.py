@@ -18,6 +18,7 @@ from rich.table import Table
 
 from saleday.cli import audit as cli_audit
 from saleday.cli import bench_cluster as cli_bench_cluster
+from saleday.cli import bench_failover as cli_bench_failover
 from saleday.cli import bench_http as cli_bench_http
 from saleday.cli import dst as cli_dst
 from saleday.cli import forecast as cli_forecast
@@ -304,6 +305,7 @@ cli_forecast.register(app, bench_app)
 cli_presale.register(app)
 cli_bench_http.register(bench_app)
 cli_bench_cluster.register(bench_app)
+cli_bench_failover.register(bench_app)
 cli_dst.register(bench_app)
 http_cli.register(app)
 

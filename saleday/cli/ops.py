@@ -74,6 +74,10 @@ def serve(
     tick_s: Annotated[float | None, typer.Option(min=0, help="Seconds between ticks.")] = None,
     num_cpus: Annotated[int | None, typer.Option(min=1, help="CPUs of a local Ray.")] = None,
     health_every_s: Annotated[float | None, typer.Option(min=0.1)] = None,
+    standbys: Annotated[int | None, typer.Option(
+        min=0, max=1, help="1: a hot standby per shard, promoted within ~200 ms when its "
+                           "primary dies (env SALEDAY_STANDBYS; default 0: Ray restarts a dead "
+                           "shard). Not with --http yet.")] = None,
     stop_shards: Annotated[bool, typer.Option(
         help="Kill the shard actors on exit (default: leave them to the next serve).")] = False,
     http: Annotated[bool, typer.Option(
@@ -95,8 +99,11 @@ def serve(
                          shard_resource=shard_resource, partitions=partitions,
                          max_batch=max_batch, max_wait_ms=max_wait_ms,
                          snapshot_every=snapshot_every, tick_s=tick_s, num_cpus=num_cpus,
-                         health_every_s=health_every_s)
+                         health_every_s=health_every_s, standbys=standbys)
     _check_reachable(settings.ray_address)
+    if http and settings.standbys:
+        fail(ValueError("--standbys with --http is not built yet: the HTTP replicas find "
+                        "shards by name and would not follow a failover"))
     if http:
         from saleday.http import cli as http_cli
 
@@ -134,6 +141,7 @@ def serve(
     typer.echo("serving; Ctrl-C or SIGTERM to stop", err=True)
     try:
         while not stopping.wait(settings.health_every_s):
+            runtime.check_standbys()   # a dead standby is replaced (with --standbys 1)
             for row in shard_rows(config.store_url):
                 event = log.info if row["health"] == "ok" else log.warning
                 event("shard_health", **{k: row[k] for k in (
@@ -152,7 +160,8 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
 ) -> None:
     """Show each shard: node, state, the Redis master it writes to, version, epoch, lag,
-    restarts and health.
+    restarts and health (standbys too, named `<stream>.standby-…`; a primary that failed
+    over to its standby shows as `replaced`).
 
     Exit 1 unless every shard is healthy; exit 2 when the store (given) cannot be read."""
     from saleday.cluster import ray_api
@@ -178,7 +187,7 @@ def status(
         typer.echo("error: the event store became unavailable while reading it (see the log)",
                    err=True)
         raise typer.Exit(2)
-    if not rows or any(r["health"] != "ok" for r in rows):
+    if not rows or any(r["health"] not in ("ok", "replaced") for r in rows):
         raise typer.Exit(1)
 
 
@@ -228,24 +237,36 @@ def shard_rows(store_url: str | None, *, timeout_s: float = 5.0) -> list[dict[st
                 answered[name] = ray_api.get(ref)
             except Exception as exc:  # noqa: BLE001 - the actor died answering: report it
                 log.info("shard_status_failed", stream=name, error=type(exc).__name__)
-    found = log_heads(store_url, list(placed)) if store_url else {}
+    # A standby (or a primary it became) is named `<stream>.standby-…` (cluster/failover.py).
+    stream_of = {name: str(answered.get(name, {}).get("stream", name.split(".", 1)[0]))
+                 for name in placed}
+    found = log_heads(store_url, sorted(set(stream_of.values()))) if store_url else {}
     unavailable = found is None
     heads = found or {}
+    serving = {stream_of[n] for n, said in answered.items()
+               if placed[n]["state"] == "ALIVE" and not said.get("standby")}
     rows = []
     for name in sorted(placed):
         where, said = placed[name], answered.get(name, {})
-        row = {"stream": name, "kind": said.get("kind", name.rsplit("-", 1)[0]),
+        stream = stream_of[name]
+        row = {"stream": name, "kind": said.get("kind", stream.rsplit("-", 1)[0]),
                "state": where["state"], "node_ip": where["node_ip"], "node_id": where["node_id"],
                "pid": said.get("pid", where["pid"]), "restarts": where["restarts"],
                "version": said.get("version"), "epoch": said.get("epoch"),
                "snapshot_version": said.get("snapshot_version"),
                "entities": said.get("entities"), "timers": said.get("timers"),
-               "log_version": heads.get(name, (None, None))[0],
-               "master": heads.get(name, (None, None))[1], "lag": None,
-               "store": said.get("store")}
+               "log_version": heads.get(stream, (None, None))[0],
+               "master": heads.get(stream, (None, None))[1], "lag": None,
+               "store": said.get("store"),
+               "role": "standby" if said.get("standby") or ".standby-" in name and not said
+                       else "primary"}
         if row["version"] is not None and row["log_version"] is not None:
             row["lag"] = row["log_version"] - row["version"]
         row["health"] = "store_unavailable" if unavailable else _health(row, said)
+        if row["health"] == "dead" and stream in serving:
+            row["health"] = "replaced"   # failed over: another actor serves its stream
+        elif said.get("standby") and row["health"] == "behind":
+            row["health"] = "ok"   # a standby follows a few ms behind by design
         rows.append(row)
     return rows
 

@@ -77,7 +77,9 @@ def create_app(gateway: Any, *, settings: HttpSettings, views: Any = None,
             if api.stock is not None:
                 await asyncio.to_thread(api.stock.stop)
 
+    otel = settings.otel
     app = FastAPI(title="saleday", version="1", lifespan=lifespan,
+                  telemetry={"tracing": otel, "metrics": otel, "logs": otel},
                   description="The sale-day API: sessions, coupons, team-ups, store visits, "
                               "checkout, payment callbacks, reads and admin; live stock over "
                               "a WebSocket (/v1/stock/live) and the war room at /. Errors are "

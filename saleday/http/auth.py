@@ -4,6 +4,13 @@ A user token is HS256-signed with `SALEDAY_HTTP_JWT_SECRET`, with `sub` = the us
 `iss` and `aud` fixed by the settings, and `exp` (plus `iat`); PyJWT checks all of them.
 `saleday token --user U` issues one. The operator token is compared in constant time.
 Each authenticated user then takes a token from their rate-limit bucket.
+
+A token verified once is remembered (`VerifiedTokens`: per app, the most recent
+`capacity` tokens, each with its `exp`), so a client sending the same token again is not
+verified again until the token expires: HMAC verification and claim checks are about a
+tenth of a request's CPU. A remembered token past its `exp` (plus the leeway) is
+forgotten and answered 401 expired, exactly as a fresh verification would; a token that
+failed verification is never remembered.
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ from __future__ import annotations
 import hmac
 import re
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Annotated
 
 import jwt
@@ -37,12 +46,21 @@ def issue_token(user: str, settings: HttpSettings, *, ttl_s: int | None = None,
     return jwt.encode(claims, settings.secret("jwt_secret"), algorithm="HS256")
 
 
+LEEWAY_S = 5
+"""Seconds of clock skew allowed on `exp` (and `iat`, `nbf`)."""
+
+
 def verify_token(token: str, settings: HttpSettings) -> str:
     """The user a token names; `ApiProblem` 401 when it is not valid now."""
+    return _verify(token, settings)[0]
+
+
+def _verify(token: str, settings: HttpSettings) -> tuple[str, float]:
+    """(user, exp) of a token valid now; `ApiProblem` 401 otherwise."""
     try:
         claims = jwt.decode(token, settings.secret("jwt_secret"), algorithms=["HS256"],
                             audience=settings.jwt_audience, issuer=settings.jwt_issuer,
-                            options={"require": ["exp", "sub", "iss", "aud"]}, leeway=5)
+                            options={"require": ["exp", "sub", "iss", "aud"]}, leeway=LEEWAY_S)
     except jwt.ExpiredSignatureError:
         raise unauthorized("the token has expired") from None
     except jwt.PyJWTError as exc:
@@ -50,7 +68,38 @@ def verify_token(token: str, settings: HttpSettings) -> str:
     user = claims.get("sub")
     if not isinstance(user, str) or not USER_ID.match(user):
         raise unauthorized("the token's subject is not a user id")
-    return user
+    return user, float(claims["exp"])
+
+
+class VerifiedTokens:
+    """Tokens verified before: token -> (user, exp), for the last `capacity` verified.
+
+    `user(token)` answers a remembered token valid now without verifying it again; any
+    other token is verified (`verify_token`'s checks and refusals) and remembered once it
+    passes. The settings (secret, issuer, audience) are fixed per app, so per cache."""
+
+    def __init__(self, settings: HttpSettings, capacity: int = 100_000,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.capacity = capacity
+        self.clock = clock
+        self._seen: OrderedDict[str, tuple[str, float]] = OrderedDict()
+
+    def user(self, token: str) -> str:
+        known = self._seen.get(token)
+        if known is not None:
+            if self.clock() <= known[1] + LEEWAY_S:
+                return known[0]
+            del self._seen[token]
+            raise unauthorized("the token has expired")
+        user, exp = _verify(token, self.settings)
+        self._seen[token] = (user, exp)
+        if len(self._seen) > self.capacity:
+            self._seen.popitem(last=False)
+        return user
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
 
 def unauthorized(detail: str) -> ApiProblem:
@@ -62,7 +111,7 @@ async def current_user(request: Request, credentials: Credentials) -> str:
     api = request.app.state.api
     if credentials is None:
         raise unauthorized("send Authorization: Bearer <token>")
-    user = verify_token(credentials.credentials, api.settings)
+    user = api.tokens.user(credentials.credentials)
     wait_s = api.limiter.take(user)
     if wait_s > 0:
         raise ApiProblem(429, "rate_limited", "too many requests from this user",

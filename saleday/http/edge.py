@@ -20,6 +20,7 @@ import structlog
 from saleday.actors.host import Accepted, Unavailable
 from saleday.flows.checkout import Checkout
 from saleday.flows.sale_day import SaleDayFlows
+from saleday.http.auth import VerifiedTokens
 from saleday.http.idempotency import EdgeKeys
 from saleday.http.metrics import HttpMetrics
 from saleday.http.problems import refusal_problem
@@ -88,9 +89,11 @@ class Api:
     seen: SeenSignatures = field(init=False)
     metrics: HttpMetrics = field(init=False)
     warroom: WarRoom = field(init=False)
+    tokens: VerifiedTokens = field(init=False)
 
     def __post_init__(self) -> None:
         s = self.settings
+        self.tokens = VerifiedTokens(s, capacity=s.idempotency_records)
         self.limiter = TokenBucket(s.rate_per_s, s.rate_burst)
         self.keys = EdgeKeys(s.idempotency_records)
         self.seen = SeenSignatures(s.idempotency_records)

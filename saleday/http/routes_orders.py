@@ -64,7 +64,7 @@ async def place_order(body: OrderIn, request: Request, response: Response, user:
     checkout, tap = api.checkout()
     invoice = body.invoice
     result = await checkout.place(order_id=order_id, user=user, lines=lines, coupon_id=coupon,
-                                  now=api.now(), points=body.points,
+                                  now=api.now(), points=body.points, new_order=key is None,
                                   invoice=None if invoice is None else
                                   (invoice.kind, invoice.title, invoice.tax_id))
     if result.status == "placed":

@@ -87,6 +87,10 @@ class HttpSettings(BaseSettings):
     """How often the live stock feed looks for new commits when it is caught up."""
     warroom_public: bool = False
     """Serve /v1/warroom without the operator token (a wall display on a trusted network)."""
+    otel: bool = False
+    """FastAPI's own OpenTelemetry hooks (traces, metrics, logs to the providers set up in
+    the process). Off, a request skips the per-request check for them; saleday's figures
+    are on /metrics either way."""
 
     @field_validator("stores", mode="before")
     @classmethod

@@ -52,3 +52,17 @@ def test_a_class_not_ours_passes_the_intake_and_is_not_taken():
 def test_is_int64(value, fits):
     """Only a real int (not a bool) within the log's 64-bit range is an int64."""
     assert is_int64(value) is fits
+
+
+@pytest.mark.parametrize("changes", [{}, {"qty": 5}, {"note": "gift", "qty": 0},
+                                     {"order_id": "o2", "note": "", "qty": 9}])
+def test_fast_replace_is_dataclasses_replace(changes):
+    """`fast_replace` gives what `dataclasses.replace` gives, and leaves the original as it was."""
+    from dataclasses import replace
+
+    from saleday.actors.fields import fast_replace
+
+    before = Ship(order_id="o1", note="n", qty=1)
+    after = fast_replace(Ship)(before, **changes)
+    assert after == replace(before, **changes)
+    assert type(after) is Ship and before == Ship(order_id="o1", note="n", qty=1)

@@ -246,3 +246,65 @@ def test_a_failed_query_call_fails_every_query_in_it():
                                     return_exceptions=True)
 
     assert [type(r) for r in asyncio.run(go())] == [Flaky, Flaky]
+
+
+class Died(Flaky):
+    """Stands in for Ray's `ActorDiedError` (a subclass of its transient errors)."""
+
+
+class DeadShard(StandInShard):
+    """A primary whose process is gone: every call fails at once with `Died`."""
+
+    async def _answer(self, blob):
+        if blob is not None:
+            self.calls.append([r.command_id for r in WIRE.decode_requests(blob)])
+        raise Died("the actor died")
+
+
+class Promotions:
+    """Stands in for `cluster.failover.Failover.fail_over`: one standby per generation."""
+
+    def __init__(self, standby) -> None:
+        self.standby = standby
+        self.asked: list[tuple[str, int]] = []
+        self.generation = 0
+
+    def __call__(self, shard: str, generation: int):
+        self.asked.append((shard, generation))
+        if generation == self.generation:
+            self.generation += 1
+        return self.generation, self.standby
+
+
+def failover_gateway(shards, promotions, **config) -> Gateway:
+    return Gateway({"sku": ShardMap.uniform("sku", len(shards), 8)}, {"sku": shards},
+                   GatewayConfig(tick_s=0, **config), entity_of={"sku": lambda c: c.sku},
+                   kind_of=lambda c: "sku" if type(c) in COMMANDS else "?",
+                   transient=(Flaky,), wire=WIRE, failover=promotions, died=(Died,))
+
+
+def test_a_dead_primary_is_failed_over_and_the_same_batch_goes_to_the_standby():
+    """Given a dead primary with a standby, when batches reach it, then the gateway asks
+    for one promotion (later callers get the promoted standby), sends the very same
+    command ids to the standby without backoff, and answers every command."""
+    dead, standby = DeadShard(), StandInShard()
+    promotions = Promotions(standby)
+    gw = failover_gateway([dead], promotions, max_batch=10, max_in_flight=2)
+
+    async def go():
+        return await gw.submit_many([reserve(i) for i in range(40)])
+
+    replies = asyncio.run(go())
+    assert all(isinstance(r, SoldOut) for r in replies)
+    assert dead.calls and all(call in standby.calls for call in dead.calls)  # the same batches
+    sent_to_standby = [cid for call in standby.calls for cid in call]
+    assert len(sent_to_standby) == 40 and len(set(sent_to_standby)) == 40
+    assert promotions.generation == 1 and gw.stats["failovers"] == 1
+    assert gw.stats["retries"] == 0 and gw.lanes["sku"][0].handle is standby
+
+
+def test_without_a_failover_a_dead_shard_is_retried_as_before():
+    """No failover configured: `Died` is one more transient error, retried until the budget."""
+    dead = DeadShard()
+    replies = asyncio.run(gateway([dead], retry_for_s=0.05).submit_many([reserve(1)]))
+    assert isinstance(replies[0], Unavailable) and len(dead.calls) >= 2

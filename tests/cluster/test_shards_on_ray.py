@@ -204,3 +204,70 @@ def test_a_full_gateway_sheds_load_with_busy(ray_instance, tmp_path):
         assert sum(reserved_units_in_log(url).values()) == len(accepted)
     finally:
         stop(rt)
+
+
+def test_a_killed_primary_fails_over_to_its_standby_losing_nothing_acknowledged(ray_instance,
+                                                                                 tmp_path):
+    """Issue 17: with a standby per shard, the primary's process killed mid-stream (SIGKILL)
+    is replaced by its promoted standby (no Ray restart); every acknowledged reservation is
+    in the log exactly once, nothing is oversold, the old epoch is fenced, and a new
+    standby follows the new primary."""
+    import os
+    import signal
+    import threading
+
+    from saleday.events import FencedError
+    from saleday.events import registry as events_registry
+
+    url = f"sqlite:///{tmp_path}/events.db"
+    rt = Runtime(RuntimeConfig(store_url=url, shards={"sku": 1}, tick_s=0, retry_for_s=30,
+                               standbys=1)).start()   # one pair: 2 actor processes, not 4
+    try:
+        client = rt.client()
+        skus = [f"sku-{i}" for i in range(10)]
+        assert all(isinstance(r, Accepted) for r in client.submit_many(sale(skus, 20)))
+        old = ray_api.get(rt.handles["sku"][0].status.remote(), timeout=30)
+        assert [s["stream"] for s in rt.standby_status()] == ["sku-000"]
+        commands = reservations(300, skus)
+        replies: list = []
+        sender = threading.Thread(target=lambda: [
+            replies.extend(client.submit_many(commands[i:i + 30])) for i in range(0, 300, 30)])
+        store = open_store(url)
+        sender.start()
+        wait_until(lambda: store.head("sku-000").version > old["version"], timeout=60,
+                   what="sku-000 to log its first reservations")
+        os.kill(old["pid"], signal.SIGKILL)
+        sender.join(120)
+        assert len(replies) == 300
+        assert all(isinstance(r, Accepted) or r.code == "sold_out" for r in replies), \
+            {type(r).__name__ for r in replies}
+        accepted = [c.reservation_id for c, r in zip(commands, replies) if isinstance(r, Accepted)]
+        logged = [env.data["reservation_id"] for s in store.streams() for env in store.read(s)
+                  if env.type == "inventory.stock_reserved"]
+        assert sorted(accepted) == sorted(logged)   # each acknowledged one, once; nothing else
+        held = reserved_units_in_log(url)
+        assert all(0 <= units <= 20 for units in held.values()) and sum(held.values()) == 200
+        # The promoted standby serves shard 0 under a new epoch; Ray restarted nothing.
+        now = rt.handles["sku"][0]
+        new = ray_api.get(now.status.remote(), timeout=30)
+        assert new["pid"] != old["pid"] and new["standby"] is False and new["epoch"] > old["epoch"]
+        assert [f["how"] for f in rt.failover.failovers] == ["standby"]
+        assert client.gateway.stats["failovers"] == 1
+        # A zombie of the old epoch writes nothing.
+        (event,) = sku_decider.decide(AddStock(sku="sku-0", qty=1, now=T0),
+                                      sku_decider.initial("sku-0"))
+        zombie = events_registry.new_event(event, command_id="zombie", recorded_at=T0)
+        with pytest.raises(FencedError):
+            store.append("sku-000", [zombie], store.head("sku-000").version, epoch=old["epoch"])
+        # A new standby follows the new primary.
+        wait_until(lambda: {s["stream"]: s["version"] for s in rt.standby_status()}.get("sku-000")
+                   == store.head("sku-000").version, timeout=60, what="the new standby to follow")
+        # The health check replaces a standby that died, and leaves a live one alone.
+        assert rt.check_standbys() == []
+        ray.kill(rt.failover.standbys()["sku-000"], no_restart=True)
+        assert rt.check_standbys() == ["sku-000"]
+        (fresh,) = rt.standby_status()
+        assert fresh["standby"] is True and fresh["version"] == store.head("sku-000").version
+        store.close()
+    finally:
+        stop(rt)

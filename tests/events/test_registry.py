@@ -332,3 +332,41 @@ def test_an_upcast_payload_that_does_not_fit_is_refused(reg):
     reg.upcaster("inventory.stock_reserved", from_version=1)(lambda d: {"sku": d["sku"]})
     with pytest.raises(EventDecodeError):
         reg.decode(envelope("inventory.stock_reserved", {"sku": "A", "qty": 1}, schema_version=1))
+
+
+# -- decoding in bulk -----------------------------------------------------------------
+
+
+def test_decode_all_gives_what_decode_gives_one_by_one(reg):
+    """Given current, upcast and field-less events, when decoded in bulk, then each equals its own `decode`."""
+    cls = define_v3_with_upcasters(reg, [])
+
+    @reg.event("inventory.sale_closed")
+    @dataclass(frozen=True, slots=True)
+    class SaleClosed:
+        pass
+
+    envs = [envelope("inventory.stock_reserved", {"sku": "A", "qty": 2, "order_id": "o",
+                                                  "warehouse": "w"}, schema_version=3),
+            envelope("inventory.stock_reserved", {"sku": "B", "quantity": 1, "order_id": "p"}),
+            envelope("inventory.sale_closed", {})]
+    decoded = reg.decode_all(envs)
+    assert decoded == [reg.decode(e) for e in envs]
+    assert decoded[0] == cls(sku="A", qty=2, order_id="o", warehouse="w")
+    assert decoded[2] == SaleClosed()
+
+
+@pytest.mark.parametrize("data", [
+    pytest.param({"sku": "A", "qty": 1}, id="missing-field"),
+    pytest.param({"sku": "A", "qty": 1, "colour": "red"}, id="renamed-field"),
+])
+def test_decode_all_refuses_what_decode_refuses_naming_the_event(reg, data):
+    """Given a fitting event then one whose payload does not fit, when decoded in bulk, then EventDecodeError names the second."""
+    define_stock_reserved(reg)
+    envs = [envelope("inventory.stock_reserved", {"sku": "A", "qty": 1, "order_id": "o"}, version=1),
+            envelope("inventory.stock_reserved", data, stream="sku-1", version=2)]
+    with pytest.raises(EventDecodeError) as info:
+        reg.decode_all(envs)
+    assert (info.value.stream, info.value.version) == ("sku-1", 2)
+    with pytest.raises(UnknownEventType):
+        reg.decode_all([envelope("inventory.nothing_like_it", {})])

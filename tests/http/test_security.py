@@ -6,11 +6,12 @@ import hashlib
 import hmac
 import os
 import stat
+import time
 
 import pytest
 
 from saleday.http import webhook
-from saleday.http.auth import issue_token, verify_token
+from saleday.http.auth import LEEWAY_S, VerifiedTokens, issue_token, verify_token
 from saleday.http.idempotency import EdgeKeys, scoped_id
 from saleday.http.problems import ApiProblem
 from saleday.http.ratelimit import TokenBucket
@@ -61,6 +62,27 @@ def test_a_token_names_its_user_until_it_expires():
         verify_token(issue_token("u-1", settings, ttl_s=1, now_s=1000), settings)
     with pytest.raises(ValueError):
         issue_token("not a user", settings)
+
+
+def test_a_remembered_token_still_expires_and_a_bad_one_is_never_remembered():
+    """Given tokens answered from memory, a token is its user until its exp (plus the
+    leeway) and 401 expired after; a forged or foreign token is refused every time; and
+    at most `capacity` tokens are remembered."""
+    settings = HttpSettings(jwt_secret="s" * 32)
+    now = [time.time()]
+    tokens = VerifiedTokens(settings, capacity=3, clock=lambda: now[0])
+    token = issue_token("u-1", settings, ttl_s=60, now_s=int(now[0]))
+    assert tokens.user(token) == tokens.user(token) == "u-1"
+    now[0] += 60 + LEEWAY_S + 1
+    with pytest.raises(ApiProblem, match="expired"):
+        tokens.user(token)
+    forged = issue_token("u-2", HttpSettings(jwt_secret="x" * 32))
+    for _ in range(2):
+        with pytest.raises(ApiProblem, match="not valid"):
+            tokens.user(forged)
+    for i in range(5):
+        assert tokens.user(issue_token(f"u-{i}", settings)) == f"u-{i}"
+    assert len(tokens) == 3
 
 
 def test_the_bucket_allows_a_burst_then_the_rate():

@@ -1,0 +1,231 @@
+"""Hot standby shards: a second copy of each shard that follows the log, promoted when the
+primary dies (as Kafka Streams keeps standby tasks).
+
+With `RuntimeConfig(standbys=1)` every shard gets a standby actor (`ShardActor(standby=True)`)
+on another node when there is one (`standby_node`, a soft node affinity: on one node it
+shares the node). It takes no writer epoch and applies the primary's commits every
+`follow_every_s`. The shards of such a runtime are never restarted by Ray
+(`max_restarts=0`): a dead primary stays dead, and the gateway that finds it dead (an
+`ActorDiedError` on a batch or a tick) calls `Failover.fail_over`, which
+
+1. promotes the standby: a new writer epoch (the old primary, were it still alive, is
+   fenced on its next append and exits), the last commits applied, timers rebuilt;
+2. gives the gateway the promoted actor, which answers the batch (the same command ids:
+   one the old primary committed is answered from the dedup record the standby followed);
+3. starts a new standby for the new primary, on a thread (not on the failover's path).
+
+Without a live standby (it died too) a fresh primary is started and recovers from the
+snapshot and the log, as a Ray restart would. Several gateways may find the same death:
+the failover happens once per generation, and the others get the promoted actor.
+
+Actor names: the first primary keeps the stream's name (`sku-000`); standbys are named
+`sku-000.standby-N`, fresh primaries `sku-000.primary-N`. Processes that find shards by
+name (`saleday serve`'s HTTP replicas, `saleday status`) do not follow a failover yet.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from saleday.cluster import ray_api
+
+log = structlog.get_logger("saleday.failover")
+
+
+def standby_node(stream: str, primary_node: str | None, nodes: list[dict[str, Any]],
+                 resource: str | None = None) -> str | None:
+    """The node a standby of `stream` should run on: a live node other than its primary's
+    that offers `resource` (when one is named), chosen by the stream's hash so standbys of
+    many shards spread over the nodes; None when there is no other such node (the standby
+    then goes wherever the primary's rules allow, maybe beside it)."""
+    candidates = sorted(n["node_id"] for n in nodes
+                        if n["node_id"] != primary_node
+                        and (resource is None or n["resources"].get(resource, 0) > 0))
+    if not candidates:
+        return None
+    return candidates[zlib.crc32(stream.encode()) % len(candidates)]
+
+
+@dataclass
+class _Pair:
+    kind: str
+    index: int
+    stream: str
+    primary: Any
+    primary_node: str | None = None
+    standby: Any | None = None
+    standby_name: str | None = None
+    generation: int = 0
+    """Bumped at each failover: a gateway says which primary it found dead."""
+    starting: bool = False
+    """A standby is being started (never two at once)."""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Failover:
+    """The standbys of a runtime's shards, and the promotion of one when its primary dies.
+
+    `make_shard(kind=, stream=, name=, standby=, scheduling_strategy=)` creates a shard actor
+    (the runtime's placement and settings); `handles` is the runtime's `{kind: [primary]}`,
+    kept current here.
+    """
+
+    def __init__(self, handles: dict[str, list[Any]], make_shard: Callable[..., Any], *,
+                 resource: str | None = None, timeout_s: float = 10.0) -> None:
+        self.handles = handles
+        self.make_shard = make_shard
+        self.resource = resource
+        self.timeout_s = timeout_s
+        self._pairs: dict[str, _Pair] = {}
+        self._names = 0
+        self._token = uuid.uuid4().hex[:6]   # another runtime on this Ray names its own
+        self._names_lock = threading.Lock()
+        self._created: set[str] = set()
+        self._threads: list[threading.Thread] = []
+        self.failovers: list[dict[str, Any]] = []
+
+    def _name(self, stream: str, role: str) -> str:
+        with self._names_lock:
+            self._names += 1
+            name = f"{stream}.{role}-{self._token}-{self._names}"
+            self._created.add(name)
+            return name
+
+    # -- standbys -----------------------------------------------------------------------
+
+    def start(self, kind: str, index: int, stream: str, primary: Any,
+              primary_node: str | None) -> None:
+        """Track a primary and start its standby (not waiting for it: see `wait_ready`)."""
+        pair = _Pair(kind, index, stream, primary, primary_node)
+        self._pairs[stream] = pair
+        self._start_standby(pair)
+
+    def _start_standby(self, pair: _Pair) -> None:
+        with pair.lock:
+            if pair.starting or pair.standby is not None:
+                return
+            pair.starting = True
+            primary_node = pair.primary_node
+        standby = node = name = None
+        try:
+            node = standby_node(pair.stream, primary_node, ray_api.alive_nodes(), self.resource)
+            name = self._name(pair.stream, "standby")
+            standby = self.make_shard(
+                kind=pair.kind, stream=pair.stream, name=name, standby=True,
+                scheduling_strategy=ray_api.node_affinity(node) if node else None)
+        except Exception as exc:  # the failover path still works without one (slowly)
+            log.warning("standby_not_started", stream=pair.stream,
+                        error=f"{type(exc).__name__}: {exc}"[:300])
+        finally:
+            with pair.lock:
+                pair.starting = False
+                if standby is not None:
+                    pair.standby, pair.standby_name = standby, name
+        if standby is not None:
+            log.info("standby_started", stream=pair.stream, name=name, node=node)
+
+    def check(self, timeout_s: float = 5.0) -> list[str]:
+        """The health check of the standbys: start one for every shard whose standby is
+        dead (or could not be started); the streams that got a new one. A standby that is
+        only slow to answer is left alone."""
+        died = ray_api.actor_died_errors()
+        started = []
+        for pair in list(self._pairs.values()):
+            standby = pair.standby
+            if standby is not None:
+                try:
+                    ray_api.get(standby.status.remote(), timeout=timeout_s)
+                    continue
+                except died:
+                    log.warning("standby_died", stream=pair.stream, name=pair.standby_name)
+                except Exception:  # noqa: BLE001 - slow or busy, not dead
+                    continue
+            with pair.lock:
+                if pair.standby is not standby or pair.starting:
+                    continue
+                pair.standby = pair.standby_name = None
+            self._start_standby(pair)
+            if pair.standby is not None:
+                started.append(pair.stream)
+        return started
+
+    def wait_ready(self, timeout_s: float = 120.0) -> list[dict[str, Any]]:
+        """Wait until every standby has recovered; their statuses."""
+        refs = [p.standby.status.remote() for p in self._pairs.values() if p.standby is not None]
+        return ray_api.get(refs, timeout=timeout_s)
+
+    def standbys(self) -> dict[str, Any]:
+        """stream -> its standby's handle (None while it is being started, or none left)."""
+        return {s: p.standby for s, p in self._pairs.items()}
+
+    def names(self) -> set[str]:
+        """The names of every actor this failover started (standbys, fresh primaries)."""
+        with self._names_lock:
+            return set(self._created)
+
+    # -- promotion ----------------------------------------------------------------------
+
+    def current(self, stream: str) -> tuple[int, Any]:
+        pair = self._pairs[stream]
+        return pair.generation, pair.primary
+
+    def fail_over(self, stream: str, generation: int) -> tuple[int, Any]:
+        """The primary of generation `generation` is dead: promote its standby (or start a
+        fresh primary), once; return the new (generation, primary). A caller that reports
+        an older generation gets the current primary at once."""
+        pair = self._pairs[stream]
+        started = time.perf_counter()
+        with pair.lock:
+            if pair.generation != generation:
+                return pair.generation, pair.primary
+            old, promoted, how = pair.primary, None, "standby"
+            status: dict[str, Any] = {}
+            if pair.standby is not None:
+                try:
+                    status = ray_api.get(pair.standby.promote.remote(), timeout=self.timeout_s)
+                    promoted = pair.standby
+                except Exception as exc:
+                    log.warning("standby_promotion_failed", stream=stream,
+                                error=f"{type(exc).__name__}: {exc}"[:300])
+            if promoted is None:   # no live standby: a fresh primary recovers from the log
+                how = "fresh"
+                promoted = self.make_shard(kind=pair.kind, stream=stream,
+                                           name=self._name(stream, "primary"), standby=False,
+                                           scheduling_strategy=None)
+                status = ray_api.get(promoted.status.remote(), timeout=120)
+            pair.primary, pair.primary_node = promoted, status.get("node")
+            pair.standby = pair.standby_name = None
+            pair.generation += 1
+            self.handles[pair.kind][pair.index] = promoted
+            generation = pair.generation
+        try:
+            ray_api.kill(old, no_restart=True)   # dead already, or a zombie: fenced anyway
+        except Exception:  # noqa: BLE001 - best effort
+            pass
+        ms = round((time.perf_counter() - started) * 1000, 1)
+        self.failovers.append({"stream": stream, "how": how, "epoch": status.get("epoch"),
+                               "ms": ms, "asked_at": started})
+        log.warning("shard_failed_over", stream=stream, how=how, epoch=status.get("epoch"),
+                    generation=generation, ms=ms)
+        thread = threading.Thread(target=self._start_standby, args=(pair,), daemon=True,
+                                  name=f"standby-{stream}")
+        self._threads.append(thread)
+        thread.start()
+        return generation, promoted
+
+    def stop(self) -> list[Any]:
+        """Wait for standbys being started, forget them all; their handles (for the
+        runtime to kill)."""
+        for thread in self._threads:
+            thread.join(timeout=30)
+        out = [p.standby for p in self._pairs.values() if p.standby is not None]
+        self._pairs.clear()
+        return out
