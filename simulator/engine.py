@@ -45,6 +45,9 @@ class RunOptions:
     charts: bool = True
     tick_s: float = 1.0
     """In-process engine: simulated seconds per round of the virtual clock."""
+    skip_idle_rounds: bool = True
+    """In-process engine: pass over the rounds in which nothing is due (the same log;
+    `simulator.inprocess.run_rounds`). Off: run every round, as a check of that."""
     max_live_visits: int = 2_000
     """Ray engine: visits in flight at once before new arrivals wait. Past what the system
     serves, arrivals then start late (reported as `late_start_s`) instead of piling up

@@ -228,7 +228,9 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
                                   f"{opts.tick_s:g} s; at most {MAX_ROUNDS:,} rounds")
         failures = await run_rounds(shards, vt, stream, driver.visit, tick_s=opts.tick_s,
                                     end_s=end_s, to_ms=clock.ms, on_tick=on_tick,
-                                    start_s=start_s)
+                                    start_s=start_s,
+                                    # a trigger runner polls the log every round
+                                    skip_idle=opts.skip_idle_rounds and trigger is None)
         if failures:
             raise SimulationError(f"{len(failures)} visits failed; the first: "
                                   f"{type(failures[0]).__name__}: {failures[0]}") from failures[0]
