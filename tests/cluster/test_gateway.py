@@ -147,11 +147,30 @@ def test_an_undecodable_request_becomes_a_refusal_not_a_crash():
     """A request naming an unknown type decodes to something the shard refuses alone."""
     import msgpack
 
-    blob = msgpack.packb([("c1", "", "", "nowhere:Nothing", ()),
-                          ("c2", "", "", WIRE._t(reserve(1)).name,
-                           WIRE._t(reserve(1)).values(reserve(1)))])
-    first, second = WIRE.decode_requests(blob)
+    known = WIRE._t(reserve(1))
+    columns = [[value] for value in known.values(reserve(1))]
+    blob = msgpack.packb([["c1", "c2", "c3"], ["", "", ""], ["", "", ""],
+                          [[["nowhere:Nothing", 1, []], [known.name, 1, columns],
+                            [known.name, 1, columns[:-1]]], [0, 1, 2]]])
+    first, second, third = WIRE.decode_requests(blob)
     assert isinstance(first.command, str) and second.command == reserve(1)
+    assert isinstance(third.command, str) and "malformed" in third.command
+
+
+def test_batches_of_mixed_commands_and_replies_cross_the_wire_in_order():
+    """Requests of several classes, and accepted replies among refusals, come back as sent, in order."""
+    from saleday.actors.host import Request
+    from saleday.actors.sku import AddStock, StockReserved
+
+    requests = [Request("c1", reserve(1), "corr", ""), Request("c2", AddStock(sku="a", qty=3, now=1)),
+                Request("c3", reserve(2), "", "sku-a@4")]
+    assert WIRE.decode_requests(WIRE.encode_requests(requests)) == requests
+    event = StockReserved(reservation_id="r", user="u", sku="a", qty=1, unit_prices=(1,),
+                          tiers=(0,), deadline=5, reserved_at=1)
+    replies = [SoldOut(sku="a", requested=2, available=1), Accepted((event, event), 3, 4, False),
+               Accepted((), 0, 0, True), Busy(shard="sku-0"), Accepted((event,), 5, 5, False)]
+    assert WIRE.decode_replies(WIRE.encode_replies(replies)) == replies
+    assert WIRE.decode_replies(WIRE.encode_replies([])) == []
 
 
 @pytest.mark.parametrize("shards", [1, 3, 8])
