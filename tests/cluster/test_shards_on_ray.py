@@ -262,12 +262,7 @@ def test_a_killed_primary_fails_over_to_its_standby_losing_nothing_acknowledged(
         # A new standby follows the new primary.
         wait_until(lambda: {s["stream"]: s["version"] for s in rt.standby_status()}.get("sku-000")
                    == store.head("sku-000").version, timeout=60, what="the new standby to follow")
-        # The health check replaces a standby that died, and leaves a live one alone.
-        assert rt.check_standbys() == []
-        ray.kill(rt.failover.standbys()["sku-000"], no_restart=True)
-        assert rt.check_standbys() == ["sku-000"]
-        (fresh,) = rt.standby_status()
-        assert fresh["standby"] is True and fresh["version"] == store.head("sku-000").version
+        assert rt.check_standbys() == []   # the health check leaves a live standby alone
         store.close()
     finally:
         stop(rt)
