@@ -12,7 +12,9 @@ shares the node). It takes no writer epoch and applies the primary's commits eve
    fenced on its next append and exits), the last commits applied, timers rebuilt;
 2. gives the gateway the promoted actor, which answers the batch (the same command ids:
    one the old primary committed is answered from the dedup record the standby followed);
-3. starts a new standby for the new primary, on a thread (not on the failover's path).
+3. starts a new standby for the new primary, on a thread, `replace_after_s` (1 s) later:
+   its new worker process would otherwise take the cores from the promoted shard just
+   when it drains what queued up during the failover.
 
 Without a live standby (it died too) a fresh primary is started and recovers from the
 snapshot and the log, as a Ray restart would. Several gateways may find the same death:
@@ -79,11 +81,17 @@ class Failover:
     """
 
     def __init__(self, handles: dict[str, list[Any]], make_shard: Callable[..., Any], *,
-                 resource: str | None = None, timeout_s: float = 10.0) -> None:
+                 resource: str | None = None, timeout_s: float = 10.0,
+                 replace_after_s: float = 1.0) -> None:
         self.handles = handles
         self.make_shard = make_shard
         self.resource = resource
         self.timeout_s = timeout_s
+        self.replace_after_s = replace_after_s
+        """How long after a promotion the new standby is started: a new worker process
+        costs about a CPU-second of imports, which would compete with the promoted shard
+        for the cores while it drains the batches queued during the failover."""
+        self._stopping = threading.Event()
         self._pairs: dict[str, _Pair] = {}
         self._names = 0
         self._token = uuid.uuid4().hex[:6]   # another runtime on this Ray names its own
@@ -215,15 +223,20 @@ class Failover:
                                "ms": ms, "asked_at": started})
         log.warning("shard_failed_over", stream=stream, how=how, epoch=status.get("epoch"),
                     generation=generation, ms=ms)
-        thread = threading.Thread(target=self._start_standby, args=(pair,), daemon=True,
+        thread = threading.Thread(target=self._replace_standby, args=(pair,), daemon=True,
                                   name=f"standby-{stream}")
         self._threads.append(thread)
         thread.start()
         return generation, promoted
 
+    def _replace_standby(self, pair: _Pair) -> None:
+        if not self._stopping.wait(self.replace_after_s):
+            self._start_standby(pair)
+
     def stop(self) -> list[Any]:
         """Wait for standbys being started, forget them all; their handles (for the
         runtime to kill)."""
+        self._stopping.set()
         for thread in self._threads:
             thread.join(timeout=30)
         out = [p.standby for p in self._pairs.values() if p.standby is not None]

@@ -186,12 +186,13 @@ class Gateway:
 
     async def _send_queries(self, lane: _Lane, take: list[tuple[str, asyncio.Future]]) -> None:
         try:
+            generation = lane.generation
             try:
                 states = await asyncio.wait_for(
                     _awaitable(lane.handle.states_of.remote([e for e, _ in take])),
                     self.config.call_timeout_s)
             except self.died as exc:   # ask the promoted standby, once
-                if not await self._fail_over(lane, exc):
+                if not await self._fail_over(lane, generation, exc):
                     raise
                 states = await asyncio.wait_for(
                     _awaitable(lane.handle.states_of.remote([e for e, _ in take])),
@@ -259,13 +260,14 @@ class Gateway:
         give_up = time.monotonic() + self.config.retry_for_s
         delay = 0.01
         while True:
+            generation = lane.generation   # the primary this attempt goes to
             try:
                 blob = await asyncio.wait_for(_awaitable(lane.handle.handle.remote(batch)),
                                               self.config.call_timeout_s)
                 replies = self.wire.decode_replies(blob)
                 break
             except self.died as exc:
-                if time.monotonic() < give_up and await self._fail_over(lane, exc):
+                if time.monotonic() < give_up and await self._fail_over(lane, generation, exc):
                     continue   # the promoted standby takes the same batch at once
                 if time.monotonic() + delay > give_up:
                     replies = self._give_up(lane, take, exc)
@@ -292,11 +294,12 @@ class Gateway:
         self.stats["unavailable"] += len(take)
         return [Unavailable(reason=f"{lane.name}: {type(exc).__name__}") for _ in take]
 
-    async def _fail_over(self, lane: _Lane, exc: BaseException) -> bool:
-        """The lane's shard is dead: take the promoted standby (from `failover`, run on a
-        thread: it waits for the promotion). False if the failover itself failed."""
+    async def _fail_over(self, lane: _Lane, generation: int, exc: BaseException) -> bool:
+        """The lane's primary of `generation` (the one the failed call went to) is dead:
+        take the promoted standby (from `failover`, run on a thread: it waits for the
+        promotion; a generation already failed over just gets the current primary). False
+        if the failover itself failed."""
         assert self.failover is not None
-        generation = lane.generation
         try:
             new_generation, handle = await asyncio.to_thread(self.failover, lane.name,
                                                              generation)
@@ -304,7 +307,7 @@ class Gateway:
             log.warning("failover_failed", shard=lane.name, error=f"{type(error).__name__}: "
                         f"{error}"[:300], cause=type(exc).__name__)
             return False
-        if lane.generation == generation:   # another batch of this lane may have swapped it
+        if lane.generation < new_generation:   # another batch of this lane may have swapped it
             lane.handle, lane.generation = handle, new_generation
             self.stats["failovers"] += 1
         return True
@@ -314,11 +317,12 @@ class Gateway:
             await asyncio.sleep(self.config.tick_s)
             for lanes in self.lanes.values():
                 for lane in lanes:
+                    generation = lane.generation
                     try:
                         await asyncio.wait_for(_awaitable(lane.handle.tick.remote()),
                                                self.config.call_timeout_s)
                     except self.died as exc:   # the health check: an idle shard died
-                        await self._fail_over(lane, exc)
+                        await self._fail_over(lane, generation, exc)
                     except Exception as exc:
                         log.info("tick_failed", shard=lane.name, error=type(exc).__name__)
 

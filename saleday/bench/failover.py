@@ -5,7 +5,9 @@ without a hot standby (cluster/failover.py), and what the standbys cost in throu
 runtime and SQLite log with `shards` SKU shards and stock for `skus` SKUs that never runs
 out (so a shared machine's noise falls on both modes alike):
 1. throughput: one client keeps `window` reservations outstanding for `load_s` seconds;
-   commands answered per second;
+   commands answered per second, and the CPU seconds the standbys used meanwhile per CPU
+   second of the primaries (`standby_cpu_per_primary_cpu`, from /proc: the standbys' cost
+   apart from the noise of other work on the machine);
 2. failover: under that same load, the process of shard 0's primary is killed
    (`kill="pid"`: SIGKILL of its worker, as a crash; `"ray"`: `ray.kill`), and a probe
    reservation for shard 0 is submitted at once; the gap is kill -> its answer. Without a
@@ -85,9 +87,12 @@ def _row(standbys: int, rounds: list[dict[str, Any]]) -> dict[str, Any]:
             "kill_to_answer_ms_median": round(statistics.median(gaps), 1),
             "detect_ms": [r["detect_ms"] for r in rounds if r["detect_ms"] is not None],
             "promote_ms": [r["promote_ms"] for r in rounds if r["promote_ms"] is not None],
+            "standby_cpu_per_primary_cpu": [r["standby_cpu_per_primary_cpu"] for r in rounds
+                                            if r["standby_cpu_per_primary_cpu"] is not None],
             "standbys_on_another_node": [r["standbys_on_another_node"] for r in rounds
                                          if r["standbys_on_another_node"] is not None],
             "failovers": sum(r["failovers"] for r in rounds),
+            "gateway_retries": [r["retries"] for r in rounds],
             "acknowledged": sum(r["acknowledged"] for r in rounds),
             "lost": sum(r["lost"] for r in rounds)}
 
@@ -208,9 +213,13 @@ def _round(*, standbys: int, shards: int, skus: int, window: int, load_s: float,
             assert all(isinstance(r, Accepted) for r in client.submit_many(setup))
             on_first = next(s for s in names if rt.maps["sku"].shard_of(s) == 0)
             accepted: list[str] = []
+            pids = {role: [s["pid"] for s in statuses] for role, statuses in (
+                ("primary", rt.status()), ("standby", rt.standby_status()))}
+            cpu_before = {role: _cpu_s(ps) for role, ps in pids.items()}
             with _Load(client, names, window, "t") as load:
                 time.sleep(load_s)
                 answered = load.answered
+            cpu = {role: _cpu_s(ps) - cpu_before[role] for role, ps in pids.items()}
             accepted += load.accepted
             with _Load(client, names, window, "k") as load:
                 time.sleep(min(0.5, load_s / 2))   # mid-load
@@ -222,7 +231,11 @@ def _round(*, standbys: int, shards: int, skus: int, window: int, load_s: float,
                     "detect_ms": (round((promoted[-1]["asked_at"] - killed_at) * 1000, 1)
                                   if promoted else None),
                     "standbys_on_another_node": apart,
+                    "standby_cpu_per_primary_cpu": (round(cpu["standby"] / cpu["primary"], 3)
+                                                    if standbys and cpu["primary"] > 0
+                                                    else None),
                     "failovers": client.gateway.stats["failovers"],
+                    "retries": client.gateway.stats["retries"],
                     "acknowledged": len(accepted), "lost": _lost(url, accepted)}
         finally:
             if client is not None:
@@ -251,6 +264,21 @@ def _kill_and_probe(rt: Any, client: Any, sku: str, rid: str, kill: str,
         raise RuntimeError(f"the probe after the kill was answered {reply!r}")
     accepted.append(rid)
     return started, gap
+
+
+def _cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes `pids` have used, from /proc (this machine:
+    the local Ray's workers, or the nodes of `--ray-nodes`); 0 where it cannot be read."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
 
 
 def _lost(url: str, accepted: list[str]) -> int:

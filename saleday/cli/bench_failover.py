@@ -64,6 +64,8 @@ def bench_failover(
                       f"{r['commands_per_s']:,}", f"{r['acknowledged']:,}", str(r["lost"]))
     out = console()
     out.print(table)
+    cpu = result["rows"][1]["standby_cpu_per_primary_cpu"]
     out.print(f"failover {result['failover_speedup']}x faster with a standby; throughput with "
-              f"standbys {result['standby_throughput_ratio']}x of without; load average "
+              f"standbys {result['standby_throughput_ratio']}x of without; standbys' CPU per "
+              f"primaries' CPU {', '.join(map(str, cpu)) or '-'}; load average "
               f"{result['loadavg_before']} -> {result['loadavg_after']}")

@@ -272,11 +272,19 @@ class Died(Flaky):
 
 
 class DeadShard(StandInShard):
-    """A primary whose process is gone: every call fails at once with `Died`."""
+    """A primary whose process is gone: every call fails with `Died` (the n-th call after
+    `late[n]` seconds, as when Ray's death notice reaches calls at different times)."""
+
+    def __init__(self, late: tuple[float, ...] = ()) -> None:
+        super().__init__()
+        self.late = late
 
     async def _answer(self, blob):
         if blob is not None:
             self.calls.append([r.command_id for r in WIRE.decode_requests(blob)])
+            n = len(self.calls) - 1
+            if n < len(self.late):
+                await asyncio.sleep(self.late[n])  # the slow death notice under test
         raise Died("the actor died")
 
 
@@ -320,6 +328,19 @@ def test_a_dead_primary_is_failed_over_and_the_same_batch_goes_to_the_standby():
     assert len(sent_to_standby) == 40 and len(set(sent_to_standby)) == 40
     assert promotions.generation == 1 and gw.stats["failovers"] == 1
     assert gw.stats["retries"] == 0 and gw.lanes["sku"][0].handle is standby
+
+
+def test_a_batch_that_learns_late_of_a_death_already_failed_over_promotes_nothing():
+    """Given two batches in flight to a primary that died, when the second learns of it
+    after the first has failed over, then it is resent to the promoted standby and no
+    second promotion is asked for (it names the primary it was sent to)."""
+    dead, standby = DeadShard(late=(0.0, 0.05)), StandInShard()
+    promotions = Promotions(standby)
+    gw = failover_gateway([dead], promotions, max_batch=10, max_in_flight=2)
+    replies = asyncio.run(gw.submit_many([reserve(i) for i in range(20)]))
+    assert all(isinstance(r, SoldOut) for r in replies)
+    assert promotions.asked == [("sku-000", 0), ("sku-000", 0)]
+    assert promotions.generation == 1 and len(standby.calls) == 2
 
 
 def test_without_a_failover_a_dead_shard_is_retried_as_before():

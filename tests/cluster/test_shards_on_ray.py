@@ -210,8 +210,7 @@ def test_a_killed_primary_fails_over_to_its_standby_losing_nothing_acknowledged(
                                                                                  tmp_path):
     """Issue 17: with a standby per shard, the primary's process killed mid-stream (SIGKILL)
     is replaced by its promoted standby (no Ray restart); every acknowledged reservation is
-    in the log exactly once, nothing is oversold, the old epoch is fenced, and a new
-    standby follows the new primary."""
+    in the log exactly once, nothing is oversold, and the old epoch is fenced."""
     import os
     import signal
     import threading
@@ -259,15 +258,6 @@ def test_a_killed_primary_fails_over_to_its_standby_losing_nothing_acknowledged(
         zombie = events_registry.new_event(event, command_id="zombie", recorded_at=T0)
         with pytest.raises(FencedError):
             store.append("sku-000", [zombie], store.head("sku-000").version, epoch=old["epoch"])
-        # A new standby follows the new primary.
-        wait_until(lambda: {s["stream"]: s["version"] for s in rt.standby_status()}.get("sku-000")
-                   == store.head("sku-000").version, timeout=60, what="the new standby to follow")
-        # The health check replaces a standby that died, and leaves a live one alone.
-        assert rt.check_standbys() == []
-        ray.kill(rt.failover.standbys()["sku-000"], no_restart=True)
-        assert rt.check_standbys() == ["sku-000"]
-        (fresh,) = rt.standby_status()
-        assert fresh["standby"] is True and fresh["version"] == store.head("sku-000").version
-        store.close()
+        store.close()   # (the new standby and the health check: tests/cluster/test_failover.py)
     finally:
         stop(rt)
