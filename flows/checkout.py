@@ -2,10 +2,15 @@
 
     place:   [ChooseInvoice (member), when an invoice is asked for] ->
              StartCheckout (order) -> ReserveStock per line (SKU shards) -> LockCoupon
-             (the user's wallet) -> RecordTry (order: prices, coupon, total) -> placed
-    paid:    RecordPayment (order) -> ConfirmReservation per line, RedeemCoupon -> paid
+             (the user's wallet) -> [HoldPoints (member), when points are redeemed] ->
+             RecordTry (order: prices, coupon, points, total) -> placed
+    paid:    RecordPayment (order) -> ConfirmReservation per line, RedeemCoupon, then
+             SpendPoints (last) -> paid;
+             a hold or lock that ran out first: take it again and confirm it -> paid,
+             else (or when the points' hold lapsed) RefundOrder (order) ->
+             ReleaseReservation, UnlockCoupon, ReleasePoints -> refunded
     cancel:  CancelOrder (order) first, then ReleaseReservation per line (naming the
-             order's user, the reservations' owner), UnlockCoupon
+             order's user, the reservations' owner), UnlockCoupon, ReleasePoints
 
 Every step's command id is derived from the order id (`<order>/start`, `<order>/try/<line>`,
 ...), and every step's events carry the order id as their correlation id, so a retried call, a duplicate payment callback or a whole flow driven again after a
@@ -14,6 +19,20 @@ late try is refused. A payment that lands after a cancel is refunded by the orde
 resurrecting it. Reservations and the coupon lock are held a grace period past the payment
 deadline, so a payment captured just before the deadline can still confirm them; and all
 of them, and the order itself, expire on their own, so an abandoned flow releases itself.
+
+A shard that cannot commit for longer than the grace (its store stalled or full) expires
+those holds before it decides the confirmations sent in time. The payment is captured by
+then, so the books are made right after the fact (`_make_good`): a SKU line whose hold is
+gone is reserved again under the same reservation id and confirmed, if the stock is still
+there at the prices the order was placed at; a coupon whose lock ran out is locked again
+for the order and redeemed. If anything cannot be taken again (sold out, the price moved,
+the coupon used or lapsed), the order is refunded (`RefundOrder`: paid -> refunded, all it
+captured goes back), what it still holds is released, and the user's record says
+refunded. Each step is a command under its own id (`<order>/rehold/<line>`,
+`<order>/reconfirm/<line>`, `<order>/relock/coupon`, `<order>/reconfirm/coupon`,
+`<order>/refund`, `<order>/refund/<line>`, ...), so driving it again does nothing twice.
+Not built: units already confirmed on the order's other lines (and a coupon already
+redeemed) stay with the refunded order; a return to stock is not modelled.
 """
 
 from __future__ import annotations
@@ -26,18 +45,26 @@ import structlog
 
 from saleday.actors.decider import Rejection
 from saleday.actors.host import Accepted, TransportFailure, Unavailable
-from saleday.actors.member import ChooseInvoice
+from saleday.actors.member import (ChooseInvoice, HoldPoints, PointsNotHeld, ReleasePoints,
+                                   SpendPoints)
 from saleday.actors.order import (
     CancelOrder,
     CheckoutStarted,
     OrderPlaced,
     RecordPayment,
     RecordTry,
+    RefundOrder,
     StartCheckout,
 )
 from saleday.actors.order import evolve as order_evolve
 from saleday.actors.order import initial as order_initial
-from saleday.actors.session import LockCoupon, RedeemCoupon, TrackOrder, UnlockCoupon
+from saleday.actors.session import (
+    LockCoupon,
+    RedeemCoupon,
+    RelockCoupon,
+    TrackOrder,
+    UnlockCoupon,
+)
 from saleday.actors.sku import (
     MAX_UNITS_PER_RESERVATION,
     ConfirmReservation,
@@ -47,6 +74,9 @@ from saleday.actors.sku import (
 from saleday.flows.gateway import Gateway
 
 log = structlog.get_logger("saleday.checkout")
+
+CENTS_PER_POINT = 1
+"""What one member point takes off an order at checkout: 100 points = 1 yuan."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,8 +97,10 @@ class Checkout:
     """Drives orders through the gateway; holds no state of its own (the order shard does)."""
 
     def __init__(self, gateway: Gateway, *, payment_window_ms: int = 900_000,
-                 grace_ms: int = 60_000, busy_retries: int = 50) -> None:
+                 grace_ms: int = 60_000, busy_retries: int = 50,
+                 cents_per_point: int = CENTS_PER_POINT) -> None:
         self.gateway = gateway
+        self.cents_per_point = cents_per_point
         self.payment_window_ms = payment_window_ms
         self.grace_ms = grace_ms
         self.busy_retries = busy_retries
@@ -85,6 +117,7 @@ class Checkout:
     async def place(self, *, order_id: str, user: str, lines: tuple[tuple[str, int], ...],
                     coupon_id: str = "", now: int,
                     invoice: tuple[str, str, str] | None = None,
+                    points: int = 0,
                     new_order: bool = False) -> CheckoutResult:
         """Start an order and hold everything it needs; cancel what was held on any refusal.
 
@@ -92,7 +125,12 @@ class Checkout:
         is recorded (its reservation would be refused anyway). `invoice` = (kind, title,
         tax id), kind none/paper/electronic, is recorded on the user's member first
         (`<order>/invoice`; an electronic one earns double points once paid, see
-        docs/MEMBERS.md); without it no member is involved.
+        docs/MEMBERS.md); without it no member is involved. `points` (> 0) of the user's
+        member points are redeemed as a discount of `cents_per_point` each: held on the
+        member (`<order>/try/points`) once stock and coupon are held, spent when the order
+        is paid, given back when it is cancelled (or by the member's timer when the hold
+        ends, a grace period after the payment deadline, like the reservations). Points
+        worth more than what is left to pay are refused ("points_exceed_total").
 
         `new_order`: the caller made `order_id` just now, so no cancel can have named it
         yet; the order's start then travels with its reservations (one round trip less),
@@ -146,11 +184,22 @@ class Checkout:
             if not isinstance(locked, Accepted):
                 return await self._cancel_after(order_id, locked, now)
             coupon_value = coupon.value_cents if coupon is not None else 0
+        points_cents = points * self.cents_per_point if points > 0 else 0
+        if points_cents:
+            if points_cents > subtotal - min(coupon_value, subtotal):
+                return await self.cancel(order_id=order_id, reason="points_exceed_total", now=now)
+            held = await self._submit(HoldPoints(user=user, hold_id=order_id, points=points,
+                                                 until=hold_until, now=now),
+                                      order_id, "try/points")
+            if not isinstance(held, Accepted):
+                return await self._cancel_after(order_id, held, now)
         placed = await self._submit(RecordTry(order_id=order_id, line_prices=line_prices,
-                                              coupon_value_cents=coupon_value, now=now),
+                                              coupon_value_cents=coupon_value, now=now,
+                                              points=points if points_cents else 0,
+                                              points_cents=points_cents),
                                     order_id, "placed")
         if not isinstance(placed, Accepted):
-            return await self._cancel_after(order_id, placed, now)
+            return await self._cancel_after(order_id, placed, now, points_held=bool(points_cents))
         order = _decided_now(order_id, started, placed)
         total = next((e.total_cents for e in placed.events if isinstance(e, OrderPlaced)), None)
         if total is None:   # a repeated try answers without its events: ask the order
@@ -206,40 +255,124 @@ class Checkout:
             confirms.append(await self._submit(
                 RedeemCoupon(user=order.user, coupon_id=order.coupon_id, order_id=order_id, now=now),
                 order_id, "confirm/coupon"))
+        if any(_ran_out(r) for r in confirms):
+            return await self._make_good(order, confirms, now)
+        return await self._settle(order, confirms, now)
+
+    async def _settle(self, order: Any, confirms: list[Any], now: int) -> CheckoutResult:
+        """The paid order's holds are confirmed: spend the points it holds (last, so a
+        refund never has spent points to give back), then record it paid."""
+        order_id = order.order_id
+        if order.points:
+            spent = await self._submit(SpendPoints(user=order.user, hold_id=order_id, now=now),
+                                       order_id, "confirm/points")
+            if _ran_out(spent):   # the points' hold lapsed first: the discount is not covered
+                return await self._refund(order, ["points: hold_expired"], now)
+            confirms = [*confirms, spent]
         failed = [r for r in confirms if not isinstance(r, Accepted)]
         if failed:
             log.error("checkout_confirm_refused", order=order_id,
                       refusals=[getattr(r, "code", type(r).__name__) for r in failed])
             return CheckoutResult(order_id=order_id, status="paid", total_cents=order.total_cents,
-                                  reason="confirm refused: " + ", ".join(r.code for r in failed))
+                                  reason="confirm refused: " + ", ".join(
+                                      getattr(r, "code", type(r).__name__) for r in failed))
         await self._submit(TrackOrder(user=order.user, order_id=order_id, status="paid",
                                       amount_cents=order.total_cents, now=now),
                            order_id, "track/paid")
         return CheckoutResult(order_id=order_id, status="paid", total_cents=order.total_cents)
 
+    async def _make_good(self, order: Any, confirms: list[Any], now: int) -> CheckoutResult:
+        """A paid order some of whose holds or coupon lock ran out before their confirms
+        were decided: take each again and confirm it; refund the order if any cannot be."""
+        oid = order.order_id
+        until = now + self.payment_window_ms + self.grace_ms   # as long as a new checkout's
+        lost: list[str] = []
+        for i, (sku, qty) in enumerate(order.lines):
+            if not _ran_out(confirms[i]):
+                continue
+            again = await self._submit(ReserveStock(reservation_id=f"{oid}/{i}", user=order.user,
+                                                    sku=sku, qty=qty, now=now, deadline=until),
+                                       oid, f"rehold/{i}")
+            if not isinstance(again, Accepted):
+                lost.append(f"line {i}: {getattr(again, 'code', type(again).__name__)}")
+                continue
+            if again.events and _unit_prices(again) != tuple(order.line_prices[i]):
+                lost.append(f"line {i}: price_changed")
+                continue
+            confirmed = await self._submit(ConfirmReservation(reservation_id=f"{oid}/{i}",
+                                                              sku=sku, now=now),
+                                           oid, f"reconfirm/{i}")
+            if not isinstance(confirmed, Accepted):
+                lost.append(f"line {i}: {getattr(confirmed, 'code', type(confirmed).__name__)}")
+        if order.coupon_id and _ran_out(confirms[len(order.lines)]):
+            relocked = await self._submit(RelockCoupon(user=order.user, coupon_id=order.coupon_id,
+                                                       order_id=oid, until=until, now=now),
+                                          oid, "relock/coupon")
+            redeemed = relocked if not isinstance(relocked, Accepted) else await self._submit(
+                RedeemCoupon(user=order.user, coupon_id=order.coupon_id, order_id=oid, now=now),
+                oid, "reconfirm/coupon")
+            if not isinstance(redeemed, Accepted):
+                lost.append(f"coupon: {getattr(redeemed, 'code', type(redeemed).__name__)}")
+        if not lost:
+            log.warning("checkout_hold_taken_again", order=oid)
+            return await self._settle(order, [], now)
+        return await self._refund(order, lost, now)
+
+    async def _refund(self, order: Any, lost: list[str], now: int) -> CheckoutResult:
+        """Give the paid order up: refund all it captured, release its holds, its coupon
+        and the points it still holds (`lost` says what could not be confirmed)."""
+        oid = order.order_id
+        reason = "hold_expired"
+        log.warning("checkout_refunded_after_expiry", order=oid, lost=lost)
+        refunded = await self._submit(RefundOrder(order_id=oid, reason=reason, now=now),
+                                      oid, "refund")
+        if not isinstance(refunded, Accepted):
+            return _refused(oid, refunded)
+        steps = [self._submit(ReleaseReservation(reservation_id=f"{oid}/{i}", sku=sku,
+                                                 user=order.user, reason=reason, now=now),
+                              oid, f"refund/{i}")
+                 for i, (sku, _) in enumerate(order.lines)]
+        if order.coupon_id:
+            steps.append(self._submit(UnlockCoupon(user=order.user, coupon_id=order.coupon_id,
+                                                   order_id=oid, now=now), oid, "refund/coupon"))
+        if order.points:
+            steps.append(self._submit(ReleasePoints(user=order.user, hold_id=oid, reason=reason,
+                                                    now=now), oid, "refund/points"))
+        steps.append(self._submit(TrackOrder(user=order.user, order_id=oid, status="refunded",
+                                             amount_cents=order.total_cents, now=now),
+                                  oid, "track/refunded"))
+        await asyncio.gather(*steps)
+        return CheckoutResult(order_id=oid, status="refunded", total_cents=order.total_cents,
+                              reason=f"{reason} ({'; '.join(lost)})")
+
     # -- cancel -------------------------------------------------------------------------
 
-    async def cancel(self, *, order_id: str, reason: str, now: int) -> CheckoutResult:
-        """Cancel the order first (so a late try is refused), then release what it holds."""
+    async def cancel(self, *, order_id: str, reason: str, now: int,
+                     points_held: bool = False) -> CheckoutResult:
+        """Cancel the order first (so a late try is refused), then release what it holds
+        (`points_held`: points were held for it that the order has not recorded)."""
         cancelled = await self._submit(CancelOrder(order_id=order_id, reason=reason, now=now),
                                        order_id, "cancel")
         if not isinstance(cancelled, Accepted):
             return _refused(order_id, cancelled)
         order = await self.gateway.query("order", order_id)
-        await self._release(order, reason, now)
+        await self._release(order, reason, now, points_held=points_held)
         return CheckoutResult(order_id=order_id, status="cancelled", reason=reason)
 
     async def payment_failed(self, *, order_id: str, now: int) -> CheckoutResult:
         return await self.cancel(order_id=order_id, reason="payment_failed", now=now)
 
-    async def _cancel_after(self, order_id: str, refusal: Any, now: int) -> CheckoutResult:
+    async def _cancel_after(self, order_id: str, refusal: Any, now: int,
+                            points_held: bool = False) -> CheckoutResult:
         reason = getattr(refusal, "code", type(refusal).__name__)
         if isinstance(refusal, Unavailable):
             # Not decided: leave the order to a retry of `place` or to its deadline.
             return CheckoutResult(order_id=order_id, status="unavailable", reason=refusal.reason)
-        return await self.cancel(order_id=order_id, reason=reason, now=now)
+        return await self.cancel(order_id=order_id, reason=reason, now=now,
+                                 points_held=points_held)
 
-    async def _release(self, order: Any, reason: str, now: int) -> None:
+    async def _release(self, order: Any, reason: str, now: int,
+                       points_held: bool = False) -> None:
         steps = [self._submit(ReleaseReservation(reservation_id=f"{order.order_id}/{i}", sku=sku,
                                                  user=order.user, reason=reason, now=now),
                               order.order_id, f"cancel/{i}")
@@ -248,6 +381,10 @@ class Checkout:
             steps.append(self._submit(UnlockCoupon(user=order.user, coupon_id=order.coupon_id,
                                                    order_id=order.order_id, now=now),
                                       order.order_id, "cancel/coupon"))
+        if order.user and (order.points or points_held):
+            steps.append(self._submit(ReleasePoints(user=order.user, hold_id=order.order_id,
+                                                    reason=reason, now=now),
+                                      order.order_id, "cancel/points"))
         if order.user and order.line_prices:   # the wallet only knows orders that were placed
             steps.append(self._submit(TrackOrder(user=order.user, order_id=order.order_id,
                                                  status="cancelled", amount_cents=order.total_cents,
@@ -274,6 +411,17 @@ def _decided_now(order_id: str, started: Any, placed: Any) -> Any:
     for event in events:
         state = order_evolve(state, event)
     return state
+
+
+_RAN_OUT = frozenset({"reservation_not_found", "deadline_passed", "coupon_not_locked"})
+"""The refusals of a confirmation whose hold or lock is gone (expired) or past its time."""
+
+
+def _ran_out(reply: Any) -> bool:
+    """Whether a confirm was refused because its hold or coupon lock ran out first."""
+    if isinstance(reply, PointsNotHeld):   # the points' hold lapsed (released by its timer)
+        return reply.reason == "released"
+    return isinstance(reply, Rejection) and reply.code in _RAN_OUT
 
 
 def _unit_prices(reply: Accepted) -> tuple[int, ...]:

@@ -46,9 +46,11 @@ RULES: dict[str, str] = {
     "teams.members": "a team completes only with `size` distinct members, in join order",
     "teams.split": "red-packet shares sum exactly to the pool, each >= the minimum, as drawn",
     "orders.settlement": "paid => every reservation confirmed and the coupon redeemed; "
-                         "cancelled => none confirmed, all released",
-    "orders.money": "total = subtotal - discount; line prices = the reservations' prices; "
-                    "a paid order captured its total once, other payments are refunded",
+                         "cancelled => none confirmed, all released; every captured payment "
+                         "ends in a paid order so settled or a refunded one",
+    "orders.money": "total = subtotal - discount - points applied; line prices = the "
+                    "reservations' prices; a paid order captured its total once, other payments "
+                    "are refunded; a refunded order gives back exactly what it captured",
     "referrals.first_touch": "one inviter per user, set on the first session, seen before",
     "referrals.no_self": "nobody is credited with inviting themselves",
     "referrals.no_cycles": "the referral graph has no cycles",
@@ -56,7 +58,9 @@ RULES: dict[str, str] = {
     "members.tiers": "tier changes go forward in time, each from the tier the member had",
     "members.points": "points earned once per order (for the invoice chosen, doubled if "
                       "electronic), redeemed only from unexpired lots, expired only what was "
-                      "left; balance = earned - redeemed - expired >= 0",
+                      "left; a checkout's hold spent once (by its paid order, for the points "
+                      "it applied) or given back; balance + held = earned - redeemed - "
+                      "expired, balance >= 0",
     "members.protection": "one protection refund per paid line, = the drop below what each "
                           "unit paid, on a real paid line and a real price change",
     "prices.history": "each price change starts from the last price, in time order",
@@ -88,13 +92,15 @@ READS: dict[str, tuple[str, ...]] = {
     "teams.split": ("teams.red_packet_split",),
     "orders.settlement": ("orders.checkout_started", "orders.order_voided",
                           "orders.checkout_cancelled"),
-    "orders.money": ("orders.order_placed", "orders.payment_captured", "orders.refund_issued"),
+    "orders.money": ("orders.points_applied", "orders.order_placed", "orders.payment_captured",
+                     "orders.refund_issued", "orders.order_refunded"),
     "referrals.first_touch": ("sessions.referral_attributed",),
     "referrals.no_self": ("sessions.referral_attributed",),
     "members.history": ("members.order_recorded",),
     "members.tiers": ("members.tier_changed",),
     "members.points": ("members.invoice_chosen", "members.points_earned",
-                       "members.points_redeemed", "members.points_expired"),
+                       "members.points_redeemed", "members.points_expired",
+                       "members.points_held", "members.points_released"),
     "members.protection": ("members.price_protection_refunded",),
     "prices.history": ("prices.price_changed",),
     "presales.windows": ("presales.deposit_paid", "presales.balance_paid",
@@ -149,12 +155,16 @@ class Rules(StockRules, CouponRules, TeamRules, OrderRules, ReferralRules, Causa
             "orders.checkout_cancelled": self.checkout_cancelled,
             "orders.payment_captured": self.payment_captured,
             "orders.refund_issued": self.refund_issued,
+            "orders.order_refunded": self.order_refunded,
+            "orders.points_applied": self.points_applied,
             "members.order_recorded": self.order_recorded,
             "members.tier_changed": self.tier_changed,
             "members.invoice_chosen": self.invoice_chosen,
             "members.points_earned": self.points_earned,
             "members.points_redeemed": self.points_redeemed,
             "members.points_expired": self.points_expired,
+            "members.points_held": self.points_held,
+            "members.points_released": self.points_released,
             "members.price_protection_refunded": self.protection_refunded,
             "prices.price_changed": self.price_changed,
             "presales.presale_opened": self.presale_opened,

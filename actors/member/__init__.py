@@ -5,8 +5,9 @@ which the RFM view (projections/views/members.py) scores it; the tier the RFM ru
 is recorded here as `TierChanged`, so a benefit checks the tier the log says the member
 had at that moment (`MemberState.tier_at`): price protection refunds a paid line's price
 drop once, within the period of the tier the member had when it paid. The points ledger earns per paid order
-(double for an electronic invoice), redeems at checkout and expires by a timer, and its
-balance is never negative.
+(double for an electronic invoice), holds points for an order at checkout (spent when
+it is paid, given back when it is not), redeems and expires by a timer, and its balance
+is never negative.
 
 One decider in three modules:
 
@@ -44,6 +45,7 @@ from saleday.actors.member.words import (
     ClaimPriceProtection,
     EarnPoints,
     ExpirePoints,
+    HoldPoints,
     InsufficientPoints,
     InvoiceChosen,
     MemberCommand,
@@ -52,10 +54,15 @@ from saleday.actors.member.words import (
     OrderRecorded,
     PointsEarned,
     PointsExpired,
+    PointsHeld,
+    PointsNotHeld,
     PointsRedeemed,
+    PointsReleased,
     PriceProtectionRefunded,
     RecordOrder,
     RedeemPoints,
+    ReleasePoints,
+    SpendPoints,
     TierChanged,
 )
 
@@ -65,7 +72,9 @@ member_decider: Decider[MemberCommand, MemberEvent, MemberState] = Decider(
 
 __all__ = [
     "COMMANDS", "DAY_MS", "INVOICES", "PROTECTION_DAYS", "SOURCES", "TIERS", "ChangeTier",
-    "ChooseInvoice", "ClaimPriceProtection", "EarnPoints", "ExpirePoints", "InsufficientPoints",
+    "ChooseInvoice", "ClaimPriceProtection", "EarnPoints", "ExpirePoints", "HoldPoints",
+    "InsufficientPoints", "PointsHeld", "PointsNotHeld", "PointsReleased", "ReleasePoints",
+    "SpendPoints",
     "InvoiceChosen", "MemberCommand", "MemberEvent", "MemberState", "NotProtected", "OrderRecorded",
     "PointsEarned", "PointsExpired", "PointsRedeemed", "PriceProtectionRefunded", "RecordOrder",
     "RedeemPoints", "TierChanged", "deadline_of", "decide", "entity_of", "evolve", "expire",

@@ -20,16 +20,28 @@
   decision; a redemption above the remaining balance is refused (`InsufficientPoints`),
   so the balance never goes below zero. A repeated redemption id decides nothing
   (another amount under the same id is an `InvalidCommand`).
+- `HoldPoints` (checkout, before the order is placed: points redeemed as a discount):
+  takes `points` from the lots that expire first (lapsed lots expire first, in the same
+  decision) and sets them aside for the order (`hold_id`) until `until`; more than the
+  balance is `InsufficientPoints`. The same hold again decides nothing.
+- `SpendPoints` (the order was paid): the hold's points are redeemed (`PointsRedeemed`
+  under the hold id, taken from the lots the hold took them from). A spent hold again
+  decides nothing; a released one, or none, is `PointsNotHeld`.
+- `ReleasePoints` (the order was cancelled) and the timer at the hold's `until` (an
+  abandoned order): the points go back to their lots with their expiry; a lot that has
+  lapsed meanwhile expires in the same decision. A spent hold cannot be released
+  (`PointsNotHeld`); an unknown or released one decides nothing.
 - `ClaimPriceProtection` (the protection reaction following price drops, or a member's
   request): refunds, for one paid line, what each unit paid above the new price
   (`sum(max(0, unit - price))`) when some unit paid more, the member's tier at `paid_at` (the tier the log says it had when it
   paid) has a protection period in `windows`, and `paid_at <= dropped_at <= paid_at +
   days`. Once per line (order ref and SKU): any later claim is `NotProtected`
   ("already_refunded"). The refund is never above the drop, nor above what was paid.
-- `ExpirePoints` (the shard's timer at the earliest lot's `expires_at`): every lot with
-  `expires_at <= now` lapses with what is left of it.
+- `ExpirePoints` (the shard's timer at the earliest lot's `expires_at` or hold's
+  `until`): every lot with `expires_at <= now` lapses with what is left of it, and every
+  hold with `until <= now` is released ("hold_expired").
 
-The ledger adds up: balance = sum of the lots = earned - redeemed - expired >= 0.
+The ledger adds up: balance (the lots) + held = earned - redeemed - expired, balance >= 0.
 
 The words (commands, events, refusals) are `actors/member/words.py`'s, the state
 `actors/member/state.py`'s; `actors/member/__init__.py` makes them the `member_decider`.
@@ -54,6 +66,7 @@ from saleday.actors.member.words import (
     ClaimPriceProtection,
     EarnPoints,
     ExpirePoints,
+    HoldPoints,
     InsufficientPoints,
     InvoiceChosen,
     Lots,
@@ -63,18 +76,24 @@ from saleday.actors.member.words import (
     OrderRecorded,
     PointsEarned,
     PointsExpired,
+    PointsHeld,
+    PointsNotHeld,
     PointsRedeemed,
+    PointsReleased,
     PriceProtectionRefunded,
     RecordOrder,
     RedeemPoints,
+    ReleasePoints,
+    SpendPoints,
+    Taken,
     TierChanged,
 )
 
 _INTAKE = Intake("member", COMMANDS, entity="user", noun="member",
-                 optional_strs=("title", "tax_id"),
+                 optional_strs=("title", "tax_id", "reason"),
                  non_negative=("ordered_at", "amount_cents", "points_per_yuan", "valid_days",
                                "points", "paid_at", "price_cents",
-                               "dropped_at"))
+                               "dropped_at", "until"))
 """Each command's int and str fields and its member, checked before any business rule."""
 
 MAX_VALID_DAYS = 3650
@@ -105,11 +124,17 @@ def decide(command: MemberCommand, state: MemberState) -> list[MemberEvent] | Re
         case RedeemPoints():
             return _redeem(command, state)
         case ExpirePoints():
-            return _lapsed(state, command.now)
+            return _expire_due(state, command.now)
         case ClaimPriceProtection():
             return _protect(command, state)
         case ChooseInvoice():
             return _choose_invoice(command, state)
+        case HoldPoints():
+            return _hold(command, state)
+        case SpendPoints():
+            return _spend(command, state)
+        case ReleasePoints():
+            return _release(command.user, command.hold_id, command.reason, command.now, state)
         case _:
             return _INTAKE.not_taken(command)
 
@@ -194,16 +219,98 @@ def _redeem(command: RedeemPoints, state: MemberState) -> list[MemberEvent] | Re
     balance = sum(points for _, points, _ in live)
     if command.points > balance:
         return InsufficientPoints(user=command.user, wanted=command.points, balance=balance)
-    taken, wanted = [], command.points
-    for ref, points, _ in live:
+    return [*lapsed, PointsRedeemed(user=command.user, redemption_id=command.redemption_id,
+                                    points=command.points,
+                                    taken=_refs(_take_soonest(tuple(live), command.points)),
+                                    redeemed_at=command.now)]
+
+
+def _take_soonest(live: Lots, wanted: int) -> Lots:
+    """What `wanted` points take from `live` lots, soonest to expire first:
+    `((ref, points, expires_at), ...)`."""
+    taken = []
+    for ref, points, expires_at in live:
         take = min(points, wanted)
-        taken.append((ref, take))
+        taken.append((ref, take, expires_at))
         wanted -= take
         if wanted == 0:
             break
-    return [*lapsed, PointsRedeemed(user=command.user, redemption_id=command.redemption_id,
-                                    points=command.points, taken=tuple(taken),
-                                    redeemed_at=command.now)]
+    return tuple(taken)
+
+
+def _refs(taken: Lots) -> Taken:
+    return tuple((ref, points) for ref, points, _ in taken)
+
+
+def _hold(command: HoldPoints, state: MemberState) -> list[MemberEvent] | Rejection:
+    hold_id = command.hold_id
+    known = state.holds.get(hold_id)
+    if known is None:
+        known_points = state.redemptions.get(hold_id, state.released.get(hold_id))
+    else:
+        known_points = known[0]
+    if known_points is not None:
+        if known_points != command.points:
+            return InvalidCommand(reason=f"hold {hold_id!r} was for {known_points} points")
+        return []
+    if command.points < 1:
+        return InvalidCommand(reason="a hold takes at least one point")
+    if command.until <= command.now:
+        return InvalidCommand(reason=f"a hold until {command.until} ends before it starts "
+                                     f"({command.now})")
+    lapsed = _lapsed(state, command.now)
+    live = tuple(lot for lot in state.lots if lot[2] > command.now)
+    balance = sum(points for _, points, _ in live)
+    if command.points > balance:
+        return InsufficientPoints(user=command.user, wanted=command.points, balance=balance)
+    return [*lapsed, PointsHeld(user=command.user, hold_id=hold_id, points=command.points,
+                                taken=_take_soonest(live, command.points),
+                                held_at=command.now, until=command.until)]
+
+
+def _spend(command: SpendPoints, state: MemberState) -> list[MemberEvent] | Rejection:
+    hold = state.holds.get(command.hold_id)
+    if hold is None:
+        if command.hold_id in state.redemptions:
+            return []
+        reason = "released" if command.hold_id in state.released else "unknown_hold"
+        return PointsNotHeld(user=command.user, hold_id=command.hold_id, reason=reason)
+    points, taken, _ = hold
+    return [PointsRedeemed(user=command.user, redemption_id=command.hold_id, points=points,
+                           taken=_refs(taken), redeemed_at=command.now)]
+
+
+def _release(user: str, hold_id: str, reason: str, now: int,
+             state: MemberState) -> list[MemberEvent] | Rejection:
+    """Give a hold's points back to their lots; a lot already lapsed by `now` then expires
+    in the same decision (with what it then holds). Releasing a hold that was never made,
+    or released already, decides nothing; a spent one cannot be released."""
+    hold = state.holds.get(hold_id)
+    if hold is None:
+        if hold_id in state.redemptions:
+            return PointsNotHeld(user=user, hold_id=hold_id, reason="spent")
+        return []
+    released = PointsReleased(user=user, hold_id=hold_id, points=hold[0], taken=hold[1],
+                              reason=reason, released_at=now)
+    after = evolve(state, released)
+    back = {ref for ref, _, _ in hold[1]}
+    return [released, *(e for e in _lapsed(after, now) if e.order_ref in back)]
+
+
+def _expire_due(state: MemberState, now: int) -> list[MemberEvent]:
+    """The timer: lapsed lots expire, and holds past their `until` go back (and expire in
+    turn if their lots have lapsed)."""
+    events: list[MemberEvent] = _lapsed(state, now)
+    for event in events:
+        state = evolve(state, event)
+    for hold_id, (_, _, until) in sorted(state.holds.items()):
+        if until <= now:
+            released = _release(state.user, hold_id, "hold_expired", now, state)
+            assert isinstance(released, list)
+            for event in released:
+                state = evolve(state, event)
+            events.extend(released)
+    return events
 
 
 def _lapsed(state: MemberState, now: int) -> list[MemberEvent]:
@@ -276,9 +383,20 @@ def evolve(state: MemberState, event: MemberEvent) -> MemberState:
             return replace(state, lots=lots, earned=state.earned + event.points,
                            earnings=state.earnings.set(event.order_ref, event.points))
         case PointsRedeemed():
+            redemptions = state.redemptions.set(event.redemption_id, event.points)
+            if event.redemption_id in state.holds:   # a hold spent: its points left the lots
+                return replace(state, holds=state.holds.delete(event.redemption_id),
+                               redeemed=state.redeemed + event.points, redemptions=redemptions)
             return replace(state, lots=_take(state.lots, dict(event.taken)),
-                           redeemed=state.redeemed + event.points,
-                           redemptions=state.redemptions.set(event.redemption_id, event.points))
+                           redeemed=state.redeemed + event.points, redemptions=redemptions)
+        case PointsHeld():
+            hold = (event.points, event.taken, event.until)
+            return replace(state, lots=_take(state.lots, dict(_refs(event.taken))),
+                           holds=state.holds.set(event.hold_id, hold))
+        case PointsReleased():
+            return replace(state, lots=_give_back(state.lots, event.taken),
+                           holds=state.holds.delete(event.hold_id),
+                           released=state.released.set(event.hold_id, event.points))
         case PointsExpired():
             lots = tuple(lot for lot in state.lots if lot[0] != event.order_ref)
             return replace(state, lots=lots, expired=state.expired + event.points)
@@ -293,6 +411,15 @@ def evolve(state: MemberState, event: MemberEvent) -> MemberState:
 
 def _lot_order(lot: tuple[str, int, int]) -> tuple[int, str]:
     return lot[2], lot[0]
+
+
+def _give_back(lots: Lots, taken: Lots) -> Lots:
+    """`lots` with the points of `taken` ((ref, points, expires_at), ...) added back."""
+    merged = {ref: [points, expires_at] for ref, points, expires_at in lots}
+    for ref, points, expires_at in taken:
+        lot = merged.setdefault(ref, [0, expires_at])
+        lot[0] += points
+    return tuple(sorted(((ref, p, e) for ref, (p, e) in merged.items()), key=_lot_order))
 
 
 def _take(lots: Lots, taken: dict[str, int]) -> Lots:
@@ -313,13 +440,18 @@ def entity_of(x: MemberCommand | MemberEvent) -> str:
 
 
 def deadline_of(event: MemberEvent) -> int | None:
-    """Earned points lapse at their expiry."""
-    return event.expires_at if type(event) is PointsEarned else None
+    """Earned points lapse at their expiry; a hold goes back at its `until`."""
+    if type(event) is PointsEarned:
+        return event.expires_at
+    return event.until if type(event) is PointsHeld else None
 
 
 def next_deadline(state: MemberState) -> int | None:
-    """The expiry of the lot that lapses first, while there is one."""
-    return state.lots[0][2] if state.lots else None
+    """The first of: the expiry of the lot that lapses first, the end of the first hold."""
+    due = [hold[2] for hold in state.holds.values()]
+    if state.lots:
+        due.append(state.lots[0][2])
+    return min(due) if due else None
 
 
 def expire(user: str, now: int) -> ExpirePoints:

@@ -24,8 +24,9 @@ class MemberState:
     `orders` maps each order ref to `(ordered_at, amount_cents, source)`. `tiers` is the
     tier history `((since, tier), ...)` in time order ("regular" before the first).
     The ledger: `lots` holds what is left of each earning, `earned`, `redeemed` and
-    `expired` the totals, `redemptions` each redemption id's points; the balance
-    `sum(lot points) == earned - redeemed - expired` is never negative.
+    `expired` the totals, `redemptions` each redemption id's points, `holds` the points
+    orders set aside; `sum(lot points) + held == earned - redeemed - expired`, and
+    neither the balance nor a hold is ever negative.
     """
 
     user: str
@@ -41,6 +42,11 @@ class MemberState:
     """`order_ref \x1f sku` -> the price-protection refund of that line (once per line)."""
     invoices: immutables.Map[str, str]
     """Order ref -> the invoice chosen at checkout (none, paper, electronic)."""
+    holds: immutables.Map[str, tuple[int, Lots, int]] = immutables.Map()
+    """Hold id (the order) -> (points, the lots they were taken from, until): points set
+    aside at checkout, out of the balance and not yet redeemed."""
+    released: immutables.Map[str, int] = immutables.Map()
+    """Hold id -> the points that went back when the hold was released."""
 
     @property
     def tier(self) -> str:
@@ -58,8 +64,13 @@ class MemberState:
 
     @property
     def balance(self) -> int:
-        """Points that can be redeemed (unexpired, not redeemed)."""
+        """Points that can be redeemed or held (in the lots: not redeemed, not held)."""
         return sum(points for _, points, _ in self.lots)
+
+    @property
+    def held(self) -> int:
+        """Points set aside by orders not yet paid or given up."""
+        return sum(hold[0] for hold in self.holds.values())
 
 
 _EMPTY: immutables.Map = immutables.Map()

@@ -127,11 +127,44 @@ class ChooseInvoice:
     now: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HoldPoints:
+    """At checkout, set `points` of `user`'s balance aside for order `hold_id` until it is
+    paid (`SpendPoints`), given up (`ReleasePoints`) or `until` has passed (the timer
+    releases it)."""
+
+    user: str
+    hold_id: str
+    points: int
+    until: int
+    now: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpendPoints:
+    """The order `hold_id` was paid: the points it held are redeemed."""
+
+    user: str
+    hold_id: str
+    now: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReleasePoints:
+    """The order `hold_id` was given up for `reason`: the points it held go back."""
+
+    user: str
+    hold_id: str
+    reason: str
+    now: int
+
+
 MemberCommand = (RecordOrder | ChangeTier | EarnPoints | RedeemPoints | ExpirePoints
-                 | ClaimPriceProtection | ChooseInvoice)
+                 | ClaimPriceProtection | ChooseInvoice | HoldPoints | SpendPoints
+                 | ReleasePoints)
 
 COMMANDS = (RecordOrder, ChangeTier, EarnPoints, RedeemPoints, ExpirePoints,
-            ClaimPriceProtection, ChooseInvoice)
+            ClaimPriceProtection, ChooseInvoice, HoldPoints, SpendPoints, ReleasePoints)
 
 
 # --- events ---------------------------------------------------------------------------
@@ -228,8 +261,37 @@ class InvoiceChosen:
     chosen_at: int
 
 
+@event_type("members.points_held")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PointsHeld:
+    """`points` of `user`'s lots, `taken` from them (`((ref, points, expires_at), ...)`), are set aside for order `hold_id` at
+    `held_at` until `until`: no longer in the balance, not yet redeemed."""
+
+    user: str
+    hold_id: str
+    points: int
+    taken: Lots
+    held_at: int
+    until: int
+
+
+@event_type("members.points_released")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PointsReleased:
+    """The points order `hold_id` held went back to the lots they were `taken` from (with
+    their expiry), at `released_at`, for `reason` (the order's cancel reason, or
+    "hold_expired")."""
+
+    user: str
+    hold_id: str
+    points: int
+    taken: Lots
+    reason: str
+    released_at: int
+
+
 MemberEvent = (OrderRecorded | TierChanged | PointsEarned | PointsRedeemed | PointsExpired
-               | PriceProtectionRefunded | InvoiceChosen)
+               | PriceProtectionRefunded | InvoiceChosen | PointsHeld | PointsReleased)
 
 
 # --- rejections -----------------------------------------------------------------------
@@ -242,6 +304,16 @@ class InsufficientPoints(Rejection):
     user: str
     wanted: int
     balance: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PointsNotHeld(Rejection):
+    """Order `hold_id` holds no points to spend: `reason` is `released` (given up, or its
+    hold lapsed) or `unknown_hold` (none was made)."""
+
+    user: str
+    hold_id: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -7,8 +7,10 @@ on payment, Cancel on failure or at the payment deadline. Every step may be retr
 arrive out of order, so every command here is idempotent and none can undo a fact.
 
     none ──StartCheckout──▶ trying ──RecordTry──▶ placed ──RecordPayment──▶ paid
-      │                        │                     │
-      └─CancelOrder─▶ voided   └──CancelOrder / ExpireCheckout──▶ cancelled
+      │                        │                     │                       │
+      └─CancelOrder─▶ voided   └──CancelOrder / ExpireCheckout──▶ cancelled  RefundOrder
+                                                                             ▼
+                                                                          refunded
 
 (the statuses and their moves are `actors/lifecycle.py`'s, which the session shares)
 One decider in three modules:
@@ -46,14 +48,18 @@ from saleday.actors.order.words import (
     OrderCancelled,
     OrderCommand,
     OrderEvent,
+    OrderNotPaid,
     OrderNotStarted,
     OrderPlaced,
+    OrderRefunded,
     OrderVoided,
     PaymentCaptured,
     PaymentMismatch,
+    PointsApplied,
     RecordPayment,
     RecordTry,
     RefundIssued,
+    RefundOrder,
     StartCheckout,
 )
 
@@ -64,8 +70,9 @@ order_decider: Decider[OrderCommand, OrderEvent, OrderState] = Decider(
 __all__ = [
     "COMMANDS", "CancelOrder", "CheckoutCancelled", "CheckoutStarted", "ExpireCheckout",
     "LinePrices", "Lines", "OrderAlreadyPaid", "OrderCancelled", "OrderCommand", "OrderEvent",
-    "OrderNotStarted", "OrderPlaced", "OrderState", "OrderVoided", "PaymentCaptured",
-    "PaymentMismatch", "RecordPayment", "RecordTry", "RefundIssued", "StartCheckout",
+    "OrderNotPaid", "OrderNotStarted", "OrderPlaced", "OrderRefunded", "OrderState",
+    "OrderVoided", "PaymentCaptured", "PaymentMismatch", "PointsApplied", "RecordPayment",
+    "RecordTry", "RefundIssued", "RefundOrder", "StartCheckout",
     "deadline_of", "decide", "entity_of", "evolve", "expire", "initial", "next_deadline",
     "order_decider",
 ]

@@ -22,6 +22,11 @@
   captured or refunded at most once; a repeat decides nothing.
 - `ExpireCheckout` (the shard's timer at `payment_deadline`): a trying or placed order
   not paid by then is cancelled ("payment_timeout").
+- `RefundOrder` (gateway, when a paid order's confirmation was refused because its hold
+  or coupon lock ran out first, and could not be taken again): the paid order is
+  refunded, all it captured goes back (`OrderRefunded`, paid -> refunded). A repeat on a
+  refunded order decides nothing; any other order is refused (`OrderNotPaid`): an unpaid
+  order is cancelled, not refunded.
 
 Money is integer cents: captured - refunded >= 0, and a paid order captured exactly its
 total, once.
@@ -52,19 +57,23 @@ from saleday.actors.order.words import (
     OrderCancelled,
     OrderCommand,
     OrderEvent,
+    OrderNotPaid,
     OrderNotStarted,
     OrderPlaced,
+    OrderRefunded,
     OrderVoided,
     PaymentCaptured,
     PaymentMismatch,
+    PointsApplied,
     RecordPayment,
     RecordTry,
     RefundIssued,
+    RefundOrder,
     StartCheckout,
 )
 
 _INTAKE = Intake("order", COMMANDS, entity="order_id", noun="order", optional_strs=("coupon_id",),
-                 non_negative=("amount_cents", "coupon_value_cents"))
+                 non_negative=("amount_cents", "coupon_value_cents", "points", "points_cents"))
 """Each command's int and str fields and its order, checked before any business rule."""
 
 
@@ -87,6 +96,8 @@ def decide(command: OrderCommand, state: OrderState) -> list[OrderEvent] | Rejec
             return _pay(command, state)
         case ExpireCheckout():
             return _expire_due(command, state)
+        case RefundOrder():
+            return _refund_order(command, state)
         case _:
             return _INTAKE.not_taken(command)
 
@@ -126,13 +137,22 @@ def _record_try(command: RecordTry, state: OrderState) -> list[OrderEvent] | Rej
     if subtotal > INT64_MAX:
         return InvalidCommand(reason=f"the subtotal {subtotal} does not fit a 64-bit int")
     discount = min(command.coupon_value_cents, subtotal) if state.coupon_id else 0
+    points, points_cents = command.points, command.points_cents
+    if (points == 0) != (points_cents == 0) or points_cents > subtotal - discount:
+        return InvalidCommand(reason=f"{points} points worth {points_cents} cents cannot be "
+                                     f"taken off {subtotal - discount}")
     if state.status != OrderStatus.TRYING:   # placed (or paid) already: a retry
-        if (prices, discount) != (state.line_prices, state.discount_cents):
+        if (prices, discount, points_cents) != (state.line_prices, state.discount_cents,
+                                                state.points_cents):
             return InvalidCommand(reason=f"order {order_id!r} was placed at other prices")
         return []
-    return [OrderPlaced(order_id=order_id, user=state.user, line_prices=prices,
-                        subtotal_cents=subtotal, discount_cents=discount,
-                        total_cents=subtotal - discount)]
+    placed = OrderPlaced(order_id=order_id, user=state.user, line_prices=prices,
+                         subtotal_cents=subtotal, discount_cents=discount,
+                         total_cents=subtotal - discount - points_cents)
+    if points:
+        return [PointsApplied(order_id=order_id, points=points, points_cents=points_cents),
+                placed]
+    return [placed]
 
 
 def _cancel(command: CancelOrder, state: OrderState) -> list[OrderEvent] | Rejection:
@@ -178,6 +198,15 @@ def _pay(command: RecordPayment, state: OrderState) -> list[OrderEvent] | Reject
 def _refund(command: RecordPayment, reason: str) -> RefundIssued:
     return RefundIssued(order_id=command.order_id, payment_id=command.payment_id,
                         amount_cents=command.amount_cents, reason=reason)
+
+
+def _refund_order(command: RefundOrder, state: OrderState) -> list[OrderEvent] | Rejection:
+    if state.status == OrderStatus.REFUNDED:
+        return []
+    if state.status != OrderStatus.PAID:
+        return OrderNotPaid(order_id=command.order_id, status=str(state.status))
+    return [OrderRefunded(order_id=command.order_id, payment_id=state.payment_id,
+                          amount_cents=state.captured_cents, reason=command.reason)]
 
 
 def _expire_due(command: ExpireCheckout, state: OrderState) -> list[OrderEvent]:
@@ -246,6 +275,12 @@ def evolve(state: OrderState, event: OrderEvent) -> OrderState:
         case RefundIssued():
             return replace(state, refunds=state.refunds.set(event.payment_id, event.amount_cents),
                            refunded_cents=state.refunded_cents + event.amount_cents)
+        case OrderRefunded():
+            return replace(state, status=OrderStatus.REFUNDED, cancel_reason=event.reason,
+                           refunds=state.refunds.set(event.payment_id, event.amount_cents),
+                           refunded_cents=state.refunded_cents + event.amount_cents)
+        case PointsApplied():
+            return replace(state, points=event.points, points_cents=event.points_cents)
         case _:
             assert_never(event)
 

@@ -41,6 +41,10 @@ class OrderState:
     captured_cents: int
     refunds: immutables.Map[str, int]
     refunded_cents: int
+    points: int = 0
+    """Member points redeemed on the order (held on its member until paid or given up)."""
+    points_cents: int = 0
+    """What they took off the total."""
 
 
 _EMPTY: immutables.Map = immutables.Map()

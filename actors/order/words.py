@@ -50,6 +50,10 @@ class RecordTry:
     line_prices: LinePrices
     coupon_value_cents: int
     now: int
+    points: int = 0
+    """Member points the user redeems on this order (held on its member already)."""
+    points_cents: int = 0
+    """What those points take off the total, in cents."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,9 +86,23 @@ class ExpireCheckout:
     now: int
 
 
-OrderCommand = StartCheckout | RecordTry | CancelOrder | RecordPayment | ExpireCheckout
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefundOrder:
+    """Give a paid order's money back: what it was paid for cannot be had (a hold or a
+    coupon lock ran out before its confirmation arrived, and cannot be taken again)."""
 
-COMMANDS = (StartCheckout, RecordTry, CancelOrder, RecordPayment, ExpireCheckout)
+    STAMPED: ClassVar[frozenset[str]] = frozenset({"reason"})
+    """Not fingerprinted (actors/decider.py): a refund driven again may name another."""
+
+    order_id: str
+    reason: str
+    now: int
+
+
+OrderCommand = (StartCheckout | RecordTry | CancelOrder | RecordPayment | ExpireCheckout
+                | RefundOrder)
+
+COMMANDS = (StartCheckout, RecordTry, CancelOrder, RecordPayment, ExpireCheckout, RefundOrder)
 
 
 
@@ -108,7 +126,8 @@ class CheckoutStarted:
 @event_type("orders.order_placed")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OrderPlaced:
-    """Stock and coupon are held: the order costs `total_cents` = subtotal - discount."""
+    """Stock and coupon are held: the order costs `total_cents` = subtotal - discount
+    (the coupon) - the points applied (`PointsApplied`, when any)."""
 
     order_id: str
     user: str
@@ -116,6 +135,17 @@ class OrderPlaced:
     subtotal_cents: int
     discount_cents: int
     total_cents: int
+
+
+@event_type("orders.points_applied")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PointsApplied:
+    """`points` of the user's member points (held on the member) take `points_cents` off
+    the order's total; recorded just before `OrderPlaced`, only when points are redeemed."""
+
+    order_id: str
+    points: int
+    points_cents: int
 
 
 @event_type("orders.order_voided")
@@ -158,8 +188,20 @@ class RefundIssued:
     reason: str
 
 
+@event_type("orders.order_refunded")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderRefunded:
+    """The paid order is given up and its payment `payment_id` (`amount_cents`, all it
+    captured) goes back: what it paid for could not be confirmed (`reason`)."""
+
+    order_id: str
+    payment_id: str
+    amount_cents: int
+    reason: str
+
+
 OrderEvent = (CheckoutStarted | OrderPlaced | OrderVoided | CheckoutCancelled
-              | PaymentCaptured | RefundIssued)
+              | PaymentCaptured | RefundIssued | OrderRefunded | PointsApplied)
 
 
 # --- rejections -----------------------------------------------------------------------
@@ -185,6 +227,14 @@ class OrderAlreadyPaid(Rejection):
     """The order is paid: it can no longer be cancelled."""
 
     order_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderNotPaid(Rejection):
+    """Only a paid order can be refunded as a whole; this one is `status`."""
+
+    order_id: str
+    status: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

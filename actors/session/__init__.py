@@ -54,10 +54,12 @@ from saleday.actors.session.coupons import (
     CouponUnlocked,
     ExpireCoupons,
     LockCoupon,
+    LockNotExpired,
     LockVoided,
     MinimumSpendNotMet,
     ReceiveCoupon,
     RedeemCoupon,
+    RelockCoupon,
     UnlockCoupon,
 )
 from saleday.actors.session.exposure import (
@@ -92,7 +94,7 @@ from saleday.actors.session.tracking import (
 from saleday.actors.session.wallet import Coupon, CouponStatus, Wallet
 
 SessionCommand = (StartSession | ReceiveCoupon | LockCoupon | RedeemCoupon | UnlockCoupon
-                  | ExpireCoupons | TrackOrder | RecordPush | ReportLocation | RecordBehaviour
+                  | RelockCoupon | ExpireCoupons | TrackOrder | RecordPush | ReportLocation | RecordBehaviour
                   | RecordExposure)
 
 SessionEvent = (SessionStarted | ReferralAttributed | CouponReceived | CouponLocked
@@ -134,7 +136,8 @@ class SessionState:
 
 _INTAKE = Intake(
     "session",
-    (StartSession, ReceiveCoupon, LockCoupon, RedeemCoupon, UnlockCoupon, ExpireCoupons,
+    (StartSession, ReceiveCoupon, LockCoupon, RedeemCoupon, UnlockCoupon, RelockCoupon,
+     ExpireCoupons,
      TrackOrder, RecordPush, ReportLocation, RecordBehaviour, RecordExposure),
     entity="user", optional_strs=referral.MAY_BE_EMPTY,
     non_negative=(*referral.NON_NEGATIVE, *wallet.NON_NEGATIVE, *tracking.NON_NEGATIVE,
@@ -162,8 +165,8 @@ __all__ = [
     "Exposures", "RecordBehaviour", "RecordExposure", "MAX_PUSH_WINDOW_MS", "ORDER_STATUSES", "PUSH_KINDS", "Coupon",
     "CouponAlreadyRedeemed", "CouponExpired", "CouponInUse", "CouponLapsed", "CouponLocked",
     "CouponLockVoided", "CouponNotFound", "CouponNotLocked", "CouponReceived",
-    "CouponRedeemed", "CouponStatus", "CouponUnlocked", "ExpireCoupons", "FrequencyCapped",
-    "InvalidOrderTransition", "LockCoupon", "LockVoided", "MinimumSpendNotMet",
+    "CouponRedeemed", "RelockCoupon", "CouponStatus", "CouponUnlocked", "ExpireCoupons", "FrequencyCapped",
+    "InvalidOrderTransition", "LockCoupon", "LockNotExpired", "LockVoided", "MinimumSpendNotMet",
     "OrderStatus", "OrderStatusChanged", "Orders", "PushDelivered", "Pushes",
     "ReceiveCoupon", "RecordPush", "RedeemCoupon", "Referral", "ReferralAttributed",
     "ReportLocation", "SessionCommand", "SessionEvent", "SessionStarted", "SessionState",

@@ -65,6 +65,21 @@ class UnlockCoupon:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RelockCoupon:
+    """The order was paid in time, but the wallet let its lock run out before the redeem
+    arrived: take the lock again until `until`, so the order can redeem the coupon."""
+
+    STAMPED: ClassVar[frozenset[str]] = frozenset({"until"})
+    """Not fingerprinted (actors/decider.py): the checkout derives it from `now`."""
+
+    user: str
+    coupon_id: str
+    order_id: str
+    until: int
+    now: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ExpireCoupons:
     """Release every lock whose `until` is at or before `now`, then lapse every held (not
     locked, not redeemed) coupon whose validity ended by `now`."""
@@ -73,7 +88,8 @@ class ExpireCoupons:
     now: int
 
 
-WalletCommand = ReceiveCoupon | LockCoupon | RedeemCoupon | UnlockCoupon | ExpireCoupons
+WalletCommand = (ReceiveCoupon | LockCoupon | RedeemCoupon | UnlockCoupon | RelockCoupon
+                 | ExpireCoupons)
 
 
 # --- events ---------------------------------------------------------------------------
@@ -196,6 +212,17 @@ class MinimumSpendNotMet(Rejection):
     coupon_id: str
     min_spend_cents: int
     order_total_cents: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LockNotExpired(Rejection):
+    """Only a lock that ran out can be taken again by its order; this one `ended` so
+    (voided, cancelled) or never existed ("")."""
+
+    user: str
+    coupon_id: str
+    order_id: str
+    ended: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

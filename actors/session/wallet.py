@@ -19,7 +19,13 @@ its try ("cancel before try": an unlock from an order that holds no lock on the 
 never did) records `CouponLockVoided`, and the late try is then refused (`LockVoided`), so
 it cannot lock a coupon for an order that was already given up. A lock is one-shot per
 (coupon, order): once released (unlocked or expired) that order cannot lock the coupon
-again either, and a repeated unlock decides nothing.
+again either (`LockCoupon`), and a repeated unlock decides nothing. The one way back is
+`RelockCoupon`, which only a paid order's checkout sends (flows/checkout.py): its payment
+was captured in time, but its redeem reached a wallet that had already let the lock run
+out (the session shard could not commit for longer than the grace). It takes the lock
+again when that lock ended "lock_expired" (never one cancelled or voided) and the coupon
+is held and still valid; it is refused otherwise (`LockNotExpired`, `CouponInUse`,
+`CouponAlreadyRedeemed`, `CouponExpired`), and the checkout then refunds the order.
 
 Its commands, events and refusals are in `actors/session/coupons.py`. The part of the
 session decider that keeps timers; the session decider checks the command's fields and
@@ -51,10 +57,12 @@ from saleday.actors.session.coupons import (
     CouponUnlocked,
     ExpireCoupons,
     LockCoupon,
+    LockNotExpired,
     LockVoided,
     MinimumSpendNotMet,
     ReceiveCoupon,
     RedeemCoupon,
+    RelockCoupon,
     UnlockCoupon,
     WalletCommand,
     WalletEvent,
@@ -126,6 +134,8 @@ def decide(command: WalletCommand, state: Wallet) -> list[WalletEvent] | Rejecti
             return _redeem(command, state)
         case UnlockCoupon():
             return _unlock(command, state)
+        case RelockCoupon():
+            return _relock(command, state)
         case ExpireCoupons():
             return _expire_due(command, state)
         case _:
@@ -160,6 +170,29 @@ def _lock(command: LockCoupon, state: Wallet) -> list[WalletEvent] | Rejection:
         return MinimumSpendNotMet(user=user, coupon_id=coupon_id,
                                   min_spend_cents=coupon.min_spend_cents,
                                   order_total_cents=command.order_total_cents)
+    if command.until <= command.now:
+        return InvalidCommand(reason=f"lock deadline {command.until} is not after now "
+                                     f"({command.now})")
+    return [CouponLocked(user=user, coupon_id=coupon_id, order_id=order_id,
+                         until=command.until)]
+
+
+def _relock(command: RelockCoupon, state: Wallet) -> list[WalletEvent] | Rejection:
+    user, coupon_id, order_id = command.user, command.coupon_id, command.order_id
+    coupon = state.coupons.get(coupon_id)
+    if coupon is None:
+        return CouponNotFound(user=user, coupon_id=coupon_id)
+    if coupon.status == LOCKED and coupon.order_id == order_id:
+        return []   # taken again already (a retry)
+    ended = state.closed_locks.get((coupon_id, order_id), "")
+    if coupon.status == REDEEMED:
+        return CouponAlreadyRedeemed(user=user, coupon_id=coupon_id)
+    if coupon.status == LOCKED:
+        return CouponInUse(user=user, coupon_id=coupon_id, order_id=coupon.order_id)
+    if ended != "lock_expired":
+        return LockNotExpired(user=user, coupon_id=coupon_id, order_id=order_id, ended=ended)
+    if coupon.status == LAPSED or command.now >= coupon.valid_until:
+        return CouponExpired(user=user, coupon_id=coupon_id, valid_until=coupon.valid_until)
     if command.until <= command.now:
         return InvalidCommand(reason=f"lock deadline {command.until} is not after now "
                                      f"({command.now})")
@@ -287,7 +320,8 @@ def expire(user: str, now: int) -> ExpireCoupons:
 wallet_decider: Decider[WalletCommand, WalletEvent, Wallet] = Decider(
     kind="session.wallet", initial=lambda user: EMPTY, decide=decide, evolve=evolve,
     entity_of=attrgetter("user"),
-    commands=(ReceiveCoupon, LockCoupon, RedeemCoupon, UnlockCoupon, ExpireCoupons),
+    commands=(ReceiveCoupon, LockCoupon, RedeemCoupon, UnlockCoupon, RelockCoupon,
+              ExpireCoupons),
     events=(CouponReceived, CouponLocked, CouponRedeemed, CouponUnlocked, CouponLockVoided,
             CouponLapsed),
     deadline_of=deadline_of, next_deadline=next_deadline, expire=expire, timer_of=timer_of)

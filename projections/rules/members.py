@@ -13,7 +13,7 @@ class Ledger:
     """One member's points as the audit folds them, and what else it checks per member."""
 
     __slots__ = ("earned", "expired", "lots", "orders", "protected", "redeemed", "tier",
-                 "tier_at", "invoices")
+                 "tier_at", "invoices", "holds", "spent")
 
     def __init__(self) -> None:
         self.lots: dict[str, list[int]] = {}   # order ref -> [points left, expires_at]
@@ -22,6 +22,8 @@ class Ledger:
         self.protected: set[tuple[str, str]] = set()
         self.tier, self.tier_at = "regular", 0
         self.invoices: dict[str, str] = {}
+        self.holds: dict[str, dict] = {}    # hold id (an order) -> the points_held data
+        self.spent: dict[str, tuple] = {}   # hold id -> (points, stream, version) when spent
 
 
 class MemberRules(RulesBase):
@@ -92,9 +94,52 @@ class MemberRules(RulesBase):
         m.lots[ref] = [d["points"], d["expires_at"]]
         m.earned += d["points"]
 
+    def points_held(self, env: tuple) -> None:
+        d = env[8]
+        m = self._member(d["user"])
+        at, hid = d["held_at"], d["hold_id"]
+        taken = 0
+        for ref, points, expires_at in d["taken"]:
+            lot = m.lots.get(ref)
+            if (lot is None or points < 1 or points > lot[0] or lot[1] <= at
+                    or lot[1] != expires_at):
+                self.fail("members.points", env[0], env[1],
+                          f"{d['user']!r} held {points} from lot {ref!r}, which does not "
+                          f"hold them unexpired at {at}")
+                continue
+            lot[0] -= points
+            taken += points
+        if hid in m.holds or hid in m.spent or taken != d["points"] or taken < 1:
+            self.fail("members.points", env[0], env[1],
+                      f"{d['user']!r} held {d['points']} for {hid!r}: twice, or the lots gave "
+                      f"{taken}")
+        m.holds[hid] = d
+
+    def points_released(self, env: tuple) -> None:
+        d = env[8]
+        m = self._member(d["user"])
+        hold = m.holds.pop(d["hold_id"], None)
+        if hold is None or [list(t) for t in hold["taken"]] != [list(t) for t in d["taken"]]:
+            self.fail("members.points", env[0], env[1],
+                      f"{d['user']!r} released {d['hold_id']!r}, which holds no such points")
+            return
+        for ref, points, expires_at in d["taken"]:
+            lot = m.lots.setdefault(ref, [0, expires_at])
+            lot[0] += points
+
     def points_redeemed(self, env: tuple) -> None:
         d = env[8]
         m = self._member(d["user"])
+        hold = m.holds.pop(d["redemption_id"], None)
+        if hold is not None:   # a checkout's hold spent: its points left the lots when held
+            if (hold["points"] != d["points"]
+                    or [[r, p] for r, p, _ in hold["taken"]] != [list(t) for t in d["taken"]]):
+                self.fail("members.points", env[0], env[1],
+                          f"{d['user']!r} spent hold {d['redemption_id']!r} as {d['points']} "
+                          f"points, but it held {hold['points']}")
+            m.spent[d["redemption_id"]] = (d["points"], env[0], env[1])
+            m.redeemed += d["points"]
+            return
         at = d["redeemed_at"]
         taken = 0
         for ref, points in d["taken"]:
@@ -170,11 +215,26 @@ class MemberRules(RulesBase):
     def _points_at_end(self) -> None:
         for user, m in self.members.items():
             balance = sum(p for p, _ in m.lots.values())
+            held = sum(h["points"] for h in m.holds.values())
             self._count("members.points", 1)
-            if balance < 0 or balance != m.earned - m.redeemed - m.expired:
+            if balance < 0 or balance + held != m.earned - m.redeemed - m.expired:
                 self.fail("members.points", "member", None,
-                          f"{user!r}: balance {balance} is not earned {m.earned} - redeemed "
-                          f"{m.redeemed} - expired {m.expired}")
+                          f"{user!r}: balance {balance} + held {held} is not earned {m.earned} "
+                          f"- redeemed {m.redeemed} - expired {m.expired}")
+            for hid, (points, stream, version) in m.spent.items():
+                o = self.orders.get(hid)
+                if o is not None and (not o.captured or o.points[0] != points
+                                      or o.user != user):
+                    self.fail("members.points", stream, version,
+                              f"{user!r} spent {points} points held for order {hid!r}, which "
+                              f"did not apply them or was not paid")
+        for o in self.orders.values():
+            if o.points[0] and o.captured and o.status == "paid":
+                m = self.members.get(o.user)
+                if m is None or m.spent.get(o.oid, (0,))[0] != o.points[0]:
+                    self.fail("members.points", o.stream, o.version,
+                              f"order {o.oid!r} was paid with {o.points[0]} points that "
+                              f"{o.user!r} never spent")
 
     # --- presales --------------------------------------------------------------------
 

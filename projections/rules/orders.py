@@ -22,6 +22,7 @@ class Order:
         "lines",
         "oid",
         "placed",
+        "points",
         "refunds",
         "started_at",
         "status",
@@ -41,6 +42,7 @@ class Order:
         self.captured: list[tuple[str, int]] = []
         self.refunds: dict[str, int] = {}
         self.placed = False
+        self.points = (0, 0)   # member points applied, and what they took off (cents)
 
 
 
@@ -70,6 +72,17 @@ class OrderRules(RulesBase):
         o.user, o.lines, o.coupon = d["user"], d["lines"], d["coupon_id"]
         o.deadline, o.started_at, o.status = d["payment_deadline"], d["started_at"], "trying"
 
+    def points_applied(self, env: tuple) -> None:
+        o = self._order(env, "applied points")
+        if o is None:
+            return
+        d = env[8]
+        if o.status != "trying" or o.points != (0, 0) or d["points"] < 1 or d["points_cents"] < 1:
+            self.fail("orders.money", env[0], env[1],
+                      f"order {o.oid!r} applied {d['points']} points ({d['points_cents']} cents) "
+                      f"while {o.status}, twice, or not positive")
+        o.points = (d["points"], d["points_cents"])
+
     def order_placed(self, env: tuple) -> None:
         o = self._order(env, "placed")
         if o is None:
@@ -89,9 +102,9 @@ class OrderRules(RulesBase):
         if not 0 <= d["discount_cents"] <= d["subtotal_cents"] or (d["discount_cents"] and not o.coupon):
             problems.append(f"discount {d['discount_cents']} on a subtotal of {d['subtotal_cents']}"
                             + ("" if o.coupon else " without a coupon"))
-        if d["total_cents"] != d["subtotal_cents"] - d["discount_cents"]:
+        if d["total_cents"] != d["subtotal_cents"] - d["discount_cents"] - o.points[1]:
             problems.append(f"total {d['total_cents']} is not subtotal {d['subtotal_cents']} - "
-                            f"discount {d['discount_cents']}")
+                            f"discount {d['discount_cents']} - points {o.points[1]}")
         if problems:
             self.fail("orders.money", env[0], env[1], f"order {oid!r}: " + "; ".join(problems))
         o.status, o.placed = "placed", True
@@ -142,6 +155,20 @@ class OrderRules(RulesBase):
                       + ("refunded already" if pid in o.refunds else "captured"))
         o.refunds[pid] = d["amount_cents"]
 
+
+    def order_refunded(self, env: tuple) -> None:
+        """A paid order given up after the fact gives back exactly the payment it captured."""
+        o = self._order(env, "refunded")
+        if o is None:
+            return
+        d = env[8]
+        pid = d["payment_id"]
+        if o.status != "paid" or [(pid, d["amount_cents"])] != o.captured:
+            self.fail("orders.money", env[0], env[1],
+                      f"order {o.oid!r} refunded {d['amount_cents']} cents of {pid!r} while "
+                      f"{o.status}, having captured {o.captured}")
+        o.refunds[pid] = d["amount_cents"]
+        o.status = "refunded"
 
     def _orders_at_end(self, last_time: int) -> None:
         self._count("orders.settlement", len(self.orders))

@@ -101,7 +101,7 @@ class MetricsView(View):
                 self._per_second(env, PAID)
                 totals["orders_paid"] = totals.get("orders_paid", 0) + 1
                 totals["captured_cents"] = totals.get("captured_cents", 0) + d["amount_cents"]
-            elif kind == "orders.refund_issued":
+            elif kind == "orders.refund_issued" or kind == "orders.order_refunded":
                 totals["refunds"] = totals.get("refunds", 0) + 1
                 totals["refunded_cents"] = totals.get("refunded_cents", 0) + d["amount_cents"]
             elif kind == "inventory.stock_added":

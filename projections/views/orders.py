@@ -105,6 +105,10 @@ class OrdersView(View):
                 elif kind == "orders.refund_issued":
                     row["refunds"].append([d["payment_id"], d["amount_cents"], d["reason"]])
                     row["timeline"].append(["refund", at])
+                elif kind == "orders.order_refunded":
+                    row["refunds"].append([d["payment_id"], d["amount_cents"], d["reason"]])
+                    row["status"] = "refunded"
+                    row["timeline"].append(["refunded", at])
                 dirty_o.add(oid)
 
     # -- reading ---------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """Properties of the member decider's points ledger over any run of its commands.
 
 Invoice choices, earnings (for the invoice chosen, repeated or not), redemptions of any size
-(repeated or not), expiries and tier changes arrive in any order while time moves
-forward. After every step: the balance is never negative and equals earned - redeemed -
-expired; no lot holds a lapsed or empty rest after an expiry ran; replaying the decided
+(repeated or not), checkout holds (held, spent, released, lapsed), expiries and tier changes
+arrive in any order while time moves forward. After every step: the balance is never
+negative and balance + held equals earned - redeemed - expired; a hold is spent at most once; no lot holds a lapsed or empty rest after an expiry ran; replaying the decided
 events rebuilds the state; every event is loggable. And price-protection claims of any
 shape: each line refunded at most once, by exactly the drop, within its tier's period.
 """
@@ -23,12 +23,18 @@ from saleday.actors.member import (
     ClaimPriceProtection,
     EarnPoints,
     ExpirePoints,
+    HoldPoints,
     InsufficientPoints,
     PointsEarned,
     PointsExpired,
+    PointsHeld,
+    PointsNotHeld,
     PointsRedeemed,
+    PointsReleased,
     PriceProtectionRefunded,
     RedeemPoints,
+    ReleasePoints,
+    SpendPoints,
     TierChanged,
     decide,
     evolve,
@@ -49,6 +55,10 @@ STEPS = st.one_of(
     st.tuples(st.just("redeem"), st.sampled_from(("r1", "r2", "r3", "r4")),
               st.integers(1, 1_500)),
     st.tuples(st.just("expire")),
+    st.tuples(st.just("hold"), st.sampled_from(("h1", "h2", "h3")), st.integers(1, 1_500),
+              st.integers(1, 40 * DAY_MS)),
+    st.tuples(st.just("spend"), st.sampled_from(("h1", "h2", "h3"))),
+    st.tuples(st.just("release"), st.sampled_from(("h1", "h2", "h3"))),
     st.tuples(st.just("tier"), st.sampled_from(("regular", "silver", "gold", "diamond"))),
 )
 
@@ -66,6 +76,12 @@ def command_for(step: tuple, now: int, state):
             return RedeemPoints(user=USER, redemption_id=rid, points=points, now=now)
         case ("expire",):
             return ExpirePoints(user=USER, now=now)
+        case ("hold", hid, points, span):
+            return HoldPoints(user=USER, hold_id=hid, points=points, until=now + span, now=now)
+        case ("spend", hid):
+            return SpendPoints(user=USER, hold_id=hid, now=now)
+        case ("release", hid):
+            return ReleasePoints(user=USER, hold_id=hid, reason="cancel", now=now)
         case ("tier", tier):
             return ChangeTier(user=USER, tier=tier, rule="prop", now=now)
     raise AssertionError(step)
@@ -74,18 +90,20 @@ def command_for(step: tuple, now: int, state):
 @settings(max_examples=150, deadline=None)
 @given(steps=st.lists(STEPS, max_size=40))
 def test_the_points_balance_is_never_negative_and_adds_up(steps):
-    """Balance = earned - redeemed - expired >= 0 after any run, and the log rebuilds it."""
+    """Balance + held = earned - redeemed - expired, balance >= 0, after any run (with
+    holds spent once or given back), and the log rebuilds it."""
     state = member_decider.initial(USER)
     log: list = []
     now = T0
     totals = {"earned": 0, "redeemed": 0, "expired": 0}
+    spent: set[str] = set()
     for step in steps:
         if step[0] == "tick":
             now += step[1]
             continue
         result = decide(command_for(step, now, state), state)
         if isinstance(result, Rejection):
-            assert isinstance(result, InsufficientPoints | InvalidCommand), result
+            assert isinstance(result, InsufficientPoints | InvalidCommand | PointsNotHeld), result
             if isinstance(result, InsufficientPoints):
                 assert result.wanted > result.balance >= 0
             continue
@@ -100,12 +118,17 @@ def test_the_points_balance_is_never_negative_and_adds_up(steps):
                 case PointsRedeemed():
                     totals["redeemed"] += event.points
                     assert sum(p for _, p in event.taken) == event.points
+                    assert event.redemption_id not in spent   # a hold is spent once
+                    spent.add(event.redemption_id)
+                case PointsHeld() | PointsReleased():
+                    assert sum(p for _, p, _ in event.taken) == event.points > 0
                 case PointsExpired():
                     assert event.expires_at <= now and event.points > 0
                     totals["expired"] += event.points
         assert state.balance >= 0
         assert all(points > 0 for _, points, _ in state.lots)
-        assert state.balance == state.earned - state.redeemed - state.expired
+        assert all(hold[0] > 0 for hold in state.holds.values())
+        assert state.balance + state.held == state.earned - state.redeemed - state.expired
         assert (state.earned, state.redeemed, state.expired) == (
             totals["earned"], totals["redeemed"], totals["expired"])
         if step[0] in ("expire", "redeem"):

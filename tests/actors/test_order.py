@@ -14,14 +14,17 @@ from saleday.actors.order import (
     ExpireCheckout,
     OrderAlreadyPaid,
     OrderCancelled,
+    OrderNotPaid,
     OrderNotStarted,
     OrderPlaced,
+    OrderRefunded,
     OrderVoided,
     PaymentCaptured,
     PaymentMismatch,
     RecordPayment,
     RecordTry,
     RefundIssued,
+    RefundOrder,
     StartCheckout,
     deadline_of,
     expire,
@@ -377,3 +380,63 @@ def test_state_pickles_compactly_and_equal():
     """A folded state survives a pickle round trip unchanged (shard snapshots)."""
     state = order(started(), placed(), captured(), refunded("p2", reason="duplicate_payment")).state
     assert pickle.loads(pickle.dumps(state)) == state
+
+
+# --- a paid order refunded as a whole ------------------------------------------------------
+
+
+def refund_order(reason: str = "hold_expired", now: int = NOW + 5) -> RefundOrder:
+    return RefundOrder(order_id=ORDER, reason=reason, now=now)
+
+
+def test_a_paid_order_whose_holds_ran_out_is_refunded_all_it_captured():
+    """Given a paid order, when the checkout refunds it (its hold ran out and could not be
+    taken again), then the whole captured payment goes back and the order is refunded."""
+    outcome = order(started(), placed(), captured()).when(refund_order()).then(
+        OrderRefunded(order_id=ORDER, payment_id="p1", amount_cents=TOTAL, reason="hold_expired"))
+    state = outcome.state
+    assert (state.status, state.refunded_cents, state.refunds["p1"]) == ("refunded", TOTAL, TOTAL)
+
+
+def test_refunding_a_refunded_order_again_decides_nothing_and_a_late_payment_is_refunded():
+    """A repeat of the refund decides nothing; another payment is refunded on its own."""
+    past = (started(), placed(), captured(),
+            OrderRefunded(order_id=ORDER, payment_id="p1", amount_cents=TOTAL,
+                          reason="hold_expired"))
+    order(*past).when(refund_order(reason="other")).then()
+    order(*past).when(pay("p1")).then()
+    order(*past).when(pay("p2")).then(refunded("p2"))
+
+
+@pytest.mark.parametrize("past", [(), (started(),), (started(), placed()),
+                                  (started(), placed(), cancelled())])
+def test_only_a_paid_order_can_be_refunded_as_a_whole(past):
+    """An order not paid is cancelled, never refunded: OrderNotPaid."""
+    order(*past).when(refund_order()).then_rejected(OrderNotPaid, order_id=ORDER)
+# --- member points ---------------------------------------------------------------------
+
+
+def test_points_redeemed_on_the_order_take_their_value_off_the_total():
+    """Points held on the member are recorded first, then the order is placed for the
+    subtotal minus the coupon minus the points' value; it must be paid exactly that."""
+    from saleday.actors.order import PointsApplied
+    try_ = RecordTry(order_id=ORDER, line_prices=PRICES, coupon_value_cents=500, now=NOW + 1,
+                     points=700, points_cents=700)
+    then = order(started()).when(try_).then(
+        PointsApplied(order_id=ORDER, points=700, points_cents=700),
+        OrderPlaced(order_id=ORDER, user=USER, line_prices=PRICES, subtotal_cents=SUBTOTAL,
+                    discount_cents=500, total_cents=SUBTOTAL - 500 - 700))
+    assert then.state.points == 700
+    order(started(), PointsApplied(order_id=ORDER, points=700, points_cents=700),
+          OrderPlaced(order_id=ORDER, user=USER, line_prices=PRICES, subtotal_cents=SUBTOTAL,
+                      discount_cents=500, total_cents=SUBTOTAL - 1_200)) \
+        .when(pay(amount=TOTAL)).then_rejected(PaymentMismatch)
+
+
+def test_points_worth_more_than_what_is_left_to_pay_are_refused():
+    """The points can take the total to zero, never below; points without a value (or a
+    value without points) are malformed."""
+    for points, cents in ((5_001, 5_001), (1, 0), (0, 1)):
+        order(started()).when(RecordTry(order_id=ORDER, line_prices=PRICES,
+                                        coupon_value_cents=500, now=NOW + 1, points=points,
+                                        points_cents=cents)).then_rejected(InvalidCommand)

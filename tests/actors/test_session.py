@@ -25,6 +25,7 @@ from saleday.actors.session import (
     FrequencyCapped,
     InvalidOrderTransition,
     LockCoupon,
+    LockNotExpired,
     LockVoided,
     MinimumSpendNotMet,
     OrderStatusChanged,
@@ -33,6 +34,7 @@ from saleday.actors.session import (
     RecordPush,
     RedeemCoupon,
     ReferralAttributed,
+    RelockCoupon,
     ReportLocation,
     SessionStarted,
     StartSession,
@@ -338,6 +340,36 @@ def test_a_released_lock_cannot_be_taken_again_by_its_order(reason):
     """A retried try arriving after its order's lock was released is LockVoided."""
     session(received(), locked(), unlocked(reason=reason)).when(lock()) \
         .then_rejected(LockVoided, order_id="o1")
+
+
+def relock(cid: str = "c1", order: str = "o1", now: int = NOW + 100,
+           until: int = UNTIL + 1_000) -> RelockCoupon:
+    return RelockCoupon(user=USER, coupon_id=cid, order_id=order, until=until, now=now)
+
+
+def test_a_paid_order_takes_back_the_lock_that_ran_out_and_redeems_it():
+    """Given a lock that expired before its paid order's redeem, when the order re-locks,
+    then it holds the coupon again until the new `until` and can redeem it."""
+    past = (received(), locked(), unlocked(reason="lock_expired"))
+    outcome = session(*past).when(relock()).then(locked(until=UNTIL + 1_000))
+    session(*past, locked(until=UNTIL + 1_000)).when(redeem()).then(redeemed())
+    assert outcome.state.coupons["c1"].until == UNTIL + 1_000
+    session(*past, locked(until=UNTIL + 1_000)).when(relock()).then()   # a retry
+
+
+@pytest.mark.parametrize("past, refusal", [
+    ((received(), locked(), unlocked(reason="cancelled")), LockNotExpired),
+    ((received(), voided()), LockNotExpired),
+    ((received(),), LockNotExpired),
+    ((received(), locked(), unlocked(reason="lock_expired"), locked(order="o2")), CouponInUse),
+    ((received(), locked(), unlocked(reason="lock_expired"), locked(order="o2"),
+      redeemed(order="o2")), CouponAlreadyRedeemed),
+    ((received(), locked(), unlocked(reason="lock_expired"), lapsed()), CouponExpired),
+])
+def test_only_a_lock_that_ran_out_on_a_coupon_still_free_is_taken_back(past, refusal):
+    """A lock cancelled, voided or never taken is not taken back; nor a coupon another
+    order holds or redeemed, or one that lapsed."""
+    session(*past).when(relock()).then_rejected(refusal)
 
 
 @pytest.mark.parametrize("until", [NOW, NOW - 1])

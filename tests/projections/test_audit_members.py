@@ -130,6 +130,14 @@ def deposit(did: str = "d1", at: int = T0 + 1) -> tuple:
         "user": "ann", "redemption_id": "r", "points": 10, "taken": [["o1", 10]],
         "redeemed_at": T0 + DAY})]),
     ("members.points", [earned(51, invoice="electronic")]),
+    ("members.points", [earned(), (MEMBER, "members.points_held", {
+        "user": "ann", "hold_id": "o9", "points": 60, "taken": [["o1", 60, T0 + DAY]],
+        "held_at": T0 + 1, "until": T0 + 2})]),
+    ("members.points", [earned(), (MEMBER, "members.points_held", {
+        "user": "ann", "hold_id": "o9", "points": 30, "taken": [["o1", 30, T0 + DAY]],
+        "held_at": T0 + 1, "until": T0 + 2}), (MEMBER, "members.points_redeemed", {
+        "user": "ann", "redemption_id": "o9", "points": 40, "taken": [["o1", 40]],
+        "redeemed_at": T0 + 2})]),
     ("members.protection", [refund(300), refund(300)]),
     ("members.protection", [refund(400)]),
     ("members.tiers", [(MEMBER, "members.tier_changed", {"user": "ann", "previous": "gold",
