@@ -118,8 +118,10 @@ def _wait_ready(url: str, timeout_s: float = 60.0, proc: Any = None) -> None:
 
 
 @contextmanager
-def uvicorn_server(factory: str, env: dict[str, str] | None = None) -> Iterator[str]:
-    """`uvicorn --factory saleday.bench.http_apps:<factory>` on a free loopback port."""
+def uvicorn_server(factory: str, env: dict[str, str] | None = None
+                   ) -> Iterator[tuple[str, int]]:
+    """`uvicorn --factory saleday.bench.http_apps:<factory>` on a free loopback port:
+    (its base URL, its process id)."""
     port = _free_port()
     errors = tempfile.TemporaryFile()   # the server's stderr: shown only when it fails to start
     proc = subprocess.Popen(
@@ -135,7 +137,7 @@ def uvicorn_server(factory: str, env: dict[str, str] | None = None) -> Iterator[
             errors.seek(0)
             tail = errors.read()[-2000:].decode(errors="replace").strip()
             raise RuntimeError(f"{exc}; its stderr ends: {tail}" if tail else str(exc)) from None
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         try:
@@ -165,6 +167,8 @@ class Bench:
         self.num_cpus = num_cpus
         self.n = max(2_000, int(duration_s * 4_000))
         self.run_id = uuid.uuid4().hex[:6]
+        self.pids: dict[str, list[int]] = {}
+        """The processes whose CPU each row accounts per request (`cpu_ms_per_req_<part>`)."""
         self.wrk = shutil.which("wrk") if generator in ("auto", "wrk") else None
         if generator == "wrk" and self.wrk is None:
             raise RuntimeError("--generator wrk: no wrk on PATH (apt install wrk)")
@@ -175,19 +179,24 @@ class Bench:
 
     def measure(self, system: str, url: str, reqs: list, *,
                 rate: float | None = None) -> dict[str, Any]:
+        before = {part: cpu_s(pids) for part, pids in self.pids.items()}
         if rate is None and self.wrk:
             result = {"system": system, **wrk_load(self.wrk, url + "/v1/orders", reqs,
                                                    concurrency=self.concurrency,
                                                    duration_s=self.duration_s),
                       "oversold": 0, "generator": "wrk"}
-            log.info("bench_http_row", **{k: v for k, v in result.items() if k != "statuses"})
-            return result
-        out = generate(url + "/v1/orders", reqs, concurrency=self.concurrency,
-                       duration_s=self.duration_s, rate=rate)
-        result = row(system, out, None if system == "floor" else self.stock)
-        result["generator"] = "python"
-        if rate is not None:
-            result["offered_per_s"] = round(rate, 1)
+        else:
+            out = generate(url + "/v1/orders", reqs, concurrency=self.concurrency,
+                           duration_s=self.duration_s, rate=rate)
+            result = row(system, out, None if system == "floor" else self.stock)
+            result["generator"] = "python"
+            if rate is not None:
+                result["offered_per_s"] = round(rate, 1)
+        done = result.get("requests") or 0
+        for part, pids in self.pids.items():
+            spent = cpu_s(pids)
+            if done and spent is not None and before[part] is not None:
+                result[f"cpu_ms_per_req_{part}"] = round((spent - before[part]) * 1000 / done, 3)
         log.info("bench_http_row", **{k: v for k, v in result.items() if k != "statuses"})
         return result
 
@@ -210,7 +219,8 @@ class Bench:
         return rows
 
     def floor(self) -> list[dict[str, Any]]:
-        with uvicorn_server("floor_app") as url:
+        with uvicorn_server("floor_app") as (url, pid):
+            self.pids = {"http": [pid]}
             reqs = self.reqs("f-")
             rows = [self.measure("floor", url, reqs)]
             if self.wrk:   # the Python generator's own ceiling, on the same server
@@ -231,7 +241,8 @@ class Bench:
         client.mset({f"{prefix}:stock:{s}": self.stock for s in names})
         try:
             with uvicorn_server("seed_app", {"SALEDAY_BENCH_REDIS_URL": self.redis_url,
-                                             "SALEDAY_BENCH_PREFIX": prefix}) as url:
+                                             "SALEDAY_BENCH_PREFIX": prefix}) as (url, pid):
+                self.pids = {"http": [pid]}   # (its Redis is shared: not counted)
                 rows = [self.measure("seed_decrby_rollback", url, self.reqs("s-"))]
             left = client.mget([f"{prefix}:stock:{s}" for s in names])
             rows[0]["oversold_by_server"] = sum(max(0, -int(v)) for v in left if v is not None)
@@ -264,16 +275,19 @@ class Bench:
         rows: list[dict[str, Any]] = []
         served = False
         try:
+            shard_pids = [s["pid"] for s in runtime.status()]
             token_for = token_factory(settings)
             for mode in modes:
                 tag = {"saleday[uvicorn]": "u-", "saleday[uvicorn+redis]": "ur-"}.get(mode, "r-")
                 try:
                     if mode.startswith("saleday[uvicorn"):
                         env = _saleday_env(runtime, settings)
-                        with uvicorn_server("saleday_app", env) as url:
+                        with uvicorn_server("saleday_app", env) as (url, pid):
+                            self.pids = {"http": [pid], "shards": shard_pids}
                             rows += self.saleday_rows(mode, url, settings, token_for, tag)
                     else:   # Serve stays up until its Ray ends (quicker than its shutdown)
                         served = True
+                        self.pids = {"shards": shard_pids}   # Serve's proxy and replica: not counted
                         url = run_local(runtime.config, settings.model_copy(
                             update={"port": _free_port()}), views=False)
                         _wait_ready(url)
@@ -328,6 +342,20 @@ class Bench:
                 over += max(0, s["reserved"] + s["sold"] - s["stocked"])
                 over += max(0, -s["available"])
         return over
+
+
+def cpu_s(pids: list[int]) -> float | None:
+    """The CPU seconds (user + system) the processes have used so far; None where the
+    system keeps no /proc (then no row carries CPU figures)."""
+    try:
+        ticks = 0
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])   # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _default_shards(num_cpus: int | None) -> dict[str, int]:

@@ -71,18 +71,22 @@ def bench_http(
         return
     table = Table(title=f"HTTP orders, {concurrency} connections, {duration:g} s per row "
                         f"({result['date']})")
-    for col in ("system", "req/s", "p50 ms", "p99 ms", "errors", "oversold", "note"):
+    for col in ("system", "req/s", "p50 ms", "p99 ms", "errors", "oversold",
+                "cpu ms/req http+shards", "note"):
         table.add_column(col, justify="left" if col in ("system", "note") else "right")
     for r in result["rows"]:
         if "error" in r:
-            table.add_row(escape(r["system"]), "", "", "", "", "", f"[red]{escape(r['error'])}[/red]")
+            table.add_row(escape(r["system"]), "", "", "", "", "", "",
+                          f"[red]{escape(r['error'])}[/red]")
             continue
         note = r.get("note", "")
         if "offered_per_s" in r:
             note = f"open loop at {r['offered_per_s']:,}/s"
+        cpu = "+".join(str(r[k]) for k in ("cpu_ms_per_req_http", "cpu_ms_per_req_shards")
+                       if k in r)
         table.add_row(escape(r["system"]), f"{r['req_per_s']:,}", str(r["p50_ms"]),
                       str(r["p99_ms"]), str(r["errors"]),
-                      str(r["oversold"] + r.get("oversold_by_server", 0)), escape(note))
+                      str(r["oversold"] + r.get("oversold_by_server", 0)), cpu, escape(note))
     out = console()
     out.print(table)
     out.print(f"stock_push_ms: {escape(json.dumps(result['stock_push_ms']))}")

@@ -4,11 +4,13 @@ on a local Ray (the Serve app on a free loopback port)."""
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import pytest
 from typer.testing import CliRunner
 
-from saleday.bench.http import goals, row
+from saleday.bench.http import cpu_s, goals, row
 from saleday.cli.main import app
 
 
@@ -20,6 +22,17 @@ def test_a_row_counts_units_granted_beyond_stock_as_oversold():
     r = row("x", out, stock=1)
     assert r["oversold"] == 1 and r["errors"] == 2 and r["req_per_s"] == 3.0
     assert row("floor", out, stock=None)["oversold"] == 0
+
+
+def test_cpu_seconds_of_processes_grow_with_their_work_and_a_gone_process_has_none():
+    """The per-request CPU figures read the processes' own CPU time: it grows while a
+    process computes, and a process that is gone gives no figure rather than a wrong one."""
+    before = cpu_s([os.getpid()])
+    end = time.process_time() + 0.05
+    while time.process_time() < end:
+        pass
+    assert cpu_s([os.getpid()]) - before >= 0.03
+    assert cpu_s([os.getpid(), 2**22 + 12345]) is None
 
 
 def test_goals_compare_the_best_saleday_row_with_the_seed_and_the_floor():
