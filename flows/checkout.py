@@ -309,7 +309,7 @@ class Checkout:
                                            oid, f"reconfirm/{i}")
             if not isinstance(confirmed, Accepted):
                 lost.append(f"line {i}: {getattr(confirmed, 'code', type(confirmed).__name__)}")
-        if order.coupon_id and _ran_out(confirms[len(order.lines)]):
+        if order.coupon_id and _ran_out(confirms[len(order.lines)]) and not lost:   # else it stays held
             relocked = await self._submit(RelockCoupon(user=order.user, coupon_id=order.coupon_id,
                                                        order_id=oid, until=until, now=now),
                                           oid, "relock/coupon")

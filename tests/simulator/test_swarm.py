@@ -92,8 +92,12 @@ def test_every_class_at_once_breaks_no_invariant_and_replays_identically(tmp_pat
 
 
 def plant_no_grace(monkeypatch):
-    """Holds end at the payment deadline itself (no grace for the way to the SKU shard)."""
+    """Holds end at the payment deadline itself (no grace for the way to the SKU shard), and
+    a confirm refused because its hold ran out is left as it is (the checkout would
+    otherwise take the hold again: `Checkout._make_good`)."""
     from saleday.flows import checkout
+
+    monkeypatch.setattr(checkout, "_ran_out", lambda reply: False)
 
     honest = checkout.Checkout.__init__
 
