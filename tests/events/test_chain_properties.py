@@ -97,8 +97,8 @@ FLAT = st.dictionaries(KEYS, SCALARS | st.lists(SCALARS, max_size=3), max_size=5
     lambda d: dict(sorted(d.items())))
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(flat=st.lists(FLAT, min_size=1, max_size=4), other=st.lists(PAYLOADS, max_size=2),
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(flat=st.lists(FLAT, min_size=1, max_size=4), other=st.lists(PAYLOADS, max_size=1),
        base=st.integers(0, 2 ** 40))
 def test_sealing_by_columns_and_event_by_event_give_the_same_commit(flat, other, base):
     """The column-at-a-time seal (common payloads) and the event-by-event seal (any payload) agree byte for byte."""
