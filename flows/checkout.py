@@ -45,8 +45,13 @@ import structlog
 
 from saleday.actors.decider import Rejection
 from saleday.actors.host import Accepted, TransportFailure, Unavailable
-from saleday.actors.member import (ChooseInvoice, HoldPoints, PointsNotHeld, ReleasePoints,
-                                   SpendPoints)
+from saleday.actors.member import (
+    ChooseInvoice,
+    HoldPoints,
+    PointsNotHeld,
+    ReleasePoints,
+    SpendPoints,
+)
 from saleday.actors.order import (
     CancelOrder,
     CheckoutStarted,
