@@ -141,8 +141,8 @@ class Checkout:
         yet; the order's start then travels with its reservations (one round trip less),
         and a start that is refused releases the reservations this call made. Otherwise
         the start goes first, so an order given up before its start reserves nothing.
-        The placed order is answered from the replies' own events when both the start and
-        the try were decided now (a repeat is read back from the order's shard)."""
+        A new order is answered from the replies' own events when both the start and the
+        try were decided now (a repeat, or an order not new, is read back from its shard)."""
         if _too_many_units(lines):
             return CheckoutResult(order_id=order_id, status="refused", reason="quantity_too_large")
         if invoice is not None:
@@ -205,7 +205,7 @@ class Checkout:
                                     order_id, "placed")
         if not isinstance(placed, Accepted):
             return await self._cancel_after(order_id, placed, now, points_held=bool(points_cents))
-        order = _decided_now(order_id, started, placed)
+        order = _decided_now(order_id, started, placed) if new_order else None
         total = next((e.total_cents for e in placed.events if isinstance(e, OrderPlaced)), None)
         if total is None:   # a repeated try answers without its events: ask the order
             total = (await self.gateway.query("order", order_id)).total_cents

@@ -204,7 +204,14 @@ class Bench:
                      tag: str) -> list[dict[str, Any]]:
         """At full load, then open-loop at half that rate, each on SKUs of its own."""
         self._open_sale(url, settings, tag)
+        before = gateway_counts(url)
         full = self.measure(mode, url, self.reqs(tag, token_for))
+        after = gateway_counts(url)
+        if before and after and after.get("batches", 0) > before.get("batches", 0):
+            # (Serve's proxy may spread the scrapes over replicas: then the figure is one's)
+            full["commands_per_batch"] = round(
+                (after["submitted"] - before["submitted"])
+                / (after["batches"] - before["batches"]), 1)
         full["oversold_by_server"] = self._oversold(url, tag)
         full["oversold"] = max(full["oversold"], full["oversold_by_server"])
         full["stock_push_ms"] = self._stock_push(url, settings)
@@ -342,6 +349,29 @@ class Bench:
                 over += max(0, s["reserved"] + s["sold"] - s["stocked"])
                 over += max(0, -s["available"])
         return over
+
+
+def gateway_counts(url: str) -> dict[str, float]:
+    """The gateway's counters (submitted, batches, ...) from the app's /metrics: commands
+    per batch is how many requests share each shard call, and so each shard commit."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    return parse_gateway_counts(text)
+
+
+def parse_gateway_counts(text: str) -> dict[str, float]:
+    """`saleday_gateway_commands_total{what=...}` of a /metrics text, by `what`."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("saleday_gateway_commands_total{"):
+            what = line.split('what="', 1)[1].split('"', 1)[0]
+            out[what] = float(line.rsplit(" ", 1)[1])
+    return out
 
 
 def cpu_s(pids: list[int]) -> float | None:

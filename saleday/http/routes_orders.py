@@ -10,7 +10,9 @@ order id). With an `Idempotency-Key` the order id derives from (user, key), so a
 request drives the same order: a placed (or paid) order is answered as it stands, a
 half-placed one is finished, a refused one is refused again (409 `order_cancelled`, with
 the first refusal's code as its reason), and an order found with other lines or coupon is
-a 409 idempotency conflict. A user sees and
+a 409 idempotency conflict. Without a key the order id is new, so the order starts
+together with its reservations (`Checkout.place(new_order=True)`: 3 round trips to the
+shards, not 4). A user sees and
 cancels only their own orders; anyone else's is a 404, so order ids reveal nothing.
 """
 

@@ -10,8 +10,9 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from saleday.bench.http import cpu_s, goals, row
+from saleday.bench.http import cpu_s, goals, parse_gateway_counts, row
 from saleday.cli.main import app
+from saleday.http.metrics import HttpMetrics
 
 
 def test_a_row_counts_units_granted_beyond_stock_as_oversold():
@@ -33,6 +34,15 @@ def test_cpu_seconds_of_processes_grow_with_their_work_and_a_gone_process_has_no
         pass
     assert cpu_s([os.getpid()]) - before >= 0.03
     assert cpu_s([os.getpid(), 2**22 + 12345]) is None
+
+
+def test_the_gateway_counters_are_read_back_from_the_apps_metrics():
+    """Commands per batch come from the gateway's counters as /metrics renders them."""
+    class Gateway:
+        stats = {"submitted": 640, "batches": 20, "busy": 0}
+
+    counts = parse_gateway_counts(HttpMetrics(Gateway()).render().decode())
+    assert counts == {"submitted": 640.0, "batches": 20.0, "busy": 0.0}
 
 
 def test_goals_compare_the_best_saleday_row_with_the_seed_and_the_floor():
