@@ -33,7 +33,8 @@ RULES: dict[str, str] = {
     "log.commands": "each command's effects are recorded once (one run of events, one stream)",
     "log.schema": "every event has a type and schema version this audit knows, and its shape",
     "log.causation": "every causation id names an event of the log recorded before the one it caused",
-    "stock.conservation": "per SKU available + reserved + sold = stocked; moves match the reservation",
+    "stock.conservation": "per SKU available + reserved + set aside + sold = stocked; moves "
+                          "match the reservation or hold",
     "stock.oversell": "no reservation takes more units than are available (never negative)",
     "sale.window": "units are reserved only while the SKU's sale is open",
     "sale.tiers": "unit k is taken from the lowest tier with room, at that tier's price",
@@ -68,13 +69,20 @@ RULES: dict[str, str] = {
                         "forfeits only after it",
     "presales.money": "deposit = deposit x qty, balance = (price - deposit value) x qty, "
                       "held <= units; deposits + balances = paid in",
+    "stock.set_aside": "a hold is set aside once, then sold or returned once, whole",
+    "presales.stock": "each deposit's units are set aside on its SKU for its holder: held "
+                      "while the deposit is, sold when its balance is paid, returned when "
+                      "it is forfeited",
 }
 """Every rule the audit checks, with what it means in one line."""
 
 READS: dict[str, tuple[str, ...]] = {
     "stock.conservation": ("inventory.stock_added", "inventory.reservation_confirmed",
-                           "inventory.reservation_released", "inventory.reservation_expired"),
-    "stock.oversell": ("inventory.stock_reserved",),
+                           "inventory.reservation_released", "inventory.reservation_expired",
+                           "inventory.set_aside_sold", "inventory.set_aside_returned"),
+    "stock.oversell": ("inventory.stock_reserved", "inventory.stock_set_aside"),
+    "stock.set_aside": ("inventory.stock_set_aside", "inventory.set_aside_sold",
+                        "inventory.set_aside_returned"),
     "sale.window": ("inventory.stock_reserved",),
     "sale.tiers": ("inventory.sale_configured", "inventory.stock_reserved",
                    "inventory.reservation_confirmed"),
@@ -107,6 +115,8 @@ READS: dict[str, tuple[str, ...]] = {
                          "presales.deposit_forfeited"),
     "presales.money": ("presales.presale_opened", "presales.deposit_paid",
                        "presales.balance_paid", "presales.deposit_forfeited"),
+    "presales.stock": ("presales.deposit_paid", "presales.balance_paid",
+                       "presales.deposit_forfeited"),
 }
 """Which event types each rule examines (its per-event check count)."""
 
@@ -126,6 +136,9 @@ class Rules(StockRules, CouponRules, TeamRules, OrderRules, ReferralRules, Causa
             "inventory.reservation_released": self.reservation_returned,
             "inventory.reservation_expired": self.reservation_returned,
             "inventory.reservation_voided": self.reservation_voided,
+            "inventory.stock_set_aside": self.stock_set_aside,
+            "inventory.set_aside_sold": self.set_aside_closed,
+            "inventory.set_aside_returned": self.set_aside_closed,
             "sessions.session_started": self.session_started,
             "sessions.referral_attributed": self.referral_attributed,
             "sessions.coupon_received": self.coupon_received,

@@ -12,13 +12,17 @@ seed gives the same log. What it adds to the run:
   (`ChangeTier` at the start of the sale's UTC day, as `saleday members tiers` does); the
   SKUs whose price will drop get their list price (`SetPrice`); each presale is opened
   (deposit window: `deposit_days` before midnight; balance window: midnight +
-  `balance_window_s`) and its deposits paid at times spread over the deposit window.
+  `balance_window_s`) on a SKU of its own stocked with `presale_units` units (`AddStock`),
+  and its deposits paid at times spread over the deposit window.
 - **during the sale**: the orders choose an invoice (electronic, paper or none) and some
   redeem points (`Checkout.place(invoice=..., points=...)`: held, spent when paid, given
   back when not); the deposits paid through pay their balance at times in the balance
   window (`BalanceDue` items merged into the visit stream); the presale shard's timer
   forfeits the rest when the window closes.
-- **after the sale** (`after_sale`): points for every paid order (`flows.points`, double
+- **after the sale** (`after_sale`): the presale's units on its SKU
+  (`flows.presale_stock`, as `saleday serve`'s follower does it live): each deposit's units
+  set aside, then sold (balance paid) or returned (forfeited), each hold's steps in log
+  order; then points for every paid order (`flows.points`, double
   for an e-invoice), then price drops on the chosen SKUs 1..`drop_days_max` days later,
   then price protection (`flows.protection`) claims every paid line the drops reach; the
   member decider refunds within the period of the tier the member had when it paid, once
@@ -39,6 +43,7 @@ from typing import Any
 from saleday.actors.member import DAY_MS, ChangeTier, EarnPoints, RecordOrder
 from saleday.actors.presale import OpenPresale, PayBalance, PayDeposit
 from saleday.actors.price import SetPrice
+from saleday.actors.sku import AddStock
 from saleday.events import Tail, registry
 from saleday.projections.rfm import TierRule, day_of, day_start_ms, rfm
 from saleday.simulator.driver import SimClock
@@ -144,6 +149,8 @@ class MembersPlan:
         for sku, cents in sorted(self.list_prices.items()):
             out.append((f"setup/price/{sku}", SetPrice(sku=sku, price_cents=cents, now=now)))
         for sku in self.presales:
+            out.append((f"setup/presale-stock/{sku}",
+                        AddStock(sku=sku, qty=m.presale_units, now=now)))
             out.append((f"setup/presale/{sku}", OpenPresale(
                 sku=sku, units=m.presale_units, deposit_cents=m.deposit_cents,
                 deposit_value_cents=m.deposit_counts_as_cents, price_cents=m.presale_price_cents,
@@ -243,6 +250,8 @@ class MembersPlan:
                     claims += protection.observe(env, event)
             return claims
 
+        presale_tail = Tail(store, include=lambda s: s.startswith("presale-"))
+        await self._presale_stock(submit_many, presale_tail)
         follow()
         if m.points_per_yuan:
             await self._submit(submit_many, earning.claims(), "points_claims")
@@ -250,6 +259,26 @@ class MembersPlan:
         await self._submit(submit_many, drops, "drops")
         await self._submit(submit_many, follow(), "protection_claims")
         tick(drops[-1][1].now if drops else self.balance_until)
+        await self._presale_stock(submit_many, presale_tail)
+
+    async def _presale_stock(self, submit_many: Any, tail: Tail) -> None:
+        """Each deposit's units on its SKU (`flows.presale_stock`) for the presale events
+        recorded since the last call: a hold's steps in log order (its set-aside first),
+        the holds side by side."""
+        from saleday.flows.presale_stock import presale_stock_steps
+
+        rounds: list[list[tuple[str, Any]]] = []
+        seen: Counter[str] = Counter()
+        while batch := tail.poll():
+            for env in batch:
+                for cid, command in presale_stock_steps(env, registry.decode(env)):
+                    k = seen[command.hold_id]
+                    seen[command.hold_id] += 1
+                    if k == len(rounds):
+                        rounds.append([])
+                    rounds[k].append((cid, command))
+        for steps in rounds:
+            await self._submit(submit_many, steps, "presale_stock")
 
     async def _submit(self, submit_many: Any, commands: list[tuple[str, Any]],
                       what: str) -> None:
@@ -272,7 +301,8 @@ class MembersPlan:
         refunds = Counter()
         presale = Counter()
         redeemed_orders = 0
-        tail = Tail(store, include=lambda s: s.startswith(("member-", "presale-", "price-")))
+        tail = Tail(store, include=lambda s: s.startswith(("member-", "presale-", "price-",
+                                                            "sku-")))
         while batch := tail.poll():
             for env in batch:
                 d, kind = env.data, env.type
@@ -307,6 +337,12 @@ class MembersPlan:
                     case "presales.deposit_forfeited":
                         presale["forfeited"] += 1
                         presale["forfeited_cents"] += d["deposit_cents"]
+                    case "inventory.stock_set_aside":
+                        presale["units_set_aside"] += d["qty"]
+                    case "inventory.set_aside_sold":
+                        presale["units_sold"] += d["qty"]
+                    case "inventory.set_aside_returned":
+                        presale["units_returned"] += d["qty"]
         members = set(self.history) | set(tiers)
         tier_counts = Counter(tiers.get(u, "regular") for u in members)
         c = self.counts
@@ -342,5 +378,8 @@ class MembersPlan:
                         if deposits else None,
                         "deposit_cents": presale["deposit_cents"],
                         "balance_cents": presale["balance_cents"],
-                        "forfeited_cents": presale["forfeited_cents"]},
+                        "forfeited_cents": presale["forfeited_cents"],
+                        "stock": {"set_aside": presale["units_set_aside"],
+                                  "sold": presale["units_sold"],
+                                  "returned": presale["units_returned"]}},
         }

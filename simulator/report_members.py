@@ -49,5 +49,9 @@ def member_sections(report: RunReport) -> list[Any]:
             ("paid in: deposits + balances",
              f"{_yuan(ps['deposit_cents'])} + {_yuan(ps['balance_cents'])}"),
             ("kept of forfeited deposits", _yuan(ps["forfeited_cents"]))]
+    st = ps.get("stock")
+    if st is not None:   # the deposits' units on their SKUs (flows/presale_stock.py)
+        rows.append(("SKU units set aside / sold / returned",
+                     f"{st['set_aside']:,} / {st['sold']:,} / {st['returned']:,}"))
     out.append(Section("presale (定金)", ("", "value"), rows))
     return out

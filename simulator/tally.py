@@ -54,8 +54,11 @@ class SaleTally(View):
             delta = d["qty"]
         elif t == "inventory.stock_reserved":
             delta = -d["qty"]
-        elif t in ("inventory.reservation_released", "inventory.reservation_expired"):
+        elif t in ("inventory.reservation_released", "inventory.reservation_expired",
+                   "inventory.set_aside_returned"):
             delta = d["qty"]
+        elif t == "inventory.stock_set_aside":
+            delta = -d["qty"]
         else:
             return
         left = self.available.get(sku, 0) + delta

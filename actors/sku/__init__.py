@@ -1,9 +1,10 @@
 """The SKU decider: one product's stock, its flash-sale price tiers, per-user limits and
 reservations with deadlines (entity id = the SKU).
 
-Stock moves between three buckets and never leaves them: `available` (on the shelf),
-`reserved` (held for a checkout until a deadline) and `sold` (paid). At every point
-`available + reserved + sold == stocked`, none negative.
+Stock moves between four buckets and never leaves them: `available` (on the shelf),
+`reserved` (held for a checkout until a deadline), `set_aside` (kept for a presale
+deposit until its balance is paid or it is forfeited) and `sold` (paid). At every point
+`available + reserved + set_aside + sold == stocked`, none negative.
 
 One decider in three modules:
 
@@ -51,13 +52,20 @@ from saleday.actors.sku.words import (
     ReservationReleased,
     ReservationVoided,
     ReserveStock,
+    ReturnSetAside,
     SaleConfigured,
     SaleNotOpen,
+    SellSetAside,
+    SetAsideNotHeld,
+    SetAsideReturned,
+    SetAsideSold,
+    SetAsideStock,
     SkuCommand,
     SkuEvent,
     SoldOut,
     StockAdded,
     StockReserved,
+    StockSetAside,
     Tiers,
     UnknownSku,
     VoidedBeforeTry,
@@ -74,7 +82,8 @@ __all__ = [
     "InvalidQuantity", "LimitExceeded", "NotReservationOwner", "QuantityTooLarge",
     "ReleaseReservation", "Reservation", "ReservationConfirmed", "ReservationExpired",
     "ReservationNotFound", "ReservationReleased", "ReservationVoided", "ReserveStock",
-    "SaleConfigured", "SaleNotOpen", "SkuCommand", "SkuEvent", "SkuState", "SoldOut",
+    "ReturnSetAside", "SaleConfigured", "SaleNotOpen", "SellSetAside", "SetAsideNotHeld",
+    "SetAsideReturned", "SetAsideSold", "SetAsideStock", "StockSetAside", "SkuCommand", "SkuEvent", "SkuState", "SoldOut",
     "StockAdded", "StockReserved", "Tiers", "UnknownSku", "VoidedBeforeTry", "deadline_of",
     "decide", "entity_of", "evolve", "expire", "initial", "next_deadline", "sku_decider",
     "timer_of",

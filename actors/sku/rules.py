@@ -26,6 +26,17 @@ Idempotency (actors/decider.py `fingerprint`): `now` and the fields a command li
 `STAMPED` (a reservation's `deadline`, derived from `now` by the checkout flow; a
 release's free-text `reason`) may differ when a command is sent again under its id.
 
+Presale set-asides (`SetAsideStock`, `SellSetAside`, `ReturnSetAside`; driven by
+`flows/presale_stock.py` from the presale's events): a deposit's units leave the shelf
+into a fourth bucket, `set_aside`, kept for the deposit holder under a hold id; no sale
+window, tier, per-user limit or deadline applies (the presale decides its own windows and
+price). More than is available is refused `SoldOut`. The hold is then either sold whole
+(the balance was paid: `set_aside -> sold`) or returned whole (the deposit was forfeited:
+`set_aside -> available`), once: the same step again decides nothing, the other step is
+refused `SetAsideNotHeld` (`sold`, `returned`, or `unknown_hold`). The same hold id set
+aside again for the same user and quantity decides nothing; on other terms it is refused.
+At every point available + reserved + set_aside + sold == stocked.
+
 Reconfiguring a sale (say to extend its window) keeps the units taken per tier by index,
 so it is refused when a tier would hold fewer units than are taken in it, or when the
 number of tiers changes while any unit is taken. Prices may change; reservations keep
@@ -66,13 +77,20 @@ from saleday.actors.sku.words import (
     ReservationReleased,
     ReservationVoided,
     ReserveStock,
+    ReturnSetAside,
     SaleConfigured,
     SaleNotOpen,
+    SellSetAside,
+    SetAsideNotHeld,
+    SetAsideReturned,
+    SetAsideSold,
+    SetAsideStock,
     SkuCommand,
     SkuEvent,
     SoldOut,
     StockAdded,
     StockReserved,
+    StockSetAside,
     Tiers,
     UnknownSku,
     VoidedBeforeTry,
@@ -104,6 +122,10 @@ def decide(command: SkuCommand, state: SkuState) -> list[SkuEvent] | Rejection:
             return _release(command, state)
         case ExpireReservations():
             return _expire_due(command, state)
+        case SetAsideStock():
+            return _set_aside(command, state)
+        case SellSetAside() | ReturnSetAside():
+            return _close_set_aside(command, state)
         case _:
             return _INTAKE.not_taken(command)
 
@@ -202,6 +224,44 @@ def _expire_due(command: ExpireReservations, state: SkuState) -> list[SkuEvent]:
             for deadline, rid, r in due]
 
 
+def _set_aside(command: SetAsideStock, state: SkuState) -> list[SkuEvent] | Rejection:
+    sku, hold = command.sku, command.hold_id
+    if command.qty < 1:
+        return InvalidQuantity(sku=sku, qty=command.qty)
+    if command.qty > MAX_UNITS_PER_RESERVATION:
+        return QuantityTooLarge(sku=sku, qty=command.qty, limit=MAX_UNITS_PER_RESERVATION)
+    if not state.known:
+        return UnknownSku(sku=sku)
+    known = state.set_asides.get(hold)
+    if known is not None or hold in state.set_aside_closed:
+        if known is not None and known != (command.user, command.qty):
+            return InvalidCommand(reason=f"hold {hold!r} was set aside on other terms")
+        return []
+    if command.qty > state.available:
+        return SoldOut(sku=sku, requested=command.qty, available=state.available)
+    return [StockSetAside(sku=sku, hold_id=hold, user=command.user, qty=command.qty,
+                          set_aside_at=command.now)]
+
+
+def _close_set_aside(command: SellSetAside | ReturnSetAside,
+                     state: SkuState) -> list[SkuEvent] | Rejection:
+    sku, hold = command.sku, command.hold_id
+    selling = type(command) is SellSetAside
+    closed = state.set_aside_closed.get(hold)
+    if closed is not None:
+        if closed == ("sold" if selling else "returned"):
+            return []
+        return SetAsideNotHeld(sku=sku, hold_id=hold, reason=closed)
+    held = state.set_asides.get(hold)
+    if held is None:
+        return SetAsideNotHeld(sku=sku, hold_id=hold, reason="unknown_hold")
+    user, qty = held
+    if selling:
+        return [SetAsideSold(sku=sku, hold_id=hold, user=user, qty=qty, sold_at=command.now)]
+    return [SetAsideReturned(sku=sku, hold_id=hold, user=user, qty=qty, reason=command.reason,
+                             returned_at=command.now)]
+
+
 def _held(reservation_id: str, state: SkuState) -> Reservation | Rejection:
     """The reservation held under `reservation_id`, or why there is none."""
     if not state.known:
@@ -278,6 +338,20 @@ def evolve(state: SkuState, event: SkuEvent) -> SkuState:
             return _returned(state, event.reservation_id)
         case ReservationVoided():
             return replace(state, voided=state.voided.set(event.reservation_id, event.voided_at))
+        case StockSetAside(qty=qty):
+            return replace(state, available=state.available - qty,
+                           set_aside=state.set_aside + qty,
+                           set_asides=state.set_asides.set(event.hold_id, (event.user, qty)))
+        case SetAsideSold(qty=qty):
+            return replace(state, set_aside=state.set_aside - qty, sold=state.sold + qty,
+                           set_asides=_without(state.set_asides, event.hold_id),
+                           set_aside_closed=state.set_aside_closed.set(event.hold_id, "sold"))
+        case SetAsideReturned(qty=qty):
+            return replace(state, set_aside=state.set_aside - qty,
+                           available=state.available + qty,
+                           set_asides=_without(state.set_asides, event.hold_id),
+                           set_aside_closed=state.set_aside_closed.set(event.hold_id,
+                                                                       "returned"))
         case _:
             assert_never(event)
 

@@ -55,6 +55,13 @@ class SkuState:
     confirmed: immutables.Map[str, str] = immutables.Map()
     """Reservation ids confirmed (sold) -> their user; a release of one is refused.
     (Last, with a default: a snapshot taken before it existed still loads.)"""
+    set_aside: int = 0
+    """Units off the shelf kept for presale deposits (`SetAsideStock`), neither available
+    nor reserved nor sold: available + reserved + set_aside + sold == stocked."""
+    set_asides: immutables.Map[str, tuple[str, int]] = immutables.Map()
+    """Hold id -> (user, qty) of the units set aside and not yet sold or returned."""
+    set_aside_closed: immutables.Map[str, str] = immutables.Map()
+    """Hold id -> `sold` or `returned`, once its units left the hold."""
 
 
 _EMPTY: immutables.Map = immutables.Map()

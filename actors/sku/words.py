@@ -96,11 +96,47 @@ class ExpireReservations:
     now: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetAsideStock:
+    """Take `qty` units off the shelf and keep them for `user` under `hold_id` (a presale
+    deposit's units: `hold_id` = `presale/<deposit id>`), outside the flash sale: no sale
+    window, tier or per-user limit applies, and no deadline: the units stay set aside
+    until `SellSetAside` or `ReturnSetAside` names the hold."""
+
+    sku: str
+    hold_id: str
+    user: str
+    qty: int
+    now: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SellSetAside:
+    """The set-aside units of `hold_id` are sold (the presale's balance was paid)."""
+
+    sku: str
+    hold_id: str
+    now: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReturnSetAside:
+    """The set-aside units of `hold_id` go back on the shelf (the deposit was forfeited)."""
+
+    STAMPED: ClassVar[frozenset[str]] = frozenset({"reason"})
+
+    sku: str
+    hold_id: str
+    reason: str
+    now: int
+
+
 SkuCommand = (AddStock | ConfigureSale | ReserveStock | ConfirmReservation
-              | ReleaseReservation | ExpireReservations)
+              | ReleaseReservation | ExpireReservations | SetAsideStock | SellSetAside
+              | ReturnSetAside)
 
 COMMANDS = (AddStock, ConfigureSale, ReserveStock, ConfirmReservation, ReleaseReservation,
-            ExpireReservations)
+            ExpireReservations, SetAsideStock, SellSetAside, ReturnSetAside)
 
 
 
@@ -192,8 +228,46 @@ class ReservationVoided:
     voided_at: int
 
 
+@event_type("inventory.stock_set_aside")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StockSetAside:
+    """`qty` units left the shelf, kept for `user` under `hold_id` at `set_aside_at`."""
+
+    sku: str
+    hold_id: str
+    user: str
+    qty: int
+    set_aside_at: int
+
+
+@event_type("inventory.set_aside_sold")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetAsideSold:
+    """The `qty` units set aside under `hold_id` for `user` were sold at `sold_at`."""
+
+    sku: str
+    hold_id: str
+    user: str
+    qty: int
+    sold_at: int
+
+
+@event_type("inventory.set_aside_returned")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetAsideReturned:
+    """The `qty` units set aside under `hold_id` went back on the shelf at `returned_at`."""
+
+    sku: str
+    hold_id: str
+    user: str
+    qty: int
+    reason: str
+    returned_at: int
+
+
 SkuEvent = (StockAdded | SaleConfigured | StockReserved | ReservationConfirmed
-            | ReservationReleased | ReservationExpired | ReservationVoided)
+            | ReservationReleased | ReservationExpired | ReservationVoided | StockSetAside
+            | SetAsideSold | SetAsideReturned)
 
 
 # --- rejections -----------------------------------------------------------------------
@@ -300,3 +374,13 @@ class DeadlinePassed(Rejection):
     sku: str
     reservation_id: str
     deadline: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetAsideNotHeld(Rejection):
+    """No units are set aside under `hold_id`: `reason` is `unknown_hold` (never set aside),
+    `sold` (a return after the sale) or `returned` (a sale after the return)."""
+
+    sku: str
+    hold_id: str
+    reason: str

@@ -20,6 +20,7 @@ class RulesBase:
         self.skus: dict = {}
         self.res: dict[tuple[str, str], list] = {}
         self.voided: set[tuple[str, str]] = set()
+        self.set_asides: dict[tuple[str, str], list] = {}   # (sku, hold) -> [status, user, qty, stream, version]
         self.orders: dict = {}
         self.coupons: dict[tuple[str, str], list] = {}
         self.campaigns: dict[str, list] = {}

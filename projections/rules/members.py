@@ -266,7 +266,7 @@ class MemberRules(RulesBase):
         if p["held"] > t["units"]:
             self.fail("presales.money", env[0], env[1],
                       f"presale {d['sku']!r} holds {p['held']} units of {t['units']}")
-        p["deposits"][d["deposit_id"]] = [d["qty"], d["deposit_cents"], "held"]
+        p["deposits"][d["deposit_id"]] = [d["qty"], d["deposit_cents"], "held", d["user"]]
         p["paid_in"] += d["deposit_cents"]
 
     def balance_paid(self, env: tuple) -> None:
@@ -303,6 +303,7 @@ class MemberRules(RulesBase):
             p["held"] -= d["qty"]
 
     def _presales_at_end(self) -> None:
+        self._presale_stock_at_end()
         for sku, p in self.presales.items():
             self._count("presales.money", 1)
             t = p["terms"]
@@ -312,3 +313,21 @@ class MemberRules(RulesBase):
                 self.fail("presales.money", f"presale:{sku}", None,
                           f"deposits + balances paid in {p['paid_in']}, the deposits' outcomes "
                           f"say {owed}")
+
+    def _presale_stock_at_end(self) -> None:
+        """Each deposit's units on its SKU (flows/presale_stock.py, hold `presale/<deposit>`):
+        set aside for its holder while the deposit is held, sold once its balance is paid,
+        returned once it is forfeited."""
+        want = {"held": "held", "paid": "confirmed", "forfeited": "released"}
+        said = {"held": "set aside", "confirmed": "sold", "released": "returned"}
+        for sku, p in self.presales.items():
+            self._count("presales.stock", len(p["deposits"]))
+            for did, (qty, _, status, user) in p["deposits"].items():
+                h = self.set_asides.get((sku, f"presale/{did}"))
+                if h is not None and h[0] == want[status] and (h[1], h[2]) == (user, qty):
+                    continue
+                self.fail("presales.stock", f"presale:{sku}", None,
+                          f"deposit {did!r} ({qty} units of {user!r}) is {status}, but on SKU "
+                          f"{sku!r} its units are "
+                          + ("not set aside" if h is None else
+                             f"{said[h[0]]} ({h[2]} units of {h[1]!r})"))

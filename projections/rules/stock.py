@@ -28,6 +28,7 @@ class Sku:
         "name",
         "per_user",
         "reserved",
+        "set_aside",
         "sold",
         "start",
         "stocked",
@@ -38,7 +39,7 @@ class Sku:
 
     def __init__(self, name: str, stream: str) -> None:
         self.name, self.stream = name, stream
-        self.stocked = self.available = self.reserved = self.sold = 0
+        self.stocked = self.available = self.reserved = self.sold = self.set_aside = 0
         self.tiers: list = []
         self.taken: list[int] = []
         self.limit = self.start = self.end = 0
@@ -234,6 +235,47 @@ class StockRules(RulesBase):
         self.voided.add(key)
 
 
+    # --- presale set-asides (a deposit's units, driven by flows/presale_stock.py) ---------
+
+    def stock_set_aside(self, env: tuple) -> None:
+        d = env[8]
+        s = self.skus.get(d["sku"]) or self._sku(d["sku"], env[0])
+        key = (d["sku"], d["hold_id"])
+        if key in self.set_asides:
+            self.fail("stock.set_aside", env[0], env[1],
+                      f"hold {d['hold_id']!r} of SKU {s.name!r} set aside twice")
+        if d["qty"] < 1:
+            self.fail("stock.conservation", env[0], env[1],
+                      f"SKU {s.name!r}: hold {d['hold_id']!r} of {d['qty']} units")
+        if d["qty"] > s.available:
+            self.fail("stock.oversell", env[0], env[1],
+                      f"SKU {s.name!r} oversold: {d['qty']} units set aside with "
+                      f"{s.available} available")
+        s.available -= d["qty"]
+        s.set_aside += d["qty"]
+        self.set_asides[key] = [OPEN, d["user"], d["qty"], env[0], env[1]]
+
+    def set_aside_closed(self, env: tuple) -> None:
+        d = env[8]
+        sold = env[2] == "inventory.set_aside_sold"
+        key = (d["sku"], d["hold_id"])
+        h = self.set_asides.get(key)
+        if h is None or h[0] is not OPEN or (h[1], h[2]) != (d["user"], d["qty"]):
+            self.fail("stock.set_aside", env[0], env[1],
+                      f"hold {d['hold_id']!r} of SKU {d['sku']!r} {'sold' if sold else 'returned'}"
+                      f" for {d['qty']} units of {d['user']!r}, but it "
+                      + ("was never set aside" if h is None else
+                         f"is {h[0]}" if h[0] is not OPEN else
+                         f"holds {h[2]} units of {h[1]!r}"))
+            return
+        h[0] = CONFIRMED if sold else RELEASED
+        s = self.skus[d["sku"]]
+        s.set_aside -= d["qty"]
+        if sold:
+            s.sold += d["qty"]
+        else:
+            s.available += d["qty"]
+
     def _stock_at_end(self) -> None:
         held: dict[str, int] = {}
         sold: dict[str, int] = {}
@@ -245,12 +287,14 @@ class StockRules(RulesBase):
         self._count("stock.conservation", len(self.skus))
         for s in self.skus.values():
             # a negative `available` is an oversell, reported where it happened
-            if (s.available + s.reserved + s.sold != s.stocked or min(s.reserved, s.sold) < 0
+            if (s.available + s.reserved + s.set_aside + s.sold != s.stocked
+                    or min(s.reserved, s.sold, s.set_aside) < 0
                     or s.reserved != held.get(s.name, 0) or s.sold < sold.get(s.name, 0)):
                 self.fail("stock.conservation", s.stream, None,
-                          f"SKU {s.name!r}: available {s.available} + reserved {s.reserved} + sold "
-                          f"{s.sold} against {s.stocked} stocked, with {held.get(s.name, 0)} units "
-                          f"in held reservations and {sold.get(s.name, 0)} confirmed")
+                          f"SKU {s.name!r}: available {s.available} + reserved {s.reserved} + set "
+                          f"aside {s.set_aside} + sold {s.sold} against {s.stocked} stocked, with "
+                          f"{held.get(s.name, 0)} units in held reservations and "
+                          f"{sold.get(s.name, 0)} confirmed")
 
     def _leaks(self, last_time: int) -> None:
         self._count("reservations.leak", len(self.res))

@@ -1,7 +1,9 @@
 """The live stock view: per SKU, units stocked, available, reserved and sold.
 
 Rows (`sku` table, key = SKU): `[stocked, available, reserved, sold]`, updated as each
-inventory event lands. Subscribers get `{sku: available}` for the SKUs a batch changed,
+inventory event lands; a SKU that has had units set aside for presale deposits
+(`inventory.stock_set_aside`, flows/presale_stock.py) gets a fifth, `set_aside`, from then
+on (sold or returned set-asides move to `sold` or back to `available`). Subscribers get `{sku: available}` for the SKUs a batch changed,
 once that batch is durable (`subscribe`), or read them from an iterator (`updates`).
 A SKU's events are all in its SKU stream, so parts of a split projection hold
 different SKUs (`disjoint`).
@@ -16,7 +18,7 @@ from typing import Any, ClassVar
 from saleday.events.envelope import Envelope
 from saleday.projections.view import DISJOINT, View
 
-STOCKED, AVAILABLE, RESERVED, SOLD = range(4)
+STOCKED, AVAILABLE, RESERVED, SOLD, SET_ASIDE = range(5)
 
 
 class StockView(View):
@@ -59,6 +61,16 @@ class StockView(View):
                 qty = d["qty"]
                 row[STOCKED] += qty
                 row[AVAILABLE] += qty
+            elif kind == "inventory.stock_set_aside":
+                if len(row) == SET_ASIDE:
+                    row.append(0)
+                row[AVAILABLE] -= d["qty"]
+                row[SET_ASIDE] += d["qty"]
+            elif kind in ("inventory.set_aside_sold", "inventory.set_aside_returned"):
+                if len(row) == SET_ASIDE:
+                    row.append(0)
+                row[SET_ASIDE] -= d["qty"]
+                row[SOLD if kind == "inventory.set_aside_sold" else AVAILABLE] += d["qty"]
             dirty.add(sku)
         self._pending |= dirty
 
@@ -114,5 +126,8 @@ class StockView(View):
 
 
 def _as_dict(row: list[int]) -> dict[str, int]:
-    return {"stocked": row[STOCKED], "available": row[AVAILABLE], "reserved": row[RESERVED],
-            "sold": row[SOLD]}
+    out = {"stocked": row[STOCKED], "available": row[AVAILABLE], "reserved": row[RESERVED],
+           "sold": row[SOLD]}
+    if len(row) > SET_ASIDE:
+        out["set_aside"] = row[SET_ASIDE]
+    return out

@@ -7,7 +7,11 @@ Every option falls back to its `SALEDAY_*` variable (cluster/settings.py). `serv
 the cluster (or starts a local Ray), starts or finds the named shard actors, prints where
 each runs, then stays up until Ctrl-C or SIGTERM: its gateway ticks the shards (so due
 reservations expire with no traffic) and it logs each shard's health every
-`--health-every-s`. `status` reads the shards from Ray's GCS and asks each live one for its
+`--health-every-s`. With the member kind served it also runs the follower that earns
+points and claims price protection as orders are paid and prices drop, and with the
+presale and sku kinds the one that sets each deposit's units aside on its SKU, sells
+them when the balance is paid and returns them when it is forfeited (flows/followers.py;
+`--http` runs them too, next to the reactor). `status` reads the shards from Ray's GCS and asks each live one for its
 stream version and epoch, and names the Redis master each shard's stream is written to
 (on a Redis Cluster: the master owning its slot); it exits 1 unless every shard is
 healthy. Given a store, `status` opens it read-only before anything else and exits 2 when
@@ -92,7 +96,11 @@ def serve(
 ) -> None:
     """Start or find the shard actors on Ray and keep them ticked and watched.
 
-    Prints where each shard runs, then stays up until Ctrl-C or SIGTERM."""
+    Prints where each shard runs, then stays up until Ctrl-C or SIGTERM.
+
+    Member kind served: follows the log to earn points and claim price protection.
+
+    Presale and sku kinds served: sets each deposit's units aside on its SKU (docs/MEMBERS.md)."""
     from saleday.events import EventLogError
 
     settings = _settings(ray_address=address, store_url=store, shards=shards,
@@ -126,9 +134,12 @@ def serve(
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
-    runtime.client()  # its gateway ticks every shard every tick_s; runtime.stop closes it
+    client = runtime.client()  # its gateway ticks every shard every tick_s; runtime.stop closes it
+    followers = None
     if http:
         http_cli.start(runtime, http_settings, replicas=replicas)
+    else:
+        followers = _start_followers(client, config)
     gcs = ray_api.gcs_address()
     safe = settings.safe()
     log.info("serve_started", ray=gcs, store=safe["store_url"], shards=settings.shards,
@@ -150,7 +161,50 @@ def serve(
         log.info("serve_stopping", stop_shards=stop_shards)
         if http:
             http_cli.stop()
+        if followers is not None:
+            followers()
         runtime.stop(kill_shards=stop_shards)  # closes the client too
+
+
+def _start_followers(client: Any, config: Any) -> Any:
+    """Run the live followers the served kinds call for (flows/followers.py: points and
+    price protection with the member kind, the deposits' units with presale and sku) on
+    the client's loop; return a function that stops them, or None when none is called for.
+    (The reactor runs with `--http` only.)"""
+    import asyncio
+
+    from saleday.events import open_store
+    from saleday.flows.followers import live_followers
+
+    if not live_followers_called_for(config.shards):
+        return None
+    store = open_store(config.store_url)
+    stop_box: dict[str, asyncio.Event] = {}
+
+    async def follow() -> None:
+        stop_box["stop"] = asyncio.Event()
+        running = live_followers(store, client.gateway, config.shards, stop_box["stop"],
+                                 reactor=False)
+        log.info("followers_started", followers=sorted(running))
+        await asyncio.gather(*running.values())
+
+    future = asyncio.run_coroutine_threadsafe(follow(), client._loop)
+
+    def stop() -> None:
+        if "stop" in stop_box:
+            client._loop.call_soon_threadsafe(stop_box["stop"].set)
+        try:
+            future.result(timeout=5)
+        except Exception:  # noqa: BLE001 - stopping: whatever it ended with is moot
+            log.warning("followers_stop", error="did not stop cleanly")
+        store.close()
+    return stop
+
+
+def live_followers_called_for(shards: Any) -> bool:
+    """Whether the served kinds call for a follower in plain `serve` (member; presale+sku)."""
+    kinds = set(shards)
+    return "member" in kinds or {"presale", "sku"} <= kinds
 
 
 def status(

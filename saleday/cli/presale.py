@@ -8,7 +8,10 @@
 Each is decided by the presale shard hosts in this process (actors/presale.py) and
 answered with what was recorded or why it was refused (exit 2). Unpaid deposits are
 forfeited by the presale shard's timer once the balance window has closed: the next
-command on that presale's shard (or `saleday serve`'s ticks) records it. Amounts are yuan
+command on that presale's shard (or `saleday serve`'s ticks) records it. The units a
+deposit holds are set aside on the SKU's own stock by `saleday serve`'s follower when it
+serves the presale and sku kinds (flows/presale_stock.py), not by these commands, which
+leave the sku streams to their shards. Amounts are yuan
 with up to two decimals; times ISO 8601 (UTC unless an offset is given; default now).
 """
 
@@ -25,8 +28,10 @@ from saleday.cli.members import DataOpt, MemberShards, ShardsOpt, StoreOpt, _sto
 
 
 def register(app: typer.Typer) -> None:
-    presale_app = typer.Typer(help="Presales: deposits before the sale, the balance after "
-                                   "(docs/MEMBERS.md).", no_args_is_help=True)
+    presale_app = typer.Typer(help="Presales: deposits before the sale, the balance after; "
+                                   "`saleday serve` with the presale and sku kinds sets the "
+                                   "deposits' units aside on the SKU (docs/MEMBERS.md).",
+                              no_args_is_help=True)
     presale_app.command("open")(open_presale)
     presale_app.command("deposit")(pay_deposit)
     presale_app.command("balance")(pay_balance)

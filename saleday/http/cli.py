@@ -92,12 +92,13 @@ _reactor: dict[str, Any] = {}
 def start(runtime: Any, settings: Any, *, replicas: int) -> str:
     """Start the Serve app over the running shards, and the reactor that delivers grants,
     red-packet shares and store-visit coupons to wallets (and, when the member kind is
-    served, the follower that earns points and claims price protection); print and return
-    the URL."""
+    served, the follower that earns points and claims price protection, and with the
+    presale and sku kinds the one that sets the deposits' units aside: flows/followers.py);
+    print and return the URL."""
     import asyncio
 
     from saleday.events import open_store
-    from saleday.flows.reactor import Reactor
+    from saleday.flows.followers import live_followers
     from saleday.http.serve import run_local
 
     client = runtime.client()
@@ -105,12 +106,9 @@ def start(runtime: Any, settings: Any, *, replicas: int) -> str:
 
     async def react() -> None:
         _reactor["stop"] = asyncio.Event()
-        followers = [Reactor(store, client.gateway).run(_reactor["stop"])]
-        if "member" in runtime.config.shards:   # points and price protection, live
-            from saleday.flows.member_follower import MemberFollower
-
-            followers.append(MemberFollower(store, client.gateway).run(_reactor["stop"]))
-        await asyncio.gather(*followers)
+        followers = live_followers(store, client.gateway, runtime.config.shards,
+                                   _reactor["stop"])
+        await asyncio.gather(*followers.values())
 
     _reactor.update(loop=client._loop, store=store,
                     future=asyncio.run_coroutine_threadsafe(react(), client._loop))

@@ -15,11 +15,13 @@ from saleday.cluster.local import LocalShards
 from saleday.events import Tail, open_store, registry
 from saleday.flows.checkout import Checkout
 from saleday.flows.points import PointsEarning
+from saleday.flows.presale_stock import PresaleStockFollower
 from saleday.flows.protection import PriceProtection
 from tests.projections.audit_logs import DAY, T0, audit, write
 
 MEMBER_RULES = ("members.history", "members.tiers", "members.points", "members.protection",
-                "prices.history", "presales.windows", "presales.money")
+                "prices.history", "presales.windows", "presales.money", "presales.stock",
+                "stock.set_aside")
 
 
 def member_day(url: str) -> None:
@@ -37,6 +39,7 @@ def member_day(url: str) -> None:
             ConfigureSale(sku="sku-1", tiers=((0, 9_900),), per_user_limit=0, start=T0,
                           end=T0 + 400 * DAY, now=T0),
             SetPrice(sku="sku-1", price_cents=9_900, now=T0),
+            AddStock(sku="pre-1", qty=10, now=T0),
             ChangeTier(user="ann", tier="diamond", rule="test", now=T0),
             OpenPresale(sku="pre-1", units=10, deposit_cents=5_000, deposit_value_cents=15_000,
                         price_cents=39_900, deposits_from=T0, balance_from=T0 + 2 * DAY,
@@ -68,6 +71,7 @@ def member_day(url: str) -> None:
                                        amount_cents=2 * 24_900, now=T0 + 2 * DAY + 1))
         clock["now"] = T0 + 3 * DAY
         shards.tick()
+        await PresaleStockFollower(store, shards).run_once()   # the deposits' units on pre-1
 
     try:
         asyncio.run(run())
@@ -117,6 +121,13 @@ OPENED = (PRESALE, "presales.presale_opened",
            "balance_until": T0 + 2 * DAY})
 
 
+SKU_P = "sku-000"
+SKU_P_HOLD = [(SKU_P, "inventory.stock_added", {"sku": "p", "qty": 5}),
+              (SKU_P, "inventory.stock_set_aside", {"sku": "p", "hold_id": "presale/d1",
+                                                   "user": "u", "qty": 1, "set_aside_at": T0})]
+"""Deposit d1's unit set aside on SKU p, as flows/presale_stock.py does it."""
+
+
 def deposit(did: str = "d1", at: int = T0 + 1) -> tuple:
     return (PRESALE, "presales.deposit_paid", {"sku": "p", "deposit_id": did, "user": "u",
                                                "qty": 1, "deposit_cents": 100, "paid_at": at})
@@ -152,10 +163,25 @@ def deposit(did: str = "d1", at: int = T0 + 1) -> tuple:
     ("presales.money", [OPENED, deposit(), (PRESALE, "presales.balance_paid", {
         "sku": "p", "deposit_id": "d1", "payment_id": "x", "qty": 1, "balance_cents": 900,
         "paid_at": T0 + DAY})]),
+    ("presales.stock", [OPENED, deposit()]),
+    ("presales.stock", [OPENED, deposit(), *SKU_P_HOLD, (PRESALE, "presales.balance_paid", {
+        "sku": "p", "deposit_id": "d1", "payment_id": "x", "qty": 1, "balance_cents": 700,
+        "paid_at": T0 + DAY + 1})]),
+    ("stock.set_aside", [*SKU_P_HOLD, (SKU_P, "inventory.set_aside_sold", {
+        "sku": "p", "hold_id": "presale/d1", "user": "u", "qty": 1, "sold_at": T0 + 3}),
+        (SKU_P, "inventory.set_aside_returned", {
+        "sku": "p", "hold_id": "presale/d1", "user": "u", "qty": 1, "reason": "",
+        "returned_at": T0 + 4})]),
+    ("stock.oversell", [(SKU_P, "inventory.stock_added", {"sku": "p", "qty": 1}),
+                        (SKU_P, "inventory.stock_set_aside", {
+                            "sku": "p", "hold_id": "h", "user": "u", "qty": 2,
+                            "set_aside_at": T0})]),
 ])
 def test_a_broken_member_price_or_presale_log_is_named_by_its_rule(tmp_path, rule, events):
     """Points spent beyond or after their lot, a doubled refund, a refund above the drop, a
-    tier or price out of order, a deposit or forfeit out of its window, a wrong balance."""
+    tier or price out of order, a deposit or forfeit out of its window, a wrong balance, a
+    deposit whose units are not set aside on its SKU or stay set aside once paid through, a
+    hold sold then returned, a set-aside beyond the shelf."""
     url = f"sqlite:///{tmp_path}/events.db"
     write(url, events)
     report = audit(url)

@@ -29,7 +29,8 @@ def test_the_members_day_passes_the_audit_with_the_member_rules_exercised(report
     """Every member, price and presale rule examined events of the run, none failed."""
     assert report.audit_ok, [f.message for f in report.invariants.findings[:5]]
     for rule in ("members.history", "members.tiers", "members.points", "members.protection",
-                 "prices.history", "presales.windows", "presales.money"):
+                 "prices.history", "presales.windows", "presales.money", "presales.stock",
+                 "stock.set_aside"):
         assert report.audit_rules[rule]["checks"] > 0 and not report.audit_rules[rule]["failed"]
 
 
@@ -51,6 +52,10 @@ def test_the_report_shows_tiers_points_refunds_and_presale_conversion(report):
     ps = m["presale"]
     assert ps["deposits"] == ps["balances_paid"] + ps["forfeited"] > 0
     assert 0 < ps["forfeited"] < ps["deposits"]
+    # the deposits' units came off their SKUs' shelves, then were sold or returned
+    st = ps["stock"]
+    assert st["set_aside"] == ps["units_deposited"] == st["sold"] + st["returned"]
+    assert st["sold"] > 0 and st["returned"] > 0
     titles = [s.title for s in sections(report)]
     assert {"member points", "price protection", "presale (定金)"} <= set(titles)
 
