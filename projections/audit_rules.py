@@ -69,7 +69,7 @@ RULES: dict[str, str] = {
                         "forfeits only after it",
     "presales.money": "deposit = deposit x qty, balance = (price - deposit value) x qty, "
                       "held <= units; deposits + balances = paid in",
-    "stock.set_aside": "a hold is set aside once, then sold or returned once, whole",
+    "presales.sku_holds": "a hold is set aside once, then sold or returned once, whole",
     "presales.stock": "each deposit's units are set aside on its SKU for its holder: held "
                       "while the deposit is, sold when its balance is paid, returned when "
                       "it is forfeited",
@@ -81,7 +81,7 @@ READS: dict[str, tuple[str, ...]] = {
                            "inventory.reservation_released", "inventory.reservation_expired",
                            "inventory.set_aside_sold", "inventory.set_aside_returned"),
     "stock.oversell": ("inventory.stock_reserved", "inventory.stock_set_aside"),
-    "stock.set_aside": ("inventory.stock_set_aside", "inventory.set_aside_sold",
+    "presales.sku_holds": ("inventory.stock_set_aside", "inventory.set_aside_sold",
                         "inventory.set_aside_returned"),
     "sale.window": ("inventory.stock_reserved",),
     "sale.tiers": ("inventory.sale_configured", "inventory.stock_reserved",
