@@ -35,7 +35,8 @@ RULES: dict[str, str] = {
     "log.causation": "every causation id names an event of the log recorded before the one it caused",
     "stock.conservation": "per SKU available + reserved + set aside + sold = stocked; moves "
                           "match the reservation or hold",
-    "stock.oversell": "no reservation takes more units than are available (never negative)",
+    "stock.oversell": "no reservation or presale hold takes more units than are available "
+                      "(never negative)",
     "sale.window": "units are reserved only while the SKU's sale is open",
     "sale.tiers": "unit k is taken from the lowest tier with room, at that tier's price",
     "sale.limits": "no user holds or bought more units of a SKU than its per-user limit",
