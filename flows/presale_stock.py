@@ -45,11 +45,17 @@ def hold_id(deposit_id: str) -> str:
     return f"presale/{deposit_id}"
 
 
+def set_aside_command_id(sku: str, deposit_id: str) -> str:
+    """The id of the step that sets a deposit's units aside (the deposit flow in
+    flows/presale.py takes it first, under this same id)."""
+    return f"presale/{sku}/{deposit_id}/set-aside"
+
+
 def presale_stock_steps(env: Envelope, event: Any) -> list[tuple[str, Any]]:
     """The SKU command (with its id) that a presale fact calls for; none for the others."""
     match event:
         case DepositPaid(sku=sku, deposit_id=did):
-            return [(f"presale/{sku}/{did}/set-aside", SetAsideStock(
+            return [(set_aside_command_id(sku, did), SetAsideStock(
                 sku=sku, hold_id=hold_id(did), user=event.user, qty=event.qty,
                 now=event.paid_at))]
         case BalancePaid(sku=sku, deposit_id=did):

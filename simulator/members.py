@@ -13,16 +13,18 @@ seed gives the same log. What it adds to the run:
   SKUs whose price will drop get their list price (`SetPrice`); each presale is opened
   (deposit window: `deposit_days` before midnight; balance window: midnight +
   `balance_window_s`) on a SKU of its own stocked with `presale_units` units (`AddStock`),
-  and its deposits paid at times spread over the deposit window.
+  and its deposits paid at times spread over the deposit window, through the deposit
+  flow (`pay_deposits`, flows/presale.py: each deposit's units set aside on the SKU
+  first, then the deposit recorded).
 - **during the sale**: the orders choose an invoice (electronic, paper or none) and some
   redeem points (`Checkout.place(invoice=..., points=...)`: held, spent when paid, given
   back when not); the deposits paid through pay their balance at times in the balance
   window (`BalanceDue` items merged into the visit stream); the presale shard's timer
   forfeits the rest when the window closes.
 - **after the sale** (`after_sale`): the presale's units on its SKU
-  (`flows.presale_stock`, as `saleday serve`'s follower does it live): each deposit's units
-  set aside, then sold (balance paid) or returned (forfeited), each hold's steps in log
-  order; then points for every paid order (`flows.points`, double
+  (`flows.presale_stock`, as `saleday serve`'s follower does it live): each deposit's
+  set-aside again (a repeat: the flow did it), then sold (balance paid) or returned
+  (forfeited), each hold's steps in log order; then points for every paid order (`flows.points`, double
   for an e-invoice), then price drops on the chosen SKUs 1..`drop_days_max` days later,
   then price protection (`flows.protection`) claims every paid line the drops reach; the
   member decider refunds within the period of the tier the member had when it paid, once
@@ -41,7 +43,7 @@ from datetime import timedelta
 from typing import Any
 
 from saleday.actors.member import DAY_MS, ChangeTier, EarnPoints, RecordOrder
-from saleday.actors.presale import OpenPresale, PayBalance, PayDeposit
+from saleday.actors.presale import OpenPresale, PayBalance
 from saleday.actors.price import SetPrice
 from saleday.actors.sku import AddStock
 from saleday.events import Tail, registry
@@ -156,10 +158,22 @@ class MembersPlan:
                 deposit_value_cents=m.deposit_counts_as_cents, price_cents=m.presale_price_cents,
                 deposits_from=self.deposits_from, balance_from=self.sale_ms,
                 balance_until=self.balance_until, now=now)))
-        for sku, did, user, qty, at in self.deposits:
-            out.append((f"setup/deposit/{did}", PayDeposit(sku=sku, deposit_id=did, user=user,
-                                                            qty=qty, now=at)))
         return out
+
+    async def pay_deposits(self, submit_many: Any) -> list[tuple[str, Any]]:
+        """The deposits, through the deposit flow (flows/presale.py, in rounds: every
+        deposit's units set aside on its SKU, then the deposits recorded, then the units
+        of any the presale refused returned); once `sale_commands` are in. Answers each
+        deposit's (command id, refusal or Accepted) for the setup check."""
+        from saleday.actors.host import Accepted
+        from saleday.flows.presale import deposit_command_id, deposit_in_rounds
+
+        results = await deposit_in_rounds(submit_many, [(sku, did, user, qty, at)
+                                                        for sku, did, user, qty, at
+                                                        in self.deposits])
+        return [(deposit_command_id(sku, r.deposit_id),
+                 Accepted() if r.status == "held" else r.refusal)
+                for (sku, *_), r in zip(self.deposits, results)]
 
     # -- during the sale ----------------------------------------------------------------
 

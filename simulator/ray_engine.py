@@ -91,6 +91,13 @@ async def _drive(opts: RunOptions, runtime: Runtime, url: str, skus: list[Sku],
                                                                   correlation_id="setup")
                                      for cid, cmd in setup))
     check_setup([(cid, r) for (cid, _), r in zip(setup, replies)])
+    if members is not None:   # the deposits, through the deposit flow
+        async def submit_setup(commands: list[tuple[str, Any]]) -> list[Any]:
+            return list(await asyncio.gather(*(
+                gateway.submit_retrying_busy(cmd, command_id=cid, correlation_id="setup")
+                for cid, cmd in commands)))
+
+        check_setup(await members.pay_deposits(submit_setup))
 
     clock = clock_opening_at(wall_clock_ms(), sc)
     t0, now_s, wait_until = wall_pace(sc.compression, sc.traffic.start_s)

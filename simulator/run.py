@@ -219,6 +219,8 @@ def _run_inprocess(opts: RunOptions, url: str, skus: list[Sku], stream: Iterator
         while shards.pending():
             shards.flush(start_s)
         check_setup([(cid, f.result()) for cid, f in futures])
+        if members is not None:   # the deposits, through the deposit flow
+            check_setup(await members.pay_deposits(_local_submitter(shards)))
         end_s = end_of_sale_s(sc)
         if not (opts.tick_s > 0 and math.isfinite(end_s)
                 and (end_s - start_s) / opts.tick_s <= MAX_ROUNDS):

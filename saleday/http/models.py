@@ -186,6 +186,8 @@ class SkuOut(BaseModel):
     available: int
     reserved: int
     sold: int
+    set_aside: int = Field(description="Units set aside for presale deposit holders "
+                                       "(available + reserved + set_aside + sold = stocked).")
     price_cents: int | None = Field(description="What the next unit costs (None: no sale).")
     tier: int | None
     tier_units_left: int | None = Field(description="Units left at this price (None: no end).")

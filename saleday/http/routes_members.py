@@ -5,8 +5,10 @@
   orders in its history and its price-protection refunds. Only one's own: the route takes
   no user.
 - `GET /v1/presales/{sku}`: a presale's terms, units left and the caller's own deposits.
-- `POST /v1/presales/{sku}/deposits`: pay a deposit for `qty` units; with an
-  `Idempotency-Key` the deposit id derives from (user, key), so a retry pays once.
+- `POST /v1/presales/{sku}/deposits`: pay a deposit for `qty` units (flows/presale.py:
+  the units are set aside on the SKU first, then the deposit recorded; a refused deposit
+  gives them back); with an `Idempotency-Key` the deposit id derives from (user, key), so
+  a retry pays once.
 - `POST /v1/presales/{sku}/deposits/{deposit_id}/balance`: pay one's own deposit through
   (the exact balance, by `payment_id`); anyone else's deposit is a 404.
 - Operator: `PUT /v1/admin/skus/{sku}/price` (a list price change: a drop is what price
@@ -22,7 +24,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from saleday.actors.presale import OpenPresale, PayBalance, PayDeposit
+from saleday.actors.presale import OpenPresale, PayBalance
 from saleday.actors.price import SetPrice
 from saleday.http.auth import User
 from saleday.http.idempotency import check_key
@@ -39,7 +41,8 @@ from saleday.http.models import (
     PriceOut,
     RefundOut,
 )
-from saleday.http.problems import ApiProblem
+from saleday.flows.presale import Presales
+from saleday.http.problems import ApiProblem, refusal_problem
 from saleday.http.routes_admin import _command_id, admin
 from saleday.http.routes_shop import PROBLEM, USER_ERRORS, IdKey, PathId, api_of, new_id
 
@@ -74,14 +77,19 @@ async def read_presale(sku: PathId, request: Request, user: User) -> PresaleOut:
 @router.post("/presales/{sku}/deposits", status_code=201, tags=["presales"])
 async def pay_deposit(sku: PathId, body: DepositIn, request: Request, user: User,
                       idempotency_key: IdKey = None) -> DepositOut:
-    """Pay the deposit for `qty` units: they are held for the caller until the balance
-    window closes (paid through, or forfeited)."""
+    """Pay the deposit for `qty` units: they are set aside on the SKU first (a flash buyer
+    cannot take them), then held for the caller until the balance window closes (paid
+    through, or forfeited). A SKU without the units refuses it (409 `sold_out`), and so
+    does the presale (closed, no units left, ...): its units then go back on the shelf."""
     api = api_of(request)
     key = check_key(idempotency_key)
     api.keys.check(user, f"deposits/{sku}", key, body)
     deposit_id = new_id("d", user, key)
-    await api.submit(PayDeposit(sku=sku, deposit_id=deposit_id, user=user, qty=body.qty,
-                                now=api.now()), f"deposit/{sku}/{deposit_id}")
+    result = await Presales(api.tap()).deposit(sku=sku, deposit_id=deposit_id, user=user,  # type: ignore[arg-type]
+                                               qty=body.qty, now=api.now())
+    if result.status != "held":
+        raise refusal_problem(result.refusal, retry_after_s=api.settings.retry_after_s,
+                              deposit_id=deposit_id)
     return _deposit_out(await api.query("presale", sku), deposit_id)
 
 

@@ -187,7 +187,7 @@ def sku_out(s: Any, now: int) -> SkuOut:
             price, tier, left = cents, i, (None if units == 0 else units - taken)
             break
     return SkuOut(sku=s.sku, stocked=s.stocked, available=s.available, reserved=s.reserved,
-                  sold=s.sold, price_cents=price, tier=tier, tier_units_left=left,
+                  sold=s.sold, set_aside=s.set_aside, price_cents=price, tier=tier, tier_units_left=left,
                   tiers=[TierOut(units=u, price_cents=c,
                                  taken=s.tier_taken[i] if i < len(s.tier_taken) else 0)
                          for i, (u, c) in enumerate(s.tiers)],
