@@ -118,9 +118,12 @@ def test_points_above_the_balance_or_the_total_are_refused_as_problems(client, s
 
 
 def test_a_presale_takes_deposits_then_one_s_own_balance(client, clock):
-    """The operator opens a presale; a deposit retried with its key is paid once; in the
-    balance window the holder pays it through, nobody else can; before it, 409."""
+    """The operator opens a presale; a deposit retried with its key is paid once and its
+    units set aside on the SKU; in the balance window the holder pays it through, nobody
+    else can; before it, 409."""
     op = client.op()
+    assert client.http.post("/v1/admin/skus/pre-1/stock", json={"qty": 10},
+                            headers=op).status_code == 200
     r = client.http.put("/v1/admin/presales/pre-1", headers=op, json={
         "units": 10, "deposit_cents": 5_000, "deposit_value_cents": 15_000,
         "price_cents": 39_900, "deposits_from_ms": T0 - 1_000, "balance_from_ms": T0 + 1_000,
@@ -138,6 +141,9 @@ def test_a_presale_takes_deposits_then_one_s_own_balance(client, clock):
     assert seen["units_left"] == 8 and [d["deposit_id"] for d in seen["deposits"]] == [
         dep["deposit_id"]]
     assert client.as_user("GET", "/v1/presales/pre-1", "bob").json()["deposits"] == []
+    sku = client.http.get("/v1/skus/pre-1").json()
+    assert (sku["stocked"], sku["available"], sku["set_aside"], sku["reserved"],
+            sku["sold"]) == (10, 8, 2, 0, 0)
     url = f"/v1/presales/pre-1/deposits/{dep['deposit_id']}/balance"
     body = {"payment_id": "bal-1", "amount_cents": 49_800}
     early = client.as_user("POST", url, "ann", json=body)
@@ -147,6 +153,29 @@ def test_a_presale_takes_deposits_then_one_s_own_balance(client, clock):
     paid = client.as_user("POST", url, "ann", json=body)
     assert paid.status_code == 200 and paid.json()["status"] == "paid", paid.text
     assert client.as_user("GET", "/v1/presales/nothing", "ann").status_code == 404
+
+
+def test_a_deposit_the_sku_or_the_presale_refuses_is_a_problem_and_holds_nothing(client, clock):
+    """A deposit for more units than the SKU has on the shelf is 409 sold_out; one the
+    presale refuses (its window closed) is 409 too and its units are back on the shelf."""
+    op = client.op()
+    assert client.http.post("/v1/admin/skus/pre-2/stock", json={"qty": 3},
+                            headers=op).status_code == 200
+    r = client.http.put("/v1/admin/presales/pre-2", headers=op, json={
+        "units": 10, "deposit_cents": 5_000, "deposit_value_cents": 15_000,
+        "price_cents": 39_900, "deposits_from_ms": T0 - 1_000, "balance_from_ms": T0 + 1_000,
+        "balance_until_ms": T0 + 2_000})
+    assert r.status_code == 200, r.text
+    short = client.as_user("POST", "/v1/presales/pre-2/deposits", "ann", json={"qty": 4})
+    assert short.status_code == 409 and short.headers["content-type"] == PROBLEM
+    assert (short.json()["refusal"], short.json()["available"]) == ("SoldOut", 3)
+    clock["now"] = T0 + 1_000   # the deposit window has closed
+    late = client.as_user("POST", "/v1/presales/pre-2/deposits", "ann", json={"qty": 2})
+    assert late.status_code == 409 and late.json()["refusal"] == "PresaleClosed", late.text
+    presale = client.as_user("GET", "/v1/presales/pre-2", "ann").json()
+    assert (presale["units_left"], presale["deposits"]) == (10, [])
+    sku = client.http.get("/v1/skus/pre-2").json()
+    assert (sku["available"], sku["set_aside"]) == (3, 0)
 
 
 def test_the_operator_changes_a_price_and_only_the_operator(client):
