@@ -315,9 +315,12 @@ class MemberRules(RulesBase):
                           f"say {owed}")
 
     def _presale_stock_at_end(self) -> None:
-        """Each deposit's units on its SKU (flows/presale_stock.py, hold `presale/<deposit>`):
-        set aside for its holder while the deposit is held, sold once its balance is paid,
-        returned once it is forfeited."""
+        """Each deposit's units on its SKU (flows/presale.py and flows/presale_stock.py,
+        hold `presale/<deposit>`): set aside for its holder while the deposit is held, sold
+        once its balance is paid, returned once it is forfeited. The deposit flow sets the
+        units aside BEFORE it records the deposit, so the order of the two in the log does
+        not matter here; units set aside for a deposit the presale never recorded (it
+        refused it) must have been returned."""
         want = {"held": "held", "paid": "confirmed", "forfeited": "released"}
         said = {"held": "set aside", "confirmed": "sold", "released": "returned"}
         for sku, p in self.presales.items():
@@ -331,3 +334,12 @@ class MemberRules(RulesBase):
                           f"{sku!r} its units are "
                           + ("not set aside" if h is None else
                              f"{said[h[0]]} ({h[2]} units of {h[1]!r})"))
+        for (sku, hold), h in self.set_asides.items():
+            p = self.presales.get(sku)
+            if p is None or not hold.startswith("presale/") or hold[8:] in p["deposits"]:
+                continue
+            self._count("presales.stock", 1)
+            if h[0] != "released":
+                self.fail("presales.stock", f"presale:{sku}", None,
+                          f"{h[2]} units of {h[1]!r} {said[h[0]]} on SKU {sku!r} under "
+                          f"{hold!r}, but presale {sku!r} has no deposit {hold[8:]!r}")

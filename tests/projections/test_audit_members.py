@@ -167,6 +167,7 @@ def deposit(did: str = "d1", at: int = T0 + 1) -> tuple:
     ("presales.stock", [OPENED, deposit(), *SKU_P_HOLD, (PRESALE, "presales.balance_paid", {
         "sku": "p", "deposit_id": "d1", "payment_id": "x", "qty": 1, "balance_cents": 700,
         "paid_at": T0 + DAY + 1})]),
+    ("presales.stock", [OPENED, *SKU_P_HOLD]),   # set aside, no deposit, never returned
     ("presales.sku_holds", [*SKU_P_HOLD, (SKU_P, "inventory.set_aside_sold", {
         "sku": "p", "hold_id": "presale/d1", "user": "u", "qty": 1, "sold_at": T0 + 3}),
         (SKU_P, "inventory.set_aside_returned", {
@@ -180,9 +181,27 @@ def deposit(did: str = "d1", at: int = T0 + 1) -> tuple:
 def test_a_broken_member_price_or_presale_log_is_named_by_its_rule(tmp_path, rule, events):
     """Points spent beyond or after their lot, a doubled refund, a refund above the drop, a
     tier or price out of order, a deposit or forfeit out of its window, a wrong balance, a
-    deposit whose units are not set aside on its SKU or stay set aside once paid through, a
-    hold sold then returned, a set-aside beyond the shelf."""
+    deposit whose units are not set aside on its SKU or stay set aside once paid through,
+    units set aside for a deposit never recorded and not returned, a hold sold then
+    returned, a set-aside beyond the shelf."""
     url = f"sqlite:///{tmp_path}/events.db"
     write(url, events)
     report = audit(url)
     assert rule in {f.rule for f in report.findings}, [str(f) for f in report.findings]
+
+
+def test_units_set_aside_before_their_deposit_or_returned_without_one_pass(tmp_path):
+    """The deposit flow's order (flows/presale.py): the set-aside first, then the deposit;
+    and a deposit the presale refused, whose units were set aside and returned."""
+    url = f"sqlite:///{tmp_path}/events.db"
+    write(url, [OPENED, *SKU_P_HOLD, deposit(),
+                (SKU_P, "inventory.stock_set_aside", {"sku": "p", "hold_id": "presale/d2",
+                                                      "user": "v", "qty": 2,
+                                                      "set_aside_at": T0 + 2}),
+                (SKU_P, "inventory.set_aside_returned", {
+                    "sku": "p", "hold_id": "presale/d2", "user": "v", "qty": 2,
+                    "reason": "presale_closed", "returned_at": T0 + 2})])
+    report = audit(url)
+    assert report.ok, [str(f) for f in report.findings]
+    # the deposit as recorded, its units at the end, and d2's units returned without one
+    assert report.rules["presales.stock"]["checks"] == 3
