@@ -73,7 +73,7 @@ RULES: dict[str, str] = {
     "presales.sku_holds": "a hold is set aside once, then sold or returned once, whole",
     "presales.stock": "each deposit's units are set aside on its SKU for its holder: held "
                       "while the deposit is, sold when its balance is paid, returned when "
-                      "it is forfeited",
+                      "it is forfeited; units set aside for no deposit are returned",
 }
 """Every rule the audit checks, with what it means in one line."""
 
