@@ -26,6 +26,7 @@ from fastapi import APIRouter, Request
 
 from saleday.actors.presale import OpenPresale, PayBalance
 from saleday.actors.price import SetPrice
+from saleday.flows.presale import Presales
 from saleday.http.auth import User
 from saleday.http.idempotency import check_key
 from saleday.http.models import (
@@ -41,7 +42,6 @@ from saleday.http.models import (
     PriceOut,
     RefundOut,
 )
-from saleday.flows.presale import Presales
 from saleday.http.problems import ApiProblem, refusal_problem
 from saleday.http.routes_admin import _command_id, admin
 from saleday.http.routes_shop import PROBLEM, USER_ERRORS, IdKey, PathId, api_of, new_id
