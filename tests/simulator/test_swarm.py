@@ -184,6 +184,33 @@ def test_a_slow_store_finds_a_checkout_that_leaves_a_refused_confirm_as_it_is(tm
                for f in found.invariants.findings), found.invariants.findings[:3]
 
 
+def test_a_torn_write_finds_a_recovered_dedup_record_that_answers_with_a_bare_ack(tmp_path,
+                                                                                monkeypatch):
+    """A dedup record rebuilt from the log (it keeps no replies) that answers a retried id
+    with a bare acknowledgement, without the events it recorded: only a retry that reaches
+    a recovered host hits it, which is what a torn commit kept whole makes (the client got
+    an error, the new host finds the commit in the log). The checkout's retried
+    reservation then has no prices, and the run ends with the failed visit. Crashes, lost
+    replies and duplicates (a retry to the host that remembers) do not find it."""
+    from saleday.actors.host import dedup
+    from saleday.actors.host.replies import Accepted
+    from saleday.simulator.errors import SimulationError
+
+    honest = dedup.DedupRecord._recorded
+
+    def bare(self, command_id, command=None):
+        recorded = self._dedup.get(command_id)
+        if recorded is not None and len(recorded) < 3:   # rebuilt from the log
+            return Accepted((), recorded[0], recorded[1], duplicate=True)
+        return honest(self, command_id, command)
+
+    monkeypatch.setattr(dedup.DedupRecord, "_recorded", bare)
+    assert draw_mix(1, "torn_write").on["torn_write"]["kept"] == "all"
+    assert run(tmp_path, "remembers", seed=1, mix="crash,lost_reply,duplicate").audit_ok
+    with pytest.raises(SimulationError, match="visits failed; the first: IndexError"):
+        run(tmp_path, "torn", seed=1, mix="torn_write")
+
+
 # -- the command line ------------------------------------------------------------------------
 
 
