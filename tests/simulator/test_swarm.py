@@ -25,6 +25,11 @@ SHORT_PAY = MID.model_copy(update={"funnel": MID.funnel.model_copy(
 ABANDON = MID.model_copy(update={"funnel": MID.funnel.model_copy(
     update={"payment_never_returns": 0.5, "payment_success": 0.5})})
 """Half the payments never come back: their holds are released by the shards' timers."""
+ONE_SKU_SHARD = preset("double11").with_overrides(users=150, sku_shards=1)
+BASKETS = ONE_SKU_SHARD.model_copy(update={"funnel": ONE_SKU_SHARD.funnel.model_copy(
+    update={"view_to_cart": 0.5, "cart_to_order": 0.9})})
+"""Orders of up to three lines, every line's reservation on the one SKU shard (whose batch
+answers them in the order they were asked)."""
 
 
 def run(tmp_path, name, scenario=SMALL, *, seed, mix=None, skip_idle_rounds=True):
@@ -209,6 +214,32 @@ def test_a_torn_write_finds_a_recovered_dedup_record_that_answers_with_a_bare_ac
     assert run(tmp_path, "remembers", seed=1, mix="crash,lost_reply,duplicate").audit_ok
     with pytest.raises(SimulationError, match="visits failed; the first: IndexError"):
         run(tmp_path, "torn", seed=1, mix="torn_write")
+
+
+def test_delayed_replies_find_a_checkout_that_prices_lines_in_the_order_replies_come(
+        tmp_path, monkeypatch):
+    """A checkout that takes its reservations' replies in the order they come back (as a
+    gather over `asyncio.as_completed` does) prices its lines crosswise when a struck
+    batch's replies come back shuffled. With one SKU shard a round answers the lines in
+    the order asked, so the same seed without delayed replies passes. (With two SKU
+    shards the lanes' order finds it without any fault: no plant for this class.)"""
+    import asyncio
+    import types
+
+    from saleday.flows import checkout
+
+    async def arrival_order(*aws, return_exceptions=False):
+        futures = [asyncio.ensure_future(a) for a in aws]
+        return [await f for f in asyncio.as_completed(futures)]
+
+    monkeypatch.setattr(checkout, "asyncio",
+                        types.SimpleNamespace(**{**vars(asyncio), "gather": arrival_order}))
+    assert run(tmp_path, "in-order", BASKETS, seed=3).audit_ok
+    found = run(tmp_path, "shuffled", BASKETS, seed=3, mix="delayed_reply")
+    assert not found.audit_ok and found.faults_injected["delayed_reply"] > 0
+    assert {f.rule for f in found.invariants.findings} == {"orders.money"}
+    assert any("priced" in f.message and "but reservation" in f.message
+               for f in found.invariants.findings), found.invariants.findings[:3]
 
 
 # -- the command line ------------------------------------------------------------------------
