@@ -25,7 +25,8 @@ SHORT_PAY = MID.model_copy(update={"funnel": MID.funnel.model_copy(
 ABANDON = MID.model_copy(update={"funnel": MID.funnel.model_copy(
     update={"payment_never_returns": 0.5, "payment_success": 0.5})})
 """Half the payments never come back: their holds are released by the shards' timers."""
-ONE_SKU_SHARD = preset("double11").with_overrides(users=150, sku_shards=1)
+TINY = preset("double11").with_overrides(users=150)
+ONE_SKU_SHARD = preset("double11").with_overrides(users=80, sku_shards=1)
 BASKETS = ONE_SKU_SHARD.model_copy(update={"funnel": ONE_SKU_SHARD.funnel.model_copy(
     update={"view_to_cart": 0.5, "cart_to_order": 0.9})})
 """Orders of up to three lines, every line's reservation on the one SKU shard (whose batch
@@ -211,9 +212,9 @@ def test_a_torn_write_finds_a_recovered_dedup_record_that_answers_with_a_bare_ac
 
     monkeypatch.setattr(dedup.DedupRecord, "_recorded", bare)
     assert draw_mix(1, "torn_write").on["torn_write"]["kept"] == "all"
-    assert run(tmp_path, "remembers", seed=1, mix="crash,lost_reply,duplicate").audit_ok
+    assert run(tmp_path, "remembers", TINY, seed=1, mix="crash,lost_reply,duplicate").audit_ok
     with pytest.raises(SimulationError, match="visits failed; the first: IndexError"):
-        run(tmp_path, "torn", seed=1, mix="torn_write")
+        run(tmp_path, "torn", TINY, seed=1, mix="torn_write")
 
 
 def test_delayed_replies_find_a_checkout_that_prices_lines_in_the_order_replies_come(
