@@ -35,7 +35,8 @@ RULES: dict[str, str] = {
     "log.causation": "every causation id names an event of the log recorded before the one it caused",
     "stock.conservation": "per SKU available + reserved + set aside + sold = stocked; moves "
                           "match the reservation or hold",
-    "stock.oversell": "no reservation takes more units than are available (never negative)",
+    "stock.oversell": "no reservation or presale hold takes more units than are available "
+                      "(never negative)",
     "sale.window": "units are reserved only while the SKU's sale is open",
     "sale.tiers": "unit k is taken from the lowest tier with room, at that tier's price",
     "sale.limits": "no user holds or bought more units of a SKU than its per-user limit",
@@ -69,7 +70,7 @@ RULES: dict[str, str] = {
                         "forfeits only after it",
     "presales.money": "deposit = deposit x qty, balance = (price - deposit value) x qty, "
                       "held <= units; deposits + balances = paid in",
-    "stock.set_aside": "a hold is set aside once, then sold or returned once, whole",
+    "presales.sku_holds": "a hold is set aside once, then sold or returned once, whole",
     "presales.stock": "each deposit's units are set aside on its SKU for its holder: held "
                       "while the deposit is, sold when its balance is paid, returned when "
                       "it is forfeited",
@@ -81,7 +82,7 @@ READS: dict[str, tuple[str, ...]] = {
                            "inventory.reservation_released", "inventory.reservation_expired",
                            "inventory.set_aside_sold", "inventory.set_aside_returned"),
     "stock.oversell": ("inventory.stock_reserved", "inventory.stock_set_aside"),
-    "stock.set_aside": ("inventory.stock_set_aside", "inventory.set_aside_sold",
+    "presales.sku_holds": ("inventory.stock_set_aside", "inventory.set_aside_sold",
                         "inventory.set_aside_returned"),
     "sale.window": ("inventory.stock_reserved",),
     "sale.tiers": ("inventory.sale_configured", "inventory.stock_reserved",

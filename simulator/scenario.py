@@ -281,7 +281,8 @@ class Members(_Model):
                                 "with points that redeem some.")
     redeem_max_share: float = Field(0.3, ge=0, le=1, description="Points redeemed take at "
                                     "most this share of the order's lowest possible total.")
-    presales: int = Field(3, ge=0, le=1_000, description="Presale SKUs (their own allotment).")
+    presales: int = Field(3, ge=0, le=1_000, description="Presale SKUs, each "
+                         "stocked with presale_units units on the sku kind.")
     presale_units: int = Field(300, ge=1, le=MAX_STOCK)
     presale_deposits: int = Field(120, ge=0, le=MAX_USERS, description="Deposits per presale "
                                   "(1 or 2 units each, at most the units), paid over the "

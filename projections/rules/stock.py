@@ -242,7 +242,7 @@ class StockRules(RulesBase):
         s = self.skus.get(d["sku"]) or self._sku(d["sku"], env[0])
         key = (d["sku"], d["hold_id"])
         if key in self.set_asides:
-            self.fail("stock.set_aside", env[0], env[1],
+            self.fail("presales.sku_holds", env[0], env[1],
                       f"hold {d['hold_id']!r} of SKU {s.name!r} set aside twice")
         if d["qty"] < 1:
             self.fail("stock.conservation", env[0], env[1],
@@ -261,7 +261,7 @@ class StockRules(RulesBase):
         key = (d["sku"], d["hold_id"])
         h = self.set_asides.get(key)
         if h is None or h[0] is not OPEN or (h[1], h[2]) != (d["user"], d["qty"]):
-            self.fail("stock.set_aside", env[0], env[1],
+            self.fail("presales.sku_holds", env[0], env[1],
                       f"hold {d['hold_id']!r} of SKU {d['sku']!r} {'sold' if sold else 'returned'}"
                       f" for {d['qty']} units of {d['user']!r}, but it "
                       + ("was never set aside" if h is None else

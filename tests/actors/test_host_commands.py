@@ -3,6 +3,7 @@ alone, and a command id reused for another command is a conflict, before and aft
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 
 import pytest
@@ -123,12 +124,15 @@ def test_a_command_id_that_is_not_a_str_is_refused(store, command_id):
     assert isinstance(bad, InvalidCommand) and isinstance(fine, Accepted)
 
 
-def test_a_state_pickled_before_a_field_was_added_still_loads():
-    """A SKU state from a snapshot taken before `confirmed` existed loads with it empty."""
+@pytest.mark.parametrize("before", ["confirmed", "set_aside"])
+def test_a_state_pickled_before_a_field_was_added_still_loads(before):
+    """A SKU state from a snapshot taken before `confirmed` (or the set-aside fields)
+    existed loads with them empty."""
     state = sku_decider.initial("a")
     kind, (cls, values) = state.__reduce__()
-    assert values[-1] is state.confirmed   # the newest field is pickled last
-    old_pickle = pickle.dumps((kind, cls, values[:-1]))
+    names = [f.name for f in dataclasses.fields(state)]
+    assert tuple(values) == tuple(getattr(state, n) for n in names)   # pickled in field order
+    old_pickle = pickle.dumps((kind, cls, values[:names.index(before)]))
     rebuild, cls, old_values = pickle.loads(old_pickle)
     loaded = rebuild(cls, old_values)
-    assert loaded == state and len(loaded.confirmed) == 0
+    assert loaded == state and len(loaded.confirmed) == 0 and loaded.set_aside == 0

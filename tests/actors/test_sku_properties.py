@@ -1,7 +1,8 @@
 """Properties of the SKU decider over any sequence of commands, checked by folding its events.
 
 Hypothesis drives random restocks, sale configurations, reservations, confirmations,
-releases and expiries on a few SKUs while time moves forward. After every step the
+releases and expiries, and presale set-asides sold or returned, on a few SKUs while time
+moves forward. After every step the
 invariants the audit proves must hold, and every decided event must be loggable.
 """
 
@@ -31,9 +32,15 @@ from saleday.actors.sku import (
     ReservationExpired,
     ReservationReleased,
     ReserveStock,
+    ReturnSetAside,
+    SellSetAside,
+    SetAsideReturned,
+    SetAsideSold,
+    SetAsideStock,
     SkuState,
     StockAdded,
     StockReserved,
+    StockSetAside,
     decide,
     evolve,
     sku_decider,
@@ -73,6 +80,9 @@ class Ledger:
         self.sold = 0
         self.held: dict[str, StockReserved] = {}
         self.per_user: Counter[str] = Counter()
+        self.set_aside: dict[str, int] = {}
+        self.hold_sold = 0
+        """Units sold from presale holds (outside the tiers)."""
 
     def record(self, event) -> None:
         self.events.append(event)
@@ -87,6 +97,13 @@ class Ledger:
             case ReservationReleased() | ReservationExpired():
                 reservation = self.held.pop(event.reservation_id)
                 self.per_user[reservation.user] -= reservation.qty
+            case StockSetAside():
+                self.set_aside[event.hold_id] = event.qty
+            case SetAsideSold():
+                self.sold += self.set_aside.pop(event.hold_id)
+                self.hold_sold += event.qty
+            case SetAsideReturned():
+                self.set_aside.pop(event.hold_id)
 
     @property
     def reserved(self) -> int:
@@ -177,6 +194,16 @@ class SkuMachine(RuleBasedStateMachine):
         deadlines = [(e.deadline, e.reservation_id) for e in events]
         assert deadlines == sorted(deadlines)
 
+    @rule(hold=st.sampled_from(("h1", "h2", "h3")), user=USERS, sku=SKUS,
+          qty=st.sampled_from((1, 2, 5, 0)))
+    def set_aside(self, hold: str, user: str, sku: str, qty: int) -> None:
+        self.run(SetAsideStock(sku=sku, hold_id=hold, user=user, qty=qty, now=self.now))
+
+    @rule(hold=st.sampled_from(("h1", "h2", "h3")), sku=SKUS, sell=st.booleans())
+    def close_hold(self, hold: str, sku: str, sell: bool) -> None:
+        self.run(SellSetAside(sku=sku, hold_id=hold, now=self.now) if sell else
+                 ReturnSetAside(sku=sku, hold_id=hold, reason="forfeited", now=self.now))
+
     @rule(sku=SKUS, qty=st.sampled_from(["1", 1.0, True, None]))
     def malformed_reserve(self, sku: str, qty) -> None:
         result = self.run(ReserveStock(reservation_id="r1", user="u1", sku=sku, qty=qty,
@@ -187,17 +214,21 @@ class SkuMachine(RuleBasedStateMachine):
     def stock_is_conserved(self) -> None:
         for sku, state in self.states.items():
             ledger = self.ledgers[sku]
-            assert min(state.available, state.reserved, state.sold) >= 0
-            assert state.available + state.reserved + state.sold == state.stocked
+            assert min(state.available, state.reserved, state.set_aside, state.sold) >= 0
+            assert (state.available + state.reserved + state.set_aside + state.sold
+                    == state.stocked)
             assert (state.stocked, state.reserved, state.sold) == (
                 ledger.stocked, ledger.reserved, ledger.sold)
+            assert state.set_aside == sum(ledger.set_aside.values())
+            assert {h: q for h, (_, q) in state.set_asides.items()} == ledger.set_aside
             assert dict(state.per_user) == {u: n for u, n in ledger.per_user.items() if n}
             assert set(state.reservations) == set(ledger.held)
 
     @invariant()
     def tiers_hold_exactly_the_taken_units(self) -> None:
-        for state in self.states.values():
-            assert sum(state.tier_taken) == state.reserved + state.sold
+        for sku, state in self.states.items():   # presale holds are outside the tiers
+            assert sum(state.tier_taken) == state.reserved + state.sold - \
+                self.ledgers[sku].hold_sold
             assert len(state.tier_taken) == len(state.tiers)
             for (units, _), taken in zip(state.tiers[:-1], state.tier_taken):
                 assert 0 <= taken <= units
@@ -223,6 +254,11 @@ def check_event(state: SkuState, ledger: Ledger, event) -> None:
                 assert ledger.per_user[event.user] + event.qty <= state.per_user_limit
         case ReservationConfirmed():
             assert event.amount_cents == sum(ledger.held[event.reservation_id].unit_prices)
+        case StockSetAside():
+            assert 1 <= event.qty <= state.available, "oversold"
+            assert event.hold_id not in state.set_aside_closed
+        case SetAsideSold() | SetAsideReturned():
+            assert ledger.set_aside[event.hold_id] == event.qty, "a hold moved other units"
 
 
 def assert_loggable(sku: str, events: list) -> None:

@@ -74,7 +74,7 @@ def test_deposits_take_their_units_from_the_sku_and_give_them_back_when_forfeite
     assert report.ok, [str(f) for f in report.findings[:5]]
     # 6 presale events examined + one end check per deposit; 6 SKU hold events
     assert report.rules["presales.stock"]["checks"] == 9
-    assert report.rules["stock.set_aside"]["checks"] == 6
+    assert report.rules["presales.sku_holds"]["checks"] == 6
     src = open_store(url)
     try:
         for stream in src.streams():

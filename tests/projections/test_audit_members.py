@@ -21,7 +21,7 @@ from tests.projections.audit_logs import DAY, T0, audit, write
 
 MEMBER_RULES = ("members.history", "members.tiers", "members.points", "members.protection",
                 "prices.history", "presales.windows", "presales.money", "presales.stock",
-                "stock.set_aside")
+                "presales.sku_holds")
 
 
 def member_day(url: str) -> None:
@@ -167,7 +167,7 @@ def deposit(did: str = "d1", at: int = T0 + 1) -> tuple:
     ("presales.stock", [OPENED, deposit(), *SKU_P_HOLD, (PRESALE, "presales.balance_paid", {
         "sku": "p", "deposit_id": "d1", "payment_id": "x", "qty": 1, "balance_cents": 700,
         "paid_at": T0 + DAY + 1})]),
-    ("stock.set_aside", [*SKU_P_HOLD, (SKU_P, "inventory.set_aside_sold", {
+    ("presales.sku_holds", [*SKU_P_HOLD, (SKU_P, "inventory.set_aside_sold", {
         "sku": "p", "hold_id": "presale/d1", "user": "u", "qty": 1, "sold_at": T0 + 3}),
         (SKU_P, "inventory.set_aside_returned", {
         "sku": "p", "hold_id": "presale/d1", "user": "u", "qty": 1, "reason": "",

@@ -30,7 +30,7 @@ def test_the_members_day_passes_the_audit_with_the_member_rules_exercised(report
     assert report.audit_ok, [f.message for f in report.invariants.findings[:5]]
     for rule in ("members.history", "members.tiers", "members.points", "members.protection",
                  "prices.history", "presales.windows", "presales.money", "presales.stock",
-                 "stock.set_aside"):
+                 "presales.sku_holds"):
         assert report.audit_rules[rule]["checks"] > 0 and not report.audit_rules[rule]["failed"]
 
 
