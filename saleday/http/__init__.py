@@ -13,7 +13,24 @@ handlers and middleware), `routes_shop` / `routes_orders` / `routes_admin` (the 
 `serve` (the Ray Serve deployment) and `cli` (`saleday token`, `saleday serve --http`).
 """
 
-from saleday.http.app import create_app
-from saleday.http.settings import HttpSettings
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from saleday.http.app import create_app
+    from saleday.http.settings import HttpSettings
 
 __all__ = ["HttpSettings", "create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the app (FastAPI, pydantic models: seconds) only when it is asked for, so
+    the CLI's other commands, which import `saleday.http.cli`, do not pay for it."""
+    if name == "create_app":
+        from saleday.http.app import create_app
+        return create_app
+    if name == "HttpSettings":
+        from saleday.http.settings import HttpSettings
+        return HttpSettings
+    raise AttributeError(f"module 'saleday.http' has no attribute {name!r}")

@@ -25,6 +25,12 @@ SHORT_PAY = MID.model_copy(update={"funnel": MID.funnel.model_copy(
 ABANDON = MID.model_copy(update={"funnel": MID.funnel.model_copy(
     update={"payment_never_returns": 0.5, "payment_success": 0.5})})
 """Half the payments never come back: their holds are released by the shards' timers."""
+TINY = preset("double11").with_overrides(users=150)
+ONE_SKU_SHARD = preset("double11").with_overrides(users=80, sku_shards=1)
+BASKETS = ONE_SKU_SHARD.model_copy(update={"funnel": ONE_SKU_SHARD.funnel.model_copy(
+    update={"view_to_cart": 0.5, "cart_to_order": 0.9})})
+"""Orders of up to three lines, every line's reservation on the one SKU shard (whose batch
+answers them in the order they were asked)."""
 
 
 def run(tmp_path, name, scenario=SMALL, *, seed, mix=None, skip_idle_rounds=True):
@@ -181,6 +187,59 @@ def test_a_slow_store_finds_a_checkout_that_leaves_a_refused_confirm_as_it_is(tm
     found = run(tmp_path, "slow", SHORT_PAY, seed=5, mix="slow_store")
     assert not found.audit_ok and found.faults_injected["slow_store"] > 0
     assert any("is paid but its reservation" in f.message and "expired" in f.message
+               for f in found.invariants.findings), found.invariants.findings[:3]
+
+
+def test_a_torn_write_finds_a_recovered_dedup_record_that_answers_with_a_bare_ack(tmp_path,
+                                                                                monkeypatch):
+    """A dedup record rebuilt from the log (it keeps no replies) that answers a retried id
+    with a bare acknowledgement, without the events it recorded: only a retry that reaches
+    a recovered host hits it, which is what a torn commit kept whole makes (the client got
+    an error, the new host finds the commit in the log). The checkout's retried
+    reservation then has no prices, and the run ends with the failed visit. Crashes, lost
+    replies and duplicates (a retry to the host that remembers) do not find it."""
+    from saleday.actors.host import dedup
+    from saleday.actors.host.replies import Accepted
+    from saleday.simulator.errors import SimulationError
+
+    honest = dedup.DedupRecord._recorded
+
+    def bare(self, command_id, command=None):
+        recorded = self._dedup.get(command_id)
+        if recorded is not None and len(recorded) < 3:   # rebuilt from the log
+            return Accepted((), recorded[0], recorded[1], duplicate=True)
+        return honest(self, command_id, command)
+
+    monkeypatch.setattr(dedup.DedupRecord, "_recorded", bare)
+    assert draw_mix(1, "torn_write").on["torn_write"]["kept"] == "all"
+    assert run(tmp_path, "remembers", TINY, seed=1, mix="crash,lost_reply,duplicate").audit_ok
+    with pytest.raises(SimulationError, match="visits failed; the first: IndexError"):
+        run(tmp_path, "torn", TINY, seed=1, mix="torn_write")
+
+
+def test_delayed_replies_find_a_checkout_that_prices_lines_in_the_order_replies_come(
+        tmp_path, monkeypatch):
+    """A checkout that takes its reservations' replies in the order they come back (as a
+    gather over `asyncio.as_completed` does) prices its lines crosswise when a struck
+    batch's replies come back shuffled. With one SKU shard a round answers the lines in
+    the order asked, so the same seed without delayed replies passes. (With two SKU
+    shards the lanes' order finds it without any fault: no plant for this class.)"""
+    import asyncio
+    import types
+
+    from saleday.flows import checkout
+
+    async def arrival_order(*aws, return_exceptions=False):
+        futures = [asyncio.ensure_future(a) for a in aws]
+        return [await f for f in asyncio.as_completed(futures)]
+
+    monkeypatch.setattr(checkout, "asyncio",
+                        types.SimpleNamespace(**{**vars(asyncio), "gather": arrival_order}))
+    assert run(tmp_path, "in-order", BASKETS, seed=3).audit_ok
+    found = run(tmp_path, "shuffled", BASKETS, seed=3, mix="delayed_reply")
+    assert not found.audit_ok and found.faults_injected["delayed_reply"] > 0
+    assert {f.rule for f in found.invariants.findings} == {"orders.money"}
+    assert any("priced" in f.message and "but reservation" in f.message
                for f in found.invariants.findings), found.invariants.findings[:3]
 
 
