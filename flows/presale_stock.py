@@ -10,6 +10,13 @@ command id derived from the deposit:
 | `presales.balance_paid` | `SellSetAside` (`presale/<sku>/<deposit>/sell`) | `inventory.set_aside_sold` |
 | `presales.deposit_forfeited` | `ReturnSetAside` (`presale/<sku>/<deposit>/return`) | `inventory.set_aside_returned` |
 
+The deposit flow (flows/presale.py) takes the set-aside itself BEFORE it records the
+deposit, under the same command id and hold id, so for the deposits it pays the follower's
+set-aside is a repeat that decides nothing; the follower's set-aside is the only one for a
+deposit recorded without the flow (`saleday presale deposit`). The balance's sale and the
+forfeit's return are the follower's alone: they move units already set aside, nothing
+races them.
+
 The hold id on the SKU is `presale/<deposit id>`. Units are set aside **as deposits are
 paid**, not all at once when the presale opens: the presale's `units` is a ceiling on
 deposits, and the units nobody put a deposit on stay on the shelf for flash buyers; the
