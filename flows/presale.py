@@ -87,7 +87,7 @@ async def deposit_in_rounds(submit_many: Any, deposits: list[Deposit]) -> list[D
     """`Presales.deposit` for many deposits at once, a step per round: every set-aside,
     then the deposits whose units were set aside, then the returns of those refused.
     `submit_many([(command id, command)])` answers each (the simulator's batch submitter);
-    the deposits of one SKU are set aside in the order given."""
+    the set-asides are submitted in the order given."""
     results: dict[str, DepositResult] = {}
     held = await submit_many([set_aside_step(*d) for d in deposits])
     for (_, did, *_), reply in zip(deposits, held):
