@@ -89,31 +89,32 @@ def test_the_redis_logged_row_keeps_the_log_under_a_prefix_of_its_own_and_delete
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_bench_http_prints_rows_of_every_system_and_saleday_never_oversells(redis_url):
-    """With tiny arguments every default system gets a row with the documented fields (or
-    says why it failed), saleday's rows oversell nothing, each saleday row times its stock
-    pushes from commit to socket, and nothing is left behind in Redis."""
+    """With tiny arguments each system asked for gets a row with the documented fields (or
+    says why it failed), saleday's rows oversell nothing, a saleday row times its stock
+    pushes from commit to socket, and nothing is left behind in Redis. (The Serve rows run
+    the same row code behind Serve's proxy, which starts in ~20 s here: an order and a
+    stock push through that proxy are tested in test_serve.py.)"""
     import redis
 
     before = set(redis.Redis.from_url(redis_url).scan_iter("bench-http-*"))
     result = CliRunner().invoke(app, [
         "bench", "http", "--json", "--duration", "1", "--concurrency", "8", "--skus", "5",
         "--stock", "20", "--users", "50", "--redis-url", redis_url, "--system", "floor",
-        "--system", "seed_decrby_rollback", "--system", "saleday[uvicorn]", "--system",
-        "saleday[serve]"])
+        "--system", "seed_decrby_rollback", "--system", "saleday[uvicorn]"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["machine"]["cores"]
     failed = {r["system"]: r["error"] for r in out["rows"] if "error" in r}
     assert not failed, failed
-    for name in ("saleday[uvicorn]", "saleday[serve]"):   # commit -> socket, while ordering
+    for name in ("saleday[uvicorn]",):   # commit -> socket, while ordering
         push = out["stock_push_ms"][name]
         assert push["n"] > 0 and 0 <= push["p50"] <= push["p99"] <= push["max"], (name, push)
     systems = {r["system"]: r for r in out["rows"]}
-    assert {"floor", "seed_decrby_rollback", "saleday[uvicorn]", "saleday[serve]"} <= set(systems)
+    assert {"floor", "seed_decrby_rollback", "saleday[uvicorn]"} <= set(systems)
     for name, r in systems.items():
         assert "error" not in r, (name, r)
         assert {"req_per_s", "p50_ms", "p99_ms", "errors", "oversold"} <= set(r), name
-    for name in ("saleday[uvicorn]", "saleday[serve]", "saleday[serve]@half"):
+    for name in ("saleday[uvicorn]", "saleday[uvicorn]@half"):
         assert systems[name]["requests"] > 0
         assert systems[name]["oversold"] == 0 and systems[name]["oversold_by_server"] == 0
     assert systems["seed_decrby_rollback"]["oversold"] == 0
