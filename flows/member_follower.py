@@ -27,7 +27,7 @@ from saleday.events import EventStore, Tail, registry
 from saleday.flows.gateway import Gateway
 from saleday.flows.points import POINTS_PER_YUAN, VALID_DAYS, PointsEarning
 from saleday.flows.protection import PriceProtection
-from saleday.flows.sale_day import submit
+from saleday.flows.sale_day import follow_until, submit
 
 log = structlog.get_logger("saleday.flows")
 
@@ -70,9 +70,4 @@ class MemberFollower:
 
     async def run(self, stop: asyncio.Event, *, poll_s: float = 0.2) -> None:
         """Follow until `stop` is set."""
-        while not stop.is_set():
-            if not await self.run_once():
-                try:
-                    await asyncio.wait_for(stop.wait(), poll_s)
-                except asyncio.TimeoutError:
-                    pass
+        await follow_until(self.run_once, stop, poll_s)

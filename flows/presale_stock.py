@@ -42,7 +42,7 @@ from saleday.actors.presale import BalancePaid, DepositForfeited, DepositPaid
 from saleday.actors.sku import ReturnSetAside, SellSetAside, SetAsideStock
 from saleday.events import Envelope, EventStore, Tail, event_ref, registry
 from saleday.flows.gateway import Gateway
-from saleday.flows.sale_day import submit
+from saleday.flows.sale_day import follow_until, submit
 
 log = structlog.get_logger("saleday.flows")
 
@@ -109,9 +109,4 @@ class PresaleStockFollower:
 
     async def run(self, stop: asyncio.Event, *, poll_s: float = 0.2) -> None:
         """Follow until `stop` is set."""
-        while not stop.is_set():
-            if not await self.run_once():
-                try:
-                    await asyncio.wait_for(stop.wait(), poll_s)
-                except asyncio.TimeoutError:
-                    pass
+        await follow_until(self.run_once, stop, poll_s)

@@ -17,7 +17,7 @@ from saleday.actors.host import Accepted
 from saleday.events import EventStore, Tail, event_ref, registry
 from saleday.flows.gateway import Gateway
 from saleday.flows.reactions import follow_ups
-from saleday.flows.sale_day import submit
+from saleday.flows.sale_day import follow_until, submit
 
 log = structlog.get_logger("saleday.flows")
 
@@ -52,9 +52,4 @@ class Reactor:
 
     async def run(self, stop: asyncio.Event, *, poll_s: float = 0.05) -> None:
         """React until `stop` is set."""
-        while not stop.is_set():
-            if not await self.run_once():
-                try:
-                    await asyncio.wait_for(stop.wait(), poll_s)
-                except asyncio.TimeoutError:
-                    pass
+        await follow_until(self.run_once, stop, poll_s)

@@ -13,6 +13,8 @@ the grant id):
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from saleday.actors.campaign import DrawPool, GrantCoupon
@@ -20,6 +22,18 @@ from saleday.actors.host import Accepted
 from saleday.actors.session import StartSession
 from saleday.actors.team import CreateTeam, JoinTeam
 from saleday.flows.gateway import Gateway
+
+
+async def follow_until(run_once: Callable[[], Awaitable[int]], stop: asyncio.Event,
+                       poll_s: float) -> None:
+    """Call a follower's `run_once` until `stop` is set, waiting `poll_s` (or for `stop`)
+    after a pass that found nothing to do."""
+    while not stop.is_set():
+        if not await run_once():
+            try:
+                await asyncio.wait_for(stop.wait(), poll_s)
+            except asyncio.TimeoutError:
+                pass
 
 
 async def submit(gateway: Gateway, command: Any, command_id: str, *, correlation_id: str = "",
