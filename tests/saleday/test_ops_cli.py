@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import ray
 import redis
 from typer.testing import CliRunner
 
@@ -86,17 +87,12 @@ class Serve:
 
 
 def statuses(address: str, store: str) -> tuple[int, list[dict], str]:
-    done = saleday("status", "--address", address, "--store", store, "--json")
-    return done.returncode, json.loads(done.stdout), done.stdout + done.stderr
-
-
-def ray_do(address: str, code: str) -> None:
-    """Run `code` in a driver of the Ray cluster at `address` (as an operator's script would:
-    a local serve's Ray listens on loopback only, so the script keeps 127.0.0.1 as it is)."""
-    script = (f"import ray; ray.init(address={address!r}, namespace='saleday', "
-              f"log_to_driver=False)\n{code}")
-    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=60,
-                   env={**env(), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}, cwd=ROOT)
+    """`saleday status --json` run in this process (its first call joins serve's Ray as a
+    driver, which later calls reuse: a new process would join again, for seconds each)."""
+    unset = {k: None for k in os.environ if k.startswith("SALEDAY_")}
+    done = CliRunner().invoke(app, ["status", "--address", address, "--store", store, "--json"],
+                              env=unset)
+    return done.exit_code, json.loads(done.stdout), done.output
 
 
 @pytest.mark.ray
@@ -135,8 +131,9 @@ def test_serve_then_status_shows_every_shard_and_stops_on_sigterm(tmp_path):
             assert code == 1 and by["sku-000"]["health"] == "behind" and by["sku-000"]["lag"] == 1
 
             # A restart is counted and recovers the stream; a shard killed for good is dead.
-            ray_do(address, "ray.kill(ray.get_actor('sku-000'), no_restart=False)\n"
-                            "ray.kill(ray.get_actor('session-000'), no_restart=True)\n")
+            # (as an operator's script would, from a driver of serve's Ray: this process)
+            ray.kill(ray.get_actor("sku-000", namespace="saleday"), no_restart=False)
+            ray.kill(ray.get_actor("session-000", namespace="saleday"), no_restart=True)
             deadline = time.monotonic() + 30
             while True:
                 code, rows, text = statuses(address, store)
@@ -154,6 +151,7 @@ def test_serve_then_status_shows_every_shard_and_stops_on_sigterm(tmp_path):
             assert table.returncode == 1
             serve.wait_for("health='dead'")
         finally:
+            ray.shutdown()  # this process leaves serve's Ray before serve ends
             stopped = serve.stop()
         assert stopped == 0, serve.output[-3000:]
         assert "serve_stopping" in serve.output
