@@ -75,10 +75,14 @@ def redis_cluster_store_url(redis_cluster: LocalRedisCluster) -> Iterator[str]:
         delete_prefix(url)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ray_instance():
-    """A local Ray for this module (ray.init costs seconds on 2 cores), shut down when the
-    module is done; `num_cpus` explicit, no dashboard."""
+    """One local Ray for every module that asks for it (ray.init costs seconds on 2 cores;
+    these modules share its settings), shut down when the session ends; `num_cpus`
+    explicit, no dashboard. Such modules run last, together (`pytest_collection_modifyitems`),
+    so no other module runs beside this Ray, and a module that starts a Ray or a cluster of
+    its own (Serve, `ray.cluster_utils.Cluster`, the CLI engines) runs before it. A module
+    that uses it leaves no actor behind (runtimes stop with `kill_shards=True`)."""
     import ray
 
     from saleday.cluster import ray_api
@@ -86,3 +90,12 @@ def ray_instance():
     ray.init(num_cpus=2, include_dashboard=False, namespace=ray_api.NAMESPACE, log_to_driver=False)
     yield
     ray.shutdown()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move the modules that use the shared `ray_instance` to the end, in their order."""
+    shared = {item.module for item in items
+              if "ray_instance" in getattr(item, "fixturenames", ())}
+    if shared:
+        items[:] = ([i for i in items if getattr(i, "module", None) not in shared]
+                    + [i for i in items if getattr(i, "module", None) in shared])
