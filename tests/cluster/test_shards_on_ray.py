@@ -1,6 +1,6 @@
 """What only real Ray can show: restarts, fencing across processes, retries, load shedding.
 
-One Ray instance serves the whole module (ray.init costs seconds on 2 cores).
+The session's shared Ray serves the module (ray.init costs seconds on 2 cores).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""The HTTP API on Ray Serve: a local Ray, the shards, the Serve app on a free loopback port,
-an order placed over real HTTP and read back; and the Serve config file."""
+"""The HTTP API on Ray Serve: a local Ray (the session's shared one), the shards, the Serve
+app on a free loopback port, an order placed over real HTTP and read back; and the Serve
+config file."""
 
 from __future__ import annotations
 
@@ -53,20 +54,18 @@ def test_a_replica_without_its_shards_says_which_to_start(monkeypatch):
 
 @pytest.mark.ray
 @pytest.mark.timeout(120)
-def test_an_order_over_real_http_on_serve(tmp_path):
+def test_an_order_over_real_http_on_serve(ray_instance, tmp_path):
     """With the shards on a local Ray and the Serve app on a loopback port, an order placed
     over HTTP is answered 201 and reads back the same, its stock change reaches a socket
-    through Serve's proxy, and the war room answers; Serve is shut down after."""
-    import ray
+    through Serve's proxy, and the war room answers; Serve is shut down after (the session's
+    Ray stays up for the next module)."""
     from ray import serve
 
-    from saleday.cluster import ray_api
     from saleday.cluster.runtime import Runtime, RuntimeConfig
     from saleday.http.auth import issue_token
     from saleday.http.serve import run_local
     from saleday.http.settings import HttpSettings
 
-    ray.init(num_cpus=2, include_dashboard=False, namespace=ray_api.NAMESPACE, log_to_driver=False)
     runtime = None
     try:
         runtime = Runtime(RuntimeConfig(
@@ -105,7 +104,6 @@ def test_an_order_over_real_http_on_serve(tmp_path):
         serve.shutdown()
         if runtime is not None:
             runtime.stop(kill_shards=True)
-        ray.shutdown()
 
 
 def _pushed(url: str, sku: str) -> dict:
