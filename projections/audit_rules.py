@@ -1,7 +1,7 @@
 """The invariants of ARCHITECTURE.md, checked by folding events (wire names, payload dicts).
 
 The families live in projections/rules/ (stock, coupons, teams, orders, referrals,
-causes, members), each a
+causes, members, followups), each a
 mixin over `RulesBase`; `Rules` composes them and dispatches by wire type.
 
 `Rules` keeps plain dicts and lists per SKU, reservation, order, coupon, campaign, team
@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from saleday.projections.rules.causes import CausationRules
 from saleday.projections.rules.coupons import CouponRules
+from saleday.projections.rules.followups import FollowUpRules
 from saleday.projections.rules.members import MemberRules
 from saleday.projections.rules.orders import OrderRules
 from saleday.projections.rules.referrals import ReferralRules
@@ -53,6 +54,8 @@ RULES: dict[str, str] = {
     "orders.money": "total = subtotal - discount - points applied; line prices = the "
                     "reservations' prices; a paid order captured its total once, other payments "
                     "are refunded; a refunded order gives back exactly what it captured",
+    "followups.delivery": "every red-packet share and campaign grant reaches its wallet once, "
+                          "on its terms, and an expired team's drawn pool goes back once",
     "referrals.first_touch": "one inviter per user, set on the first session, seen before",
     "referrals.no_self": "nobody is credited with inviting themselves",
     "referrals.no_cycles": "the referral graph has no cycles",
@@ -124,7 +127,7 @@ READS: dict[str, tuple[str, ...]] = {
 
 
 class Rules(StockRules, CouponRules, TeamRules, OrderRules, ReferralRules, CausationRules,
-            MemberRules):
+            MemberRules, FollowUpRules):
     """The audit's fold: call `apply(env)` per event (or `handlers[type](env)`), then `finish`."""
 
     def __init__(self) -> None:
@@ -142,7 +145,7 @@ class Rules(StockRules, CouponRules, TeamRules, OrderRules, ReferralRules, Causa
             "inventory.set_aside_returned": self.set_aside_closed,
             "sessions.session_started": self.session_started,
             "sessions.referral_attributed": self.referral_attributed,
-            "sessions.coupon_received": self.coupon_received,
+            "sessions.coupon_received": _both(self.coupon_received, self.coupon_delivered),
             "sessions.coupon_locked": self.coupon_locked,
             "sessions.coupon_redeemed": self.coupon_redeemed,
             "sessions.coupon_unlocked": self.coupon_unlocked,
@@ -155,14 +158,14 @@ class Rules(StockRules, CouponRules, TeamRules, OrderRules, ReferralRules, Causa
             "sessions.exposure_recorded": _ignore,
             "experiments.experiment_defined": _ignore,
             "coupons.campaign_created": self.campaign_created,
-            "coupons.coupon_granted": self.coupon_granted,
+            "coupons.coupon_granted": _both(self.coupon_granted, self.owe_grant),
             "coupons.pool_drawn": self.pool_drawn,
-            "coupons.pool_returned": self.pool_returned,
+            "coupons.pool_returned": _both(self.pool_returned, self.pool_delivered),
             "teams.team_created": self.team_created,
             "teams.member_joined": self.member_joined,
             "teams.team_completed": self.team_completed,
-            "teams.red_packet_split": self.red_packet_split,
-            "teams.team_expired_unfilled": self.team_expired,
+            "teams.red_packet_split": _both(self.red_packet_split, self.owe_shares),
+            "teams.team_expired_unfilled": _both(self.team_expired, self.owe_return),
             "orders.checkout_started": self.checkout_started,
             "orders.order_placed": self.order_placed,
             "orders.order_voided": self.order_voided,
@@ -196,10 +199,20 @@ class Rules(StockRules, CouponRules, TeamRules, OrderRules, ReferralRules, Causa
         self._referrals_at_end()
         self._causes_at_end()
         self.members_at_end()
+        self._followups_at_end()
 
 
 def _ignore(env: tuple) -> None:
     return None
+
+
+def _both(first: Callable[[tuple], None],
+          then: Callable[[tuple], None]) -> Callable[[tuple], None]:
+    """One handler for a wire type that two rule families read."""
+    def handler(env: tuple) -> None:
+        first(env)
+        then(env)
+    return handler
 
 
 def describe(rule: str) -> str:

@@ -152,9 +152,29 @@ def completed(members: list[str]) -> Event:
     return (TEAM, "teams.team_completed", {"team": "t1", "campaign": "1111", "members": members})
 
 
-def split(shares: list[tuple[str, int]]) -> Event:
+def split(shares: list[tuple[str, int]], at: int = T0 + 100) -> Event:
     return (TEAM, "teams.red_packet_split", {"team": "t1", "campaign": "1111",
-                                             "shares": [list(s) for s in shares]})
+                                             "shares": [list(s) for s in shares]}, at)
+
+
+SHARE_VALIDITY_MS = 7 * DAY
+
+
+def share_received(user: str, cents: int, split_at: int = T0 + 100, **extra: Any) -> Event:
+    """The wallet event that delivers team t1's share to `user` (flows/reactions.py)."""
+    return coupon("received", user=user, coupon_id=f"share/t1/{user}", value_cents=cents,
+                  valid_until=split_at + SHARE_VALIDITY_MS, **extra)
+
+
+def grant_received(coupon_id: str, user: str = "u1", value: int = 500) -> Event:
+    """The wallet event that delivers `granted(coupon_id, user, value)`."""
+    return coupon("received", user=user, coupon_id=coupon_id, value_cents=value,
+                  valid_until=T0 + DAY)
+
+
+def expired(members: list[str], pool_cents: int = 1000) -> Event:
+    return (TEAM, "teams.team_expired_unfilled", {"team": "t1", "campaign": "1111",
+                                                  "members": members, "pool_cents": pool_cents})
 
 
 def order(kind: str, oid: str = "o1", **data: Any) -> Event:

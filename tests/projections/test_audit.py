@@ -35,6 +35,7 @@ from tests.projections.audit_logs import (
     completed,
     confirmed,
     coupon,
+    grant_received,
     granted,
     order,
     pool,
@@ -42,6 +43,7 @@ from tests.projections.audit_logs import (
     released,
     reserved,
     session,
+    share_received,
     split,
     stocked,
     team,
@@ -252,7 +254,8 @@ CASES = {
         [*stocked(), reserved("r1", 1, [1000]), released("r1", 1), bad(confirmed("r1", 1, 1000))],
         "it was released"),
     "coupons.budget": (
-        [campaign(budget_coupons=3), granted("g1"), pool("drawn"), pool("returned"), granted("g2")],
+        [campaign(budget_coupons=3), granted("g1"), pool("drawn"), pool("returned"), granted("g2"),
+         grant_received("g1"), grant_received("g2")],
         [campaign(budget_coupons=3), granted("g1"), pool("drawn"), bad(granted("g2"))],
         "over its budget"),
     "coupons.redemption": (
@@ -260,7 +263,8 @@ CASES = {
         [coupon("received"), coupon("locked"), coupon("redeemed"), bad(coupon("redeemed", order_id="o2"))],
         "redeemed a second time"),
     "teams.split": (
-        [*team(["u1", "u2"]), completed(["u1", "u2"]), split(list(SPLIT))],
+        [*team(["u1", "u2"]), completed(["u1", "u2"]), split(list(SPLIT)),
+         *(share_received(u, cents) for u, cents in SPLIT)],
         [*team(["u1", "u2"]), completed(["u1", "u2"]), bad(split([("u1", 600), ("u2", 300)]))],
         "sum to 900 cents, not the pool of 1000"),
     "teams.members": (
