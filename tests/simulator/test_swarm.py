@@ -243,6 +243,56 @@ def test_delayed_replies_find_a_checkout_that_prices_lines_in_the_order_replies_
                for f in found.invariants.findings), found.invariants.findings[:3]
 
 
+def plant_offset_dedup(monkeypatch):
+    """Shards that take follow-ups exactly once "by offset", as a consumer that commits
+    offsets does: per shard, the highest version of each causing stream it has taken, and a
+    follow-up whose cause is older is answered as a repeat, with nothing decided. In log
+    order that is a dedup; reordered, it drops a follow-up."""
+    from saleday.actors.host import shard
+    from saleday.actors.host.replies import Accepted
+    from saleday.events import parse_event_ref
+
+    honest = shard.ShardHost.handle
+    marks: dict[str, dict[str, int]] = {}
+
+    def by_offset(self, requests):
+        seen = marks.setdefault(self.stream, {})
+        taken, repeats = [], {}
+        for i, request in enumerate(requests):
+            cause = parse_event_ref(request.causation_id) if request.causation_id else None
+            if cause is not None:
+                if cause[1] < seen.get(cause[0], 0):
+                    repeats[i] = Accepted((), 0, 0, duplicate=True)
+                    continue
+                seen[cause[0]] = cause[1]
+            taken.append(request)
+        if not repeats:
+            return honest(self, requests)
+        replies = iter(honest(self, taken))
+        return [repeats[i] if i in repeats else next(replies) for i in range(len(requests))]
+
+    monkeypatch.setattr(shard.ShardHost, "handle", by_offset)
+    return marks
+
+
+def test_delayed_follow_ups_find_shards_that_take_follow_ups_once_by_offset(tmp_path,
+                                                                            monkeypatch):
+    """Shards that drop a follow-up whose cause is older than one they took (an offset per
+    causing stream instead of a dedup by command id) lose the grants and shares of a round
+    that `delayed_follow_up` held and shuffled: followups.delivery names them. Every other
+    class at once on the same seed sends the follow-ups in log order, and passes."""
+    marks = plant_offset_dedup(monkeypatch)
+    others = ",".join(k for k in SWARM_CLASSES if k != "delayed_follow_up")
+    assert run(tmp_path, "in-order", TINY, seed=2).audit_ok
+    marks.clear()
+    assert run(tmp_path, "other-faults", TINY, seed=2, mix=others).audit_ok
+    marks.clear()
+    found = run(tmp_path, "held", TINY, seed=2, mix="delayed_follow_up")
+    assert not found.audit_ok and found.faults_injected["delayed_follow_up"] > 0
+    assert {f.rule for f in found.invariants.findings} == {"followups.delivery"}
+    assert any("never reached the wallet" in f.message for f in found.invariants.findings)
+
+
 # -- the command line ------------------------------------------------------------------------
 
 
