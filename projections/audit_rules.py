@@ -199,7 +199,7 @@ class Rules(StockRules, CouponRules, TeamRules, OrderRules, ReferralRules, Causa
         self._referrals_at_end()
         self._causes_at_end()
         self.members_at_end()
-        self._followups_at_end()
+        self._followups_at_end(last_time)
 
 
 def _ignore(env: tuple) -> None:

@@ -25,6 +25,8 @@ from tests.projections.audit_logs import (
 )
 
 RULE = "followups.delivery"
+LATER = (SESSION, "sessions.coupon_received", coupon("received", coupon_id="welcome")[2], T0 + 500)
+"""A coupon no fact owes, received after the facts of each log: time passed after them."""
 SHARES = split_red_packet(1000, 2, 100, 42, ["u1", "u2"])
 SPLIT_TEAM = [*team(["u1", "u2"]), completed(["u1", "u2"]), split(list(SHARES))]
 """Team t1 of u1 and u2, completed, its 1,000 cents split (team-000 v4)."""
@@ -50,7 +52,7 @@ def test_a_split_whose_shares_all_reached_their_wallets_passes(tmp_path):
 
 def test_a_share_that_never_reached_its_wallet_is_named_at_the_split(tmp_path):
     """u2's share is missing: the finding is at the split and names the coupon, team and user."""
-    found = delivery_findings(tmp_path, [*SPLIT_TEAM, share_received("u1", SHARES[0][1])])
+    found = delivery_findings(tmp_path, [*SPLIT_TEAM, share_received("u1", SHARES[0][1]), LATER])
     assert [(f.stream, f.version) for f in found] == [(TEAM, 4)]
     assert (f"red-packet share 'share/t1/u2' of team 't1' ({SHARES[1][1]} cents) owed to user "
             "'u2' never reached the wallet") == found[0].message
@@ -88,7 +90,7 @@ def test_an_expired_teams_pool_not_returned_is_named_at_the_expiry(tmp_path):
     """A team that drew its pool and expired unfilled owes the pool back; without it, a finding."""
     drawn = [campaign(budget_coupons=3), pool("drawn"), *team(["u1"]), expired(["u1"])]
     assert delivery_findings(tmp_path / "a", [*drawn, pool("returned")]) == []
-    found = delivery_findings(tmp_path / "b", drawn)
+    found = delivery_findings(tmp_path / "b", [*drawn, LATER])
     assert [(f.stream, f.version) for f in found] == [(TEAM, 2)]
     assert found[0].message == ("team 't1' expired unfilled, but its pool never went back to "
                                 "campaign '1111'")
@@ -104,3 +106,29 @@ def test_what_nothing_owes_is_no_delivery_finding(tmp_path):
         coupon("received", coupon_id="welcome"), coupon("received", coupon_id="welcome"),
         *team(["u1"]), expired(["u1"])])
     assert found == []
+
+
+def test_a_fact_at_the_last_moment_of_the_log_is_in_flight(tmp_path):
+    """A split recorded at the log's last event time may not be answered yet (nothing comes
+    after it); once a later event shows time passed, its missing share is a finding."""
+    lone = [*SPLIT_TEAM, share_received("u1", SHARES[0][1])]
+    assert delivery_findings(tmp_path / "a", lone) == []
+    assert [(f.stream, f.version) for f in delivery_findings(tmp_path / "b", [*lone, LATER])] == [
+        (TEAM, 4)]
+
+
+def test_the_clock_skew_allowed_widens_the_last_moment(tmp_path):
+    """With shards' clocks up to N ms apart, a fact within N ms of the last event time is
+    still in flight (another shard's clock may be ahead of the team shard's)."""
+    from saleday.projections.audit import run_audit
+    from saleday.projections.store_source import StoreSource
+
+    url = f"sqlite:///{tmp_path}/events.db"
+    write(url, [*SPLIT_TEAM, share_received("u1", SHARES[0][1]), LATER])
+    for skew, rules in ((0, [RULE]), (400, [])):
+        source = StoreSource(url)
+        try:
+            report = run_audit(source, clock_skew_ms=skew)
+        finally:
+            source.close()
+        assert [f.rule for f in report.findings] == rules
