@@ -76,6 +76,7 @@ from saleday.actors.sku import (
     ConfirmReservation,
     ReleaseReservation,
     ReserveStock,
+    ReturnSoldUnits,
 )
 from saleday.flows.gateway import Gateway
 
@@ -333,9 +334,7 @@ class Checkout:
                                       oid, "refund")
         if not isinstance(refunded, Accepted):
             return _refused(oid, refunded)
-        steps = [self._submit(ReleaseReservation(reservation_id=f"{oid}/{i}", sku=sku,
-                                                 user=order.user, reason=reason, now=now),
-                              oid, f"refund/{i}")
+        steps = [self._give_back_line(order, i, sku, reason, now)
                  for i, (sku, _) in enumerate(order.lines)]
         if order.coupon_id:
             steps.append(self._submit(UnlockCoupon(user=order.user, coupon_id=order.coupon_id,
@@ -349,6 +348,21 @@ class Checkout:
         await asyncio.gather(*steps)
         return CheckoutResult(order_id=oid, status="refunded", total_cents=order.total_cents,
                               reason=f"{reason} ({'; '.join(lost)})")
+
+    async def _give_back_line(self, order: Any, i: int, sku: str, reason: str,
+                              now: int) -> Any:
+        """A refunded order's line goes back to the shelf: released if it is still held
+        (`<order>/refund/<line>`), its sold units returned if it was confirmed
+        (`<order>/return/<line>`)."""
+        oid = order.order_id
+        released = await self._submit(ReleaseReservation(reservation_id=f"{oid}/{i}", sku=sku,
+                                                         user=order.user, reason=reason, now=now),
+                                      oid, f"refund/{i}")
+        if getattr(released, "code", "") != "already_confirmed":
+            return released
+        return await self._submit(ReturnSoldUnits(reservation_id=f"{oid}/{i}", sku=sku,
+                                                  reason=reason, now=now),
+                                  oid, f"return/{i}")
 
     # -- cancel -------------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ RULES: dict[str, str] = {
     "log.schema": "every event has a type and schema version this audit knows, and its shape",
     "log.causation": "every causation id names an event of the log recorded before the one it caused",
     "stock.conservation": "per SKU available + reserved + set aside + sold = stocked; moves "
-                          "match the reservation or hold",
+                          "match the reservation or hold; only sold units are returned, once",
     "stock.oversell": "no reservation or presale hold takes more units than are available "
                       "(never negative)",
     "sale.window": "units are reserved only while the SKU's sale is open",
@@ -48,7 +48,8 @@ RULES: dict[str, str] = {
     "teams.members": "a team completes only with `size` distinct members, in join order",
     "teams.split": "red-packet shares sum exactly to the pool, each >= the minimum, as drawn",
     "orders.settlement": "paid => every reservation confirmed and the coupon redeemed; "
-                         "cancelled => none confirmed, all released; every captured payment "
+                         "cancelled => none confirmed, all released; refunded => no units "
+                         "left sold to it; every captured payment "
                          "ends in a paid order so settled or a refunded one",
     "orders.money": "total = subtotal - discount - points applied; line prices = the "
                     "reservations' prices; a paid order captured its total once, other payments "
@@ -80,7 +81,8 @@ RULES: dict[str, str] = {
 READS: dict[str, tuple[str, ...]] = {
     "stock.conservation": ("inventory.stock_added", "inventory.reservation_confirmed",
                            "inventory.reservation_released", "inventory.reservation_expired",
-                           "inventory.set_aside_sold", "inventory.set_aside_returned"),
+                           "inventory.set_aside_sold", "inventory.set_aside_returned",
+                           "inventory.sold_units_returned"),
     "stock.oversell": ("inventory.stock_reserved", "inventory.stock_set_aside"),
     "presales.sku_holds": ("inventory.stock_set_aside", "inventory.set_aside_sold",
                         "inventory.set_aside_returned"),
@@ -140,6 +142,7 @@ class Rules(StockRules, CouponRules, TeamRules, OrderRules, ReferralRules, Causa
             "inventory.stock_set_aside": self.stock_set_aside,
             "inventory.set_aside_sold": self.set_aside_closed,
             "inventory.set_aside_returned": self.set_aside_closed,
+            "inventory.sold_units_returned": self.sold_units_returned,
             "sessions.session_started": self.session_started,
             "sessions.referral_attributed": self.referral_attributed,
             "sessions.coupon_received": self.coupon_received,

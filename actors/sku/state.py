@@ -62,6 +62,12 @@ class SkuState:
     """Hold id -> (user, qty) of the units set aside and not yet sold or returned."""
     set_aside_closed: immutables.Map[str, str] = immutables.Map()
     """Hold id -> `sold` or `returned`, once its units left the hold."""
+    sold_reservations: immutables.Map[str, Reservation] = immutables.Map()
+    """Confirmed reservation id -> the reservation as it was held (user, units, prices,
+    tiers), kept so a refund can return its units (`ReturnSoldUnits`)."""
+    returned: immutables.Map[str, int] = immutables.Map()
+    """Confirmed reservation id -> the units returned to the shelf when its order was
+    refunded (once; it stays in `confirmed`, so it is never released)."""
 
 
 _EMPTY: immutables.Map = immutables.Map()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from saleday.projections.rules.common import (
     _DEADLINE,
     _PRICES,
+    _QTY,
     CONFIRMED,
     LOCKED,
     OPEN,
@@ -204,6 +205,10 @@ class OrderRules(RulesBase):
                 self.fail("orders.settlement", o.stream, o.version,
                           f"order {o.oid!r} is {o.status} but its reservation {rid!r} of SKU "
                           f"{sku!r} was confirmed (sold), not released")
+            elif o.status == "refunded" and r is not None and r[0] is CONFIRMED:
+                self.fail("orders.settlement", o.stream, o.version,
+                          f"order {o.oid!r} is refunded but its reservation {rid!r} of SKU "
+                          f"{sku!r} still holds {r[_QTY]} sold units (never returned)")
 
     def _order_coupon(self, o: Order, last_time: int) -> None:
         c = self.coupons.get((o.user, o.coupon))

@@ -89,6 +89,12 @@ class MetricsView(View):
                 name = ("reservations_released" if kind == "inventory.reservation_released"
                         else "reservations_expired")
                 totals[name] = totals.get(name, 0) + 1
+            elif kind == "inventory.sold_units_returned":   # a refunded order's sold units
+                sku = d["sku"]
+                row = skus.get(sku) or _new_sku(skus, sku)
+                row[AVAILABLE] += d["qty"]
+                dirty_k.add(sku)
+                totals["reservations_returned"] = totals.get("reservations_returned", 0) + 1
             elif kind in counted:
                 name = counted[kind]
                 totals[name] = totals.get(name, 0) + 1
