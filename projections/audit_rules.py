@@ -62,10 +62,12 @@ RULES: dict[str, str] = {
     "members.points": "points earned once per order (for the invoice chosen, doubled if "
                       "electronic), redeemed only from unexpired lots, expired only what was "
                       "left; a checkout's hold spent once (by its paid order, for the points "
-                      "it applied) or given back; balance + held = earned - redeemed - "
-                      "expired, balance >= 0",
+                      "it applied) or given back; a refunded order's points taken back once "
+                      "(what was left of its lot), never earned after; balance + held = "
+                      "earned - redeemed - expired - taken back, balance >= 0",
     "members.protection": "one protection refund per paid line, = the drop below what each "
-                          "unit paid, on a real paid line and a real price change",
+                          "unit paid, on a real paid line and a real price change, never on "
+                          "an order whose refund the member has recorded",
     "prices.history": "each price change starts from the last price, in time order",
     "presales.windows": "deposits in the deposit window, balances in the balance window, "
                         "forfeits only after it",
@@ -111,7 +113,8 @@ READS: dict[str, tuple[str, ...]] = {
     "members.tiers": ("members.tier_changed",),
     "members.points": ("members.invoice_chosen", "members.points_earned",
                        "members.points_redeemed", "members.points_expired",
-                       "members.points_held", "members.points_released"),
+                       "members.points_held", "members.points_released",
+                       "members.points_taken_back"),
     "members.protection": ("members.price_protection_refunded",),
     "prices.history": ("prices.price_changed",),
     "presales.windows": ("presales.deposit_paid", "presales.balance_paid",
@@ -182,6 +185,7 @@ class Rules(StockRules, CouponRules, TeamRules, OrderRules, ReferralRules, Causa
             "members.points_expired": self.points_expired,
             "members.points_held": self.points_held,
             "members.points_released": self.points_released,
+            "members.points_taken_back": self.points_taken_back,
             "members.price_protection_refunded": self.protection_refunded,
             "prices.price_changed": self.price_changed,
             "presales.presale_opened": self.presale_opened,
