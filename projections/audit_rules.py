@@ -43,13 +43,15 @@ RULES: dict[str, str] = {
     "reservations.lifecycle": "only a held reservation is confirmed, released or expired, once",
     "reservations.leak": "no reservation is still held after its deadline at the end of the log",
     "coupons.budget": "grants + pools drawn - pools returned stay within each campaign budget",
-    "coupons.redemption": "a coupon is received once, redeemed at most once, only if received, "
-                          "locked by its order and valid",
+    "coupons.redemption": "a coupon is received once, redeemed at most once (again only "
+                          "after a refunded order returned it while valid), only if "
+                          "received, locked by its order and valid",
     "teams.members": "a team completes only with `size` distinct members, in join order",
     "teams.split": "red-packet shares sum exactly to the pool, each >= the minimum, as drawn",
     "orders.settlement": "paid => every reservation confirmed and the coupon redeemed; "
                          "cancelled => none confirmed, all released; refunded => no units "
-                         "left sold to it; every captured payment "
+                         "left sold to it, and its coupon returned if still valid; every "
+                         "captured payment "
                          "ends in a paid order so settled or a refunded one",
     "orders.money": "total = subtotal - discount - points applied; line prices = the "
                     "reservations' prices; a paid order captured its total once, other payments "
@@ -99,7 +101,7 @@ READS: dict[str, tuple[str, ...]] = {
                        "coupons.pool_returned"),
     "coupons.redemption": ("sessions.coupon_received", "sessions.coupon_locked",
                            "sessions.coupon_redeemed", "sessions.coupon_unlocked",
-                           "sessions.coupon_lapsed"),
+                           "sessions.coupon_lapsed", "sessions.coupon_returned"),
     "teams.members": ("teams.team_created", "teams.member_joined", "teams.team_completed",
                       "teams.team_expired_unfilled"),
     "teams.split": ("teams.red_packet_split",),
@@ -154,6 +156,7 @@ class Rules(StockRules, CouponRules, TeamRules, OrderRules, ReferralRules, Causa
             "sessions.coupon_unlocked": self.coupon_unlocked,
             "sessions.coupon_lock_voided": _ignore,
             "sessions.coupon_lapsed": self.coupon_lapsed,
+            "sessions.coupon_returned": self.coupon_returned,
             "sessions.order_status_changed": _ignore,
             "sessions.push_delivered": _ignore,
             "sessions.store_visited": _ignore,

@@ -36,6 +36,7 @@ _COUNTED = {
     "sessions.coupon_locked": "coupons_locked",
     "sessions.coupon_redeemed": "coupons_redeemed",
     "sessions.coupon_lapsed": "coupons_lapsed",
+    "sessions.coupon_returned": "coupons_returned",
     "coupons.coupon_granted": "coupons_granted",
     "teams.team_created": "teams_created",
     "teams.team_completed": "teams_completed",

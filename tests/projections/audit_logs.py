@@ -121,6 +121,8 @@ def coupon(kind: str, user: str = "u1", coupon_id: str = "c1", **extra: Any) -> 
         "locked": {"order_id": "o1", "until": T0 + 120_000},
         "redeemed": {"order_id": "o1", "value_cents": 300},
         "unlocked": {"order_id": "o1", "valid_until": T0 + DAY, "reason": "cancelled"},
+        "returned": {"order_id": "o1", "value_cents": 300, "valid_until": T0 + DAY,
+                     "returned_at": T0 + 60},
         "lapsed": {}}
     data.update(defaults[kind])
     data.update(extra)
