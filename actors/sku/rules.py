@@ -42,9 +42,9 @@ Refunds (`ReturnSoldUnits`, driven by the checkout's refund of a paid order,
 `available`, into the tiers they came from, and free the user's per-user limit, as a
 release would have. Once per reservation: a return again decides nothing; a reservation
 still held (release it), voided, or never confirmed here is refused `NotSold`. The
-reservation stays confirmed (a release of it is still `AlreadyConfirmed`). A reservation
-confirmed before a snapshot that did not keep its units (`sold_reservations`) is refused
-`NotSold` (`units_unknown`): its units are not known to return.
+reservation stays confirmed (a release of it is still `AlreadyConfirmed`). The state's
+`confirmed` keeps each confirmed reservation as it was held, so its units and tiers are
+known.
 
 Reconfiguring a sale (say to extend its window) keeps the units taken per tier by index,
 so it is refused when a tier would hold fewer units than are taken in it, or when the
@@ -282,10 +282,10 @@ def _return_sold(command: ReturnSoldUnits, state: SkuState) -> list[SkuEvent] | 
         return UnknownSku(sku=sku)
     if rid in state.returned:
         return []
-    sold = state.sold_reservations.get(rid)
+    sold = state.confirmed.get(rid)
     if sold is None:
         reason = ("held" if rid in state.reservations else "voided" if rid in state.voided
-                  else "units_unknown" if rid in state.confirmed else "unknown_reservation")
+                  else "unknown_reservation")
         return NotSold(sku=sku, reservation_id=rid, reason=reason)
     return [SoldUnitsReturned(reservation_id=rid, sku=sku, user=sold.user, qty=sold.qty,
                               amount_cents=sum(sold.unit_prices), reason=command.reason,
@@ -363,11 +363,9 @@ def evolve(state: SkuState, event: SkuEvent) -> SkuState:
         case ReservationConfirmed(qty=qty):
             rid = event.reservation_id
             held = state.reservations.get(rid)
-            sold = state.sold_reservations if held is None else state.sold_reservations.set(rid, held)
             return replace(state, reserved=state.reserved - qty, sold=state.sold + qty,
                            reservations=_without(state.reservations, rid),
-                           confirmed=state.confirmed.set(rid, event.user),
-                           sold_reservations=sold)
+                           confirmed=state.confirmed.set(rid, held or _unheld(event)))
         case ReservationReleased() | ReservationExpired():
             return _returned(state, event.reservation_id)
         case ReservationVoided():
@@ -394,14 +392,19 @@ def evolve(state: SkuState, event: SkuEvent) -> SkuState:
 
 def _sold_returned(state: SkuState, reservation_id: str) -> SkuState:
     """The state after a sold reservation's units go back to the shelf and their tiers."""
-    sold = state.sold_reservations.get(reservation_id)
+    sold = state.confirmed.get(reservation_id)
     if sold is None:
         return state
     return replace(state, available=state.available + sold.qty, sold=state.sold - sold.qty,
                    tier_taken=_moved(state.tier_taken, sold.tiers, -1),
-                   sold_reservations=_without(state.sold_reservations, reservation_id),
                    returned=state.returned.set(reservation_id, sold.qty),
                    per_user=_counted(state.per_user, sold.user, -sold.qty))
+
+
+def _unheld(event: ReservationConfirmed) -> Reservation:
+    """What a confirmation of a reservation not held says it sold (evolve is total: the
+    decider never confirms one; its units have no tiers to give back)."""
+    return Reservation(user=event.user, qty=event.qty, unit_prices=(), tiers=(), deadline=0)
 
 
 def _returned(state: SkuState, reservation_id: str) -> SkuState:

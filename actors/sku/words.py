@@ -419,9 +419,8 @@ class SetAsideNotHeld(Rejection):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NotSold(Rejection):
     """The reservation's units cannot be returned: `reason` is `held` (reserved, not yet
-    confirmed: release it instead), `voided` (its cancel closed the id),
-    `unknown_reservation` (nothing was ever sold under this id here) or `units_unknown`
-    (confirmed before a snapshot that did not keep what it sold)."""
+    confirmed: release it instead), `voided` (its cancel closed the id) or
+    `unknown_reservation` (nothing was ever sold under this id here)."""
 
     sku: str
     reservation_id: str

@@ -208,7 +208,7 @@ class SkuMachine(RuleBasedStateMachine):
                                           now=self.now))
         if isinstance(result, Rejection):
             assert isinstance(result, (NotSold, UnknownSku)), result
-            assert rid not in before.sold_reservations
+            assert rid not in before.confirmed
         elif not result:
             assert rid in before.returned
 
