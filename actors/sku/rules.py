@@ -187,7 +187,7 @@ def _reserve(command: ReserveStock, state: SkuState) -> list[SkuEvent] | Rejecti
         return SaleNotOpen(sku=sku, now=now, start=state.start, end=state.end)
     if command.reservation_id in state.voided:
         return VoidedBeforeTry(sku=sku, reservation_id=command.reservation_id)
-    if command.reservation_id in state.reservations:
+    if command.reservation_id in state.reservations or command.reservation_id in state.confirmed:
         return DuplicateReservation(sku=sku, reservation_id=command.reservation_id)
     held = state.per_user.get(command.user, 0)
     if state.per_user_limit and held + qty > state.per_user_limit:

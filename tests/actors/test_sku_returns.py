@@ -140,3 +140,16 @@ def test_a_malformed_return_is_invalid():
     result = sku_decider.decide(ReturnSoldUnits(reservation_id="o1/0", sku=SKU, reason=None,
                                                 now=NOW), on_sale(reserved(), confirmed()).state)
     assert isinstance(result, InvalidCommand), result
+
+
+@pytest.mark.parametrize("history", [(reserved(), confirmed()),
+                                     (reserved(), confirmed(), returned())],
+                         ids=["sold", "sold_then_returned"])
+def test_a_sold_reservation_id_cannot_be_reserved_again(history):
+    """A reservation id that was sold (and maybe returned) is refused as DuplicateReservation,
+    so a retry under a new command id never sells its units twice."""
+    from saleday.actors.sku import DuplicateReservation
+
+    again = ReserveStock(reservation_id="o1/0", user="alice", sku=SKU, qty=1, deadline=DEADLINE,
+                         now=NOW + 20)
+    on_sale(*history).when(again).then_rejected(DuplicateReservation, reservation_id="o1/0")
