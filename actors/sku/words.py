@@ -391,7 +391,7 @@ class VoidedBeforeTry(Rejection):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DuplicateReservation(Rejection):
-    """A reservation with this id is already held."""
+    """A reservation with this id is already held, or was sold (and maybe returned)."""
 
     sku: str
     reservation_id: str
