@@ -34,6 +34,7 @@ from saleday.http import (
     warroom,
 )
 from saleday.http.edge import Api, wall_ms
+from saleday.http.lean import LeanLane
 from saleday.http.models import Health
 from saleday.http.problems import TITLES, ApiProblem, snake
 from saleday.http.settings import HttpSettings
@@ -88,6 +89,7 @@ def create_app(gateway: Any, *, settings: HttpSettings, views: Any = None,
     app.add_exception_handler(ApiProblem, _problem)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_middleware(LeanLane, routes=routes_orders.lean_routes())   # inside the edge
     app.add_middleware(EdgeMiddleware)
     app.include_router(routes_shop.router)
     app.include_router(routes_orders.router)
