@@ -11,6 +11,7 @@ seeds had each class on, and every failing seed with the one command that reprod
 
 from __future__ import annotations
 
+import gc
 import json
 import multiprocessing
 import os
@@ -81,9 +82,26 @@ def _init(tmp: str) -> None:
 
 
 def _job(args: tuple[Scenario, int, str, str | None]) -> dict[str, Any]:
+    global _FROZEN
     scenario, seed, spec, ref = args
     assert _TMP is not None
-    return one_seed(scenario, seed, spec, _TMP, ref)
+    row = one_seed(scenario, seed, spec, _TMP, ref)
+    if not _FROZEN:
+        _freeze()
+        _FROZEN = True
+    return row
+
+
+_FROZEN = False
+
+
+def _freeze() -> None:
+    """After a worker's first seed (which imported everything a seed uses), move what is
+    left (modules, classes, caches) out of the cyclic GC's sight: each seed's full
+    collections then walk that seed's objects only, not the ~60,000 of the imports
+    (they cost a seed ~0.05-0.2 CPU s at 2,000 users)."""
+    gc.collect()
+    gc.freeze()
 
 
 def run(scenario: Scenario, *, seeds: int, first_seed: int = 0, spec: str = "swarm",
