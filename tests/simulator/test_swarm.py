@@ -342,6 +342,31 @@ def test_bench_dst_sums_up_seeds_and_lists_failing_ones_with_their_reproducer(mo
         "failures"][0]["reproduce"]
 
 
+def test_a_stopped_bench_dst_sums_up_the_seeds_that_finished_and_exits_130(tmp_path):
+    """SIGTERM (as Ctrl-C) stops `bench dst` on two workers: it sums up the seeds done,
+    says so, exits 130, and no worker prints a traceback or is left running."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    rows = tmp_path / "rows.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "saleday", "bench", "dst", "--seeds", "500",
+                             "--users", "60", "--workers", "2", "--rows", str(rows), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while (not rows.exists() or not rows.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    result = json.loads(out)
+    assert result["interrupted"] and 1 <= result["params"]["seeds"] < 500
+    assert "interrupted:" in err and "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert len(rows.read_text().splitlines()) >= result["params"]["seeds"]
+
+
 # -- what the swarm found ----------------------------------------------------------------------
 
 
