@@ -18,7 +18,18 @@ from tests.projections.audit_logs import audit
 T0 = 1_762_790_400_000
 
 
+def opening(*, qty: int) -> list:
+    """`qty` units of sku-1 on sale at ¥99 for 30 days, and ann a diamond member."""
+    return [AddStock(sku="sku-1", qty=qty, now=T0),
+            ConfigureSale(sku="sku-1", tiers=((0, 9_900),), per_user_limit=0, start=T0,
+                          end=T0 + 30 * DAY_MS, now=T0),
+            SetPrice(sku="sku-1", price_cents=9_900, now=T0),
+            ChangeTier(user="ann", tier="diamond", rule="test", now=T0)]
+
+
 def test_the_follower_earns_points_and_refunds_a_drop_once(tmp_path):
+    """A paid order with an e-invoice earns double points, a later price drop is refunded
+    to the diamond member once, and a follower started again records nothing twice."""
     url = f"sqlite:///{tmp_path}/events.db"
     store = open_store(url)
     clock = {"now": T0}
@@ -26,12 +37,7 @@ def test_the_follower_earns_points_and_refunds_a_drop_once(tmp_path):
                          partitions=8, clock=lambda: clock["now"], autoflush=True)
 
     async def day() -> tuple[int, int, int, int]:
-        await shards.submit_many([
-            AddStock(sku="sku-1", qty=5, now=T0),
-            ConfigureSale(sku="sku-1", tiers=((0, 9_900),), per_user_limit=0, start=T0,
-                          end=T0 + 30 * DAY_MS, now=T0),
-            SetPrice(sku="sku-1", price_cents=9_900, now=T0),
-            ChangeTier(user="ann", tier="diamond", rule="test", now=T0)])
+        await shards.submit_many(opening(qty=5))
         co = Checkout(shards)
         placed = await co.place(order_id="o-1", user="ann", lines=(("sku-1", 2),), now=T0 + 1,
                                 invoice=("electronic", "ACME", "9131"))
@@ -71,12 +77,7 @@ def test_a_refunded_order_earns_no_points_and_is_not_protected(tmp_path):
                          partitions=8, clock=lambda: clock["now"], autoflush=True)
 
     async def day() -> list[str]:
-        await shards.submit_many([
-            AddStock(sku="sku-1", qty=1, now=T0),
-            ConfigureSale(sku="sku-1", tiers=((0, 9_900),), per_user_limit=0, start=T0,
-                          end=T0 + 30 * DAY_MS, now=T0),
-            SetPrice(sku="sku-1", price_cents=9_900, now=T0),
-            ChangeTier(user="ann", tier="diamond", rule="test", now=T0)])
+        await shards.submit_many(opening(qty=1))
         co = Checkout(shards)
         late = await co.place(order_id="o-1", user="ann", lines=(("sku-1", 1),), now=T0 + 1)
         clock["now"] = T0 + co.payment_window_ms + co.grace_ms + 10   # o-1's hold runs out
