@@ -144,6 +144,9 @@ def seal(stream: str, version: int, prev_hash: bytes, events: Sequence[NewEvent]
     """Give `events` the versions after `version` and chain them from `prev_hash`."""
     if not events:
         raise InvalidAppend(f"stream {stream!r}: a commit needs at least one event")
+    if len(events) == 1:   # most commits of a shard's small batches
+        sealed = _seal_one(stream, version, prev_hash, events[0])
+        return sealed if sealed is not None else _seal_each(stream, version, prev_hash, events)
     sealed = _seal_columns(stream, version, prev_hash, events)
     return sealed if sealed is not None else _seal_each(stream, version, prev_hash, events)
 
@@ -209,6 +212,35 @@ def _seal_columns(stream: str, version: int, prev_hash: bytes,
     bodies.insert(0, _array_header(n))
     return SealedCommit(stream, version + 1, version + n, prev_hash, h, b"".join(hashes),
                         b"".join(bodies), list(dict.fromkeys(cids)))
+
+
+_HEADER_1 = _array_header(1)
+
+
+def _seal_one(stream: str, version: int, prev_hash: bytes, ev: NewEvent) -> SealedCommit | None:
+    """`_seal_columns` for a commit of one event, without the per-column machinery: the
+    same checks on the same fields, the payload canonical as it is. None when anything
+    needs a closer look (`_seal_each` then seals it, or says what is wrong)."""
+    if type(ev) is not NewEvent:
+        return None
+    kind, schema, at, cid, corr, cause, data = _ROW_FIELDS(ev)
+    if not (type(kind) is str and kind and type(schema) is int and schema > 0
+            and type(at) is int and at >= 0
+            and type(cid) is str and cid and "\x00" not in cid
+            and type(corr) is str and type(cause) is str and type(data) is dict
+            and (tuple(data) in _SORTED_KEYS or _keys_sorted((data,)))):
+        return None
+    for value in data.values():
+        if type(value) not in _SCALAR_TYPES and not (
+                type(value) in _SEQ_TYPES and _SCALAR_TYPES.issuperset(map(type, value))):
+            return None
+    v = version + 1
+    try:
+        body = _packb((stream, v, kind, schema, at, cid, corr, cause, data))
+    except (OverflowError, TypeError, ValueError):
+        return None
+    h = blake2b(prev_hash + body, digest_size=HASH_SIZE).digest()
+    return SealedCommit(stream, v, v, prev_hash, h, h, _HEADER_1 + body, [cid])
 
 
 def _seal_each(stream: str, version: int, prev_hash: bytes, events: Sequence[NewEvent]) -> SealedCommit:
@@ -480,6 +512,8 @@ def _verified_rows(stream: str, commit: StoredCommit, version: int, head_hash: b
     `rows_ok`, else as envelopes). Anything amiss returns None: the caller then asks
     `_verify_stored` where and why.
     """
+    if commit.last_version == commit.first_version and commit.body[:5] == _HEADER_1:
+        return _verified_one(stream, commit, version, head_hash, rows_ok)
     if not _bulk_verified(_row_lead(stream), commit, version, head_hash):
         return None
     try:
@@ -494,3 +528,28 @@ def _verified_rows(stream: str, commit: StoredCommit, version: int, head_hash: b
         return list(rows), hashes[-HASH_SIZE:]
     hs = [hashes[i:i + HASH_SIZE] for i in range(0, n * HASH_SIZE, HASH_SIZE)]
     return [_new(Envelope, r + (p, h)) for r, p, h in zip(rows, [commit.prev_hash, *hs[:-1]], hs)], hs[-1]
+
+
+def _verified_one(stream: str, commit: StoredCommit, version: int, head_hash: bytes,
+                  rows_ok: bool) -> tuple[list, bytes] | None:
+    """`_verified_rows` for a commit of one event laid out as a writer lays it out (the
+    5-byte array header, then the event): the same checks without walking the body. The
+    body unpacks to one event only if the bytes after the header are exactly that event,
+    so they are the bytes hashed."""
+    first, body, hashes = commit.first_version, commit.body, commit.hashes
+    if first != version + 1 or commit.prev_hash != head_hash or len(hashes) != HASH_SIZE:
+        return None
+    if not body.startswith(_row_lead(stream) + _packb(first), 5):
+        return None
+    if blake2b(head_hash + body[5:], digest_size=HASH_SIZE).digest() != hashes:
+        return None
+    try:
+        rows = msgpack.unpackb(body, use_list=False, raw=False)
+    except Exception:  # noqa: BLE001 - msgpack raises several unrelated types on bad bytes
+        return None
+    if (type(rows) is not tuple or len(rows) != 1 or type(rows[0]) is not tuple
+            or len(rows[0]) != _ROW or type(rows[0][8]) is not dict):
+        return None
+    if rows_ok:
+        return list(rows), hashes
+    return [_new(Envelope, rows[0] + (head_hash, hashes))], hashes

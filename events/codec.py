@@ -66,6 +66,12 @@ def decode_commit(stream: str, first: int, last: int, prev_hash: bytes, hashes: 
     if type(rows) is not tuple or len(rows) != n:
         raise CorruptRecordError(stream, first, f"commit {first}..{last} holds "
                                  f"{len(rows) if type(rows) is tuple else 'no'} events, not {n}")
+    if n == 1:   # most commits of a shard's small batches
+        row = rows[0]
+        if (type(row) is tuple and len(row) == _FIELDS and row[1] == first and row[0] == stream
+                and type(row[8]) is dict):
+            return [_new(Envelope, row + (prev_hash, hashes))]
+        raise _misplaced(stream, first, rows)
     size = HASH_SIZE
     hs = [hashes[i:i + size] for i in range(0, n * size, size)]
     try:

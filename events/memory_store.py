@@ -191,7 +191,11 @@ class MemoryEventStore(StoreBase):
             if s is None:
                 return iter(())
             start = bisect.bisect_left(s.lasts, from_version)
-            return iter(s.commits[start:])
+            end = len(s.commits)
+        # The list only grows: the commits up to `end` are the ones there now, without
+        # copying the stream's tail (a read of one event near the start stays cheap).
+        commits = s.commits
+        return (commits[i] for i in range(start, end))
 
     def close(self) -> None:
         """Nothing to release: the log stays in memory until `drop(name)`."""

@@ -170,9 +170,17 @@ def check_stream(stream: object) -> str:
     """
     if type(stream) is not str:
         raise InvalidStreamName(stream, "must be a str")
+    if stream in _CHECKED:   # a shard names its one stream on every call
+        return stream
     if not _STREAM_NAME.fullmatch(stream):
         raise InvalidStreamName(stream, "use 1-200 of A-Z a-z 0-9 _ . : | - (starting alnum)")
+    if len(_CHECKED) < 65_536:
+        _CHECKED.add(stream)
     return stream
+
+
+_CHECKED: set[str] = set()
+"""Stream names found valid (a bounded cache: the same few names come on every call)."""
 
 
 def check_expected(stream: str, expected_version: int | None, epoch: int | None = None) -> None:

@@ -8,7 +8,8 @@
              SpendPoints (last) -> paid;
              a hold or lock that ran out first: take it again and confirm it -> paid,
              else (or when the points' hold lapsed) RefundOrder (order) ->
-             ReleaseReservation, UnlockCoupon, ReleasePoints -> refunded
+             ReleaseReservation (or ReturnSoldUnits, for a line confirmed already),
+             UnlockCoupon then ReturnCoupon, ReleasePoints -> refunded
     cancel:  CancelOrder (order) first, then ReleaseReservation per line (naming the
              order's user, the reservations' owner), UnlockCoupon, ReleasePoints
 
@@ -27,12 +28,14 @@ gone is reserved again under the same reservation id and confirmed, if the stock
 there at the prices the order was placed at; a coupon whose lock ran out is locked again
 for the order and redeemed. If anything cannot be taken again (sold out, the price moved,
 the coupon used or lapsed), the order is refunded (`RefundOrder`: paid -> refunded, all it
-captured goes back), what it still holds is released, and the user's record says
-refunded. Each step is a command under its own id (`<order>/rehold/<line>`,
+captured goes back), what it still holds is released, the units its lines had confirmed
+already go back on the shelf (`ReturnSoldUnits`), a coupon it redeemed goes back to the
+wallet if still valid (`ReturnCoupon`; docs/DESIGN_NOTES.md says why), the member
+follower takes back its points (flows/points.py), and the user's record says refunded.
+Each step is a command under its own id (`<order>/rehold/<line>`,
 `<order>/reconfirm/<line>`, `<order>/relock/coupon`, `<order>/reconfirm/coupon`,
-`<order>/refund`, `<order>/refund/<line>`, ...), so driving it again does nothing twice.
-Not built: units already confirmed on the order's other lines (and a coupon already
-redeemed) stay with the refunded order; a return to stock is not modelled.
+`<order>/refund`, `<order>/refund/<line>`, `<order>/return/<line>`,
+`<order>/return/coupon`, ...), so driving it again does nothing twice.
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ from saleday.actors.session import (
     LockCoupon,
     RedeemCoupon,
     RelockCoupon,
+    ReturnCoupon,
     TrackOrder,
     UnlockCoupon,
 )
@@ -76,6 +80,7 @@ from saleday.actors.sku import (
     ConfirmReservation,
     ReleaseReservation,
     ReserveStock,
+    ReturnSoldUnits,
 )
 from saleday.flows.gateway import Gateway
 
@@ -333,13 +338,10 @@ class Checkout:
                                       oid, "refund")
         if not isinstance(refunded, Accepted):
             return _refused(oid, refunded)
-        steps = [self._submit(ReleaseReservation(reservation_id=f"{oid}/{i}", sku=sku,
-                                                 user=order.user, reason=reason, now=now),
-                              oid, f"refund/{i}")
+        steps = [self._give_back_line(order, i, sku, reason, now)
                  for i, (sku, _) in enumerate(order.lines)]
         if order.coupon_id:
-            steps.append(self._submit(UnlockCoupon(user=order.user, coupon_id=order.coupon_id,
-                                                   order_id=oid, now=now), oid, "refund/coupon"))
+            steps.append(self._give_back_coupon(order, now))
         if order.points:
             steps.append(self._submit(ReleasePoints(user=order.user, hold_id=oid, reason=reason,
                                                     now=now), oid, "refund/points"))
@@ -349,6 +351,31 @@ class Checkout:
         await asyncio.gather(*steps)
         return CheckoutResult(order_id=oid, status="refunded", total_cents=order.total_cents,
                               reason=f"{reason} ({'; '.join(lost)})")
+
+    async def _give_back_line(self, order: Any, i: int, sku: str, reason: str,
+                              now: int) -> Any:
+        """A refunded order's line goes back to the shelf: released if it is still held
+        (`<order>/refund/<line>`), its sold units returned if it was confirmed
+        (`<order>/return/<line>`)."""
+        oid = order.order_id
+        released = await self._submit(ReleaseReservation(reservation_id=f"{oid}/{i}", sku=sku,
+                                                         user=order.user, reason=reason, now=now),
+                                      oid, f"refund/{i}")
+        if getattr(released, "code", "") != "already_confirmed":
+            return released
+        return await self._submit(ReturnSoldUnits(reservation_id=f"{oid}/{i}", sku=sku,
+                                                  reason=reason, now=now),
+                                  oid, f"return/{i}")
+
+    async def _give_back_coupon(self, order: Any, now: int) -> Any:
+        """A refunded order's coupon goes back to the wallet: unlocked if it is still locked
+        (`<order>/refund/coupon`), returned if the order redeemed it and it is still valid
+        (`<order>/return/coupon`; refused, and left redeemed, otherwise)."""
+        oid = order.order_id
+        await self._submit(UnlockCoupon(user=order.user, coupon_id=order.coupon_id,
+                                        order_id=oid, now=now), oid, "refund/coupon")
+        return await self._submit(ReturnCoupon(user=order.user, coupon_id=order.coupon_id,
+                                               order_id=oid, now=now), oid, "return/coupon")
 
     # -- cancel -------------------------------------------------------------------------
 

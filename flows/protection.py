@@ -10,8 +10,11 @@ Each (paid line, later drop) pair is seen once, when the second of the two arriv
 becomes a `ClaimPriceProtection` for the member, with the command id
 `protect:<order>:<sku>:<price stream>:<version>`. Only pairs that can pay are claimed: the
 drop at or after the payment, within the longest protection period, below some unit's
-price. The member decider then decides: the tier it had when it paid, its period, and
-once per line.
+price. An order refunded as a whole (`orders.order_refunded`) has nothing paid left to
+protect: its lines are dropped, so no drop seen later claims for it (and the member
+decider refuses a claim for it, "order_refunded", once the member follower's
+`TakeBackPoints` has told it). The member decider then decides: the tier it had when it
+paid, its period, and once per line.
 
 `on_request(order_id, now)` is the claim a member makes for one paid order: each line
 against its SKU's current price. Imported history has no lines, so it is never protected.
@@ -25,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from saleday.actors.member import DAY_MS, PROTECTION_DAYS, ClaimPriceProtection
-from saleday.actors.order import CheckoutStarted, OrderPlaced, PaymentCaptured
+from saleday.actors.order import CheckoutStarted, OrderPlaced, OrderRefunded, PaymentCaptured
 from saleday.actors.price import PriceChanged
 
 Claim = tuple[str, ClaimPriceProtection]
@@ -73,6 +76,8 @@ class PriceProtection:
                 self._prices[event.order_id] = event.line_prices
             case PaymentCaptured():
                 return self._paid(event.order_id, env.recorded_at)
+            case OrderRefunded():
+                self._refunded(event.order_id)
             case PriceChanged():
                 return self._changed(event, f"{env.stream}:{env.version}")
         return []
@@ -90,6 +95,11 @@ class PriceProtection:
             claims += [self._claim(line, drop) for drop in self.drops.get(sku, ())
                        if self._may_pay(line, drop)]
         return claims
+
+    def _refunded(self, order_id: str) -> None:
+        """Forget the paid lines of an order refunded as a whole."""
+        for line in self.paid.pop(order_id, ()):
+            self.lines[line.sku] = [kept for kept in self.lines[line.sku] if kept is not line]
 
     def _changed(self, event: PriceChanged, key: str) -> list[Claim]:
         sku = event.sku

@@ -173,9 +173,10 @@ class SqliteCheckpoints:
                     "INSERT INTO rows (checkpoint, view, tbl, key, value) VALUES (?, ?, ?, ?, ?)"
                     " ON CONFLICT (checkpoint, view, tbl, key) DO UPDATE SET value = excluded.value",
                     upserts)
-                conn.executemany(
-                    "DELETE FROM rows WHERE checkpoint = ? AND view = ? AND tbl = ? AND key = ?",
-                    deletes)
+                if deletes:   # most batches delete no row: one statement less
+                    conn.executemany(
+                        "DELETE FROM rows WHERE checkpoint = ? AND view = ? AND tbl = ? AND key = ?",
+                        deletes)
                 conn.executemany(
                     "INSERT INTO positions (checkpoint, stream, version) VALUES (?, ?, ?)"
                     " ON CONFLICT (checkpoint, stream) DO UPDATE SET version = excluded.version",

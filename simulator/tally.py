@@ -55,7 +55,7 @@ class SaleTally(View):
         elif t == "inventory.stock_reserved":
             delta = -d["qty"]
         elif t in ("inventory.reservation_released", "inventory.reservation_expired",
-                   "inventory.set_aside_returned"):
+                   "inventory.set_aside_returned", "inventory.sold_units_returned"):
             delta = d["qty"]
         elif t == "inventory.stock_set_aside":
             delta = -d["qty"]

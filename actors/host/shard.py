@@ -164,8 +164,7 @@ class ShardHost(DedupRecord, Snapshots, Causes):
             if not envelopes:
                 return replayed
             accepted: dict[str, list[int]] = {}
-            for env in envelopes:
-                event = registry.decode(env)
+            for env, event in zip(envelopes, registry.decode_all(envelopes)):
                 entity = decider.entity_of(event)
                 state = self.states.get(entity)
                 if state is None:

@@ -7,7 +7,8 @@ had at that moment (`MemberState.tier_at`): price protection refunds a paid line
 drop once, within the period of the tier the member had when it paid. The points ledger earns per paid order
 (double for an electronic invoice), holds points for an order at checkout (spent when
 it is paid, given back when it is not), redeems and expires by a timer, and its balance
-is never negative.
+is never negative. An order refunded after it was paid takes back what is left of the
+points it earned, and is protected no more.
 
 One decider in three modules:
 
@@ -58,11 +59,13 @@ from saleday.actors.member.words import (
     PointsNotHeld,
     PointsRedeemed,
     PointsReleased,
+    PointsTakenBack,
     PriceProtectionRefunded,
     RecordOrder,
     RedeemPoints,
     ReleasePoints,
     SpendPoints,
+    TakeBackPoints,
     TierChanged,
 )
 
@@ -74,7 +77,7 @@ __all__ = [
     "COMMANDS", "DAY_MS", "INVOICES", "PROTECTION_DAYS", "SOURCES", "TIERS", "ChangeTier",
     "ChooseInvoice", "ClaimPriceProtection", "EarnPoints", "ExpirePoints", "HoldPoints",
     "InsufficientPoints", "PointsHeld", "PointsNotHeld", "PointsReleased", "ReleasePoints",
-    "SpendPoints",
+    "SpendPoints", "PointsTakenBack", "TakeBackPoints",
     "InvoiceChosen", "MemberCommand", "MemberEvent", "MemberState", "NotProtected", "OrderRecorded",
     "PointsEarned", "PointsExpired", "PointsRedeemed", "PriceProtectionRefunded", "RecordOrder",
     "RedeemPoints", "TierChanged", "deadline_of", "decide", "entity_of", "evolve", "expire",

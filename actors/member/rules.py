@@ -41,7 +41,16 @@
   `until`): every lot with `expires_at <= now` lapses with what is left of it, and every
   hold with `until <= now` is released ("hold_expired").
 
-The ledger adds up: balance (the lots) + held = earned - redeemed - expired, balance >= 0.
+- `TakeBackPoints` (the member follower, once a paid order was refunded,
+  `orders.order_refunded`): records `PointsTakenBack` once per order ref, taking out of
+  the balance what is left of the points that order earned (its lot: not yet redeemed,
+  held or expired; 0 when it earned none). Points of it already spent stay spent: the
+  discount they bought went to another order, and other lots are not touched. From then
+  on `EarnPoints` for the ref decides nothing and `ClaimPriceProtection` for it is
+  `NotProtected` ("order_refunded"). A repeat decides nothing.
+
+The ledger adds up: balance (the lots) + held = earned - redeemed - expired - taken back,
+balance >= 0.
 
 The words (commands, events, refusals) are `actors/member/words.py`'s, the state
 `actors/member/state.py`'s; `actors/member/__init__.py` makes them the `member_decider`.
@@ -80,11 +89,13 @@ from saleday.actors.member.words import (
     PointsNotHeld,
     PointsRedeemed,
     PointsReleased,
+    PointsTakenBack,
     PriceProtectionRefunded,
     RecordOrder,
     RedeemPoints,
     ReleasePoints,
     SpendPoints,
+    TakeBackPoints,
     Taken,
     TierChanged,
 )
@@ -135,6 +146,8 @@ def decide(command: MemberCommand, state: MemberState) -> list[MemberEvent] | Re
             return _spend(command, state)
         case ReleasePoints():
             return _release(command.user, command.hold_id, command.reason, command.now, state)
+        case TakeBackPoints():
+            return _take_back(command, state)
         case _:
             return _INTAKE.not_taken(command)
 
@@ -192,8 +205,8 @@ def _earn(command: EarnPoints, state: MemberState) -> list[MemberEvent] | Reject
     if not 1 <= command.valid_days <= MAX_VALID_DAYS:
         return InvalidCommand(reason=f"valid_days must be 1..{MAX_VALID_DAYS}, "
                                      f"not {command.valid_days}")
-    if command.order_ref in state.earnings:
-        return []
+    if command.order_ref in state.earnings or command.order_ref in state.taken_back:
+        return []   # earned once already, or refunded: nothing to earn
     points = points_for(command.amount_cents, command.invoice, command.points_per_yuan)
     expires_at = command.now + command.valid_days * DAY_MS
     if points > INT64_MAX or state.earned + points > INT64_MAX or expires_at > INT64_MAX:
@@ -203,6 +216,15 @@ def _earn(command: EarnPoints, state: MemberState) -> list[MemberEvent] | Reject
     return [PointsEarned(user=command.user, order_ref=command.order_ref,
                          amount_cents=command.amount_cents, invoice=command.invoice,
                          points=points, earned_at=command.now, expires_at=expires_at)]
+
+
+def _take_back(command: TakeBackPoints, state: MemberState) -> list[MemberEvent]:
+    ref = command.order_ref
+    if ref in state.taken_back:
+        return []
+    left = sum(points for lot_ref, points, _ in state.lots if lot_ref == ref)
+    return [PointsTakenBack(user=command.user, order_ref=ref, earned=state.earnings.get(ref, 0),
+                            points=left, reason=command.reason, taken_back_at=command.now)]
 
 
 def _redeem(command: RedeemPoints, state: MemberState) -> list[MemberEvent] | Rejection:
@@ -335,6 +357,8 @@ def _protect(command: ClaimPriceProtection, state: MemberState) -> list[MemberEv
 
     if f"{command.order_ref}\x1f{command.sku}" in state.protected:
         return refused("already_refunded")
+    if command.order_ref in state.taken_back:
+        return refused("order_refunded")
     refund = sum(max(0, unit - command.price_cents) for unit in units)
     if refund == 0:
         return refused("no_drop")
@@ -405,6 +429,9 @@ def evolve(state: MemberState, event: MemberEvent) -> MemberState:
             return replace(state, protected=state.protected.set(key, event.refund_cents))
         case InvoiceChosen():
             return replace(state, invoices=state.invoices.set(event.order_ref, event.invoice))
+        case PointsTakenBack():
+            return replace(state, lots=_take(state.lots, {event.order_ref: event.points}),
+                           taken_back=state.taken_back.set(event.order_ref, event.points))
         case _:
             assert_never(event)
 

@@ -25,7 +25,8 @@ class MemberState:
     tier history `((since, tier), ...)` in time order ("regular" before the first).
     The ledger: `lots` holds what is left of each earning, `earned`, `redeemed` and
     `expired` the totals, `redemptions` each redemption id's points, `holds` the points
-    orders set aside; `sum(lot points) + held == earned - redeemed - expired`, and
+    orders set aside, `taken_back` what refunded orders took back;
+    `sum(lot points) + held == earned - redeemed - expired - sum(taken_back)`, and
     neither the balance nor a hold is ever negative.
     """
 
@@ -47,6 +48,9 @@ class MemberState:
     aside at checkout, out of the balance and not yet redeemed."""
     released: immutables.Map[str, int] = immutables.Map()
     """Hold id -> the points that went back when the hold was released."""
+    taken_back: immutables.Map[str, int] = immutables.Map()
+    """Refunded order ref -> the points taken back from its lot (`PointsTakenBack`): it
+    earns no points and is not price-protected."""
 
     @property
     def tier(self) -> str:

@@ -159,12 +159,24 @@ class ReleasePoints:
     now: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TakeBackPoints:
+    """The paid order `order_ref` was refunded (`reason`): the points it earned and that
+    are still in its lot go, and the order earns none and is protected no more."""
+
+    user: str
+    order_ref: str
+    reason: str
+    now: int
+
+
 MemberCommand = (RecordOrder | ChangeTier | EarnPoints | RedeemPoints | ExpirePoints
                  | ClaimPriceProtection | ChooseInvoice | HoldPoints | SpendPoints
-                 | ReleasePoints)
+                 | ReleasePoints | TakeBackPoints)
 
 COMMANDS = (RecordOrder, ChangeTier, EarnPoints, RedeemPoints, ExpirePoints,
-            ClaimPriceProtection, ChooseInvoice, HoldPoints, SpendPoints, ReleasePoints)
+            ClaimPriceProtection, ChooseInvoice, HoldPoints, SpendPoints, ReleasePoints,
+            TakeBackPoints)
 
 
 # --- events ---------------------------------------------------------------------------
@@ -290,8 +302,24 @@ class PointsReleased:
     released_at: int
 
 
+@event_type("members.points_taken_back")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PointsTakenBack:
+    """`order_ref` was refunded at `taken_back_at` (`reason`): of the `earned` points it
+    earned, the `points` still in its lot left the balance (0 when it earned none, or when
+    they were spent, held or expired already); it earns and is protected no more."""
+
+    user: str
+    order_ref: str
+    earned: int
+    points: int
+    reason: str
+    taken_back_at: int
+
+
 MemberEvent = (OrderRecorded | TierChanged | PointsEarned | PointsRedeemed | PointsExpired
-               | PriceProtectionRefunded | InvoiceChosen | PointsHeld | PointsReleased)
+               | PriceProtectionRefunded | InvoiceChosen | PointsHeld | PointsReleased
+               | PointsTakenBack)
 
 
 # --- rejections -----------------------------------------------------------------------
@@ -320,8 +348,9 @@ class PointsNotHeld(Rejection):
 class NotProtected(Rejection):
     """The line is not price-protected: `reason` is `no_drop` (the price is not below what
     was paid), `tier_not_protected` (the member's tier when it paid has no protection),
-    `outside_period` (the drop came before the payment or after the period), or
-    `already_refunded` (the line was refunded once already)."""
+    `outside_period` (the drop came before the payment or after the period),
+    `already_refunded` (the line was refunded once already) or `order_refunded` (the whole
+    order was refunded: nothing paid is left to protect)."""
 
     user: str
     order_ref: str

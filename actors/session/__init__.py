@@ -49,8 +49,10 @@ from saleday.actors.session.coupons import (
     CouponLockVoided,
     CouponNotFound,
     CouponNotLocked,
+    CouponNotRedeemed,
     CouponReceived,
     CouponRedeemed,
+    CouponReturned,
     CouponUnlocked,
     ExpireCoupons,
     LockCoupon,
@@ -60,6 +62,7 @@ from saleday.actors.session.coupons import (
     ReceiveCoupon,
     RedeemCoupon,
     RelockCoupon,
+    ReturnCoupon,
     UnlockCoupon,
 )
 from saleday.actors.session.exposure import (
@@ -94,11 +97,11 @@ from saleday.actors.session.tracking import (
 from saleday.actors.session.wallet import Coupon, CouponStatus, Wallet
 
 SessionCommand = (StartSession | ReceiveCoupon | LockCoupon | RedeemCoupon | UnlockCoupon
-                  | RelockCoupon | ExpireCoupons | TrackOrder | RecordPush | ReportLocation | RecordBehaviour
+                  | RelockCoupon | ReturnCoupon | ExpireCoupons | TrackOrder | RecordPush | ReportLocation | RecordBehaviour
                   | RecordExposure)
 
 SessionEvent = (SessionStarted | ReferralAttributed | CouponReceived | CouponLocked
-                | CouponRedeemed | CouponUnlocked | CouponLockVoided | CouponLapsed
+                | CouponRedeemed | CouponUnlocked | CouponLockVoided | CouponLapsed | CouponReturned
                 | OrderStatusChanged | PushDelivered | StoreVisited | BehaviourRecorded
                 | ExposureRecorded)
 
@@ -137,7 +140,7 @@ class SessionState:
 _INTAKE = Intake(
     "session",
     (StartSession, ReceiveCoupon, LockCoupon, RedeemCoupon, UnlockCoupon, RelockCoupon,
-     ExpireCoupons,
+     ReturnCoupon, ExpireCoupons,
      TrackOrder, RecordPush, ReportLocation, RecordBehaviour, RecordExposure),
     entity="user", optional_strs=referral.MAY_BE_EMPTY,
     non_negative=(*referral.NON_NEGATIVE, *wallet.NON_NEGATIVE, *tracking.NON_NEGATIVE,
@@ -164,7 +167,8 @@ __all__ = [
     "ACTIONS", "COMMANDS", "DAY_MS", "AssignmentChanged", "BehaviourRecorded", "ExposureRecorded",
     "Exposures", "RecordBehaviour", "RecordExposure", "MAX_PUSH_WINDOW_MS", "ORDER_STATUSES", "PUSH_KINDS", "Coupon",
     "CouponAlreadyRedeemed", "CouponExpired", "CouponInUse", "CouponLapsed", "CouponLocked",
-    "CouponLockVoided", "CouponNotFound", "CouponNotLocked", "CouponReceived",
+    "CouponLockVoided", "CouponNotFound", "CouponNotLocked", "CouponNotRedeemed", "CouponReceived",
+    "CouponReturned", "ReturnCoupon",
     "CouponRedeemed", "RelockCoupon", "CouponStatus", "CouponUnlocked", "ExpireCoupons", "FrequencyCapped",
     "InvalidOrderTransition", "LockCoupon", "LockNotExpired", "LockVoided", "MinimumSpendNotMet",
     "OrderStatus", "OrderStatusChanged", "Orders", "PushDelivered", "Pushes",

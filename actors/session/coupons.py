@@ -80,6 +80,17 @@ class RelockCoupon:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ReturnCoupon:
+    """The order that redeemed the coupon was refunded as a whole: the coupon goes back to
+    the wallet, if it is still valid at `now`."""
+
+    user: str
+    coupon_id: str
+    order_id: str
+    now: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ExpireCoupons:
     """Release every lock whose `until` is at or before `now`, then lapse every held (not
     locked, not redeemed) coupon whose validity ended by `now`."""
@@ -89,7 +100,7 @@ class ExpireCoupons:
 
 
 WalletCommand = (ReceiveCoupon | LockCoupon | RedeemCoupon | UnlockCoupon | RelockCoupon
-                 | ExpireCoupons)
+                 | ReturnCoupon | ExpireCoupons)
 
 
 # --- events ---------------------------------------------------------------------------
@@ -163,8 +174,22 @@ class CouponLapsed:
     coupon_id: str
 
 
+@event_type("sessions.coupon_returned")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CouponReturned:
+    """`order_id`, which redeemed the coupon (worth `value_cents`), was refunded: the coupon
+    is back in the wallet at `returned_at`, held, valid until `valid_until` as before."""
+
+    user: str
+    coupon_id: str
+    order_id: str
+    value_cents: int
+    valid_until: int
+    returned_at: int
+
+
 WalletEvent = (CouponReceived | CouponLocked | CouponRedeemed | CouponUnlocked
-               | CouponLockVoided | CouponLapsed)
+               | CouponLockVoided | CouponLapsed | CouponReturned)
 
 
 # --- rejections -----------------------------------------------------------------------
@@ -241,3 +266,14 @@ class LockVoided(Rejection):
     user: str
     coupon_id: str
     order_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CouponNotRedeemed(Rejection):
+    """The coupon cannot go back for `order_id`: that order did not redeem it (it is
+    `status`, for another order or none)."""
+
+    user: str
+    coupon_id: str
+    order_id: str
+    status: str

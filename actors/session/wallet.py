@@ -27,6 +27,15 @@ again when that lock ended "lock_expired" (never one cancelled or voided) and th
 is held and still valid; it is refused otherwise (`LockNotExpired`, `CouponInUse`,
 `CouponAlreadyRedeemed`, `CouponExpired`), and the checkout then refunds the order.
 
+A paid order refunded as a whole gives its redeemed coupon back (`ReturnCoupon`, sent by
+the checkout's refund): a coupon redeemed by that order and still valid at `now` is held
+again (`CouponReturned`), for any order but that one to lock (its lock is closed,
+"returned"), and lapses at `valid_until` as before. Once: a repeat decides nothing. A
+coupon past its validity stays redeemed (`CouponExpired`: it could buy nothing), and one
+the order did not redeem is `CouponNotRedeemed`.
+
+     redeemed ──return (its order refunded, still valid)──▶ held
+
 Its commands, events and refusals are in `actors/session/coupons.py`. The part of the
 session decider that keeps timers; the session decider checks the command's fields and
 user first (`actors/session/__init__.py`). Pure: no I/O, clock, randomness or logging.
@@ -52,8 +61,10 @@ from saleday.actors.session.coupons import (
     CouponLockVoided,
     CouponNotFound,
     CouponNotLocked,
+    CouponNotRedeemed,
     CouponReceived,
     CouponRedeemed,
+    CouponReturned,
     CouponUnlocked,
     ExpireCoupons,
     LockCoupon,
@@ -63,6 +74,7 @@ from saleday.actors.session.coupons import (
     ReceiveCoupon,
     RedeemCoupon,
     RelockCoupon,
+    ReturnCoupon,
     UnlockCoupon,
     WalletCommand,
     WalletEvent,
@@ -108,8 +120,8 @@ class Wallet:
     """The user's coupons, and the locks that are over.
 
     `closed_locks` maps each `(coupon_id, order_id)` whose lock is over to how it ended:
-    "voided" (cancelled before it was tried), "cancelled" or "lock_expired"; none of them
-    can lock again.
+    "voided" (cancelled before it was tried), "cancelled", "lock_expired" or "returned"
+    (redeemed, then given back when the order was refunded); none of them can lock again.
     """
 
     coupons: immutables.Map[str, Coupon]
@@ -136,6 +148,8 @@ def decide(command: WalletCommand, state: Wallet) -> list[WalletEvent] | Rejecti
             return _unlock(command, state)
         case RelockCoupon():
             return _relock(command, state)
+        case ReturnCoupon():
+            return _return(command, state)
         case ExpireCoupons():
             return _expire_due(command, state)
         case _:
@@ -243,6 +257,23 @@ def _expire_due(command: ExpireCoupons, state: Wallet) -> list[WalletEvent]:
     return events
 
 
+def _return(command: ReturnCoupon, state: Wallet) -> list[WalletEvent] | Rejection:
+    user, coupon_id, order_id = command.user, command.coupon_id, command.order_id
+    if state.closed_locks.get((coupon_id, order_id)) == "returned":
+        return []
+    coupon = state.coupons.get(coupon_id)
+    if coupon is None:
+        return CouponNotFound(user=user, coupon_id=coupon_id)
+    if coupon.status != REDEEMED or coupon.order_id != order_id:
+        return CouponNotRedeemed(user=user, coupon_id=coupon_id, order_id=order_id,
+                                 status=str(coupon.status))
+    if command.now >= coupon.valid_until:
+        return CouponExpired(user=user, coupon_id=coupon_id, valid_until=coupon.valid_until)
+    return [CouponReturned(user=user, coupon_id=coupon_id, order_id=order_id,
+                           value_cents=coupon.value_cents, valid_until=coupon.valid_until,
+                           returned_at=command.now)]
+
+
 # --- evolve ---------------------------------------------------------------------------
 
 
@@ -271,6 +302,10 @@ def evolve(state: Wallet, event: WalletEvent) -> Wallet:
                 (event.coupon_id, event.order_id), "voided"))
         case CouponLapsed():
             return _coupon_now(state, event.coupon_id, LAPSED, "")
+        case CouponReturned():
+            state = replace(state, closed_locks=state.closed_locks.set(
+                (event.coupon_id, event.order_id), "returned"))
+            return _coupon_now(state, event.coupon_id, HELD, "")
         case _:
             assert_never(event)
 
@@ -291,10 +326,10 @@ def _coupon_now(state: Wallet, coupon_id: str, status: CouponStatus, order_id: s
 
 
 def deadline_of(event: WalletEvent) -> int | None:
-    """When a held coupon is due to lapse (on receipt, and again once it is unlocked), or a
-    lock is due to be released (`until`)."""
+    """When a held coupon is due to lapse (on receipt, and again once it is unlocked or
+    returned), or a lock is due to be released (`until`)."""
     match event:
-        case CouponReceived() | CouponUnlocked():
+        case CouponReceived() | CouponUnlocked() | CouponReturned():
             return event.valid_until
         case CouponLocked():
             return event.until
@@ -321,7 +356,7 @@ wallet_decider: Decider[WalletCommand, WalletEvent, Wallet] = Decider(
     kind="session.wallet", initial=lambda user: EMPTY, decide=decide, evolve=evolve,
     entity_of=attrgetter("user"),
     commands=(ReceiveCoupon, LockCoupon, RedeemCoupon, UnlockCoupon, RelockCoupon,
-              ExpireCoupons),
+              ReturnCoupon, ExpireCoupons),
     events=(CouponReceived, CouponLocked, CouponRedeemed, CouponUnlocked, CouponLockVoided,
-            CouponLapsed),
+            CouponLapsed, CouponReturned),
     deadline_of=deadline_of, next_deadline=next_deadline, expire=expire, timer_of=timer_of)

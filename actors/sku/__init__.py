@@ -3,7 +3,8 @@ reservations with deadlines (entity id = the SKU).
 
 Stock moves between four buckets and never leaves them: `available` (on the shelf),
 `reserved` (held for a checkout until a deadline), `set_aside` (kept for a presale
-deposit until its balance is paid or it is forfeited) and `sold` (paid). At every point
+deposit until its balance is paid or it is forfeited) and `sold` (paid; back to
+`available` when its order is refunded as a whole, `ReturnSoldUnits`). At every point
 `available + reserved + set_aside + sold == stocked`, none negative.
 
 One decider in three modules:
@@ -44,6 +45,7 @@ from saleday.actors.sku.words import (
     InvalidQuantity,
     LimitExceeded,
     NotReservationOwner,
+    NotSold,
     QuantityTooLarge,
     ReleaseReservation,
     ReservationConfirmed,
@@ -53,6 +55,7 @@ from saleday.actors.sku.words import (
     ReservationVoided,
     ReserveStock,
     ReturnSetAside,
+    ReturnSoldUnits,
     SaleConfigured,
     SaleNotOpen,
     SellSetAside,
@@ -63,6 +66,7 @@ from saleday.actors.sku.words import (
     SkuCommand,
     SkuEvent,
     SoldOut,
+    SoldUnitsReturned,
     StockAdded,
     StockReserved,
     StockSetAside,
@@ -79,11 +83,11 @@ sku_decider: Decider[SkuCommand, SkuEvent, SkuState] = Decider(
 __all__ = [
     "COMMANDS", "MAX_UNITS_PER_RESERVATION", "AddStock", "AlreadyConfirmed", "ConfigureSale",
     "ConfirmReservation", "DeadlinePassed", "DuplicateReservation", "ExpireReservations",
-    "InvalidQuantity", "LimitExceeded", "NotReservationOwner", "QuantityTooLarge",
+    "InvalidQuantity", "LimitExceeded", "NotReservationOwner", "NotSold", "QuantityTooLarge",
     "ReleaseReservation", "Reservation", "ReservationConfirmed", "ReservationExpired",
     "ReservationNotFound", "ReservationReleased", "ReservationVoided", "ReserveStock",
-    "ReturnSetAside", "SaleConfigured", "SaleNotOpen", "SellSetAside", "SetAsideNotHeld",
-    "SetAsideReturned", "SetAsideSold", "SetAsideStock", "StockSetAside", "SkuCommand", "SkuEvent", "SkuState", "SoldOut",
+    "ReturnSetAside", "ReturnSoldUnits", "SaleConfigured", "SaleNotOpen", "SellSetAside", "SetAsideNotHeld",
+    "SetAsideReturned", "SetAsideSold", "SetAsideStock", "StockSetAside", "SkuCommand", "SkuEvent", "SkuState", "SoldOut", "SoldUnitsReturned",
     "StockAdded", "StockReserved", "Tiers", "UnknownSku", "VoidedBeforeTry", "deadline_of",
     "decide", "entity_of", "evolve", "expire", "initial", "next_deadline", "sku_decider",
     "timer_of",

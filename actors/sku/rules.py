@@ -37,6 +37,15 @@ refused `SetAsideNotHeld` (`sold`, `returned`, or `unknown_hold`). The same hold
 aside again for the same user and quantity decides nothing; on other terms it is refused.
 At every point available + reserved + set_aside + sold == stocked.
 
+Refunds (`ReturnSoldUnits`, driven by the checkout's refund of a paid order,
+`flows/checkout.py`): the units a confirmed reservation sold go back from `sold` to
+`available`, into the tiers they came from, and free the user's per-user limit, as a
+release would have. Once per reservation: a return again decides nothing; a reservation
+still held (release it), voided, or never confirmed here is refused `NotSold`. The
+reservation stays confirmed (a release of it is still `AlreadyConfirmed`). The state's
+`confirmed` keeps each confirmed reservation as it was held, so its units and tiers are
+known.
+
 Reconfiguring a sale (say to extend its window) keeps the units taken per tier by index,
 so it is refused when a tier would hold fewer units than are taken in it, or when the
 number of tiers changes while any unit is taken. Prices may change; reservations keep
@@ -69,6 +78,7 @@ from saleday.actors.sku.words import (
     InvalidQuantity,
     LimitExceeded,
     NotReservationOwner,
+    NotSold,
     QuantityTooLarge,
     ReleaseReservation,
     ReservationConfirmed,
@@ -78,6 +88,7 @@ from saleday.actors.sku.words import (
     ReservationVoided,
     ReserveStock,
     ReturnSetAside,
+    ReturnSoldUnits,
     SaleConfigured,
     SaleNotOpen,
     SellSetAside,
@@ -88,6 +99,7 @@ from saleday.actors.sku.words import (
     SkuCommand,
     SkuEvent,
     SoldOut,
+    SoldUnitsReturned,
     StockAdded,
     StockReserved,
     StockSetAside,
@@ -126,6 +138,8 @@ def decide(command: SkuCommand, state: SkuState) -> list[SkuEvent] | Rejection:
             return _set_aside(command, state)
         case SellSetAside() | ReturnSetAside():
             return _close_set_aside(command, state)
+        case ReturnSoldUnits():
+            return _return_sold(command, state)
         case _:
             return _INTAKE.not_taken(command)
 
@@ -173,7 +187,7 @@ def _reserve(command: ReserveStock, state: SkuState) -> list[SkuEvent] | Rejecti
         return SaleNotOpen(sku=sku, now=now, start=state.start, end=state.end)
     if command.reservation_id in state.voided:
         return VoidedBeforeTry(sku=sku, reservation_id=command.reservation_id)
-    if command.reservation_id in state.reservations:
+    if command.reservation_id in state.reservations or command.reservation_id in state.confirmed:
         return DuplicateReservation(sku=sku, reservation_id=command.reservation_id)
     held = state.per_user.get(command.user, 0)
     if state.per_user_limit and held + qty > state.per_user_limit:
@@ -262,6 +276,22 @@ def _close_set_aside(command: SellSetAside | ReturnSetAside,
                              returned_at=command.now)]
 
 
+def _return_sold(command: ReturnSoldUnits, state: SkuState) -> list[SkuEvent] | Rejection:
+    sku, rid = command.sku, command.reservation_id
+    if not state.known:
+        return UnknownSku(sku=sku)
+    if rid in state.returned:
+        return []
+    sold = state.confirmed.get(rid)
+    if sold is None:
+        reason = ("held" if rid in state.reservations else "voided" if rid in state.voided
+                  else "unknown_reservation")
+        return NotSold(sku=sku, reservation_id=rid, reason=reason)
+    return [SoldUnitsReturned(reservation_id=rid, sku=sku, user=sold.user, qty=sold.qty,
+                              amount_cents=sum(sold.unit_prices), reason=command.reason,
+                              returned_at=command.now)]
+
+
 def _held(reservation_id: str, state: SkuState) -> Reservation | Rejection:
     """The reservation held under `reservation_id`, or why there is none."""
     if not state.known:
@@ -331,9 +361,11 @@ def evolve(state: SkuState, event: SkuEvent) -> SkuState:
                            reservations=state.reservations.set(event.reservation_id, held),
                            per_user=_counted(state.per_user, event.user, qty))
         case ReservationConfirmed(qty=qty):
+            rid = event.reservation_id
+            held = state.reservations.get(rid)
             return replace(state, reserved=state.reserved - qty, sold=state.sold + qty,
-                           reservations=_without(state.reservations, event.reservation_id),
-                           confirmed=state.confirmed.set(event.reservation_id, event.user))
+                           reservations=_without(state.reservations, rid),
+                           confirmed=state.confirmed.set(rid, held or _unheld(event)))
         case ReservationReleased() | ReservationExpired():
             return _returned(state, event.reservation_id)
         case ReservationVoided():
@@ -352,8 +384,27 @@ def evolve(state: SkuState, event: SkuEvent) -> SkuState:
                            set_asides=_without(state.set_asides, event.hold_id),
                            set_aside_closed=state.set_aside_closed.set(event.hold_id,
                                                                        "returned"))
+        case SoldUnitsReturned():
+            return _sold_returned(state, event.reservation_id)
         case _:
             assert_never(event)
+
+
+def _sold_returned(state: SkuState, reservation_id: str) -> SkuState:
+    """The state after a sold reservation's units go back to the shelf and their tiers."""
+    sold = state.confirmed.get(reservation_id)
+    if sold is None:
+        return state
+    return replace(state, available=state.available + sold.qty, sold=state.sold - sold.qty,
+                   tier_taken=_moved(state.tier_taken, sold.tiers, -1),
+                   returned=state.returned.set(reservation_id, sold.qty),
+                   per_user=_counted(state.per_user, sold.user, -sold.qty))
+
+
+def _unheld(event: ReservationConfirmed) -> Reservation:
+    """What a confirmation of a reservation not held says it sold (evolve is total: the
+    decider never confirms one; its units have no tiers to give back)."""
+    return Reservation(user=event.user, qty=event.qty, unit_prices=(), tiers=(), deadline=0)
 
 
 def _returned(state: SkuState, reservation_id: str) -> SkuState:

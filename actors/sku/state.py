@@ -52,9 +52,13 @@ class SkuState:
     per_user: immutables.Map[str, int]
     voided: immutables.Map[str, int]
     """Reservation ids cancelled before they were tried -> when."""
-    confirmed: immutables.Map[str, str] = immutables.Map()
-    """Reservation ids confirmed (sold) -> their user; a release of one is refused.
-    (Last, with a default: a snapshot taken before it existed still loads.)"""
+    confirmed: immutables.Map[str, Reservation] = immutables.Map()
+    """Reservation ids confirmed (sold) -> the reservation as it was held (user, units,
+    prices, tiers), so a refund can return its units (`ReturnSoldUnits`); a release of
+    one is refused. (It held each user's name before refunds returned units; a snapshot
+    written then, like one written before any field was added, is refused by the
+    codec's schema check and the host replays the stream instead,
+    actors/host/snapshots.py.)"""
     set_aside: int = 0
     """Units off the shelf kept for presale deposits (`SetAsideStock`), neither available
     nor reserved nor sold: available + reserved + set_aside + sold == stocked."""
@@ -62,6 +66,9 @@ class SkuState:
     """Hold id -> (user, qty) of the units set aside and not yet sold or returned."""
     set_aside_closed: immutables.Map[str, str] = immutables.Map()
     """Hold id -> `sold` or `returned`, once its units left the hold."""
+    returned: immutables.Map[str, int] = immutables.Map()
+    """Confirmed reservation id -> the units returned to the shelf when its order was
+    refunded (once; it stays in `confirmed`, so it is never released)."""
 
 
 _EMPTY: immutables.Map = immutables.Map()

@@ -131,12 +131,26 @@ class ReturnSetAside:
     now: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReturnSoldUnits:
+    """The order that paid for the confirmed reservation was refunded as a whole: its
+    sold units go back on the shelf (and into their tiers), once."""
+
+    STAMPED: ClassVar[frozenset[str]] = frozenset({"reason"})
+    """Left out of the idempotency fingerprint: a re-driven refund may give another reason."""
+
+    reservation_id: str
+    sku: str
+    reason: str
+    now: int
+
+
 SkuCommand = (AddStock | ConfigureSale | ReserveStock | ConfirmReservation
               | ReleaseReservation | ExpireReservations | SetAsideStock | SellSetAside
-              | ReturnSetAside)
+              | ReturnSetAside | ReturnSoldUnits)
 
 COMMANDS = (AddStock, ConfigureSale, ReserveStock, ConfirmReservation, ReleaseReservation,
-            ExpireReservations, SetAsideStock, SellSetAside, ReturnSetAside)
+            ExpireReservations, SetAsideStock, SellSetAside, ReturnSetAside, ReturnSoldUnits)
 
 
 
@@ -265,9 +279,25 @@ class SetAsideReturned:
     returned_at: int
 
 
+@event_type("inventory.sold_units_returned")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SoldUnitsReturned:
+    """The `qty` units the confirmed reservation sold to `user` for `amount_cents` went
+    back on the shelf and into the tiers they came from at `returned_at` (its order was
+    refunded: `reason`)."""
+
+    reservation_id: str
+    sku: str
+    user: str
+    qty: int
+    amount_cents: int
+    reason: str
+    returned_at: int
+
+
 SkuEvent = (StockAdded | SaleConfigured | StockReserved | ReservationConfirmed
             | ReservationReleased | ReservationExpired | ReservationVoided | StockSetAside
-            | SetAsideSold | SetAsideReturned)
+            | SetAsideSold | SetAsideReturned | SoldUnitsReturned)
 
 
 # --- rejections -----------------------------------------------------------------------
@@ -361,7 +391,7 @@ class VoidedBeforeTry(Rejection):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DuplicateReservation(Rejection):
-    """A reservation with this id is already held."""
+    """A reservation with this id is already held, or was sold (and maybe returned)."""
 
     sku: str
     reservation_id: str
@@ -383,4 +413,15 @@ class SetAsideNotHeld(Rejection):
 
     sku: str
     hold_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NotSold(Rejection):
+    """The reservation's units cannot be returned: `reason` is `held` (reserved, not yet
+    confirmed: release it instead), `voided` (its cancel closed the id) or
+    `unknown_reservation` (nothing was ever sold under this id here)."""
+
+    sku: str
+    reservation_id: str
     reason: str

@@ -4,6 +4,7 @@ holds the audit's state and its findings (see projections/audit_rules.py)."""
 from __future__ import annotations
 
 OPEN, CONFIRMED, RELEASED, EXPIRED = "held", "confirmed", "released", "expired"
+RETURNED = "returned"   # confirmed, then its units went back when its order was refunded
 HELD, LOCKED, REDEEMED, LAPSED = "held", "locked", "redeemed", "lapsed"
 _MASK64 = 2**64 - 1
 

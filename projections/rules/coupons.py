@@ -17,7 +17,7 @@ class CouponRules(RulesBase):
     # --- sessions: the wallet ---------------------------------------------------------
 
     # coupon record: [status, value, valid_until, order_id, stream, version, redeemed_by,
-    #                 (stream, version) of the redemption]
+    #                 (stream, version) of the redemption, orders that returned it]
     def coupon_received(self, env: tuple) -> None:
         d = env[8]
         key = (d["user"], d["coupon_id"])
@@ -25,7 +25,8 @@ class CouponRules(RulesBase):
             self.fail("coupons.redemption", env[0], env[1],
                       f"coupon {key[1]!r} received a second time by user {key[0]!r}")
             return
-        self.coupons[key] = [HELD, d["value_cents"], d["valid_until"], "", env[0], env[1], "", None]
+        self.coupons[key] = [HELD, d["value_cents"], d["valid_until"], "", env[0], env[1], "", None,
+                             []]
 
     def _coupon(self, env: tuple, what: str) -> list | None:
         d = env[8]
@@ -79,6 +80,22 @@ class CouponRules(RulesBase):
                       f"coupon {d['coupon_id']!r} of user {d['user']!r} unlocked by order "
                       f"{d['order_id']!r}, which does not hold it")
         c[0], c[3] = HELD, ""
+
+    def coupon_returned(self, env: tuple) -> None:
+        """A refunded order's coupon back in the wallet: redeemed by that order, still valid."""
+        c = self._coupon(env, "returned")
+        if c is None:
+            return
+        d = env[8]
+        cid, oid = d["coupon_id"], d["order_id"]
+        if c[0] is not REDEEMED or c[6] != oid or env[4] >= c[2] or d["value_cents"] != c[1]:
+            self.fail("coupons.redemption", env[0], env[1],
+                      f"coupon {cid!r} of user {d['user']!r} returned by order {oid!r} while "
+                      f"{c[0]}" + (f" by {c[6]!r}" if c[6] else "")
+                      + f", at {env[4]} (valid until {c[2]}), worth {d['value_cents']} (not "
+                      f"{c[1]})")
+        c[0], c[3], c[6], c[7] = HELD, "", "", None
+        c[8].append((oid, env[0], env[1]))
 
     def coupon_lapsed(self, env: tuple) -> None:
         c = self._coupon(env, "lapsed")

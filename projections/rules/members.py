@@ -13,7 +13,7 @@ class Ledger:
     """One member's points as the audit folds them, and what else it checks per member."""
 
     __slots__ = ("earned", "expired", "lots", "orders", "protected", "redeemed", "tier",
-                 "tier_at", "invoices", "holds", "spent")
+                 "tier_at", "invoices", "holds", "spent", "taken_back")
 
     def __init__(self) -> None:
         self.lots: dict[str, list[int]] = {}   # order ref -> [points left, expires_at]
@@ -24,6 +24,7 @@ class Ledger:
         self.invoices: dict[str, str] = {}
         self.holds: dict[str, dict] = {}    # hold id (an order) -> the points_held data
         self.spent: dict[str, tuple] = {}   # hold id -> (points, stream, version) when spent
+        self.taken_back: dict[str, int] = {}   # refunded order ref -> the points taken back
 
 
 class MemberRules(RulesBase):
@@ -91,6 +92,9 @@ class MemberRules(RulesBase):
             self.fail("members.points", env[0], env[1],
                       f"{d['user']!r} earned {d['points']} for {ref!r} (invoice {d['invoice']!r}, "
                       f"chosen {chosen!r}): twice, not positive, or not doubled as chosen")
+        if ref in m.taken_back:
+            self.fail("members.points", env[0], env[1],
+                      f"{d['user']!r} earned {d['points']} for {ref!r} after it was refunded")
         m.lots[ref] = [d["points"], d["expires_at"]]
         m.earned += d["points"]
 
@@ -168,6 +172,22 @@ class MemberRules(RulesBase):
             lot[0] = 0
         m.expired += d["points"]
 
+    def points_taken_back(self, env: tuple) -> None:
+        """A refunded order's points: what is left of its lot leaves the balance, once."""
+        d = env[8]
+        m = self._member(d["user"])
+        self._count("members.points", 1)
+        ref = d["order_ref"]
+        lot = m.lots.get(ref)
+        left = lot[0] if lot is not None else 0
+        if ref in m.taken_back or d["points"] != left:
+            self.fail("members.points", env[0], env[1],
+                      f"{d['user']!r} took back {d['points']} points of refunded order {ref!r}: "
+                      + ("twice" if ref in m.taken_back else f"its lot holds {left}"))
+        if lot is not None:
+            lot[0] -= d["points"]
+        m.taken_back[ref] = d["points"]
+
     # --- price protection ------------------------------------------------------------
 
     def price_changed(self, env: tuple) -> None:
@@ -189,6 +209,10 @@ class MemberRules(RulesBase):
             self.fail("members.protection", env[0], env[1],
                       f"{d['user']!r} refunded {d['refund_cents']} on {line}: twice, or not "
                       f"the drop below the units paid ({refund})")
+        if d["order_ref"] in m.taken_back:
+            self.fail("members.protection", env[0], env[1],
+                      f"{d['user']!r} refunded {d['refund_cents']} on {line}, an order "
+                      "refunded as a whole already")
         m.protected.add(line)
         self.refunds.append((env[0], env[1], d))
 
@@ -217,10 +241,11 @@ class MemberRules(RulesBase):
             balance = sum(p for p, _ in m.lots.values())
             held = sum(h["points"] for h in m.holds.values())
             self._count("members.points", 1)
-            if balance < 0 or balance + held != m.earned - m.redeemed - m.expired:
+            back = sum(m.taken_back.values())
+            if balance < 0 or balance + held != m.earned - m.redeemed - m.expired - back:
                 self.fail("members.points", "member", None,
                           f"{user!r}: balance {balance} + held {held} is not earned {m.earned} "
-                          f"- redeemed {m.redeemed} - expired {m.expired}")
+                          f"- redeemed {m.redeemed} - expired {m.expired} - taken back {back}")
             for hid, (points, stream, version) in m.spent.items():
                 o = self.orders.get(hid)
                 if o is not None and (not o.captured or o.points[0] != points
@@ -229,6 +254,12 @@ class MemberRules(RulesBase):
                               f"{user!r} spent {points} points held for order {hid!r}, which "
                               f"did not apply them or was not paid")
         for o in self.orders.values():
+            if o.status == "refunded" and o.user in self.members:
+                m = self.members[o.user]
+                if o.oid in m.lots and o.oid not in m.taken_back:
+                    self.fail("members.points", o.stream, o.version,
+                              f"order {o.oid!r} was refunded but {o.user!r} keeps the points "
+                              f"it earned (never taken back)")
             if o.points[0] and o.captured and o.status == "paid":
                 m = self.members.get(o.user)
                 if m is None or m.spent.get(o.oid, (0,))[0] != o.points[0]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from saleday.projections.rules.common import (
     _DEADLINE,
     _PRICES,
+    _QTY,
     CONFIRMED,
     LOCKED,
     OPEN,
@@ -204,6 +205,10 @@ class OrderRules(RulesBase):
                 self.fail("orders.settlement", o.stream, o.version,
                           f"order {o.oid!r} is {o.status} but its reservation {rid!r} of SKU "
                           f"{sku!r} was confirmed (sold), not released")
+            elif o.status == "refunded" and r is not None and r[0] is CONFIRMED:
+                self.fail("orders.settlement", o.stream, o.version,
+                          f"order {o.oid!r} is refunded but its reservation {rid!r} of SKU "
+                          f"{sku!r} still holds {r[_QTY]} sold units (never returned)")
 
     def _order_coupon(self, o: Order, last_time: int) -> None:
         c = self.coupons.get((o.user, o.coupon))
@@ -222,6 +227,15 @@ class OrderRules(RulesBase):
         elif o.status in ("cancelled", "voided") and redeemed_by == o.oid:
             self.fail("orders.settlement", o.stream, o.version,
                       f"order {o.oid!r} is {o.status} but redeemed coupon {o.coupon!r}")
+        elif o.status == "refunded" and redeemed_by == o.oid and c[2] > last_time:
+            self.fail("orders.settlement", o.stream, o.version,
+                      f"order {o.oid!r} is refunded but keeps coupon {o.coupon!r} redeemed, "
+                      f"though it is valid until {c[2]} (never returned)")
+        for oid, stream, version in c[8]:
+            if oid == o.oid and o.status != "refunded":
+                self.fail("coupons.redemption", stream, version,
+                          f"coupon {o.coupon!r} of user {o.user!r} returned by order {oid!r}, "
+                          f"which is {o.status}, not refunded")
         if redeemed_by == o.oid:
             at = c[7]
             if o.started_at >= c[2]:

@@ -13,6 +13,7 @@ from saleday.projections.rules.common import (
     EXPIRED,
     OPEN,
     RELEASED,
+    RETURNED,
     RulesBase,
 )
 
@@ -214,6 +215,43 @@ class StockRules(RulesBase):
             self.fail("stock.conservation", env[0], env[1],
                       f"SKU {s.name!r}: reserved units went negative ({s.reserved})")
         count = s.per_user.get(r[_USER], 0) - r[_QTY]
+        if count > 0:
+            s.per_user[r[_USER]] = count
+        else:
+            s.per_user.pop(r[_USER], None)
+        taken = s.taken
+        try:
+            for t in r[7]:
+                taken[t] -= 1
+        except (IndexError, TypeError):
+            pass
+
+    def sold_units_returned(self, env: tuple) -> None:
+        """A refunded order's confirmed reservation: its sold units back on the shelf, once."""
+        d = env[8]
+        name, rid = d["sku"], d["reservation_id"]
+        r = self.res.get((name, rid))
+        if r is None or r[0] is not CONFIRMED:
+            self.fail("stock.conservation", env[0], env[1],
+                      f"reservation {rid!r} of SKU {name!r} returned {d['qty']} units, but "
+                      + ("it was never reserved" if r is None else
+                         "they were returned already" if r[0] is RETURNED else
+                         f"it is {r[0]}, not sold"))
+            return
+        s = self.skus[name]
+        if d["qty"] != r[_QTY] or d["user"] != r[_USER] or d["amount_cents"] != sum(r[_PRICES]):
+            self.fail("stock.conservation", env[0], env[1],
+                      f"reservation {rid!r} of SKU {name!r} returned {d['qty']} units of "
+                      f"{d['user']!r} for {d['amount_cents']} cents, but it sold {r[_QTY]} "
+                      f"units of {r[_USER]!r} for {sum(r[_PRICES])}")
+        r[0] = RETURNED
+        qty = r[_QTY]
+        s.sold -= qty
+        s.available += qty
+        if s.sold < 0:
+            self.fail("stock.conservation", env[0], env[1],
+                      f"SKU {s.name!r}: sold units went negative ({s.sold})")
+        count = s.per_user.get(r[_USER], 0) - qty
         if count > 0:
             s.per_user[r[_USER]] = count
         else:

@@ -36,6 +36,7 @@ _COUNTED = {
     "sessions.coupon_locked": "coupons_locked",
     "sessions.coupon_redeemed": "coupons_redeemed",
     "sessions.coupon_lapsed": "coupons_lapsed",
+    "sessions.coupon_returned": "coupons_returned",
     "coupons.coupon_granted": "coupons_granted",
     "teams.team_created": "teams_created",
     "teams.team_completed": "teams_completed",
@@ -89,6 +90,12 @@ class MetricsView(View):
                 name = ("reservations_released" if kind == "inventory.reservation_released"
                         else "reservations_expired")
                 totals[name] = totals.get(name, 0) + 1
+            elif kind == "inventory.sold_units_returned":   # a refunded order's sold units
+                sku = d["sku"]
+                row = skus.get(sku) or _new_sku(skus, sku)
+                row[AVAILABLE] += d["qty"]
+                dirty_k.add(sku)
+                totals["reservations_returned"] = totals.get("reservations_returned", 0) + 1
             elif kind in counted:
                 name = counted[kind]
                 totals[name] = totals.get(name, 0) + 1

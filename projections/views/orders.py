@@ -7,7 +7,8 @@ Rows:
   refunds `[[payment id, cents, reason], ...]`, the cancel reason and the current status.
 - `reservation` (key = reservation id `<order id>/<line>`, the checkout's naming), from
   the SKU's stream: `[sku, qty, unit prices, tier of each unit, outcome, at]` with outcome
-  held, confirmed, released, expired or voided (cancelled before it was tried).
+  held, confirmed, released, expired, voided (cancelled before it was tried) or returned
+  (confirmed, then given back to the shelf when its order was refunded).
 Parts of a split projection hold different keys (`disjoint`); a line is joined to its
 reservation when the view is shown, so it does not matter which stream was read first.
 
@@ -27,6 +28,7 @@ _OUTCOMES = {
     "inventory.reservation_confirmed": "confirmed",
     "inventory.reservation_released": "released",
     "inventory.reservation_expired": "expired",
+    "inventory.sold_units_returned": "returned",
 }
 
 

@@ -57,6 +57,10 @@ class StockView(View):
                 qty = d["qty"]
                 row[AVAILABLE] += qty
                 row[RESERVED] -= qty
+            elif kind == "inventory.sold_units_returned":
+                qty = d["qty"]
+                row[SOLD] -= qty
+                row[AVAILABLE] += qty
             elif kind == "inventory.stock_added":
                 qty = d["qty"]
                 row[STOCKED] += qty

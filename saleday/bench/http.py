@@ -345,10 +345,29 @@ class Bench:
         over = 0
         with httpx.Client(base_url=url, timeout=60) as http:
             for i in range(self.skus):
-                s = http.get(f"/v1/skus/{tag}sku-{i:04d}").json()
+                s = _read_sku(http, f"/v1/skus/{tag}sku-{i:04d}")
                 over += max(0, s["reserved"] + s["sold"] - s["stocked"])
                 over += max(0, -s["available"])
         return over
+
+
+def _read_sku(http: Any, path: str, *, patience_s: float = 30.0) -> dict[str, Any]:
+    """A SKU read after the load: a 503 (the shards still draining the run's backlog) is
+    retried after its Retry-After until `patience_s` is spent; any other answer that is not
+    the SKU is an error that names its status and problem, not a KeyError."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        r = http.get(path)
+        if r.status_code == 200:
+            return r.json()
+        if r.status_code != 503 or time.monotonic() >= deadline:
+            raise RuntimeError(f"reading {path} after the run answered {r.status_code}: "
+                               f"{r.text[:200]}")
+        try:
+            wait_s = float(r.headers.get("retry-after", "0.2"))
+        except ValueError:
+            wait_s = 0.2
+        time.sleep(min(2.0, max(0.05, wait_s)))
 
 
 def gateway_counts(url: str) -> dict[str, float]:

@@ -55,8 +55,9 @@ def audit(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Replay a log and prove its invariants: chains, stock, tiers, limits, reservations,
-    coupons, red packets, orders, referrals, members, prices and presales. Exit 0 if all hold,
-    1 with findings."""
+    coupons, red packets, follow-ups delivered once (audit a log whose reactor has caught
+    up), orders, referrals, members, prices and presales. Exit 0 if all hold, 1 with
+    findings."""
     from saleday.events import EventLogError
     from saleday.projections.audit import run_audit
     from saleday.projections.source import SourceError, open_source

@@ -82,5 +82,9 @@ def bench_dst(
         m = result["machine"]
         out.print(f"{result['violations']} violations, {result['failed_seeds']} failed seeds; "
                   f"machine: {m.get('cpu')}, {m.get('cores')} cores, Python {m.get('python')}")
+    if result["interrupted"]:
+        typer.echo(f"interrupted: {result['params']['seeds']:,} of {seeds:,} seeds had finished"
+                   + (f"; their rows are in {rows}" if rows is not None else ""), err=True)
+        raise typer.Exit(130)
     if result["failed_seeds"]:
         raise typer.Exit(1)

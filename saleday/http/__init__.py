@@ -9,7 +9,8 @@ operator token), `webhook` (the payment provider's signed callback), `problems` 
 answers and the refusal -> status table), `ratelimit`, `idempotency`, `models` (the
 request and response bodies), `views` (reads of the projections), `metrics`
 (Prometheus), `edge` (the app's state, and a reply -> an answer), `app` (the factory,
-handlers and middleware), `routes_shop` / `routes_orders` / `routes_admin` (the routes),
+handlers and middleware), `lean` (the order route's handler without FastAPI's
+per-request machinery, and the lane that reaches it past the router), `routes_shop` / `routes_orders` / `routes_admin` (the routes),
 `serve` (the Ray Serve deployment) and `cli` (`saleday token`, `saleday serve --http`).
 """
 

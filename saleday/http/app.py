@@ -34,6 +34,7 @@ from saleday.http import (
     warroom,
 )
 from saleday.http.edge import Api, wall_ms
+from saleday.http.lean import LeanLane
 from saleday.http.models import Health
 from saleday.http.problems import TITLES, ApiProblem, snake
 from saleday.http.settings import HttpSettings
@@ -88,6 +89,7 @@ def create_app(gateway: Any, *, settings: HttpSettings, views: Any = None,
     app.add_exception_handler(ApiProblem, _problem)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_middleware(LeanLane, routes=routes_orders.lean_routes())   # inside the edge
     app.add_middleware(EdgeMiddleware)
     app.include_router(routes_shop.router)
     app.include_router(routes_orders.router)
@@ -160,6 +162,8 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if isinstance(exc, BodyTooLarge):
+        return ApiProblem(413, "too_large", str(exc.detail)).response(request.url.path)
     if exc.status_code == 400:   # a body that does not even parse: malformed input, a 422
         detail = exc.detail if isinstance(exc.detail, str) else "the body does not parse"
         errors = [{"loc": ["body"], "msg": detail, "type": "body_unreadable"}]
@@ -170,8 +174,50 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
                       headers=dict(exc.headers or {})).response(request.url.path)
 
 
+class BodyTooLarge(StarletteHTTPException):
+    """A request body past `max_body_bytes`, found while it streams in (no Content-Length,
+    or one that lied). An HTTP exception, so FastAPI's body reading passes it on."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"a request body is at most {limit} bytes")
+
+
+def _too_large(limit: int) -> ApiProblem:
+    return ApiProblem(413, "too_large", f"a request body is at most {limit} bytes")
+
+
+def _content_length(scope: dict) -> int | None:
+    """The request's Content-Length, or None when it has none (or not a number: the
+    server refuses that before the app sees it)."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _limited(receive: Any, limit: int) -> Any:
+    """`receive`, counting the body's bytes and raising BodyTooLarge past `limit`."""
+    seen = 0
+
+    async def counted() -> dict:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise BodyTooLarge(limit)
+        return message
+
+    return counted
+
+
 class EdgeMiddleware:
-    """Times every HTTP request for /metrics, and answers a bug as a problem 500."""
+    """Times every HTTP request for /metrics, refuses a body past `max_body_bytes` as a
+    problem 413 (by its Content-Length before reading it, else as it streams in), and
+    answers a bug as a problem 500."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -183,6 +229,16 @@ class EdgeMiddleware:
         started = time.perf_counter()
         status = 500
         sent = False
+        state = scope["app"].state if "app" in scope else None
+        limit = state.api.settings.max_body_bytes if state is not None else None
+        if limit is not None:
+            length = _content_length(scope)
+            if length is not None and length > limit:
+                status = 413
+                await _too_large(limit).response(scope.get("path", ""))(scope, receive, send)
+                self._observe(scope, status, started)
+                return
+            receive = _limited(receive, limit)
 
         async def send_status(message: dict) -> None:
             nonlocal status, sent
@@ -192,6 +248,11 @@ class EdgeMiddleware:
 
         try:
             await self.app(scope, receive, send_status)
+        except BodyTooLarge as exc:   # raised where no handler of the app answered it
+            status = 413
+            if not sent:
+                await _too_large(limit or 0).response(scope.get("path", ""))(scope, receive, send)
+            log.info("http_body_too_large", path=scope.get("path"), detail=exc.detail)
         except Exception as exc:  # noqa: BLE001 - the catch-all: log the bug, answer a problem
             log.error("http_unhandled", method=scope.get("method"), path=scope.get("path"),
                       error=f"{type(exc).__name__}: {exc}"[:500],
@@ -201,9 +262,13 @@ class EdgeMiddleware:
                 problem = ApiProblem(500, "internal_error", "an unexpected error; it was logged")
                 await problem.response(scope.get("path", ""))(scope, receive, send)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            api = scope["app"].state.api if "app" in scope else None
-            if api is not None:
-                api.metrics.observe(template, scope.get("method", ""), status,
-                                    time.perf_counter() - started)
+            self._observe(scope, status, started)
+
+    @staticmethod
+    def _observe(scope: dict, status: int, started: float) -> None:
+        route = scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        api = scope["app"].state.api if "app" in scope else None
+        if api is not None:
+            api.metrics.observe(template, scope.get("method", ""), status,
+                                time.perf_counter() - started)

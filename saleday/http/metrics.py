@@ -54,10 +54,18 @@ class HttpMetrics:
         if gateway is not None:
             self.registry.register(_GatewayStats(gateway))
         self.recent = RecentRequests()
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        """(route, method, status) -> its counter and histogram children: `labels()` checks
+        and locks on every call, a third of what observing a request cost."""
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route, method).observe(seconds)
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (self.requests.labels(route, method, str(status)),
+                                              self.latency.labels(route, method))
+        children[0].inc()
+        children[1].observe(seconds)
         self.recent.add(route, method, status, seconds)
 
     def render(self) -> bytes:

@@ -29,6 +29,7 @@ from saleday.http import webhook
 from saleday.http.auth import User
 from saleday.http.edge import Api
 from saleday.http.idempotency import check_key, conflict
+from saleday.http.lean import LeanRoute, lean
 from saleday.http.models import LineOut, OrderIn, OrderOut, PaymentEventIn, PaymentOut
 from saleday.http.problems import ApiProblem, refusal_problem
 from saleday.http.routes_shop import PROBLEM, USER_ERRORS, IdKey, PathId, api_of, new_id
@@ -39,7 +40,12 @@ MAX_CALLBACK_BYTES = 65_536
 router = APIRouter(prefix="/v1", responses=USER_ERRORS)
 
 
-@router.post("/orders", status_code=201, tags=["checkout"])
+def lean_routes() -> list[LeanRoute]:
+    """The routes here that the app's `LeanLane` answers directly (placing an order)."""
+    return [route for route in router.routes if isinstance(route, LeanRoute)]
+
+
+@lean(router, "POST", "/orders", status_code=201, tags=["checkout"])
 async def place_order(body: OrderIn, request: Request, response: Response, user: User,
                       idempotency_key: IdKey = None) -> OrderOut:
     """Place an order: reserve every line at its tier prices, lock the coupon, and answer

@@ -9,6 +9,7 @@ campaign, one join per user per team).
 from __future__ import annotations
 
 import hashlib
+import secrets
 import uuid
 from typing import Annotated, Any
 
@@ -52,7 +53,7 @@ def api_of(request: Request) -> Api:
 
 
 def new_id(prefix: str, user: str, key: str | None) -> str:
-    return f"{prefix}-{scoped_id(user, key) if key else uuid.uuid4().hex[:24]}"
+    return f"{prefix}-{scoped_id(user, key) if key else secrets.token_hex(12)}"
 
 
 @router.post("/sessions", status_code=201, tags=["sessions"])

@@ -67,6 +67,8 @@ class HttpSettings(BaseSettings):
     """Requests a second each user may make at one replica, sustained."""
     rate_burst: int = Field(40, ge=1)
     """Requests a user may make at once after being idle."""
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    """The largest request body accepted; a larger one is answered 413 before it is read."""
     webhook_tolerance_s: int = Field(300, ge=1)
     """How far a callback's timestamp may be from this server's clock."""
     payment_window_ms: int = Field(900_000, ge=1000)

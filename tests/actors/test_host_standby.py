@@ -105,6 +105,8 @@ def test_a_standby_goes_to_another_node_than_its_primary():
 
 
 def test_standbys_of_many_shards_spread_over_the_other_nodes():
+    """The standbys of many shards whose primaries share a node are spread over all the other
+    nodes."""
     nodes = [{"node_id": f"n{i}", "resources": {}} for i in range(4)]
     chosen = {standby_node(f"sku-{i:03d}", "n0", nodes) for i in range(32)}
     assert chosen == {"n1", "n2", "n3"}

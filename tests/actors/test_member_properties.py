@@ -1,9 +1,10 @@
 """Properties of the member decider's points ledger over any run of its commands.
 
 Invoice choices, earnings (for the invoice chosen, repeated or not), redemptions of any size
-(repeated or not), checkout holds (held, spent, released, lapsed), expiries and tier changes
-arrive in any order while time moves forward. After every step: the balance is never
-negative and balance + held equals earned - redeemed - expired; a hold is spent at most once; no lot holds a lapsed or empty rest after an expiry ran; replaying the decided
+(repeated or not), checkout holds (held, spent, released, lapsed), refunded orders' points
+taken back, expiries and tier changes arrive in any order while time moves forward. After
+every step: the balance is never negative and balance + held equals earned - redeemed -
+expired - taken back; a hold is spent at most once; no lot holds a lapsed or empty rest after an expiry ran; replaying the decided
 events rebuilds the state; every event is loggable. And price-protection claims of any
 shape: each line refunded at most once, by exactly the drop, within its tier's period.
 """
@@ -31,10 +32,12 @@ from saleday.actors.member import (
     PointsNotHeld,
     PointsRedeemed,
     PointsReleased,
+    PointsTakenBack,
     PriceProtectionRefunded,
     RedeemPoints,
     ReleasePoints,
     SpendPoints,
+    TakeBackPoints,
     TierChanged,
     decide,
     evolve,
@@ -60,6 +63,7 @@ STEPS = st.one_of(
     st.tuples(st.just("spend"), st.sampled_from(("h1", "h2", "h3"))),
     st.tuples(st.just("release"), st.sampled_from(("h1", "h2", "h3"))),
     st.tuples(st.just("tier"), st.sampled_from(("regular", "silver", "gold", "diamond"))),
+    st.tuples(st.just("take_back"), st.sampled_from(("o1", "o2", "o3", "o4", "o5"))),
 )
 
 
@@ -84,18 +88,21 @@ def command_for(step: tuple, now: int, state):
             return ReleasePoints(user=USER, hold_id=hid, reason="cancel", now=now)
         case ("tier", tier):
             return ChangeTier(user=USER, tier=tier, rule="prop", now=now)
+        case ("take_back", ref):
+            return TakeBackPoints(user=USER, order_ref=ref, reason="refunded", now=now)
     raise AssertionError(step)
 
 
 @settings(max_examples=150, deadline=None)
 @given(steps=st.lists(STEPS, max_size=40))
 def test_the_points_balance_is_never_negative_and_adds_up(steps):
-    """Balance + held = earned - redeemed - expired, balance >= 0, after any run (with
-    holds spent once or given back), and the log rebuilds it."""
+    """Balance + held = earned - redeemed - expired - taken back, balance >= 0, after any
+    run (with holds spent once or given back, refunded orders closed once and earning
+    nothing after), and the log rebuilds it."""
     state = member_decider.initial(USER)
     log: list = []
     now = T0
-    totals = {"earned": 0, "redeemed": 0, "expired": 0}
+    totals = {"earned": 0, "redeemed": 0, "expired": 0, "taken_back": 0}
     spent: set[str] = set()
     for step in steps:
         if step[0] == "tick":
@@ -114,7 +121,11 @@ def test_the_points_balance_is_never_negative_and_adds_up(steps):
             log.append(event)
             match event:
                 case PointsEarned():
+                    assert event.order_ref not in state.taken_back, "earned after its refund"
                     totals["earned"] += event.points
+                case PointsTakenBack():
+                    assert 0 <= event.points <= event.earned
+                    totals["taken_back"] += event.points
                 case PointsRedeemed():
                     totals["redeemed"] += event.points
                     assert sum(p for _, p in event.taken) == event.points
@@ -128,7 +139,9 @@ def test_the_points_balance_is_never_negative_and_adds_up(steps):
         assert state.balance >= 0
         assert all(points > 0 for _, points, _ in state.lots)
         assert all(hold[0] > 0 for hold in state.holds.values())
-        assert state.balance + state.held == state.earned - state.redeemed - state.expired
+        assert state.balance + state.held == (state.earned - state.redeemed - state.expired
+                                              - totals["taken_back"])
+        assert sum(state.taken_back.values()) == totals["taken_back"]
         assert (state.earned, state.redeemed, state.expired) == (
             totals["earned"], totals["redeemed"], totals["expired"])
         if step[0] in ("expire", "redeem"):

@@ -684,6 +684,7 @@ def test_every_session_event_keeps_its_wire_name():
         "CouponUnlocked": "sessions.coupon_unlocked",
         "CouponLockVoided": "sessions.coupon_lock_voided",
         "CouponLapsed": "sessions.coupon_lapsed",
+        "CouponReturned": "sessions.coupon_returned",
         "OrderStatusChanged": "sessions.order_status_changed",
         "PushDelivered": "sessions.push_delivered",
         "StoreVisited": "sessions.store_visited",

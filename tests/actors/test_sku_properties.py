@@ -1,7 +1,8 @@
 """Properties of the SKU decider over any sequence of commands, checked by folding its events.
 
 Hypothesis drives random restocks, sale configurations, reservations, confirmations,
-releases and expiries, and presale set-asides sold or returned, on a few SKUs while time
+releases and expiries, returns of sold units (a refunded order), and presale set-asides
+sold or returned, on a few SKUs while time
 moves forward. After every step the
 invariants the audit proves must hold, and every decided event must be loggable.
 """
@@ -27,20 +28,24 @@ from saleday.actors.sku import (
     ConfigureSale,
     ConfirmReservation,
     ExpireReservations,
+    NotSold,
     ReleaseReservation,
     ReservationConfirmed,
     ReservationExpired,
     ReservationReleased,
     ReserveStock,
     ReturnSetAside,
+    ReturnSoldUnits,
     SellSetAside,
     SetAsideReturned,
     SetAsideSold,
     SetAsideStock,
     SkuState,
+    SoldUnitsReturned,
     StockAdded,
     StockReserved,
     StockSetAside,
+    UnknownSku,
     decide,
     evolve,
     sku_decider,
@@ -83,6 +88,9 @@ class Ledger:
         self.set_aside: dict[str, int] = {}
         self.hold_sold = 0
         """Units sold from presale holds (outside the tiers)."""
+        self.sold_res: dict[str, StockReserved] = {}
+        """Confirmed reservations whose units may still be returned."""
+        self.returned: set[str] = set()
 
     def record(self, event) -> None:
         self.events.append(event)
@@ -93,7 +101,13 @@ class Ledger:
                 self.held[event.reservation_id] = event
                 self.per_user[event.user] += event.qty
             case ReservationConfirmed():
-                self.sold += self.held.pop(event.reservation_id).qty
+                sold = self.sold_res[event.reservation_id] = self.held.pop(event.reservation_id)
+                self.sold += sold.qty
+            case SoldUnitsReturned():
+                sold = self.sold_res.pop(event.reservation_id)
+                self.sold -= sold.qty
+                self.per_user[sold.user] -= sold.qty
+                self.returned.add(event.reservation_id)
             case ReservationReleased() | ReservationExpired():
                 reservation = self.held.pop(event.reservation_id)
                 self.per_user[reservation.user] -= reservation.qty
@@ -185,6 +199,19 @@ class SkuMachine(RuleBasedStateMachine):
         self.run(ReleaseReservation(reservation_id=rid, sku=sku, user=user, reason="payment_failed",
                                     now=self.now))
 
+    @rule(held=reservations)
+    def return_sold(self, held: tuple[str, str, str]) -> None:
+        """A refund returns a confirmed reservation's units once; anything else is refused."""
+        sku, rid, _ = held
+        before = self.states[sku]
+        result = self.run(ReturnSoldUnits(reservation_id=rid, sku=sku, reason="refunded",
+                                          now=self.now))
+        if isinstance(result, Rejection):
+            assert isinstance(result, (NotSold, UnknownSku)), result
+            assert rid not in before.confirmed
+        elif not result:
+            assert rid in before.returned
+
     @rule(sku=SKUS)
     def expire_due(self, sku: str) -> None:
         events = self.run(ExpireReservations(sku=sku, now=self.now))
@@ -254,6 +281,11 @@ def check_event(state: SkuState, ledger: Ledger, event) -> None:
                 assert ledger.per_user[event.user] + event.qty <= state.per_user_limit
         case ReservationConfirmed():
             assert event.amount_cents == sum(ledger.held[event.reservation_id].unit_prices)
+        case SoldUnitsReturned():
+            sold = ledger.sold_res[event.reservation_id]
+            assert (event.qty, event.user) == (sold.qty, sold.user)
+            assert event.amount_cents == sum(sold.unit_prices)
+            assert event.reservation_id not in ledger.returned, "returned twice"
         case StockSetAside():
             assert 1 <= event.qty <= state.available, "oversold"
             assert event.hold_id not in state.set_aside_closed

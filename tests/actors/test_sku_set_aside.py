@@ -59,12 +59,15 @@ def test_set_aside_units_cannot_be_reserved_by_flash_buyers():
 
 
 def test_more_than_the_shelf_holds_is_refused_and_an_unknown_sku_too():
+    """Setting aside more units than are available is refused as sold out, and an unknown SKU
+    is refused too."""
     given(sku_decider, StockAdded(sku=SKU, qty=2)).when(set_aside(3)).then_rejected(
         SoldOut, requested=3, available=2)
     given(sku_decider).when(set_aside(1)).then_rejected(UnknownSku, sku=SKU)
 
 
 def test_a_shelf_emptied_by_flash_buyers_leaves_nothing_to_set_aside():
+    """Units flash buyers have reserved cannot be set aside: a deposit finds only what is left."""
     reserved = StockReserved(reservation_id="r", user="bob", sku=SKU, qty=9, unit_prices=(1,) * 9,
                              tiers=(0,) * 9, deadline=1900, reserved_at=1500)
     g = given(sku_decider, StockAdded(sku=SKU, qty=10),
@@ -74,12 +77,16 @@ def test_a_shelf_emptied_by_flash_buyers_leaves_nothing_to_set_aside():
 
 
 def test_the_same_hold_again_decides_nothing_and_other_terms_are_refused():
+    """Setting the same hold aside again decides nothing; the same hold with another quantity is
+    invalid."""
     g = given(sku_decider, StockAdded(sku=SKU, qty=10), was_set_aside(3))
     g.when(set_aside(3)).then()
     g.when(set_aside(4)).then_rejected(InvalidCommand)
 
 
 def test_a_paid_balance_sells_the_held_units_once():
+    """A paid balance sells the set-aside units once; selling again decides nothing and a sold hold
+    cannot be returned."""
     g = given(sku_decider, StockAdded(sku=SKU, qty=10), was_set_aside(3))
     sold = SetAsideSold(sku=SKU, hold_id=HOLD, user="alice", qty=3, sold_at=900)
     g.when(SellSetAside(sku=SKU, hold_id=HOLD, now=900)).then(sold)
@@ -91,6 +98,8 @@ def test_a_paid_balance_sells_the_held_units_once():
 
 
 def test_a_forfeited_deposit_returns_its_units_to_the_shelf_once():
+    """A forfeited deposit's units go back on the shelf once; a returned hold is neither sold nor
+    set aside again."""
     g = given(sku_decider, StockAdded(sku=SKU, qty=10), was_set_aside(3))
     back = SetAsideReturned(sku=SKU, hold_id=HOLD, user="alice", qty=3,
                             reason="deposit_forfeited", returned_at=2500)
@@ -105,6 +114,7 @@ def test_a_forfeited_deposit_returns_its_units_to_the_shelf_once():
 
 
 def test_a_sale_or_return_of_a_hold_never_set_aside_is_refused():
+    """Selling or returning a hold that was never set aside is refused as an unknown hold."""
     g = given(sku_decider, StockAdded(sku=SKU, qty=10))
     g.when(SellSetAside(sku=SKU, hold_id="presale/nope", now=1)).then_rejected(
         SetAsideNotHeld, reason="unknown_hold")
@@ -113,6 +123,7 @@ def test_a_sale_or_return_of_a_hold_never_set_aside_is_refused():
 
 
 def test_reconfiguring_the_sale_keeps_the_set_aside_units():
+    """Configuring the sale after a set-aside leaves the set-aside units held, not back on sale."""
     g = given(sku_decider, StockAdded(sku=SKU, qty=10), was_set_aside(4))
     cfg = ConfigureSale(sku=SKU, tiers=((0, 100),), per_user_limit=1, start=1000, end=2000,
                         now=NOW)

@@ -95,6 +95,7 @@ def test_a_dead_primary_is_failed_over_to_its_standby_once(made):
 
 
 def test_without_a_live_standby_a_fresh_primary_takes_over(made):
+    """When the primary and its standby are both dead, a fresh primary is started in its place."""
     primary = Shard("sku-000", standby=False, node="n1")
     fo = failover(made, primary)
     made[0][0].dead = True
@@ -106,6 +107,7 @@ def test_without_a_live_standby_a_fresh_primary_takes_over(made):
 
 
 def test_the_health_check_replaces_a_dead_standby_only(made):
+    """The health check leaves a live standby alone and starts a new one when it has died."""
     primary = Shard("sku-000", standby=False, node="n1")
     fo = failover(made, primary)
     assert fo.check() == [] and len(made) == 1

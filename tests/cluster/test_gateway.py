@@ -235,6 +235,8 @@ class StateShard(StandInShard):
 
 
 def test_queries_to_one_shard_in_the_same_turn_travel_in_one_call():
+    """State queries to one shard made in the same turn reach it in a single call, each answered
+    with its own state."""
     shard = StateShard()
 
     async def go():
@@ -249,6 +251,7 @@ def test_queries_to_one_shard_in_the_same_turn_travel_in_one_call():
 
 
 def test_a_failed_query_call_fails_every_query_in_it():
+    """When a batched query call fails, every query in it gets the error."""
     shard = StateShard()
 
     class _Down:

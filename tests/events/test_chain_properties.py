@@ -111,6 +111,21 @@ def test_sealing_by_columns_and_event_by_event_give_the_same_commit(flat, other,
     assert seal("s-1", base, prev, events) == _seal_each("s-1", base, prev, events)
 
 
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(flat=FLAT, other=PAYLOADS, base=st.integers(0, 2 ** 40))
+def test_sealing_one_event_alone_and_event_by_event_give_the_same_commit(flat, other, base):
+    """A commit of one event sealed on its own path is byte for byte the event-by-event seal, and verifies and decodes back."""
+    from saleday.events.chain import _seal_each, _seal_one
+
+    prev = ZERO_HASH if base == 0 else bytes(range(32))
+    assert _seal_one("s-1", base, prev, new_event(flat)) == _seal_each("s-1", base, prev, [new_event(flat)])
+    sealed = seal("s-1", base, prev, [new_event(other)])
+    assert sealed == _seal_each("s-1", base, prev, [new_event(other)])
+    commit = StoredCommit("s-1", sealed.first_version, sealed.last_version, sealed.prev_hash,
+                          sealed.hashes, sealed.body)
+    assert ChainVerifier("s-1", base, prev).read_commit(commit) == decode(sealed, "s-1")
+
+
 @PROPS
 @given(data=PAYLOADS)
 def test_canonical_is_idempotent_and_sorts_every_map(data):

@@ -10,6 +10,7 @@ import pytest
 
 from saleday.actors.host import Accepted
 from saleday.actors.member import DAY_MS, EarnPoints
+from saleday.actors.session import ReceiveCoupon
 from saleday.actors.sku import AddStock, ConfigureSale
 from saleday.cluster.local import LocalShards
 from saleday.events import open_store
@@ -104,3 +105,30 @@ def test_an_abandoned_order_gives_its_points_back_when_its_hold_ends(shop):
     shards.tick()
     m = member(shards)
     assert (m.balance, m.held, m.released["o-5"]) == (1_000, 0, 250)
+
+
+def test_an_order_refunded_after_its_confirms_gives_back_units_coupon_and_points(shop):
+    """The points' hold lapsed before the payment was handled, after the unit and coupon
+    were confirmed: the order is refunded, its sold unit goes back on the shelf, its coupon
+    back to the wallet (still valid), its points back to the balance; the audit holds."""
+    shards, clock, _ = shop
+    assert isinstance(asyncio.run(shards.submit(ReceiveCoupon(
+        user="ann", coupon_id="c-5", campaign="1111", value_cents=500, min_spend_cents=0,
+        valid_until=T0 + DAY_MS, now=T0))), Accepted)
+    co = Checkout(shards, payment_window_ms=WINDOW, grace_ms=GRACE)
+    placed = asyncio.run(co.place(order_id="o-6", user="ann", lines=(("sku-1", 2),),
+                                  coupon_id="c-5", now=T0 + 1, points=250))
+    assert placed.total_cents == 2 * 9_900 - 500 - 250
+    clock["now"] = T0 + 1 + WINDOW + GRACE          # only the member's timer runs late
+    assert sum(lane.host.tick() for lane in shards.order if lane.kind == "member") == 1
+    clock["now"] = T0 + 2
+    result = asyncio.run(co.payment_succeeded(order_id="o-6", payment_id="p-6",
+                                              amount_cents=placed.total_cents, now=T0 + 2))
+    assert (result.status, result.reason) == ("refunded", "hold_expired (points: hold_expired)")
+    sku = asyncio.run(shards.query("sku", "sku-1"))
+    assert (sku.available, sku.reserved, sku.sold, dict(sku.returned)) == (5, 0, 0, {"o-6/0": 2})
+    wallet = asyncio.run(shards.query("session", "ann")).wallet
+    assert (wallet.coupons["c-5"].status, wallet.closed_locks[("c-5", "o-6")]) == (
+        "held", "returned")
+    m = member(shards)
+    assert (m.balance, m.held, m.redeemed) == (1_000, 0, 0)

@@ -57,6 +57,8 @@ def presale_day(url: str, stock: int = 10, units: int = 6) -> LocalShards:
 
 
 def test_a_flash_buyer_between_the_set_aside_and_the_deposit_cannot_take_its_units(tmp_path):
+    """A flash buyer who reserves between a deposit's set-aside and its recording finds only the
+    rest of the shelf; a retry and the follower record nothing more, and the audit passes."""
     url = f"sqlite:///{tmp_path}/events.db"
     shards = presale_day(url)
 
@@ -93,6 +95,8 @@ def test_a_flash_buyer_between_the_set_aside_and_the_deposit_cannot_take_its_uni
 
 
 def test_a_deposit_the_sku_or_the_presale_refuses_leaves_no_hold(tmp_path):
+    """A deposit beyond the presale's units has its set-aside returned and one beyond the SKU's
+    shelf is sold out, so neither leaves a hold; a deposit that fits is held."""
     url = f"sqlite:///{tmp_path}/events.db"
     shards = presale_day(url, stock=10, units=4)
 

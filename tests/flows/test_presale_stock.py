@@ -19,6 +19,8 @@ SKU = "pre-1"
 
 
 def test_deposits_take_their_units_from_the_sku_and_give_them_back_when_forfeited(tmp_path):
+    """Deposits set their units aside on the SKU, paid balances sell them and a forfeit returns
+    them; the follower run again records nothing and the audit and stock view agree."""
     url = f"sqlite:///{tmp_path}/events.db"
     store = open_store(url)
     clock = {"now": T0}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from saleday.actors.member import DAY_MS
-from saleday.actors.order import CheckoutStarted, OrderPlaced, PaymentCaptured
+from saleday.actors.order import CheckoutStarted, OrderPlaced, OrderRefunded, PaymentCaptured
 from saleday.actors.price import PriceChanged
 from saleday.flows.protection import PriceProtection
 
@@ -73,3 +73,15 @@ def test_a_request_claims_each_line_of_a_paid_order_at_the_current_price():
     ((cid, claim),) = rules.on_request("o1")     # sku-2 has no price in the log
     assert cid.startswith("protect-request:o1:sku-1:") and claim.price_cents == 7_000
     assert rules.on_request("o-unknown") == []
+
+
+REFUND = (env("order-000", 4, T0 + 10), OrderRefunded(order_id="o1", payment_id="p1",
+                                                     amount_cents=15_350, reason="hold_expired"))
+
+
+def test_a_refunded_order_is_protected_no_more():
+    """Once the order is refunded as a whole, neither a later drop nor a request claims it."""
+    rules = PriceProtection()
+    assert [c for e, ev in [*ORDER, REFUND, DROP] for c in rules.observe(e, ev)] == []
+    assert rules.on_request("o1") == []
+    assert rules.lines == {"sku-1": [], "sku-2": []}

@@ -134,6 +134,27 @@ def test_a_shard_that_cannot_be_read_is_a_503(shards, settings):
         assert r.headers["Retry-After"] == "1"
 
 
+@pytest.mark.parametrize("path", ["/v1/orders", "/v1/sessions"])
+def test_a_body_past_the_limit_is_a_413_problem_whether_announced_or_streamed(shards, path):
+    """A body larger than max_body_bytes is refused 413 as a problem: by its Content-Length
+    before it is read, or as it streams in without one; a body within it is decided."""
+    settings = HttpSettings(**SECRETS, max_body_bytes=2048)
+    for c in make_client(shards, settings):
+        headers = c.auth("u1", **{"Content-Type": "application/json"})
+        big = json.dumps({"lines": [{"sku": "s" * 3000, "qty": 1}]}).encode()
+        announced = c.http.post(path, content=big, headers=headers)
+        streamed = c.http.post(path, content=iter([big[:1500], big[1500:]]), headers=headers)
+        for r in (announced, streamed):
+            assert r.status_code == 413, r.text
+            assert r.headers["content-type"] == PROBLEM
+            assert r.json()["type"].endswith(":too_large")
+        small = c.http.post(path, content=json.dumps(ORDER if path == "/v1/orders" else
+                                                     {"source": "app"}), headers=headers)
+        assert small.status_code not in (413, 500), small.text
+        metrics = c.http.get("/metrics").text
+        assert 'status="413"' in metrics
+
+
 def test_unknown_routes_and_methods_are_problems(client):
     """An unknown path is a 404 problem, a wrong method a 405 problem."""
     r = client.http.get("/v1/nothing")

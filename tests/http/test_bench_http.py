@@ -10,7 +10,7 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from saleday.bench.http import cpu_s, goals, parse_gateway_counts, row
+from saleday.bench.http import _read_sku, cpu_s, goals, parse_gateway_counts, row
 from saleday.cli.main import app
 from saleday.http.metrics import HttpMetrics
 
@@ -23,6 +23,23 @@ def test_a_row_counts_units_granted_beyond_stock_as_oversold():
     r = row("x", out, stock=1)
     assert r["oversold"] == 1 and r["errors"] == 2 and r["req_per_s"] == 3.0
     assert row("floor", out, stock=None)["oversold"] == 0
+
+
+def test_the_stock_read_after_a_run_waits_out_a_503_and_names_any_other_answer():
+    """A SKU read answered 503 (shards draining the backlog) is retried after Retry-After;
+    a 404 is an error naming its status, not a KeyError deep in the row."""
+    import httpx
+
+    answers = [httpx.Response(503, headers={"retry-after": "0"}, json={"title": "busy"}),
+               httpx.Response(200, json={"reserved": 1, "sold": 2, "stocked": 3,
+                                         "available": 0})]
+    with httpx.Client(transport=httpx.MockTransport(lambda request: answers.pop(0)),
+                      base_url="http://bench") as http:
+        assert _read_sku(http, "/v1/skus/s")["sold"] == 2
+    gone = httpx.MockTransport(lambda request: httpx.Response(404, json={"title": "unknown"}))
+    with httpx.Client(transport=gone, base_url="http://bench") as http:
+        with pytest.raises(RuntimeError, match="answered 404"):
+            _read_sku(http, "/v1/skus/s")
 
 
 def test_cpu_seconds_of_processes_grow_with_their_work_and_a_gone_process_has_none():

@@ -95,6 +95,12 @@ def released(rid: str, qty: int, *, sku: str = "A1", user: str = "u1") -> Event:
                                                      "qty": qty, "reason": "cancelled"})
 
 
+def returned(rid: str, qty: int, amount: int, *, sku: str = "A1", user: str = "u1") -> Event:
+    return (SKU, "inventory.sold_units_returned", {
+        "reservation_id": rid, "sku": sku, "user": user, "qty": qty, "amount_cents": amount,
+        "reason": "hold_expired", "returned_at": T0 + 50})
+
+
 def session(user: str, at: int, inviter: str = "") -> list[Event]:
     cid = f"session/{user}/{at}"
     out: list[Event] = [(SESSION, "sessions.session_started", {
@@ -115,6 +121,8 @@ def coupon(kind: str, user: str = "u1", coupon_id: str = "c1", **extra: Any) -> 
         "locked": {"order_id": "o1", "until": T0 + 120_000},
         "redeemed": {"order_id": "o1", "value_cents": 300},
         "unlocked": {"order_id": "o1", "valid_until": T0 + DAY, "reason": "cancelled"},
+        "returned": {"order_id": "o1", "value_cents": 300, "valid_until": T0 + DAY,
+                     "returned_at": T0 + 60},
         "lapsed": {}}
     data.update(defaults[kind])
     data.update(extra)
@@ -152,9 +160,29 @@ def completed(members: list[str]) -> Event:
     return (TEAM, "teams.team_completed", {"team": "t1", "campaign": "1111", "members": members})
 
 
-def split(shares: list[tuple[str, int]]) -> Event:
+def split(shares: list[tuple[str, int]], at: int = T0 + 100) -> Event:
     return (TEAM, "teams.red_packet_split", {"team": "t1", "campaign": "1111",
-                                             "shares": [list(s) for s in shares]})
+                                             "shares": [list(s) for s in shares]}, at)
+
+
+SHARE_VALIDITY_MS = 7 * DAY
+
+
+def share_received(user: str, cents: int, split_at: int = T0 + 100, **extra: Any) -> Event:
+    """The wallet event that delivers team t1's share to `user` (flows/reactions.py)."""
+    return coupon("received", user=user, coupon_id=f"share/t1/{user}", value_cents=cents,
+                  valid_until=split_at + SHARE_VALIDITY_MS, **extra)
+
+
+def grant_received(coupon_id: str, user: str = "u1", value: int = 500) -> Event:
+    """The wallet event that delivers `granted(coupon_id, user, value)`."""
+    return coupon("received", user=user, coupon_id=coupon_id, value_cents=value,
+                  valid_until=T0 + DAY)
+
+
+def expired(members: list[str], pool_cents: int = 1000) -> Event:
+    return (TEAM, "teams.team_expired_unfilled", {"team": "t1", "campaign": "1111",
+                                                  "members": members, "pool_cents": pool_cents})
 
 
 def order(kind: str, oid: str = "o1", **data: Any) -> Event:
@@ -167,7 +195,8 @@ def order(kind: str, oid: str = "o1", **data: Any) -> Event:
         "checkout_cancelled": {"reason": "payment_failed", "was_placed": True},
         "order_voided": {"reason": "cancelled"},
         "payment_captured": {"payment_id": "p1", "amount_cents": 1000},
-        "refund_issued": {"payment_id": "p2", "amount_cents": 1000, "reason": "duplicate_payment"}}
+        "refund_issued": {"payment_id": "p2", "amount_cents": 1000, "reason": "duplicate_payment"},
+        "order_refunded": {"payment_id": "p1", "amount_cents": 1000, "reason": "hold_expired"}}
     base.update(defaults[kind])
     base.update(data)
     return (ORDER, f"orders.{kind}", base)

@@ -35,13 +35,16 @@ from tests.projections.audit_logs import (
     completed,
     confirmed,
     coupon,
+    grant_received,
     granted,
     order,
     pool,
     real_sale,
     released,
     reserved,
+    returned,
     session,
+    share_received,
     split,
     stocked,
     team,
@@ -252,7 +255,8 @@ CASES = {
         [*stocked(), reserved("r1", 1, [1000]), released("r1", 1), bad(confirmed("r1", 1, 1000))],
         "it was released"),
     "coupons.budget": (
-        [campaign(budget_coupons=3), granted("g1"), pool("drawn"), pool("returned"), granted("g2")],
+        [campaign(budget_coupons=3), granted("g1"), pool("drawn"), pool("returned"), granted("g2"),
+         grant_received("g1"), grant_received("g2")],
         [campaign(budget_coupons=3), granted("g1"), pool("drawn"), bad(granted("g2"))],
         "over its budget"),
     "coupons.redemption": (
@@ -260,7 +264,8 @@ CASES = {
         [coupon("received"), coupon("locked"), coupon("redeemed"), bad(coupon("redeemed", order_id="o2"))],
         "redeemed a second time"),
     "teams.split": (
-        [*team(["u1", "u2"]), completed(["u1", "u2"]), split(list(SPLIT))],
+        [*team(["u1", "u2"]), completed(["u1", "u2"]), split(list(SPLIT)),
+         *(share_received(u, cents) for u, cents in SPLIT)],
         [*team(["u1", "u2"]), completed(["u1", "u2"]), bad(split([("u1", 600), ("u2", 300)]))],
         "sum to 900 cents, not the pool of 1000"),
     "teams.members": (
@@ -317,6 +322,81 @@ def test_each_invariant_fails_on_a_log_that_breaks_it(rule, tmp_path):
     assert findings, f"{rule} did not fail"
     assert (findings[0].stream, findings[0].version) == (stream, version)
     assert words in findings[0].message
+
+
+REFUNDED = [*PAID, confirmed("o1/0", 1, 1000), order("order_refunded")]
+
+
+def test_a_refunded_order_whose_sold_units_went_back_passes(tmp_path):
+    """A refunded order whose confirmed line was returned holds no sold units: every rule
+    holds, and the SKU's units are all available again."""
+    url = f"sqlite:///{tmp_path}/events.db"
+    write(url, [*REFUNDED, returned("o1/0", 1, 1000)])
+    report = audit(url)
+    assert report.findings == [], [str(f) for f in report.findings]
+
+
+def test_a_refunded_order_still_holding_sold_units_fails_settlement(tmp_path):
+    """A refunded order whose confirmed line was never returned is an orders.settlement
+    finding naming the reservation."""
+    url = f"sqlite:///{tmp_path}/events.db"
+    write(url, REFUNDED)
+    findings = [f for f in audit(url).findings if f.rule == "orders.settlement"]
+    assert findings and "still holds 1 sold units" in findings[0].message
+    assert "'o1/0'" in findings[0].message
+
+
+@pytest.mark.parametrize(("events", "words"), [
+    ([*REFUNDED, returned("o1/0", 1, 1000), returned("o1/0", 1, 1000)],
+     "they were returned already"),
+    ([*PAID, returned("o1/0", 1, 1000)], "it is held, not sold"),
+    ([*stocked(), returned("r9", 1, 1000)], "it was never reserved"),
+    ([*REFUNDED, returned("o1/0", 2, 2000)], "but it sold 1 units"),
+], ids=["twice", "held", "unknown", "other-units"])
+def test_a_return_of_units_not_sold_to_it_fails_conservation(events, words, tmp_path):
+    """A unit returned twice, a held or unknown reservation returned, or a return of other
+    units than were sold is a stock.conservation finding at the return."""
+    url = f"sqlite:///{tmp_path}/events.db"
+    write(url, events)
+    findings = [f for f in audit(url).findings if f.rule == "stock.conservation"]
+    assert findings and words in findings[0].message, [str(f) for f in findings]
+    assert findings[0].stream == SKU
+
+
+WITH_COUPON = [*stocked(), coupon("received"), reserved("o1/0", 1, [1000]),
+               order("checkout_started", coupon_id="c1"), coupon("locked"),
+               order("order_placed", discount_cents=300, total_cents=700),
+               order("payment_captured", amount_cents=700), confirmed("o1/0", 1, 1000),
+               coupon("redeemed")]
+"""A paid order of one unit with coupon c1 (300 off), its unit confirmed, c1 redeemed."""
+REFUNDED_WITH_COUPON = [*WITH_COUPON, order("order_refunded", amount_cents=700),
+                        returned("o1/0", 1, 1000)]
+
+
+def test_a_refunded_orders_coupon_returned_while_valid_passes(tmp_path):
+    """The refunded order's unit and its still valid coupon went back: every rule holds,
+    and the coupon may then be locked and redeemed by another order."""
+    url = f"sqlite:///{tmp_path}/events.db"
+    write(url, [*REFUNDED_WITH_COUPON, coupon("returned"),
+                coupon("locked", order_id="o2"), coupon("redeemed", order_id="o2")])
+    report = audit(url)
+    assert report.findings == [], [str(f) for f in report.findings]
+
+
+@pytest.mark.parametrize(("events", "rule", "words"), [
+    (REFUNDED_WITH_COUPON, "orders.settlement", "keeps coupon 'c1' redeemed"),
+    ([*WITH_COUPON, coupon("returned")], "coupons.redemption", "which is paid, not refunded"),
+    ([*REFUNDED_WITH_COUPON, coupon("returned"), coupon("returned")], "coupons.redemption",
+     "returned by order 'o1' while held"),
+], ids=["kept", "not-refunded", "twice"])
+def test_a_coupon_kept_by_a_refunded_order_or_returned_without_one_fails(events, rule, words,
+                                                                          tmp_path):
+    """A refunded order keeping a coupon still valid, a coupon returned by an order not
+    refunded, or returned twice, is a finding of its rule."""
+    url = f"sqlite:///{tmp_path}/events.db"
+    write(url, events)
+    findings = [f for f in audit(url).findings if f.rule == rule]
+    assert findings and words in findings[0].message, [str(f) for f in audit(url).findings]
 
 
 def test_a_command_recorded_in_two_streams_is_caught(tmp_path):

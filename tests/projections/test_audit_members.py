@@ -115,6 +115,13 @@ def refund(cents: int) -> tuple:
              "price_cents": 700, "refund_cents": cents, "tier": "diamond", "dropped_at": T0})
 
 
+def taken_back(points: int, ref: str = "o1") -> tuple:
+    return (MEMBER, "members.points_taken_back", {"user": "ann", "order_ref": ref,
+                                                  "earned": 50, "points": points,
+                                                  "reason": "hold_expired",
+                                                  "taken_back_at": T0 + 2})
+
+
 OPENED = (PRESALE, "presales.presale_opened",
           {"sku": "p", "units": 5, "deposit_cents": 100, "deposit_value_cents": 300,
            "price_cents": 1000, "deposits_from": T0, "balance_from": T0 + DAY,
@@ -149,6 +156,10 @@ def deposit(did: str = "d1", at: int = T0 + 1) -> tuple:
         "held_at": T0 + 1, "until": T0 + 2}), (MEMBER, "members.points_redeemed", {
         "user": "ann", "redemption_id": "o9", "points": 40, "taken": [["o1", 40]],
         "redeemed_at": T0 + 2})]),
+    ("members.points", [earned(), taken_back(40)]),
+    ("members.points", [earned(), taken_back(50), taken_back(0)]),
+    ("members.points", [taken_back(0), earned()]),
+    ("members.protection", [taken_back(0), refund(300)]),
     ("members.protection", [refund(300), refund(300)]),
     ("members.protection", [refund(400)]),
     ("members.tiers", [(MEMBER, "members.tier_changed", {"user": "ann", "previous": "gold",
@@ -179,7 +190,9 @@ def deposit(did: str = "d1", at: int = T0 + 1) -> tuple:
                             "set_aside_at": T0})]),
 ])
 def test_a_broken_member_price_or_presale_log_is_named_by_its_rule(tmp_path, rule, events):
-    """Points spent beyond or after their lot, a doubled refund, a refund above the drop, a
+    """Points spent beyond or after their lot, a take-back of other than what its lot holds,
+    twice, or followed by earning or a protection refund for the refunded order, a doubled
+    refund, a refund above the drop, a
     tier or price out of order, a deposit or forfeit out of its window, a wrong balance, a
     deposit whose units are not set aside on its SKU or stay set aside once paid through,
     units set aside for a deposit never recorded and not returned, a hold sold then
@@ -188,6 +201,16 @@ def test_a_broken_member_price_or_presale_log_is_named_by_its_rule(tmp_path, rul
     write(url, events)
     report = audit(url)
     assert rule in {f.rule for f in report.findings}, [str(f) for f in report.findings]
+
+
+def test_a_refunded_orders_points_taken_back_pass(tmp_path):
+    """Earned 50, 20 spent, the 30 left of the lot taken back: the ledger adds up."""
+    url = f"sqlite:///{tmp_path}/events.db"
+    write(url, [earned(), (MEMBER, "members.points_redeemed", {
+        "user": "ann", "redemption_id": "r", "points": 20, "taken": [["o1", 20]],
+        "redeemed_at": T0 + 1}), taken_back(30)])
+    report = audit(url)
+    assert report.ok, [str(f) for f in report.findings]
 
 
 def test_units_set_aside_before_their_deposit_or_returned_without_one_pass(tmp_path):

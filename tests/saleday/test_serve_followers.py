@@ -19,6 +19,8 @@ from tests.projections.audit_logs import DAY, T0
 
 
 def test_the_kinds_served_choose_the_followers():
+    """Plain serve runs followers when it serves members, or presales with their SKUs, and not
+    otherwise."""
     assert live_followers_called_for({"member": 1})
     assert live_followers_called_for({"sku": 2, "presale": 1})
     assert not live_followers_called_for({"sku": 2, "session": 1, "order": 1})
@@ -26,6 +28,8 @@ def test_the_kinds_served_choose_the_followers():
 
 
 def test_plain_serve_sets_deposit_units_aside_live_and_stops(tmp_path):
+    """While plain serve runs, a paid deposit's units are set aside on its SKU, and the follower
+    stops when serve does."""
     url = f"sqlite:///{tmp_path}/events.db"
     store = open_store(url)
     shards = LocalShards(store, {"sku": 1, "presale": 1, "member": 1}, partitions=8,

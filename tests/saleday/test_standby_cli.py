@@ -59,6 +59,8 @@ def store_url(tmp_path):
 
 def test_after_a_failover_the_old_primary_is_replaced_and_the_pair_is_healthy(
         monkeypatch, store_url):
+    """After a failover, status shows the dead old primary as replaced, the promoted standby as a
+    healthy primary, and the new standby's lag."""
     stand_in_ray(monkeypatch, {
         "sku-000": ("DEAD", None),
         "sku-000.standby-ab12-1": ("ALIVE", said(3, standby=False, epoch=2)),
@@ -73,6 +75,7 @@ def test_after_a_failover_the_old_primary_is_replaced_and_the_pair_is_healthy(
 
 
 def test_a_dead_primary_with_nobody_serving_its_stream_is_dead(monkeypatch, store_url):
+    """A dead primary whose standby is dead too shows as dead, and so does the standby."""
     stand_in_ray(monkeypatch, {
         "sku-000": ("DEAD", None),
         "sku-000.standby-ab12-1": ("DEAD", None),
@@ -88,6 +91,8 @@ def test_a_dead_primary_with_nobody_serving_its_stream_is_dead(monkeypatch, stor
     (["serve", "--standbys", "2"], "--standbys"),
 ])
 def test_standby_options_refuse_what_is_not_there_before_starting_anything(args, says):
+    """An unknown kill mode, --standbys with --http, or more than one standby exits 2 with a message
+    and no traceback."""
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and says in result.output, result.output
     assert "Traceback" not in result.output

@@ -13,6 +13,8 @@ from saleday.simulator.scenario import PRESETS, ScenarioError, load, preset
 
 
 def test_every_preset_loads_and_double11_is_the_default_shape():
+    """Every preset loads under its name, and double11 steps up at midnight, peaks near 00:05 and
+    decays."""
     for name in PRESETS:
         assert preset(name).name == name
     d11 = preset("double11")
@@ -34,6 +36,8 @@ def test_every_preset_loads_and_double11_is_the_default_shape():
     (".json", json.dumps({"preset": "flash-half-price", "users": 1234, "skus": {"count": 7}})),
 ])
 def test_a_scenario_file_overrides_a_preset_in_any_format(tmp_path, suffix, text):
+    """A YAML, TOML or JSON scenario file overrides what it names and takes the rest from its
+    preset."""
     path = tmp_path / f"my-sale{suffix}"
     path.write_text(text)
     sc = load(str(path))
@@ -53,6 +57,7 @@ def test_a_scenario_file_overrides_a_preset_in_any_format(tmp_path, suffix, text
     ("users: [\n", "not valid YAML"),
 ])
 def test_a_bad_scenario_is_refused_in_words(tmp_path, text, needle):
+    """A bad scenario file is refused with a message that names what is wrong."""
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     with pytest.raises(ScenarioError, match=None) as caught:
@@ -61,11 +66,13 @@ def test_a_bad_scenario_is_refused_in_words(tmp_path, text, needle):
 
 
 def test_an_unknown_preset_or_missing_file_is_refused():
+    """A name that is neither a preset nor an existing file is refused."""
     with pytest.raises(ScenarioError, match="neither a preset"):
         load("no-such-thing")
 
 
 def test_the_same_seed_gives_the_same_visits_and_another_seed_does_not():
+    """The same seed gives the same visits and catalog, and another seed gives other visits."""
     sc = preset("double11").with_overrides(users=2_000)
     first = list(visits(sc, 7))
     assert first == list(visits(sc, 7))
@@ -74,6 +81,8 @@ def test_the_same_seed_gives_the_same_visits_and_another_seed_does_not():
 
 
 def test_visits_follow_the_curve_and_the_funnel():
+    """Generated visits crowd the first minutes, convert at the funnel's rates, reach every user,
+    name an inviter on shared links, and favour the hottest SKU."""
     sc = preset("double11").with_overrides(users=40_000)
     vs = list(visits(sc, 3))
     assert len(vs) == sc.visits
@@ -99,6 +108,7 @@ def test_visits_follow_the_curve_and_the_funnel():
 
 
 def test_arrival_times_match_the_rate_curve():
+    """Arrival times are distributed over the window as the scenario's rate curve says."""
     sc = preset("double11")
     t = arrival_times(sc, 200_000, np.random.default_rng(1))
     # 300 s bins from the window's opening (five minutes before midnight): 0 is an edge

@@ -243,6 +243,56 @@ def test_delayed_replies_find_a_checkout_that_prices_lines_in_the_order_replies_
                for f in found.invariants.findings), found.invariants.findings[:3]
 
 
+def plant_offset_dedup(monkeypatch):
+    """Shards that take follow-ups exactly once "by offset", as a consumer that commits
+    offsets does: per shard, the highest version of each causing stream it has taken, and a
+    follow-up whose cause is older is answered as a repeat, with nothing decided. In log
+    order that is a dedup; reordered, it drops a follow-up."""
+    from saleday.actors.host import shard
+    from saleday.actors.host.replies import Accepted
+    from saleday.events import parse_event_ref
+
+    honest = shard.ShardHost.handle
+    marks: dict[str, dict[str, int]] = {}
+
+    def by_offset(self, requests):
+        seen = marks.setdefault(self.stream, {})
+        taken, repeats = [], {}
+        for i, request in enumerate(requests):
+            cause = parse_event_ref(request.causation_id) if request.causation_id else None
+            if cause is not None:
+                if cause[1] < seen.get(cause[0], 0):
+                    repeats[i] = Accepted((), 0, 0, duplicate=True)
+                    continue
+                seen[cause[0]] = cause[1]
+            taken.append(request)
+        if not repeats:
+            return honest(self, requests)
+        replies = iter(honest(self, taken))
+        return [repeats[i] if i in repeats else next(replies) for i in range(len(requests))]
+
+    monkeypatch.setattr(shard.ShardHost, "handle", by_offset)
+    return marks
+
+
+def test_delayed_follow_ups_find_shards_that_take_follow_ups_once_by_offset(tmp_path,
+                                                                            monkeypatch):
+    """Shards that drop a follow-up whose cause is older than one they took (an offset per
+    causing stream instead of a dedup by command id) lose the grants and shares of a round
+    that `delayed_follow_up` held and shuffled: followups.delivery names them. Every other
+    class at once on the same seed sends the follow-ups in log order, and passes."""
+    marks = plant_offset_dedup(monkeypatch)
+    others = ",".join(k for k in SWARM_CLASSES if k != "delayed_follow_up")
+    assert run(tmp_path, "in-order", TINY, seed=2).audit_ok
+    marks.clear()
+    assert run(tmp_path, "other-faults", TINY, seed=2, mix=others).audit_ok
+    marks.clear()
+    found = run(tmp_path, "held", TINY, seed=2, mix="delayed_follow_up")
+    assert not found.audit_ok and found.faults_injected["delayed_follow_up"] > 0
+    assert {f.rule for f in found.invariants.findings} == {"followups.delivery"}
+    assert any("never reached the wallet" in f.message for f in found.invariants.findings)
+
+
 # -- the command line ------------------------------------------------------------------------
 
 
@@ -290,6 +340,31 @@ def test_bench_dst_sums_up_seeds_and_lists_failing_ones_with_their_reproducer(mo
     assert bad["failed_seeds"] == 1
     assert bad["failures"][0]["seed"] == 1 and "--scenario short-pay.json" in bad[
         "failures"][0]["reproduce"]
+
+
+def test_a_stopped_bench_dst_sums_up_the_seeds_that_finished_and_exits_130(tmp_path):
+    """SIGTERM (as Ctrl-C) stops `bench dst` on two workers: it sums up the seeds done,
+    says so, exits 130, and no worker prints a traceback or is left running."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    rows = tmp_path / "rows.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "saleday", "bench", "dst", "--seeds", "500",
+                             "--users", "60", "--workers", "2", "--rows", str(rows), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while (not rows.exists() or not rows.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    result = json.loads(out)
+    assert result["interrupted"] and 1 <= result["params"]["seeds"] < 500
+    assert "interrupted:" in err and "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert len(rows.read_text().splitlines()) >= result["params"]["seeds"]
 
 
 # -- what the swarm found ----------------------------------------------------------------------
