@@ -25,6 +25,8 @@ def run(tmp_path, name, scenario=SMALL, **kw):
 
 
 def test_a_sale_day_in_process_passes_the_audit_and_fills_the_report(tmp_path):
+    """A flash sale played in process passes the audit, sells its hottest SKUs out and fills
+    every part of the report: orders, views, stock depletion, timeline and latency."""
     report = run(tmp_path, "a", FLASH)
     assert report.audit_ok and report.invariants.violations == 0
     assert report.commands > 1_000 and report.events > report.commands / 2
@@ -38,6 +40,7 @@ def test_a_sale_day_in_process_passes_the_audit_and_fills_the_report(tmp_path):
 
 
 def test_the_same_seed_writes_the_same_log_and_another_seed_does_not(tmp_path):
+    """Two runs of one seed write the same log and views; another seed writes another log."""
     a = run(tmp_path, "a", seed=5)
     b = run(tmp_path, "b", seed=5)
     c = run(tmp_path, "c", seed=6)
@@ -46,6 +49,8 @@ def test_the_same_seed_writes_the_same_log_and_another_seed_does_not(tmp_path):
 
 
 def test_injected_faults_break_no_invariant_and_replay_identically(tmp_path):
+    """With crashes, lost replies, duplicates and failed appends injected the audit still
+    passes, and the same seed, or its recording fed again, writes the very same log."""
     a = run(tmp_path, "a", faults=True, seed=3, record=tmp_path / "a.jsonl.gz")
     assert a.audit_ok, [f.message for f in a.invariants.findings[:5]]
     assert {"crash", "lost_reply", "duplicate", "failed_append"} <= set(a.faults_injected)
@@ -88,6 +93,8 @@ def test_a_failing_seed_replays_to_the_same_failure(tmp_path, monkeypatch):
 
 
 def test_cli_simulate_in_process_prints_one_json_object(tmp_path):
+    """`saleday simulate --json` prints one JSON object with the run's figures and writes
+    the report page and its charts."""
     result = CliRunner().invoke(app, [
         "simulate", "--engine", "inprocess", "--users", "800", "--data", str(tmp_path / "d"),
         "--json", "--no-progress", "--seed", "4"])
@@ -104,6 +111,8 @@ def test_cli_simulate_in_process_prints_one_json_object(tmp_path):
 
 
 def test_cli_refuses_bad_input_with_exit_status_2(tmp_path):
+    """A bad scenario, an unknown preset or engine, faults on Ray, or a missing recording is
+    refused in words with exit status 2."""
     runner = CliRunner()
     bad = tmp_path / "bad.yaml"
     bad.write_text("users: 0\n")
@@ -119,6 +128,8 @@ def test_cli_refuses_bad_input_with_exit_status_2(tmp_path):
 
 
 def test_a_public_clickstream_replays_as_traffic(tmp_path):
+    """A sample of the public Taobao log replays as traffic that passes the audit, its
+    malformed rows counted rather than fatal."""
     data = "tests/simulator/data/taobao_sample.csv"
     result = CliRunner().invoke(app, [
         "replay", "--clickstream", data, "--layout", "taobao", "--data", str(tmp_path / "d"),
