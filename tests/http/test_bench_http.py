@@ -10,7 +10,15 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from saleday.bench.http import _read_sku, cpu_s, goals, parse_gateway_counts, row
+from saleday.bench.http import (
+    _read_sku,
+    _rows_of_a_child,
+    cpu_s,
+    goals,
+    parse_gateway_counts,
+    row,
+    served_here,
+)
 from saleday.cli.main import app
 from saleday.http.metrics import HttpMetrics
 
@@ -40,6 +48,18 @@ def test_the_stock_read_after_a_run_waits_out_a_503_and_names_any_other_answer()
     with httpx.Client(transport=gone, base_url="http://bench") as http:
         with pytest.raises(RuntimeError, match="answered 404"):
             _read_sku(http, "/v1/skus/s")
+
+
+def test_a_serve_row_after_another_serve_runs_in_a_child_that_says_why_it_failed():
+    """Once a Serve row ran in this process, a Serve row with other options runs in a child
+    process of its own; a child that fails gives a row naming its error, not a crash."""
+    assert served_here([{"system": "saleday[serve]@half"}])
+    assert not served_here([{"system": "floor"}, {"system": "saleday[uvicorn]"}])
+    rows = _rows_of_a_child("saleday[serve+throughput]", {}, duration_s=0.5, concurrency=1,
+                            skus=1, stock=1, users=1, seed=1, redis_url="redis://x",
+                            num_cpus=1, generator="warp", shards=None, worker_niceness=0)
+    assert rows == [{"system": "saleday[serve+throughput]",
+                     "error": rows[0]["error"]}] and "warp" in rows[0]["error"]
 
 
 def test_cpu_seconds_of_processes_grow_with_their_work_and_a_gone_process_has_none():
