@@ -331,6 +331,8 @@ class MembersPlan:
                         redeemed_orders += 1
                     case "members.points_expired":
                         points["expired"] += d["points"]
+                    case "members.points_taken_back":
+                        points["taken_back"] += d["points"]
                     case "members.points_held":
                         points["held_at_checkout"] += d["points"]
                     case "members.points_released":
@@ -369,8 +371,9 @@ class MembersPlan:
             "tiers": {t: tier_counts.get(t, 0) for t in ("diamond", "gold", "silver", "regular")},
             "tier_rule": self.rule.text, "tiers_as_of": self.as_of.isoformat(),
             "points": {"earned": points["earned"], "redeemed": points["redeemed"],
-                       "expired": points["expired"],
-                       "balance": points["earned"] - points["redeemed"] - points["expired"],
+                       "expired": points["expired"], "taken_back": points["taken_back"],
+                       "balance": points["earned"] - points["redeemed"] - points["expired"]
+                       - points["taken_back"],
                        "held_at_checkout": points["held_at_checkout"],
                        "released": points["released"],
                        "orders_redeeming": redeemed_orders,

@@ -29,7 +29,8 @@ def member_sections(report: RunReport) -> list[Any]:
             ("redeemed at checkout", f"{p['redeemed']:,} ({p['orders_redeeming']:,} orders)"),
             ("held, then given back", f"{p['released']:,}"),
             ("expired", f"{p['expired']:,}"),
-            ("balance (earned - redeemed - expired)", f"{p['balance']:,}"),
+            ("taken back (refunded orders)", f"{p.get('taken_back', 0):,}"),
+            ("balance (earned - redeemed - expired - taken back)", f"{p['balance']:,}"),
             ("invoices asked (electronic / paper / none)",
              f"{inv['electronic']:,} / {inv['paper']:,} / {inv['none']:,}")]
     out.append(Section("member points", ("", "value"), rows))

@@ -6,9 +6,11 @@ Tables (all `disjoint`: each key comes from one stream):
   `members.order_recorded` (imported history, or checkout orders recorded on the member);
 - `checkout` (key = order id, from the order streams): `[user, total cents, paid_at]` of
   `orders.order_placed`, with `paid_at` (the `orders.payment_captured` event's
-  `recorded_at`) null until paid;
+  `recorded_at`) null until paid, and null again once the order is refunded
+  (`orders.order_refunded`: a refunded order is not a purchase);
 - `tier` (key = user): `[[changed_at, tier], ...]` of `members.tier_changed`;
-- `points` (key = user): `[earned, redeemed, expired]` of the points events.
+- `points` (key = user): `[earned, redeemed, expired, taken_back]` of the points events
+  (`taken_back`: what refunded orders' `members.points_taken_back` removed).
 
 A paid checkout order counts for RFM exactly as an imported order does, at its payment
 time and its total. An order recorded on the member under the checkout's order id counts
@@ -23,9 +25,9 @@ from typing import Any, ClassVar
 from saleday.events.envelope import Envelope
 from saleday.projections.view import DISJOINT, View
 
-EARNED, REDEEMED, EXPIRED = range(3)
+EARNED, REDEEMED, EXPIRED, TAKEN_BACK = range(4)
 _POINTS = {"members.points_earned": EARNED, "members.points_redeemed": REDEEMED,
-           "members.points_expired": EXPIRED}
+           "members.points_expired": EXPIRED, "members.points_taken_back": TAKEN_BACK}
 
 
 class MembersView(View):
@@ -56,7 +58,10 @@ class MembersView(View):
                     slot = _POINTS.get(kind)
                     if slot is None:
                         continue
-                    points.setdefault(user, [0, 0, 0])[slot] += d["points"]
+                    row = points.setdefault(user, [0, 0, 0, 0])
+                    if len(row) < 4:   # a row of a checkpoint from before taken_back
+                        row.extend([0] * (4 - len(row)))
+                    row[slot] += d["points"]
                     dirty["points"].add(user)
             elif kind == "orders.order_placed":
                 d = env.data
@@ -68,6 +73,11 @@ class MembersView(View):
                 if row is not None:
                     row[1], row[2] = d["amount_cents"], env.recorded_at
                     dirty["checkout"].add(d["order_id"])
+            elif kind == "orders.order_refunded":
+                row = checkout.get(env.data["order_id"])
+                if row is not None:
+                    row[2] = None
+                    dirty["checkout"].add(env.data["order_id"])
 
     # -- reading -------------------------------------------------------------------------
 
@@ -94,9 +104,11 @@ class MembersView(View):
         return current
 
     def points_of(self, user: str) -> dict[str, int]:
-        earned, redeemed, expired = self.t["points"].get(user, (0, 0, 0))
+        earned, redeemed, expired, taken_back = (
+            list(self.t["points"].get(user, ())) + [0, 0, 0, 0])[:4]
         return {"earned": earned, "redeemed": redeemed, "expired": expired,
-                "balance": earned - redeemed - expired}
+                "taken_back": taken_back,
+                "balance": earned - redeemed - expired - taken_back}
 
     def to_json(self) -> dict[str, Any]:
         return {table: {key: rows[key] for key in sorted(rows)} for table, rows in self.t.items()}

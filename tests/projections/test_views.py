@@ -162,6 +162,33 @@ def test_units_reserved_beyond_stock_are_counted_as_oversold(tmp_path):
     assert m["skus"]["x"]["sold_out_at"] == T0 + 1000
 
 
+def test_a_refunded_order_is_no_purchase_and_its_points_taken_back_leave_the_balance():
+    """The members view counts a paid order for RFM until it is refunded, and points taken
+    back for a refunded order leave the member's balance."""
+    from saleday.projections.views.members import MembersView
+
+    store = open_store("memory://members-view-refund")
+
+    def ev(i, type, **data):
+        return NewEvent(type=type, data=data, command_id=f"c{i}", recorded_at=T0 + i * 1000)
+
+    for oid in ("o1", "o2"):
+        store.append(f"order-{oid}", [
+            ev(0, "orders.order_placed", order_id=oid, user="ann", total_cents=5000),
+            ev(1, "orders.payment_captured", order_id=oid, payment_id="p", amount_cents=5000)], 0)
+    store.append("order-o2", [ev(2, "orders.order_refunded", order_id="o2", payment_id="p",
+                                 amount_cents=5000, reason="hold_expired")], 2)
+    store.append("member-ann", [
+        ev(3, "members.points_earned", user="ann", points=50),
+        ev(4, "members.points_earned", user="ann", points=50),
+        ev(5, "members.points_taken_back", user="ann", points=50)], 0)
+    view = folded(MembersView(), {s: store.read(s) for s in store.streams()})
+    store.close()
+    assert view.orders_by_user() == {"ann": [(T0 + 1000, 5000)]}
+    points = view.points_of("ann")
+    assert (points["earned"], points["taken_back"], points["balance"]) == (100, 50, 50)
+
+
 # -- referrals ----------------------------------------------------------------------------
 
 
