@@ -572,9 +572,10 @@ def test_audit_exits_1_naming_each_finding(tmp_path):
 @pytest.mark.parametrize("args", [["--store", "sqlite:///{tmp}/none.db"], ["--log", "{tmp}/none.jsonl"],
                                   ["--log", "{tmp}/notes.txt"], ["--log", "{tmp}/blob.bin"],
                                   ["--log", "{tmp}/empty.jsonl"], ["--data", "{tmp}"], []])
-def test_audit_exits_2_when_there_is_no_log_to_read(args, tmp_path):
-    """No store, no file, not an export (text or binary), an empty file, or no log named:
-    exit 2 with one readable line."""
+def test_audit_exits_2_when_there_is_no_log_to_read(args, tmp_path, monkeypatch):
+    """No store, no file, not an export (text or binary), an empty file, or no log named
+    (and none in the default ./saleday-data): exit 2 with one readable line."""
+    monkeypatch.chdir(tmp_path)   # not the checkout, where README command 1 leaves a log
     (tmp_path / "notes.txt").write_text("not an export\n")
     (tmp_path / "blob.bin").write_bytes(b"PAR1\xb5\x00\xff")
     (tmp_path / "empty.jsonl").write_text("")
