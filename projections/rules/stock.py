@@ -214,17 +214,7 @@ class StockRules(RulesBase):
         if s.reserved < 0:
             self.fail("stock.conservation", env[0], env[1],
                       f"SKU {s.name!r}: reserved units went negative ({s.reserved})")
-        count = s.per_user.get(r[_USER], 0) - r[_QTY]
-        if count > 0:
-            s.per_user[r[_USER]] = count
-        else:
-            s.per_user.pop(r[_USER], None)
-        taken = s.taken
-        try:
-            for t in r[7]:
-                taken[t] -= 1
-        except (IndexError, TypeError):
-            pass
+        _give_back(s, r)
 
     def sold_units_returned(self, env: tuple) -> None:
         """A refunded order's confirmed reservation: its sold units back on the shelf, once."""
@@ -251,17 +241,7 @@ class StockRules(RulesBase):
         if s.sold < 0:
             self.fail("stock.conservation", env[0], env[1],
                       f"SKU {s.name!r}: sold units went negative ({s.sold})")
-        count = s.per_user.get(r[_USER], 0) - qty
-        if count > 0:
-            s.per_user[r[_USER]] = count
-        else:
-            s.per_user.pop(r[_USER], None)
-        taken = s.taken
-        try:
-            for t in r[7]:
-                taken[t] -= 1
-        except (IndexError, TypeError):
-            pass
+        _give_back(s, r)
 
     def reservation_voided(self, env: tuple) -> None:
         d = env[8]
@@ -343,3 +323,18 @@ class StockRules(RulesBase):
                           f"was due at {r[_DEADLINE]} but is still held at the end of the log "
                           f"({last_time})")
 
+
+def _give_back(s: Sku, r: list) -> None:
+    """Reservation `r`'s units no longer count against its user's limit or its tiers on
+    SKU `s` (released, expired or returned after a refund)."""
+    count = s.per_user.get(r[_USER], 0) - r[_QTY]
+    if count > 0:
+        s.per_user[r[_USER]] = count
+    else:
+        s.per_user.pop(r[_USER], None)
+    taken = s.taken
+    try:
+        for t in r[7]:
+            taken[t] -= 1
+    except (IndexError, TypeError):
+        pass
