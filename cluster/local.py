@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from saleday.actors.decider import InvalidCommand
-from saleday.actors.host import Request, ShardHost, Unavailable
+from saleday.actors.host import Request, ShardHost, TransportFailure, Unavailable
 from saleday.actors.kinds import deciders
 from saleday.cluster.routing import ShardMap, UnroutableEntity
 from saleday.events import EventStore, Tail, event_ref, registry
@@ -76,6 +76,7 @@ class LocalShards:
         self.tail = Tail(store, include=lambda s: s.startswith(prefixes))
         self._reacting = [lane for lane in self.order if lane.stream.startswith(prefixes)]
         self._reacted_at: tuple[int, ...] = ()
+        self._owed: list[tuple[asyncio.Future, tuple[str, Any, str, str]]] = []
         self._ids = itertools.count(1)
         self.reactions = 0
         self.batches = 0
@@ -189,20 +190,36 @@ class LocalShards:
         return recorded
 
     def react(self) -> int:
-        """Queue what new team and campaign facts call for (shares, grants, pool returns)."""
+        """Queue what new team and campaign facts call for (shares, grants, pool returns),
+        and again what a shard could not take last time (answered `Unavailable`: the fact
+        still owes it, and a repeat is answered as a duplicate)."""
+        queued = self._react_again()
         heads = tuple(lane.host.version for lane in self._reacting)
         if heads == self._reacted_at:
-            return 0
+            return queued
         self._reacted_at = heads
-        queued = 0
         while batch := self.tail.poll():
             for env in batch:
                 for cid, command in follow_ups(env, registry.decode(env)):
-                    self.submit_nowait(command, cid, env.correlation_id,
-                                       event_ref(env.stream, env.version))
+                    self._follow_up((cid, command, env.correlation_id,
+                                     event_ref(env.stream, env.version)))
                     queued += 1
         self.reactions += queued
         return queued
+
+    def _follow_up(self, step: tuple[str, Any, str, str]) -> None:
+        self._owed.append((self.submit_nowait(step[1], *(step[0], *step[2:])), step))
+
+    def _react_again(self) -> int:
+        owed, self._owed, again = self._owed, [], 0
+        for fut, step in owed:
+            if not fut.done():
+                self._owed.append((fut, step))
+            elif (not fut.cancelled() and fut.exception() is None
+                  and isinstance(fut.result(), TransportFailure)):
+                self._follow_up(step)
+                again += 1
+        return again
 
     def status(self) -> list[dict[str, Any]]:
         return [lane.host.status() for lane in self.order]

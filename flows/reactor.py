@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import structlog
 
-from saleday.actors.host import Accepted
+from saleday.actors.host import Accepted, TransportFailure
 from saleday.events import EventStore, Tail, event_ref, registry
 from saleday.flows.gateway import Gateway
 from saleday.flows.reactions import follow_ups
@@ -31,20 +31,30 @@ class Reactor:
         self.tail = Tail(store, include=lambda stream: stream.startswith(prefixes))
         self.gateway = gateway
         self.submitted = 0
+        self.retrying: list[tuple] = []
 
     async def run_once(self) -> int:
-        """React to everything recorded since the last call; return the commands submitted."""
+        """React to everything recorded since the last call, and retry what a shard could
+        not take last time; return the commands submitted."""
         done = 0
-        while batch := await asyncio.to_thread(self.tail.poll):
-            steps = [(cid, command, env) for env in batch
-                     for cid, command in follow_ups(env, registry.decode(env))]
+        retry, self.retrying = self.retrying, []
+        while retry or (batch := await asyncio.to_thread(self.tail.poll)):
+            steps = retry or [(cid, command, env) for env in batch
+                              for cid, command in follow_ups(env, registry.decode(env))]
+            retry = []
             replies = await asyncio.gather(*(
                 submit(self.gateway, command, cid, correlation_id=env.correlation_id,
                        causation_id=event_ref(env.stream, env.version))
                 for cid, command, env in steps))
-            for (cid, _, _), reply in zip(steps, replies):
-                if not isinstance(reply, Accepted):
-                    log.info("reaction_refused", command_id=cid,
+            for step, reply in zip(steps, replies):
+                if isinstance(reply, TransportFailure):
+                    # Not decided (a shard down or shedding): the fact still owes it. The
+                    # deciders answer a repeat as a duplicate, so it is tried again.
+                    self.retrying.append(step)
+                    log.warning("reaction_deferred", command_id=step[0],
+                                reply=type(reply).__name__)
+                elif not isinstance(reply, Accepted):
+                    log.info("reaction_refused", command_id=step[0],
                              reply=getattr(reply, "code", type(reply).__name__))
             done += len(steps)
         self.submitted += done

@@ -139,6 +139,11 @@ def _simulate(opts: RunOptions, url: str | None, source: Iterator[Visit] | None,
                                       "behaviour yet: use --engine inprocess or ray")
 
             run = run_http(opts, url, skus, stream, progress)
+            if opts.http_target is not None and opts.audit and url is not None:
+                from saleday.simulator.settle import wait_for_quiet_log
+
+                progress.phase("settling")
+                run.extra["log_settled"] = wait_for_quiet_log(url)
         else:
             assert url is not None
             from saleday.simulator.ray_engine import run_ray
