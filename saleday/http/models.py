@@ -300,6 +300,11 @@ class HoldOut(BaseModel):
     until_ms: int
 
 
+class TakenBackOut(BaseModel):
+    order_ref: str
+    points: int
+
+
 class RefundOut(BaseModel):
     order_ref: str
     sku: str
@@ -316,6 +321,9 @@ class MemberOut(BaseModel):
     points_earned: int
     points_redeemed: int
     points_expired: int
+    points_taken_back: int = Field(description="Points refunded orders took back.")
+    taken_back: list[TakenBackOut] = Field(description="Each refunded order's points "
+                                           "taken back.")
     lots: list[LotOut] = Field(description="What is left of each earning, soonest to expire "
                                "first.")
     holds: list[HoldOut]

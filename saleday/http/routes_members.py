@@ -41,6 +41,7 @@ from saleday.http.models import (
     PriceIn,
     PriceOut,
     RefundOut,
+    TakenBackOut,
 )
 from saleday.http.problems import ApiProblem, refusal_problem
 from saleday.http.routes_admin import _command_id, admin
@@ -57,6 +58,9 @@ async def my_member(request: Request, user: User) -> MemberOut:
         user=user, tier=m.tier, tiers=[{"since_ms": at, "tier": t} for at, t in m.tiers],
         orders=len(m.orders), points_balance=m.balance, points_held=m.held,
         points_earned=m.earned, points_redeemed=m.redeemed, points_expired=m.expired,
+        points_taken_back=sum(m.taken_back.values()),
+        taken_back=[TakenBackOut(order_ref=ref, points=p)
+                    for ref, p in sorted(m.taken_back.items())],
         lots=[LotOut(order_ref=ref, points=p, expires_at_ms=at) for ref, p, at in m.lots],
         holds=[HoldOut(order_id=hid, points=h[0], until_ms=h[2])
                for hid, h in sorted(m.holds.items())],

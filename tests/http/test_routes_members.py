@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from saleday.actors.member import ChangeTier, EarnPoints
+from saleday.actors.member import ChangeTier, EarnPoints, TakeBackPoints
 from saleday.cluster.local import LocalShards
 from saleday.events import open_store
 from tests.http.conftest import KINDS, make_client
@@ -70,6 +70,19 @@ def test_a_user_reads_their_own_member_tier_and_points(client, shards):
     assert (other["user"], other["tier"], other["points_balance"], other["lots"]) == (
         "bob", "regular", 0, [])
     assert client.http.get("/v1/member").status_code == 401
+
+
+def test_a_member_shows_what_a_refunded_order_took_back(client, shards):
+    """Given 800 points earned by an order that was then refunded as a whole, the member
+    shows the 800 taken back (by order), and a balance that no longer holds them."""
+    earn(shards, "ann", 800)
+    reply = asyncio.run(shards.submit(TakeBackPoints(user="ann", order_ref="hist-ann",
+                                                     reason="test_refund", now=T0)))
+    assert type(reply).__name__ == "Accepted", reply
+    m = client.as_user("GET", "/v1/member", "ann").json()
+    assert (m["points_earned"], m["points_taken_back"], m["points_balance"]) == (800, 800, 0)
+    assert m["taken_back"] == [{"order_ref": "hist-ann", "points": 800}]
+    assert client.as_user("GET", "/v1/member", "bob").json()["taken_back"] == []
 
 
 def test_an_order_with_an_e_invoice_and_points_is_discounted_and_spends_them(client, shards):
