@@ -17,23 +17,32 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import structlog
+
 from saleday.actors.campaign import DrawPool, GrantCoupon
 from saleday.actors.host import Accepted
 from saleday.actors.session import StartSession
 from saleday.actors.team import CreateTeam, JoinTeam
 from saleday.flows.gateway import Gateway
 
+log = structlog.get_logger("saleday.flows")
+
 
 async def follow_until(run_once: Callable[[], Awaitable[int]], stop: asyncio.Event,
-                       poll_s: float) -> None:
+                       poll_s: float, *, final_s: float = 5.0) -> None:
     """Call a follower's `run_once` until `stop` is set, waiting `poll_s` (or for `stop`)
-    after a pass that found nothing to do."""
+    after a pass that found nothing to do; then make one last pass (at most `final_s`), so
+    what was recorded just before the stop is followed now rather than at the next start."""
     while not stop.is_set():
         if not await run_once():
             try:
                 await asyncio.wait_for(stop.wait(), poll_s)
             except asyncio.TimeoutError:
                 pass
+    try:
+        await asyncio.wait_for(run_once(), final_s)
+    except asyncio.TimeoutError:
+        log.warning("follower_final_pass_timed_out", after_s=final_s)
 
 
 async def submit(gateway: Gateway, command: Any, command_id: str, *, correlation_id: str = "",

@@ -101,3 +101,27 @@ def test_in_process_shards_react_again_to_a_follow_up_their_store_refused():
         return seen
 
     assert asyncio.run(go()) == [0, 1, 1]
+
+
+def test_a_follower_makes_one_last_pass_when_it_is_stopped():
+    """Given a follower that has found nothing yet, when a fact arrives and the stop is set
+    before its next poll, then it still follows that fact before returning."""
+    from saleday.flows.sale_day import follow_until
+
+    async def go():
+        stop, log, facts = asyncio.Event(), [], []
+
+        async def run_once() -> int:
+            done = len(facts)
+            log.extend(facts)
+            facts.clear()
+            return done
+
+        follower = asyncio.create_task(follow_until(run_once, stop, poll_s=60.0))
+        await asyncio.sleep(0.01)
+        facts.append("claim-1")
+        stop.set()
+        await asyncio.wait_for(follower, 5)
+        return log
+
+    assert asyncio.run(go()) == ["claim-1"]
