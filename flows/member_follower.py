@@ -1,7 +1,7 @@
 """Points and price protection as live followers of the log (`saleday serve --http` runs it
 when the member kind is served).
 
-`MemberFollower` tails the order, member and price streams from where it last read and
+`MemberFollower` tails the order, member, price and session streams from where it last read and
 submits, through a `Gateway`, what `saleday members points` and `saleday members protect`
 would: `EarnPoints` for each paid checkout order (`flows.points`: double for an
 e-invoice; command id `points:<order>`) and `ClaimPriceProtection` for each paid line a
@@ -31,11 +31,11 @@ from saleday.flows.sale_day import follow_until, submit
 
 log = structlog.get_logger("saleday.flows")
 
-STREAMS = ("order-", "member-", "price-")
+STREAMS = ("order-", "member-", "price-", "session-")
 
 
 class MemberFollower:
-    """Follows the order, member and price streams; earns points and claims protection."""
+    """Follows the order, member, price and session streams; earns points and claims protection."""
 
     def __init__(self, store: EventStore, gateway: Gateway, *,
                  points_per_yuan: int = POINTS_PER_YUAN, valid_days: int = VALID_DAYS,

@@ -1,11 +1,16 @@
 """Price protection following the log: paid checkout lines by SKU, and the claims a price
 drop calls for.
 
-`PriceProtection.observe(env, event)` is fed every event of the order and price streams,
+`PriceProtection.observe(env, event)` is fed every event of the order, price and session streams,
 in any interleaving across streams (each stream in order). It keeps the paid lines of
 checkout orders (`orders.checkout_started` gives the user and the lines,
 `orders.order_placed` the unit prices, `orders.payment_captured` the payment time, its
 envelope's `recorded_at`) and the price drops (`prices.price_changed` to a lower price).
+A paid order's lines are protected only once it is settled: checkout records
+`sessions.order_status_changed` to "paid" on the user's stream after every hold, the
+coupon and the points are confirmed. Until then the order may still be refunded as a
+whole (a hold that ran out before its confirm, `flows.checkout._make_good`), and a
+protection refund paid before that would pay back more than was captured.
 Each (paid line, later drop) pair is seen once, when the second of the two arrives, and
 becomes a `ClaimPriceProtection` for the member, with the command id
 `protect:<order>:<sku>:<price stream>:<version>`. Only pairs that can pay are claimed: the
@@ -30,6 +35,7 @@ from typing import Any
 from saleday.actors.member import DAY_MS, PROTECTION_DAYS, ClaimPriceProtection
 from saleday.actors.order import CheckoutStarted, OrderPlaced, OrderRefunded, PaymentCaptured
 from saleday.actors.price import PriceChanged
+from saleday.actors.session import OrderStatusChanged
 
 Claim = tuple[str, ClaimPriceProtection]
 
@@ -66,6 +72,10 @@ class PriceProtection:
         """SKU -> (price, since, key) of its latest change seen."""
         self.paid: dict[str, list[PaidLine]] = {}
         """Order id -> its paid lines."""
+        self._captured: dict[str, int] = {}
+        """Order id -> when it was paid, until it is settled."""
+        self._settled: set[str] = set()
+        """Orders settled before their capture was seen (another stream, read first)."""
 
     def observe(self, env: Any, event: Any) -> list[Claim]:
         """The claims `event` completes (none for most events)."""
@@ -75,8 +85,16 @@ class PriceProtection:
             case OrderPlaced():
                 self._prices[event.order_id] = event.line_prices
             case PaymentCaptured():
-                return self._paid(event.order_id, env.recorded_at)
+                if event.order_id in self._settled:
+                    self._settled.discard(event.order_id)
+                    return self._paid(event.order_id, env.recorded_at)
+                self._captured[event.order_id] = env.recorded_at
+            case OrderStatusChanged(status="paid", order_id=order_id):
+                if order_id in self._captured:
+                    return self._paid(order_id, self._captured.pop(order_id))
+                self._settled.add(order_id)
             case OrderRefunded():
+                self._captured.pop(event.order_id, None)
                 self._refunded(event.order_id)
             case PriceChanged():
                 return self._changed(event, f"{env.stream}:{env.version}")

@@ -253,7 +253,8 @@ class MembersPlan:
         earning = PointsEarning(points_per_yuan=max(1, m.points_per_yuan),
                                 valid_days=m.points_valid_days)
         protection = PriceProtection(self.windows)
-        tail = Tail(store, include=lambda s: s.startswith(("order-", "member-", "price-")))
+        tail = Tail(store, include=lambda s: s.startswith(("order-", "member-", "price-",
+                                                           "session-")))
 
         def follow() -> list[tuple[str, Any]]:
             claims = []

@@ -231,6 +231,10 @@ class MemberRules(RulesBase):
                 self.fail("members.protection", stream, version,
                           f"refund on {d['order_ref']!r}/{d['sku']!r}: no such paid line of "
                           f"{d['user']!r} at those prices")
+            if o is not None and o.status == "refunded":
+                self.fail("members.protection", stream, version,
+                          f"refund on {d['order_ref']!r}/{d['sku']!r}: the order was refunded "
+                          "as a whole, so this paid back more than it captured")
             if (d["dropped_at"], d["price_cents"]) not in self.prices.get(d["sku"], ()):
                 self.fail("members.protection", stream, version,
                           f"refund on {d['order_ref']!r}/{d['sku']!r}: {d['sku']!r} has no "

@@ -5,7 +5,7 @@ members' benefits, each a follower of the log run as a command (docs/MEMBERS.md)
     saleday members protect [--order O]                            # refund price drops
     saleday members points [--rate 1] [--valid-days 365]           # points for paid orders
 
-`members protect` follows the order and price streams (flows/protection.py) and claims
+`members protect` follows the order, price and session streams (flows/protection.py) and claims
 price protection for every paid checkout line a drop reaches (or, with `--order`, for one
 order at the current prices); the member decider refunds each line once. `members points`
 follows the order and member streams (flows/points.py) and earns each paid checkout order
@@ -99,10 +99,11 @@ def protect(
     rules = PriceProtection(parse_windows(windows))
     claims = []
     with opened(_store_url(data, store, must_exist=True)) as s:
-        tail = Tail(s, include=lambda stream: stream.startswith(("order-", "price-")))
+        tail = Tail(s, include=lambda stream: stream.startswith(("order-", "price-",
+                                                                 "session-")))
         while batch := tail.poll():
-            for env in batch:
-                if env.type.startswith(("orders.", "prices.")):
+            for env in batch:   # a paid order is protected once settled (its session says)
+                if env.type.startswith(("orders.", "prices.", "sessions.order_status")):
                     claims += rules.observe(env, registry.decode(env))
         if order is not None:
             if order not in rules.paid:

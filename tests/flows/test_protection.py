@@ -1,4 +1,5 @@
-"""Following the log for price protection: each (paid line, later drop) pair is claimed once."""
+"""Following the log for price protection: each (paid line, later drop) pair is claimed once,
+once the paid order is settled (never while it may still be refunded as a whole)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from types import SimpleNamespace
 from saleday.actors.member import DAY_MS
 from saleday.actors.order import CheckoutStarted, OrderPlaced, OrderRefunded, PaymentCaptured
 from saleday.actors.price import PriceChanged
+from saleday.actors.session import OrderStatusChanged
 from saleday.flows.protection import PriceProtection
 
 T0 = 1_762_790_400_000
@@ -27,6 +29,10 @@ ORDER = [
     (env("order-000", 3, T0 + 5), PaymentCaptured(order_id="o1", payment_id="p1",
                                                   amount_cents=15_350)),
 ]
+SETTLED = (env("session-000", 9, T0 + 6), OrderStatusChanged(user="alice", order_id="o1",
+                                                             status="paid", amount_cents=15_350,
+                                                             at=T0 + 6))
+ORDER.append(SETTLED)
 DROP = (env("price-000", 2, T0 + DAY_MS),
         PriceChanged(sku="sku-1", previous_cents=9_900, price_cents=7_000,
                      changed_at=T0 + DAY_MS))
@@ -85,3 +91,21 @@ def test_a_refunded_order_is_protected_no_more():
     assert [c for e, ev in [*ORDER, REFUND, DROP] for c in rules.observe(e, ev)] == []
     assert rules.on_request("o1") == []
     assert rules.lines == {"sku-1": [], "sku-2": []}
+
+
+def test_a_paid_order_is_protected_only_once_settled_in_whichever_order_the_streams_come():
+    """A drop reaching an order paid but not yet settled claims nothing until the session
+    records it paid; the settle read before the payment claims the same."""
+    unsettled = ORDER[:-1]
+    assert claims_of([*unsettled, DROP]) == []
+    assert claims_of([*unsettled, DROP, SETTLED]) == claims_of([*ORDER, DROP])
+    assert claims_of([SETTLED, DROP, *unsettled]) == claims_of([*ORDER, DROP])
+
+
+def test_an_order_refunded_before_it_settled_is_never_protected():
+    """Given an order paid, then a drop, then its refund as a whole (a hold ran out before
+    its confirm), no claim is made: a protection refund would pay back more than the
+    payment captured, on top of the order's refund."""
+    rules = PriceProtection()
+    seen = [c for e, ev in [*ORDER[:-1], DROP, REFUND] for c in rules.observe(e, ev)]
+    assert seen == [] and rules.on_request("o1") == []

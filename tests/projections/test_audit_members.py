@@ -228,3 +228,29 @@ def test_units_set_aside_before_their_deposit_or_returned_without_one_pass(tmp_p
     assert report.ok, [str(f) for f in report.findings]
     # the deposit as recorded, its units at the end, and d2's units returned without one
     assert report.rules["presales.stock"]["checks"] == 3
+
+
+def test_a_protection_refund_on_an_order_later_refunded_as_a_whole_is_named(tmp_path):
+    """Given a paid order whose line got a protection refund and which was then refunded as
+    a whole, members.protection names the refund: the two pay back more than captured."""
+    order = "order-000"
+    url = f"sqlite:///{tmp_path}/events.db"
+    write(url, [
+        (order, "orders.checkout_started", {"order_id": "o1", "user": "ann",
+                                            "lines": [["A1", 1]], "coupon_id": "",
+                                            "payment_deadline": T0 + 60_000,
+                                            "started_at": T0 - 10}),
+        (order, "orders.order_placed", {"order_id": "o1", "user": "ann",
+                                        "line_prices": [[1000]], "subtotal_cents": 1000,
+                                        "discount_cents": 0, "total_cents": 1000}),
+        (order, "orders.payment_captured", {"order_id": "o1", "payment_id": "p1",
+                                            "amount_cents": 1000}),
+        (PRICE, "prices.price_changed", {"sku": "A1", "previous_cents": 0,
+                                         "price_cents": 700, "changed_at": T0}),
+        refund(300),
+        (order, "orders.order_refunded", {"order_id": "o1", "payment_id": "p1",
+                                          "amount_cents": 1000, "reason": "hold_expired"}),
+    ])
+    report = audit(url)
+    assert any(f.rule == "members.protection" and "refunded as a whole" in f.message
+               for f in report.findings), [str(f) for f in report.findings]

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from saleday.actors.host import Request, ShardHost
 from saleday.actors.member import member_decider
 from saleday.actors.order import RecordPayment, RecordTry, StartCheckout, order_decider
+from saleday.actors.session import TrackOrder, session_decider
 from saleday.cli.main import app
 from saleday.events import open_store
 from saleday.projections.rfm import day_start_ms
@@ -86,6 +87,13 @@ def pay_through_checkout(url: str, user: str, order_id: str, cents: int, at: int
                                        now=at))])
         assert [type(e).__name__ for r in replies for e in r.events] == [
             "CheckoutStarted", "OrderPlaced", "PaymentCaptured"]
+        # Settled, as checkout records it once every hold is confirmed.
+        session = ShardHost(decider=session_decider, store=store, stream="session-000",
+                            clock=lambda: at)
+        tracked = session.handle([Request(f"k-{status}", TrackOrder(
+            user=user, order_id=order_id, status=status, amount_cents=cents, now=at))
+            for status in ("placed", "paid")])
+        assert [type(e).__name__ for r in tracked for e in r.events] == ["OrderStatusChanged"] * 2
     finally:
         store.close()
 
