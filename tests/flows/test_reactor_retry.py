@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from saleday.actors.campaign import CreateCampaign, GrantCoupon
+from saleday.actors.campaign import CreateCampaign
 from saleday.actors.host import Accepted, Unavailable
 from saleday.cluster.local import LocalShards
 from saleday.events import StoreUnavailable, open_store
