@@ -10,12 +10,15 @@ it is paid, given back when it is not), redeems and expires by a timer, and its 
 is never negative. An order refunded after it was paid takes back what is left of the
 points it earned, and is protected no more.
 
-One decider in three modules:
+One decider in five modules:
 
 - `words`  its commands, events and refusals           `actors/member/words.py`
 - `state`  what a member knows (the class snapshots name)   `actors/member/state.py`
-- `rules`  what each command decides, how events fold, the points-expiry timer
+- `rules`  what each command decides, the points-expiry timer
            `actors/member/rules.py` (the rules in words are its docstring)
+- `ledger` the points ledger's decisions (earn, redeem, hold, spend, release, expire,
+           take back)                                  `actors/member/ledger.py`
+- `fold`   how events fold (`evolve`), and the lots' arithmetic  `actors/member/fold.py`
 
 Every name a caller needs is importable from here. Pure: no I/O, clock, randomness or
 logging; `now` and ids arrive in the commands.
@@ -24,14 +27,14 @@ logging; `now` and ids arrive in the commands.
 from __future__ import annotations
 
 from saleday.actors.decider import Decider
+from saleday.actors.member.fold import evolve
+from saleday.actors.member.ledger import points_for
 from saleday.actors.member.rules import (
     deadline_of,
     decide,
     entity_of,
-    evolve,
     expire,
     next_deadline,
-    points_for,
 )
 from saleday.actors.member.state import MemberState, initial
 from saleday.actors.member.words import (
