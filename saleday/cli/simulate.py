@@ -352,7 +352,14 @@ def _http_wiring(engine: str, target: str | None, *, data: Path, address: str | 
         from saleday.http.local import target_from_settings
         from saleday.http.settings import MissingSecrets
 
+        from saleday.events.store import redact
+
         parts = urlsplit(target)
+        if parts.username is not None or parts.password is not None:
+            # The API takes bearer tokens; never echo what was given as a password.
+            _fail(f"--target {redact(target)!r}: credentials in the URL are not used (the "
+                  "API authenticates each user with a bearer token, and the operator with "
+                  "SALEDAY_HTTP_OPERATOR_TOKEN): give http://HOST:PORT")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             _fail(f"--target {target!r}: expected http://HOST:PORT (or https://)")
         from pydantic import ValidationError

@@ -160,8 +160,8 @@ def test_simulate_target_on_the_command_line_audits_the_named_store(tmp_path: Pa
 
 
 def test_simulate_target_without_secrets_or_with_a_bad_url_exits_2(tmp_path: Path, monkeypatch):
-    """No secrets for the target, or a URL that is not http(s), is one `error:` line and
-    exit 2, before anything is sent."""
+    """No secrets for the target, a URL that is not http(s), or one carrying credentials
+    (never echoed), is one `error:` line and exit 2, before anything is sent."""
     from typer.testing import CliRunner
 
     from saleday.cli.main import app
@@ -175,3 +175,7 @@ def test_simulate_target_without_secrets_or_with_a_bad_url_exits_2(tmp_path: Pat
     assert "Traceback" not in result.output
     result = runner.invoke(app, ["simulate", "--target", "ftp://x", "--data", str(tmp_path)])
     assert result.exit_code == 2 and "expected http://HOST:PORT" in result.output
+    result = runner.invoke(app, ["simulate", "--target", "http://ops:s3cret-pw@127.0.0.1:9",
+                                 "--data", str(tmp_path)])
+    assert result.exit_code == 2 and "credentials in the URL" in result.output
+    assert "s3cret-pw" not in result.output
