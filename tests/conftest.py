@@ -79,7 +79,7 @@ def redis_cluster_store_url(redis_cluster: LocalRedisCluster) -> Iterator[str]:
 def ray_instance():
     """One local Ray for every module that asks for it (ray.init costs seconds on 2 cores;
     these modules share its settings), shut down when the session ends; `num_cpus`
-    explicit, no dashboard. Such modules run last, together (`pytest_collection_modifyitems`),
+    explicit, no dashboard, listening on loopback only (the product's `start_ray`). Such modules run last, together (`pytest_collection_modifyitems`),
     so no other module runs beside this Ray, and a module that starts a Ray or a cluster of
     its own (Serve, `ray.cluster_utils.Cluster`, the CLI engines) runs before it. A module
     that uses it leaves no actor behind (runtimes stop with `kill_shards=True`)."""
@@ -87,7 +87,7 @@ def ray_instance():
 
     from saleday.cluster import ray_api
 
-    ray.init(num_cpus=2, include_dashboard=False, namespace=ray_api.NAMESPACE, log_to_driver=False)
+    ray_api.start_ray(num_cpus=2)
     yield
     ray.shutdown()
 

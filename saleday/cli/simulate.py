@@ -349,10 +349,9 @@ def _http_wiring(engine: str, target: str | None, *, data: Path, address: str | 
     if target is not None:
         from urllib.parse import urlsplit
 
+        from saleday.events.store import redact
         from saleday.http.local import target_from_settings
         from saleday.http.settings import MissingSecrets
-
-        from saleday.events.store import redact
 
         parts = urlsplit(target)
         if parts.username is not None or parts.password is not None:

@@ -31,14 +31,18 @@ FAST_HEALTH_CHECKS = {"health_check_initial_delay_ms": 0, "health_check_period_m
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A head with no CPUs and no shard resource, and two worker nodes that offer it."""
+    """A head with no CPUs and no shard resource, and two worker nodes that offer it, all
+    listening on loopback."""
     from ray.cluster_utils import Cluster
 
-    c = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 0, "include_dashboard": False, "_system_config": FAST_HEALTH_CHECKS})
-    workers = [c.add_node(num_cpus=1, resources={"saleday_shard": 100}) for _ in range(2)]
-    c.wait_for_nodes()
-    ray.init(address=c.address, namespace=ray_api.NAMESPACE, log_to_driver=False)
+    with ray_api.single_machine_ray():
+        c = Cluster(initialize_head=True, head_node_args={
+            "num_cpus": 0, "include_dashboard": False, "_system_config": FAST_HEALTH_CHECKS,
+            "node_ip_address": ray_api.LOOPBACK})
+        workers = [c.add_node(num_cpus=1, resources={"saleday_shard": 100},
+                              node_ip_address=ray_api.LOOPBACK) for _ in range(2)]
+        c.wait_for_nodes()
+        ray.init(address=c.address, namespace=ray_api.NAMESPACE, log_to_driver=False)
     yield c, workers
     ray.shutdown()
     c.shutdown()
