@@ -28,7 +28,14 @@ from saleday.events import open_store
 from saleday.events.store import check_url, redact
 from saleday.simulator.datadir import prepare_log, run_lock
 from saleday.simulator.driver import Driver, Recorder, SimClock
-from saleday.simulator.engine import EngineRun, RunOptions, bucket_s, check_setup, setup_commands
+from saleday.simulator.engine import (
+    EngineRun,
+    RunOptions,
+    bucket_s,
+    check_setup,
+    gc_for_large_heaps,
+    setup_commands,
+)
 from saleday.simulator.errors import SimulationError
 from saleday.simulator.experiments import (
     Extras,
@@ -103,6 +110,12 @@ def simulate(opts: RunOptions, source: Iterator[Visit] | None = None) -> RunRepo
 
 def _simulate(opts: RunOptions, url: str | None, source: Iterator[Visit] | None, *,
               previous_run: str | None) -> RunReport:
+    with gc_for_large_heaps():
+        return _simulate_with(opts, url, source, previous_run=previous_run)
+
+
+def _simulate_with(opts: RunOptions, url: str | None, source: Iterator[Visit] | None, *,
+                   previous_run: str | None) -> RunReport:
     sc = opts.scenario
     skus = catalog(sc, opts.seed)
     stream = until_stopped(source if source is not None else visits(sc, opts.seed), opts.stop)
