@@ -21,13 +21,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
 from itertools import chain, compress, repeat
-from operator import attrgetter, itemgetter
+from operator import add, attrgetter, itemgetter
 from typing import Any
 
 import msgpack
 from msgpack import Unpacker
 
-from saleday.events.codec import build_envelopes, decode_commit, gc_paused
+from saleday.events.codec import decode_commit, gc_paused
 from saleday.events.envelope import HASH_SIZE, ZERO_HASH, Data, Envelope, NewEvent, StoredCommit
 from saleday.events.errors import (
     CorruptRecordError,
@@ -199,8 +199,8 @@ def _seal_columns(stream: str, version: int, prev_hash: bytes,
             return None
     n = len(rows)
     try:
-        bodies = list(map(_packb, zip(repeat(stream), range(version + 1, version + n + 1),
-                                      types, schemas, times, cids, corrs, causes, datas)))
+        bodies = list(map(_packb, map(add, zip(repeat(stream), range(version + 1, version + n + 1)),
+                                      rows)))
     except (OverflowError, TypeError, ValueError):
         return None
     hashes: list[bytes] = []
@@ -526,7 +526,8 @@ def _verified_rows(stream: str, commit: StoredCommit, version: int, head_hash: b
     hashes = commit.hashes
     if rows_ok:
         return list(rows), hashes[-HASH_SIZE:]
-    return build_envelopes(rows, commit.prev_hash, hashes), hashes[-HASH_SIZE:]
+    hs = [hashes[i:i + HASH_SIZE] for i in range(0, n * HASH_SIZE, HASH_SIZE)]
+    return [_new(Envelope, r + (p, h)) for r, p, h in zip(rows, [commit.prev_hash, *hs[:-1]], hs)], hs[-1]
 
 
 def _verified_one(stream: str, commit: StoredCommit, version: int, head_hash: bytes,

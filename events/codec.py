@@ -12,9 +12,6 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from itertools import repeat
-from operator import add, itemgetter
-from struct import Struct
 
 import msgpack
 
@@ -23,29 +20,6 @@ from saleday.events.errors import CorruptRecordError
 
 _new = tuple.__new__
 _FIELDS = 9
-_stream_of, _version_of, _data_of = itemgetter(0), itemgetter(1), itemgetter(8)
-_SPLITTERS: dict[int, Struct] = {}
-
-
-def split_hashes(hashes: bytes, n: int) -> tuple[bytes, ...]:
-    """The `n` hashes of a commit's `hashes` column, 32 bytes each, cut in one C call
-    (`len(hashes)` must be `n * HASH_SIZE`). Commits come in few sizes, so the cutters
-    are kept, up to 256 of them."""
-    cut = _SPLITTERS.get(n)
-    if cut is None:
-        cut = Struct(f"{HASH_SIZE}s" * n)
-        if len(_SPLITTERS) < 256:
-            _SPLITTERS[n] = cut
-    return cut.unpack(hashes)
-
-
-def build_envelopes(rows: tuple, prev_hash: bytes, hashes: bytes) -> list[Envelope]:
-    """Envelopes of a commit's decoded rows, each row followed by its previous and own hash.
-
-    The rows must already be checked (nine fields, in place); written as C-level maps, so
-    no Python frame runs per event."""
-    hs = split_hashes(hashes, len(rows))
-    return list(map(_new, repeat(Envelope), map(add, rows, zip((prev_hash, *hs[:-1]), hs))))
 
 
 @contextmanager
@@ -98,17 +72,18 @@ def decode_commit(stream: str, first: int, last: int, prev_hash: bytes, hashes: 
                 and type(row[8]) is dict):
             return [_new(Envelope, row + (prev_hash, hashes))]
         raise _misplaced(stream, first, rows)
+    size = HASH_SIZE
+    hs = [hashes[i:i + size] for i in range(0, n * size, size)]
     try:
-        fits = (set(map(type, rows)) == {tuple}
-                and set(map(len, rows)) == {_FIELDS}
-                and list(map(_version_of, rows)) == list(range(first, last + 1))
-                and set(map(_stream_of, rows)) == {stream}
-                and set(map(type, map(_data_of, rows))) == {dict})
+        fits = ([r[1] for r in rows] == list(range(first, last + 1))
+                and {r[0] for r in rows} == {stream}
+                and {len(r) for r in rows} == {_FIELDS}
+                and {type(r[8]) for r in rows} == {dict})
     except (TypeError, IndexError, KeyError):
         fits = False
     if not fits:
         raise _misplaced(stream, first, rows)
-    return build_envelopes(rows, prev_hash, hashes)
+    return [_new(Envelope, r + (p, h)) for r, p, h in zip(rows, [prev_hash, *hs[:-1]], hs)]
 
 
 def _misplaced(stream: str, first: int, rows: tuple) -> CorruptRecordError:
