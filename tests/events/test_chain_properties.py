@@ -126,6 +126,22 @@ def test_sealing_one_event_alone_and_event_by_event_give_the_same_commit(flat, o
     assert ChainVerifier("s-1", base, prev).read_commit(commit) == decode(sealed, "s-1")
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 300), base=st.integers(0, 2 ** 40))
+def test_a_commits_envelopes_carry_each_events_hashes_whatever_its_size(n, base):
+    """Given a commit of n events, when decoded or read by the verifier, then event i carries hash i and hash i-1 as prev_hash."""
+    prev = ZERO_HASH if base == 0 else bytes(range(32))
+    sealed = seal("s-1", base, prev, [new_event({"i": i}, i) for i in range(n)])
+    hashes = [sealed.hashes[i:i + 32] for i in range(0, 32 * n, 32)]
+    envs = decode(sealed, "s-1")
+    assert [e.hash for e in envs] == hashes
+    assert [e.prev_hash for e in envs] == [prev, *hashes[:-1]]
+    assert [(e.version, e.data) for e in envs] == [(base + 1 + i, {"i": i}) for i in range(n)]
+    commit = StoredCommit("s-1", sealed.first_version, sealed.last_version, sealed.prev_hash,
+                          sealed.hashes, sealed.body)
+    assert ChainVerifier("s-1", base, prev).read_commit(commit) == envs
+
+
 @PROPS
 @given(data=PAYLOADS)
 def test_canonical_is_idempotent_and_sorts_every_map(data):
