@@ -29,9 +29,9 @@ from collections.abc import Callable
 from typing import Annotated
 
 import jwt
-from jwt.algorithms import HMACAlgorithm
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from jwt.algorithms import HMACAlgorithm
 
 from saleday.http.problems import ApiProblem
 from saleday.http.settings import HttpSettings
