@@ -6,11 +6,18 @@ middleware times every request for `/metrics` by route template and status, and 
 catch-all: an exception no handler took is logged (structlog, with its traceback) and
 answered as a problem 500 that names no internals. Nothing a client sends should reach
 it; the schema fuzz test holds the app to that.
+
+At start-up (the lifespan) the objects alive then, the modules, Ray's client, FastAPI's
+routes and pydantic's schemas, are moved out of the garbage collector's generations
+(`gc.freeze`, undone at shutdown): they live as long as the process, and every full
+collection walked all of them again, a cost per order that grew with the heap
+(docs/DESIGN_NOTES.md, the seventh run).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 import traceback
 from collections.abc import AsyncIterator, Callable
@@ -72,9 +79,12 @@ def create_app(gateway: Any, *, settings: HttpSettings, views: Any = None,
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if api.stock is not None:
             api.stock.start()
+        gc.collect()
+        gc.freeze()   # what lives at start-up is no longer walked by every full collection
         try:
             yield
         finally:
+            gc.unfreeze()
             if api.stock is not None:
                 await asyncio.to_thread(api.stock.stop)
 

@@ -16,8 +16,10 @@ handler built once from that same signature:
   bearer token, its verification and the rate limit are the API's own;
 - header parameters (`str | None`): read from the headers, as sent;
 - `Request`, and `Response` (whose headers and status join the answer, as FastAPI does);
-- the answer: an instance of the response model, serialized once (`model_dump_json`)
-  under the route's status code; a `Response` returned is sent as it is.
+- the answer: an instance of the response model, serialized once to bytes (pydantic's
+  serializer, as `model_dump_json` does) and sent with the two headers `Response` would
+  have built (`JsonBody`), under the route's status code; a `Response` returned is sent
+  as it is.
 
 A parameter of any other kind, another dependency, or a response-model option is refused
 when the route is made (`TypeError`), so what the schema says and what the handler does
@@ -184,22 +186,45 @@ def lean_handler(route: Any) -> Handler:
             values[request_name] = request
         sub = None
         if response_name:
-            sub = values[response_name] = Response()
-            del sub.headers["content-length"]
-            sub.status_code = None  # type: ignore[assignment]
+            sub = values[response_name] = _SubResponse()
         result = await endpoint(**values)
         if isinstance(result, Response):
             return result
         if reply_model is None or not isinstance(result, reply_model):
             raise TypeError(f"{name} answered a {type(result).__name__}, not a {reply_model}")
-        code = sub.status_code if sub is not None and sub.status_code else status
-        response = Response(result.model_dump_json(), status_code=code,
-                            media_type="application/json")
-        if sub is not None:
-            response.headers.raw.extend(sub.headers.raw)
-        return response
+        if sub is None:
+            return JsonBody(result.__pydantic_serializer__.to_json(result), status)
+        return JsonBody(result.__pydantic_serializer__.to_json(result),
+                        sub.status_code or status, sub.raw_headers)
 
     return handler
+
+
+class _SubResponse(Response):
+    """The `Response` an endpoint is given to set headers (and a status) on: no body, no
+    headers and no status of its own (FastAPI's sub-response, made without rendering)."""
+
+    def __init__(self) -> None:
+        self.status_code = None  # type: ignore[assignment]
+        self.background = None
+        self.body = b""
+        self.raw_headers = []
+
+
+class JsonBody(Response):
+    """A JSON body already serialized: its Content-Length and Content-Type built as
+    `Response(body, media_type="application/json")` builds them (same bytes, same order),
+    then `extra` raw headers, without `Response`'s rendering and header parsing."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes, status_code: int,
+                 extra: list[tuple[bytes, bytes]] | tuple = ()) -> None:
+        self.status_code = status_code
+        self.background = None
+        self.body = body
+        self.raw_headers = [(b"content-length", str(len(body)).encode("latin-1")),
+                            (b"content-type", b"application/json"), *extra]
 
 
 def body_of(model: type[BaseModel], content_type: str | None, raw: bytes) -> Any:

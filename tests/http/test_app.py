@@ -191,3 +191,20 @@ def test_the_app_refuses_to_start_without_secrets(shards):
     """Creating the app with a secret missing raises, naming the variable to set."""
     with pytest.raises(MissingSecrets, match="SALEDAY_HTTP_WEBHOOK_SECRET"):
         create_app(shards, settings=HttpSettings(jwt_secret="j" * 40, operator_token="o" * 40))
+
+
+def test_the_heap_alive_at_start_up_is_frozen_while_the_app_runs(shards, settings):
+    """Given an app, while it runs (its lifespan started) the objects alive at start-up,
+    the app among them, are out of the collector's generations (gc.freeze), and after its
+    shutdown they are back in them."""
+    import gc
+
+    from fastapi.testclient import TestClient
+
+    app = create_app(shards, settings=settings)
+    assert gc.get_freeze_count() == 0
+    with TestClient(app) as http:
+        assert gc.get_freeze_count() > 0
+        assert not any(o is app.router for o in gc.get_objects(generation=2))
+        assert http.get("/healthz").status_code == 200
+    assert gc.get_freeze_count() == 0

@@ -125,3 +125,34 @@ def test_the_lane_or_else_the_router_takes_the_order_to_the_same_route(shards, s
                            json={"lines": [{"sku": "sku-1", "qty": 1}]})
         assert r.status_code == 201 and r.json()["total_cents"] == 500
     assert seen == [(routes[0], not lane)]
+
+
+def test_the_lane_answers_with_the_headers_and_body_the_router_would(shards, settings):
+    """Given the same order placed through the lane and, under a root_path, through the
+    router, then both answers carry the same header names in the same order (length,
+    JSON type, Location), a Content-Length that is the body's, and a body that is the
+    response model's own JSON serialization."""
+    from fastapi.testclient import TestClient
+
+    from saleday.http import create_app
+    from tests.http.conftest import Client
+
+    answers = []
+    for root_path in ("", "/shop"):
+        app = create_app(shards, settings=settings)
+        with TestClient(app, root_path=root_path, raise_server_exceptions=False) as http:
+            client = Client(http, settings)
+            client.sale(f"sku-{len(answers)}")
+            r = client.as_user("POST", "/v1/orders", "u-1",
+                               json={"lines": [{"sku": f"sku-{len(answers)}", "qty": 1}]})
+            assert r.status_code == 201, r.text
+            answers.append(r)
+    lane, router = answers
+    names = [k for k, _ in lane.headers.multi_items()]
+    assert names == [k for k, _ in router.headers.multi_items()]
+    assert names == ["content-length", "content-type", "location"]
+    assert lane.headers["content-type"] == router.headers["content-type"] == "application/json"
+    for r in answers:
+        assert int(r.headers["content-length"]) == len(r.content)
+        assert r.content == OrderOut.model_validate_json(r.content).model_dump_json().encode()
+        assert r.headers["location"] == f"/v1/orders/{r.json()['order_id']}"

@@ -8,6 +8,7 @@ import os
 import stat
 import time
 
+import jwt
 import pytest
 
 from saleday.http import webhook
@@ -83,6 +84,73 @@ def test_a_remembered_token_still_expires_and_a_bad_one_is_never_remembered():
     for i in range(5):
         assert tokens.user(issue_token(f"u-{i}", settings)) == f"u-{i}"
     assert len(tokens) == 3
+
+
+def _resigned(token: str, signature: bytes) -> str:
+    """`token` with its header and claims kept and its signature replaced."""
+    head, claims, _ = token.split(".")
+    return f"{head}.{claims}.{jwt.utils.base64url_encode(signature).decode()}"
+
+
+def test_a_forged_token_is_refused_after_the_genuine_one_is_remembered():
+    """Given a user's genuine token remembered, when tokens carrying the same claims come
+    with another signature (one byte flipped, the wrong secret's, none at all, or the
+    genuine one re-encoded with another algorithm), then each is verified and refused
+    401, every time, and none of them is remembered."""
+    settings = HttpSettings(jwt_secret="s" * 32)
+    tokens = VerifiedTokens(settings)
+    genuine = issue_token("u-1", settings, ttl_s=600)
+    assert tokens.user(genuine) == "u-1"
+    head, claims, sig = genuine.split(".")
+    raw = jwt.utils.base64url_decode(sig)
+    flipped = _resigned(genuine, bytes([raw[0] ^ 1]) + raw[1:])
+    other_secret = jwt.decode(genuine, options={"verify_signature": False})
+    wrong_key = jwt.encode(other_secret, "x" * 32, algorithm="HS256")
+    unsigned = f"{head}.{claims}."
+    alg_none = jwt.encode(other_secret, None, algorithm="none")
+    hs512 = jwt.encode(other_secret, "s" * 64, algorithm="HS512")
+    for forged in (flipped, wrong_key, unsigned, alg_none, hs512, genuine + "x"):
+        for _ in range(2):
+            with pytest.raises(ApiProblem) as refused:
+                tokens.user(forged)
+            assert refused.value.status == 401
+    assert len(tokens) == 1
+    assert tokens.user(genuine) == "u-1"
+
+
+def test_a_remembered_token_is_refused_once_expired_and_before_its_nbf():
+    """Given a remembered token, when the clock passes its exp plus the leeway, then it is
+    401 expired (and forgotten); and a remembered token whose nbf lies ahead of the clock
+    (a clock set back) is 401 too, while a token not yet valid is never remembered."""
+    settings = HttpSettings(jwt_secret="s" * 32)
+    now = [time.time()]
+    tokens = VerifiedTokens(settings, clock=lambda: now[0])
+    start = int(now[0])
+    claims = {"sub": "u-1", "iss": settings.jwt_issuer, "aud": settings.jwt_audience,
+              "iat": start, "nbf": start, "exp": start + 60}
+    token = jwt.encode(claims, "s" * 32, algorithm="HS256")
+    assert tokens.user(token) == "u-1"
+    now[0] = start - LEEWAY_S - 10
+    with pytest.raises(ApiProblem, match="ImmatureSignature"):
+        tokens.user(token)
+    now[0] = start + 60 + LEEWAY_S
+    with pytest.raises(ApiProblem, match="expired"):
+        tokens.user(token)
+    assert len(tokens) == 0
+    later = jwt.encode({**claims, "nbf": int(time.time()) + 600}, "s" * 32, algorithm="HS256")
+    with pytest.raises(ApiProblem, match="ImmatureSignature"):
+        tokens.user(later)
+    assert len(tokens) == 0
+
+
+def test_the_token_memory_keeps_the_tokens_used_most_recently():
+    """Given a full token memory, when a remembered token is used again and a new one
+    arrives, then the token used least recently is the one forgotten."""
+    settings = HttpSettings(jwt_secret="s" * 32)
+    tokens = VerifiedTokens(settings, capacity=2)
+    a, b, c = (issue_token(u, settings) for u in ("u-a", "u-b", "u-c"))
+    tokens.user(a), tokens.user(b), tokens.user(a), tokens.user(c)
+    assert set(tokens._seen) == {a, c}
 
 
 def test_the_bucket_allows_a_burst_then_the_rate():
