@@ -208,7 +208,9 @@ class LocalShards:
         return queued
 
     def _follow_up(self, step: tuple[str, Any, str, str]) -> None:
-        self._owed.append((self.submit_nowait(step[1], *(step[0], *step[2:])), step))
+        cid, command, correlation_id, causation_id = step
+        self._owed.append((self.submit_nowait(command, cid, correlation_id, causation_id),
+                           step))
 
     def _react_again(self) -> int:
         owed, self._owed, again = self._owed, [], 0

@@ -37,17 +37,11 @@ from saleday.simulator.engine import (
     setup_commands,
 )
 from saleday.simulator.errors import SimulationError
-from saleday.simulator.experiments import (
-    Extras,
-    extra_kinds,
-    trigger_runner,
-)
+from saleday.simulator.experiments import Extras, extra_kinds, trigger_runner
 from saleday.simulator.generator import Sku, Visit, catalog, visits
 from saleday.simulator.members import MembersPlan, member_kinds
 from saleday.simulator.reporting import fill_report
-from saleday.simulator.results import (
-    RunReport,
-)
+from saleday.simulator.results import RunReport
 from saleday.simulator.scenario import Scenario, check_seed
 from saleday.simulator.stopping import until_stopped
 from saleday.simulator.thresholds import evaluate
@@ -108,14 +102,9 @@ def simulate(opts: RunOptions, source: Iterator[Visit] | None = None) -> RunRepo
         return _simulate(opts, url, source, previous_run=None if moved is None else str(moved))
 
 
+@gc_for_large_heaps()
 def _simulate(opts: RunOptions, url: str | None, source: Iterator[Visit] | None, *,
               previous_run: str | None) -> RunReport:
-    with gc_for_large_heaps():
-        return _simulate_with(opts, url, source, previous_run=previous_run)
-
-
-def _simulate_with(opts: RunOptions, url: str | None, source: Iterator[Visit] | None, *,
-                   previous_run: str | None) -> RunReport:
     sc = opts.scenario
     skus = catalog(sc, opts.seed)
     stream = until_stopped(source if source is not None else visits(sc, opts.seed), opts.stop)
