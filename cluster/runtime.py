@@ -36,6 +36,7 @@ class RuntimeConfig(BaseModel):
     snapshot_every: int = 50_000
     max_batch: int = 1024
     max_wait_ms: float = 2.0
+    idle_wait_ms: float = 0.0
     max_in_flight: int = 2
     call_timeout_s: float = 10.0
     retry_for_s: float = 30.0
@@ -53,6 +54,7 @@ class RuntimeConfig(BaseModel):
 
     def gateway_config(self) -> GatewayConfig:
         return GatewayConfig(max_batch=self.max_batch, max_wait_ms=self.max_wait_ms,
+                             idle_wait_ms=self.idle_wait_ms,
                              max_in_flight=self.max_in_flight, call_timeout_s=self.call_timeout_s,
                              retry_for_s=self.retry_for_s, tick_s=self.tick_s)
 

@@ -73,6 +73,56 @@ def test_batches_are_capped_at_max_batch():
     assert [len(c) for c in shard.calls] == [10, 10, 10, 5]
 
 
+def test_a_lone_command_to_an_idle_shard_does_not_wait_for_company():
+    """With nothing in flight, a command goes at the end of its turn of the loop, not after
+    max_wait_ms (each of an order's sequential hops used to wait it out)."""
+    shard = StandInShard()
+
+    async def one() -> float:
+        gw = gateway([shard], max_wait_ms=500)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await gw.submit(reserve(1))
+        return loop.time() - started
+
+    assert asyncio.run(one()) < 0.25
+    assert [len(c) for c in shard.calls] == [1]
+
+
+def test_commands_behind_a_batch_in_flight_wait_and_travel_together():
+    """While a call is in flight, what arrives meanwhile waits (for a free slot or
+    max_wait_ms) and goes in one call."""
+    shard = StandInShard(delay=0.05)
+
+    async def run() -> None:
+        gw = gateway([shard], max_in_flight=1, max_wait_ms=1_000)
+        first = gw.submit_nowait(reserve(0))
+        await asyncio.sleep(0.01)                       # the first call is in flight
+        rest = [gw.submit_nowait(reserve(i)) for i in range(1, 6)]
+        await asyncio.sleep(0)
+        await asyncio.gather(first, *rest)
+
+    asyncio.run(run())
+    assert [len(c) for c in shard.calls] == [1, 5]
+
+
+def test_an_idle_wait_can_be_asked_for():
+    """`idle_wait_ms` > 0 brings back the wait on an idle lane: commands submitted across
+    turns within it travel together."""
+    shard = StandInShard()
+
+    async def run() -> None:
+        gw = gateway([shard], idle_wait_ms=100)
+        futs = []
+        for i in range(4):
+            futs.append(gw.submit_nowait(reserve(i)))
+            await asyncio.sleep(0.001)
+        await asyncio.gather(*futs)
+
+    asyncio.run(run())
+    assert [len(c) for c in shard.calls] == [4]
+
+
 def test_commands_route_to_the_shard_of_their_entity():
     """Each command goes to the shard that owns its entity's partition."""
     shards = [StandInShard(), StandInShard()]
