@@ -36,7 +36,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,10 +44,14 @@ import structlog
 
 from saleday.actors.decider import InvalidCommand
 from saleday.actors.host import Busy, Reply, Request, Unavailable
+from saleday.cluster.local_socket import SocketTrouble
 from saleday.cluster.routing import ShardMap, UnroutableEntity
 from saleday.cluster.wire import Wire
 
 log = structlog.get_logger("saleday.gateway")
+
+LINK_RETRY_S = 30.0
+"""How long a lane whose shard offered no local socket uses Ray before asking again."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,6 +78,11 @@ class _Lane:
     queries: list[tuple[str, asyncio.Future]] = field(default_factory=list)
     generation: int = 0
     """Which primary `handle` is (bumped at each failover of this shard)."""
+    link: Any = None
+    """The shard's local socket (`cluster.local_socket`), of primary `link_generation`."""
+    link_generation: int = -1
+    link_retry_at: float = 0.0
+    link_lock: asyncio.Lock | None = None
 
 
 class Gateway:
@@ -86,8 +95,11 @@ class Gateway:
                  transient: tuple[type[BaseException], ...] = (),
                  wire: Wire | None = None,
                  failover: Callable[[str, int], tuple[int, Any]] | None = None,
-                 died: tuple[type[BaseException], ...] = ()) -> None:
+                 died: tuple[type[BaseException], ...] = (),
+                 link: Callable[[Any], Awaitable[Any]] | None = None) -> None:
         self.maps = maps
+        self.link = link
+        """handle -> a `SocketLink` to that shard on this node, or None (Ray then)."""
         self.failover = failover
         self.died = died if failover is not None else ()
         self.wire = wire or Wire(())
@@ -103,7 +115,7 @@ class Gateway:
         self._last_us = 0
         self._ticker: asyncio.Task | None = None
         self.stats = {"submitted": 0, "busy": 0, "batches": 0, "retries": 0, "unavailable": 0,
-                      "failovers": 0}
+                      "failovers": 0, "socket_fallbacks": 0}
 
     def new_command_id(self) -> str:
         """A unique, time-ordered command id (keeps the stores' dedup indexes append-only)."""
@@ -118,6 +130,11 @@ class Gateway:
         if self._ticker is not None:
             self._ticker.cancel()
             self._ticker = None
+        for lanes in self.lanes.values():
+            for lane in lanes:
+                if lane.link is not None:
+                    lane.link.close()
+                    lane.link = None
 
     # -- submitting ---------------------------------------------------------------------
 
@@ -274,8 +291,16 @@ class Gateway:
         while True:
             generation = lane.generation   # the primary this attempt goes to
             try:
-                blob = await asyncio.wait_for(_awaitable(lane.handle.handle.remote(batch)),
-                                              self.config.call_timeout_s)
+                link = await self._link(lane) if self.link is not None else None
+                blob = None
+                if link is not None:
+                    try:
+                        blob = await link.call(batch, self.config.call_timeout_s)
+                    except SocketTrouble as exc:   # the same batch through Ray, at once
+                        self._unlink(lane, link, exc)
+                if blob is None:
+                    blob = await asyncio.wait_for(_awaitable(lane.handle.handle.remote(batch)),
+                                                  self.config.call_timeout_s)
                 replies = self.wire.decode_replies(blob)
                 break
             except self.died as exc:
@@ -298,6 +323,40 @@ class Gateway:
         for (_, fut), reply in zip(take, replies, strict=True):
             if not fut.done():
                 fut.set_result(reply)
+
+    async def _link(self, lane: _Lane) -> Any:
+        """The lane's socket link to its current primary: opened on first use and after a
+        failover; None (Ray, for a while) where it cannot be had."""
+        link = lane.link
+        if link is not None and not link.closed and lane.link_generation == lane.generation:
+            return link
+        if time.monotonic() < lane.link_retry_at:
+            return None
+        if lane.link_lock is None:
+            lane.link_lock = asyncio.Lock()
+        async with lane.link_lock:
+            link = lane.link
+            if link is not None and not link.closed and lane.link_generation == lane.generation:
+                return link
+            if time.monotonic() < lane.link_retry_at:
+                return None
+            if link is not None:
+                link.close()
+            generation = lane.generation
+            assert self.link is not None
+            link = await self.link(lane.handle)
+            lane.link, lane.link_generation = link, generation
+            if link is None:
+                lane.link_retry_at = time.monotonic() + LINK_RETRY_S
+            return link
+
+    def _unlink(self, lane: _Lane, link: Any, exc: BaseException) -> None:
+        link.close(str(exc))
+        if lane.link is link:
+            lane.link = None
+            lane.link_retry_at = time.monotonic() + 1.0
+        self.stats["socket_fallbacks"] += 1
+        log.info("local_socket_fallback", shard=lane.name, error=str(exc)[:300])
 
     def _give_up(self, lane: _Lane, take: list[tuple[Request, asyncio.Future]],
                  exc: BaseException) -> list[Reply]:

@@ -19,6 +19,7 @@ from saleday.actors.kinds import deciders
 from saleday.cluster import ray_api
 from saleday.cluster.failover import Failover
 from saleday.cluster.gateway import Gateway, GatewayClient, GatewayConfig
+from saleday.cluster.local_socket import link_to
 from saleday.cluster.routing import ShardMap
 from saleday.cluster.wire import Wire
 from saleday.events import open_store
@@ -38,6 +39,9 @@ class RuntimeConfig(BaseModel):
     max_wait_ms: float = 2.0
     idle_wait_ms: float = 0.0
     max_in_flight: int = 2
+    local_socket: bool = True
+    """A gateway sends batches to shards on its own node over their Unix sockets
+    (`cluster.local_socket`) instead of Ray calls; False: Ray calls only."""
     call_timeout_s: float = 10.0
     retry_for_s: float = 30.0
     tick_s: float = 1.0
@@ -155,7 +159,8 @@ class Runtime:
                        entity_of=self._entity_of, kind_of=self.kind_of,
                        transient=ray_api.transient_errors(), wire=self._wire,
                        failover=failover.fail_over if failover is not None else None,
-                       died=ray_api.actor_died_errors() if failover is not None else ())
+                       died=ray_api.actor_died_errors() if failover is not None else (),
+                       link=link_to if self.config.local_socket else None)
 
     def client(self) -> GatewayClient:
         """A synchronous client with its own gateway."""

@@ -74,6 +74,7 @@ class SaledaySettings(BaseSettings):
     max_batch: int = Field(1024, ge=1)
     max_wait_ms: float = Field(2.0, ge=0)
     idle_wait_ms: float = Field(0.0, ge=0)
+    local_socket: bool = True
     max_in_flight: int = Field(2, ge=1)
     call_timeout_s: float = Field(10.0, gt=0)
     retry_for_s: float = Field(30.0, ge=0)
@@ -142,6 +143,7 @@ class SaledaySettings(BaseSettings):
             num_cpus=self.num_cpus, shards=dict(self.shards), partitions=self.partitions,
             snapshot_every=self.snapshot_every, max_batch=self.max_batch,
             max_wait_ms=self.max_wait_ms, idle_wait_ms=self.idle_wait_ms,
+            local_socket=self.local_socket,
             max_in_flight=self.max_in_flight, call_timeout_s=self.call_timeout_s, retry_for_s=self.retry_for_s, tick_s=self.tick_s,
             shard_resource=self.shard_resource, shard_resource_amount=self.shard_resource_amount,
             spread=self.spread, standbys=self.standbys)

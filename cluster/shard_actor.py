@@ -23,6 +23,7 @@ import structlog
 from saleday.actors.host import Accepted, Request, ShardFenced, ShardHost, Unavailable
 from saleday.actors.kinds import deciders
 from saleday.cluster import ray_api
+from saleday.cluster.local_socket import ShardSocket
 from saleday.cluster.wire import Wire
 from saleday.events import open_store
 
@@ -33,7 +34,8 @@ class ShardActor:
     """A shard host built from plain settings, so Ray can (re)create it anywhere."""
 
     def __init__(self, *, kind: str, stream: str, store_url: str, snapshot_every: int = 50_000,
-                 standby: bool = False, follow_every_s: float = 0.02) -> None:
+                 standby: bool = False, follow_every_s: float = 0.02,
+                 local_socket: bool = True) -> None:
         from saleday.cluster import logs
 
         logs.configure(os.environ.get("SALEDAY_LOG_LEVEL", "warning"))
@@ -46,6 +48,13 @@ class ShardActor:
         self._lock = threading.Lock()   # the follower thread and `promote` never overlap
         self._stop_following = threading.Event()
         self.gc = BatchGc(stream)
+        self._serving = threading.Lock()   # Ray's calls and the local socket's take turns
+        self.socket: ShardSocket | None = None
+        if local_socket:
+            try:
+                self.socket = ShardSocket(self.handle, stream)
+            except OSError as exc:   # Ray alone then
+                log.warning("local_socket_failed", stream=stream, error=str(exc)[:300])
         if standby:
             threading.Thread(target=self._follow, args=(follow_every_s,), daemon=True,
                              name=f"follow-{stream}").start()
@@ -67,7 +76,7 @@ class ShardActor:
     def promote(self) -> dict[str, Any]:
         """Become the stream's writer (idempotent); the status after it."""
         self._stop_following.set()
-        with self._lock:
+        with self._lock, self._serving:
             self.host.promote()
         return self.status()
 
@@ -75,7 +84,18 @@ class ShardActor:
         """Decide a batch encoded by `cluster.wire`; answer with the encoded replies."""
         return self.wire.encode_replies(self.handle_requests(self.wire.decode_requests(batch)))
 
+    def local_socket(self) -> dict[str, Any] | None:
+        """Where a gateway on this node sends batches instead of Ray calls
+        (`cluster.local_socket`), or None."""
+        if self.socket is None:
+            return None
+        return {"path": self.socket.path, "node": ray_api.node_id()}
+
     def handle_requests(self, requests: list[Request]) -> list[Any]:
+        with self._serving:
+            return self._handle_requests(requests)
+
+    def _handle_requests(self, requests: list[Request]) -> list[Any]:
         started = time.perf_counter()
         version = self.host.version
         try:
@@ -93,7 +113,8 @@ class ShardActor:
 
     def tick(self) -> int:
         try:
-            recorded = self.host.tick()
+            with self._serving:
+                recorded = self.host.tick()
         except ShardFenced:
             os._exit(70)
         self.gc.on_tick()
@@ -123,7 +144,8 @@ class ShardActor:
         return [self.host.state_of(e) for e in entities]
 
     def snapshot(self) -> int:
-        self.host.save_snapshot()
+        with self._serving:
+            self.host.save_snapshot()
         return self.host.snapshot_version
 
 

@@ -24,6 +24,7 @@ from ray import serve
 from saleday.actors.kinds import deciders
 from saleday.cluster import ray_api
 from saleday.cluster.gateway import Gateway
+from saleday.cluster.local_socket import link_to
 from saleday.cluster.routing import ShardMap
 from saleday.cluster.runtime import RuntimeConfig
 from saleday.cluster.wire import Wire
@@ -58,7 +59,8 @@ def attach_gateway(config: RuntimeConfig) -> Gateway:
     return Gateway(maps, handles, config.gateway_config(),
                    entity_of={kind: kinds[kind].entity_of for kind in maps},
                    kind_of=lambda command: kind_by_type.get(type(command), "?"),
-                   transient=ray_api.transient_errors(), wire=Wire(list(kind_by_type)))
+                   transient=ray_api.transient_errors(), wire=Wire(list(kind_by_type)),
+                   link=link_to if config.local_socket else None)
 
 
 @serve.deployment(name="saleday-http", max_ongoing_requests=MAX_ONGOING_REQUESTS,
