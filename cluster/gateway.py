@@ -327,21 +327,19 @@ class Gateway:
     async def _link(self, lane: _Lane) -> Any:
         """The lane's socket link to its current primary: opened on first use and after a
         failover; None (Ray, for a while) where it cannot be had."""
-        link = lane.link
-        if link is not None and not link.closed and lane.link_generation == lane.generation:
-            return link
+        if _linked(lane):
+            return lane.link
         if time.monotonic() < lane.link_retry_at:
             return None
         if lane.link_lock is None:
             lane.link_lock = asyncio.Lock()
-        async with lane.link_lock:
-            link = lane.link
-            if link is not None and not link.closed and lane.link_generation == lane.generation:
-                return link
+        async with lane.link_lock:   # one opening per lane; the others take its result
+            if _linked(lane):
+                return lane.link
             if time.monotonic() < lane.link_retry_at:
                 return None
-            if link is not None:
-                link.close()
+            if lane.link is not None:
+                lane.link.close()
             generation = lane.generation
             assert self.link is not None
             link = await self.link(lane.handle)
@@ -396,6 +394,12 @@ class Gateway:
                         await self._fail_over(lane, generation, exc)
                     except Exception as exc:
                         log.info("tick_failed", shard=lane.name, error=type(exc).__name__)
+
+
+def _linked(lane: _Lane) -> bool:
+    """Whether the lane's socket link is open and to its current primary."""
+    return (lane.link is not None and not lane.link.closed
+            and lane.link_generation == lane.generation)
 
 
 async def _awaitable(ref: Any) -> Any:

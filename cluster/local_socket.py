@@ -173,9 +173,10 @@ class SocketLink:
                     fut.set_result(body)
                 else:
                     fut.set_exception(SocketTrouble(body.decode(errors="replace")))
-        except (asyncio.IncompleteReadError, OSError, IndexError) as exc:
-            reason = f"{type(exc).__name__}: {exc}" if not isinstance(
-                exc, asyncio.IncompleteReadError) else reason
+        except asyncio.IncompleteReadError:
+            pass
+        except (OSError, IndexError) as exc:   # IndexError: a reply nobody waited for
+            reason = f"{type(exc).__name__}: {exc}"
         except asyncio.CancelledError:
             reason = "closed"
         self.close(reason)
@@ -199,14 +200,10 @@ async def link_to(handle: Any, *, timeout_s: float = 5.0) -> SocketLink | None:
     from saleday.cluster import ray_api
 
     try:
-        where = await asyncio.wait_for(_awaited(handle.local_socket.remote()), timeout_s)
+        where = await asyncio.wait_for(handle.local_socket.remote(), timeout_s)
         if not where or where.get("node") != ray_api.node_id():
             return None
         return await asyncio.wait_for(SocketLink.open(where["path"]), timeout_s)
     except Exception as exc:  # noqa: BLE001 - Ray is the way then
         log.info("local_socket_unused", error=f"{type(exc).__name__}: {exc}"[:300])
         return None
-
-
-async def _awaited(ref: Any) -> Any:
-    return await ref
