@@ -67,8 +67,10 @@ class ShardActor:
                 with self._lock:
                     if not self.host.standby:
                         return
-                    self.host.follow()
-                    self.gc.after_batch()
+                    if self.host.follow():
+                        self.gc.after_batch()
+                    else:   # nothing new: an idle standby sweeps as an idle primary does
+                        self.gc.on_tick()
             except Exception as exc:  # the store is away: try again next turn
                 log.info("standby_follow_failed", stream=self.host.stream,
                          error=f"{type(exc).__name__}: {exc}"[:300])

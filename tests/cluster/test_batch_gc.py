@@ -86,3 +86,28 @@ def test_a_shard_actor_freezes_after_each_batch():
     assert gc.get_freeze_count() > frozen
     assert gc.get_count()[0] < 100
     assert actor.gc.batches_since_sweep == 1
+
+
+def test_an_idle_standby_sweeps_too():
+    """A standby never ticks: its follower thread sweeps once nothing new has come for
+    `idle_s`, as an idle primary does at its tick."""
+    import time
+
+    url = "memory://batch-gc-standby"
+    primary = ShardActor(kind="sku", stream="sku-000", store_url=url, local_socket=False)
+    standby = ShardActor(kind="sku", stream="sku-000", store_url=url, standby=True,
+                         follow_every_s=0.01, local_socket=False)
+    standby.gc = BatchGc("sku-000", idle_s=0.05, sweep_every_s=0.0)
+    replies = primary.handle_requests([Request(f"c{i}", AddStock(sku=f"s{i}", qty=5, now=1))
+                                       for i in range(50)])
+    assert all(isinstance(r, Accepted) for r in replies)
+    deadline = time.monotonic() + 10
+    while standby.host.version < primary.host.version and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert standby.host.version == primary.host.version   # it followed: a batch to freeze
+    swept_at = standby.gc.last_sweep
+    while standby.gc.last_sweep == swept_at and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert standby.gc.last_sweep > swept_at
+    assert standby.gc.batches_since_sweep == 0
+    standby._stop_following.set()   # (promote() would ask Ray for its node)
