@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -31,8 +32,11 @@ def stop_on_signals() -> Iterator[threading.Event]:
         yield stop   # signals reach the main thread only
         return
 
+    signals = [0]   # counted before `stop.set()`, which a second handler may interrupt
+
     def handler(signum: int, frame: Any) -> None:
-        if stop.is_set():
+        signals[0] += 1
+        if signals[0] > 1:
             os.write(2, b"\ninterrupted again: exiting now\n")
             os._exit(INTERRUPTED_EXIT)
         stop.set()
@@ -47,3 +51,38 @@ def stop_on_signals() -> Iterator[threading.Event]:
         for sig, previous in saved.items():
             signal.signal(sig, previous)
         sys.stderr.flush()
+
+
+class Signalled:
+    """SIGINT and SIGTERM for a main thread that waits in a loop (`saleday serve`): the
+    first asks it to stop, the second exits 130 at once.
+
+    The handler takes no lock. A handler runs on the main thread between two bytecodes;
+    one that called `threading.Event.set` while that thread was inside the same event's
+    `wait` blocked for ever on the lock `wait` held (`serve` hung so when a second signal
+    came during the first's handler). So the handler bumps a counter, and `wait` sleeps in
+    short slices, which a signal interrupts."""
+
+    def __init__(self, stopping: str = "stopping") -> None:
+        self.count = 0
+        self.stopping = stopping
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handler)
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        if self.count > 1:
+            os.write(2, b"\ninterrupted again: exiting now\n")
+            os._exit(INTERRUPTED_EXIT)
+        name = signal.Signals(signum).name
+        os.write(2, f"\n{name}: {self.stopping} (press Ctrl-C again to quit at once)\n".encode())
+
+    def wait(self, seconds: float) -> bool:
+        """Wait up to `seconds`; True as soon as a signal came."""
+        deadline = time.monotonic() + seconds
+        while not self.count:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(left, 0.1))
+        return True

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import threading
 from typing import Annotated, Any
 
 import structlog
@@ -33,6 +31,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from saleday.cli.common import console, fail
+from saleday.cli.interrupt import Signalled
 
 log = structlog.get_logger("saleday.ops")
 
@@ -96,7 +95,8 @@ def serve(
 ) -> None:
     """Start or find the shard actors on Ray and keep them ticked and watched.
 
-    Prints where each shard runs, then stays up until Ctrl-C or SIGTERM.
+    Prints where each shard runs, then stays up until Ctrl-C or SIGTERM (a second one
+    quits at once, exit 130).
 
     Member kind served: follows the log to earn points and claim price protection.
 
@@ -131,9 +131,7 @@ def serve(
         fail(exc)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         fail(RuntimeError(f"cannot start the shards: {exc}"))
-    stopping = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopping.set())
+    signals = Signalled("stopping")
     client = runtime.client()  # its gateway ticks every shard every tick_s; runtime.stop closes it
     followers = None
     if http:
@@ -151,7 +149,7 @@ def serve(
     out.print(_table(rows, title="shards"))
     typer.echo("serving; Ctrl-C or SIGTERM to stop", err=True)
     try:
-        while not stopping.wait(settings.health_every_s):
+        while not signals.wait(settings.health_every_s):
             runtime.check_standbys()   # a dead standby is replaced (with --standbys 1)
             for row in shard_rows(config.store_url):
                 event = log.info if row["health"] == "ok" else log.warning
@@ -159,11 +157,19 @@ def serve(
                     "stream", "health", "state", "node_ip", "version", "lag", "epoch", "restarts")})
     finally:
         log.info("serve_stopping", stop_shards=stop_shards)
+        # A local Ray ends with this process, Serve and the shards on it: ending it is
+        # quicker than Serve's graceful shutdown, whose controller kills itself (Ray's
+        # raylet then printed that `graceful_shutdown` failed and would be retried).
+        local = settings.ray_address is None
         if http:
-            http_cli.stop()
+            http_cli.stop(shutdown_serve=not local)
         if followers is not None:
             followers()
-        runtime.stop(kill_shards=stop_shards)  # closes the client too
+        runtime.stop(kill_shards=stop_shards, shutdown_ray=local)  # closes the client too
+        if http and local:
+            from saleday.http.local import forget_serve
+
+            forget_serve()
 
 
 def _start_followers(client: Any, config: Any) -> Any:

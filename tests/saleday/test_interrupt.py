@@ -99,3 +99,49 @@ def test_the_stream_ends_once_stop_is_set():
     """No visit is taken from the stream after the stop; without a stop, all are."""
     assert list(until_stopped(iter(range(5)), Stop(after=2))) == [0, 1]
     assert list(until_stopped(iter(range(5)), None)) == [0, 1, 2, 3, 4]
+
+
+SIGNALLED = """
+from saleday.cli.interrupt import Signalled
+signals = Signalled("stopping the loop")
+print("ready", flush=True)
+while not signals.wait(0.001):
+    pass
+print("stopped", flush=True)
+while True:
+    signals.wait(1.0)
+"""
+
+
+def start_waiting() -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", SIGNALLED], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+    return proc
+
+
+def test_a_waiting_loop_stops_on_a_signal_and_quits_on_the_second():
+    """`saleday serve`'s wait (`Signalled`): the first SIGINT ends the wait, the second
+    exits 130 at once."""
+    proc = start_waiting()
+    proc.send_signal(signal.SIGINT)
+    assert proc.stdout.readline() == b"stopped\n"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 130
+    assert b"stopping the loop" in err and b"exiting now" in err
+
+
+def test_a_waiting_loop_under_a_barrage_of_signals_exits():
+    """Signals every millisecond, some landing inside the handler of the one before: the
+    process still exits 130 (a handler that set a `threading.Event` could block for ever
+    on the lock of the `wait` it interrupted, as `serve` did)."""
+    proc = start_waiting()
+    deadline = time.monotonic() + 10
+    while proc.poll() is None and time.monotonic() < deadline:
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.001)
+    if proc.poll() is None:
+        proc.kill()
+        pytest.fail("the process hung under repeated signals")
+    assert proc.wait() == 130

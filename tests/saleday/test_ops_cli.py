@@ -42,10 +42,10 @@ def saleday(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
 class Serve:
     """`saleday serve` in the background, its output read line by line."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, extra_env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen([*SALEDAY, "--log-level", "info", "serve", *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env=env(), cwd=ROOT)
+                                     env={**env(), **(extra_env or {})}, cwd=ROOT)
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
         for pipe in (self.proc.stdout, self.proc.stderr):
@@ -69,9 +69,9 @@ class Serve:
                 return line
         raise AssertionError(f"serve never printed {text!r}; output:\n{''.join(self.seen)[-3000:]}")
 
-    def stop(self) -> int:
+    def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
         try:
             code = self.proc.wait(30)
         except subprocess.TimeoutExpired:
@@ -226,3 +226,21 @@ def test_the_status_table_shows_every_shard_and_its_master_whole_in_132_columns(
     for s in ("session-000", "sku-000"):
         line = next(line for line in text.splitlines() if s in line)
         assert "dead" in line and "10.100.200.201:6379" in line and "1234567" in line
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_serve_http_on_a_local_ray_stops_on_ctrl_c_quietly(tmp_path):
+    """Ctrl-C ends `serve --http` on its own local Ray with exit 0, Serve and the shards
+    going with that Ray: no "graceful_shutdown failed" from Ray's raylet (Serve's
+    controller killed itself under a task Ray would retry)."""
+    serve = Serve("--http", "--dev-secrets", "--num-cpus", "2", "--port", str(free_port()),
+                  extra_env={"SALEDAY_DATA_DIR": str(tmp_path)})
+    try:
+        serve.wait_for("serving;", timeout=120)
+    finally:
+        stopped = serve.stop(signal.SIGINT)
+    assert stopped == 0, serve.output[-3000:]
+    assert "serve_stopping" in serve.output
+    assert "graceful_shutdown" not in serve.output, serve.output[-3000:]
+    assert (tmp_path / "http-secrets.json").exists()   # its data dir, not the checkout's
