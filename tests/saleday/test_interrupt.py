@@ -108,8 +108,8 @@ print("ready", flush=True)
 while not signals.wait(0.001):
     pass
 print("stopped", flush=True)
-while True:
-    signals.wait(1.0)
+import time
+time.sleep(60)   # until the second signal
 """
 
 
@@ -124,10 +124,13 @@ def test_a_waiting_loop_stops_on_a_signal_and_quits_on_the_second():
     """`saleday serve`'s wait (`Signalled`): the first SIGINT ends the wait, the second
     exits 130 at once."""
     proc = start_waiting()
-    proc.send_signal(signal.SIGINT)
-    assert proc.stdout.readline() == b"stopped\n"
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=10)
+    try:
+        proc.send_signal(signal.SIGINT)
+        assert proc.stdout.readline() == b"stopped\n"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
     assert proc.returncode == 130
     assert b"stopping the loop" in err and b"exiting now" in err
 
@@ -145,3 +148,4 @@ def test_a_waiting_loop_under_a_barrage_of_signals_exits():
         proc.kill()
         pytest.fail("the process hung under repeated signals")
     assert proc.wait() == 130
+    proc.communicate()
