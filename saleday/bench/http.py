@@ -44,14 +44,23 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
 from saleday.bench.http_load import generate, row, wrk_load
+from saleday.bench.http_procs import (
+    cpu_s,
+    delete_prefix,
+    environ,
+    free_port,
+    gateway_counts,
+    saleday_env,
+    uvicorn_server,
+    wait_ready,
+    with_prefix,
+)
 from saleday.simulator.results import machine_info
 
 log = structlog.get_logger("saleday.bench.http")
@@ -91,61 +100,6 @@ def workload(*, skus: int, users: int, n: int, seed: int, tag: str,
 
 
 # -- the servers ----------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_ready(url: str, timeout_s: float = 60.0, proc: Any = None) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/readyz", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except Exception:  # noqa: BLE001 - not up yet
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not get ready in {timeout_s:g} s")
-
-
-@contextmanager
-def uvicorn_server(factory: str, env: dict[str, str] | None = None
-                   ) -> Iterator[tuple[str, int]]:
-    """`uvicorn --factory saleday.bench.http_apps:<factory>` on a free loopback port:
-    (its base URL, its process id)."""
-    port = _free_port()
-    errors = tempfile.TemporaryFile()   # the server's stderr: shown only when it fails to start
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", f"saleday.bench.http_apps:{factory}",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-         "--no-access-log", "--loop", "uvloop", "--http", "httptools"],
-        env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=errors)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        try:
-            _wait_ready(url, proc=proc)
-        except RuntimeError as exc:
-            errors.seek(0)
-            tail = errors.read()[-2000:].decode(errors="replace").strip()
-            raise RuntimeError(f"{exc}; its stderr ends: {tail}" if tail else str(exc)) from None
-        yield url, proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        errors.close()
 
 
 # -- one system -----------------------------------------------------------------------------------
@@ -257,7 +211,7 @@ class Bench:
             rows[0]["oversold"] = max(rows[0]["oversold"], rows[0]["oversold_by_server"])
         finally:
             client.close()
-            _delete_prefix(self.redis_url, prefix)
+            delete_prefix(self.redis_url, prefix)
         return rows
 
     def saleday(self, modes: list[str], *, log_on: str = "sqlite") -> list[dict[str, Any]]:
@@ -273,12 +227,12 @@ class Bench:
         settings = local_settings(rate_per_s=1e6, rate_burst=10**6)
         log_prefix = f"bench-http-log-{self.run_id}"
         store_url = (f"sqlite:///{tmp}/events.db" if log_on == "sqlite"
-                     else _with_prefix(self.redis_url, log_prefix))
+                     else with_prefix(self.redis_url, log_prefix))
         config = RuntimeConfig(store_url=store_url, num_cpus=self.num_cpus,
                                shards=self.shards or http_cli.http_shards(self.num_cpus), tick_s=0.5)
         nice = ({} if self.worker_niceness is None
                 else {"RAY_worker_niceness": str(self.worker_niceness)})
-        with _environ(nice):   # read by the raylet when this Ray starts
+        with environ(nice):   # read by the raylet when this Ray starts
             runtime = Runtime(config).start()
         rows: list[dict[str, Any]] = []
         served = False
@@ -289,7 +243,7 @@ class Bench:
                 tag = {"saleday[uvicorn]": "u-", "saleday[uvicorn+redis]": "ur-"}.get(mode, "r-")
                 try:
                     if mode.startswith("saleday[uvicorn"):
-                        env = _saleday_env(runtime, settings)
+                        env = saleday_env(runtime, settings)
                         with uvicorn_server("saleday_app", env) as (url, pid):
                             self.pids = {"http": [pid], "shards": shard_pids}
                             rows += self.saleday_rows(mode, url, settings, token_for, tag)
@@ -297,8 +251,8 @@ class Bench:
                         served = True
                         self.pids = {"shards": shard_pids}   # Serve's proxy and replica: not counted
                         url = run_local(runtime.config, settings.model_copy(
-                            update={"port": _free_port()}), views=False)
-                        _wait_ready(url)
+                            update={"port": free_port()}), views=False)
+                        wait_ready(url)
                         rows += self.saleday_rows(mode, url, settings, token_for, tag)
                 except Exception as exc:  # noqa: BLE001 - a row that failed says why
                     log.warning("bench_http_failed", system=mode, error=str(exc)[:300])
@@ -309,7 +263,7 @@ class Bench:
                 forget_serve()
             shutil.rmtree(tmp, ignore_errors=True)
             if log_on == "redis":
-                _delete_prefix(self.redis_url, log_prefix)
+                delete_prefix(self.redis_url, log_prefix)
         return rows
 
     def _open_sale(self, url: str, settings: Any, tag: str) -> None:
@@ -371,81 +325,10 @@ def _read_sku(http: Any, path: str, *, patience_s: float = 30.0) -> dict[str, An
         time.sleep(min(2.0, max(0.05, wait_s)))
 
 
-def gateway_counts(url: str) -> dict[str, float]:
-    """The gateway's counters (submitted, batches, ...) from the app's /metrics: commands
-    per batch is how many requests share each shard call, and so each shard commit."""
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
-            text = r.read().decode()
-    except OSError:
-        return {}
-    return parse_gateway_counts(text)
-
-
-def parse_gateway_counts(text: str) -> dict[str, float]:
-    """`saleday_gateway_commands_total{what=...}` of a /metrics text, by `what`."""
-    out = {}
-    for line in text.splitlines():
-        if line.startswith("saleday_gateway_commands_total{"):
-            what = line.split('what="', 1)[1].split('"', 1)[0]
-            out[what] = float(line.rsplit(" ", 1)[1])
-    return out
-
-
-def cpu_s(pids: list[int]) -> float | None:
-    """The CPU seconds (user + system) the processes have used so far; None where the
-    system keeps no /proc (then no row carries CPU figures)."""
-    try:
-        ticks = 0
-        for pid in pids:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])   # utime, stime
-        return ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def _default_shards(num_cpus: int | None) -> dict[str, int]:
     from saleday.http.cli import http_shards
 
     return http_shards(num_cpus)
-
-
-def _with_prefix(redis_url: str, prefix: str) -> str:
-    """`redis_url` with the store's `prefix` option set."""
-    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-    parts = urlsplit(redis_url)
-    query = dict(parse_qsl(parts.query), prefix=prefix)
-    return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-def _delete_prefix(redis_url: str, prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(f"{prefix}:*", count=1000))
-        for i in range(0, len(keys), 1000):
-            client.delete(*keys[i:i + 1000])
-    finally:
-        client.close()
-
-
-def _saleday_env(runtime: Any, settings: Any) -> dict[str, str]:
-    from saleday.cluster import ray_api
-
-    env = {"SALEDAY_RAY_ADDRESS": ray_api.gcs_address(),
-           "SALEDAY_STORE_URL": runtime.config.store_url,
-           "SALEDAY_SHARDS": json.dumps(runtime.config.shards),
-           "SALEDAY_HTTP_RATE_PER_S": str(settings.rate_per_s),
-           "SALEDAY_HTTP_RATE_BURST": str(settings.rate_burst)}
-    for name in ("jwt_secret", "webhook_secret", "operator_token"):
-        env[f"SALEDAY_HTTP_{name.upper()}"] = settings.secret(name)
-    return env
 
 
 # -- the run --------------------------------------------------------------------------------------
@@ -489,7 +372,7 @@ def run(*, systems: tuple[str, ...] = SYSTEMS, duration_s: float = 3.0, concurre
                                      generator=generator, shards=shards,
                                      worker_niceness=worker_niceness)
         else:
-            with _environ(env):
+            with environ(env):
                 rows += bench.saleday([mode])
     return {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine_info(),
             "load_average": [round(x, 2) for x in os.getloadavg()],
@@ -539,21 +422,6 @@ def _rows_of_a_child(mode: str, env: dict[str, str], *, duration_s: float, concu
     except (ValueError, KeyError):
         why = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
         return [{"system": mode, "error": f"its own process failed: {why}"[:300]}]
-
-
-@contextmanager
-def _environ(env: dict[str, str]) -> Iterator[None]:
-    """Set variables for a fresh Ray (its processes read Serve's options at start)."""
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def goals(rows: list[dict[str, Any]]) -> dict[str, Any]:

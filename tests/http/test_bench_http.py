@@ -10,15 +10,8 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from saleday.bench.http import (
-    _read_sku,
-    _rows_of_a_child,
-    cpu_s,
-    goals,
-    parse_gateway_counts,
-    row,
-    served_here,
-)
+from saleday.bench.http import _read_sku, _rows_of_a_child, goals, row, served_here
+from saleday.bench.http_procs import cpu_s, parse_gateway_counts
 from saleday.cli.main import app
 from saleday.http.metrics import HttpMetrics
 
@@ -105,7 +98,8 @@ def test_the_redis_logged_row_keeps_the_log_under_a_prefix_of_its_own_and_delete
 
     import redis
 
-    from saleday.bench.http import _delete_prefix, _with_prefix
+    from saleday.bench.http_procs import delete_prefix as _delete_prefix
+    from saleday.bench.http_procs import with_prefix as _with_prefix
 
     assert _with_prefix("redis://h:6379/3?socket_timeout=2", "p1") == (
         "redis://h:6379/3?socket_timeout=2&prefix=p1")
