@@ -29,10 +29,14 @@ log = structlog.get_logger("saleday.ray_api")
 
 
 def node_id() -> str | None:
-    """The id of the Ray node this process runs on (None outside Ray)."""
+    """The id of the Ray node this process runs on (None outside Ray: a process not
+    connected to Ray is not connected by asking, as `ray.get_runtime_context()` would,
+    starting a local Ray and its dashboard)."""
     try:
         import ray
 
+        if not ray.is_initialized():
+            return None
         return ray.get_runtime_context().get_node_id()
     except Exception:
         return None
