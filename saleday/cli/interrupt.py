@@ -6,7 +6,7 @@ flight finish, audits the log and writes its report marked interrupted, and the 
 exits 130, as a shell reports a process ended by Ctrl-C. A second signal exits 130 at
 once, leaving the log as the store holds it (nothing acknowledged is lost; the next run
 moves it aside). Under `--engine ray`, Ray takes SIGTERM over once it starts; Ctrl-C
-works as above.
+works as above. `saleday serve` waits on the same handlers (`Signalled.wait`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -31,49 +31,41 @@ def stop_on_signals() -> Iterator[threading.Event]:
     if threading.current_thread() is not threading.main_thread():
         yield stop   # signals reach the main thread only
         return
-
-    signals = [0]   # counted before `stop.set()`, which a second handler may interrupt
-
-    def handler(signum: int, frame: Any) -> None:
-        signals[0] += 1
-        if signals[0] > 1:
-            os.write(2, b"\ninterrupted again: exiting now\n")
-            os._exit(INTERRUPTED_EXIT)
-        stop.set()
-        name = signal.Signals(signum).name
-        os.write(2, (f"\n{name}: stopping the traffic; draining, auditing and writing a "
-                     f"partial report (press Ctrl-C again to quit at once)\n").encode())
-
-    saved = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signals = Signalled("stopping the traffic; draining, auditing and writing a partial "
+                        "report", also=stop.set)
     try:
         yield stop
     finally:
-        for sig, previous in saved.items():
-            signal.signal(sig, previous)
+        signals.restore()
         sys.stderr.flush()
 
 
 class Signalled:
-    """SIGINT and SIGTERM for a main thread that waits in a loop (`saleday serve`): the
-    first asks it to stop, the second exits 130 at once.
+    """SIGINT and SIGTERM, from when it is made until `restore()`: the first asks to stop
+    (`count`, `wait`; `also` is called then, e.g. an event's `set` for other threads), the
+    second exits 130 at once.
 
-    The handler takes no lock. A handler runs on the main thread between two bytecodes;
-    one that called `threading.Event.set` while that thread was inside the same event's
-    `wait` blocked for ever on the lock `wait` held (`serve` hung so when a second signal
-    came during the first's handler). So the handler bumps a counter, and `wait` sleeps in
-    short slices, which a signal interrupts."""
+    The count comes first and `wait` takes no lock. A handler runs on the main thread
+    between two bytecodes; `serve`'s handler set a `threading.Event` while that thread was
+    inside the same event's `wait`, and a second signal landing in the first's handler
+    blocked for ever on the event's own lock. Counted first, a second signal exits before
+    it could block; `wait` sleeps in short slices, which a signal interrupts."""
 
-    def __init__(self, stopping: str = "stopping") -> None:
+    def __init__(self, stopping: str = "stopping", *, also: Callable[[], None] | None = None
+                 ) -> None:
         self.count = 0
         self.stopping = stopping
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._handler)
+        self.also = also
+        self._saved = {sig: signal.signal(sig, self._handler)
+                       for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def _handler(self, signum: int, frame: Any) -> None:
         self.count += 1
         if self.count > 1:
             os.write(2, b"\ninterrupted again: exiting now\n")
             os._exit(INTERRUPTED_EXIT)
+        if self.also is not None:
+            self.also()
         name = signal.Signals(signum).name
         os.write(2, f"\n{name}: {self.stopping} (press Ctrl-C again to quit at once)\n".encode())
 
@@ -86,3 +78,8 @@ class Signalled:
                 return False
             time.sleep(min(left, 0.1))
         return True
+
+    def restore(self) -> None:
+        """Put back the handlers there were before."""
+        for sig, previous in self._saved.items():
+            signal.signal(sig, previous)
