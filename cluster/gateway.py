@@ -218,13 +218,13 @@ class Gateway:
             generation = lane.generation
             try:
                 states = await asyncio.wait_for(
-                    _awaitable(lane.handle.states_of.remote([e for e, _ in take])),
+                    lane.handle.states_of.remote([e for e, _ in take]),
                     self.config.call_timeout_s)
             except self.died as exc:   # ask the promoted standby, once
                 if not await self._fail_over(lane, generation, exc):
                     raise
                 states = await asyncio.wait_for(
-                    _awaitable(lane.handle.states_of.remote([e for e, _ in take])),
+                    lane.handle.states_of.remote([e for e, _ in take]),
                     self.config.call_timeout_s)
         except BaseException as exc:  # every caller gets the failure, nobody waits forever
             for _, fut in take:
@@ -299,7 +299,7 @@ class Gateway:
                     except SocketTrouble as exc:   # the same batch through Ray, at once
                         self._unlink(lane, link, exc)
                 if blob is None:
-                    blob = await asyncio.wait_for(_awaitable(lane.handle.handle.remote(batch)),
+                    blob = await asyncio.wait_for(lane.handle.handle.remote(batch),
                                                   self.config.call_timeout_s)
                 replies = self.wire.decode_replies(blob)
                 break
@@ -388,7 +388,7 @@ class Gateway:
                 for lane in lanes:
                     generation = lane.generation
                     try:
-                        await asyncio.wait_for(_awaitable(lane.handle.tick.remote()),
+                        await asyncio.wait_for(lane.handle.tick.remote(),
                                                self.config.call_timeout_s)
                     except self.died as exc:   # the health check: an idle shard died
                         await self._fail_over(lane, generation, exc)
@@ -400,10 +400,6 @@ def _linked(lane: _Lane) -> bool:
     """Whether the lane's socket link is open and to its current primary."""
     return (lane.link is not None and not lane.link.closed
             and lane.link_generation == lane.generation)
-
-
-async def _awaitable(ref: Any) -> Any:
-    return await ref
 
 
 class GatewayClient:

@@ -15,13 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from saleday.http.local import free_port
 
 
 def wait_ready(url: str, timeout_s: float = 60.0, proc: Any = None) -> None:

@@ -110,4 +110,4 @@ def test_an_idle_standby_sweeps_too():
         time.sleep(0.01)
     assert standby.gc.last_sweep > swept_at
     assert standby.gc.batches_since_sweep == 0
-    standby._stop_following.set()   # (promote() would ask Ray for its node)
+    standby.promote()   # its follower thread stops
