@@ -42,6 +42,19 @@ def snake_case(name: str) -> str:
     return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
 
 
+_CODES: dict[type, str] = {}
+
+
+def code_of(cls: type) -> str:
+    """The code of an answer class (`SoldOut` -> `sold_out`), worked out once per class: a
+    shard words every refusal it sends back, and `snake_case` each time cost as much as
+    deciding a sold-out command."""
+    code = _CODES.get(cls)
+    if code is None:
+        code = _CODES[cls] = snake_case(cls.__name__)
+    return code
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Coded:
     """An answer other than acceptance, named by its class: a `Rejection` by the rules, or a
@@ -50,7 +63,7 @@ class Coded:
     @property
     def code(self) -> str:
         """A stable snake_case name of the answer, e.g. `sold_out`."""
-        return snake_case(type(self).__name__)
+        return code_of(type(self))
 
     def describe(self) -> str:
         """The answer in words, with its fields."""

@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 
+from saleday.actors.decider import code_of
 from saleday.actors.host import Accepted, Request, ShardFenced, ShardHost, Unavailable
 from saleday.actors.kinds import deciders
 from saleday.cluster import ray_api
@@ -175,11 +176,11 @@ class ShardMetrics:
     def batch(self, replies: list[Any], events: int, seconds: float) -> None:
         if not self._enabled:
             return
-        outcomes: dict[str, int] = {}
-        for reply in replies:
-            code = "accepted" if isinstance(reply, Accepted) else reply.code
-            outcomes[code] = outcomes.get(code, 0) + 1
-        for code, n in outcomes.items():
+        outcomes: dict[type, int] = {}
+        for kind in map(type, replies):
+            outcomes[kind] = outcomes.get(kind, 0) + 1
+        for kind, n in outcomes.items():
+            code = "accepted" if issubclass(kind, Accepted) else code_of(kind)
             self._commands.inc(n, tags={**self._tags, "outcome": code})
         if events:
             self._events.inc(events, tags=self._tags)

@@ -304,14 +304,19 @@ def _held(reservation_id: str, state: SkuState) -> Reservation | Rejection:
 
 def _tiers_for(qty: int, state: SkuState) -> tuple[int, ...]:
     """The tier of each of the next `qty` units: the lowest tier with room, in order."""
-    out: list[int] = []
-    last = len(state.tiers) - 1
-    for i, ((units, _), taken) in enumerate(zip(state.tiers, state.tier_taken)):
-        room = qty - len(out) if i == last else min(units - taken, qty - len(out))
-        out.extend([i] * max(room, 0))
-        if len(out) == qty:
-            break
-    return tuple(out)
+    tiers, taken = state.tiers, state.tier_taken
+    if not tiers:
+        return ()
+    last = len(tiers) - 1
+    out: tuple[int, ...] = ()
+    for i in range(min(last, len(taken))):
+        room = tiers[i][0] - taken[i]
+        if room >= qty:
+            return out + (i,) * qty
+        if room > 0:
+            out += (i,) * room
+            qty -= room
+    return out + (last,) * qty
 
 
 def _normalized_tiers(tiers: object) -> Tiers | str:

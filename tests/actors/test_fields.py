@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from saleday.actors.decider import InvalidCommand
-from saleday.actors.fields import INT64_MAX, INT64_MIN, Intake, is_int64
+from saleday.actors.fields import INT64_MAX, INT64_MIN, FieldChecks, Intake, is_int64
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,3 +68,50 @@ def test_fast_replace_is_dataclasses_replace(changes):
     after = fast_replace(Ship)(before, **changes)
     assert after == replace(before, **changes)
     assert type(after) is Ship and before == Ship(order_id="o1", note="n", qty=1)
+
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Grant:
+    user: str
+    reason: str
+    points: int
+    seq: int
+    now: int
+
+
+def _first_bad_field(command: Grant) -> str | None:
+    """The first field the rules find wrong, walking the fields one by one (the reference)."""
+    for name in ("user", "reason", "points", "seq", "now"):
+        value = getattr(command, name)
+        if name in ("user", "reason"):
+            bad = type(value) is not str or (name == "user" and not value)
+        elif name == "seq":   # unsigned
+            bad = type(value) is not int or not 0 <= value <= 2**64 - 1
+        else:                 # non-negative
+            bad = type(value) is not int or not 0 <= value <= INT64_MAX
+        if bad:
+            return name
+    return None
+
+
+_ANY_VALUE = st.one_of(
+    st.integers(min_value=-(2**65), max_value=2**65),
+    st.sampled_from([0, -1, 1, INT64_MAX, INT64_MAX + 1, INT64_MIN, INT64_MIN - 1, 2**64 - 1,
+                     2**64, True, False, 1.0, None, "", "u1", b"u1"]),
+    st.text(max_size=3))
+
+
+@settings(max_examples=400, deadline=None)
+@given(user=_ANY_VALUE, reason=_ANY_VALUE, points=_ANY_VALUE, seq=_ANY_VALUE, now=_ANY_VALUE)
+def test_the_written_out_checks_agree_with_the_field_by_field_walk(**values):
+    """For any field values, the per-class check passes a command exactly when walking its
+    fields finds nothing wrong, and otherwise names the first bad field."""
+    checks = FieldChecks((Grant,), optional_strs=("reason",), non_negative=("points", "now"),
+                         unsigned=("seq",))
+    command = Grant(**values)
+    problem, bad = checks.problem(command), _first_bad_field(command)
+    if bad is None:
+        assert problem is None, values
+    else:
+        assert problem is not None and problem.startswith(f"Grant.{bad} must be "), (values, problem)
