@@ -57,6 +57,7 @@ from saleday.actors.member import (
 )
 from saleday.actors.order import (
     CancelOrder,
+    CheckoutCancelled,
     CheckoutStarted,
     OrderPlaced,
     PointsApplied,
@@ -179,9 +180,10 @@ class Checkout:
             if not isinstance(started, Accepted):
                 return _refused(order_id, started)
             tries = await asyncio.gather(*reserve())
+        fresh = started if new_order else None   # the start, when nothing can precede it
         refused = next((r for r in tries if not isinstance(r, Accepted)), None)
         if refused is not None:
-            return await self._cancel_after(order_id, refused, now)
+            return await self._cancel_after(order_id, refused, now, started=fresh)
         line_prices = tuple(_unit_prices(r) for r in tries)
         subtotal = sum(sum(p) for p in line_prices)
         coupon_value = 0
@@ -192,17 +194,18 @@ class Checkout:
                                                    order_total_cents=subtotal, until=hold_until,
                                                    now=now), order_id, "try/coupon")
             if not isinstance(locked, Accepted):
-                return await self._cancel_after(order_id, locked, now)
+                return await self._cancel_after(order_id, locked, now, started=fresh)
             coupon_value = coupon.value_cents if coupon is not None else 0
         points_cents = points * self.cents_per_point if points > 0 else 0
         if points_cents:
             if points_cents > subtotal - min(coupon_value, subtotal):
-                return await self.cancel(order_id=order_id, reason="points_exceed_total", now=now)
+                return await self.cancel(order_id=order_id, reason="points_exceed_total", now=now,
+                                         started=fresh)
             held = await self._submit(HoldPoints(user=user, hold_id=order_id, points=points,
                                                  until=hold_until, now=now),
                                       order_id, "try/points")
             if not isinstance(held, Accepted):
-                return await self._cancel_after(order_id, held, now)
+                return await self._cancel_after(order_id, held, now, started=fresh)
         placed = await self._submit(RecordTry(order_id=order_id, line_prices=line_prices,
                                               coupon_value_cents=coupon_value, now=now,
                                               points=points if points_cents else 0,
@@ -380,14 +383,21 @@ class Checkout:
     # -- cancel -------------------------------------------------------------------------
 
     async def cancel(self, *, order_id: str, reason: str, now: int,
-                     points_held: bool = False) -> CheckoutResult:
+                     points_held: bool = False, started: Accepted | None = None) -> CheckoutResult:
         """Cancel the order first (so a late try is refused), then release what it holds
-        (`points_held`: points were held for it that the order has not recorded)."""
+        (`points_held`: points were held for it that the order has not recorded).
+
+        `started`: the reply to a new order's start, given by `place` before the order's
+        try is recorded; if the start and this cancel were both decided just now, the order
+        is folded from their events instead of read back from its shard (one round trip
+        less on every sold-out order)."""
         cancelled = await self._submit(CancelOrder(order_id=order_id, reason=reason, now=now),
                                        order_id, "cancel")
         if not isinstance(cancelled, Accepted):
             return _refused(order_id, cancelled)
-        order = await self.gateway.query("order", order_id)
+        order = _cancelled_now(order_id, started, cancelled)
+        if order is None:
+            order = await self.gateway.query("order", order_id)
         await self._release(order, reason, now, points_held=points_held)
         return CheckoutResult(order_id=order_id, status="cancelled", reason=reason)
 
@@ -395,13 +405,14 @@ class Checkout:
         return await self.cancel(order_id=order_id, reason="payment_failed", now=now)
 
     async def _cancel_after(self, order_id: str, refusal: Any, now: int,
-                            points_held: bool = False) -> CheckoutResult:
+                            points_held: bool = False,
+                            started: Accepted | None = None) -> CheckoutResult:
         reason = getattr(refusal, "code", type(refusal).__name__)
         if isinstance(refusal, Unavailable):
             # Not decided: leave the order to a retry of `place` or to its deadline.
             return CheckoutResult(order_id=order_id, status="unavailable", reason=refusal.reason)
         return await self.cancel(order_id=order_id, reason=reason, now=now,
-                                 points_held=points_held)
+                                 points_held=points_held, started=started)
 
     async def _release(self, order: Any, reason: str, now: int,
                        points_held: bool = False) -> None:
@@ -453,6 +464,22 @@ def _decided_now(order_id: str, started: Any, placed: Any) -> Any:
     events = [*started.events, *placed.events]
     kinds = [type(e) for e in events]
     if started.duplicate or placed.duplicate or kinds not in _DECIDED_NOW:
+        return None
+    state = order_initial(order_id)
+    for event in events:
+        state = order_evolve(state, event)
+    return state
+
+
+def _cancelled_now(order_id: str, started: Accepted | None, cancelled: Accepted) -> Any:
+    """A new order's state folded from the events its start and its cancel recorded just
+    now; None when either was a repeat or recorded anything else. Nothing else can have
+    happened to the order in between: only its flow tries it, and a user's cancel or its
+    deadline would have made this cancel record nothing."""
+    if started is None or started.duplicate or cancelled.duplicate:
+        return None
+    events = [*started.events, *cancelled.events]
+    if [type(e) for e in events] != [CheckoutStarted, CheckoutCancelled]:
         return None
     state = order_initial(order_id)
     for event in events:

@@ -12,8 +12,8 @@ half-placed one is finished, a refused one is refused again (409 `order_cancelle
 the first refusal's code as its reason), and an order found with other lines or coupon is
 a 409 idempotency conflict. Without a key the order id is new, so the order starts
 together with its reservations (`Checkout.place(new_order=True)`: 3 round trips to the
-shards, not 4). A user sees and
-cancels only their own orders; anyone else's is a 404, so order ids reveal nothing.
+shards, not 4; a sold-out order is released from what its start and cancel recorded, not
+read back: 3, not 4). A user sees and cancels only their own orders; anyone else's is a 404, so order ids reveal nothing.
 """
 
 from __future__ import annotations

@@ -100,3 +100,60 @@ def test_placing_the_same_order_again_answers_it_as_it_stands(shop):
     assert first.status == again.status == "placed"
     assert first.order == again.order == held
     assert names(shop).count("StockReserved") == 2
+
+
+class Counting:
+    """A gateway that counts the orders it is asked to read back."""
+
+    def __init__(self, shards: LocalShards) -> None:
+        self.shards, self.order_reads = shards, 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.shards, name)
+
+    async def query(self, kind: str, entity_id: str):
+        self.order_reads += kind == "order"
+        return await self.shards.query(kind, entity_id)
+
+
+@pytest.mark.parametrize("new_order", [True, False])
+def test_a_sold_out_order_is_cancelled_and_released_alike_new_or_not(shop, new_order):
+    """Given a line beyond the stock, when the order is placed (new, or driven again), then
+    it is cancelled as sold out with the same events either way; a new one is released from
+    what its start and cancel recorded, without reading the order back from its shard."""
+    gateway = Counting(shop)
+    result = asyncio.run(Checkout(gateway).place(order_id="o5", user="u1",
+                                                 lines=(("sku-a", 1), ("sku-b", 5)), now=NOW,
+                                                 new_order=new_order))
+    assert (result.status, result.reason) == ("cancelled", "sold_out")
+    assert (available(shop, "sku-a"), available(shop, "sku-b")) == (3, 3)
+    assert sorted(names(shop)) == sorted(
+        ["StockAdded", "SaleConfigured"] * 2 + ["CheckoutStarted", "StockReserved",
+                                                "CheckoutCancelled", "ReservationReleased",
+                                                "ReservationVoided"])
+    assert gateway.order_reads == (0 if new_order else 1)
+
+
+def test_a_new_order_cancelled_by_its_user_meanwhile_is_read_back(shop):
+    """Given a new order whose user cancels it while its try is refused, when its flow
+    cancels it too, then that cancel records nothing and the order is read back (not
+    folded) before releasing, so nothing is released twice or missed."""
+    from saleday.actors.order import CheckoutCancelled
+
+    gateway = Counting(shop)
+    co = Checkout(gateway)
+    real_submit = co._submit
+
+    async def submit(command, order_id, step):
+        if step == "cancel":   # the user's cancel lands first
+            await real_submit(type(command)(order_id=order_id, reason="user", now=NOW),
+                              order_id, "user-cancel")
+        return await real_submit(command, order_id, step)
+
+    co._submit = submit
+    result = asyncio.run(co.place(order_id="o6", user="u1", lines=(("sku-a", 1), ("sku-b", 5)),
+                                  now=NOW, new_order=True))
+    assert (result.status, result.reason) == ("cancelled", "sold_out")
+    assert gateway.order_reads == 1   # its cancel recorded nothing: the order is read back
+    assert (available(shop, "sku-a"), available(shop, "sku-b")) == (3, 3)
+    assert names(shop).count(CheckoutCancelled.__name__) == 1
