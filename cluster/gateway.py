@@ -214,18 +214,15 @@ class Gateway:
         asyncio.get_running_loop().create_task(self._send_queries(lane, take))
 
     async def _send_queries(self, lane: _Lane, take: list[tuple[str, asyncio.Future]]) -> None:
+        entities = [e for e, _ in take]
         try:
             generation = lane.generation
             try:
-                states = await asyncio.wait_for(
-                    lane.handle.states_of.remote([e for e, _ in take]),
-                    self.config.call_timeout_s)
+                states = await self._ask(lane, entities)
             except self.died as exc:   # ask the promoted standby, once
                 if not await self._fail_over(lane, generation, exc):
                     raise
-                states = await asyncio.wait_for(
-                    lane.handle.states_of.remote([e for e, _ in take]),
-                    self.config.call_timeout_s)
+                states = await self._ask(lane, entities)
         except BaseException as exc:  # every caller gets the failure, nobody waits forever
             for _, fut in take:
                 if not fut.done():
@@ -236,6 +233,18 @@ class Gateway:
         for (_, fut), state in zip(take, states):
             if not fut.done():
                 fut.set_result(state)
+
+    async def _ask(self, lane: _Lane, entities: list[str]) -> list[Any]:
+        """The states of `entities` from the lane's shard: over its local socket when there
+        is one (as batches go), else (or on any trouble with it) through Ray."""
+        link = await self._link(lane) if self.link is not None else None
+        if link is not None:
+            try:
+                return await link.query(entities, self.config.call_timeout_s)
+            except SocketTrouble as exc:
+                self._unlink(lane, link, exc)
+        return await asyncio.wait_for(lane.handle.states_of.remote(entities),
+                                      self.config.call_timeout_s)
 
     # -- batching -----------------------------------------------------------------------
 

@@ -11,8 +11,14 @@ trouble on one (a closed connection, a timeout, an error frame) sends the batch 
 Ray as before, with the same command ids, and the shard's dedup record answers a batch
 that both paths delivered. No port is opened.
 
-Frames: a request is `len:u32le | wire batch`; a reply is `status:u8 | len:u32le | body`
-(status 0: the wire replies; 1: the shard raised, body is the error's text).
+Queries (`Gateway.query`: the states of some entities) travel the same way, for the same
+reason: through Ray each was a call, plus the states' unpickling in Ray's own machinery.
+
+Frames: a request is `kind:u8 | len:u32le | body`, kind 0 a wire batch of commands, kind 1
+a query (a msgpack array of entity ids); a reply is `status:u8 | len:u32le | body` (status
+0: the wire replies, or the states pickled; 1: the shard raised or does not answer that
+kind, body is the error's text). Pickle crosses only this socket, which no other user can
+open, between processes of one node that Ray already trusts with pickles.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
+import pickle
 import socket
 import stat
 import struct
@@ -29,12 +36,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import structlog
 
 log = structlog.get_logger("saleday.local_socket")
 
-_LEN = struct.Struct("<I")
-_REPLY = struct.Struct("<BI")
+_FRAME = struct.Struct("<BI")   # kind or status, then the body's length
+BATCH, QUERY = 0, 1
 
 
 class SocketTrouble(Exception):
@@ -69,13 +77,28 @@ def _sweep_stale(directory: Path) -> None:
                 pass
 
 
-class ShardSocket:
-    """Serves `handle(batch) -> replies` on a Unix socket: a thread accepts, a thread per
-    connection reads a batch, answers it, and reads the next (a gateway pipelines up to its
-    `max_in_flight` batches; they are answered in order)."""
+def query_answerer(states_of: Callable[[list[str]], list[Any]]) -> Callable[[bytes], bytes]:
+    """A shard's answer to a query frame: a msgpack array of entity ids in, their states
+    (`states_of`) pickled out."""
+    def answer(request: bytes) -> bytes:
+        ids = msgpack.unpackb(request)
+        if type(ids) is not list or not all(type(i) is str for i in ids):
+            raise ValueError("a query is an array of entity ids")
+        return pickle.dumps(states_of(ids), protocol=5)
+    return answer
 
-    def __init__(self, handle: Callable[[bytes], bytes], name: str) -> None:
-        self._handle = handle
+
+class ShardSocket:
+    """Serves `handle(batch) -> replies` (and `query(ids) -> states`, when given) on a Unix
+    socket: a thread accepts, a thread per connection reads a request, answers it, and
+    reads the next (a gateway pipelines up to its `max_in_flight` batches and its queries;
+    they are answered in order)."""
+
+    def __init__(self, handle: Callable[[bytes], bytes], name: str,
+                 query: Callable[[bytes], bytes] | None = None) -> None:
+        self._answer: dict[int, Callable[[bytes], bytes]] = {BATCH: handle}
+        if query is not None:
+            self._answer[QUERY] = query
         directory = socket_dir()
         _sweep_stale(directory)
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:40]
@@ -104,19 +127,22 @@ class ShardSocket:
         with conn:
             stream = conn.makefile("rb", buffering=1 << 16)
             while True:
-                head = stream.read(4)
-                if len(head) < 4:
+                head = stream.read(_FRAME.size)
+                if len(head) < _FRAME.size:
                     return
-                (size,) = _LEN.unpack(head)
-                batch = stream.read(size)
-                if len(batch) < size:
+                kind, size = _FRAME.unpack(head)
+                request = stream.read(size)
+                if len(request) < size:
                     return
                 try:
-                    status, body = 0, self._handle(batch)
+                    answer = self._answer.get(kind)
+                    if answer is None:
+                        raise ValueError(f"requests of kind {kind} are not served here")
+                    status, body = 0, answer(request)
                 except Exception as exc:  # noqa: BLE001 - told to the gateway, which uses Ray
                     status, body = 1, f"{type(exc).__name__}: {exc}".encode()[:2000]
                 try:
-                    conn.sendall(_REPLY.pack(status, len(body)) + body)
+                    conn.sendall(_FRAME.pack(status, len(body)) + body)
                 except OSError:
                     return
 
@@ -148,23 +174,28 @@ class SocketLink:
         reader, writer = await asyncio.open_unix_connection(path, limit=1 << 22)
         return cls(reader, writer)
 
-    async def call(self, batch: bytes, timeout_s: float) -> bytes:
+    async def call(self, batch: bytes, timeout_s: float, kind: int = BATCH) -> bytes:
+        """The shard's answer to `batch` (a wire batch, or with `kind=QUERY` a query)."""
         if self.closed:
             raise SocketTrouble("the connection is closed")
         fut = asyncio.get_running_loop().create_future()
         self._waiting.append(fut)
-        self._writer.write(_LEN.pack(len(batch)) + batch)
+        self._writer.write(_FRAME.pack(kind, len(batch)) + batch)
         try:
             return await asyncio.wait_for(fut, timeout_s)
         except asyncio.TimeoutError:
             self.close("a call timed out")   # its reply may still come: never pair it wrongly
             raise SocketTrouble(f"no reply within {timeout_s} s") from None
 
+    async def query(self, entity_ids: list[str], timeout_s: float) -> list[Any]:
+        """The states of `entity_ids`, as the shard's `states_of` gives them."""
+        return pickle.loads(await self.call(msgpack.packb(entity_ids), timeout_s, QUERY))
+
     async def _read_replies(self) -> None:
         reason = "the shard closed the connection"
         try:
             while True:
-                status, size = _REPLY.unpack(await self._reader.readexactly(_REPLY.size))
+                status, size = _FRAME.unpack(await self._reader.readexactly(_FRAME.size))
                 body = await self._reader.readexactly(size)
                 fut = self._waiting.popleft()
                 if fut.done():

@@ -24,7 +24,7 @@ from saleday.actors.decider import code_of
 from saleday.actors.host import Accepted, Request, ShardFenced, ShardHost, Unavailable
 from saleday.actors.kinds import deciders
 from saleday.cluster import ray_api
-from saleday.cluster.local_socket import ShardSocket
+from saleday.cluster.local_socket import ShardSocket, query_answerer
 from saleday.cluster.wire import Wire
 from saleday.events import open_store
 
@@ -53,7 +53,8 @@ class ShardActor:
         self.socket: ShardSocket | None = None
         if local_socket:
             try:
-                self.socket = ShardSocket(self.handle, stream)
+                self.socket = ShardSocket(self.handle, stream,
+                                          query=query_answerer(self.states_of))
             except OSError as exc:   # Ray alone then
                 log.warning("local_socket_failed", stream=stream, error=str(exc)[:300])
         if standby:

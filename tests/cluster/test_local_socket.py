@@ -1,5 +1,5 @@
 """A shard's local socket (`cluster.local_socket`) and the gateway over it, without Ray: batches
-travel over the socket and are answered in order; a shard that raises, closes or stalls is a
+and queries travel over the socket and are answered in order; a shard that raises, closes or stalls is a
 `SocketTrouble`, and the gateway then sends the same batch (the same command ids) through
 the shard's Ray handle; the socket lives in a directory only its user can enter."""
 
@@ -16,7 +16,12 @@ import pytest
 from saleday.actors.host import Request
 from saleday.actors.sku import COMMANDS, ReserveStock, SoldOut
 from saleday.cluster.gateway import Gateway, GatewayConfig
-from saleday.cluster.local_socket import ShardSocket, SocketLink, SocketTrouble
+from saleday.cluster.local_socket import (
+    ShardSocket,
+    SocketLink,
+    SocketTrouble,
+    query_answerer,
+)
 from saleday.cluster.routing import ShardMap
 from saleday.cluster.wire import Wire
 
@@ -35,11 +40,20 @@ def reserve(i: int) -> ReserveStock:
 class Served:
     """A shard's socket whose answers the test controls; counts what it decided."""
 
-    def __init__(self, *, fail: bool = False, stall: threading.Event | None = None) -> None:
+    def __init__(self, *, fail: bool = False, stall: threading.Event | None = None,
+                 queries: bool = True) -> None:
         self.seen: list[list[str]] = []
+        self.asked: list[list[str]] = []
         self.fail = fail
         self.stall = stall
-        self.socket = ShardSocket(self._handle, "sku-000")
+        self.socket = ShardSocket(self._handle, "sku-000",
+                                  query=query_answerer(self._states_of) if queries else None)
+
+    def _states_of(self, entities: list[str]) -> list[dict]:
+        self.asked.append(entities)
+        if self.fail:
+            raise RuntimeError("the store is away")
+        return [state_of(e) for e in entities]
 
     def _handle(self, blob: bytes) -> bytes:
         self.seen.append([r.command_id for r in WIRE.decode_requests(blob)])
@@ -50,12 +64,29 @@ class Served:
         return answer(blob)
 
 
+def state_of(entity: str) -> dict:
+    return {"sku": entity, "available": len(entity)}
+
+
 class RayHandle:
-    """The shard's Ray handle as the gateway calls it (`handle.handle.remote(blob)`)."""
+    """The shard's Ray handle as the gateway calls it (`handle.handle.remote(blob)`, and
+    `handle.states_of.remote(ids)`)."""
 
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
+        self.asked: list[list[str]] = []
         self.handle = self
+        ray = self
+
+        class StatesOf:
+            def remote(self, entities: list[str]):
+                ray.asked.append(entities)
+
+                async def reply():
+                    return [state_of(e) for e in entities]
+                return reply()
+
+        self.states_of = StatesOf()
 
     def remote(self, blob: bytes):
         self.calls.append([r.command_id for r in WIRE.decode_requests(blob)])
@@ -192,3 +223,68 @@ def test_without_a_socket_the_gateway_uses_ray():
 
     assert all(isinstance(r, SoldOut) for r in asyncio.run(run()))
     assert [len(c) for c in ray.calls] == [5]
+
+
+def _ask(gw: Gateway, skus: list[str]) -> list:
+    return [gw.query("sku", sku) for sku in skus]
+
+
+@pytest.mark.parametrize("queries", [True, False])
+def test_queries_travel_over_the_socket_or_through_ray_when_it_does_not_answer_them(
+        closing, queries):
+    """Queries made in one turn go over the socket as one frame; a shard whose socket does
+    not answer queries gets the same query through Ray, and every caller its state."""
+    served, ray = Served(queries=queries), RayHandle()
+    closing.append(served)
+
+    async def run():
+        gw = gateway(ray, served)
+        states = await asyncio.gather(*_ask(gw, ["a", "bb", "ccc"]))
+        states += await asyncio.gather(*_ask(gw, ["dddd"]))
+        await gw.close()
+        return states
+
+    states = asyncio.run(run())
+    assert states == [state_of(s) for s in ("a", "bb", "ccc", "dddd")]
+    if queries:
+        assert served.asked == [["a", "bb", "ccc"], ["dddd"]] and ray.asked == []
+    else:
+        assert served.asked == [] and ray.asked[0] == ["a", "bb", "ccc"]
+
+
+def test_a_query_the_shard_fails_on_the_socket_is_asked_through_ray(closing):
+    served, ray = Served(fail=True), RayHandle()
+    closing.append(served)
+
+    async def run():
+        gw = gateway(ray, served)
+        states = await asyncio.gather(*_ask(gw, ["a", "bb"]))
+        stats = dict(gw.stats)
+        await gw.close()
+        return states, stats
+
+    states, stats = asyncio.run(run())
+    assert states == [state_of("a"), state_of("bb")]
+    assert served.asked == ray.asked == [["a", "bb"]]
+    assert stats["socket_fallbacks"] == 1
+
+
+def test_a_malformed_query_frame_is_refused_and_the_link_goes_on(closing):
+    """A query that is not an array of ids is an error frame (SocketTrouble), not a dead
+    socket: the next request on the same connection is answered."""
+    from saleday.cluster.local_socket import QUERY
+
+    served = Served()
+    closing.append(served)
+
+    async def run():
+        link = await SocketLink.open(served.socket.path)
+        with pytest.raises(SocketTrouble, match="array of entity ids"):
+            await link.call(b"\x01", 5, QUERY)
+        with pytest.raises(SocketTrouble, match="not served"):
+            await link.call(b"", 5, 7)
+        states = await link.query(["a"], 5)
+        link.close()
+        return states
+
+    assert asyncio.run(run()) == [state_of("a")]
