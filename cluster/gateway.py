@@ -44,7 +44,7 @@ import structlog
 
 from saleday.actors.decider import InvalidCommand
 from saleday.actors.host import Busy, Reply, Request, Unavailable
-from saleday.cluster.local_socket import SocketTrouble
+from saleday.cluster.local_socket import SocketTrouble, query_request
 from saleday.cluster.routing import ShardMap, UnroutableEntity
 from saleday.cluster.wire import Wire
 
@@ -238,9 +238,10 @@ class Gateway:
         """The states of `entities` from the lane's shard: over its local socket when there
         is one (as batches go), else (or on any trouble with it) through Ray."""
         link = await self._link(lane) if self.link is not None else None
-        if link is not None:
+        request = query_request(entities) if link is not None else None
+        if request is not None:
             try:
-                return await link.query(entities, self.config.call_timeout_s)
+                return await link.query(request, self.config.call_timeout_s)
             except SocketTrouble as exc:
                 self._unlink(lane, link, exc)
         return await asyncio.wait_for(lane.handle.states_of.remote(entities),

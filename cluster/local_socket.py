@@ -77,6 +77,17 @@ def _sweep_stale(directory: Path) -> None:
                 pass
 
 
+def query_request(entity_ids: list[Any]) -> bytes | None:
+    """A query frame's body for `entity_ids`, or None if some id cannot travel this way (not
+    a str, or a str msgpack cannot encode): such a query goes through Ray, as it always did."""
+    if not all(type(e) is str for e in entity_ids):
+        return None
+    try:
+        return msgpack.packb(entity_ids)
+    except (ValueError, TypeError, UnicodeEncodeError):
+        return None
+
+
 def query_answerer(states_of: Callable[[list[str]], list[Any]]) -> Callable[[bytes], bytes]:
     """A shard's answer to a query frame: a msgpack array of entity ids in, their states
     (`states_of`) pickled out."""
@@ -187,9 +198,10 @@ class SocketLink:
             self.close("a call timed out")   # its reply may still come: never pair it wrongly
             raise SocketTrouble(f"no reply within {timeout_s} s") from None
 
-    async def query(self, entity_ids: list[str], timeout_s: float) -> list[Any]:
-        """The states of `entity_ids`, as the shard's `states_of` gives them."""
-        return pickle.loads(await self.call(msgpack.packb(entity_ids), timeout_s, QUERY))
+    async def query(self, request: bytes, timeout_s: float) -> list[Any]:
+        """The states of the entities a query names (`query_request`), as the shard's
+        `states_of` gives them."""
+        return pickle.loads(await self.call(request, timeout_s, QUERY))
 
     async def _read_replies(self) -> None:
         reason = "the shard closed the connection"

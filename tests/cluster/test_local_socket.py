@@ -21,6 +21,7 @@ from saleday.cluster.local_socket import (
     SocketLink,
     SocketTrouble,
     query_answerer,
+    query_request,
 )
 from saleday.cluster.routing import ShardMap
 from saleday.cluster.wire import Wire
@@ -283,8 +284,29 @@ def test_a_malformed_query_frame_is_refused_and_the_link_goes_on(closing):
             await link.call(b"\x01", 5, QUERY)
         with pytest.raises(SocketTrouble, match="not served"):
             await link.call(b"", 5, 7)
-        states = await link.query(["a"], 5)
+        states = await link.query(query_request(["a"]), 5)
         link.close()
         return states
 
     assert asyncio.run(run()) == [state_of("a")]
+
+
+def test_an_id_that_cannot_travel_as_msgpack_is_asked_through_ray_and_the_link_stays(closing):
+    """A query naming an id msgpack cannot encode (a str with a lone surrogate) goes
+    through Ray as before, and the socket is not blamed for it."""
+    served, ray = Served(), RayHandle()
+    closing.append(served)
+    odd = ["a\ud800"]
+
+    async def run():
+        gw = gateway(ray, served)
+        first = await asyncio.gather(*(gw.query("sku", e) for e in odd))
+        then = await gw.query("sku", "bb")
+        stats = dict(gw.stats)
+        await gw.close()
+        return first, then, stats
+
+    first, then, stats = asyncio.run(run())
+    assert ray.asked == [odd] and served.asked == [["bb"]]
+    assert then == state_of("bb") and stats["socket_fallbacks"] == 0
+    assert first[0] == state_of("a\ud800")
