@@ -209,7 +209,11 @@ def bench_simulate(
     users: Annotated[int, typer.Option(min=1, help="Users for the in-process engine.")] = 100_000,
     ray_users: Annotated[int, typer.Option(min=1, help="Users for the Ray engine.")] = 50_000,
     compression: Annotated[float, typer.Option(help="The Ray engine's compression (higher: "
-                                               "more offered load).")] = 600.0,
+                                               "more offered load). The engine plays the "
+                                               "scenario at its pace: while commands/s is "
+                                               "close to the scheduled rate it measures the "
+                                               "schedule; raise this (e.g. 2400) to find what "
+                                               "the engine sustains.")] = 600.0,
     seed: Annotated[int, typer.Option()] = 11,
     system: Annotated[list[str] | None, typer.Option(
         help="generator, inprocess\\[memory], inprocess\\[sqlite], ray\\[sqlite], reserve\\[sqlite] "
