@@ -20,11 +20,9 @@ one that crashed) is read through it. A missing `streams` table reads as no head
 
 from __future__ import annotations
 
-import fcntl
 import json
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,6 +46,7 @@ from saleday.events.errors import (
     StoreUnavailable,
 )
 from saleday.events.store import StoreBase, check_expected, check_stream, sqlite_path
+from saleday.events.writer_lock import LockTimeout, WriterLock
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS streams (
@@ -103,12 +102,14 @@ class SqliteEventStore(StoreBase):
         self.read_only = read_only
         self._has_heads = True
         self._lock_file = None
+        self._writer: WriterLock | None = None
         if read_only:
             self._open_existing()
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._lock_file = open(f"{self.path}.writer-lock", "a+b")  # noqa: SIM115
+            self._writer = WriterLock(self._lock_file, busy_timeout_ms / 1000)
         except OSError as exc:
             raise StoreUnavailable(self.url, str(exc)) from exc
         with self._errors():
@@ -188,30 +189,24 @@ class SqliteEventStore(StoreBase):
 
     @contextmanager
     def _writer_lock(self) -> Iterator[None]:
-        """Queue writers (threads, then processes) on a lock that wakes the next one the
-        moment it is free. SQLite's own busy handler polls with sleeps of up to 100 ms,
-        which several shard processes writing one file turn into tail latency."""
-        with self._thread_lock:
-            if self._lock_file is None:
+        """Queue writers (threads, then processes) on a lock that goes to the next one the
+        moment it is free (`events/writer_lock.py`). SQLite's own busy handler polls with
+        sleeps of up to 100 ms, which several shard processes writing one file turn into
+        tail latency."""
+        if self._writer is None:
+            with self._thread_lock:
                 yield
-                return
-            deadline = time.monotonic() + self._busy_timeout_ms / 1000
-            pause = 0.0001
-            while True:
-                try:
-                    fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise StoreUnavailable(self.url, "timed out waiting for the write lock") from None
-                    time.sleep(pause)
-                    pause = min(pause * 2, 0.001)
-            try:
+            return
+        try:
+            with self._writer.held():
                 yield
-            finally:
-                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+        except LockTimeout as exc:
+            raise StoreUnavailable(self.url, f"timed out waiting for the write lock ({exc})") from None
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
