@@ -6,17 +6,22 @@ then read back and decoded into event objects (registered frozen dataclasses), t
 read back and hash-chain verified two ways: over the stored bytes (`verify`, what
 `saleday log verify` does) and by recomputing each hash from the decoded fields
 (`verify_recompute`, what an auditor with an export does).
+For SQLite, `contended` is what shards sharing one log file see: `writers` processes
+appending one-event commits to one file at once (each on its own stream, as shards do),
+with each commit's latency (the writer lock's queue, then the commit and its fsync).
 Every figure is the median of `repeat` runs. The machine is described in the output,
 because numbers from these small shared machines are only comparable within one run.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import statistics
 import tempfile
 import time
 import uuid
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -153,6 +158,50 @@ def bench_eventsourcing(*, events: int, batch: int, repeat: int) -> dict[str, An
             "durability": "eventsourcing.sqlite defaults"}
 
 
+def _contending_writer(url: str, stream: str, commits: int, go: Any, out: Any) -> None:
+    events = make_events(commits, start=int(stream.rpartition("-")[2]) * 10**9)
+    store = open_store(url)
+    latencies = array("d")
+    go.wait(60)
+    started = time.perf_counter()
+    version = 0
+    for event in events:
+        t0 = time.perf_counter()
+        version = store.append(stream, [event], version).last_version
+        latencies.append(time.perf_counter() - t0)
+    out.put((time.perf_counter() - started, latencies.tobytes()))
+    store.close()
+
+
+def bench_contended(url: str, *, writers: int, commits: int) -> dict[str, Any]:
+    """`writers` processes appending `commits` one-event commits each to the store at `url`
+    at once: commits/s in all, and each commit's latency."""
+    ctx = multiprocessing.get_context("spawn")
+    go, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_contending_writer, args=(url, f"bench-{k}", commits, go, out))
+             for k in range(writers)]
+    for proc in procs:
+        proc.start()
+    try:
+        time.sleep(0.5)   # the writers have imported and opened the store
+        go.set()
+        results = [out.get(timeout=300) for _ in procs]
+    finally:
+        for proc in procs:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
+    latencies = array("d")
+    for _, blob in results:
+        latencies.frombytes(blob)
+    ordered = sorted(latencies)
+    wall = max(elapsed for elapsed, _ in results)
+    return {"writers": writers, "commits_each": commits,
+            "commits_per_s": round(writers * commits / wall),
+            "p50_ms": round(ordered[len(ordered) // 2] * 1000, 2),
+            "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 2)}
+
+
 def _dispose(store: EventStore) -> None:
     cleanup = getattr(store, "_bench_cleanup", None)
     if cleanup:
@@ -162,7 +211,8 @@ def _dispose(store: EventStore) -> None:
 
 def run(*, events: int = 200_000, batch: int = 1000, repeat: int = 3,
         redis_url: str = "redis://127.0.0.1:6379/0", sqlite_synchronous: str = "full",
-        backends: tuple[str, ...] = ("sqlite", "redis"), baseline: bool = True) -> dict[str, Any]:
+        backends: tuple[str, ...] = ("sqlite", "redis"), baseline: bool = True,
+        writers: int = 4, contended_commits: int = 2000) -> dict[str, Any]:
     """Benchmark each backend and return `{"sqlite": {...}, "redis": {...}, ...}`, with the
     `eventsourcing` library measured in the same run as the baseline."""
     from saleday.cluster.shard_actor import tune_gc
@@ -177,6 +227,11 @@ def run(*, events: int = 200_000, batch: int = 1000, repeat: int = 3,
 
             result["sqlite"] = bench_store(fresh_sqlite, events=events, batch=batch, repeat=repeat)
             result["sqlite"]["durability"] = f"WAL, synchronous={sqlite_synchronous}"
+            if writers:
+                path = os.path.join(tmp, f"{uuid.uuid4().hex}.db")
+                result["sqlite"]["contended"] = bench_contended(
+                    f"sqlite:///{path}?synchronous={sqlite_synchronous}", writers=writers,
+                    commits=contended_commits)
     if "redis" in backends:
         def fresh_redis() -> EventStore:
             prefix = f"saleday-bench-{uuid.uuid4().hex[:12]}"
@@ -201,7 +256,7 @@ def run(*, events: int = 200_000, batch: int = 1000, repeat: int = 3,
                 if "append_events_per_s" in row:
                     row["x_eventsourcing_append"] = round(row["append_events_per_s"] / base["append_events_per_s"], 2)
                     row["x_eventsourcing_read"] = round(row["read_events_per_s"] / base["read_events_per_s"], 2)
-    result["params"] = {"events": events, "batch": batch, "repeat": repeat,
+    result["params"] = {"events": events, "batch": batch, "repeat": repeat, "writers": writers,
                         "gc": "tuned as in shard processes (cluster.shard_actor.tune_gc)"}
     result["machine"] = machine_info()
     return result

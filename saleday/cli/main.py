@@ -73,6 +73,9 @@ def bench_store(
     backend: Annotated[list[str] | None, typer.Option(help="sqlite and/or redis (default: both).")] = None,
     baseline: Annotated[bool, typer.Option(help="Also measure the eventsourcing library "
                                            "(SQLite) in the same run.")] = True,
+    writers: Annotated[int, typer.Option(min=0, help="SQLite: processes appending one-event "
+                                         "commits to one file at once, as shards sharing a "
+                                         "log do (0: skip).")] = 4,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Append, read+decode and read+verify rates of the SQLite and Redis event stores."""
@@ -84,7 +87,8 @@ def bench_store(
         raise typer.BadParameter(f"unknown backend(s) {sorted(unknown)}", param_hint="--backend")
     structlog.get_logger().info("bench_store_started", events=events, batch=batch, repeat=repeat)
     result = run(events=events, batch=batch, repeat=repeat, redis_url=redis_url,
-                 sqlite_synchronous=sqlite_sync, backends=backends, baseline=baseline)
+                 sqlite_synchronous=sqlite_sync, backends=backends, baseline=baseline,
+                 writers=writers)
     if as_json:
         typer.echo(json.dumps(result))
         return
@@ -112,6 +116,11 @@ def bench_store(
     out.print(table)
     for line in errors:
         out.print(f"[red]{escape(line)}[/red]")
+    contended = result.get("sqlite", {}).get("contended")
+    if contended:
+        out.print(f"sqlite, {contended['writers']} processes appending one-event commits to one "
+                  f"file at once: {contended['commits_per_s']:,} commits/s, a commit p50 "
+                  f"{contended['p50_ms']} ms, p99 {contended['p99_ms']} ms")
     m = result["machine"]
     out.print(f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}")
 

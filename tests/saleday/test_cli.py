@@ -26,14 +26,19 @@ def _store_with_events(path) -> str:
 
 
 def test_bench_store_prints_one_json_object_per_backend(tmp_path):
-    """`bench store --json` measures the chosen backend and says on what machine."""
+    """`bench store --json` measures the chosen backend (and, for SQLite, writer processes
+    sharing one file) and says on what machine."""
     result = runner.invoke(app, ["bench", "store", "--events", "2000", "--repeat", "1",
-                                 "--backend", "sqlite", "--no-baseline", "--json"])
+                                 "--backend", "sqlite", "--no-baseline", "--writers", "2",
+                                 "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     row = data["sqlite"]
     assert {"append_events_per_s", "read_events_per_s", "verify_events_per_s"} <= set(row)
     assert all(row[k] > 0 for k in ("append_events_per_s", "read_events_per_s", "verify_events_per_s"))
+    contended = row["contended"]
+    assert (contended["writers"], contended["commits_each"]) == (2, 2000)
+    assert contended["commits_per_s"] > 0 and 0 < contended["p50_ms"] <= contended["p99_ms"]
     assert data["machine"]["cores"] >= 1
 
 
