@@ -35,12 +35,17 @@ class LockTimeout(Exception):
 
 
 class _Request:
-    __slots__ = ("taken", "abandoned", "mutex")
+    """One writer's wait for the helper: `signal` is released when the lock is taken for it
+    (a bare lock wakes the writer sooner than an `Event`, whose condition takes two)."""
+
+    __slots__ = ("taken", "abandoned", "mutex", "signal")
 
     def __init__(self) -> None:
-        self.taken = threading.Event()
+        self.taken = False
         self.abandoned = False
         self.mutex = threading.Lock()
+        self.signal = threading.Lock()
+        self.signal.acquire()
 
 
 class WriterLock:
@@ -79,10 +84,10 @@ class WriterLock:
         with self._pending_lock:
             self._pending += 1
         self._helping().put(request)
-        if request.taken.wait(self.timeout_s):
+        if request.signal.acquire(timeout=self.timeout_s):
             return
         with request.mutex:
-            if request.taken.is_set():   # taken just as the wait ended
+            if request.taken:   # taken just as the wait ended
                 return
             request.abandoned = True
         raise LockTimeout(f"the write lock stayed held for {self.timeout_s} s")
@@ -111,7 +116,8 @@ class WriterLock:
                         return
                 self._settled()
                 if not request.abandoned:
-                    request.taken.set()
+                    request.taken = True
+                    request.signal.release()
 
     def _settled(self) -> None:
         with self._pending_lock:
