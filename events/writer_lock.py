@@ -23,6 +23,7 @@ release the lock under a writer that believes it holds it.
 from __future__ import annotations
 
 import fcntl
+import os
 import queue
 import threading
 from collections.abc import Iterator
@@ -54,6 +55,12 @@ class WriterLock:
     def __init__(self, file: IO[bytes], timeout_s: float) -> None:
         self._file = file
         self.timeout_s = timeout_s
+        self._fresh()
+
+    def _fresh(self) -> None:
+        """This process's own helper state (again in a child forked from a writer: the
+        helper thread, and any writer that was waiting, stayed in the parent)."""
+        self._pid = os.getpid()
         self._threads = threading.Lock()   # one thread of this process at a time
         self._requests: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._helper: threading.Thread | None = None
@@ -62,6 +69,8 @@ class WriterLock:
 
     @contextmanager
     def held(self) -> Iterator[None]:
+        if self._pid != os.getpid():
+            self._fresh()
         if not self._threads.acquire(timeout=self.timeout_s):
             raise LockTimeout(f"another thread held the write lock for {self.timeout_s} s")
         try:

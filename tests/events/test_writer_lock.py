@@ -118,3 +118,38 @@ def test_threads_of_one_process_take_it_one_at_a_time(lock_path):
     for t in threads:
         t.join(30)
     assert most == 1 and free(lock_path)
+
+
+def test_a_child_forked_after_the_helper_started_takes_the_lock_in_turn(lock_path):
+    """Given a writer whose helper thread runs (it once waited for the lock), when the
+    process forks, then the child (which has no helper thread) still takes the lock in turn
+    when it is held and then let go."""
+    import multiprocessing
+
+    a, b = writer(lock_path), writer(lock_path, timeout_s=2.0)
+
+    def wait_for_it() -> None:
+        with a.held():
+            pass
+
+    with b.held():   # a waits through its helper
+        waiting = threading.Thread(target=wait_for_it)
+        waiting.start()
+        threading.Event().wait(0.1)
+    waiting.join(5)
+
+    def child(out) -> None:
+        try:
+            with a.held():
+                out.put("held")
+        except Exception as exc:  # noqa: BLE001 - reported to the parent
+            out.put(repr(exc))
+
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    with b.held():   # the child must wait for it
+        proc = ctx.Process(target=child, args=(out,))
+        proc.start()
+        threading.Event().wait(0.1)
+    assert out.get(timeout=20) == "held"
+    proc.join(10)
