@@ -33,13 +33,12 @@ def is_int64(value: object) -> bool:
     return type(value) is int and INT64_MIN <= value <= INT64_MAX
 
 
-class _Spec:
-    """A command class's `int` and `str` fields, in order: what `FieldChecks` checks."""
+Fields = list[tuple[str, str]]
+"""A command class's `int` and `str` fields, in order, with their kind: what is checked."""
 
-    __slots__ = ("fields",)
 
-    def __init__(self, cls: type) -> None:
-        self.fields = [(f.name, f.type) for f in fields(cls) if f.type in ("int", "str")]
+def _typed_fields(cls: type) -> Fields:
+    return [(f.name, f.type) for f in fields(cls) if f.type in ("int", "str")]
 
 
 class FieldChecks:
@@ -50,21 +49,20 @@ class FieldChecks:
         self.optional_strs = frozenset(optional_strs)
         self.non_negative_names = frozenset(non_negative)
         self.unsigned = frozenset(unsigned)
-        self._specs = {cls: _Spec(cls) for cls in commands}
-        self._checks = {cls: self._compile(spec) for cls, spec in self._specs.items()}
+        self._checks = {cls: self._compile(_typed_fields(cls)) for cls in commands}
 
     def problem(self, command: Any) -> str | None:
         """What is wrong with `command`'s fields, in words; None if nothing (or not ours)."""
         check = self._checks.get(type(command))
         return None if check is None else check(command)
 
-    def _compile(self, spec: _Spec) -> Callable[[Any], str | None]:
+    def _compile(self, typed: Fields) -> Callable[[Any], str | None]:
         """The common case of `problem` for one class, written out one test per field (as
         `dataclasses` writes `__init__`): every field read once, compared in place; anything
         amiss goes to `_explain`, which says what. (Getters, `map(type, ...)` and min/max
         over the fields cost 2-3x as much, on every command a shard decides.)"""
         tests: list[str] = []
-        for i, (name, kind) in enumerate(spec.fields):
+        for i, (name, kind) in enumerate(typed):
             v = f"v{i}"
             tests.append(f"    {v} = command.{name}")
             if kind == "int":
@@ -72,20 +70,20 @@ class FieldChecks:
                              else (0 if name in self.non_negative_names else INT64_MIN,
                                    INT64_MAX))
                 tests.append(f"    if type({v}) is not int or not {low} <= {v} <= {high}:"
-                             " return explain(command, spec)")
+                             " return explain(command, typed)")
             else:
                 test = f"type({v}) is not str"
                 if name not in self.optional_strs:
                     test += f" or not {v}"
-                tests.append(f"    if {test}: return explain(command, spec)")
+                tests.append(f"    if {test}: return explain(command, typed)")
         source = "\n".join(["def check(command):", *tests, "    return None"])
-        scope: dict[str, Any] = {"explain": self._explain, "spec": spec}
+        scope: dict[str, Any] = {"explain": self._explain, "typed": typed}
         exec(source, scope)  # noqa: S102 - the class's own field names
         return scope["check"]
 
-    def _explain(self, command: Any, spec: _Spec) -> str:
+    def _explain(self, command: Any, typed: Fields) -> str:
         name = type(command).__name__
-        for field, kind in spec.fields:
+        for field, kind in typed:
             value = getattr(command, field)
             if kind == "int":
                 if field in self.unsigned:

@@ -123,14 +123,11 @@ class WriterLock:
                         fcntl.flock(self._file, fcntl.LOCK_UN)
                     except (OSError, ValueError):
                         return
-                self._settled()
+                with self._pending_lock:
+                    self._pending -= 1
                 if not request.abandoned:
                     request.taken = True
                     request.signal.release()
-
-    def _settled(self) -> None:
-        with self._pending_lock:
-            self._pending -= 1
 
     def close(self) -> None:
         """Stop the helper (a helper blocked in `flock` ends when it gets the lock)."""

@@ -457,34 +457,36 @@ def _ran_out(reply: Any) -> bool:
 _DECIDED_NOW = ([CheckoutStarted, OrderPlaced], [CheckoutStarted, PointsApplied, OrderPlaced])
 """What a start and a try decided just now record (with points redeemed, or without)."""
 
+_CANCELLED_NOW = ([CheckoutStarted, CheckoutCancelled],)
+"""What a new order's start and its cancel decided just now record."""
 
-def _decided_now(order_id: str, started: Any, placed: Any) -> Any:
-    """The order's state folded (with the order's own `evolve`) from the events its start
-    and its try recorded just now; None when either was a repeat, answered without them."""
-    events = [*started.events, *placed.events]
-    kinds = [type(e) for e in events]
-    if started.duplicate or placed.duplicate or kinds not in _DECIDED_NOW:
+
+def _folded_now(order_id: str, replies: tuple[Accepted, ...], shapes: tuple[list, ...]) -> Any:
+    """The order's state folded (with the order's own `evolve`) from the events `replies`
+    recorded just now; None when one was a repeat (answered without its events) or their
+    events are not one of `shapes`."""
+    if any(r.duplicate for r in replies):
+        return None
+    events = [e for r in replies for e in r.events]
+    if [type(e) for e in events] not in shapes:
         return None
     state = order_initial(order_id)
     for event in events:
         state = order_evolve(state, event)
     return state
+
+
+def _decided_now(order_id: str, started: Any, placed: Any) -> Any:
+    """The order as its start and its try decided it just now, or None."""
+    return _folded_now(order_id, (started, placed), _DECIDED_NOW)
 
 
 def _cancelled_now(order_id: str, started: Accepted | None, cancelled: Accepted) -> Any:
-    """A new order's state folded from the events its start and its cancel recorded just
-    now; None when either was a repeat or recorded anything else. Nothing else can have
-    happened to the order in between: only its flow tries it, and a user's cancel or its
-    deadline would have made this cancel record nothing."""
-    if started is None or started.duplicate or cancelled.duplicate:
-        return None
-    events = [*started.events, *cancelled.events]
-    if [type(e) for e in events] != [CheckoutStarted, CheckoutCancelled]:
-        return None
-    state = order_initial(order_id)
-    for event in events:
-        state = order_evolve(state, event)
-    return state
+    """A new order as its start and its cancel decided it just now, or None. Nothing else
+    can have happened to the order in between: only its flow tries it, and a user's cancel
+    or its deadline would have made this cancel record nothing."""
+    return None if started is None else _folded_now(order_id, (started, cancelled),
+                                                    _CANCELLED_NOW)
 
 
 def _unit_prices(reply: Accepted) -> tuple[int, ...]:
