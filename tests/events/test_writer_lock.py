@@ -21,8 +21,20 @@ def lock_path(tmp_path: Path) -> Path:
     return tmp_path / "events.db.writer-lock"
 
 
-def writer(path: Path, timeout_s: float = 5.0) -> WriterLock:
-    return WriterLock(open(path, "a+b"), timeout_s)  # noqa: SIM115 - closed with the test
+@pytest.fixture
+def writer():
+    """Makes writers (each its own open file description, as a process has); closes them."""
+    made: list[WriterLock] = []
+
+    def make(path: Path, timeout_s: float = 5.0) -> WriterLock:
+        lock = WriterLock(open(path, "a+b"), timeout_s)  # noqa: SIM115 - closed below
+        made.append(lock)
+        return lock
+
+    yield make
+    for lock in made:
+        lock.close()
+        lock._file.close()
 
 
 def free(path: Path) -> bool:
@@ -36,14 +48,14 @@ def free(path: Path) -> bool:
         return True
 
 
-def test_a_free_lock_is_taken_and_given_back(lock_path):
+def test_a_free_lock_is_taken_and_given_back(lock_path, writer):
     a = writer(lock_path)
     with a.held():
         assert not free(lock_path)
     assert free(lock_path)
 
 
-def test_a_waiting_writer_gets_the_lock_when_its_holder_lets_go(lock_path):
+def test_a_waiting_writer_gets_the_lock_when_its_holder_lets_go(lock_path, writer):
     """Given a held lock, when another writer asks for it, then it waits, and holds it once
     the holder lets go; the two never hold it together."""
     a, b = writer(lock_path), writer(lock_path)
@@ -66,7 +78,7 @@ def test_a_waiting_writer_gets_the_lock_when_its_holder_lets_go(lock_path):
     assert free(lock_path)
 
 
-def test_a_writer_that_waits_too_long_gives_up_and_the_lock_stays_usable(lock_path):
+def test_a_writer_that_waits_too_long_gives_up_and_the_lock_stays_usable(lock_path, writer):
     """Given a lock held past a writer's timeout, when the writer asks, then it gives up
     with `LockTimeout`; once the holder lets go, the lock is free again (the request given
     up is released) and the same writer takes it."""
@@ -80,7 +92,7 @@ def test_a_writer_that_waits_too_long_gives_up_and_the_lock_stays_usable(lock_pa
     assert free(lock_path)
 
 
-def test_a_request_given_up_never_frees_the_lock_under_its_next_holder(lock_path):
+def test_a_request_given_up_never_frees_the_lock_under_its_next_holder(lock_path, writer):
     """Given a writer that gave up while its helper still waits for the lock, when the lock
     comes free and that writer takes it again at once, then it holds it for as long as it
     says: the helper's release of the request given up does not end its hold."""
@@ -96,7 +108,7 @@ def test_a_request_given_up_never_frees_the_lock_under_its_next_holder(lock_path
             assert not free(lock_path)
 
 
-def test_threads_of_one_process_take_it_one_at_a_time(lock_path):
+def test_threads_of_one_process_take_it_one_at_a_time(lock_path, writer):
     a = writer(lock_path)
     inside = 0
     most = 0
@@ -120,7 +132,7 @@ def test_threads_of_one_process_take_it_one_at_a_time(lock_path):
     assert most == 1 and free(lock_path)
 
 
-def test_a_child_forked_after_the_helper_started_takes_the_lock_in_turn(lock_path):
+def test_a_child_forked_after_the_helper_started_takes_the_lock_in_turn(lock_path, writer):
     """Given a writer whose helper thread runs (it once waited for the lock), when the
     process forks, then the child (which has no helper thread) still takes the lock in turn
     when it is held and then let go."""
