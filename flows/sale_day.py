@@ -61,13 +61,17 @@ class SaleDayFlows:
     async def start_session(self, *, user: str, session_id: str, utm_source: str = "",
                             utm_medium: str = "", utm_campaign: str = "", inviter: str = "",
                             now: int) -> Any:
+        """Record an arrival. Its command id leads with the session id, which is minted in
+        time order, not with the user: ids that arrive in order append at the end of the
+        log's command-id index instead of anywhere in it (docs/DESIGN_NOTES.md, "Command
+        ids in time order")."""
         inviter_since = 0
         if inviter and inviter != user:
             inviter_since = (await self.gateway.query("session", inviter)).first_seen
         return await submit(self.gateway, StartSession(
             user=user, session_id=session_id, utm_source=utm_source, utm_medium=utm_medium,
             utm_campaign=utm_campaign, inviter=inviter, inviter_since=inviter_since, now=now),
-            f"session/{user}/{session_id}", correlation_id=session_id)
+            f"session/{session_id}/{user}", correlation_id=session_id)
 
     async def create_team(self, *, team: str, leader: str, campaign: str, pool_cents: int,
                           size: int = 4, min_share_cents: int = 1, expires: int, seed: int,

@@ -9,6 +9,10 @@ read back and hash-chain verified two ways: over the stored bytes (`verify`, wha
 For SQLite, `contended` is what shards sharing one log file see: `writers` processes
 appending one-event commits to one file at once (each on its own stream, as shards do),
 with each commit's latency (the writer lock's queue, then the commit and its fsync).
+`append_random_ids` appends the same events to a fresh store with their command ids in
+random order (as ids from clients' own idempotency keys arrive), where `append`'s come in
+time order (as the gateway mints them): the store's command-id index is a B-tree, and
+ids that land anywhere in it cost more than ids that land at its end.
 Every figure is the median of `repeat` runs. The machine is described in the output,
 because numbers from these small shared machines are only comparable within one run.
 """
@@ -17,13 +21,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import random
 import statistics
 import tempfile
 import time
 import uuid
 from array import array
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from saleday.events import (
@@ -66,6 +71,13 @@ def make_events(n: int, *, start: int = 0) -> list[NewEvent]:
     return out
 
 
+def in_random_order(events: list[NewEvent], *, seed: int = 7) -> list[NewEvent]:
+    """`events` with their command ids dealt out in a random order (the same ids)."""
+    ids = [e.command_id for e in events]
+    random.Random(seed).shuffle(ids)
+    return [replace(e, command_id=c) for e, c in zip(events, ids)]
+
+
 def _rate(n: int, fn: Callable[[], Any]) -> float:
     t0 = time.perf_counter()
     fn()
@@ -77,13 +89,15 @@ def bench_store(open_fresh: Callable[[], EventStore], *, events: int, batch: int
     """Median append, read+decode and read+verify rates of stores made by `open_fresh`."""
     prepared = make_events(events)
     batches = [prepared[i:i + batch] for i in range(0, events, batch)]
-    appends, reads, verifies, recomputes = [], [], [], []
+    shuffled = in_random_order(prepared)
+    random_batches = [shuffled[i:i + batch] for i in range(0, events, batch)]
+    appends, reads, verifies, recomputes, random_appends = [], [], [], [], []
     for _ in range(repeat):
         store = open_fresh()
         try:
             stream = "bench-0"
 
-            def append_all() -> None:
+            def append_all(batches: list[list[NewEvent]] = batches) -> None:
                 version = 0
                 for b in batches:
                     version = store.append(stream, b, version).last_version
@@ -107,14 +121,21 @@ def bench_store(open_fresh: Callable[[], EventStore], *, events: int, batch: int
             recomputes.append(_rate(events, recompute_all))
         finally:
             _dispose(store)
+        store = open_fresh()
+        try:
+            random_appends.append(_rate(events, lambda: append_all(random_batches)))
+        finally:
+            _dispose(store)
     return {
         "append_events_per_s": round(statistics.median(appends)),
         "read_events_per_s": round(statistics.median(reads)),
         "verify_events_per_s": round(statistics.median(verifies)),
         "verify_recompute_events_per_s": round(statistics.median(recomputes)),
+        "append_random_ids_events_per_s": round(statistics.median(random_appends)),
         "runs": {"append": [round(x) for x in appends], "read": [round(x) for x in reads],
                  "verify": [round(x) for x in verifies],
-                 "verify_recompute": [round(x) for x in recomputes]},
+                 "verify_recompute": [round(x) for x in recomputes],
+                 "append_random_ids": [round(x) for x in random_appends]},
     }
 
 

@@ -94,8 +94,8 @@ def bench_store(
         return
     table = Table(title=f"event store, {events:,} events in commits of {batch:,}, "
                         f"median of {repeat}")
-    for col in ("backend", "append ev/s", "read+decode ev/s", "read+verify ev/s",
-                "read+recompute ev/s", "durability"):
+    for col in ("backend", "append ev/s", "append, ids in random order ev/s",
+                "read+decode ev/s", "read+verify ev/s", "read+recompute ev/s", "durability"):
         table.add_column(col, justify="right" if "ev/s" in col else "left",
                          no_wrap=col == "backend")
     errors = []
@@ -104,10 +104,12 @@ def bench_store(
         if row is None:
             continue
         if "error" in row:
-            table.add_row(escape(name), "-", "-", "-", "-", "[red]failed[/red]")
+            table.add_row(escape(name), "-", "-", "-", "-", "-", "[red]failed[/red]")
             errors.append(f"{name}: {row['error']}")
             continue
         table.add_row(escape(name), f"{row['append_events_per_s']:,}",
+                      f"{row['append_random_ids_events_per_s']:,}"
+                      if "append_random_ids_events_per_s" in row else "-",
                       f"{row['read_events_per_s']:,}",
                       f"{row['verify_events_per_s']:,}" if "verify_events_per_s" in row else "-",
                       f"{row['verify_recompute_events_per_s']:,}"

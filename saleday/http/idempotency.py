@@ -14,12 +14,23 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import secrets
+import time
 from collections import OrderedDict
 from typing import Any
 
 from saleday.http.problems import ApiProblem
 
 KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def fresh_id() -> str:
+    """28 hex digits for an id the server mints: the millisecond (48 bits), then 64 random
+    bits, so an id minted later sorts later (as UUIDv7 and ULID do). The command ids made
+    from it then land at the end of the log's command-id index, where random ids land
+    anywhere in it and cost several times more per append as the log grows
+    (docs/DESIGN_NOTES.md, "Command ids in time order")."""
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(8)}"
 
 
 def scoped_id(scope: str, key: str) -> str:

@@ -9,8 +9,6 @@ campaign, one join per user per team).
 from __future__ import annotations
 
 import hashlib
-import secrets
-import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Request
@@ -19,7 +17,7 @@ from saleday.actors.host import Accepted
 from saleday.actors.session import ReportLocation, StoreVisited
 from saleday.http.auth import User
 from saleday.http.edge import Api
-from saleday.http.idempotency import check_key, scoped_id
+from saleday.http.idempotency import check_key, fresh_id, scoped_id
 from saleday.http.models import (
     ClaimIn,
     ClaimOut,
@@ -53,7 +51,9 @@ def api_of(request: Request) -> Api:
 
 
 def new_id(prefix: str, user: str, key: str | None) -> str:
-    return f"{prefix}-{scoped_id(user, key) if key else secrets.token_hex(12)}"
+    """The id of what a request creates: from (user, key) when the client sent a key, so a
+    retry finds it again; else a fresh one, in time order (`fresh_id`)."""
+    return f"{prefix}-{scoped_id(user, key) if key else fresh_id()}"
 
 
 @router.post("/sessions", status_code=201, tags=["sessions"])
@@ -165,7 +165,7 @@ async def visit(body: VisitIn, request: Request, user: User) -> VisitOut:
                    for s in api.settings.stores)
     reply = await api.submit(ReportLocation(user=user, lat_e6=round(body.lat * 1e6),
                                             lon_e6=round(body.lon * 1e6), now=api.now(),
-                                            stores=stores), f"visit/{user}/{uuid.uuid4().hex}")
+                                            stores=stores), f"visit/{fresh_id()}/{user}")
     return VisitOut(visited=[e.store_id for e in reply.events if isinstance(e, StoreVisited)])
 
 

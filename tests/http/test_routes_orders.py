@@ -4,6 +4,7 @@ problems, and the signed payment callback."""
 from __future__ import annotations
 
 import json
+import re
 import time
 
 from saleday.http.webhook import sign
@@ -101,6 +102,20 @@ def test_a_refused_order_retried_with_its_key_is_refused_again(client):
     r = place(client, key="k-r", lines=(("sku-1", 2),))
     assert r.status_code == 409
     assert (r.json()["refusal"], r.json()["reason"]) == ("OrderCancelled", "sold_out")
+
+
+def test_orders_without_a_key_get_ids_in_the_order_they_were_placed(client):
+    """A key-less order's id is minted in time order (the millisecond, then 64 random bits),
+    so the log's command-id index grows at its end; ids never repeat."""
+    client.sale(stock=50)
+    ids = []
+    for _ in range(4):
+        ids.append(place(client, lines=(("sku-1", 1),)).json()["order_id"])
+        time.sleep(0.002)   # the next order is made in a later millisecond
+    assert all(re.fullmatch(r"o-[0-9a-f]{28}", i) for i in ids), ids
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    made_ms = int(ids[0][2:14], 16)
+    assert abs(made_ms - now_ms()) < 60_000
 
 
 def test_two_users_keys_do_not_collide(client):
