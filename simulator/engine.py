@@ -141,11 +141,51 @@ def bucket_s(sc: Scenario) -> float:
     return float(max(1, round(sc.traffic.window_s / 120)))
 
 
+LAG_EVERY_S = 0.1
+"""How often the driver's event loop is timed (`DriverLoad.lag_ms`)."""
+
+
+@dataclass
+class DriverLoad:
+    """What driving the traffic cost the driver itself, which a load generator must report
+    (Locust warns of its own CPU): when the driver is saturated, the latencies it measures
+    include its own queueing and the throughput is its own, not the system's."""
+
+    cpu: float
+    """The driver process's CPU over the traffic, in cores (every thread of it)."""
+    lag_ms: array
+    """How late its event loop ran a timer due every `LAG_EVERY_S`: the wait that the
+    loop's other work adds to each reply before the visit that sent it sees it."""
+
+
+async def _time_the_loop(into: array) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + LAG_EVERY_S
+        await asyncio.sleep(LAG_EVERY_S)
+        into.append(max(0.0, (loop.time() - due) * 1000))
+
+
 async def play_paced(opts: RunOptions, driver: Driver, recorder: Recorder, stream: Iterator[Visit],
                 progress: Any, wait_until: Callable[[float], Any], now_s: Callable[[], float],
-                t0: float) -> tuple[float, array]:
+                t0: float) -> tuple[float, array, DriverLoad]:
     """Start each visit at its (compressed) time, at most `max_live_visits` at once; return
-    the traffic's wall time and how late each visit started."""
+    the traffic's wall time, how late each visit started, and the driver's own load."""
+    load = DriverLoad(cpu=0.0, lag_ms=array("f"))
+    timing = asyncio.get_running_loop().create_task(_time_the_loop(load.lag_ms))
+    cpu_started, started = time.process_time(), time.perf_counter()
+    try:
+        late_starts = await _play(opts, driver, recorder, stream, progress, wait_until, now_s, t0)
+    finally:
+        timing.cancel()
+    wall = time.perf_counter() - started
+    load.cpu = (time.process_time() - cpu_started) / wall if wall > 0 else 0.0
+    return wall, late_starts, load
+
+
+async def _play(opts: RunOptions, driver: Driver, recorder: Recorder, stream: Iterator[Visit],
+                progress: Any, wait_until: Callable[[float], Any], now_s: Callable[[], float],
+                t0: float) -> array:
     sc = opts.scenario
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task] = set()
@@ -161,7 +201,6 @@ async def play_paced(opts: RunOptions, driver: Driver, recorder: Recorder, strea
         if not task.cancelled() and task.exception() is not None:
             failures.append(task.exception())  # type: ignore[arg-type]
 
-    started = time.perf_counter()
     last_shown = 0.0
     for visit in stream:
         await wait_until(visit.t_s)
@@ -180,7 +219,7 @@ async def play_paced(opts: RunOptions, driver: Driver, recorder: Recorder, strea
     if failures:
         raise SimulationError(f"{len(failures)} visits failed; the first: "
                               f"{type(failures[0]).__name__}: {failures[0]}") from failures[0]
-    return time.perf_counter() - started, late_starts
+    return late_starts
 
 
 async def wait_out_holds(sc: Scenario, progress: Any, recorder: Recorder,

@@ -286,8 +286,8 @@ async def _drive(opts: RunOptions, target: HttpTarget, skus: list[Sku], stream: 
         driver = Driver(recorder, sc, clock, skus, wait_until,
                         stamp=lambda t_s: max(clock.ms(t_s), time.time_ns() // 1_000_000),
                         flows=flows, checkout=flows, wallet=flows.wallet)
-        traffic_wall, late_starts = await play_paced(opts, driver, recorder, stream, progress,
-                                                wait_until, now_s, t0)
+        traffic_wall, late_starts, load = await play_paced(opts, driver, recorder, stream,
+                                                           progress, wait_until, now_s, t0)
         started = time.perf_counter()
         if local:
             # Wait out the last holds (in system time), as the Ray engine does, so abandoned
@@ -295,7 +295,8 @@ async def _drive(opts: RunOptions, target: HttpTarget, skus: list[Sku], stream: 
             await wait_out_holds(sc, progress, recorder, now_s)
     return EngineRun(recorder=recorder, driver=driver, clock=clock, wall_s=traffic_wall,
                      sim_end_s=now_s(),
-                     extra={"late_starts": late_starts, "target": target.base_url,
+                     extra={"late_starts": late_starts, "driver_load": load,
+                            "target": target.base_url,
                             "http_retries": dict(client.retries),
                             "http_statuses": {str(k): v for k, v in sorted(client.statuses.items())},
                             "requests_by_route": dict(recorder.by_type),

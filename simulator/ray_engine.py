@@ -122,8 +122,8 @@ async def _drive(opts: RunOptions, runtime: Runtime, url: str, skus: list[Sku],
     triggering = loop.create_task(trigger.run(stop, stamp)) if trigger is not None else None
     started = time.perf_counter()
     try:
-        traffic_wall, late_starts = await play_paced(opts, driver, recorder, stream, progress,
-                                                     wait_until, now_s, t0)
+        traffic_wall, late_starts, load = await play_paced(opts, driver, recorder, stream,
+                                                           progress, wait_until, now_s, t0)
         await wait_out_holds(sc, progress, recorder, now_s)
         for _ in range(2):   # expire what is due now, then react to it
             await asyncio.gather(*(asyncio.wrap_future(h.tick.remote().future())
@@ -150,6 +150,6 @@ async def _drive(opts: RunOptions, runtime: Runtime, url: str, skus: list[Sku],
     return EngineRun(recorder=recorder, driver=driver, clock=clock, wall_s=traffic_wall,
                      sim_end_s=now_s(),
                      extra={"gateway": dict(gateway.stats), "shards": status,
-                            "late_starts": late_starts,
+                            "late_starts": late_starts, "driver_load": load,
                             "drain_s": round(time.perf_counter() - started - traffic_wall, 2),
                             **({"members": extra_members} if members is not None else {})})

@@ -109,6 +109,18 @@ def audit_verdict(report: RunReport) -> bool:
     return report.audit_ok and report.invariants.violations == 0
 
 
+DRIVER_SATURATED = ("the driver is saturated: the throughput is its own and the latencies "
+                    "include its queueing; run it with less traffic or on more cores")
+
+
+def driver_saturated(report: RunReport) -> bool:
+    """Whether the driver's own load limited the run: its event loop ran late by 20 ms or
+    more at the median (a reply then waits that long before its visit sees it), or its
+    process took 0.9 of a core or more (its loop is one thread)."""
+    lag = report.driver_loop_lag_ms
+    return (lag is not None and lag.p50 >= 20.0) or (report.driver_cpu or 0.0) >= 0.9
+
+
 def sections(report: RunReport) -> list[Section]:
     """Every table of the report, formatted, in reading order."""
     out = [_run_section(report)]
@@ -215,6 +227,11 @@ def _run_section(r: RunReport) -> Section:
         late = r.late_start_s
         rows.append(("visits started late p50 / p99 / max",
                      f"{late.p50:.2f} / {late.p99:.2f} / {late.max:.2f} s"))
+    if r.driver_cpu is not None and r.driver_loop_lag_ms is not None:
+        lag = r.driver_loop_lag_ms
+        rows.append(("the driver: CPU, event-loop lag p50 / p99",
+                     f"{r.driver_cpu:.2f} cores, {lag.p50:.1f} / {lag.p99:.1f} ms"
+                     + (f" [{DRIVER_SATURATED}]" if driver_saturated(r) else "")))
     rows += [("Busy refusals", f"{r.busy:,}"), ("unavailable", f"{r.unavailable:,}"),
              ("rejected by the rules", f"{sum(r.rejections.values()):,}")]
     return Section(f"run ({r.started_at})", ("", "value"), rows)

@@ -78,6 +78,7 @@ def fill_report(opts: RunOptions, url: str | None, run: EngineRun, skus: list[Sk
                        clock_skew_ms=int(run.extra.get("clock_skew_ms", 0)),
                        extra_views=outcome_views(sc))
     late_start = _spread(run.extra.get("late_starts", ()))
+    load = run.extra.get("driver_load")
     report = RunReport(
         scenario=sc.name, seed=opts.seed, engine=opts.engine, users=sc.users,
         store=redact(url) if url else "",
@@ -86,7 +87,10 @@ def fill_report(opts: RunOptions, url: str | None, run: EngineRun, skus: list[Sk
         sim_duration_s=round(run.sim_end_s - sc.traffic.start_s, 3),
         window_start_s=sc.traffic.start_s,
         throughput_per_s=round(rec.commands / run.wall_s, 1) if run.wall_s else 0.0,
-        latency_ms=latency, late_start_s=late_start, busy=rec.busy, unavailable=rec.unavailable,
+        latency_ms=latency, late_start_s=late_start,
+        driver_cpu=round(load.cpu, 2) if load is not None else None,
+        driver_loop_lag_ms=_spread(load.lag_ms) if load is not None else None,
+        busy=rec.busy, unavailable=rec.unavailable,
         rejections=dict(rec.rejections.most_common()), timeline=timeline,
         bucket_s=rec.bucket_s,
         faults_injected=run.faults_injected, machine=machine_info(),

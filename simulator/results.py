@@ -125,6 +125,8 @@ class RunReport(_Model):
     throughput_per_s: NonNegativeFloat  # commands per wall-clock second
     latency_ms: LatencyMs | None = None
     late_start_s: LatencyMs | None = None  # how far behind schedule visits started (wall s)
+    driver_cpu: NonNegativeFloat | None = None  # the driver process's CPU over the traffic (cores)
+    driver_loop_lag_ms: LatencyMs | None = None  # how late the driver's event loop ran a timer
     busy: Count = 0
     unavailable: Count = 0
     rejections: dict[str, Count] = Field(default_factory=dict)  # by rejection type

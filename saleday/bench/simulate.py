@@ -77,6 +77,11 @@ def _one(system: str, sc: Scenario, *, users: int, ray_users: int, compression: 
         row["scheduled_per_s"] = round(report.commands / planned)
         late = report.late_start_s
         row["late_start_p99_s"] = late.p99 if late else 0.0
+        # What the traffic cost the driver, which binds the engine when it is saturated.
+        lag = report.driver_loop_lag_ms
+        row["driver_cpu"] = report.driver_cpu
+        row["driver_loop_lag_p50_ms"] = lag.p50 if lag else None
+        row["driver_loop_lag_p99_ms"] = lag.p99 if lag else None
         return row
     if system == "reserve[sqlite]":
         from saleday.bench import reserve as bench_reserve

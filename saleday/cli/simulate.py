@@ -262,6 +262,9 @@ def bench_simulate(
         if "scheduled_per_s" in row:
             note = (f"scheduled {row['scheduled_per_s']:,}/s; visits started up to "
                     f"{row['late_start_p99_s']} s late (p99); busy {row['busy']:,}")
+            if row.get("driver_cpu") is not None:
+                note += (f"; the driver {row['driver_cpu']} cores, its loop "
+                         f"{row['driver_loop_lag_p50_ms']} ms late (p50)")
         table.add_row(escape(name), f"{row.get('commands', row.get('requests', 0)):,}",
                       str(row.get("seconds", "")), f"{row['commands_per_s']:,}",
                       str(row.get("p50_ms", "")), str(row.get("p99_ms", "")), note)

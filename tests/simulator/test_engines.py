@@ -155,6 +155,9 @@ def test_the_ray_engine_drives_the_real_system_and_passes_the_audit(tmp_path):
     assert report.engine == "ray" and report.commands > 1_000
     assert report.latency_ms is not None and report.latency_ms.p99 > 0
     assert report.orders["paid"] > 0
+    # What driving it cost the driver: its CPU, and how late its loop ran (timed each 0.1 s).
+    assert report.driver_cpu is not None and report.driver_cpu > 0
+    assert report.driver_loop_lag_ms is not None
 
 
 def test_a_visit_that_raises_fails_the_run_in_words(tmp_path, monkeypatch):
