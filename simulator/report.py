@@ -114,11 +114,13 @@ DRIVER_SATURATED = ("the driver is saturated: the throughput is its own and the 
 
 
 def driver_saturated(report: RunReport) -> bool:
-    """Whether the driver's own load limited the run: its event loop ran late by 20 ms or
-    more at the median (a reply then waits that long before its visit sees it), or its
-    process took 0.9 of a core or more (its loop is one thread)."""
+    """Whether the driver's own load limited the run: its event loop ran late by 5 ms or
+    more at the median (each turn of the loop then takes some 10 ms of its own work, which
+    every reply waits out before its visit sees it; an idle driver's loop is well under a
+    millisecond late), or its process took 0.8 of a core or more (its loop is one thread,
+    and the rest of the core goes to Ray's threads and the machine's other processes)."""
     lag = report.driver_loop_lag_ms
-    return (lag is not None and lag.p50 >= 20.0) or (report.driver_cpu or 0.0) >= 0.9
+    return (lag is not None and lag.p50 >= 5.0) or (report.driver_cpu or 0.0) >= 0.8
 
 
 def sections(report: RunReport) -> list[Section]:

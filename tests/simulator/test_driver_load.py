@@ -82,14 +82,14 @@ def test_a_driver_whose_own_work_holds_its_loop_is_found_saturated():
 
 
 def test_the_verdict_reads_either_sign():
-    """A late loop alone, or a process at 0.9 of a core alone, is enough; the in-process
+    """A late loop alone, or a process at 0.8 of a core alone, is enough; the in-process
     engine, which reports neither, is never called saturated."""
     base = dict(scenario="x", seed=1, engine="ray", users=1, store="", data_dir="",
                 started_at="", commands=1, events=0, duration_s=1.0, sim_duration_s=1.0,
                 throughput_per_s=1.0)
     calm = LatencyMs(p50=1.0, p95=2.0, p99=3.0, max=4.0)
-    late = LatencyMs(p50=25.0, p95=40.0, p99=60.0, max=90.0)
+    late = LatencyMs(p50=8.0, p95=40.0, p99=60.0, max=90.0)
     assert not driver_saturated(RunReport(**base, driver_cpu=0.4, driver_loop_lag_ms=calm))
     assert driver_saturated(RunReport(**base, driver_cpu=0.4, driver_loop_lag_ms=late))
-    assert driver_saturated(RunReport(**base, driver_cpu=0.95, driver_loop_lag_ms=calm))
+    assert driver_saturated(RunReport(**base, driver_cpu=0.85, driver_loop_lag_ms=calm))
     assert not driver_saturated(RunReport(**{**base, "engine": "inprocess"}))
