@@ -186,8 +186,9 @@ class Gateway:
         refused callers spread their retries out instead of returning together."""
         reply: Reply = Busy(shard="")
         for attempt in range(busy_retries):
-            reply = await self.submit(command, command_id=command_id,
-                                      correlation_id=correlation_id, causation_id=causation_id)
+            reply = await self.submit_nowait(command, command_id=command_id,
+                                             correlation_id=correlation_id,
+                                             causation_id=causation_id)
             if not isinstance(reply, Busy):
                 return reply
             await asyncio.sleep(min(0.005 * 2 ** attempt, 1.0) * (0.5 + random.random()))

@@ -41,6 +41,7 @@ Each step is a command under its own id (`<order>/rehold/<line>`,
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,12 +118,13 @@ class Checkout:
         self.grace_ms = grace_ms
         self.busy_retries = busy_retries
 
-    async def _submit(self, command: Any, order_id: str, step: str) -> Any:
+    def _submit(self, command: Any, order_id: str, step: str) -> Awaitable[Any]:
         """Submit one step of an order's flow under the id `<order id>/<step>`; its events
-        carry the order id as their correlation id."""
-        return await self.gateway.submit_retrying_busy(command, command_id=f"{order_id}/{step}",
-                                                       busy_retries=self.busy_retries,
-                                                       correlation_id=order_id)
+        carry the order id as their correlation id. (The gateway's awaitable is handed
+        back, not awaited here: a coroutine frame fewer on each step's path.)"""
+        return self.gateway.submit_retrying_busy(command, command_id=f"{order_id}/{step}",
+                                                 busy_retries=self.busy_retries,
+                                                 correlation_id=order_id)
 
     # -- try ----------------------------------------------------------------------------
 

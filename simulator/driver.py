@@ -86,24 +86,22 @@ class Recorder:
         self.kinds: dict[str, KindStats] = {}
         """Per command type (HTTP: per route): the figures of the per-type table."""
 
-    async def submit(self, command: Any, *, command_id: str | None = None,
-                     correlation_id: str = "", causation_id: str = "") -> Any:
-        return await self._recorded(command, self.gateway.submit(
+    # `submit` and `submit_retrying_busy` hand back `record`'s coroutine rather than being
+    # coroutines that await it: one frame fewer on every command's way out and back.
+    def submit(self, command: Any, *, command_id: str | None = None,
+               correlation_id: str = "", causation_id: str = "") -> Awaitable[Any]:
+        return self.record(type(command).__name__, self.gateway.submit(
             command, command_id=command_id, correlation_id=correlation_id,
             causation_id=causation_id))
 
-    async def submit_retrying_busy(self, command: Any, *, command_id: str,
-                                   busy_retries: int = 50, correlation_id: str = "",
-                                   causation_id: str = "") -> Any:
-        return await self._recorded(command, self.gateway.submit_retrying_busy(
+    def submit_retrying_busy(self, command: Any, *, command_id: str, busy_retries: int = 50,
+                             correlation_id: str = "", causation_id: str = "") -> Awaitable[Any]:
+        return self.record(type(command).__name__, self.gateway.submit_retrying_busy(
             command, command_id=command_id, busy_retries=busy_retries,
             correlation_id=correlation_id, causation_id=causation_id))
 
     async def submit_many(self, commands: Iterable[Any]) -> list[Any]:
         return list(await asyncio.gather(*(self.submit(c) for c in commands)))
-
-    async def _recorded(self, command: Any, call: Awaitable[Any]) -> Any:
-        return await self.record(type(command).__name__, call)
 
     async def record(self, kind: str, call: Awaitable[Any]) -> Any:
         """Count and time one reply (to a command, or to an HTTP request of `kind`) in the
