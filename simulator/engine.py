@@ -171,16 +171,16 @@ async def play_paced(opts: RunOptions, driver: Driver, recorder: Recorder, strea
                 t0: float) -> tuple[float, array, DriverLoad]:
     """Start each visit at its (compressed) time, at most `max_live_visits` at once; return
     the traffic's wall time, how late each visit started, and the driver's own load."""
-    load = DriverLoad(cpu=0.0, lag_ms=array("f"))
-    timing = asyncio.get_running_loop().create_task(_time_the_loop(load.lag_ms))
+    lag_ms = array("f")
+    timing = asyncio.get_running_loop().create_task(_time_the_loop(lag_ms))
     cpu_started, started = time.process_time(), time.perf_counter()
     try:
         late_starts = await _play(opts, driver, recorder, stream, progress, wait_until, now_s, t0)
     finally:
         timing.cancel()
     wall = time.perf_counter() - started
-    load.cpu = (time.process_time() - cpu_started) / wall if wall > 0 else 0.0
-    return wall, late_starts, load
+    cpu = (time.process_time() - cpu_started) / wall if wall > 0 else 0.0
+    return wall, late_starts, DriverLoad(cpu=cpu, lag_ms=lag_ms)
 
 
 async def _play(opts: RunOptions, driver: Driver, recorder: Recorder, stream: Iterator[Visit],

@@ -78,6 +78,12 @@ def in_random_order(events: list[NewEvent], *, seed: int = 7) -> list[NewEvent]:
     return [replace(e, command_id=c) for e, c in zip(events, ids)]
 
 
+def _append_all(store: EventStore, stream: str, batches: list[list[NewEvent]]) -> None:
+    version = 0
+    for b in batches:
+        version = store.append(stream, b, version).last_version
+
+
 def _rate(n: int, fn: Callable[[], Any]) -> float:
     t0 = time.perf_counter()
     fn()
@@ -92,15 +98,10 @@ def bench_store(open_fresh: Callable[[], EventStore], *, events: int, batch: int
     shuffled = in_random_order(prepared)
     random_batches = [shuffled[i:i + batch] for i in range(0, events, batch)]
     appends, reads, verifies, recomputes, random_appends = [], [], [], [], []
+    stream = "bench-0"
     for _ in range(repeat):
         store = open_fresh()
         try:
-            stream = "bench-0"
-
-            def append_all(batches: list[list[NewEvent]] = batches) -> None:
-                version = 0
-                for b in batches:
-                    version = store.append(stream, b, version).last_version
 
             def read_all() -> None:
                 decoded = bench_registry.decode_all(store.read(stream))
@@ -115,7 +116,7 @@ def bench_store(open_fresh: Callable[[], EventStore], *, events: int, batch: int
                 verifier.feed(store.read(stream))
                 assert verifier.version == events
 
-            appends.append(_rate(events, append_all))
+            appends.append(_rate(events, lambda: _append_all(store, stream, batches)))
             reads.append(_rate(events, read_all))
             verifies.append(_rate(events, verify_all))
             recomputes.append(_rate(events, recompute_all))
@@ -123,7 +124,7 @@ def bench_store(open_fresh: Callable[[], EventStore], *, events: int, batch: int
             _dispose(store)
         store = open_fresh()
         try:
-            random_appends.append(_rate(events, lambda: append_all(random_batches)))
+            random_appends.append(_rate(events, lambda: _append_all(store, stream, random_batches)))
         finally:
             _dispose(store)
     return {
