@@ -38,6 +38,19 @@ from saleday.events.errors import (
 
 _SCALARS = (str, int, bool, bytes, type(None))
 _packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+_hasher = blake2b(digest_size=HASH_SIZE).copy
+"""A fresh `blake2b(digest_size=32)`: copying an empty one skips the constructor's keyword
+parsing, ~20 % of hashing an event (`chain_hash` below is the rule, written out inline
+where every event of a commit is hashed)."""
+
+
+def chain_hash(prev_hash: bytes, body: bytes) -> bytes:
+    """`blake2b(prev_hash + body, digest_size=32)`: an event's hash from its predecessor's
+    and its own packed bytes."""
+    h = _hasher()
+    h.update(prev_hash)
+    h.update(body)
+    return h.digest()
 
 
 def canonical(data: Any, event_type: str = "?") -> Data:
@@ -206,8 +219,12 @@ def _seal_columns(stream: str, version: int, prev_hash: bytes,
     hashes: list[bytes] = []
     keep = hashes.append
     h = prev_hash
+    fresh = _hasher
     for body in bodies:
-        h = blake2b(h + body, digest_size=HASH_SIZE).digest()
+        x = fresh()
+        x.update(h)
+        x.update(body)
+        h = x.digest()
         keep(h)
     bodies.insert(0, _array_header(n))
     return SealedCommit(stream, version + 1, version + n, prev_hash, h, b"".join(hashes),
@@ -239,7 +256,7 @@ def _seal_one(stream: str, version: int, prev_hash: bytes, ev: NewEvent) -> Seal
         body = _packb((stream, v, kind, schema, at, cid, corr, cause, data))
     except (OverflowError, TypeError, ValueError):
         return None
-    h = blake2b(prev_hash + body, digest_size=HASH_SIZE).digest()
+    h = chain_hash(prev_hash, body)
     return SealedCommit(stream, v, v, prev_hash, h, h, _HEADER_1 + body, [cid])
 
 
@@ -266,7 +283,7 @@ def _seal_each(stream: str, version: int, prev_hash: bytes, events: Sequence[New
             if isinstance(exc, InvalidEventData):
                 raise
             raise InvalidEventData(ev.type, "", str(exc)) from exc
-        h = blake2b(h + body, digest_size=HASH_SIZE).digest()
+        h = chain_hash(h, body)
         bodies.append(body)
         hashes.append(h)
         command_ids[ev.command_id] = None
@@ -303,7 +320,7 @@ def event_hash(prev_hash: bytes, env: Envelope) -> bytes:
                        env.command_id, env.correlation_id, env.causation_id, data])
     except (InvalidEventData, TypeError, ValueError, OverflowError) as exc:
         raise HashChainBroken(env.stream, env.version, f"record is not a sealable event: {exc}") from None
-    return blake2b(prev_hash + body, digest_size=HASH_SIZE).digest()
+    return chain_hash(prev_hash, body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,7 +457,7 @@ def _verify_stored(stream: str, commits: Iterable[StoredCommit], version: int,
                 end = unpacker.tell()
                 if type(row) is not tuple or len(row) != _ROW or row[1] != v or row[0] != stream:
                     raise HashChainBroken(stream, v, "record does not carry its own stream and version")
-                h = blake2b(head_hash + body[pos:end], digest_size=HASH_SIZE).digest()
+                h = chain_hash(head_hash, body[pos:end])
                 if h != hashes[i * HASH_SIZE:(i + 1) * HASH_SIZE]:
                     raise HashChainBroken(stream, v, "hash does not match the event's content")
                 head_hash, pos = h, end
@@ -494,8 +511,14 @@ def _bulk_verified(lead: bytes, commit: StoredCommit, version: int, head_hash: b
     if not all(map(body.startswith, leads, starts)):
         return False
     prevs = [head_hash, *[hashes[i:i + HASH_SIZE] for i in range(0, (n - 1) * HASH_SIZE, HASH_SIZE)]]
-    if b"".join([blake2b(p + body[a:b], digest_size=HASH_SIZE).digest()
-                 for p, a, b in zip(prevs, starts, offsets)]) != hashes:
+    computed: list[bytes] = []
+    keep, fresh, view = computed.append, _hasher, memoryview(body)
+    for p, a, b in zip(prevs, starts, offsets):
+        x = fresh()
+        x.update(p)
+        x.update(view[a:b])
+        keep(x.digest())
+    if b"".join(computed) != hashes:
         return False
     if ends is not None:
         ends.extend(offsets)
@@ -541,7 +564,7 @@ def _verified_one(stream: str, commit: StoredCommit, version: int, head_hash: by
         return None
     if not body.startswith(_row_lead(stream) + _packb(first), 5):
         return None
-    if blake2b(head_hash + body[5:], digest_size=HASH_SIZE).digest() != hashes:
+    if chain_hash(head_hash, memoryview(body)[5:]) != hashes:
         return None
     try:
         rows = msgpack.unpackb(body, use_list=False, raw=False)
