@@ -179,3 +179,53 @@ def test_the_pushes_are_counted_and_timed_in_the_metrics(live):
     text = live.http.get("/metrics").text
     assert "saleday_stock_pushes_total 2.0" in text
     assert "saleday_stock_push_delay_seconds_count 1.0" in text
+
+
+def test_under_steady_writes_the_feed_reads_the_log_once_a_poll_interval(shards):
+    """While stock changes keep being recorded, the feed still reads the log every
+    `poll_s`, taking what committed meanwhile as one batch (not a read per commit), and
+    its subscribers still see the last state."""
+    import asyncio
+
+    from saleday.actors.sku import AddStock
+    from saleday.http.live import StockFeed
+
+    reads = 0
+    store = shards.store
+    heads = store.streams
+
+    def counted_heads():
+        nonlocal reads
+        reads += 1
+        return heads()
+
+    store.streams = counted_heads   # the Tail asks for the heads once a poll
+    feed = StockFeed(store, poll_s=0.05)
+
+    async def scenario() -> tuple[int, int]:
+        feed.start()
+        try:
+            commits, started = 0, time.monotonic()
+            while time.monotonic() - started < 0.6:
+                reply = await shards.submit(AddStock(sku="sku-1", qty=1, now=now()))
+                assert type(reply).__name__ == "Accepted", reply
+                commits += 1
+                await asyncio.sleep(0.001)
+            deadline = time.monotonic() + 2
+            while time.monotonic() < deadline:
+                shown = feed.latest.get("sku-1")
+                if shown is not None and shown.stocked == commits:
+                    break
+                await asyncio.sleep(0.01)
+            return commits, feed.latest["sku-1"].stocked
+        finally:
+            feed.stop()
+
+    commits, shown = asyncio.run(scenario())
+    assert shown == commits
+    assert commits > 100
+    assert reads <= 0.6 / 0.05 + 8, f"{reads} reads of the log for {commits} commits"
+
+
+def now() -> int:
+    return time.time_ns() // 1_000_000
