@@ -177,3 +177,23 @@ def test_a_visit_that_raises_fails_the_run_in_words(tmp_path, monkeypatch):
     with pytest.raises(SimulationError, match="1 visits failed; the first: KeyError"):
         run(tmp_path, "a", SMALL.with_overrides(users=200))
 
+
+
+def test_a_run_hands_the_collector_back_as_it_found_it(tmp_path):
+    """The in-process engine freezes what each round leaves alive, so the cyclic GC walks
+    only the round's own objects; when the run ends, all it froze is the collector's
+    again, and a heap its caller had frozen stays frozen."""
+    import gc
+
+    gc.unfreeze()
+    report = run(tmp_path, "thawed", seed=3)
+    assert report.audit_ok
+    assert gc.get_freeze_count() == 0
+
+    gc.freeze()
+    try:
+        before = gc.get_freeze_count()
+        run(tmp_path, "frozen", seed=3)
+        assert gc.get_freeze_count() >= before > 0
+    finally:
+        gc.unfreeze()
