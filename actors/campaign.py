@@ -30,6 +30,7 @@ import immutables
 from saleday.actors.decider import Decider, InvalidCommand, Rejection, compact_pickle
 from saleday.actors.fields import Intake, fast_replace
 from saleday.events.registry import event_type
+from saleday.events.values import quick_init
 
 UNLIMITED = -1
 """A remaining budget of this kind that has no limit (its budget was 0)."""
@@ -189,6 +190,7 @@ class PoolNotFound(Rejection):
 # --- state ----------------------------------------------------------------------------
 
 
+@quick_init
 @compact_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Pool:
@@ -199,6 +201,7 @@ class Pool:
     returned: bool
 
 
+@quick_init
 @compact_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CampaignState:

@@ -28,6 +28,7 @@ import immutables
 from saleday.actors.decider import Decider, InvalidCommand, Rejection, compact_pickle
 from saleday.actors.fields import INT64_MAX, Intake, fast_replace
 from saleday.events.registry import event_type
+from saleday.events.values import quick_init
 
 # --- commands -------------------------------------------------------------------------
 
@@ -172,6 +173,7 @@ class DepositNotPayable(Rejection):
 # --- state ----------------------------------------------------------------------------
 
 
+@quick_init
 @compact_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PresaleState:

@@ -17,6 +17,7 @@ from typing import assert_never
 from saleday.actors.decider import Decider, InvalidCommand, Rejection, compact_pickle
 from saleday.actors.fields import Intake, fast_replace
 from saleday.events.registry import event_type
+from saleday.events.values import quick_init
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,6 +47,7 @@ class PriceChanged:
 PriceEvent = PriceChanged
 
 
+@quick_init
 @compact_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PriceState:

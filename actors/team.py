@@ -21,6 +21,7 @@ from typing import ClassVar, assert_never
 from saleday.actors.decider import Decider, InvalidCommand, Rejection, compact_pickle
 from saleday.actors.fields import Intake, fast_replace
 from saleday.events.registry import event_type
+from saleday.events.values import quick_init
 
 Shares = tuple[tuple[str, int], ...]
 """A split red packet: `((member, cents), ...)` in join order."""
@@ -233,6 +234,7 @@ class TeamExpired(Rejection):
 # --- state ----------------------------------------------------------------------------
 
 
+@quick_init
 @compact_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TeamState:

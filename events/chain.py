@@ -35,6 +35,7 @@ from saleday.events.errors import (
     InvalidAppend,
     InvalidEventData,
 )
+from saleday.events.values import quick_init
 
 _SCALARS = (str, int, bool, bytes, type(None))
 _packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
@@ -131,6 +132,7 @@ def _explain(value: Any, event_type: str, path: str) -> InvalidEventData:
     return InvalidEventData(event_type, path, f"{kind.__name__} is not msgpack-native")
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SealedCommit:
     """A batch of events given versions and hashes, ready for a store to write as one commit.

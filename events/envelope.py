@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from saleday.events.values import quick_init
+
 HASH_SIZE = 32
 """Bytes of an event hash (BLAKE2b-256)."""
 ZERO_HASH = bytes(HASH_SIZE)
@@ -34,6 +36,7 @@ def parse_event_ref(ref: str) -> tuple[str, int] | None:
     return stream, int(version)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NewEvent:
     """An event to append: payload plus the ids and event time stamped by the caller."""
@@ -78,6 +81,7 @@ class StoredCommit(NamedTuple):
     body: bytes
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AppendResult:
     """What one commit recorded: its version range and the stream's new head hash.

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from saleday.events.codec import gc_paused
 from saleday.events.envelope import Data, Envelope, NewEvent
 from saleday.events.errors import EventDecodeError, UnknownEventType, UnknownSchemaVersion
+from saleday.events.values import quick_init
 
 T = TypeVar("T")
 Upcaster = Callable[[Data], Data]
@@ -103,6 +104,7 @@ class EventRegistry:
                              f"{self._by_name[name].cls.__name__}")
         if cls in self._by_class:
             raise ValueError(f"{cls.__name__} is already registered as {self._by_class[cls].name!r}")
+        quick_init(cls)   # every event of every command is built through it (events/values.py)
         fields = tuple(sorted(f.name for f in dataclasses.fields(cls)))
         entry = _Entry(name, version, cls, fields, _builder(cls), _payload(fields))
         self._by_name[name] = entry

@@ -84,6 +84,7 @@ from saleday.actors.sku import (
     ReserveStock,
     ReturnSoldUnits,
 )
+from saleday.events.values import quick_init
 from saleday.flows.gateway import Gateway
 
 log = structlog.get_logger("saleday.checkout")
@@ -92,6 +93,7 @@ CENTS_PER_POINT = 1
 """What one member point takes off an order at checkout: 100 points = 1 yuan."""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CheckoutResult:
     """Where an order stands after a checkout call."""

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from saleday.events.values import quick_init
 from saleday.simulator.scenario import Scenario, Traffic
 
 EARLY_ORDER_SCALE = 0.1
@@ -45,6 +46,7 @@ class Sku:
         return min(p for _, p in self.tiers)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Order:
     order_id: str
@@ -56,6 +58,7 @@ class Order:
     use_coupon: bool
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Visit:
     seq: int

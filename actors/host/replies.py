@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from saleday.actors.decider import Coded, Rejection
+from saleday.events.values import quick_init
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Request:
     """One command sent to a shard, with the id that makes its retry safe, and the ids its
@@ -26,6 +28,7 @@ class Request:
     causation_id: str = ""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Accepted:
     """The command was decided and its events (possibly none) are durable in the log."""

@@ -14,8 +14,10 @@ import immutables
 
 from saleday.actors.decider import compact_pickle
 from saleday.actors.member.words import Lots
+from saleday.events.values import quick_init
 
 
+@quick_init
 @compact_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MemberState:

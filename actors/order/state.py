@@ -14,8 +14,10 @@ import immutables
 from saleday.actors.decider import compact_pickle
 from saleday.actors.lifecycle import OrderStatus
 from saleday.actors.order.words import LinePrices, Lines
+from saleday.events.values import quick_init
 
 
+@quick_init
 @compact_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OrderState:

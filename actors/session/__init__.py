@@ -95,6 +95,7 @@ from saleday.actors.session.tracking import (
     TrackOrder,
 )
 from saleday.actors.session.wallet import Coupon, CouponStatus, Wallet
+from saleday.events.values import quick_init
 
 SessionCommand = (StartSession | ReceiveCoupon | LockCoupon | RedeemCoupon | UnlockCoupon
                   | RelockCoupon | ReturnCoupon | ExpireCoupons | TrackOrder | RecordPush | ReportLocation | RecordBehaviour
@@ -106,6 +107,7 @@ SessionEvent = (SessionStarted | ReferralAttributed | CouponReceived | CouponLoc
                 | ExposureRecorded)
 
 
+@quick_init
 @compact_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionState:

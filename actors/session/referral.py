@@ -25,6 +25,7 @@ import immutables
 from saleday.actors.decider import Decider, compact_pickle
 from saleday.actors.fields import fast_replace
 from saleday.events.registry import event_type
+from saleday.events.values import quick_init
 
 MAY_BE_EMPTY = ("utm_source", "utm_medium", "utm_campaign", "inviter")
 """The str fields of `StartSession` that may be empty."""
@@ -78,6 +79,7 @@ class ReferralAttributed:
 ReferralEvent = SessionStarted | ReferralAttributed
 
 
+@quick_init
 @compact_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Referral:

@@ -79,6 +79,7 @@ from saleday.actors.session.coupons import (
     WalletCommand,
     WalletEvent,
 )
+from saleday.events.values import quick_init
 
 NON_NEGATIVE = ("value_cents", "min_spend_cents", "order_total_cents")
 
@@ -99,6 +100,7 @@ HELD, LOCKED, REDEEMED, LAPSED = CouponStatus
 # --- state ----------------------------------------------------------------------------
 
 
+@quick_init
 @compact_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Coupon:
@@ -114,6 +116,7 @@ class Coupon:
     until: int
 
 
+@quick_init
 @compact_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Wallet:

@@ -13,8 +13,10 @@ import immutables
 
 from saleday.actors.decider import compact_pickle
 from saleday.actors.sku.words import Tiers
+from saleday.events.values import quick_init
 
 
+@quick_init
 @compact_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Reservation:
@@ -27,6 +29,7 @@ class Reservation:
     deadline: int
 
 
+@quick_init
 @compact_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SkuState:
