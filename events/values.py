@@ -31,21 +31,22 @@ def quick_init(cls: T) -> T:
     if not _eligible(cls):
         return cls
     fields = dataclasses.fields(cls)
-    scope: dict[str, Any] = {"MISSING": dataclasses.MISSING}
+    scope: dict[str, Any] = {"_qi_missing": dataclasses.MISSING}
     positional, keyword, body = [], [], []
     for i, f in enumerate(fields):
-        scope[f"set_{i}"] = getattr(cls, f.name).__set__
+        scope[f"_qi_set_{i}"] = getattr(cls, f.name).__set__
         if f.default is not dataclasses.MISSING:
-            scope[f"default_{i}"] = f.default
-            param, value = f"{f.name}=default_{i}", f.name
+            scope[f"_qi_default_{i}"] = f.default
+            param, value = f"{f.name}=_qi_default_{i}", f.name
         elif f.default_factory is not dataclasses.MISSING:
-            scope[f"factory_{i}"] = f.default_factory
-            param, value = f"{f.name}=MISSING", f"factory_{i}() if {f.name} is MISSING else {f.name}"
+            scope[f"_qi_factory_{i}"] = f.default_factory
+            param, value = (f"{f.name}=_qi_missing",
+                            f"_qi_factory_{i}() if {f.name} is _qi_missing else {f.name}")
         else:
             param, value = f.name, f.name
         (keyword if f.kw_only else positional).append(param)
-        body.append(f"    set_{i}(self, {value})")
-    params = ["self", *positional, *(["*", *keyword] if keyword else [])]
+        body.append(f"    _qi_set_{i}(_qi_self, {value})")
+    params = ["_qi_self", *positional, *(["*", *keyword] if keyword else [])]
     source = f"def __init__({', '.join(params)}):\n" + ("\n".join(body) or "    pass")
     exec(source, scope)  # noqa: S102 - the class's own field names (identifiers)
     init = scope["__init__"]
@@ -75,5 +76,8 @@ def _eligible(cls: type) -> bool:
     if not all(f.init and isinstance(getattr(cls, f.name, None), types.MemberDescriptorType)
                for f in fields):
         return False   # a field without a slot of its own, or left out of __init__
+    if any(f.name.startswith("_qi_") for f in fields):
+        return False   # would shadow the names the quick __init__ is written with
     # The dataclass's parameters are exactly the fields (no InitVar among them).
-    return set(inspect.signature(init).parameters) == {"self", *(f.name for f in fields)}
+    params = list(inspect.signature(init).parameters)
+    return set(params[1:]) == {f.name for f in fields} and len(params) == len(fields) + 1

@@ -149,3 +149,16 @@ def test_the_hot_path_classes_are_quick():
             if not getattr(c.__init__, "__saleday_quick_init__", False)
             and "__create_fn__" in c.__init__.__code__.co_qualname]
     assert not slow
+
+
+def test_fields_named_like_the_init_s_own_names_are_fine():
+    """A field called `self` (which dataclasses allows) is a parameter like any other."""
+
+    @dataclass(frozen=True, slots=True)
+    class Odd:
+        self: int
+        cls: str = "c"
+
+    quick_init(Odd)
+    assert getattr(Odd.__init__, "__saleday_quick_init__", False)
+    assert (Odd(1).self, Odd(self=2, cls="d").cls) == (1, "d")
