@@ -80,6 +80,21 @@ def test_the_same_seed_gives_the_same_visits_and_another_seed_does_not():
     assert catalog(sc, 7) == catalog(sc, 7)
 
 
+def test_the_visits_do_not_depend_on_how_the_columns_are_chunked(monkeypatch):
+    """The generator reads its random columns a chunk at a time; chunks of 7 (so that
+    sharers, open teams and order lines carry across hundreds of boundaries) give the
+    same visits as one chunk for the whole day."""
+    from saleday.simulator import generator
+
+    sc = preset("double11").with_overrides(users=3_000)
+    monkeypatch.setattr(generator, "_CHUNK", 10**9)
+    whole = list(visits(sc, 7))
+    monkeypatch.setattr(generator, "_CHUNK", 7)
+    assert list(visits(sc, 7)) == whole
+    assert any(v.inviter for v in whole) and any(v.team_join for v in whole)
+    assert sum(v.order is not None for v in whole) > 100
+
+
 def test_visits_follow_the_curve_and_the_funnel():
     """Generated visits crowd the first minutes, convert at the funnel's rates, reach every user,
     name an inviter on shared links, and favour the hottest SKU."""
