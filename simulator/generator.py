@@ -124,6 +124,10 @@ def _arrival_cdf(tr: Traffic) -> tuple[np.ndarray, np.ndarray]:
     return grid, cdf
 
 
+_CHUNK = 8192
+"""Rows of the random columns `visits` turns into Python values at a time."""
+
+
 def visits(scenario: Scenario, seed: int) -> Iterator[Visit]:
     """The visits of a sale day, in arrival order."""
     sc = scenario
@@ -157,87 +161,69 @@ def visits(scenario: Scenario, seed: int) -> Iterator[Visit]:
     claims = [(c.name, c.claim_rate) for c in sc.campaigns if c.claim_rate > 0]
     sharers: deque[tuple[str, float]] = deque(maxlen=4096)   # recent sharers (user, since)
     open_teams: deque[list] = deque()                        # [team, leader, expires_s, slots]
+    f = sc.funnel
     line_at = 0
     columns = (times, users, shared, pick, src, claim_u, join, create, ordered, browse, pay_u,
                pay_delay, shares, views, carts)
     for start in range(0, n, _CHUNK):
-        # A chunk of each column as Python values: indexing a list is a fifth of the cost
-        # of indexing an array (and gives the same floats and ints), and chunks keep the
-        # lists' memory small beside the arrays'.
-        (times_c, users_c, shared_c, pick_c, src_c, claim_c, join_c, create_c, ordered_c,
-         browse_c, pay_u_c, pay_delay_c, shares_c, views_c, carts_c) = (
-            column[start:start + _CHUNK].tolist() for column in columns)
-        line_at = yield from _chunk(sc, start, line_skus, line_at, sharers, open_teams,
-                                    claims, src_names, times_c, users_c, shared_c, pick_c,
-                                    src_c, claim_c, join_c, create_c, ordered_c, browse_c,
-                                    pay_u_c, pay_delay_c, shares_c, views_c, carts_c)
-
-
-_CHUNK = 8192
-
-
-def _chunk(sc: Scenario, start: int, line_skus: np.ndarray, line_at: int,
-           sharers: deque, open_teams: deque, claims: list, src_names: list,
-           times: list, users: list, shared: list, pick: list, src: list, claim_u: list,
-           join: list, create: list, ordered: list, browse: list, pay_u: list,
-           pay_delay: list, shares: list, views: list, carts: list) -> Iterator[Visit]:
-    """The visits `start`.. of one chunk of `visits`' columns; returns where the order
-    lines read up to."""
-    f = sc.funnel
-    for j in range(len(times)):
-        i = start + j
-        t = times[j]
-        user = f"u{users[j]:07d}"
-        inviter, source, medium, campaign = "", "", "", ""
-        if shared[j] and sharers:
-            inviter, _ = sharers[int(pick[j] * len(sharers))]
-            if inviter == user:
-                inviter = ""
-            else:
-                source, medium, campaign = "share", "social", f"{sc.name}-share"
-        if not inviter and src_names:
-            source, medium, campaign = src_names[src[j]], "organic", sc.name
-        claim = ""
-        if claims:
-            acc = 0.0
-            for name, rate in claims:
-                acc += rate
-                if claim_u[j] < acc:
-                    claim = name
-                    break
-        team_create = team_join = ""
-        while open_teams and (open_teams[0][2] <= t or open_teams[0][3] <= 0):
-            open_teams.popleft()
-        if join[j] and open_teams:
-            slot = open_teams[int(pick[j] * len(open_teams))]
-            if slot[1] != user:
-                team_join = slot[0]
-                slot[3] -= 1
-        if create[j] and not team_join:
-            team_create = f"T{i:08d}"
-            open_teams.append([team_create, user, t + sc.team_up.expires_s, sc.team_up.size - 1])
-        order = None
-        k = min(ordered[j], 3)
-        if k:
-            skus = tuple(sorted({f"P{int(s):05d}" for s in line_skus[line_at:line_at + k]}))
-            line_at += k
-            t_order = t + browse[j]
-            if t_order < 0:   # the sale is not open yet: buy as it opens
-                t_order = browse[j] * EARLY_ORDER_SCALE
-            t_order = min(t_order, float(sc.traffic.window_s))
-            u = pay_u[j]
-            if u < f.payment_success:
-                payment, pay_t = "success", t_order + pay_delay[j]
-            elif u < f.payment_success + f.payment_never_returns:
-                payment, pay_t = "never", t_order
-            else:
-                payment, pay_t = "fail", t_order + pay_delay[j]
-            order = Order(order_id=f"O{i:08d}", lines=tuple((s, 1) for s in skus), t_s=t_order,
-                          payment=payment, pay_t_s=pay_t, use_coupon=True)
-        if shares[j]:
-            sharers.append((user, t))
-        yield Visit(seq=i, t_s=t, user=user, session_id=f"S{i:08d}", utm_source=source,
-                    utm_medium=medium, utm_campaign=campaign, inviter=inviter, claim=claim,
-                    team_create=team_create, team_join=team_join, views=views[j],
-                    carts=carts[j], order=order, shares=shares[j])
-    return line_at
+        # Each name now holds its column's next chunk as Python values: indexing a list is
+        # a fifth of the cost of indexing an array (and gives the same floats and ints),
+        # and chunks keep the lists' memory small beside the arrays'.
+        (times, users, shared, pick, src, claim_u, join, create, ordered, browse, pay_u,
+         pay_delay, shares, views, carts) = (c[start:start + _CHUNK].tolist() for c in columns)
+        for j in range(len(times)):
+            i = start + j
+            t = times[j]
+            user = f"u{users[j]:07d}"
+            inviter, source, medium, campaign = "", "", "", ""
+            if shared[j] and sharers:
+                inviter, _ = sharers[int(pick[j] * len(sharers))]
+                if inviter == user:
+                    inviter = ""
+                else:
+                    source, medium, campaign = "share", "social", f"{sc.name}-share"
+            if not inviter and src_names:
+                source, medium, campaign = src_names[src[j]], "organic", sc.name
+            claim = ""
+            if claims:
+                acc = 0.0
+                for name, rate in claims:
+                    acc += rate
+                    if claim_u[j] < acc:
+                        claim = name
+                        break
+            team_create = team_join = ""
+            while open_teams and (open_teams[0][2] <= t or open_teams[0][3] <= 0):
+                open_teams.popleft()
+            if join[j] and open_teams:
+                slot = open_teams[int(pick[j] * len(open_teams))]
+                if slot[1] != user:
+                    team_join = slot[0]
+                    slot[3] -= 1
+            if create[j] and not team_join:
+                team_create = f"T{i:08d}"
+                open_teams.append([team_create, user, t + sc.team_up.expires_s, sc.team_up.size - 1])
+            order = None
+            k = min(ordered[j], 3)
+            if k:
+                skus = tuple(sorted({f"P{int(s):05d}" for s in line_skus[line_at:line_at + k]}))
+                line_at += k
+                t_order = t + browse[j]
+                if t_order < 0:   # the sale is not open yet: buy as it opens
+                    t_order = browse[j] * EARLY_ORDER_SCALE
+                t_order = min(t_order, float(sc.traffic.window_s))
+                u = pay_u[j]
+                if u < f.payment_success:
+                    payment, pay_t = "success", t_order + pay_delay[j]
+                elif u < f.payment_success + f.payment_never_returns:
+                    payment, pay_t = "never", t_order
+                else:
+                    payment, pay_t = "fail", t_order + pay_delay[j]
+                order = Order(order_id=f"O{i:08d}", lines=tuple((s, 1) for s in skus), t_s=t_order,
+                              payment=payment, pay_t_s=pay_t, use_coupon=True)
+            if shares[j]:
+                sharers.append((user, t))
+            yield Visit(seq=i, t_s=t, user=user, session_id=f"S{i:08d}", utm_source=source,
+                        utm_medium=medium, utm_campaign=campaign, inviter=inviter, claim=claim,
+                        team_create=team_create, team_join=team_join, views=views[j],
+                        carts=carts[j], order=order, shares=shares[j])

@@ -38,6 +38,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -326,6 +327,17 @@ class VirtualTime:
         return self._waiters[0][0] if self._waiters else None
 
 
+@contextmanager
+def _frozen_after_each_round() -> Iterator[None]:
+    """Thaw, when the rounds end, what they froze: unless the heap was frozen before."""
+    thawed = gc.get_freeze_count() == 0
+    try:
+        yield
+    finally:
+        if thawed:
+            gc.unfreeze()
+
+
 async def run_rounds(shards: FaultyShards, clock: VirtualTime, visits: Iterator[Visit],
                      play: Any, *, tick_s: float, end_s: float, to_ms: Any,
                      on_tick: Any = None, start_s: float = 0.0,
@@ -346,61 +358,49 @@ async def run_rounds(shards: FaultyShards, clock: VirtualTime, visits: Iterator[
     current round allocates, never the millions of states, views and figures a large run
     accumulates; what was frozen goes back to the collector when the run ends (unless
     the heap was frozen before it began)."""
-    thawed = gc.get_freeze_count() == 0
-    try:
-        return await _run_rounds(shards, clock, visits, play, tick_s=tick_s, end_s=end_s,
-                                 to_ms=to_ms, on_tick=on_tick, start_s=start_s,
-                                 skip_idle=skip_idle)
-    finally:
-        if thawed:
-            gc.unfreeze()
+    with _frozen_after_each_round():
+        tasks: set[asyncio.Task] = set()
+        failures: list[BaseException] = []
 
+        def done(task: asyncio.Task) -> None:
+            tasks.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                failures.append(task.exception())  # type: ignore[arg-type]
 
-async def _run_rounds(shards: FaultyShards, clock: VirtualTime, visits: Iterator[Visit],
-                      play: Any, *, tick_s: float, end_s: float, to_ms: Any, on_tick: Any,
-                      start_s: float, skip_idle: bool) -> list[BaseException]:
-    tasks: set[asyncio.Task] = set()
-    failures: list[BaseException] = []
-
-    def done(task: asyncio.Task) -> None:
-        tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            failures.append(task.exception())  # type: ignore[arg-type]
-
-    upcoming = next(visits, None)
-    t = float(start_s)
-    while True:
-        shards.now_ms = to_ms(t)
-        clock.advance(t)
-        while upcoming is not None and upcoming.t_s <= t:
-            task = asyncio.get_running_loop().create_task(play(upcoming))
-            tasks.add(task)
-            task.add_done_callback(done)
-            upcoming = next(visits, None)
-        await settle()
-        shards.tick()
-        shards.react()
-        while shards.pending():
-            shards.flush(t)
+        upcoming = next(visits, None)
+        t = float(start_s)
+        while True:
+            shards.now_ms = to_ms(t)
+            clock.advance(t)
+            while upcoming is not None and upcoming.t_s <= t:
+                task = asyncio.get_running_loop().create_task(play(upcoming))
+                tasks.add(task)
+                task.add_done_callback(done)
+                upcoming = next(visits, None)
             await settle()
+            shards.tick()
             shards.react()
-        if on_tick is not None:
-            on_tick(t)
-        gc.freeze()
-        idle = upcoming is None and not tasks and not shards.holding()
-        if idle and t >= end_s:
-            return failures
-        if t > 2 * end_s + 3_600:   # a reply that never comes: fail, never spin for ever
-            raise SimulationError(f"{len(tasks)} visits still wait for a reply at {t:g} "
-                                  f"simulated s, long past the end of the sale ({end_s:g} s)")
-        nxt = t + tick_s
-        if idle:
-            nxt = max(nxt, min(end_s, t + 60 * tick_s))   # idle: run the clock out faster
-        elif skip_idle and not shards.queued() and not _has_ready():
-            nxt = _skip(shards, clock, nxt, tick_s, to_ms,
-                        upcoming.t_s if upcoming is not None else math.inf,
-                        2 * end_s + 3_600)
-        t = nxt
+            while shards.pending():
+                shards.flush(t)
+                await settle()
+                shards.react()
+            if on_tick is not None:
+                on_tick(t)
+            gc.freeze()
+            idle = upcoming is None and not tasks and not shards.holding()
+            if idle and t >= end_s:
+                return failures
+            if t > 2 * end_s + 3_600:   # a reply that never comes: fail, never spin for ever
+                raise SimulationError(f"{len(tasks)} visits still wait for a reply at {t:g} "
+                                      f"simulated s, long past the end of the sale ({end_s:g} s)")
+            nxt = t + tick_s
+            if idle:
+                nxt = max(nxt, min(end_s, t + 60 * tick_s))   # idle: run the clock out faster
+            elif skip_idle and not shards.queued() and not _has_ready():
+                nxt = _skip(shards, clock, nxt, tick_s, to_ms,
+                            upcoming.t_s if upcoming is not None else math.inf,
+                            2 * end_s + 3_600)
+            t = nxt
 
 
 def _has_ready() -> bool:

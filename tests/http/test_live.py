@@ -11,7 +11,7 @@ from starlette.websockets import WebSocketDisconnect
 from saleday.cluster.local import LocalShards
 from saleday.http import HttpSettings
 from saleday.http.live import Mailbox, StockChange
-from tests.http.conftest import SECRETS, Client, make_client
+from tests.http.conftest import SECRETS, Client, make_client, now_ms
 
 
 @pytest.fixture
@@ -207,7 +207,7 @@ def test_under_steady_writes_the_feed_reads_the_log_once_a_poll_interval(shards)
         try:
             commits, started = 0, time.monotonic()
             while time.monotonic() - started < 0.6:
-                reply = await shards.submit(AddStock(sku="sku-1", qty=1, now=now()))
+                reply = await shards.submit(AddStock(sku="sku-1", qty=1, now=now_ms()))
                 assert type(reply).__name__ == "Accepted", reply
                 commits += 1
                 await asyncio.sleep(0.001)
@@ -225,7 +225,3 @@ def test_under_steady_writes_the_feed_reads_the_log_once_a_poll_interval(shards)
     assert shown == commits
     assert commits > 100
     assert reads <= 0.6 / 0.05 + 8, f"{reads} reads of the log for {commits} commits"
-
-
-def now() -> int:
-    return time.time_ns() // 1_000_000
