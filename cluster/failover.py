@@ -20,9 +20,17 @@ Without a live standby (it died too) a fresh primary is started and recovers fro
 snapshot and the log, as a Ray restart would. Several gateways may find the same death:
 the failover happens once per generation, and the others get the promoted actor.
 
+The `Failover` of a runtime runs in an actor of its own (`FailoverActor`, named
+`saleday-failover`, on the node of the process that started the runtime): every gateway
+that finds a primary dead promotes through it, the runtime's own (`SharedFailover`, which
+keeps the runtime's handles current) and those of the HTTP replicas in other processes
+(`SharedFailover.find`), so a death several of them find is failed over once. The standbys
+and fresh primaries it starts are its own: they end with it, and it with the process that
+started the runtime (none of them is detached).
+
 Actor names: the first primary keeps the stream's name (`sku-000`); standbys are named
-`sku-000.standby-N`, fresh primaries `sku-000.primary-N`. Processes that find shards by
-name (`saleday serve`'s HTTP replicas, `saleday status`) do not follow a failover yet.
+`sku-000.standby-N`, fresh primaries `sku-000.primary-N`. `saleday status` finds them by
+those names.
 """
 
 from __future__ import annotations
@@ -185,6 +193,10 @@ class Failover:
         pair = self._pairs[stream]
         return pair.generation, pair.primary
 
+    def primaries(self) -> dict[str, tuple[str, int, int, Any]]:
+        """stream -> (kind, index, generation, primary) of every shard it watches."""
+        return {s: (p.kind, p.index, p.generation, p.primary) for s, p in self._pairs.items()}
+
     def fail_over(self, stream: str, generation: int) -> tuple[int, Any]:
         """The primary of generation `generation` is dead: promote its standby (or start a
         fresh primary), once; return the new (generation, primary). A caller that reports
@@ -242,3 +254,138 @@ class Failover:
         out = [p.standby for p in self._pairs.values() if p.standby is not None]
         self._pairs.clear()
         return out
+
+
+FAILOVER_ACTOR = "saleday-failover"
+"""The name of a runtime's `FailoverActor` in saleday's namespace."""
+
+
+class FailoverActor:
+    """A runtime's `Failover` in an actor of its own, so that the gateways of other
+    processes (the HTTP replicas) promote through the same one (`SharedFailover`).
+
+    It is a threaded actor: a promotion waits on the standby, and meanwhile other gateways'
+    calls (another shard's failover, a generation already failed over) are answered."""
+
+    def __init__(self, *, make_shard: Callable[..., Any], resource: str | None,
+                 timeout_s: float) -> None:
+        self.failover = Failover({}, make_shard, resource=resource, timeout_s=timeout_s)
+
+    def start(self, kind: str, index: int, stream: str, primary: Any,
+              primary_node: str | None) -> None:
+        self.failover.handles.setdefault(kind, [])
+        while len(self.failover.handles[kind]) <= index:
+            self.failover.handles[kind].append(None)
+        self.failover.handles[kind][index] = primary
+        self.failover.start(kind, index, stream, primary, primary_node)
+
+    def wait_ready(self, timeout_s: float = 120.0) -> list[dict[str, Any]]:
+        return self.failover.wait_ready(timeout_s)
+
+    def check(self) -> list[str]:
+        return self.failover.check()
+
+    def fail_over(self, stream: str, generation: int) -> tuple[int, Any]:
+        return self.failover.fail_over(stream, generation)
+
+    def primaries(self) -> dict[str, tuple[str, int, int, Any]]:
+        return self.failover.primaries()
+
+    def standbys(self) -> dict[str, Any]:
+        return self.failover.standbys()
+
+    def names(self) -> set[str]:
+        return self.failover.names()
+
+    def failovers(self) -> list[dict[str, Any]]:
+        return list(self.failover.failovers)
+
+    def stop(self) -> list[Any]:
+        return self.failover.stop()
+
+
+class SharedFailover:
+    """The `Failover` interface over a `FailoverActor`: the runtime's, which starts the
+    actor and keeps the runtime's `handles` current, or one found by another process
+    (`find`), which only promotes and reads."""
+
+    def __init__(self, actor: Any, handles: dict[str, list[Any]] | None = None, *,
+                 timeout_s: float = 180.0) -> None:
+        self.actor = actor
+        self.handles = handles
+        """The runtime's `{kind: [primary]}`, kept current here (None: not a runtime's)."""
+        self.timeout_s = timeout_s
+        """How long a promotion may take: a fresh primary recovering from the log is the
+        slow case (the promotion of a live standby takes tens of ms)."""
+        self._where: dict[str, tuple[str, int]] = {}
+
+    @classmethod
+    def start_actor(cls, handles: dict[str, list[Any]], make_shard: Callable[..., Any], *,
+                    resource: str | None, timeout_s: float) -> SharedFailover:
+        """Start the runtime's failover actor on this node, next to the process it ends with."""
+        here = ray_api.node_id()
+        actor = ray_api.actor(FailoverActor, name=FAILOVER_ACTOR,
+                              init={"make_shard": make_shard, "resource": resource,
+                                    "timeout_s": timeout_s},
+                              scheduling_strategy=(ray_api.node_affinity(here, soft=False)
+                                                   if here else None),
+                              max_restarts=0, max_concurrency=32)
+        return cls(actor, handles)
+
+    @classmethod
+    def find(cls) -> SharedFailover | None:
+        """The failover of the runtime running on this Ray, if it has standbys."""
+        actor = ray_api.find_actor(FAILOVER_ACTOR)
+        return cls(actor) if actor is not None else None
+
+    def _get(self, ref: Any, timeout_s: float | None = None) -> Any:
+        return ray_api.get(ref, timeout=timeout_s or self.timeout_s)
+
+    def start(self, kind: str, index: int, stream: str, primary: Any,
+              primary_node: str | None) -> None:
+        self._get(self.actor.start.remote(kind, index, stream, primary, primary_node))
+        self._where[stream] = (kind, index)
+
+    def wait_ready(self, timeout_s: float = 120.0) -> list[dict[str, Any]]:
+        return self._get(self.actor.wait_ready.remote(timeout_s), timeout_s + 5)
+
+    def check(self) -> list[str]:
+        """Replace dead standbys; bring the runtime's handles up to date (another
+        process's gateway may have failed a shard over)."""
+        started = self._get(self.actor.check.remote())
+        self.refresh()
+        return started
+
+    def primaries(self) -> dict[str, tuple[str, int, int, Any]]:
+        return self._get(self.actor.primaries.remote())
+
+    def refresh(self) -> None:
+        if self.handles is not None:
+            for kind, index, _, primary in self.primaries().values():
+                self.handles[kind][index] = primary
+
+    def fail_over(self, stream: str, generation: int) -> tuple[int, Any]:
+        generation, primary = self._get(self.actor.fail_over.remote(stream, generation))
+        if self.handles is not None and stream in self._where:
+            kind, index = self._where[stream]
+            self.handles[kind][index] = primary
+        return generation, primary
+
+    def standbys(self) -> dict[str, Any]:
+        return self._get(self.actor.standbys.remote())
+
+    def names(self) -> set[str]:
+        return self._get(self.actor.names.remote())
+
+    @property
+    def failovers(self) -> list[dict[str, Any]]:
+        return self._get(self.actor.failovers.remote())
+
+    def stop(self) -> list[Any]:
+        """Stop the actor's standby threads; the standbys' handles (for the runtime to
+        kill), then end the actor (what it started and was not killed ends with it)."""
+        try:
+            standbys = self._get(self.actor.stop.remote(), 60)
+        finally:
+            ray_api.kill(self.actor, no_restart=True)
+        return standbys

@@ -96,7 +96,8 @@ class Gateway:
                  wire: Wire | None = None,
                  failover: Callable[[str, int], tuple[int, Any]] | None = None,
                  died: tuple[type[BaseException], ...] = (),
-                 link: Callable[[Any], Awaitable[Any]] | None = None) -> None:
+                 link: Callable[[Any], Awaitable[Any]] | None = None,
+                 generations: dict[str, list[int]] | None = None) -> None:
         self.maps = maps
         self.link = link
         """handle -> a `SocketLink` to that shard on this node, or None (Ray then)."""
@@ -108,8 +109,12 @@ class Gateway:
         self.kind_of = kind_of
         self.transient = transient + (asyncio.TimeoutError,)
         self.max_queue = config.max_queue or config.max_batch * config.max_in_flight * 2
-        self.lanes = {kind: [_Lane(maps[kind].stream(i), h) for i, h in enumerate(hs)]
+        self.lanes = {kind: [_Lane(maps[kind].stream(i), h,
+                                   generation=(generations or {}).get(kind, [0] * len(hs))[i])
+                             for i, h in enumerate(hs)]
                       for kind, hs in handles.items()}
+        """`generations`: which primary each handle is, when some shards have failed over
+        before this gateway was made (`failover`'s count)."""
         self._ids = itertools.count(1)
         self._id_prefix = uuid.uuid4().hex[:12]
         self._last_us = 0

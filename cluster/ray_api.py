@@ -170,7 +170,8 @@ def _ensure_private_token() -> None:
 
 def actor(cls: type, *, name: str, init: dict[str, Any], num_cpus: float = 0,
           resources: dict[str, float] | None = None, detached: bool = False,
-          scheduling_strategy: Any = None, max_restarts: int = -1) -> Any:
+          scheduling_strategy: Any = None, max_restarts: int = -1,
+          max_concurrency: int | None = None) -> Any:
     """The actor named `name` in saleday's namespace, created as `cls(**init)` if it does
     not exist yet (else the running one, whatever `init` says).
 
@@ -179,6 +180,7 @@ def actor(cls: type, *, name: str, init: dict[str, Any], num_cpus: float = 0,
     incarnation (`max_task_retries=0`). `detached` actors outlive the process that created
     them; `resources` and `scheduling_strategy` ("SPREAD", or `node_affinity(...)`) decide
     which nodes it may run on, and a restarted actor is placed by the same rules.
+    `max_concurrency` makes it a threaded actor that runs that many calls at once.
     """
     import ray
 
@@ -188,6 +190,8 @@ def actor(cls: type, *, name: str, init: dict[str, Any], num_cpus: float = 0,
         "max_task_retries": 0, "num_cpus": num_cpus, "resources": resources or {}}
     if scheduling_strategy:
         options["scheduling_strategy"] = scheduling_strategy
+    if max_concurrency is not None:
+        options["max_concurrency"] = max_concurrency
     return ray.remote(cls).options(**options).remote(**init)
 
 

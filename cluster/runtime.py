@@ -10,6 +10,7 @@ data dir; with `ray_address` and a `redis://` store it joins a cluster.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from saleday.actors.kinds import deciders
 from saleday.cluster import ray_api
-from saleday.cluster.failover import Failover
+from saleday.cluster.failover import FAILOVER_ACTOR, SharedFailover
 from saleday.cluster.gateway import Gateway, GatewayClient, GatewayConfig
 from saleday.cluster.local_socket import link_to
 from saleday.cluster.routing import ShardMap
@@ -79,7 +80,8 @@ class Runtime:
         self._entity_of = {kind: kinds[kind].entity_of for kind in config.shards}
         self._kind_by_type = {cls: kind for kind in config.shards for cls in kinds[kind].commands}
         self._wire = Wire(list(self._kind_by_type))
-        self.failover: Failover | None = None
+        self.failover: SharedFailover | None = None
+        """With `standbys`: the failover actor every gateway promotes through."""
 
     def start(self) -> Runtime:
         """Start (or join) Ray and bring every shard up; raise `StoreUnavailable` at once if
@@ -99,13 +101,13 @@ class Runtime:
             store.close()
         ray_api.start_ray(self.config.ray_address, num_cpus=self.config.num_cpus)
         for kind, shard_map in self.maps.items():
-            self.handles[kind] = [self._make_shard(kind=kind, stream=shard_map.stream(i))
+            self.handles[kind] = [make_shard(self.config, kind=kind, stream=shard_map.stream(i))
                                   for i in range(shard_map.shards)]
         statuses = self.status()  # waits until every shard has recovered
         if self.config.standbys:
-            self.failover = Failover(self.handles, self._make_shard,
-                                     resource=self.config.shard_resource,
-                                     timeout_s=self.config.call_timeout_s)
+            self.failover = SharedFailover.start_actor(
+                self.handles, partial(make_shard, self.config),
+                resource=self.config.shard_resource, timeout_s=self.config.call_timeout_s)
             nodes = {s["stream"]: s.get("node") for s in statuses}
             for kind, shard_map in self.maps.items():
                 for i, handle in enumerate(self.handles[kind]):
@@ -113,29 +115,6 @@ class Runtime:
                     self.failover.start(kind, i, stream, handle, nodes.get(stream))
             self.failover.wait_ready()
         return self
-
-    def _make_shard(self, *, kind: str, stream: str, name: str | None = None,
-                    standby: bool = False, scheduling_strategy: Any = None) -> Any:
-        """A shard actor of this runtime's settings and placement (a standby's strategy,
-        given, replaces the spread)."""
-        placement = self._placement()
-        if scheduling_strategy is not None:
-            placement["scheduling_strategy"] = scheduling_strategy
-        if self.config.standbys:
-            # The failover that promotes and replaces them lives in this process: they end
-            # with it (a later runtime starts its own pairs).
-            placement["detached"] = False
-        return ray_api.shard_handle(kind=kind, stream=stream, store_url=self.config.store_url,
-                                    snapshot_every=self.config.snapshot_every, name=name,
-                                    standby=standby,
-                                    max_restarts=0 if self.config.standbys else -1,
-                                    **placement)
-
-    def _placement(self) -> dict[str, Any]:
-        c = self.config
-        return {"resources": ray_api.shard_placement(c.shard_resource, c.shard_resource_amount),
-                "scheduling_strategy": "SPREAD" if c.spread else None,
-                "detached": c.detached}
 
     def check_standbys(self) -> list[str]:
         """Replace every dead standby (`Failover.check`); the streams that got a new one."""
@@ -146,6 +125,8 @@ class Runtime:
         return self.failover.wait_ready() if self.failover is not None else []
 
     def status(self) -> list[dict[str, Any]]:
+        if self.failover is not None:
+            self.failover.refresh()   # another process's gateway may have failed one over
         refs = [h.status.remote() for hs in self.handles.values() for h in hs]
         return ray_api.get(refs, timeout=120)
 
@@ -175,7 +156,11 @@ class Runtime:
             client.close()
         self._clients.clear()
         if kill_shards:
-            standbys = self.failover.stop() if self.failover is not None else []
+            started: set[str] = set()
+            standbys: list[Any] = []
+            if self.failover is not None:   # its standbys and fresh primaries end with it
+                started = self.failover.names() | {FAILOVER_ACTOR}
+                standbys = self.failover.stop()
             for handle in [h for hs in self.handles.values() for h in hs] + standbys:
                 try:
                     ray_api.kill(handle, no_restart=True)
@@ -183,7 +168,7 @@ class Runtime:
                     pass
             names = {self.maps[kind].stream(i) for kind, hs in self.handles.items()
                      for i in range(len(hs))}
-            for name in names | (self.failover.names() if self.failover is not None else set()):
+            for name in names | started:
                 _wait_name_free(name)
             self.handles.clear()
             self.failover = None
@@ -195,6 +180,23 @@ class Runtime:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def make_shard(config: RuntimeConfig, *, kind: str, stream: str, name: str | None = None,
+               standby: bool = False, scheduling_strategy: Any = None) -> Any:
+    """A shard actor of `config`'s settings and placement (a standby's strategy, given,
+    replaces the spread). With standbys its `max_restarts` is 0 (the failover replaces a
+    dead one) and it is never detached: it ends with the process that started it."""
+    placement: dict[str, Any] = {
+        "resources": ray_api.shard_placement(config.shard_resource, config.shard_resource_amount),
+        "scheduling_strategy": "SPREAD" if config.spread else None,
+        "detached": config.detached and not config.standbys}
+    if scheduling_strategy is not None:
+        placement["scheduling_strategy"] = scheduling_strategy
+    return ray_api.shard_handle(kind=kind, stream=stream, store_url=config.store_url,
+                                snapshot_every=config.snapshot_every, name=name,
+                                standby=standby, max_restarts=0 if config.standbys else -1,
+                                **placement)
 
 
 def _wait_name_free(name: str, timeout_s: float = 10.0) -> None:

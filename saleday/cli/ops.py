@@ -80,7 +80,8 @@ def serve(
     standbys: Annotated[int | None, typer.Option(
         min=0, max=1, help="1: a hot standby per shard, promoted within ~200 ms when its "
                            "primary dies (env SALEDAY_STANDBYS; default 0: Ray restarts a dead "
-                           "shard). Not with --http yet.")] = None,
+                           "shard). With --http the replicas fail over through the same "
+                           "failover actor.")] = None,
     stop_shards: Annotated[bool, typer.Option(
         help="Kill the shard actors on exit (default: leave them to the next serve).")] = False,
     http: Annotated[bool, typer.Option(
@@ -109,9 +110,6 @@ def serve(
                          snapshot_every=snapshot_every, tick_s=tick_s, num_cpus=num_cpus,
                          health_every_s=health_every_s, standbys=standbys)
     _check_reachable(settings.ray_address)
-    if http and settings.standbys:
-        fail(ValueError("--standbys with --http is not built yet: the HTTP replicas find "
-                        "shards by name and would not follow a failover"))
     if http:
         from saleday.http import cli as http_cli
 

@@ -5,7 +5,11 @@ shard actors that `saleday serve` runs.
     saleday serve --http [--host 127.0.0.1] [--port 8000]    # locally: the shards and this app
 
 A replica FINDS the named shard actors (`ray_api.find_actor` in saleday's namespace); it
-never starts one, so the shards keep one writer each however many replicas there are. It
+never starts one, so the shards keep one writer each however many replicas there are.
+When the shards have hot standbys (`saleday serve --standbys 1`), it finds the runtime's
+failover actor instead, takes the current primaries from it, and a batch that finds a
+primary dead is failed over through it (cluster/failover.py), as the runtime's own
+gateway does. It
 reads its settings from the node's environment (`SALEDAY_*` for the store and the shards,
 `SALEDAY_HTTP_*` for the secrets and limits): secrets are not put in the Serve config.
 A local run (`run_local`) may hand them to the replicas as constructor arguments instead,
@@ -23,6 +27,7 @@ from ray import serve
 
 from saleday.actors.kinds import deciders
 from saleday.cluster import ray_api
+from saleday.cluster.failover import SharedFailover
 from saleday.cluster.gateway import Gateway
 from saleday.cluster.local_socket import link_to
 from saleday.cluster.routing import ShardMap
@@ -42,24 +47,40 @@ class ShardsNotRunning(RuntimeError):
 
 
 def attach_gateway(config: RuntimeConfig) -> Gateway:
-    """A gateway to the shard actors already running under `config`'s shard map."""
+    """A gateway to the shard actors already running under `config`'s shard map (through
+    the runtime's failover actor when there is one: `config.standbys`)."""
     kinds = deciders()
     maps = {kind: ShardMap.uniform(kind, n, config.partitions) for kind, n in config.shards.items()}
+    failover = SharedFailover.find() if config.standbys else None
+    if config.standbys and failover is None:
+        raise ShardsNotRunning(f"no failover actor in namespace {ray_api.NAMESPACE!r}: the "
+                               "replicas were told the shards have standbys; run `saleday "
+                               "serve --standbys 1` with the same --shards first")
+    primaries = failover.primaries() if failover is not None else {}
     handles: dict[str, list[Any]] = {}
+    generations: dict[str, list[int]] = {}
     for kind, shard_map in maps.items():
-        handles[kind] = []
+        handles[kind], generations[kind] = [], []
         for i in range(shard_map.shards):
-            handle = ray_api.find_actor(shard_map.stream(i))
+            stream = shard_map.stream(i)
+            if stream in primaries:
+                _, _, generation, handle = primaries[stream]
+            else:
+                generation, handle = 0, ray_api.find_actor(stream)
             if handle is None:
-                raise ShardsNotRunning(f"no shard actor {shard_map.stream(i)!r} in namespace "
+                raise ShardsNotRunning(f"no shard actor {stream!r} in namespace "
                                        f"{ray_api.NAMESPACE!r}: run `saleday serve` with the "
                                        "same --shards first")
             handles[kind].append(handle)
+            generations[kind].append(generation)
     kind_by_type = {cls: kind for kind in maps for cls in kinds[kind].commands}
     return Gateway(maps, handles, config.gateway_config(),
                    entity_of={kind: kinds[kind].entity_of for kind in maps},
                    kind_of=lambda command: kind_by_type.get(type(command), "?"),
                    transient=ray_api.transient_errors(), wire=Wire(list(kind_by_type)),
+                   failover=failover.fail_over if failover is not None else None,
+                   died=ray_api.actor_died_errors() if failover is not None else (),
+                   generations=generations,
                    link=link_to if config.local_socket else None)
 
 

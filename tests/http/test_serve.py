@@ -120,3 +120,76 @@ def _pushed(url: str, sku: str) -> dict:
             if m["type"] == "stock" and m["reserved"]:
                 return m
     raise AssertionError("no stock change came through Serve")
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(180)
+def test_a_replica_fails_a_dead_shard_over_to_its_standby(ray_instance, tmp_path):
+    """Issue 13 with issue 17's standbys: with `standbys=1`, the Serve replica's gateway
+    finds the SKU shard's primary killed (SIGKILL) on the next order and promotes its
+    standby through the runtime's failover actor: the order is placed (201), the one placed
+    before reads back with its stock still held, the runtime sees the promoted primary,
+    and a replica started after the failover attaches to it."""
+    import os
+    import signal
+
+    from ray import serve
+
+    from saleday.cluster import ray_api
+    from saleday.cluster.runtime import Runtime, RuntimeConfig
+    from saleday.http.auth import issue_token
+    from saleday.http.serve import attach_gateway, run_local
+    from saleday.http.settings import HttpSettings
+
+    runtime = None
+    try:
+        # tick_s=0: the runtime's own gateway never calls the shard, so the failover
+        # below can only come from the replica's.
+        runtime = Runtime(RuntimeConfig(store_url=f"sqlite:///{tmp_path}/events.db",
+                                        shards={"sku": 1, "session": 1, "order": 1,
+                                                "campaign": 1, "team": 1},
+                                        standbys=1, tick_s=0)).start()
+        settings = HttpSettings(**SECRETS, port=free_port())
+        url = run_local(runtime.config, settings, views=False, stock=False)
+        op = {"Authorization": f"Bearer {SECRETS['operator_token']}"}
+        user = {"Authorization": f"Bearer {issue_token('u-1', settings)}"}
+        with httpx.Client(base_url=url, timeout=60) as http:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if http.get("/readyz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "the Serve app never got ready"
+                time.sleep(0.2)
+            now = now_ms()
+            assert http.post("/v1/admin/skus/sku-1/stock", json={"qty": 5}, headers=op).status_code == 200
+            assert http.put("/v1/admin/skus/sku-1/sale", headers=op, json={
+                "tiers": [{"units": 0, "price_cents": 700}], "start_ms": now - 1000,
+                "end_ms": now + 60_000}).status_code == 200
+
+            def order(key: str) -> httpx.Response:
+                return http.post("/v1/orders", json={"lines": [{"sku": "sku-1", "qty": 2}]},
+                                 headers={**user, "Idempotency-Key": key})
+
+            first = order("k1")
+            assert first.status_code == 201, first.text
+            old = next(s for s in runtime.status() if s["stream"] == "sku-000")
+            os.kill(old["pid"], signal.SIGKILL)
+            second = order("k2")
+            assert second.status_code == 201, second.text
+            assert http.get(first.headers["Location"], headers=user).json() == first.json()
+            assert http.get("/v1/skus/sku-1").json()["reserved"] == 4
+        assert [(f["stream"], f["how"]) for f in runtime.failover.failovers] == [("sku-000", "standby")]
+        # The runtime's handles follow the replica's failover.
+        new = next(s for s in runtime.status() if s["stream"] == "sku-000")
+        assert new["pid"] != old["pid"] and new["standby"] is False and new["epoch"] > old["epoch"]
+        late = attach_gateway(runtime.config)   # a replica started after the failover
+        (lane,) = late.lanes["sku"]
+        assert lane.generation == 1
+        assert ray_api.get(lane.handle.status.remote(), timeout=30)["pid"] == new["pid"]
+    finally:
+        serve.shutdown()
+        if runtime is not None:
+            runtime.stop(kill_shards=True)
