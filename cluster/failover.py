@@ -318,6 +318,8 @@ class SharedFailover:
         """How long a promotion may take: a fresh primary recovering from the log is the
         slow case (the promotion of a live standby takes tens of ms)."""
         self._where: dict[str, tuple[str, int]] = {}
+        self._reported = 0
+        """Failovers already logged here by `check`."""
 
     @classmethod
     def start_actor(cls, handles: dict[str, list[Any]], make_shard: Callable[..., Any], *,
@@ -351,9 +353,15 @@ class SharedFailover:
 
     def check(self) -> list[str]:
         """Replace dead standbys; bring the runtime's handles up to date (another
-        process's gateway may have failed a shard over)."""
+        process's gateway may have failed a shard over), and log here the failovers the
+        actor did since the last check (its own log is in Ray's worker logs)."""
         started = self._get(self.actor.check.remote())
         self.refresh()
+        done = self.failovers
+        for f in done[self._reported:]:
+            log.warning("shard_failed_over", stream=f["stream"], how=f["how"],
+                        epoch=f["epoch"], ms=f["ms"])
+        self._reported = len(done)
         return started
 
     def primaries(self) -> dict[str, tuple[str, int, int, Any]]:

@@ -115,3 +115,47 @@ def test_the_health_check_replaces_a_dead_standby_only(made):
     assert fo.check() == ["sku-000"]
     assert len(made) == 2 and fo.standbys()["sku-000"] is made[1][0]
     fo.stop()
+
+
+class Local:
+    """An actor handle over an object in this process: `handle.method.remote(...)`."""
+
+    def __init__(self, obj) -> None:
+        self.obj = obj
+
+    def __getattr__(self, name):
+        return Method(getattr(self.obj, name))
+
+
+def test_a_failover_another_process_did_reaches_the_runtimes_handles_and_log(made, monkeypatch):
+    """Given the runtime's failover actor (`FailoverActor`, here in this process) and a
+    second gateway's view of it (an HTTP replica's `SharedFailover`), when the replica fails
+    the dead primary over, then the runtime's handles follow at its next check, which logs
+    the failover once; the replica and a late reader see the new generation."""
+    from saleday.cluster import failover as failover_module
+    from saleday.cluster.failover import FailoverActor, SharedFailover
+
+    def make_shard(*, kind, stream, name, standby, scheduling_strategy):
+        shard = Shard(name, standby=standby, node="n2" if standby else "n1")
+        made.append((shard, {"standby": standby}))
+        return shard
+
+    actor = Local(FailoverActor(make_shard=make_shard, resource=None, timeout_s=5))
+    primary = Shard("sku-000", standby=False, node="n1")
+    handles = {"sku": [primary]}
+    runtime = SharedFailover(actor, handles)
+    runtime.start("sku", 0, "sku-000", primary, "n1")
+    replica = SharedFailover(actor)
+    (standby, _), = made
+    primary.dead = True
+    assert replica.fail_over("sku-000", 0) == (1, standby)
+    assert handles["sku"][0] is primary   # not yet: another process promoted it
+    logged = []
+    monkeypatch.setattr(failover_module.log, "warning", lambda event, **kw: logged.append((event, kw)))
+    runtime.check()
+    runtime.check()
+    assert handles["sku"][0] is standby
+    assert [(e, kw["stream"], kw["how"]) for e, kw in logged] == [("shard_failed_over", "sku-000", "standby")]
+    assert runtime.primaries()["sku-000"] == ("sku", 0, 1, standby)
+    assert runtime.fail_over("sku-000", 0) == (1, standby)   # a stale report: the current one
+    actor.obj.stop()
