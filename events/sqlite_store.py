@@ -112,7 +112,10 @@ class SqliteEventStore(StoreBase):
             self._writer = WriterLock(self._lock_file, busy_timeout_ms / 1000)
         except OSError as exc:
             raise StoreUnavailable(self.url, str(exc)) from exc
-        with self._errors():
+        # Under the writer lock: SQLite answers a connection's `journal_mode=WAL` with
+        # "database is locked", without waiting, while another process is setting a new
+        # file up (processes opening one fresh log at once: a third of such races).
+        with self._writer_lock(), self._errors():
             self._conn().executescript(_SCHEMA)
 
     def _open_existing(self) -> None:
@@ -177,8 +180,8 @@ class SqliteEventStore(StoreBase):
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         self._writable()
-        conn = self._conn()
         with self._writer_lock(), self._errors():
+            conn = self._conn()   # a thread's first connection sets WAL: under the lock
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
 import random
 import statistics
 import tempfile
@@ -207,7 +208,7 @@ def bench_contended(url: str, *, writers: int, commits: int) -> dict[str, Any]:
     try:
         time.sleep(0.5)   # the writers have imported and opened the store
         go.set()
-        results = [out.get(timeout=300) for _ in procs]
+        results = _results(out, procs, timeout_s=300)
     finally:
         for proc in procs:
             proc.join(timeout=30)
@@ -222,6 +223,27 @@ def bench_contended(url: str, *, writers: int, commits: int) -> dict[str, Any]:
             "commits_per_s": round(writers * commits / wall),
             "p50_ms": round(ordered[len(ordered) // 2] * 1000, 2),
             "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 2)}
+
+
+def _results(out: Any, procs: list[Any], *, timeout_s: float) -> list[Any]:
+    """One result from each process, or an error as soon as one of them has died without
+    giving its result (its traceback is on stderr), or after `timeout_s`."""
+    results: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    while len(results) < len(procs):
+        try:
+            results.append(out.get(timeout=0.5))
+            continue
+        except queue.Empty:
+            pass
+        died = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+        if died:
+            raise RuntimeError(f"a contending writer died (exit code {died[0]}); its error is "
+                               "above")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the contending writers gave {len(results)} of {len(procs)} "
+                               f"results in {timeout_s:g} s")
+    return results
 
 
 def _dispose(store: EventStore) -> None:
