@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import structlog
 from pydantic import BaseModel, Field
 
 from saleday.actors.kinds import deciders
@@ -25,6 +26,8 @@ from saleday.cluster.routing import ShardMap
 from saleday.cluster.wire import Wire
 from saleday.events import open_store
 from saleday.events.store import sqlite_path
+
+log = structlog.get_logger("saleday.runtime")
 
 
 class RuntimeConfig(BaseModel):
@@ -117,8 +120,16 @@ class Runtime:
         return self
 
     def check_standbys(self) -> list[str]:
-        """Replace every dead standby (`Failover.check`); the streams that got a new one."""
-        return self.failover.check() if self.failover is not None else []
+        """Replace every dead standby (`Failover.check`); the streams that got a new one.
+        A failover actor that cannot be reached is logged (an error), not raised: the
+        shards that are up keep serving, but no shard can fail over until it answers."""
+        if self.failover is None:
+            return []
+        try:
+            return self.failover.check()
+        except Exception as exc:  # noqa: BLE001 - the health loop must go on
+            log.error("failover_unreachable", error=f"{type(exc).__name__}: {exc}"[:300])
+            return []
 
     def standby_status(self) -> list[dict[str, Any]]:
         """The statuses of the standbys (none without `standbys`); waits for new ones."""

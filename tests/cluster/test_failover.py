@@ -159,3 +159,25 @@ def test_a_failover_another_process_did_reaches_the_runtimes_handles_and_log(mad
     assert runtime.primaries()["sku-000"] == ("sku", 0, 1, standby)
     assert runtime.fail_over("sku-000", 0) == (1, standby)   # a stale report: the current one
     actor.obj.stop()
+
+
+def test_the_health_check_outlives_an_unreachable_failover_actor(made, monkeypatch):
+    """When the failover actor is gone, the runtime's health check logs an error and
+    returns, so that `saleday serve` keeps serving with the shards that are up."""
+    from saleday.cluster import runtime as runtime_module
+    from saleday.cluster.failover import SharedFailover
+    from saleday.cluster.runtime import Runtime, RuntimeConfig
+
+    def gone(*args):
+        raise Died("saleday-failover")
+
+    class Gone:
+        def __getattr__(self, name):
+            return Method(gone)
+
+    rt = Runtime(RuntimeConfig(shards={"sku": 1}, standbys=1))
+    rt.failover = SharedFailover(Gone(), rt.handles)
+    logged = []
+    monkeypatch.setattr(runtime_module.log, "error", lambda event, **kw: logged.append((event, kw)))
+    assert rt.check_standbys() == []
+    assert [(e, kw["error"]) for e, kw in logged] == [("failover_unreachable", "Died: saleday-failover")]
