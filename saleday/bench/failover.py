@@ -41,10 +41,11 @@ KILLS = ("pid", "ray")
 
 def run(*, shards: int = 2, skus: int = 200, window: int = 512, load_s: float = 3.0,
         repeat: int = 3, kill: str = "pid", num_cpus: int | None = None,
-        ray_nodes: int = 0) -> dict[str, Any]:
+        ray_nodes: int = 0, http: bool = False) -> dict[str, Any]:
     """`repeat` rounds; each runs both modes (0 then 1 standby, each on a fresh runtime and
     log), so the noise of a shared machine falls on both alike. With `ray_nodes`, on a
-    multi-node Ray on this machine (a head and that many one-CPU shard nodes)."""
+    multi-node Ray on this machine (a head and that many one-CPU shard nodes). With
+    `http`, through the HTTP API on Serve (`_http_round`)."""
     from saleday.cluster import ray_api
 
     if kill not in KILLS:
@@ -55,16 +56,18 @@ def run(*, shards: int = 2, skus: int = 200, window: int = 512, load_s: float = 
     try:
         for _ in range(repeat):
             for standbys in (0, 1):
-                rounds[standbys].append(_round(standbys=standbys, shards=shards, skus=skus,
-                                               window=window, load_s=load_s, kill=kill,
-                                               num_cpus=num_cpus, ray_address=address))
+                one = _http_round if http else _round
+                rounds[standbys].append(one(standbys=standbys, shards=shards, skus=skus,
+                                            window=window, load_s=load_s, kill=kill,
+                                            num_cpus=num_cpus, ray_address=address))
     finally:
         stop()
     rows = [_row(standbys, rounds[standbys]) for standbys in (0, 1)]
     without, with_ = rows
     return {
         "params": {"shards": shards, "skus": skus, "window": window, "load_s": load_s,
-                   "repeat": repeat, "kill": kill, "store": "sqlite", "ray_nodes": ray_nodes},
+                   "repeat": repeat, "kill": kill, "store": "sqlite", "ray_nodes": ray_nodes,
+                   "http": http},
         "rows": rows,
         "kill_to_answer_ms_without_standby": without["kill_to_answer_ms_median"],
         "kill_to_answer_ms_with_standby": with_["kill_to_answer_ms_median"],
@@ -94,7 +97,8 @@ def _row(standbys: int, rounds: list[dict[str, Any]]) -> dict[str, Any]:
             "failovers": sum(r["failovers"] for r in rounds),
             "gateway_retries": [r["retries"] for r in rounds],
             "acknowledged": sum(r["acknowledged"] for r in rounds),
-            "lost": sum(r["lost"] for r in rounds)}
+            "lost": (None if any(r["lost"] is None for r in rounds)
+                     else sum(r["lost"] for r in rounds))}
 
 
 class _Driver:
@@ -241,6 +245,129 @@ def _round(*, standbys: int, shards: int, skus: int, window: int, load_s: float,
             if client is not None:
                 client.close()
             rt.stop(kill_shards=True)
+
+
+HTTP_SHARDS = {"session": 1, "order": 1, "campaign": 1, "team": 1}
+"""The other kinds the HTTP API needs beside the SKU shards (one shard each)."""
+HTTP_CONNECTIONS = 64
+"""At most this many orders outstanding over HTTP (`window` caps it): the proxy queues
+what is beyond, and a probe behind a deep queue would measure the queue."""
+KILL_AFTER_S = 2.0
+"""How long the kill waits after the HTTP load starts: the generator's process imports
+and connects first."""
+
+
+def _http_round(*, standbys: int, shards: int, skus: int, window: int, load_s: float,
+                kill: str, num_cpus: int | None, ray_address: str | None) -> dict[str, Any]:
+    """As `_round`, through the HTTP API on Serve (`saleday serve --http`'s app on a
+    loopback port, over every kind the API needs, `shards` of them SKU shards): the load
+    is `saleday bench http`'s Python generator placing one-unit orders on
+    `min(window, HTTP_CONNECTIONS)` connections; the probe is an order for a SKU of shard
+    0, and the gap is the kill -> its 201. The replica's gateway is the one that finds the
+    primary dead and fails it over. Orders are not matched against the log here (`lost`
+    is None); `_round` matches every acknowledged reservation."""
+    import httpx
+
+    from saleday.bench.http import workload
+    from saleday.bench.http_load import generate
+    from saleday.cluster.runtime import Runtime, RuntimeConfig
+    from saleday.http.local import local_settings, token_factory
+    from saleday.http.serve import run_local, stop_local
+
+    with tempfile.TemporaryDirectory(prefix="saleday-bench-failover-") as tmp:
+        url = f"sqlite:///{os.path.join(tmp, 'events.db')}"
+        rt = Runtime(RuntimeConfig(store_url=url, shards={"sku": shards, **HTTP_SHARDS},
+                                   standbys=standbys, tick_s=0, retry_for_s=60,
+                                   num_cpus=num_cpus, ray_address=ray_address,
+                                   shard_resource="saleday_shard" if ray_address else None
+                                   )).start()
+        client: _Driver | None = None
+        served = False
+        try:
+            client = _Driver(rt)
+            names = [f"sku-{i:04d}" for i in range(skus)]
+            now = int(time.time() * 1000)
+            setup = [c for sku in names for c in (
+                AddStock(sku=sku, qty=10_000_000, now=now),
+                ConfigureSale(sku=sku, tiers=((0, 9900),), per_user_limit=0, start=0,
+                              end=now + 86_400_000, now=now))]
+            assert all(isinstance(r, Accepted) for r in client.submit_many(setup))
+            # The per-user rate limit is not what is measured: it is set out of the way.
+            settings = local_settings(rate_per_s=1e6, rate_burst=10**6)
+            base = run_local(rt.config, settings, views=False, stock=False)
+            served = True
+            token_for = token_factory(settings)
+            _until_ready(base)
+            reqs = workload(skus=skus, users=20_000, n=20_000, seed=11, tag="",
+                            token_for=token_for)
+            orders = f"{base}/v1/orders"
+            connections = min(window, HTTP_CONNECTIONS)
+            statuses = [s for s in rt.status() if s["stream"].startswith("sku-")]
+            pids = {"primary": [s["pid"] for s in statuses],
+                    "standby": [s["pid"] for s in rt.standby_status()
+                                if s["stream"].startswith("sku-")]}
+            cpu_before = {role: _cpu_s(ps) for role, ps in pids.items()}
+            out = generate(orders, reqs, concurrency=connections, duration_s=load_s)
+            cpu = {role: _cpu_s(ps) - cpu_before[role] for role, ps in pids.items()}
+            placed = out["statuses"].get(201, 0)
+            rate = placed / out["elapsed_s"]
+            on_first = next(s for s in names if rt.maps["sku"].shard_of(s) == 0)
+            during: dict[str, Any] = {}
+            loader = threading.Thread(target=lambda: during.update(generate(
+                orders, reqs, concurrency=connections, duration_s=KILL_AFTER_S + load_s)))
+            loader.start()
+            time.sleep(KILL_AFTER_S)
+            victim = next(s for s in rt.status() if s["stream"] == "sku-000")
+            killed_at = time.perf_counter()
+            if kill == "pid":
+                os.kill(victim["pid"], signal.SIGKILL)
+            else:
+                from saleday.cluster import ray_api
+
+                ray_api.kill(rt.handles["sku"][0], no_restart=False)
+            probe = httpx.post(orders, timeout=120, headers={
+                "Authorization": f"Bearer {token_for('u-probe')}",
+                "Idempotency-Key": f"probe-{standbys}-{killed_at}"},
+                json={"lines": [{"sku": on_first, "qty": 1}]})
+            gap = (time.perf_counter() - killed_at) * 1000
+            if probe.status_code != 201:
+                raise RuntimeError(f"the probe order after the kill was answered "
+                                   f"{probe.status_code}: {probe.text[:300]}")
+            loader.join(timeout=KILL_AFTER_S + load_s + 180)
+            placed += during.get("statuses", {}).get(201, 0) + 1
+            promoted = rt.failover.failovers if rt.failover is not None else []
+            return {"commands_per_s": rate, "kill_to_answer_ms": gap,
+                    "promote_ms": promoted[-1]["ms"] if promoted else None,
+                    "detect_ms": (round((promoted[-1]["asked_at"] - killed_at) * 1000, 1)
+                                  if promoted else None),
+                    "standbys_on_another_node": None,
+                    "standby_cpu_per_primary_cpu": (round(cpu["standby"] / cpu["primary"], 3)
+                                                    if standbys and cpu["primary"] > 0
+                                                    else None),
+                    "failovers": len(promoted), "retries": None,
+                    "acknowledged": placed, "lost": None}
+        finally:
+            if served:
+                stop_local()
+            if client is not None:
+                client.close()
+            rt.stop(kill_shards=True)
+
+
+def _until_ready(base: str, *, patience_s: float = 60.0) -> None:
+    """Wait until the app answers /readyz 200 (every shard answered a read)."""
+    import httpx
+
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the HTTP API at {base} was not ready after {patience_s:g} s")
+        time.sleep(0.2)
 
 
 def _kill_and_probe(rt: Any, client: Any, sku: str, rid: str, kill: str,

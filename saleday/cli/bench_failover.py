@@ -34,6 +34,10 @@ def bench_failover(
                            "one-CPU shard nodes, standbys placed apart from their primaries "
                            "(0: one local Ray). Its nodes listen on this machine's IP, not "
                            "loopback only: run it on a closed host.")] = 0,
+    http: Annotated[bool, typer.Option(
+        "--http", help="Through the HTTP API on Serve: orders placed over HTTP (at most "
+                       "64 connections), the probe an order, the replica's gateway failing "
+                       "the shard over; commands/s are orders placed per second.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Kill shard 0's primary mid-load, `repeat` times, without and then with a standby:
@@ -47,21 +51,24 @@ def bench_failover(
         fail(ValueError(f"--kill {kill!r}: use {' or '.join(KILLS)}"))
     with stdout_to_stderr(as_json):
         result = run(shards=shards, skus=skus, window=window, load_s=load_s, repeat=repeat,
-                     kill=kill, num_cpus=num_cpus, ray_nodes=ray_nodes)
+                     kill=kill, num_cpus=num_cpus, ray_nodes=ray_nodes, http=http)
     if as_json:
         typer.echo(json.dumps(result))
         return
     m = result["machine"]
-    table = Table(title=f"failover: shard 0 of {shards} killed ({kill}) mid-load, {repeat} "
-                        f"times per mode; SQLite log ({m['cpu']}, {m['cores']} cores)")
+    over = "over HTTP (orders), " if http else ""
+    table = Table(title=f"failover {over}shard 0 of {shards} killed ({kill}) mid-load, "
+                        f"{repeat} times per mode; SQLite log ({m['cpu']}, {m['cores']} cores)")
     for col in ("standbys", "kill -> answer ms (median)", "each", "of which detect / promote",
-                "commands/s", "acknowledged", "lost"):
+                "orders/s" if http else "commands/s", "acknowledged",
+                "lost (not checked over HTTP)" if http else "lost"):
         table.add_column(col, justify="right")
     for r in result["rows"]:
         parts = ", ".join(f"{d:,} / {p:,}" for d, p in zip(r["detect_ms"], r["promote_ms"]))
         table.add_row(str(r["standbys"]), f"{r['kill_to_answer_ms_median']:,}",
                       ", ".join(f"{g:,}" for g in r["kill_to_answer_ms"]), parts or "-",
-                      f"{r['commands_per_s']:,}", f"{r['acknowledged']:,}", str(r["lost"]))
+                      f"{r['commands_per_s']:,}", f"{r['acknowledged']:,}",
+                      "-" if r["lost"] is None else str(r["lost"]))
     out = console()
     out.print(table)
     cpu = result["rows"][1]["standby_cpu_per_primary_cpu"]
