@@ -192,15 +192,9 @@ class _Load:
 def _round(*, standbys: int, shards: int, skus: int, window: int, load_s: float,
            kill: str, num_cpus: int | None, ray_address: str | None) -> dict[str, Any]:
     """One runtime: throughput for `load_s`, then a kill under the same load and the gap."""
-    from saleday.cluster.runtime import Runtime, RuntimeConfig
-
     with tempfile.TemporaryDirectory(prefix="saleday-bench-failover-") as tmp:
         url = f"sqlite:///{os.path.join(tmp, 'events.db')}"
-        rt = Runtime(RuntimeConfig(store_url=url, shards={"sku": shards}, standbys=standbys,
-                                   tick_s=0, retry_for_s=60, num_cpus=num_cpus,
-                                   ray_address=ray_address,
-                                   shard_resource="saleday_shard" if ray_address else None
-                                   )).start()
+        rt = _runtime(url, {"sku": shards}, standbys, num_cpus, ray_address)
         client: _Driver | None = None
         try:
             client = _Driver(rt)
@@ -208,13 +202,7 @@ def _round(*, standbys: int, shards: int, skus: int, window: int, load_s: float,
             if standbys:
                 nodes = {s["stream"]: s["node"] for s in rt.status()}
                 apart = sum(s["node"] != nodes[s["stream"]] for s in rt.standby_status())
-            names = [f"sku-{i:04d}" for i in range(skus)]
-            now = int(time.time() * 1000)
-            setup = [c for sku in names for c in (
-                AddStock(sku=sku, qty=10_000_000, now=now),
-                ConfigureSale(sku=sku, tiers=((0, 9900),), per_user_limit=0, start=0,
-                              end=now + 86_400_000, now=now))]
-            assert all(isinstance(r, Accepted) for r in client.submit_many(setup))
+            names = _on_sale(client, skus)
             on_first = next(s for s in names if rt.maps["sku"].shard_of(s) == 0)
             accepted: list[str] = []
             pids = {role: [s["pid"] for s in statuses] for role, statuses in (
@@ -229,15 +217,9 @@ def _round(*, standbys: int, shards: int, skus: int, window: int, load_s: float,
                 time.sleep(min(0.5, load_s / 2))   # mid-load
                 killed_at, gap = _kill_and_probe(rt, client, on_first, "probe", kill, accepted)
             accepted += load.accepted
-            promoted = rt.failover.failovers if rt.failover is not None else []
             return {"commands_per_s": answered / load_s, "kill_to_answer_ms": gap,
-                    "promote_ms": promoted[-1]["ms"] if promoted else None,
-                    "detect_ms": (round((promoted[-1]["asked_at"] - killed_at) * 1000, 1)
-                                  if promoted else None),
+                    **_promotion(rt, killed_at, cpu, standbys),
                     "standbys_on_another_node": apart,
-                    "standby_cpu_per_primary_cpu": (round(cpu["standby"] / cpu["primary"], 3)
-                                                    if standbys and cpu["primary"] > 0
-                                                    else None),
                     "failovers": client.gateway.stats["failovers"],
                     "retries": client.gateway.stats["retries"],
                     "acknowledged": len(accepted), "lost": _lost(url, accepted)}
@@ -270,28 +252,17 @@ def _http_round(*, standbys: int, shards: int, skus: int, window: int, load_s: f
 
     from saleday.bench.http import workload
     from saleday.bench.http_load import generate
-    from saleday.cluster.runtime import Runtime, RuntimeConfig
     from saleday.http.local import local_settings, token_factory
     from saleday.http.serve import run_local, stop_local
 
     with tempfile.TemporaryDirectory(prefix="saleday-bench-failover-") as tmp:
         url = f"sqlite:///{os.path.join(tmp, 'events.db')}"
-        rt = Runtime(RuntimeConfig(store_url=url, shards={"sku": shards, **HTTP_SHARDS},
-                                   standbys=standbys, tick_s=0, retry_for_s=60,
-                                   num_cpus=num_cpus, ray_address=ray_address,
-                                   shard_resource="saleday_shard" if ray_address else None
-                                   )).start()
+        rt = _runtime(url, {"sku": shards, **HTTP_SHARDS}, standbys, num_cpus, ray_address)
         client: _Driver | None = None
         served = False
         try:
             client = _Driver(rt)
-            names = [f"sku-{i:04d}" for i in range(skus)]
-            now = int(time.time() * 1000)
-            setup = [c for sku in names for c in (
-                AddStock(sku=sku, qty=10_000_000, now=now),
-                ConfigureSale(sku=sku, tiers=((0, 9900),), per_user_limit=0, start=0,
-                              end=now + 86_400_000, now=now))]
-            assert all(isinstance(r, Accepted) for r in client.submit_many(setup))
+            names = _on_sale(client, skus)
             # The per-user rate limit is not what is measured: it is set out of the way.
             settings = local_settings(rate_per_s=1e6, rate_burst=10**6)
             base = run_local(rt.config, settings, views=False, stock=False)
@@ -335,16 +306,10 @@ def _http_round(*, standbys: int, shards: int, skus: int, window: int, load_s: f
                                    f"{probe.status_code}: {probe.text[:300]}")
             loader.join(timeout=KILL_AFTER_S + load_s + 180)
             placed += during.get("statuses", {}).get(201, 0) + 1
-            promoted = rt.failover.failovers if rt.failover is not None else []
             return {"commands_per_s": rate, "kill_to_answer_ms": gap,
-                    "promote_ms": promoted[-1]["ms"] if promoted else None,
-                    "detect_ms": (round((promoted[-1]["asked_at"] - killed_at) * 1000, 1)
-                                  if promoted else None),
+                    **_promotion(rt, killed_at, cpu, standbys),
                     "standbys_on_another_node": None,
-                    "standby_cpu_per_primary_cpu": (round(cpu["standby"] / cpu["primary"], 3)
-                                                    if standbys and cpu["primary"] > 0
-                                                    else None),
-                    "failovers": len(promoted), "retries": None,
+                    "failovers": len(rt.failover.failovers) if standbys else 0, "retries": None,
                     "acknowledged": placed, "lost": None}
         finally:
             if served:
@@ -368,6 +333,43 @@ def _until_ready(base: str, *, patience_s: float = 60.0) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"the HTTP API at {base} was not ready after {patience_s:g} s")
         time.sleep(0.2)
+
+
+def _runtime(url: str, shards: dict[str, int], standbys: int, num_cpus: int | None,
+             ray_address: str | None) -> Any:
+    """A started runtime of a round: no ticks (a kill is found by traffic), a minute of
+    retries, shards on the `saleday_shard` nodes of a multi-node Ray."""
+    from saleday.cluster.runtime import Runtime, RuntimeConfig
+
+    return Runtime(RuntimeConfig(store_url=url, shards=shards, standbys=standbys, tick_s=0,
+                                 retry_for_s=60, num_cpus=num_cpus, ray_address=ray_address,
+                                 shard_resource="saleday_shard" if ray_address else None
+                                 )).start()
+
+
+def _promotion(rt: Any, killed_at: float, cpu: dict[str, float],
+               standbys: int) -> dict[str, Any]:
+    """The last failover's `promote_ms` and `detect_ms` (from the kill until a gateway asked
+    for it: `killed_at` and the failover actor's `asked_at` are both `perf_counter`, one
+    monotonic clock on this machine), and the standbys' CPU per the primaries'."""
+    promoted = rt.failover.failovers if rt.failover is not None else []
+    return {"promote_ms": promoted[-1]["ms"] if promoted else None,
+            "detect_ms": (round((promoted[-1]["asked_at"] - killed_at) * 1000, 1)
+                          if promoted else None),
+            "standby_cpu_per_primary_cpu": (round(cpu["standby"] / cpu["primary"], 3)
+                                            if standbys and cpu["primary"] > 0 else None)}
+
+
+def _on_sale(client: _Driver, skus: int) -> list[str]:
+    """Put `skus` SKUs on sale with stock that never runs out; their names."""
+    names = [f"sku-{i:04d}" for i in range(skus)]
+    now = int(time.time() * 1000)
+    setup = [c for sku in names for c in (
+        AddStock(sku=sku, qty=10_000_000, now=now),
+        ConfigureSale(sku=sku, tiers=((0, 9900),), per_user_limit=0, start=0,
+                      end=now + 86_400_000, now=now))]
+    assert all(isinstance(r, Accepted) for r in client.submit_many(setup))
+    return names
 
 
 def _kill_and_probe(rt: Any, client: Any, sku: str, rid: str, kill: str,

@@ -77,20 +77,7 @@ def test_an_order_over_real_http_on_serve(ray_instance, tmp_path):
         op = {"Authorization": f"Bearer {SECRETS['operator_token']}"}
         user = {"Authorization": f"Bearer {issue_token('u-1', settings)}"}
         with httpx.Client(base_url=url, timeout=30) as http:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if http.get("/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "the Serve app never got ready"
-                time.sleep(0.2)
-            now = now_ms()
-            assert http.post("/v1/admin/skus/sku-1/stock", json={"qty": 5}, headers=op).status_code == 200
-            assert http.put("/v1/admin/skus/sku-1/sale", headers=op, json={
-                "tiers": [{"units": 0, "price_cents": 700}], "start_ms": now - 1000,
-                "end_ms": now + 60_000}).status_code == 200
+            _ready_with_a_sale(http, op, "sku-1")
             placed = http.post("/v1/orders", json={"lines": [{"sku": "sku-1", "qty": 2}]},
                                headers={**user, "Idempotency-Key": "k1"})
             assert placed.status_code == 201, placed.text
@@ -104,6 +91,24 @@ def test_an_order_over_real_http_on_serve(ray_instance, tmp_path):
         serve.shutdown()
         if runtime is not None:
             runtime.stop(kill_shards=True)
+
+
+def _ready_with_a_sale(http: httpx.Client, op: dict, sku: str) -> None:
+    """Wait until the app is ready, then put 5 units of `sku` on sale at 7.00 for a minute."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if http.get("/readyz").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "the Serve app never got ready"
+        time.sleep(0.2)
+    now = now_ms()
+    assert http.post(f"/v1/admin/skus/{sku}/stock", json={"qty": 5}, headers=op).status_code == 200
+    assert http.put(f"/v1/admin/skus/{sku}/sale", headers=op, json={
+        "tiers": [{"units": 0, "price_cents": 700}], "start_ms": now - 1000,
+        "end_ms": now + 60_000}).status_code == 200
 
 
 def _pushed(url: str, sku: str) -> dict:
@@ -154,20 +159,7 @@ def test_a_replica_fails_a_dead_shard_over_to_its_standby(ray_instance, tmp_path
         op = {"Authorization": f"Bearer {SECRETS['operator_token']}"}
         user = {"Authorization": f"Bearer {issue_token('u-1', settings)}"}
         with httpx.Client(base_url=url, timeout=60) as http:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if http.get("/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "the Serve app never got ready"
-                time.sleep(0.2)
-            now = now_ms()
-            assert http.post("/v1/admin/skus/sku-1/stock", json={"qty": 5}, headers=op).status_code == 200
-            assert http.put("/v1/admin/skus/sku-1/sale", headers=op, json={
-                "tiers": [{"units": 0, "price_cents": 700}], "start_ms": now - 1000,
-                "end_ms": now + 60_000}).status_code == 200
+            _ready_with_a_sale(http, op, "sku-1")
 
             def order(key: str) -> httpx.Response:
                 return http.post("/v1/orders", json={"lines": [{"sku": "sku-1", "qty": 2}]},
