@@ -50,6 +50,23 @@ class SocketTrouble(Exception):
     caller sends the batch through Ray instead."""
 
 
+class ShardGone(SocketTrouble):
+    """The connection closed because the shard's process is gone (it no longer exists, or
+    is a zombie waiting to be reaped): known at once on its own node, where Ray takes
+    tens to hundreds of ms to report the actor dead. A gateway with a failover promotes
+    the standby on it; one without sends the batch through Ray (which restarts the shard)."""
+
+
+def process_gone(pid: int) -> bool:
+    """Whether the process `pid` of this node has ended (gone, or a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rpartition(b")")[2].split()[:1]
+    except OSError:
+        return True
+    return state in ([b"Z"], [b"X"])
+
+
 # -- the shard's side ----------------------------------------------------------------------------
 
 def socket_dir() -> Path:
@@ -173,9 +190,12 @@ class ShardSocket:
 class SocketLink:
     """One connection to a shard's socket; batches are pipelined and answered in order."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 pid: int | None = None) -> None:
         self._reader = reader
         self._writer = writer
+        self.pid = pid
+        """The shard's process (its socket's name begins with it), or None if unknown."""
         self._waiting: collections.deque[asyncio.Future] = collections.deque()
         self.closed = False
         self._task = asyncio.get_running_loop().create_task(self._read_replies())
@@ -183,7 +203,8 @@ class SocketLink:
     @classmethod
     async def open(cls, path: str) -> SocketLink:
         reader, writer = await asyncio.open_unix_connection(path, limit=1 << 22)
-        return cls(reader, writer)
+        pid = Path(path).stem.partition("-")[0]
+        return cls(reader, writer, int(pid) if pid.isdigit() else None)
 
     async def call(self, batch: bytes, timeout_s: float, kind: int = BATCH) -> bytes:
         """The shard's answer to `batch` (a wire batch, or with `kind=QUERY` a query)."""
@@ -222,16 +243,26 @@ class SocketLink:
             reason = f"{type(exc).__name__}: {exc}"
         except asyncio.CancelledError:
             reason = "closed"
-        self.close(reason)
+            self.close(reason)
+            return
+        gone = False
+        if self.pid is not None:   # its fds close before it is a zombie: look a few times
+            for _ in range(4):
+                if process_gone(self.pid):
+                    gone = True
+                    break
+                await asyncio.sleep(0.005)
+        self.close(f"the shard's process {self.pid} is gone" if gone else reason, gone=gone)
 
-    def close(self, reason: str = "closed") -> None:
+    def close(self, reason: str = "closed", *, gone: bool = False) -> None:
         if self.closed:
             return
         self.closed = True
+        trouble = ShardGone if gone else SocketTrouble
         while self._waiting:
             fut = self._waiting.popleft()
             if not fut.done():
-                fut.set_exception(SocketTrouble(reason))
+                fut.set_exception(trouble(reason))
         self._writer.close()
         if self._task is not asyncio.current_task():
             self._task.cancel()

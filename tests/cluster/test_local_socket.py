@@ -310,3 +310,91 @@ def test_an_id_that_cannot_travel_as_msgpack_is_asked_through_ray_and_the_link_s
     assert ray.asked == [odd] and served.asked == [["bb"]]
     assert then == state_of("bb") and stats["socket_fallbacks"] == 0
     assert first[0] == state_of("a\ud800")
+
+
+def _serve_stalling(conn) -> None:
+    """A shard's socket in a process of its own that never answers; its path to the parent."""
+    stall = threading.Event()
+    socket_ = ShardSocket(lambda blob: stall.wait(60) or answer(blob), "sku-000")
+    conn.send(socket_.path)
+    stall.wait(60)
+
+
+def test_a_shard_whose_process_dies_is_known_gone_at_once_and_failed_over():
+    """Given a gateway with a failover and its shard's socket in another process, when that
+    process is SIGKILLed with a batch waiting on the socket, then the link says the shard
+    is gone (`ShardGone`, not a plain `SocketTrouble`), and the gateway asks the failover
+    at once and sends the batch to the promoted shard, never to the dead one through Ray."""
+    import multiprocessing
+    import signal
+
+    from saleday.cluster.local_socket import ShardGone, process_gone
+
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_serve_stalling, args=(child,))
+    proc.start()
+    path = parent.recv()
+    dead, promoted = RayHandle(), RayHandle()
+    asked = []
+
+    def failover(stream, generation):
+        asked.append((stream, generation))
+        return generation + 1, promoted
+
+    async def link(handle):
+        return await SocketLink.open(path) if handle is dead else None
+
+    gw = Gateway({"sku": ShardMap.uniform("sku", 1, 8)}, {"sku": [dead]},
+                 GatewayConfig(tick_s=0), entity_of={"sku": lambda c: c.sku},
+                 kind_of=lambda c: "sku", wire=WIRE, link=link, failover=failover,
+                 died=(RuntimeError,))
+
+    async def run():
+        sent = asyncio.ensure_future(gw.submit(reserve(1), command_id="c1"))
+        await asyncio.sleep(0.3)   # the batch waits on the stalled socket
+        os.kill(proc.pid, signal.SIGKILL)
+        return await asyncio.wait_for(sent, 10)
+
+    try:
+        reply = asyncio.run(run())
+    finally:
+        proc.join(10)
+    assert isinstance(reply, SoldOut)
+    assert asked == [("sku-000", 0)] and gw.stats["failovers"] == 1
+    assert dead.calls == [] and promoted.calls == [["c1"]]
+    assert process_gone(proc.pid) and not process_gone(os.getpid())
+    assert issubclass(ShardGone, SocketTrouble)   # a gateway without a failover uses Ray
+
+
+def test_without_a_failover_a_gone_shard_is_asked_through_ray():
+    """The same death with no failover: the batch goes through the shard's Ray handle (Ray
+    restarts a shard that has no standby)."""
+    import multiprocessing
+    import signal
+
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_serve_stalling, args=(child,))
+    proc.start()
+    path = parent.recv()
+    ray = RayHandle()
+
+    async def link(handle):
+        return await SocketLink.open(path)
+
+    gw = Gateway({"sku": ShardMap.uniform("sku", 1, 8)}, {"sku": [ray]},
+                 GatewayConfig(tick_s=0), entity_of={"sku": lambda c: c.sku},
+                 kind_of=lambda c: "sku", wire=WIRE, link=link)
+
+    async def run():
+        sent = asyncio.ensure_future(gw.submit(reserve(1), command_id="c1"))
+        await asyncio.sleep(0.3)
+        os.kill(proc.pid, signal.SIGKILL)
+        return await asyncio.wait_for(sent, 10)
+
+    try:
+        reply = asyncio.run(run())
+    finally:
+        proc.join(10)
+    assert isinstance(reply, SoldOut) and ray.calls == [["c1"]]
