@@ -44,7 +44,7 @@ import structlog
 
 from saleday.actors.decider import InvalidCommand
 from saleday.actors.host import Busy, Reply, Request, Unavailable
-from saleday.cluster.local_socket import ShardGone, SocketTrouble, query_request
+from saleday.cluster.local_socket import SocketTrouble, query_request
 from saleday.cluster.routing import ShardMap, UnroutableEntity
 from saleday.cluster.wire import Wire
 
@@ -102,9 +102,7 @@ class Gateway:
         self.link = link
         """handle -> a `SocketLink` to that shard on this node, or None (Ray then)."""
         self.failover = failover
-        self.died = died + (ShardGone,) if failover is not None else ()
-        """What says a primary is dead for good: Ray's word, or (on its node) its socket
-        closing with its process gone; only with a failover to promote its standby."""
+        self.died = died if failover is not None else ()
         self.wire = wire or Wire(())
         self.config = config
         self.entity_of = entity_of
@@ -252,8 +250,6 @@ class Gateway:
                 return await link.query(request, self.config.call_timeout_s)
             except SocketTrouble as exc:
                 self._unlink(lane, link, exc)
-                if isinstance(exc, self.died):
-                    raise
         return await asyncio.wait_for(lane.handle.states_of.remote(entities),
                                       self.config.call_timeout_s)
 
@@ -318,8 +314,6 @@ class Gateway:
                         blob = await link.call(batch, self.config.call_timeout_s)
                     except SocketTrouble as exc:   # the same batch through Ray, at once
                         self._unlink(lane, link, exc)
-                        if isinstance(exc, self.died):
-                            raise   # its process is gone: fail over now, not via Ray
                 if blob is None:
                     blob = await asyncio.wait_for(lane.handle.handle.remote(batch),
                                                   self.config.call_timeout_s)

@@ -50,23 +50,6 @@ class SocketTrouble(Exception):
     caller sends the batch through Ray instead."""
 
 
-class ShardGone(SocketTrouble):
-    """The connection closed because the shard's process is gone (it no longer exists, or
-    is a zombie waiting to be reaped): known at once on its own node, where Ray takes
-    tens to hundreds of ms to report the actor dead. A gateway with a failover promotes
-    the standby on it; one without sends the batch through Ray (which restarts the shard)."""
-
-
-def process_gone(pid: int) -> bool:
-    """Whether the process `pid` of this node has ended (gone, or a zombie)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rpartition(b")")[2].split()[:1]
-    except OSError:
-        return True
-    return state in ([b"Z"], [b"X"])
-
-
 # -- the shard's side ----------------------------------------------------------------------------
 
 def socket_dir() -> Path:
@@ -190,12 +173,9 @@ class ShardSocket:
 class SocketLink:
     """One connection to a shard's socket; batches are pipelined and answered in order."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 pid: int | None = None) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
         self._writer = writer
-        self.pid = pid
-        """The shard's process (its socket's name begins with it), or None if unknown."""
         self._waiting: collections.deque[asyncio.Future] = collections.deque()
         self.closed = False
         self._task = asyncio.get_running_loop().create_task(self._read_replies())
@@ -203,8 +183,7 @@ class SocketLink:
     @classmethod
     async def open(cls, path: str) -> SocketLink:
         reader, writer = await asyncio.open_unix_connection(path, limit=1 << 22)
-        pid = Path(path).stem.partition("-")[0]
-        return cls(reader, writer, int(pid) if pid.isdigit() else None)
+        return cls(reader, writer)
 
     async def call(self, batch: bytes, timeout_s: float, kind: int = BATCH) -> bytes:
         """The shard's answer to `batch` (a wire batch, or with `kind=QUERY` a query)."""
@@ -243,26 +222,16 @@ class SocketLink:
             reason = f"{type(exc).__name__}: {exc}"
         except asyncio.CancelledError:
             reason = "closed"
-            self.close(reason)
-            return
-        gone = False
-        if self.pid is not None:   # its fds close before it is a zombie: look a few times
-            for _ in range(4):
-                if process_gone(self.pid):
-                    gone = True
-                    break
-                await asyncio.sleep(0.005)
-        self.close(f"the shard's process {self.pid} is gone" if gone else reason, gone=gone)
+        self.close(reason)
 
-    def close(self, reason: str = "closed", *, gone: bool = False) -> None:
+    def close(self, reason: str = "closed") -> None:
         if self.closed:
             return
         self.closed = True
-        trouble = ShardGone if gone else SocketTrouble
         while self._waiting:
             fut = self._waiting.popleft()
             if not fut.done():
-                fut.set_exception(trouble(reason))
+                fut.set_exception(SocketTrouble(reason))
         self._writer.close()
         if self._task is not asyncio.current_task():
             self._task.cancel()
