@@ -52,6 +52,19 @@ def test_a_replica_without_its_shards_says_which_to_start(monkeypatch):
     assert found == ["sku-000", "sku-001"]
 
 
+def test_a_replica_told_of_standbys_without_a_failover_actor_says_what_to_start(monkeypatch):
+    """A replica whose settings say the shards have standbys, finding no failover actor,
+    refuses to start and says to run `saleday serve --standbys 1` (no Ray needed)."""
+    from saleday.cluster import ray_api
+    from saleday.cluster.runtime import RuntimeConfig
+    from saleday.http.serve import ShardsNotRunning, attach_gateway
+
+    monkeypatch.setattr(ray_api, "find_actor", lambda name: None if name == "saleday-failover"
+                        else object())
+    with pytest.raises(ShardsNotRunning, match="no failover actor.*serve --standbys 1"):
+        attach_gateway(RuntimeConfig(shards={"sku": 1}, standbys=1))
+
+
 @pytest.mark.ray
 @pytest.mark.timeout(120)
 def test_an_order_over_real_http_on_serve(ray_instance, tmp_path):
