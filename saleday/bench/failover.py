@@ -98,7 +98,12 @@ def _row(standbys: int, rounds: list[dict[str, Any]]) -> dict[str, Any]:
             "gateway_retries": [r["retries"] for r in rounds],
             "acknowledged": sum(r["acknowledged"] for r in rounds),
             "lost": (None if any(r["lost"] is None for r in rounds)
-                     else sum(r["lost"] for r in rounds))}
+                     else sum(r["lost"] for r in rounds)),
+            # --http: an order's own latency at that load (the probe is an order too, so
+            # its kill -> answer cannot be shorter than about this)
+            **({"order_p50_ms": [r["order_p50_ms"] for r in rounds],
+                "order_p99_ms": [r["order_p99_ms"] for r in rounds]}
+               if "order_p50_ms" in rounds[0] else {})}
 
 
 class _Driver:
@@ -282,6 +287,10 @@ def _http_round(*, standbys: int, shards: int, skus: int, window: int, load_s: f
             cpu = {role: _cpu_s(ps) - cpu_before[role] for role, ps in pids.items()}
             placed = out["statuses"].get(201, 0)
             rate = placed / out["elapsed_s"]
+            lat = out["latencies"]   # sorted, seconds: what an order takes at this load
+            order_ms = {"order_p50_ms": round(lat[len(lat) // 2] * 1000, 1) if lat else None,
+                        "order_p99_ms": (round(lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+                                               * 1000, 1) if lat else None)}
             on_first = next(s for s in names if rt.maps["sku"].shard_of(s) == 0)
             during: dict[str, Any] = {}
             loader = threading.Thread(target=lambda: during.update(generate(
@@ -310,7 +319,7 @@ def _http_round(*, standbys: int, shards: int, skus: int, window: int, load_s: f
                     **_promotion(rt, killed_at, cpu, standbys),
                     "standbys_on_another_node": None,
                     "failovers": len(rt.failover.failovers) if standbys else 0, "retries": None,
-                    "acknowledged": placed, "lost": None}
+                    "acknowledged": placed, "lost": None, **order_ms}
         finally:
             if served:
                 stop_local()

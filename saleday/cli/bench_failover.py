@@ -71,6 +71,11 @@ def bench_failover(
                       "-" if r["lost"] is None else str(r["lost"]))
     out = console()
     out.print(table)
+    if http:
+        out.print("an order's own latency at that load, p50 / p99 ms (the probe is an order): "
+                  + "; ".join(f"{r['standbys']} standby: " + ", ".join(
+                      f"{a} / {b}" for a, b in zip(r["order_p50_ms"], r["order_p99_ms"]))
+                      for r in result["rows"]))
     cpu = result["rows"][1]["standby_cpu_per_primary_cpu"]
     out.print(f"failover {result['failover_speedup']}x faster with a standby; throughput with "
               f"standbys {result['standby_throughput_ratio']}x of without; standbys' CPU per "
