@@ -84,11 +84,11 @@ class Failover:
     """The standbys of a runtime's shards, and the promotion of one when its primary dies.
 
     `make_shard(kind=, stream=, name=, standby=, scheduling_strategy=)` creates a shard actor
-    (the runtime's placement and settings); `handles` is the runtime's `{kind: [primary]}`,
-    kept current here.
+    (the runtime's placement and settings); `handles`, when given, is a `{kind: [primary]}`
+    kept current here (the actor keeps none: `SharedFailover` keeps the runtime's).
     """
 
-    def __init__(self, handles: dict[str, list[Any]], make_shard: Callable[..., Any], *,
+    def __init__(self, handles: dict[str, list[Any]] | None, make_shard: Callable[..., Any], *,
                  resource: str | None = None, timeout_s: float = 10.0,
                  replace_after_s: float = 1.0) -> None:
         self.handles = handles
@@ -224,7 +224,8 @@ class Failover:
             pair.primary, pair.primary_node = promoted, status.get("node")
             pair.standby = pair.standby_name = None
             pair.generation += 1
-            self.handles[pair.kind][pair.index] = promoted
+            if self.handles is not None:
+                self.handles[pair.kind][pair.index] = promoted
             generation = pair.generation
         try:
             ray_api.kill(old, no_restart=True)   # dead already, or a zombie: fenced anyway
@@ -269,14 +270,10 @@ class FailoverActor:
 
     def __init__(self, *, make_shard: Callable[..., Any], resource: str | None,
                  timeout_s: float) -> None:
-        self.failover = Failover({}, make_shard, resource=resource, timeout_s=timeout_s)
+        self.failover = Failover(None, make_shard, resource=resource, timeout_s=timeout_s)
 
     def start(self, kind: str, index: int, stream: str, primary: Any,
               primary_node: str | None) -> None:
-        self.failover.handles.setdefault(kind, [])
-        while len(self.failover.handles[kind]) <= index:
-            self.failover.handles[kind].append(None)
-        self.failover.handles[kind][index] = primary
         self.failover.start(kind, index, stream, primary, primary_node)
 
     def wait_ready(self, timeout_s: float = 120.0) -> list[dict[str, Any]]:

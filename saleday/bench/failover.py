@@ -256,7 +256,8 @@ def _http_round(*, standbys: int, shards: int, skus: int, window: int, load_s: f
     import httpx
 
     from saleday.bench.http import workload
-    from saleday.bench.http_load import generate
+    from saleday.bench.http_load import _pct, generate
+    from saleday.bench.http_procs import wait_ready
     from saleday.http.local import local_settings, token_factory
     from saleday.http.serve import run_local, stop_local
 
@@ -273,7 +274,7 @@ def _http_round(*, standbys: int, shards: int, skus: int, window: int, load_s: f
             base = run_local(rt.config, settings, views=False, stock=False)
             served = True
             token_for = token_factory(settings)
-            _until_ready(base)
+            wait_ready(base)
             reqs = workload(skus=skus, users=20_000, n=20_000, seed=11, tag="",
                             token_for=token_for)
             orders = f"{base}/v1/orders"
@@ -287,24 +288,15 @@ def _http_round(*, standbys: int, shards: int, skus: int, window: int, load_s: f
             cpu = {role: _cpu_s(ps) - cpu_before[role] for role, ps in pids.items()}
             placed = out["statuses"].get(201, 0)
             rate = placed / out["elapsed_s"]
-            lat = out["latencies"]   # sorted, seconds: what an order takes at this load
-            order_ms = {"order_p50_ms": round(lat[len(lat) // 2] * 1000, 1) if lat else None,
-                        "order_p99_ms": (round(lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-                                               * 1000, 1) if lat else None)}
+            lat = out["latencies"]   # sorted: what an order takes at this load
+            order_ms = {"order_p50_ms": _pct(lat, 0.50), "order_p99_ms": _pct(lat, 0.99)}
             on_first = next(s for s in names if rt.maps["sku"].shard_of(s) == 0)
             during: dict[str, Any] = {}
             loader = threading.Thread(target=lambda: during.update(generate(
                 orders, reqs, concurrency=connections, duration_s=KILL_AFTER_S + load_s)))
             loader.start()
             time.sleep(KILL_AFTER_S)
-            victim = next(s for s in rt.status() if s["stream"] == "sku-000")
-            killed_at = time.perf_counter()
-            if kill == "pid":
-                os.kill(victim["pid"], signal.SIGKILL)
-            else:
-                from saleday.cluster import ray_api
-
-                ray_api.kill(rt.handles["sku"][0], no_restart=False)
+            killed_at = _kill(rt, kill)
             probe = httpx.post(orders, timeout=120, headers={
                 "Authorization": f"Bearer {token_for('u-probe')}",
                 "Idempotency-Key": f"probe-{standbys}-{killed_at}"},
@@ -326,22 +318,6 @@ def _http_round(*, standbys: int, shards: int, skus: int, window: int, load_s: f
             if client is not None:
                 client.close()
             rt.stop(kill_shards=True)
-
-
-def _until_ready(base: str, *, patience_s: float = 60.0) -> None:
-    """Wait until the app answers /readyz 200 (every shard answered a read)."""
-    import httpx
-
-    deadline = time.monotonic() + patience_s
-    while True:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the HTTP API at {base} was not ready after {patience_s:g} s")
-        time.sleep(0.2)
 
 
 def _runtime(url: str, shards: dict[str, int], standbys: int, num_cpus: int | None,
@@ -381,10 +357,9 @@ def _on_sale(client: _Driver, skus: int) -> list[str]:
     return names
 
 
-def _kill_and_probe(rt: Any, client: Any, sku: str, rid: str, kill: str,
-                    accepted: list[str]) -> tuple[float, float]:
-    """Kill shard 0's primary; when (perf_counter), and ms from the kill until a
-    reservation for it is answered."""
+def _kill(rt: Any, kill: str) -> float:
+    """Kill shard 0's primary (`kill`: "pid", SIGKILL of its worker; "ray", `ray.kill`);
+    when, by `perf_counter`."""
     from saleday.cluster import ray_api
 
     handle = rt.handles["sku"][0]
@@ -394,6 +369,14 @@ def _kill_and_probe(rt: Any, client: Any, sku: str, rid: str, kill: str,
         os.kill(pid, signal.SIGKILL)
     else:
         ray_api.kill(handle, no_restart=False)
+    return started
+
+
+def _kill_and_probe(rt: Any, client: Any, sku: str, rid: str, kill: str,
+                    accepted: list[str]) -> tuple[float, float]:
+    """Kill shard 0's primary; when (perf_counter), and ms from the kill until a
+    reservation for it is answered."""
+    started = _kill(rt, kill)
     now = int(time.time() * 1000)
     reply = client.submit(ReserveStock(reservation_id=rid, user="u-probe", sku=sku, qty=1,
                                        now=now, deadline=now + 3_600_000))

@@ -9,9 +9,9 @@ never starts one, so the shards keep one writer each however many replicas there
 When the shards have hot standbys (`saleday serve --standbys 1`), it finds the runtime's
 failover actor instead, takes the current primaries from it, and a batch that finds a
 primary dead is failed over through it (cluster/failover.py), as the runtime's own
-gateway does. It
-reads its settings from the node's environment (`SALEDAY_*` for the store and the shards,
-`SALEDAY_HTTP_*` for the secrets and limits): secrets are not put in the Serve config.
+gateway does. It reads its settings from the node's environment (`SALEDAY_*` for the
+store and the shards, `SALEDAY_HTTP_*` for the secrets and limits): secrets are not put
+in the Serve config.
 A local run (`run_local`) may hand them to the replicas as constructor arguments instead,
 which Serve keeps to itself. This module declares the Serve deployment (Serve's decorators,
 `bind`, `options`); its Ray calls (finding actors, starting and stopping Serve) go through
