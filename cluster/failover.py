@@ -18,7 +18,10 @@ shares the node). It takes no writer epoch and applies the primary's commits eve
 
 Without a live standby (it died too) a fresh primary is started and recovers from the
 snapshot and the log, as a Ray restart would. Several gateways may find the same death:
-the failover happens once per generation, and the others get the promoted actor.
+the failover happens once per generation, and the others get the promoted actor. A
+primary's generation is its writer epoch, which the log keeps: it grows at every
+promotion and outlives any process that tracks it, so a gateway's report is judged the
+same way by a failover actor that was restarted in between.
 
 The `Failover` of a runtime runs in an actor of its own (`FailoverActor`, named
 `saleday-failover`, on the node of the process that started the runtime): every gateway
@@ -28,6 +31,13 @@ keeps the runtime's handles current) and those of the HTTP replicas in other pro
 and fresh primaries it starts are its own: they end with it, and it with the process that
 started the runtime (none of them is detached).
 
+Ray restarts the failover actor when its process dies (`max_restarts=-1`). What it had
+started died with it, so the new one adopts the shards anew (`Failover.adopt`, from the
+arguments it was first made with): a first primary still alive is kept; a
+stream whose primary was one of the dead actor's gets a fresh primary at once, recovered
+from the log under a new epoch; every shard gets a new standby. Gateways still holding a
+dead primary report it with its older epoch and are handed the new one.
+
 Actor names: the first primary keeps the stream's name (`sku-000`); standbys are named
 `sku-000.standby-N`, fresh primaries `sku-000.primary-N`. `saleday status` finds them by
 those names.
@@ -35,6 +45,7 @@ those names.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -74,7 +85,8 @@ class _Pair:
     standby: Any | None = None
     standby_name: str | None = None
     generation: int = 0
-    """Bumped at each failover: a gateway says which primary it found dead."""
+    """The primary's writer epoch (0: no primary yet): a gateway says which primary it
+    found dead by the generation it was given with it."""
     starting: bool = False
     """A standby is being started (never two at once)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -102,7 +114,7 @@ class Failover:
         self._stopping = threading.Event()
         self._pairs: dict[str, _Pair] = {}
         self._names = 0
-        self._token = uuid.uuid4().hex[:6]   # another runtime on this Ray names its own
+        self.token = uuid.uuid4().hex[:6]   # another runtime (or incarnation) names its own
         self._names_lock = threading.Lock()
         self._created: set[str] = set()
         self._threads: list[threading.Thread] = []
@@ -111,18 +123,62 @@ class Failover:
     def _name(self, stream: str, role: str) -> str:
         with self._names_lock:
             self._names += 1
-            name = f"{stream}.{role}-{self._token}-{self._names}"
+            name = f"{stream}.{role}-{self.token}-{self._names}"
             self._created.add(name)
             return name
 
     # -- standbys -----------------------------------------------------------------------
 
     def start(self, kind: str, index: int, stream: str, primary: Any,
-              primary_node: str | None) -> None:
-        """Track a primary and start its standby (not waiting for it: see `wait_ready`)."""
-        pair = _Pair(kind, index, stream, primary, primary_node)
+              primary_node: str | None, epoch: int) -> None:
+        """Track a primary (of writer epoch `epoch`) and start its standby (not waiting
+        for it: see `wait_ready`)."""
+        pair = _Pair(kind, index, stream, primary, primary_node, generation=epoch)
         self._pairs[stream] = pair
         self._start_standby(pair)
+
+    def adopt(self, shards: list[tuple[str, int, str, Any]],
+              timeout_s: float = 10.0) -> list[str]:
+        """Track `shards` (kind, index, stream, first primary) as they are now: a first
+        primary that answers as a primary is kept, and the other streams get a fresh
+        primary at once, all recovering together; then every shard gets a standby. The
+        streams that got a fresh primary.
+
+        This is how a failover actor starts, and how Ray's restart of one finds the shards
+        again: the standbys and promoted primaries of the actor that died ended with it.
+        (The first primaries are the handles the runtime made them with, which keep them
+        alive; a handle from `ray.get_actor` would not.)"""
+        asked = {stream: h.status.remote() for _, _, stream, h in shards}
+        statuses: dict[str, dict[str, Any]] = {}
+        ready = set(ray_api.wait(list(asked.values()), timeout=timeout_s)) if asked else set()
+        for stream, ref in asked.items():
+            if ref in ready:
+                try:
+                    statuses[stream] = ray_api.get(ref, timeout=0)
+                except Exception:  # noqa: BLE001 - dead or broken: replaced below
+                    pass
+        fresh: dict[str, Any] = {}
+        for kind, index, stream, first in shards:
+            status = statuses.get(stream)
+            if status is not None and not status.get("standby") and not status.get("fenced"):
+                self._pairs[stream] = _Pair(kind, index, stream, first,
+                                            status.get("node"), generation=status["epoch"])
+            else:
+                self._pairs[stream] = _Pair(kind, index, stream, None)
+                fresh[stream] = self.make_shard(kind=kind, stream=stream,
+                                                name=self._name(stream, "primary"),
+                                                standby=False, scheduling_strategy=None)
+        recovered = ray_api.get([h.status.remote() for h in fresh.values()], timeout=120)
+        for (stream, handle), status in zip(fresh.items(), recovered):
+            pair = self._pairs[stream]
+            pair.primary, pair.primary_node, pair.generation = (handle, status.get("node"),
+                                                                status["epoch"])
+            if self.handles is not None:
+                self.handles[pair.kind][pair.index] = handle
+            log.warning("shard_adopted_fresh", stream=stream, epoch=status["epoch"])
+        for pair in self._pairs.values():
+            self._start_standby(pair)
+        return list(fresh)
 
     def _start_standby(self, pair: _Pair) -> None:
         with pair.lock:
@@ -195,16 +251,19 @@ class Failover:
 
     def primaries(self) -> dict[str, tuple[str, int, int, Any]]:
         """stream -> (kind, index, generation, primary) of every shard it watches."""
-        return {s: (p.kind, p.index, p.generation, p.primary) for s, p in self._pairs.items()}
+        return {s: (p.kind, p.index, p.generation, p.primary) for s, p in self._pairs.items()
+                if p.primary is not None}
 
     def fail_over(self, stream: str, generation: int) -> tuple[int, Any]:
         """The primary of generation `generation` is dead: promote its standby (or start a
         fresh primary), once; return the new (generation, primary). A caller that reports
-        an older generation gets the current primary at once."""
+        an older generation gets the current primary at once; one that reports a newer
+        generation than this failover knows (it was restarted since) is believed: an
+        extra promotion costs time, never safety, since the new epoch fences the rest."""
         pair = self._pairs[stream]
         started = time.perf_counter()
         with pair.lock:
-            if pair.generation != generation:
+            if generation < pair.generation and pair.primary is not None:
                 return pair.generation, pair.primary
             old, promoted, how = pair.primary, None, "standby"
             status: dict[str, Any] = {}
@@ -223,16 +282,18 @@ class Failover:
                 status = ray_api.get(promoted.status.remote(), timeout=120)
             pair.primary, pair.primary_node = promoted, status.get("node")
             pair.standby = pair.standby_name = None
-            pair.generation += 1
+            pair.generation = max(status.get("epoch") or 0, pair.generation + 1, generation + 1)
             if self.handles is not None:
                 self.handles[pair.kind][pair.index] = promoted
             generation = pair.generation
         try:
-            ray_api.kill(old, no_restart=True)   # dead already, or a zombie: fenced anyway
+            if old is not None:
+                ray_api.kill(old, no_restart=True)   # dead already, or a zombie: fenced anyway
         except Exception:  # noqa: BLE001 - best effort
             pass
         ms = round((time.perf_counter() - started) * 1000, 1)
-        self.failovers.append({"stream": stream, "how": how, "epoch": status.get("epoch"),
+        self.failovers.append({"id": f"{self.token}-{len(self.failovers) + 1}",
+                               "stream": stream, "how": how, "epoch": status.get("epoch"),
                                "ms": ms, "asked_at": started})
         log.warning("shard_failed_over", stream=stream, how=how, epoch=status.get("epoch"),
                     generation=generation, ms=ms)
@@ -266,15 +327,14 @@ class FailoverActor:
     processes (the HTTP replicas) promote through the same one (`SharedFailover`).
 
     It is a threaded actor: a promotion waits on the standby, and meanwhile other gateways'
-    calls (another shard's failover, a generation already failed over) are answered."""
+    calls (another shard's failover, a generation already failed over) are answered. It
+    starts by adopting the runtime's `shards` (`Failover.adopt`), and so does the actor Ray
+    restarts in its place when its process dies (with the same arguments)."""
 
-    def __init__(self, *, make_shard: Callable[..., Any], resource: str | None,
-                 timeout_s: float) -> None:
+    def __init__(self, *, shards: list[tuple[str, int, str, Any]], make_shard: Callable[..., Any],
+                 resource: str | None, timeout_s: float) -> None:
         self.failover = Failover(None, make_shard, resource=resource, timeout_s=timeout_s)
-
-    def start(self, kind: str, index: int, stream: str, primary: Any,
-              primary_node: str | None) -> None:
-        self.failover.start(kind, index, stream, primary, primary_node)
+        self.fresh = self.failover.adopt(shards)
 
     def wait_ready(self, timeout_s: float = 120.0) -> list[dict[str, Any]]:
         return self.failover.wait_ready(timeout_s)
@@ -297,6 +357,11 @@ class FailoverActor:
     def failovers(self) -> list[dict[str, Any]]:
         return list(self.failover.failovers)
 
+    def incarnation(self) -> dict[str, Any]:
+        """Which incarnation of the actor this is (a token of its own) and the streams it
+        gave a fresh primary when it started."""
+        return {"token": self.failover.token, "fresh": self.fresh, "pid": os.getpid()}
+
     def stop(self) -> list[Any]:
         return self.failover.stop()
 
@@ -307,29 +372,39 @@ class SharedFailover:
     (`find`), which only promotes and reads."""
 
     def __init__(self, actor: Any, handles: dict[str, list[Any]] | None = None, *,
-                 timeout_s: float = 180.0) -> None:
+                 layout: list[tuple[str, int, str]] = (), timeout_s: float = 180.0) -> None:
+        """`layout`: the runtime's shards as (kind, index, stream)."""
         self.actor = actor
         self.handles = handles
         """The runtime's `{kind: [primary]}`, kept current here (None: not a runtime's)."""
         self.timeout_s = timeout_s
         """How long a promotion may take: a fresh primary recovering from the log is the
         slow case (the promotion of a live standby takes tens of ms)."""
-        self._where: dict[str, tuple[str, int]] = {}
-        self._reported = 0
+        self._where: dict[str, tuple[str, int]] = {stream: (kind, index)
+                                                   for kind, index, stream in layout}
+        self._reported: set[str] = set()
         """Failovers already logged here by `check`."""
+        self._incarnation: str | None = None
+        """The token of the actor's incarnation last seen by `check`."""
 
     @classmethod
     def start_actor(cls, handles: dict[str, list[Any]], make_shard: Callable[..., Any], *,
-                    resource: str | None, timeout_s: float) -> SharedFailover:
-        """Start the runtime's failover actor on this node, next to the process it ends with."""
+                    layout: list[tuple[str, int, str]], resource: str | None,
+                    timeout_s: float) -> SharedFailover:
+        """Start the runtime's failover actor on this node, next to the process it ends with;
+        it adopts the shards of `layout` (kind, index, stream) with their primaries in
+        `handles`, and Ray restarts it there (adopting them anew) if its process dies."""
         here = ray_api.node_id()
+        shards = [(kind, index, stream, handles[kind][index]) for kind, index, stream in layout]
         actor = ray_api.actor(FailoverActor, name=FAILOVER_ACTOR,
-                              init={"make_shard": make_shard, "resource": resource,
-                                    "timeout_s": timeout_s},
+                              init={"shards": shards, "make_shard": make_shard,
+                                    "resource": resource, "timeout_s": timeout_s},
                               scheduling_strategy=(ray_api.node_affinity(here, soft=False)
                                                    if here else None),
-                              max_restarts=0, max_concurrency=32)
-        return cls(actor, handles)
+                              max_restarts=-1, max_concurrency=32)
+        shared = cls(actor, handles, layout=layout)
+        shared._incarnation = shared._get(actor.incarnation.remote())["token"]
+        return shared
 
     @classmethod
     def find(cls) -> SharedFailover | None:
@@ -340,29 +415,37 @@ class SharedFailover:
     def _get(self, ref: Any, timeout_s: float | None = None) -> Any:
         return ray_api.get(ref, timeout=timeout_s or self.timeout_s)
 
-    def start(self, kind: str, index: int, stream: str, primary: Any,
-              primary_node: str | None) -> None:
-        self._get(self.actor.start.remote(kind, index, stream, primary, primary_node))
-        self._where[stream] = (kind, index)
-
     def wait_ready(self, timeout_s: float = 120.0) -> list[dict[str, Any]]:
         return self._get(self.actor.wait_ready.remote(timeout_s), timeout_s + 5)
 
     def check(self) -> list[str]:
         """Replace dead standbys; bring the runtime's handles up to date (another
         process's gateway may have failed a shard over), and log here the failovers the
-        actor did since the last check (its own log is in Ray's worker logs)."""
+        actor did since the last check, and its restart by Ray (its own log is in Ray's
+        worker logs)."""
         started = self._get(self.actor.check.remote())
+        incarnation = self._get(self.actor.incarnation.remote())
+        if self._incarnation is not None and incarnation["token"] != self._incarnation:
+            log.error("failover_actor_restarted", fresh_primaries=incarnation["fresh"])
+        self._incarnation = incarnation["token"]
         self.refresh()
-        done = self.failovers
-        for f in done[self._reported:]:
-            log.warning("shard_failed_over", stream=f["stream"], how=f["how"],
-                        epoch=f["epoch"], ms=f["ms"])
-        self._reported = len(done)
+        for f in self.failovers:
+            if f["id"] not in self._reported:
+                self._reported.add(f["id"])
+                log.warning("shard_failed_over", stream=f["stream"], how=f["how"],
+                            epoch=f["epoch"], ms=f["ms"])
         return started
 
     def primaries(self) -> dict[str, tuple[str, int, int, Any]]:
         return self._get(self.actor.primaries.remote())
+
+    def generations(self) -> dict[str, list[int]]:
+        """`{kind: [generation]}` of the runtime's handles, for a gateway over them."""
+        out = {kind: [0] * len(hs) for kind, hs in (self.handles or {}).items()}
+        for kind, index, generation, _ in self.primaries().values():
+            if kind in out:
+                out[kind][index] = generation
+        return out
 
     def refresh(self) -> None:
         if self.handles is not None:
@@ -389,8 +472,11 @@ class SharedFailover:
     def stop(self) -> list[Any]:
         """Stop the actor's standby threads; the standbys' handles (for the runtime to
         kill), then end the actor (what it started and was not killed ends with it)."""
+        standbys: list[Any] = []
         try:
             standbys = self._get(self.actor.stop.remote(), 60)
+        except Exception as exc:  # noqa: BLE001 - dead or restarting: its standbys end with it
+            log.warning("failover_stop_failed", error=f"{type(exc).__name__}: {exc}"[:300])
         finally:
             ray_api.kill(self.actor, no_restart=True)
         return standbys

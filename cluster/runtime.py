@@ -106,16 +106,14 @@ class Runtime:
         for kind, shard_map in self.maps.items():
             self.handles[kind] = [make_shard(self.config, kind=kind, stream=shard_map.stream(i))
                                   for i in range(shard_map.shards)]
-        statuses = self.status()  # waits until every shard has recovered
+        self.status()  # waits until every shard has recovered
         if self.config.standbys:
+            layout = [(kind, i, shard_map.stream(i)) for kind, shard_map in self.maps.items()
+                      for i in range(shard_map.shards)]
             self.failover = SharedFailover.start_actor(
-                self.handles, partial(make_shard, self.config),
+                self.handles, partial(make_shard, self.config), layout=layout,
                 resource=self.config.shard_resource, timeout_s=self.config.call_timeout_s)
-            nodes = {s["stream"]: s.get("node") for s in statuses}
-            for kind, shard_map in self.maps.items():
-                for i, handle in enumerate(self.handles[kind]):
-                    stream = shard_map.stream(i)
-                    self.failover.start(kind, i, stream, handle, nodes.get(stream))
+            self.failover.refresh()   # a primary that did not answer it was replaced
             self.failover.wait_ready()
         return self
 
@@ -152,6 +150,7 @@ class Runtime:
                        transient=ray_api.transient_errors(), wire=self._wire,
                        failover=failover.fail_over if failover is not None else None,
                        died=ray_api.actor_died_errors() if failover is not None else (),
+                       generations=failover.generations() if failover is not None else None,
                        link=link_to if self.config.local_socket else None)
 
     def client(self) -> GatewayClient:
@@ -170,7 +169,11 @@ class Runtime:
             started: set[str] = set()
             standbys: list[Any] = []
             if self.failover is not None:   # its standbys and fresh primaries end with it
-                started = self.failover.names() | {FAILOVER_ACTOR}
+                try:
+                    started = self.failover.names()
+                except Exception as exc:  # noqa: BLE001 - dead or restarting: they end with it
+                    log.warning("failover_names_unknown", error=f"{type(exc).__name__}"[:300])
+                started |= {FAILOVER_ACTOR}
                 standbys = self.failover.stop()
             for handle in [h for hs in self.handles.values() for h in hs] + standbys:
                 try:

@@ -1,6 +1,7 @@
 """`cluster.failover.Failover` with Ray's few functions stood in for (no Ray): promotion once
-per generation, a fresh primary when the standby is dead too, the new standby placed apart
-from the new primary, and the health check that replaces a dead standby."""
+per generation (a primary's writer epoch), a fresh primary when the standby is dead too,
+the new standby placed apart from the new primary, the health check that replaces a dead
+standby, and a restarted failover actor adopting the shards anew."""
 
 from __future__ import annotations
 
@@ -23,6 +24,16 @@ class Method:
         return lambda: self.fn(*args)
 
 
+EPOCHS = {"last": 0}
+"""The log's writer epochs (one counter is enough here): a primary takes the next one when
+it starts, a standby when it is promoted."""
+
+
+def next_epoch() -> int:
+    EPOCHS["last"] += 1
+    return EPOCHS["last"]
+
+
 class Shard:
     """A shard actor as the failover sees it: status, promote; `dead` fails every call."""
 
@@ -30,6 +41,7 @@ class Shard:
         self.name, self.standby, self.node = name, standby, node
         self.dead = False
         self.promotions = 0
+        self.epoch = 0 if standby else next_epoch()
         self.status = Method(self._status)
         self.promote = Method(self._promote)
 
@@ -37,13 +49,14 @@ class Shard:
         if self.dead:
             raise Died(self.name)
         return {"stream": "sku-000", "standby": self.standby, "node": self.node,
-                "epoch": 1 + self.promotions}
+                "epoch": self.epoch, "fenced": False}
 
     def _promote(self):
         if self.dead:
             raise Died(self.name)
         self.promotions += 1
         self.standby = False
+        self.epoch = next_epoch()
         return self._status()
 
 
@@ -60,6 +73,7 @@ def made(monkeypatch):
     monkeypatch.setattr(ray_api, "node_affinity", lambda node, soft=True: ("on", node))
     monkeypatch.setattr(ray_api, "kill", lambda handle, no_restart=False: None)
     monkeypatch.setattr(ray_api, "actor_died_errors", lambda: (Died,))
+    monkeypatch.setattr(ray_api, "wait", lambda refs, timeout=None: list(refs))
     return shards
 
 
@@ -71,7 +85,7 @@ def failover(made: list, primary: Shard) -> Failover:
         return shard
 
     fo = Failover({"sku": [primary]}, make_shard, resource="saleday_shard", replace_after_s=0)
-    fo.start("sku", 0, "sku-000", primary, "n1")
+    fo.start("sku", 0, "sku-000", primary, "n1", primary.epoch)
     return fo
 
 
@@ -84,9 +98,10 @@ def test_a_dead_primary_is_failed_over_to_its_standby_once(made):
     (standby, how), = made
     assert how == {"standby": True, "strategy": ("on", "n2")}
     primary.dead = True
-    assert fo.fail_over("sku-000", 0) == (1, standby)
-    assert fo.fail_over("sku-000", 0) == (1, standby)   # the second gateway to notice
+    assert fo.fail_over("sku-000", primary.epoch) == (standby.epoch, standby)
+    assert fo.fail_over("sku-000", primary.epoch) == (standby.epoch, standby)   # a second gateway
     assert standby.promotions == 1 and fo.handles["sku"][0] is standby
+    assert standby.epoch > primary.epoch
     wait_until(lambda: len(made) == 2, timeout=10, what="a new standby")
     assert fo.standbys()["sku-000"] is made[1][0]
     fo.stop()
@@ -100,8 +115,9 @@ def test_without_a_live_standby_a_fresh_primary_takes_over(made):
     fo = failover(made, primary)
     made[0][0].dead = True
     primary.dead = True
-    generation, fresh = fo.fail_over("sku-000", 0)
-    assert generation == 1 and fresh is made[1][0] and made[1][1]["standby"] is False
+    generation, fresh = fo.fail_over("sku-000", primary.epoch)
+    assert fresh is made[1][0] and made[1][1]["standby"] is False
+    assert generation == fresh.epoch > primary.epoch
     assert [f["how"] for f in fo.failovers] == ["fresh"]
     fo.stop()
 
@@ -140,15 +156,16 @@ def test_a_failover_another_process_did_reaches_the_runtimes_handles_and_log(mad
         made.append((shard, {"standby": standby}))
         return shard
 
-    actor = Local(FailoverActor(make_shard=make_shard, resource=None, timeout_s=5))
     primary = Shard("sku-000", standby=False, node="n1")
+    layout = [("sku", 0, "sku-000")]
+    actor = Local(FailoverActor(shards=[("sku", 0, "sku-000", primary)], make_shard=make_shard,
+                                resource=None, timeout_s=5))
     handles = {"sku": [primary]}
-    runtime = SharedFailover(actor, handles)
-    runtime.start("sku", 0, "sku-000", primary, "n1")
+    runtime = SharedFailover(actor, handles, layout=layout)
     replica = SharedFailover(actor)
     (standby, _), = made
     primary.dead = True
-    assert replica.fail_over("sku-000", 0) == (1, standby)
+    assert replica.fail_over("sku-000", primary.epoch) == (standby.epoch, standby)
     assert handles["sku"][0] is primary   # not yet: another process promoted it
     logged = []
     monkeypatch.setattr(failover_module.log, "warning", lambda event, **kw: logged.append((event, kw)))
@@ -156,9 +173,60 @@ def test_a_failover_another_process_did_reaches_the_runtimes_handles_and_log(mad
     runtime.check()
     assert handles["sku"][0] is standby
     assert [(e, kw["stream"], kw["how"]) for e, kw in logged] == [("shard_failed_over", "sku-000", "standby")]
-    assert runtime.primaries()["sku-000"] == ("sku", 0, 1, standby)
-    assert runtime.fail_over("sku-000", 0) == (1, standby)   # a stale report: the current one
+    assert runtime.primaries()["sku-000"] == ("sku", 0, standby.epoch, standby)
+    assert runtime.generations() == {"sku": [standby.epoch]}
+    assert runtime.fail_over("sku-000", primary.epoch) == (standby.epoch, standby)   # a stale report
     actor.obj.stop()
+
+
+def test_a_restarted_failover_actor_adopts_the_shards_anew(made, monkeypatch):
+    """Given a runtime of two shards whose failover actor had promoted sku-001's standby,
+    when the actor's process dies (and with it what it had started: that standby, now the
+    primary, and the new standbys) and Ray restarts it, then the new incarnation keeps
+    sku-000's first primary, gives sku-001 a fresh primary under a newer epoch at once,
+    and starts a standby for each; a gateway that reports the dead primary is handed the
+    fresh one, and the runtime's check follows and says the actor was restarted."""
+    from saleday.cluster import failover as failover_module
+    from saleday.cluster.failover import FailoverActor, SharedFailover
+
+    def make_shard(*, kind, stream, name, standby, scheduling_strategy):
+        shard = Shard(name, standby=standby, node="n2" if standby else "n1")
+        made.append((shard, {"stream": stream, "standby": standby}))
+        return shard
+
+    first = {s: Shard(s, standby=False, node="n1") for s in ("sku-000", "sku-001")}
+    layout = [("sku", 0, "sku-000"), ("sku", 1, "sku-001")]
+    shards = [(kind, i, stream, first[stream]) for kind, i, stream in layout]
+    actor = Local(FailoverActor(shards=shards, make_shard=make_shard, resource=None, timeout_s=5))
+    handles = {"sku": [first["sku-000"], first["sku-001"]]}
+    runtime = SharedFailover(actor, handles, layout=layout)
+    runtime.check()
+    first["sku-001"].dead = True
+    generation, promoted = SharedFailover(actor).fail_over("sku-001", first["sku-001"].epoch)
+    assert promoted.name.startswith("sku-001.standby-")
+    actor.obj.stop()
+    for shard, _ in made:   # they end with the actor's process
+        shard.dead = True
+    del made[:]
+
+    restarted = Local(FailoverActor(shards=shards, make_shard=make_shard, resource=None,
+                                    timeout_s=5))
+    started = [(how["stream"], how["standby"]) for _, how in made]
+    assert started == [("sku-001", False), ("sku-000", True), ("sku-001", True)]
+    fresh = made[0][0]
+    assert restarted.obj.incarnation()["fresh"] == ["sku-001"]
+    assert fresh.epoch > promoted.epoch
+    assert SharedFailover(restarted).fail_over("sku-001", generation) == (fresh.epoch, fresh)
+    assert SharedFailover(restarted).primaries() == {
+        "sku-000": ("sku", 0, first["sku-000"].epoch, first["sku-000"]),
+        "sku-001": ("sku", 1, fresh.epoch, fresh)}
+    logged = []
+    monkeypatch.setattr(failover_module.log, "error", lambda event, **kw: logged.append((event, kw)))
+    runtime.actor = restarted
+    runtime.check()
+    assert handles["sku"] == [first["sku-000"], fresh]
+    assert logged == [("failover_actor_restarted", {"fresh_primaries": ["sku-001"]})]
+    restarted.obj.stop()
 
 
 def test_the_health_check_outlives_an_unreachable_failover_actor(made, monkeypatch):

@@ -261,3 +261,52 @@ def test_a_killed_primary_fails_over_to_its_standby_losing_nothing_acknowledged(
         store.close()   # (the new standby and the health check: tests/cluster/test_failover.py)
     finally:
         stop(rt)
+
+
+def test_a_killed_failover_actor_is_restarted_and_adopts_the_shards(ray_instance, tmp_path):
+    """Issue 17: the failover actor is one process. Given a shard already failed over to its
+    standby (so its primary is one the failover actor started), when the failover actor's
+    process is SIGKILLed (taking that primary and its new standby with it), then Ray
+    restarts the actor, which gives the shard a fresh primary under a newer epoch; the
+    gateway still holding the dead primary is handed it, every acknowledged reservation is
+    in the log once, and the health check says the actor restarted and brings a standby
+    back."""
+    import os
+    import signal
+
+    import structlog
+
+    url = f"sqlite:///{tmp_path}/events.db"
+    rt = Runtime(RuntimeConfig(store_url=url, shards={"sku": 1}, tick_s=0, retry_for_s=60,
+                               standbys=1)).start()
+    try:
+        client = rt.client()
+        skus = [f"sku-{i}" for i in range(5)]
+        assert all(isinstance(r, Accepted) for r in client.submit_many(sale(skus, 100)))
+        commands = reservations(90, skus)
+        first = ray_api.get(rt.handles["sku"][0].status.remote(), timeout=30)
+        os.kill(first["pid"], signal.SIGKILL)
+        replies = client.submit_many(commands[:30])   # through the promoted standby
+        promoted = ray_api.get(rt.handles["sku"][0].status.remote(), timeout=30)
+        assert promoted["epoch"] > first["epoch"] and promoted["standby"] is False
+        actor_pid = ray_api.get(rt.failover.actor.incarnation.remote(), timeout=30)["pid"]
+        os.kill(actor_pid, signal.SIGKILL)
+        replies += client.submit_many(commands[30:])   # its primary died with it
+        assert all(isinstance(r, Accepted) for r in replies), {type(r).__name__ for r in replies}
+        with structlog.testing.capture_logs() as logged:
+            # While Ray restarts it, calls to the actor fail (the check logs that).
+            wait_until(lambda: rt.check_standbys() is not None and "failover_actor_restarted"
+                       in [e["event"] for e in logged], timeout=120,
+                       what="the health check to find the restarted failover actor")
+        fresh = ray_api.get(rt.handles["sku"][0].status.remote(), timeout=30)
+        assert fresh["epoch"] > promoted["epoch"] and fresh["pid"] not in (first["pid"],
+                                                                           promoted["pid"])
+        assert ray_api.get(rt.failover.actor.incarnation.remote(), timeout=30)["pid"] != actor_pid
+        assert [s["stream"] for s in rt.standby_status()] == ["sku-000"]
+        store = open_store(url)
+        logged_ids = [env.data["reservation_id"] for env in store.read("sku-000")
+                      if env.type == "inventory.stock_reserved"]
+        store.close()
+        assert sorted(logged_ids) == sorted(c.reservation_id for c in commands)
+    finally:
+        stop(rt)

@@ -186,13 +186,13 @@ def test_a_replica_fails_a_dead_shard_over_to_its_standby(ray_instance, tmp_path
             assert second.status_code == 201, second.text
             assert http.get(first.headers["Location"], headers=user).json() == first.json()
             assert http.get("/v1/skus/sku-1").json()["reserved"] == 4
-        assert [(f["stream"], f["how"]) for f in runtime.failover.failovers] == [("sku-000", "standby")]
+        assert [(f["stream"], f["how"]) for f in runtime.failover.failovers] == [("sku-000", "standby")], runtime.failover.failovers
         # The runtime's handles follow the replica's failover.
         new = next(s for s in runtime.status() if s["stream"] == "sku-000")
         assert new["pid"] != old["pid"] and new["standby"] is False and new["epoch"] > old["epoch"]
         late = attach_gateway(runtime.config)   # a replica started after the failover
         (lane,) = late.lanes["sku"]
-        assert lane.generation == 1
+        assert lane.generation == new["epoch"]   # a generation is its primary's writer epoch
         assert ray_api.get(lane.handle.status.remote(), timeout=30)["pid"] == new["pid"]
     finally:
         serve.shutdown()
