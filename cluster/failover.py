@@ -32,8 +32,8 @@ and fresh primaries it starts are its own: they end with it, and it with the pro
 started the runtime (none of them is detached).
 
 Ray restarts the failover actor when its process dies (`max_restarts=-1`). What it had
-started died with it, so the new one adopts the shards anew (`Failover.adopt`, from the
-arguments it was first made with): a first primary still alive is kept; a
+started died with it, so the new one adopts the shards anew (`Failover.adopt`): a first
+primary still alive (found by the stream's name) is kept; a
 stream whose primary was one of the dead actor's gets a fresh primary at once, recovered
 from the log under a new epoch; every shard gets a new standby. Gateways still holding a
 dead primary report it with its older epoch and are handed the new one.
@@ -137,18 +137,18 @@ class Failover:
         self._pairs[stream] = pair
         self._start_standby(pair)
 
-    def adopt(self, shards: list[tuple[str, int, str, Any]],
-              timeout_s: float = 10.0) -> list[str]:
-        """Track `shards` (kind, index, stream, first primary) as they are now: a first
-        primary that answers as a primary is kept, and the other streams get a fresh
-        primary at once, all recovering together; then every shard gets a standby. The
-        streams that got a fresh primary.
+    def adopt(self, layout: list[tuple[str, int, str]], timeout_s: float = 10.0) -> list[str]:
+        """Track the shards of `layout` (kind, index, stream) as they are now: a stream's
+        first primary (the actor named after it) that answers as a primary is kept, and
+        the other streams get a fresh primary at once, all recovering together; then every
+        shard gets a standby. The streams that got a fresh primary.
 
         This is how a failover actor starts, and how Ray's restart of one finds the shards
         again: the standbys and promoted primaries of the actor that died ended with it.
-        (The first primaries are the handles the runtime made them with, which keep them
-        alive; a handle from `ray.get_actor` would not.)"""
-        asked = {stream: h.status.remote() for _, _, stream, h in shards}
+        A handle found by name does not keep its actor alive (Ray's `get_actor`): the
+        runtime's own handles do, so the runtime keeps them (`SharedFailover.refresh`)."""
+        found = {stream: ray_api.find_actor(stream) for _, _, stream in layout}
+        asked = {stream: h.status.remote() for stream, h in found.items() if h is not None}
         statuses: dict[str, dict[str, Any]] = {}
         ready = set(ray_api.wait(list(asked.values()), timeout=timeout_s)) if asked else set()
         for stream, ref in asked.items():
@@ -158,10 +158,10 @@ class Failover:
                 except Exception:  # noqa: BLE001 - dead or broken: replaced below
                     pass
         fresh: dict[str, Any] = {}
-        for kind, index, stream, first in shards:
+        for kind, index, stream in layout:
             status = statuses.get(stream)
             if status is not None and not status.get("standby") and not status.get("fenced"):
-                self._pairs[stream] = _Pair(kind, index, stream, first,
+                self._pairs[stream] = _Pair(kind, index, stream, found[stream],
                                             status.get("node"), generation=status["epoch"])
             else:
                 self._pairs[stream] = _Pair(kind, index, stream, None)
@@ -328,13 +328,15 @@ class FailoverActor:
 
     It is a threaded actor: a promotion waits on the standby, and meanwhile other gateways'
     calls (another shard's failover, a generation already failed over) are answered. It
-    starts by adopting the runtime's `shards` (`Failover.adopt`), and so does the actor Ray
-    restarts in its place when its process dies (with the same arguments)."""
+    starts by adopting the runtime's shards (`layout`: kind, index, stream; `Failover.adopt`),
+    and so does the actor Ray restarts in its place when its process dies (with the same
+    arguments: no actor handles among them, which Ray would keep in its object store, where
+    a restart cannot count on them, ray-project/ray#53727)."""
 
-    def __init__(self, *, shards: list[tuple[str, int, str, Any]], make_shard: Callable[..., Any],
+    def __init__(self, *, layout: list[tuple[str, int, str]], make_shard: Callable[..., Any],
                  resource: str | None, timeout_s: float) -> None:
         self.failover = Failover(None, make_shard, resource=resource, timeout_s=timeout_s)
-        self.fresh = self.failover.adopt(shards)
+        self.fresh = self.failover.adopt(layout)
 
     def wait_ready(self, timeout_s: float = 120.0) -> list[dict[str, Any]]:
         return self.failover.wait_ready(timeout_s)
@@ -392,12 +394,11 @@ class SharedFailover:
                     layout: list[tuple[str, int, str]], resource: str | None,
                     timeout_s: float) -> SharedFailover:
         """Start the runtime's failover actor on this node, next to the process it ends with;
-        it adopts the shards of `layout` (kind, index, stream) with their primaries in
+        it adopts the shards of `layout` (kind, index, stream), whose first primaries are in
         `handles`, and Ray restarts it there (adopting them anew) if its process dies."""
         here = ray_api.node_id()
-        shards = [(kind, index, stream, handles[kind][index]) for kind, index, stream in layout]
         actor = ray_api.actor(FailoverActor, name=FAILOVER_ACTOR,
-                              init={"shards": shards, "make_shard": make_shard,
+                              init={"layout": layout, "make_shard": make_shard,
                                     "resource": resource, "timeout_s": timeout_s},
                               scheduling_strategy=(ray_api.node_affinity(here, soft=False)
                                                    if here else None),
@@ -448,15 +449,21 @@ class SharedFailover:
         return out
 
     def refresh(self) -> None:
+        """Point the runtime's handles at the current primaries."""
         if self.handles is not None:
             for kind, index, _, primary in self.primaries().values():
-                self.handles[kind][index] = primary
+                self._keep(kind, index, primary)
+
+    def _keep(self, kind: str, index: int, primary: Any) -> None:
+        # The runtime's handle of a first primary is the one that keeps it alive (the
+        # actor's, found by name, does not): replaced only by another actor's handle.
+        if self.handles is not None and self.handles[kind][index] != primary:
+            self.handles[kind][index] = primary
 
     def fail_over(self, stream: str, generation: int) -> tuple[int, Any]:
         generation, primary = self._get(self.actor.fail_over.remote(stream, generation))
-        if self.handles is not None and stream in self._where:
-            kind, index = self._where[stream]
-            self.handles[kind][index] = primary
+        if stream in self._where:
+            self._keep(*self._where[stream], primary)
         return generation, primary
 
     def standbys(self) -> dict[str, Any]:

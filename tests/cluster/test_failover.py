@@ -157,9 +157,9 @@ def test_a_failover_another_process_did_reaches_the_runtimes_handles_and_log(mad
         return shard
 
     primary = Shard("sku-000", standby=False, node="n1")
+    monkeypatch.setattr(ray_api, "find_actor", {"sku-000": primary}.get)
     layout = [("sku", 0, "sku-000")]
-    actor = Local(FailoverActor(shards=[("sku", 0, "sku-000", primary)], make_shard=make_shard,
-                                resource=None, timeout_s=5))
+    actor = Local(FailoverActor(layout=layout, make_shard=make_shard, resource=None, timeout_s=5))
     handles = {"sku": [primary]}
     runtime = SharedFailover(actor, handles, layout=layout)
     replica = SharedFailover(actor)
@@ -195,13 +195,15 @@ def test_a_restarted_failover_actor_adopts_the_shards_anew(made, monkeypatch):
         return shard
 
     first = {s: Shard(s, standby=False, node="n1") for s in ("sku-000", "sku-001")}
+    alive = dict(first)
+    monkeypatch.setattr(ray_api, "find_actor", lambda name: alive.get(name))
     layout = [("sku", 0, "sku-000"), ("sku", 1, "sku-001")]
-    shards = [(kind, i, stream, first[stream]) for kind, i, stream in layout]
-    actor = Local(FailoverActor(shards=shards, make_shard=make_shard, resource=None, timeout_s=5))
+    actor = Local(FailoverActor(layout=layout, make_shard=make_shard, resource=None, timeout_s=5))
     handles = {"sku": [first["sku-000"], first["sku-001"]]}
     runtime = SharedFailover(actor, handles, layout=layout)
     runtime.check()
     first["sku-001"].dead = True
+    del alive["sku-001"]   # killed by the failover, its name freed
     generation, promoted = SharedFailover(actor).fail_over("sku-001", first["sku-001"].epoch)
     assert promoted.name.startswith("sku-001.standby-")
     actor.obj.stop()
@@ -209,7 +211,7 @@ def test_a_restarted_failover_actor_adopts_the_shards_anew(made, monkeypatch):
         shard.dead = True
     del made[:]
 
-    restarted = Local(FailoverActor(shards=shards, make_shard=make_shard, resource=None,
+    restarted = Local(FailoverActor(layout=layout, make_shard=make_shard, resource=None,
                                     timeout_s=5))
     started = [(how["stream"], how["standby"]) for _, how in made]
     assert started == [("sku-001", False), ("sku-000", True), ("sku-001", True)]
