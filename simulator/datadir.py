@@ -133,8 +133,10 @@ def _redis_lock(url: str, ttl_s: float = REDIS_LOCK_TTL_S) -> Iterator[None]:
             yield
             return
         except redis.exceptions.RedisError as exc:
-            raise DataDirError(f"cannot lock the log on {redact(url)}: "
-                               f"{type(exc).__name__}: {exc}") from exc
+            away = isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError))
+            raise DataDirError(f"cannot lock the log on {redact(url)}"
+                               + (" (Redis unavailable)" if away else "")
+                               + f": {type(exc).__name__}: {exc}") from exc
         if not taken:
             who = holder.decode(errors="replace") if holder else "another run"
             raise LogBusy(f"another run is writing the log on {redact(url)} ({who}); wait for "

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import ExitStack
 from typing import Annotated, Any
 
 import structlog
@@ -97,7 +98,8 @@ def serve(
     """Start or find the shard actors on Ray and keep them ticked and watched.
 
     Prints where each shard runs, then stays up until Ctrl-C or SIGTERM (a second one
-    quits at once, exit 130).
+    quits at once, exit 130). On a local Ray it holds the log's run lock while it runs: a
+    second serve or a simulate on the same log is refused.
 
     Member kind served: follows the log to earn points and claim price protection.
 
@@ -122,12 +124,25 @@ def serve(
     from saleday.cluster import ray_api
     from saleday.cluster.runtime import Runtime
 
+    held = ExitStack()
+    if settings.ray_address is None:
+        # A local Ray's shards must be the log's only writers: a second `serve` (or a
+        # `simulate`, which would move the log aside) on the same log is refused here,
+        # rather than left to fence this one's shards at its first write.
+        from saleday.simulator.datadir import DataDirError, run_lock
+
+        try:
+            held.enter_context(run_lock(config.store_url))
+        except (DataDirError, EventLogError) as exc:
+            fail(exc)
     try:
         runtime = Runtime(config)
         runtime.start()
     except EventLogError as exc:
+        held.close()
         fail(exc)
     except (ConnectionError, ValueError, RuntimeError) as exc:
+        held.close()
         fail(RuntimeError(f"cannot start the shards: {exc}"))
     signals = Signalled("stopping")
     client = runtime.client()  # its gateway ticks every shard every tick_s; runtime.stop closes it
@@ -164,6 +179,7 @@ def serve(
         if followers is not None:
             followers()
         runtime.stop(kill_shards=stop_shards, shutdown_ray=local)  # closes the client too
+        held.close()
         if http and local:
             from saleday.http.local import forget_serve
 

@@ -244,3 +244,20 @@ def test_serve_http_on_a_local_ray_stops_on_ctrl_c_quietly(tmp_path):
     assert "serve_stopping" in serve.output
     assert "graceful_shutdown" not in serve.output, serve.output[-3000:]
     assert (tmp_path / "http-secrets.json").exists()   # its data dir, not the checkout's
+
+
+def test_serve_refuses_a_log_another_run_is_writing(tmp_path):
+    """A second serve on a local Ray, on a log another run holds (a first serve, a
+    simulate), is refused at once with the holder's pid (exit 2), before any shard of its
+    own could fence the first one's; once the log is free, the lock is its to take."""
+    from saleday.simulator.datadir import run_lock
+
+    url = f"sqlite:///{tmp_path}/events.db"
+    with run_lock(url):
+        result = CliRunner().invoke(app, ["serve", "--store", url],
+                                    env={"SALEDAY_RAY_ADDRESS": ""})
+    assert result.exit_code == 2, result.output
+    assert "another run is writing the log" in result.output
+    assert f"pid {os.getpid()}" in result.output
+    with run_lock(url):   # the refused serve left the lock free
+        pass
