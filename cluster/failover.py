@@ -441,9 +441,16 @@ class SharedFailover:
         return self._get(self.actor.primaries.remote())
 
     def generations(self) -> dict[str, list[int]]:
-        """`{kind: [generation]}` of the runtime's handles, for a gateway over them."""
+        """`{kind: [generation]}` of the runtime's handles, for a gateway over them (0
+        where the actor cannot say now: such a gateway's first report of a death is
+        answered with the current primary, then its next one is judged)."""
         out = {kind: [0] * len(hs) for kind, hs in (self.handles or {}).items()}
-        for kind, index, generation, _ in self.primaries().values():
+        try:
+            primaries = self.primaries()
+        except Exception as exc:  # noqa: BLE001 - restarting: a new gateway still starts
+            log.warning("failover_generations_unknown", error=f"{type(exc).__name__}"[:300])
+            return out
+        for kind, index, generation, _ in primaries.values():
             if kind in out:
                 out[kind][index] = generation
         return out

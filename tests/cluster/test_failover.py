@@ -251,3 +251,21 @@ def test_the_health_check_outlives_an_unreachable_failover_actor(made, monkeypat
     monkeypatch.setattr(runtime_module.log, "error", lambda event, **kw: logged.append((event, kw)))
     assert rt.check_standbys() == []
     assert [(e, kw["error"]) for e, kw in logged] == [("failover_unreachable", "Died: saleday-failover")]
+
+
+def test_a_gateway_starts_while_the_failover_actor_is_away(made):
+    """The runtime's generations for a new gateway are zeros when the actor cannot answer
+    (being restarted), so the gateway still starts (a report of generation 0 is a stale
+    one, answered with the current primary: the first test above)."""
+    from saleday.cluster.failover import SharedFailover
+
+    def away(*args):
+        raise Died("saleday-failover")
+
+    class Away:
+        def __getattr__(self, name):
+            return Method(away)
+
+    handles = {"sku": [Shard("sku-000", standby=False, node="n1")]}
+    assert SharedFailover(Away(), handles, layout=[("sku", 0, "sku-000")]).generations() == {
+        "sku": [0]}
