@@ -256,7 +256,7 @@ def test_the_health_check_outlives_an_unreachable_failover_actor(made, monkeypat
 def test_a_gateway_starts_while_the_failover_actor_is_away(made):
     """The runtime's generations for a new gateway are zeros when the actor cannot answer
     (being restarted), so the gateway still starts (a report of generation 0 is a stale
-    one, answered with the current primary: the first test above)."""
+    one, answered with the current primary, as the test of another process's failover shows)."""
     from saleday.cluster.failover import SharedFailover
 
     def away(*args):
