@@ -85,8 +85,8 @@ class _Pair:
     standby: Any | None = None
     standby_name: str | None = None
     generation: int = 0
-    """The primary's writer epoch (0: no primary yet): a gateway says which primary it
-    found dead by the generation it was given with it."""
+    """The primary's writer epoch: a gateway says which primary it found dead by the
+    generation it was given with it."""
     starting: bool = False
     """A standby is being started (never two at once)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -157,27 +157,25 @@ class Failover:
                     statuses[stream] = ray_api.get(ref, timeout=0)
                 except Exception:  # noqa: BLE001 - dead or broken: replaced below
                     pass
+        kept: dict[str, tuple[Any, str | None, int]] = {}
         fresh: dict[str, Any] = {}
-        for kind, index, stream in layout:
+        for kind, _, stream in layout:
             status = statuses.get(stream)
             if status is not None and not status.get("standby") and not status.get("fenced"):
-                self._pairs[stream] = _Pair(kind, index, stream, found[stream],
-                                            status.get("node"), generation=status["epoch"])
+                kept[stream] = (found[stream], status.get("node"), status["epoch"])
             else:
-                self._pairs[stream] = _Pair(kind, index, stream, None)
                 fresh[stream] = self.make_shard(kind=kind, stream=stream,
                                                 name=self._name(stream, "primary"),
                                                 standby=False, scheduling_strategy=None)
         recovered = ray_api.get([h.status.remote() for h in fresh.values()], timeout=120)
         for (stream, handle), status in zip(fresh.items(), recovered):
-            pair = self._pairs[stream]
-            pair.primary, pair.primary_node, pair.generation = (handle, status.get("node"),
-                                                                status["epoch"])
-            if self.handles is not None:
-                self.handles[pair.kind][pair.index] = handle
+            kept[stream] = (handle, status.get("node"), status["epoch"])
             log.warning("shard_adopted_fresh", stream=stream, epoch=status["epoch"])
-        for pair in self._pairs.values():
-            self._start_standby(pair)
+        for kind, index, stream in layout:
+            primary, node, epoch = kept[stream]
+            if self.handles is not None and stream in fresh:
+                self.handles[kind][index] = primary
+            self.start(kind, index, stream, primary, node, epoch)
         return list(fresh)
 
     def _start_standby(self, pair: _Pair) -> None:
@@ -251,8 +249,7 @@ class Failover:
 
     def primaries(self) -> dict[str, tuple[str, int, int, Any]]:
         """stream -> (kind, index, generation, primary) of every shard it watches."""
-        return {s: (p.kind, p.index, p.generation, p.primary) for s, p in self._pairs.items()
-                if p.primary is not None}
+        return {s: (p.kind, p.index, p.generation, p.primary) for s, p in self._pairs.items()}
 
     def fail_over(self, stream: str, generation: int) -> tuple[int, Any]:
         """The primary of generation `generation` is dead: promote its standby (or start a
@@ -263,7 +260,7 @@ class Failover:
         pair = self._pairs[stream]
         started = time.perf_counter()
         with pair.lock:
-            if generation < pair.generation and pair.primary is not None:
+            if generation < pair.generation:
                 return pair.generation, pair.primary
             old, promoted, how = pair.primary, None, "standby"
             status: dict[str, Any] = {}
@@ -287,8 +284,7 @@ class Failover:
                 self.handles[pair.kind][pair.index] = promoted
             generation = pair.generation
         try:
-            if old is not None:
-                ray_api.kill(old, no_restart=True)   # dead already, or a zombie: fenced anyway
+            ray_api.kill(old, no_restart=True)   # dead already, or a zombie: fenced anyway
         except Exception:  # noqa: BLE001 - best effort
             pass
         ms = round((time.perf_counter() - started) * 1000, 1)
