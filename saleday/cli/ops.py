@@ -97,9 +97,11 @@ def serve(
 ) -> None:
     """Start or find the shard actors on Ray and keep them ticked and watched.
 
-    Prints where each shard runs, then stays up until Ctrl-C or SIGTERM (a second one
-    quits at once, exit 130). On a local Ray it holds the log's run lock while it runs: a
-    second serve or a simulate on the same log is refused.
+    Prints where each shard runs, then stays up until Ctrl-C or SIGTERM
+    (a second one quits at once, exit 130).
+
+    On a local Ray it holds the log's run lock while it runs: a second
+    serve or a simulate on the same log is refused.
 
     Member kind served: follows the log to earn points and claim price protection.
 
