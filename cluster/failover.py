@@ -337,8 +337,12 @@ class FailoverActor:
     def wait_ready(self, timeout_s: float = 120.0) -> list[dict[str, Any]]:
         return self.failover.wait_ready(timeout_s)
 
-    def check(self) -> list[str]:
-        return self.failover.check()
+    def health(self) -> dict[str, Any]:
+        """The health check in one call: the streams given a new standby (`check`), this
+        incarnation's token and fresh primaries, the current primaries, the failovers."""
+        started = self.failover.check()
+        return {**self.incarnation(), "started": started, "primaries": self.primaries(),
+                "failovers": self.failovers()}
 
     def fail_over(self, stream: str, generation: int) -> tuple[int, Any]:
         return self.failover.fail_over(stream, generation)
@@ -420,18 +424,17 @@ class SharedFailover:
         process's gateway may have failed a shard over), and log here the failovers the
         actor did since the last check, and its restart by Ray (its own log is in Ray's
         worker logs)."""
-        started = self._get(self.actor.check.remote())
-        incarnation = self._get(self.actor.incarnation.remote())
-        if self._incarnation is not None and incarnation["token"] != self._incarnation:
-            log.error("failover_actor_restarted", fresh_primaries=incarnation["fresh"])
-        self._incarnation = incarnation["token"]
-        self.refresh()
-        for f in self.failovers:
+        report = self._get(self.actor.health.remote())
+        if self._incarnation is not None and report["token"] != self._incarnation:
+            log.error("failover_actor_restarted", fresh_primaries=report["fresh"])
+        self._incarnation = report["token"]
+        self._refresh(report["primaries"])
+        for f in report["failovers"]:
             if f["id"] not in self._reported:
                 self._reported.add(f["id"])
                 log.warning("shard_failed_over", stream=f["stream"], how=f["how"],
                             epoch=f["epoch"], ms=f["ms"])
-        return started
+        return report["started"]
 
     def primaries(self) -> dict[str, tuple[str, int, int, Any]]:
         return self._get(self.actor.primaries.remote())
@@ -454,8 +457,11 @@ class SharedFailover:
     def refresh(self) -> None:
         """Point the runtime's handles at the current primaries."""
         if self.handles is not None:
-            for kind, index, _, primary in self.primaries().values():
-                self._keep(kind, index, primary)
+            self._refresh(self.primaries())
+
+    def _refresh(self, primaries: dict[str, tuple[str, int, int, Any]]) -> None:
+        for kind, index, _, primary in primaries.values():
+            self._keep(kind, index, primary)
 
     def _keep(self, kind: str, index: int, primary: Any) -> None:
         # The runtime's handle of a first primary is the one that keeps it alive (the

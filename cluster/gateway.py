@@ -113,8 +113,8 @@ class Gateway:
                                    generation=(generations or {}).get(kind, [0] * len(hs))[i])
                              for i, h in enumerate(hs)]
                       for kind, hs in handles.items()}
-        """`generations`: which primary each handle is, when some shards have failed over
-        before this gateway was made (`failover`'s count)."""
+        """`generations`: which primary each handle is (its writer epoch, as `failover`
+        reports it), when some shards have failed over before this gateway was made."""
         self._ids = itertools.count(1)
         self._id_prefix = uuid.uuid4().hex[:12]
         self._last_us = 0
