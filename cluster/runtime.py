@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from saleday.actors.kinds import deciders
 from saleday.cluster import ray_api
-from saleday.cluster.failover import FAILOVER_ACTOR, SharedFailover
+from saleday.cluster.failover_actor import FAILOVER_ACTOR, SharedFailover
 from saleday.cluster.gateway import Gateway, GatewayClient, GatewayConfig
 from saleday.cluster.local_socket import link_to
 from saleday.cluster.routing import ShardMap

@@ -8,7 +8,7 @@ A replica FINDS the named shard actors (`ray_api.find_actor` in saleday's namesp
 never starts one, so the shards keep one writer each however many replicas there are.
 When the shards have hot standbys (`saleday serve --standbys 1`), it finds the runtime's
 failover actor instead, takes the current primaries from it, and a batch that finds a
-primary dead is failed over through it (cluster/failover.py), as the runtime's own
+primary dead is failed over through it (cluster/failover_actor.py), as the runtime's own
 gateway does. It reads its settings from the node's environment (`SALEDAY_*` for the
 store and the shards, `SALEDAY_HTTP_*` for the secrets and limits): secrets are not put
 in the Serve config.
@@ -27,7 +27,7 @@ from ray import serve
 
 from saleday.actors.kinds import deciders
 from saleday.cluster import ray_api
-from saleday.cluster.failover import SharedFailover
+from saleday.cluster.failover_actor import SharedFailover
 from saleday.cluster.gateway import Gateway
 from saleday.cluster.local_socket import link_to
 from saleday.cluster.routing import ShardMap

@@ -148,8 +148,8 @@ def test_a_failover_another_process_did_reaches_the_runtimes_handles_and_log(mad
     second gateway's view of it (an HTTP replica's `SharedFailover`), when the replica fails
     the dead primary over, then the runtime's handles follow at its next check, which logs
     the failover once; the replica and a late reader see the new generation."""
-    from saleday.cluster import failover as failover_module
-    from saleday.cluster.failover import FailoverActor, SharedFailover
+    from saleday.cluster import failover_actor as failover_module
+    from saleday.cluster.failover_actor import FailoverActor, SharedFailover
 
     def make_shard(*, kind, stream, name, standby, scheduling_strategy):
         shard = Shard(name, standby=standby, node="n2" if standby else "n1")
@@ -186,8 +186,8 @@ def test_a_restarted_failover_actor_adopts_the_shards_anew(made, monkeypatch):
     sku-000's first primary, gives sku-001 a fresh primary under a newer epoch at once,
     and starts a standby for each; a gateway that reports the dead primary is handed the
     fresh one, and the runtime's check follows and says the actor was restarted."""
-    from saleday.cluster import failover as failover_module
-    from saleday.cluster.failover import FailoverActor, SharedFailover
+    from saleday.cluster import failover_actor as failover_module
+    from saleday.cluster.failover_actor import FailoverActor, SharedFailover
 
     def make_shard(*, kind, stream, name, standby, scheduling_strategy):
         shard = Shard(name, standby=standby, node="n2" if standby else "n1")
@@ -235,7 +235,7 @@ def test_the_health_check_outlives_an_unreachable_failover_actor(made, monkeypat
     """When the failover actor is gone, the runtime's health check logs an error and
     returns, so that `saleday serve` keeps serving with the shards that are up."""
     from saleday.cluster import runtime as runtime_module
-    from saleday.cluster.failover import SharedFailover
+    from saleday.cluster.failover_actor import SharedFailover
     from saleday.cluster.runtime import Runtime, RuntimeConfig
 
     def gone(*args):
@@ -257,7 +257,7 @@ def test_a_gateway_starts_while_the_failover_actor_is_away(made):
     """The runtime's generations for a new gateway are zeros when the actor cannot answer
     (being restarted), so the gateway still starts (a report of generation 0 is a stale
     one, answered with the current primary, as the test of another process's failover shows)."""
-    from saleday.cluster.failover import SharedFailover
+    from saleday.cluster.failover_actor import SharedFailover
 
     def away(*args):
         raise Died("saleday-failover")
