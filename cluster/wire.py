@@ -170,9 +170,14 @@ class Wire:
 
     def encode_requests(self, requests: Sequence[Request]) -> bytes:
         """One msgpack array per field, for the whole batch (see the module doc)."""
-        return _packb((list(map(_command_id, requests)), list(map(_correlation_id, requests)),
-                       list(map(_causation_id, requests)),
-                       self._columns(list(map(_command, requests)))))
+        return self.encode_request_columns(
+            list(map(_command_id, requests)), list(map(_correlation_id, requests)),
+            list(map(_causation_id, requests)), list(map(_command, requests)))
+
+    def encode_request_columns(self, command_ids: Sequence[str], correlation_ids: Sequence[str],
+                               causation_ids: Sequence[str], commands: Sequence[Any]) -> bytes:
+        """`encode_requests` of requests given as one sequence per field."""
+        return _packb((command_ids, correlation_ids, causation_ids, self._columns(commands)))
 
     def unencodable(self, request: Request) -> str | None:
         """Why `request` cannot cross the wire (naming the field), or None if it can."""

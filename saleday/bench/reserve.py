@@ -7,7 +7,9 @@ half price; `requests` reservations of one unit each (demand = `demand` x supply
 Systems, on the same workload in the same run:
 - `saleday[sqlite]`, `saleday[redis]`: client -> batching gateway -> Ray shard actors ->
   decide -> durable append (one commit per batch) -> reply. A closed loop keeps `window`
-  requests outstanding.
+  requests outstanding; with `client_kind="requests"` (the default) each request is submitted
+  and answered on its own (a future each), with `client_kind="pipelined"` in chunks of 256 (one
+  `Gateway.submit_batch` each, timed as one round trip), as the Lua peer's client sends.
 - `seed_decrby_rollback`: the seed's approach, `DECRBY` then `INCRBY` back when negative,
   one round trip per request.
 - `redis_lua_pipelined`: an atomic Lua check-and-decrement plus `XADD` of the event,
@@ -56,12 +58,15 @@ NOW0 = 1_762_790_400_000  # 2025-11-11T00:00:00+08:00 (baselines; saleday runs o
 SYSTEMS = ("saleday[sqlite]", "saleday[redis]", "seed_decrby_rollback", "redis_lua_pipelined")
 """What `run` measures: saleday on each log backend, and the two Redis baselines."""
 
+CLIENTS = ("requests", "pipelined")
+"""How saleday's rows are driven (see the module docstring)."""
+
 
 # -- saleday ------------------------------------------------------------------------------
 
 def run_saleday(store_url: str, work: Workload, *, shards: int, window: int,
                 max_batch: int, max_wait_ms: float, ray_address: str | None = None,
-                shard_resource: str | None = None) -> dict[str, Any]:
+                shard_resource: str | None = None, client_kind: str = "requests") -> dict[str, Any]:
     from saleday.cluster.runtime import Runtime, RuntimeConfig
 
     config = RuntimeConfig(store_url=store_url, shards={"sku": shards}, max_batch=max_batch,
@@ -69,7 +74,7 @@ def run_saleday(store_url: str, work: Workload, *, shards: int, window: int,
                            ray_address=ray_address, shard_resource=shard_resource)
     runtime = Runtime(config).start()
     try:
-        return asyncio.run(_drive_saleday(runtime, work, window, store_url))
+        return asyncio.run(_drive_saleday(runtime, work, window, store_url, client_kind))
     finally:
         runtime.stop(kill_shards=True)
 
@@ -89,11 +94,14 @@ async def _open_sale(gateway: Any, work: Workload, tag: str) -> list[ReserveStoc
             for i, (user, sku) in enumerate(work.requests)]
 
 
-async def _drive_saleday(runtime: Any, work: Workload, window: int, store_url: str) -> dict[str, Any]:
+async def _drive_saleday(runtime: Any, work: Workload, window: int, store_url: str,
+                         client_kind: str = "requests") -> dict[str, Any]:
     gateway = runtime.gateway()
+    closed, opened = ((closed_loop, open_loop) if client_kind == "requests"
+                      else (pipelined_closed_loop, pipelined_open_loop))
     commands = await _open_sale(gateway, work, "")
     started = time.perf_counter()
-    latencies, replies = await closed_loop(gateway, commands, window)
+    latencies, replies = await closed(gateway, commands, window)
     elapsed = time.perf_counter() - started
     granted = sum(1 for r in replies if isinstance(r, Accepted))
     rejected: dict[str, int] = {}
@@ -104,7 +112,7 @@ async def _drive_saleday(runtime: Any, work: Workload, window: int, store_url: s
     peak = len(commands) / elapsed
     # The same sale again on fresh SKUs, offered at half the peak rate (open loop).
     half_commands = await _open_sale(gateway, work, "half-")
-    half_latencies, _ = await open_loop(gateway, half_commands, peak / 2)
+    half_latencies, _ = await opened(gateway, half_commands, peak / 2)
     half_p50, half_p99 = percentiles(half_latencies)
     return {"req_per_s": round(peak), "p50_ms": p50, "p99_ms": p99,
             "p50_ms_at_half_load": half_p50, "p99_ms_at_half_load": half_p99,
@@ -184,6 +192,60 @@ async def closed_loop(gateway: Any, commands: list[Any], window: int) -> tuple[l
     return latencies, replies
 
 
+PIPELINE_DEPTH = 256
+"""Requests a pipelined client sends together: the Lua peer's pipeline depth."""
+
+
+async def pipelined_closed_loop(gateway: Any, commands: list[Any], window: int,
+                                depth: int = PIPELINE_DEPTH) -> tuple[list[float], list[Any]]:
+    """The Lua peer's client shape: chunks of `depth` requests, each sent as one
+    `submit_batch` and timed as one round trip, `window` requests outstanding."""
+    chunks = [commands[i:i + depth] for i in range(0, len(commands), depth)]
+    latencies: list[float] = []
+    replies: list[Any] = []
+    answered: list[list[Any] | None] = [None] * len(chunks)
+    clock = time.perf_counter
+    pending = iter(enumerate(chunks))
+
+    async def worker() -> None:
+        for i, chunk in pending:
+            t0 = clock()
+            answered[i] = await gateway.submit_batch(chunk)
+            latencies.extend([clock() - t0] * len(chunk))
+
+    await asyncio.gather(*(worker() for _ in range(max(1, window // depth))))
+    for chunk_replies in answered:
+        replies.extend(chunk_replies or ())
+    return latencies, replies
+
+
+async def pipelined_open_loop(gateway: Any, commands: list[Any], rate: float,
+                              depth: int = PIPELINE_DEPTH) -> tuple[list[float], list[Any]]:
+    """`commands` offered at `rate` per second in chunks of `depth` (a chunk as soon as
+    its last request is due), whatever the replies."""
+    latencies: list[float] = []
+    replies: list[Any] = [None] * len(commands)
+    clock = time.perf_counter
+    sent: list[asyncio.Future] = []
+
+    def done(fut: asyncio.Future, start: int, t0: float) -> None:
+        chunk_replies = fut.result()
+        latencies.extend([clock() - t0] * len(chunk_replies))
+        replies[start:start + len(chunk_replies)] = chunk_replies
+
+    started = clock()
+    for start in range(0, len(commands), depth):
+        chunk = commands[start:start + depth]
+        due = started + (start + len(chunk)) / rate
+        if due > clock():
+            await asyncio.sleep(due - clock())
+        fut = gateway.submit_batch(chunk)
+        fut.add_done_callback(lambda f, s=start, t0=clock(): done(f, s, t0))
+        sent.append(fut)
+    await asyncio.gather(*sent)
+    return latencies, replies
+
+
 def stock_from_log(store_url: str) -> tuple[dict[str, int], dict[str, int]]:
     """Per SKU, units stocked and units held or sold, folded from the log itself (never
     from a shard's memory): what an oversell check must trust."""
@@ -217,7 +279,7 @@ def run(*, skus: int = 1000, stock: int = 100, demand: float = 3.0, users: int =
         max_batch: int = 1024, max_wait_ms: float = 2.0,
         redis_url: str = "redis://127.0.0.1:6379/0",
         systems: tuple[str, ...] = SYSTEMS, ray_nodes: int = 0, ray_address: str | None = None,
-        shard_resource: str | None = None) -> dict[str, Any]:
+        shard_resource: str | None = None, client_kind: str = "requests") -> dict[str, Any]:
     """Each system's row; saleday's shards on a local Ray, the Ray at `ray_address`
     (placed by `shard_resource`), or with `ray_nodes` a multi-node Ray on this machine (a
     head and that many one-CPU shard nodes, the shards spread over them)."""
@@ -231,7 +293,7 @@ def run(*, skus: int = 1000, stock: int = 100, demand: float = 3.0, users: int =
             result = run(skus=skus, stock=stock, demand=demand, users=users, zipf=zipf,
                          seed=seed, shards=shards, window=window, max_batch=max_batch,
                          max_wait_ms=max_wait_ms, redis_url=redis_url, systems=systems,
-                         ray_address=address, shard_resource="saleday_shard")
+                         ray_address=address, shard_resource="saleday_shard", client_kind=client_kind)
         finally:
             stop()
         result["params"]["ray_nodes"] = ray_nodes
@@ -258,12 +320,12 @@ def run(*, skus: int = 1000, stock: int = 100, demand: float = 3.0, users: int =
                         row = run_saleday(f"sqlite:///{os.path.join(tmp, 'events.db')}", work,
                                           shards=shards, window=window, max_batch=max_batch,
                                           max_wait_ms=max_wait_ms, ray_address=ray_address,
-                                          shard_resource=shard_resource)
+                                          shard_resource=shard_resource, client_kind=client_kind)
                     elif system == "saleday[redis]":
                         row = run_saleday(f"{redis_url}{sep}prefix={prefix}-log", work,
                                           shards=shards, window=window, max_batch=max_batch,
                                           max_wait_ms=max_wait_ms, ray_address=ray_address,
-                                          shard_resource=shard_resource)
+                                          shard_resource=shard_resource, client_kind=client_kind)
                     elif down is not None:
                         raise down
                     elif on_cluster:  # the baselines' scripts take keys of several slots
@@ -294,7 +356,7 @@ def run(*, skus: int = 1000, stock: int = 100, demand: float = 3.0, users: int =
     result["params"] = {"skus": skus, "stock": stock, "demand": demand, "users": users,
                         "zipf": zipf, "seed": seed, "requests": len(work.requests),
                         "shards": shards, "window": window, "max_batch": max_batch,
-                        "max_wait_ms": max_wait_ms}
+                        "max_wait_ms": max_wait_ms, "client": client_kind}
     result["machine"] = machine()
     return result
 

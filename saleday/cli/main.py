@@ -161,6 +161,11 @@ def bench_reserve(
                             "and this many one-CPU shard nodes (0: one local Ray). Unlike a "
                             "local Ray, its nodes listen on this machine's IP, not loopback "
                             "only (Ray's multi-node test cluster): run it on a closed host.")] = 0,
+    client: Annotated[str, typer.Option(
+        help="How saleday's rows are driven: 'requests', each request on its own with "
+             "--window outstanding (earlier results' client); 'pipelined', chunks of 256 "
+             "sent together and timed as one round trip, as the Lua peer's client does, "
+             "--window requests outstanding.")] = "requests",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """A flash sale end to end (client -> gateway -> Ray shards -> durable log -> reply),
@@ -183,10 +188,12 @@ def bench_reserve(
                               max_wait_ms=max_wait_ms, redis_url=cluster.url + wait,
                               system=["saleday[redis]"], recovery_events=recovery_events,
                               redis_cluster=0, wait_replicas=0, ray_nodes=ray_nodes,
-                              as_json=as_json)
+                              client=client, as_json=as_json)
         except RuntimeError as exc:  # no redis-server, or the cluster did not come up
             fail(exc)
         return
+    if client not in br.CLIENTS:
+        fail(ValueError(f"unknown client {client!r}; known: {', '.join(br.CLIENTS)}"))
     systems = tuple(system or br.SYSTEMS)
     unknown = sorted(set(systems) - set(br.SYSTEMS))
     if unknown:
@@ -196,7 +203,7 @@ def bench_reserve(
                         "reservations: raise --skus, --stock or --demand"))
     result = br.run(skus=skus, stock=stock, demand=demand, users=users, zipf=zipf, seed=seed,
                     shards=shards, window=window, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                    redis_url=redis_url, systems=systems, ray_nodes=ray_nodes)
+                    redis_url=redis_url, systems=systems, ray_nodes=ray_nodes, client_kind=client)
     if recovery_events:
         result["recovery"] = br.run_recovery(events=recovery_events)
     if as_json:

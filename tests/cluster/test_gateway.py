@@ -66,6 +66,62 @@ def test_commands_for_one_shard_travel_in_one_call():
     assert all(isinstance(r, SoldOut) for r in replies)
 
 
+def test_a_batch_gets_each_reply_in_its_place_with_one_future():
+    """`submit_batch` answers every command, in order, on one future: across shards, with
+    commands refused at once (no shard hosts it, its entity is not a str) among them."""
+    shards = [StandInShard(), StandInShard()]
+    gw = gateway(shards)
+    commands = [reserve(0, "sku-1"), "not a command", reserve(1, "sku-2"),
+                ReserveStock(reservation_id="r", user="u", sku=7, qty=1, now=1, deadline=2),
+                *[reserve(i, f"sku-{i}") for i in range(2, 40)]]
+
+    async def run():
+        fut = gw.submit_batch(commands)
+        assert isinstance(fut, asyncio.Future)
+        return await fut, await gw.submit_batch([])
+
+    replies, none = asyncio.run(run())
+    assert none == [] and len(replies) == len(commands)
+    assert isinstance(replies[1], InvalidCommand) and isinstance(replies[3], InvalidCommand)
+    assert "cannot be routed" in replies[3].reason
+    for command, reply in zip(commands, replies):
+        if not isinstance(reply, InvalidCommand):
+            assert reply == SoldOut(sku=command.sku, requested=1, available=0)
+    assert all(calls for calls in (s.calls for s in shards))
+    sent = [cid for s in shards for call in s.calls for cid in call]
+    assert len(sent) == len(set(sent)) == len(commands) - 2
+
+
+def test_a_batch_and_single_submissions_share_the_lanes_and_the_ids():
+    """Commands of a batch and single ones travel in the same micro-batches, and their
+    generated ids stay unique and in submission order."""
+    shard = StandInShard()
+    gw = gateway([shard])
+
+    async def run():
+        one = gw.submit_nowait(reserve(0))
+        many = gw.submit_batch([reserve(i) for i in range(1, 6)])
+        last = gw.submit_nowait(reserve(6))
+        return await one, await many, await last
+
+    one, many, last = asyncio.run(run())
+    assert len(many) == 5 and all(isinstance(r, SoldOut) for r in (one, *many, last))
+    assert len(shard.calls) == 1 and len(shard.calls[0]) == 7
+    assert shard.calls[0] == sorted(shard.calls[0])
+
+
+def test_a_batch_past_the_queue_limit_is_answered_busy_in_its_place():
+    """Back-pressure applies to a batch command by command: what does not fit is Busy."""
+    shard = StandInShard(delay=0.05)
+
+    async def run():
+        return await gateway([shard], max_batch=4, max_in_flight=1, max_queue=8).submit_batch(
+            [reserve(i) for i in range(20)])
+
+    replies = asyncio.run(run())
+    assert [isinstance(r, Busy) for r in replies] == [False] * 12 + [True] * 8
+
+
 def test_batches_are_capped_at_max_batch():
     """No call carries more than max_batch commands."""
     shard = StandInShard()

@@ -89,12 +89,15 @@ def test_python_m_cluster_cli_works():
 
 
 @pytest.mark.ray
-def test_bench_reserve_runs_a_small_flash_sale_without_overselling():
-    """`bench reserve` drives a real sale through Ray and counts oversold units from the log."""
+@pytest.mark.parametrize("client", ["requests", "pipelined"])
+def test_bench_reserve_runs_a_small_flash_sale_without_overselling(client):
+    """`bench reserve` drives a real sale through Ray and counts oversold units from the
+    log, with either client (one request at a time, or chunks as the Lua peer sends)."""
     out = subprocess.run([sys.executable, "-m", "saleday.cli.main", "bench", "reserve", "--skus", "20",
-                          "--stock", "10", "--system", "saleday[sqlite]", "--json"],
-                         capture_output=True, text=True, timeout=300)
+                          "--stock", "10", "--system", "saleday[sqlite]", "--json",
+                          "--client", client], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout)["params"]["client"] == client
     row = json.loads(out.stdout)["saleday[sqlite]"]
     from collections import Counter
 
@@ -123,6 +126,12 @@ def test_bench_reserve_refuses_an_unknown_system_before_starting_anything():
     assert out.exit_code == 2, out.output
     assert "unknown system(s) ['saleday']" in out.output and "saleday[sqlite]" in out.output
     assert "Traceback" not in out.output
+
+
+def test_bench_reserve_refuses_an_unknown_client():
+    out = runner.invoke(app, ["bench", "reserve", "--client", "batch", "--skus", "1"])
+    assert out.exit_code == 2, out.output
+    assert "unknown client 'batch'" in out.output and "pipelined" in out.output
 
 
 def test_bench_reserve_refuses_a_sale_with_no_reservations():
