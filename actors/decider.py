@@ -172,10 +172,24 @@ class Decider(Generic[C, E, S]):
     """The event classes `evolve` folds; needed only to `combine` this decider with others."""
 
     def __post_init__(self) -> None:
-        # Its commands are built once per command a client sends: a quicker __init__
+        # Its commands are built once per command a client sends, and a refusal once per
+        # command refused (most of a sell-out's answers): a quicker __init__ for both
         # (events/values.py; the classes are otherwise unchanged, and it is idempotent).
         for cls in self.commands:
             quick_init(cls)
+        for cls in _answer_classes(Coded):
+            quick_init(cls)
+
+
+def _answer_classes(cls: type) -> list[type]:
+    """The dataclasses among `cls`'s subclasses loaded so far (every `Rejection` and
+    transport failure the deciders' modules define)."""
+    found = []
+    for sub in cls.__subclasses__():
+        if "__slots__" in sub.__dict__:   # not the pre-`slots=True` original dataclass replaced
+            found.append(sub)
+        found.extend(_answer_classes(sub))
+    return found
 
 
 def compact_pickle(cls: type[S]) -> type[S]:

@@ -136,13 +136,15 @@ def test_giving_a_class_a_quick_init_twice_changes_nothing():
 
 
 def test_the_hot_path_classes_are_quick():
-    """Every registered event, every decider's commands, the shard's requests and replies
-    and the log's new events are built through a quick __init__."""
+    """Every registered event, every decider's commands and refusals, the shard's requests
+    and replies and the log's new events are built through a quick __init__."""
     from saleday.actors.host import Accepted, Request
     from saleday.actors.kinds import deciders
+    from saleday.actors.sku import SoldOut
+    from saleday.actors.sku.words import LimitExceeded
     from saleday.events import NewEvent
 
-    classes = [Request, Accepted, NewEvent]
+    classes = [Request, Accepted, NewEvent, SoldOut, LimitExceeded]
     for decider in deciders().values():
         classes += [*decider.commands, *decider.events]
     slow = [c.__name__ for c in classes
