@@ -125,44 +125,80 @@ class Failover:
         self._start_standby(pair)
 
     def adopt(self, layout: list[tuple[str, int, str]], timeout_s: float = 10.0) -> list[str]:
-        """Track the shards of `layout` (kind, index, stream) as they are now: a stream's
-        first primary (the actor named after it) that answers as a primary is kept, and
-        the other streams get a fresh primary at once, all recovering together; then every
-        shard gets a standby. The streams that got a fresh primary.
+        """Track the shards of `layout` (kind, index, stream) as they are now, found by
+        name; the streams that got a fresh primary.
+
+        A stream's actors are its first primary (named after it) and the standbys and
+        later primaries a failover started (`sku-000.standby-…`, `sku-000.primary-…`;
+        detached, so they outlive the failover actor that started them). Of those that
+        answer, the primary of the newest writer epoch is kept (an older one still up is
+        a zombie the log fences anyway: it is killed), and so is one standby (any other is
+        killed). A stream with no live primary has its standby promoted, or, with none,
+        gets a fresh primary at once, recovered from the log under a new epoch; then every
+        shard without a standby gets one.
 
         This is how a failover actor starts, and how Ray's restart of one finds the shards
-        again: the standbys and promoted primaries of the actor that died ended with it.
-        A handle found by name does not keep its actor alive (Ray's `get_actor`): the
-        runtime's own handles do, so the runtime keeps them (`SharedFailover.refresh`)."""
-        found = {stream: ray_api.find_actor(stream) for _, _, stream in layout}
-        asked = {stream: h.status.remote() for stream, h in found.items() if h is not None}
+        again, the promoted primaries and the standbys included. A handle found by name does
+        not keep its actor alive (Ray's `get_actor`): the runtime's own handles of the first
+        primaries do, so the runtime keeps them (`SharedFailover.refresh`), and the rest are
+        detached."""
+        names = {stream: [stream, *ray_api.named_actors(f"{stream}.")]
+                 for _, _, stream in layout}
+        found = {name: ray_api.find_actor(name) for group in names.values() for name in group}
+        asked = {name: h.status.remote() for name, h in found.items() if h is not None}
         statuses: dict[str, dict[str, Any]] = {}
         ready = set(ray_api.wait(list(asked.values()), timeout=timeout_s)) if asked else set()
-        for stream, ref in asked.items():
+        for name, ref in asked.items():
             if ref in ready:
                 try:
-                    statuses[stream] = ray_api.get(ref, timeout=0)
-                except Exception:  # noqa: BLE001 - dead or broken: replaced below
+                    statuses[name] = ray_api.get(ref, timeout=0)
+                except Exception:  # noqa: BLE001 - dead or broken: not adopted
                     pass
         kept: dict[str, tuple[Any, str | None, int]] = {}
+        spares: dict[str, tuple[Any, str]] = {}
         fresh: dict[str, Any] = {}
         for kind, _, stream in layout:
-            status = statuses.get(stream)
-            if status is not None and not status.get("standby") and not status.get("fenced"):
-                kept[stream] = (found[stream], status.get("node"), status["epoch"])
+            live = [(name, statuses[name]) for name in names[stream] if name in statuses]
+            primaries = sorted(((st["epoch"], name) for name, st in live
+                                if not st.get("standby") and not st.get("fenced")), reverse=True)
+            standbys = [name for name, st in live if st.get("standby")]
+            losers = [name for _, name in primaries[1:]] + standbys[1:]
+            if primaries:
+                epoch, name = primaries[0]
+                kept[stream] = (found[name], statuses[name].get("node"), epoch)
+            elif standbys:   # its primary died with the failover actor's attention elsewhere
+                name = standbys.pop(0)
+                status = ray_api.get(found[name].promote.remote(), timeout=self.timeout_s)
+                kept[stream] = (found[name], status.get("node"), status["epoch"])
+                log.warning("standby_promoted_at_adoption", stream=stream, name=name,
+                            epoch=status["epoch"])
             else:
                 fresh[stream] = self.make_shard(kind=kind, stream=stream,
                                                 name=self._name(stream, "primary"),
                                                 standby=False, scheduling_strategy=None)
+            if standbys:
+                spares[stream] = (found[standbys[0]], standbys[0])
+            for name in losers:
+                log.warning("shard_zombie_killed", stream=stream, name=name)
+                try:
+                    ray_api.kill(found[name], no_restart=True)
+                except Exception:  # noqa: BLE001 - ended meanwhile
+                    pass
+            with self._names_lock:
+                self._created.update(n for n in names[stream][1:] if n not in losers)
         recovered = ray_api.get([h.status.remote() for h in fresh.values()], timeout=120)
         for (stream, handle), status in zip(fresh.items(), recovered):
             kept[stream] = (handle, status.get("node"), status["epoch"])
             log.warning("shard_adopted_fresh", stream=stream, epoch=status["epoch"])
         for kind, index, stream in layout:
             primary, node, epoch = kept[stream]
-            if self.handles is not None and stream in fresh:
+            if self.handles is not None and self.handles[kind][index] != primary:
                 self.handles[kind][index] = primary
-            self.start(kind, index, stream, primary, node, epoch)
+            pair = _Pair(kind, index, stream, primary, node, generation=epoch)
+            if stream in spares:
+                pair.standby, pair.standby_name = spares[stream]
+            self._pairs[stream] = pair
+            self._start_standby(pair)   # (none is started for a pair that has one)
         return list(fresh)
 
     def _start_standby(self, pair: _Pair) -> None:

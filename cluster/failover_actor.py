@@ -6,15 +6,16 @@ The `Failover` of a runtime runs in an actor of its own (`FailoverActor`, named
 that finds a primary dead promotes through it, the runtime's own (`SharedFailover`, which
 keeps the runtime's handles current) and those of the HTTP replicas in other processes
 (`SharedFailover.find`), so a death several of them find is failed over once. The standbys
-and fresh primaries it starts are its own: they end with it, and it with the process that
-started the runtime (none of them is detached).
+and later primaries it starts are detached (the runtime's `make_shard` is given
+`detached=True`): they outlive it, and the runtime's stop ends them by name. The actor
+itself and the first primaries end with the process that started the runtime.
 
-Ray restarts the failover actor when its process dies (`max_restarts=-1`). What it had
-started died with it, so the new one adopts the shards anew (`Failover.adopt`): a first
-primary still alive (found by the stream's name) is kept; a stream whose primary was one
-of the dead actor's gets a fresh primary at once, recovered from the log under a new
-epoch; every shard gets a new standby. Gateways still holding a
-dead primary report it with its older epoch and are handed the new one.
+Ray restarts the failover actor when its process dies (`max_restarts=-1`). The new one
+adopts the shards by name (`Failover.adopt`): each stream's live primary of the newest
+epoch and one live standby are kept (other live ones are killed); a stream with no live
+primary has its standby promoted, or gets a fresh primary recovered from the log under a
+new epoch; a shard without a standby gets one. Gateways still holding a dead primary
+report it with its older epoch and are handed the current one.
 """
 
 from __future__ import annotations

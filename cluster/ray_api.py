@@ -285,6 +285,15 @@ def find_actor(name: str) -> Any | None:
         return None
 
 
+def named_actors(prefix: str) -> list[str]:
+    """The names, sorted, of the live actors in saleday's namespace that start with
+    `prefix` (detached or not)."""
+    import ray.util
+
+    return sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                  if a["namespace"] == NAMESPACE and a["name"].startswith(prefix))
+
+
 def kill(handle: Any, *, no_restart: bool = False) -> None:
     """Kill an actor at once (Ray restarts it, as its options say, unless `no_restart`)."""
     import ray

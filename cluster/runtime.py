@@ -111,7 +111,7 @@ class Runtime:
             layout = [(kind, i, shard_map.stream(i)) for kind, shard_map in self.maps.items()
                       for i in range(shard_map.shards)]
             self.failover = SharedFailover.start_actor(
-                self.handles, partial(make_shard, self.config), layout=layout,
+                self.handles, partial(make_shard, self.config, detached=True), layout=layout,
                 resource=self.config.shard_resource, timeout_s=self.config.call_timeout_s)
             self.failover.refresh()   # a primary that did not answer it was replaced
             self.failover.wait_ready()
@@ -182,6 +182,17 @@ class Runtime:
                     pass
             names = {self.maps[kind].stream(i) for kind, hs in self.handles.items()
                      for i in range(len(hs))}
+            # What the failover started is detached: whatever it could not name (a
+            # restarting actor, one of an earlier incarnation) is found by its name here.
+            for stream in names if self.config.standbys else ():
+                for name in ray_api.named_actors(f"{stream}."):
+                    handle = ray_api.find_actor(name)
+                    if handle is not None:
+                        try:
+                            ray_api.kill(handle, no_restart=True)
+                        except Exception:  # noqa: BLE001 - it ended meanwhile
+                            pass
+                    started.add(name)
             for name in names | started:
                 _wait_name_free(name)
             self.handles.clear()
@@ -197,14 +208,17 @@ class Runtime:
 
 
 def make_shard(config: RuntimeConfig, *, kind: str, stream: str, name: str | None = None,
-               standby: bool = False, scheduling_strategy: Any = None) -> Any:
+               standby: bool = False, scheduling_strategy: Any = None,
+               detached: bool | None = None) -> Any:
     """A shard actor of `config`'s settings and placement (a standby's strategy, given,
     replaces the spread). With standbys its `max_restarts` is 0 (the failover replaces a
-    dead one) and it is never detached: it ends with the process that started it."""
+    dead one), and a first primary is never detached: it ends with the process that
+    started it. `detached` (the failover's standbys and later primaries) overrides that:
+    they outlive the failover actor that started them (cluster/failover_actor.py)."""
     placement: dict[str, Any] = {
         "resources": ray_api.shard_placement(config.shard_resource, config.shard_resource_amount),
         "scheduling_strategy": "SPREAD" if config.spread else None,
-        "detached": config.detached and not config.standbys}
+        "detached": (config.detached and not config.standbys) if detached is None else detached}
     if scheduling_strategy is not None:
         placement["scheduling_strategy"] = scheduling_strategy
     return ray_api.shard_handle(kind=kind, stream=stream, store_url=config.store_url,

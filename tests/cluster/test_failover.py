@@ -74,7 +74,18 @@ def made(monkeypatch):
     monkeypatch.setattr(ray_api, "kill", lambda handle, no_restart=False: None)
     monkeypatch.setattr(ray_api, "actor_died_errors", lambda: (Died,))
     monkeypatch.setattr(ray_api, "wait", lambda refs, timeout=None: list(refs))
+    # The failover's shards are detached and named: found by name while they live.
+    monkeypatch.setattr(ray_api, "named_actors", lambda prefix: sorted(
+        shard.name for shard, _ in shards if shard.name.startswith(prefix) and not shard.dead))
     return shards
+
+
+def by_name(made: list, first: dict):
+    """`ray_api.find_actor` over the first primaries and the live shards the failover made."""
+    def find(name):
+        live = {shard.name: shard for shard, _ in made if not shard.dead}
+        return first.get(name) or live.get(name)
+    return find
 
 
 def failover(made: list, primary: Shard) -> Failover:
@@ -179,14 +190,9 @@ def test_a_failover_another_process_did_reaches_the_runtimes_handles_and_log(mad
     actor.obj.stop()
 
 
-def test_a_restarted_failover_actor_adopts_the_shards_anew(made, monkeypatch):
-    """Given a runtime of two shards whose failover actor had promoted sku-001's standby,
-    when the actor's process dies (and with it what it had started: that standby, now the
-    primary, and the new standbys) and Ray restarts it, then the new incarnation keeps
-    sku-000's first primary, gives sku-001 a fresh primary under a newer epoch at once,
-    and starts a standby for each; a gateway that reports the dead primary is handed the
-    fresh one, and the runtime's check follows and says the actor was restarted."""
-    from saleday.cluster import failover_actor as failover_module
+def _two_shards_one_failed_over(made, monkeypatch):
+    """A runtime of two shards whose failover actor promoted sku-001's standby (and gave
+    it a new standby); the actor's process then dies."""
     from saleday.cluster.failover_actor import FailoverActor, SharedFailover
 
     def make_shard(*, kind, stream, name, standby, scheduling_strategy):
@@ -196,7 +202,7 @@ def test_a_restarted_failover_actor_adopts_the_shards_anew(made, monkeypatch):
 
     first = {s: Shard(s, standby=False, node="n1") for s in ("sku-000", "sku-001")}
     alive = dict(first)
-    monkeypatch.setattr(ray_api, "find_actor", lambda name: alive.get(name))
+    monkeypatch.setattr(ray_api, "find_actor", by_name(made, alive))
     layout = [("sku", 0, "sku-000"), ("sku", 1, "sku-001")]
     actor = Local(FailoverActor(layout=layout, make_shard=make_shard, resource=None, timeout_s=5))
     handles = {"sku": [first["sku-000"], first["sku-001"]]}
@@ -206,29 +212,99 @@ def test_a_restarted_failover_actor_adopts_the_shards_anew(made, monkeypatch):
     del alive["sku-001"]   # killed by the failover, its name freed
     generation, promoted = SharedFailover(actor).fail_over("sku-001", first["sku-001"].epoch)
     assert promoted.name.startswith("sku-001.standby-")
+    wait_until(lambda: len(made) == 3, what="sku-001's new standby")
     actor.obj.stop()
-    for shard, _ in made:   # they end with the actor's process
-        shard.dead = True
-    del made[:]
+    return first, handles, runtime, layout, make_shard, generation, promoted
 
+
+def test_a_restarted_failover_actor_adopts_the_shards_it_had_started(made, monkeypatch):
+    """Given a runtime of two shards whose failover actor had promoted sku-001's standby,
+    when the actor's process dies, then what it had started lives on (detached: the
+    promoted primary and the standbys), and Ray's new incarnation adopts it all by name:
+    no shard is started, no epoch changes, a gateway's stale report gets the promoted
+    primary, and the runtime's check says the actor restarted, with no fresh primary."""
+    from saleday.cluster import failover_actor as failover_module
+    from saleday.cluster.failover_actor import FailoverActor, SharedFailover
+
+    first, handles, runtime, layout, make_shard, generation, promoted = (
+        _two_shards_one_failed_over(made, monkeypatch))
+    standbys = {shard.name for shard, how in made if shard.standby}
+    before = len(made)
     restarted = Local(FailoverActor(layout=layout, make_shard=make_shard, resource=None,
                                     timeout_s=5))
-    started = [(how["stream"], how["standby"]) for _, how in made]
-    assert started == [("sku-001", False), ("sku-000", True), ("sku-001", True)]
-    fresh = made[0][0]
-    assert restarted.obj.incarnation()["fresh"] == ["sku-001"]
-    assert fresh.epoch > promoted.epoch
-    assert SharedFailover(restarted).fail_over("sku-001", generation) == (fresh.epoch, fresh)
+    assert len(made) == before and restarted.obj.incarnation()["fresh"] == []
     assert SharedFailover(restarted).primaries() == {
         "sku-000": ("sku", 0, first["sku-000"].epoch, first["sku-000"]),
-        "sku-001": ("sku", 1, fresh.epoch, fresh)}
+        "sku-001": ("sku", 1, promoted.epoch, promoted)}
+    assert {s.name for s in SharedFailover(restarted).standbys().values()} == standbys
+    assert SharedFailover(restarted).fail_over("sku-001", first["sku-001"].epoch) == (
+        promoted.epoch, promoted)
+    assert promoted.promotions == 1
     logged = []
     monkeypatch.setattr(failover_module.log, "error", lambda event, **kw: logged.append((event, kw)))
     runtime.actor = restarted
     runtime.check()
-    assert handles["sku"] == [first["sku-000"], fresh]
-    assert logged == [("failover_actor_restarted", {"fresh_primaries": ["sku-001"]})]
+    assert handles["sku"] == [first["sku-000"], promoted]
+    assert logged == [("failover_actor_restarted", {"fresh_primaries": []})]
     restarted.obj.stop()
+
+
+def test_a_restarted_failover_actor_replaces_what_died_with_it(made, monkeypatch):
+    """Given the same runtime, when the actor's process dies together with sku-001's
+    promoted primary (a node lost, say), then the new incarnation promotes sku-001's live
+    standby; and when every shard the actor had started died too, it gives sku-001 a fresh
+    primary under a newer epoch and both shards new standbys."""
+    from saleday.cluster.failover_actor import FailoverActor, SharedFailover
+
+    first, handles, runtime, layout, make_shard, generation, promoted = (
+        _two_shards_one_failed_over(made, monkeypatch))
+    promoted.dead = True
+    spare = next(s for s, how in made if how["stream"] == "sku-001" and s.standby)
+    restarted = Local(FailoverActor(layout=layout, make_shard=make_shard, resource=None,
+                                    timeout_s=5))
+    assert restarted.obj.incarnation()["fresh"] == []
+    assert spare.promotions == 1 and spare.epoch > promoted.epoch
+    assert SharedFailover(restarted).fail_over("sku-001", generation) == (spare.epoch, spare)
+    restarted.obj.stop()
+
+    for shard, _ in made:
+        shard.dead = True
+    del made[:]
+    again = Local(FailoverActor(layout=layout, make_shard=make_shard, resource=None,
+                                timeout_s=5))
+    started = [(how["stream"], how["standby"]) for _, how in made]
+    assert started == [("sku-001", False), ("sku-000", True), ("sku-001", True)]
+    fresh = made[0][0]
+    assert again.obj.incarnation()["fresh"] == ["sku-001"] and fresh.epoch > spare.epoch
+    assert SharedFailover(again).primaries() == {
+        "sku-000": ("sku", 0, first["sku-000"].epoch, first["sku-000"]),
+        "sku-001": ("sku", 1, fresh.epoch, fresh)}
+    again.obj.stop()
+
+
+def test_adoption_keeps_the_newest_primary_and_one_standby(made, monkeypatch):
+    """Two live primaries of one stream (an older epoch's zombie, left by an earlier run)
+    and two standbys: the newest primary and the first standby are kept, the others
+    killed."""
+    from saleday.cluster.failover_actor import FailoverActor
+
+    killed = []
+    monkeypatch.setattr(ray_api, "kill", lambda handle, no_restart=False: killed.append(handle))
+    zombie = Shard("sku-000.primary-old-1", standby=False, node="n1")
+    first = Shard("sku-000", standby=False, node="n1")
+    extra = [Shard(f"sku-000.standby-old-{i}", standby=True, node="n2") for i in (2, 3)]
+    made.extend((s, {"stream": "sku-000", "standby": s.standby}) for s in (zombie, *extra))
+    monkeypatch.setattr(ray_api, "find_actor", by_name(made, {"sku-000": first}))
+
+    def make_shard(**kw):
+        raise AssertionError(f"nothing to start: {kw}")
+
+    actor = FailoverActor(layout=[("sku", 0, "sku-000")], make_shard=make_shard, resource=None,
+                          timeout_s=5)
+    assert actor.primaries() == {"sku-000": ("sku", 0, first.epoch, first)}
+    assert actor.standbys() == {"sku-000": extra[0]}
+    assert killed == [zombie, extra[1]]
+    actor.stop()
 
 
 def test_the_health_check_outlives_an_unreachable_failover_actor(made, monkeypatch):
