@@ -100,6 +100,7 @@ class ShardHost(DedupRecord, Snapshots, Causes):
                  snapshot_in_background: bool = False, use_snapshot: bool = True,
                  standby: bool = False) -> None:
         self.decider = decider
+        self._takes = frozenset(decider.commands)
         self.store = store
         self.stream = stream
         self.registry = registry
@@ -257,6 +258,11 @@ class ShardHost(DedupRecord, Snapshots, Causes):
         self._expire_due(batch, now)
         decider = self.decider
         dedup = self._dedup
+        takes = self._takes
+        entity_of, decide, evolve = decider.entity_of, decider.decide, decider.evolve
+        new_event = self.registry.new_event
+        working, states, initial = batch.working, self.states, decider.initial
+        decided, events, facts, owners = batch.decided, batch.events, batch.facts, batch.owners
         seen: dict[str, int] = {}
         for i, req in enumerate(requests):
             cid = req.command_id
@@ -276,30 +282,34 @@ class ShardHost(DedupRecord, Snapshots, Causes):
                 batch.decided.append((i, refused[i]))
                 continue
             command = req.command
-            if type(command) not in decider.commands:
-                batch.decided.append((i, InvalidCommand(
+            if type(command) not in takes:
+                decided.append((i, InvalidCommand(
                     reason=f"{decider.kind} shard does not take {type(command).__name__}")))
                 continue
             try:
-                entity = decider.entity_of(command)
-                state = self._state(batch, entity)
-                result = decider.decide(command, state)
+                entity = entity_of(command)
+                state = working.get(entity)   # (`_state`, written out: once per command)
+                if state is None:
+                    state = states.get(entity)
+                    if state is None:
+                        state = initial(entity)
+                result = decide(command, state)
                 if not isinstance(result, Rejection):
                     for event in result:
-                        state = decider.evolve(state, event)
-                        batch.events.append(self.registry.new_event(
-                            event, command_id=req.command_id, recorded_at=now,
+                        state = evolve(state, event)
+                        events.append(new_event(
+                            event, command_id=cid, recorded_at=now,
                             correlation_id=req.correlation_id, causation_id=req.causation_id))
-                        batch.facts.append(event)
-                        batch.owners.append(i)
-                    batch.working[entity] = state
+                        facts.append(event)
+                        owners.append(i)
+                    working[entity] = state
                     batch.prints[i] = fingerprint(command)
                     result = tuple(result)
             except Exception as exc:  # a decider bug or a malformed command: refuse, don't die
                 log.warning("command_failed", stream=self.stream, command_id=req.command_id,
                             command=type(command).__name__, error=f"{type(exc).__name__}: {exc}")
                 result = InvalidCommand(reason=f"{type(exc).__name__}: {exc}")
-            batch.decided.append((i, result))
+            decided.append((i, result))
         return batch
 
     def _expire_due(self, batch: _Batch, now: int) -> None:
