@@ -142,7 +142,8 @@ class Failover:
         not keep its actor alive (Ray's `get_actor`): the runtime's own handles of the first
         primaries do, so the runtime keeps them (`SharedFailover.refresh`), and the rest are
         detached."""
-        names = {stream: [stream, *ray_api.named_actors(f"{stream}.")]
+        named = ray_api.named_actors("")   # one call to Ray's GCS for every stream
+        names = {stream: [stream, *(n for n in named if n.startswith(f"{stream}."))]
                  for _, _, stream in layout}
         found = {name: ray_api.find_actor(name) for group in names.values() for name in group}
         asked = {name: h.status.remote() for name, h in found.items() if h is not None}

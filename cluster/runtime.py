@@ -184,8 +184,9 @@ class Runtime:
                      for i in range(len(hs))}
             # What the failover started is detached: whatever it could not name (a
             # restarting actor, one of an earlier incarnation) is found by its name here.
+            named = ray_api.named_actors("") if self.config.standbys else []
             for stream in names if self.config.standbys else ():
-                for name in ray_api.named_actors(f"{stream}."):
+                for name in (n for n in named if n.startswith(f"{stream}.")):
                     handle = ray_api.find_actor(name)
                     if handle is not None:
                         try:
