@@ -103,16 +103,13 @@ class Failover:
         self._names = 0
         self.token = uuid.uuid4().hex[:6]   # another runtime (or incarnation) names its own
         self._names_lock = threading.Lock()
-        self._created: set[str] = set()
         self._threads: list[threading.Thread] = []
         self.failovers: list[dict[str, Any]] = []
 
     def _name(self, stream: str, role: str) -> str:
         with self._names_lock:
             self._names += 1
-            name = f"{stream}.{role}-{self.token}-{self._names}"
-            self._created.add(name)
-            return name
+            return f"{stream}.{role}-{self.token}-{self._names}"
 
     # -- standbys -----------------------------------------------------------------------
 
@@ -185,8 +182,6 @@ class Failover:
                     ray_api.kill(found[name], no_restart=True)
                 except Exception:  # noqa: BLE001 - ended meanwhile
                     pass
-            with self._names_lock:
-                self._created.update(n for n in names[stream][1:] if n not in losers)
         recovered = ray_api.get([h.status.remote() for h in fresh.values()], timeout=120)
         for (stream, handle), status in zip(fresh.items(), recovered):
             kept[stream] = (handle, status.get("node"), status["epoch"])
@@ -260,11 +255,6 @@ class Failover:
         """stream -> its standby's handle (None while it is being started, or none left)."""
         return {s: p.standby for s, p in self._pairs.items()}
 
-    def names(self) -> set[str]:
-        """The names of every actor this failover started (standbys, fresh primaries)."""
-        with self._names_lock:
-            return set(self._created)
-
     # -- promotion ----------------------------------------------------------------------
 
     def current(self, stream: str) -> tuple[int, Any]:
@@ -327,12 +317,10 @@ class Failover:
         if not self._stopping.wait(self.replace_after_s):
             self._start_standby(pair)
 
-    def stop(self) -> list[Any]:
-        """Wait for standbys being started, forget them all; their handles (for the
-        runtime to kill)."""
+    def stop(self) -> None:
+        """Wait for standbys being started, then forget them all (the runtime ends them,
+        found by name)."""
         self._stopping.set()
         for thread in self._threads:
             thread.join(timeout=30)
-        out = [p.standby for p in self._pairs.values() if p.standby is not None]
         self._pairs.clear()
-        return out

@@ -71,9 +71,6 @@ class FailoverActor:
     def standbys(self) -> dict[str, Any]:
         return self.failover.standbys()
 
-    def names(self) -> set[str]:
-        return self.failover.names()
-
     def failovers(self) -> list[dict[str, Any]]:
         return list(self.failover.failovers)
 
@@ -82,8 +79,8 @@ class FailoverActor:
         gave a fresh primary when it started."""
         return {"token": self.failover.token, "fresh": self.fresh, "pid": os.getpid()}
 
-    def stop(self) -> list[Any]:
-        return self.failover.stop()
+    def stop(self) -> None:
+        self.failover.stop()
 
 
 class SharedFailover:
@@ -196,21 +193,16 @@ class SharedFailover:
     def standbys(self) -> dict[str, Any]:
         return self._get(self.actor.standbys.remote())
 
-    def names(self) -> set[str]:
-        return self._get(self.actor.names.remote())
-
     @property
     def failovers(self) -> list[dict[str, Any]]:
         return self._get(self.actor.failovers.remote())
 
-    def stop(self) -> list[Any]:
-        """Stop the actor's standby threads; the standbys' handles (for the runtime to
-        kill), then end the actor (what it started and was not killed ends with it)."""
-        standbys: list[Any] = []
+    def stop(self) -> None:
+        """Stop the actor's standby threads, then end the actor. What it started is
+        detached: the runtime ends it by name."""
         try:
-            standbys = self._get(self.actor.stop.remote(), 60)
-        except Exception as exc:  # noqa: BLE001 - dead or restarting: its standbys end with it
+            self._get(self.actor.stop.remote(), 60)
+        except Exception as exc:  # noqa: BLE001 - dead or restarting: the runtime still ends what it started
             log.warning("failover_stop_failed", error=f"{type(exc).__name__}: {exc}"[:300])
         finally:
             ray_api.kill(self.actor, no_restart=True)
-        return standbys

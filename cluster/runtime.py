@@ -167,33 +167,24 @@ class Runtime:
         self._clients.clear()
         if kill_shards:
             started: set[str] = set()
-            standbys: list[Any] = []
-            if self.failover is not None:   # its standbys and fresh primaries end with it
-                try:
-                    started = self.failover.names()
-                except Exception as exc:  # noqa: BLE001 - dead or restarting: they end with it
-                    log.warning("failover_names_unknown", error=f"{type(exc).__name__}"[:300])
-                started |= {FAILOVER_ACTOR}
-                standbys = self.failover.stop()
-            for handle in [h for hs in self.handles.values() for h in hs] + standbys:
+            if self.failover is not None:
+                self.failover.stop()   # its standby threads, then the actor itself
+                started.add(FAILOVER_ACTOR)
+            handles = [h for hs in self.handles.values() for h in hs]
+            names = {self.maps[kind].stream(i) for kind, hs in self.handles.items()
+                     for i in range(len(hs))}
+            if self.config.standbys:
+                # What the failover started (standbys, later primaries, of this incarnation
+                # or an earlier one) is detached, and found by its name: `<stream>.…`.
+                started.update(n for n in ray_api.named_actors("")
+                               if n.partition(".")[0] in names and "." in n)
+                handles += [h for h in map(ray_api.find_actor, sorted(started - {FAILOVER_ACTOR}))
+                            if h is not None]
+            for handle in handles:
                 try:
                     ray_api.kill(handle, no_restart=True)
                 except Exception:  # noqa: BLE001 - dead already (a failed-over primary)
                     pass
-            names = {self.maps[kind].stream(i) for kind, hs in self.handles.items()
-                     for i in range(len(hs))}
-            # What the failover started is detached: whatever it could not name (a
-            # restarting actor, one of an earlier incarnation) is found by its name here.
-            named = ray_api.named_actors("") if self.config.standbys else []
-            for stream in names if self.config.standbys else ():
-                for name in (n for n in named if n.startswith(f"{stream}.")):
-                    handle = ray_api.find_actor(name)
-                    if handle is not None:
-                        try:
-                            ray_api.kill(handle, no_restart=True)
-                        except Exception:  # noqa: BLE001 - it ended meanwhile
-                            pass
-                    started.add(name)
             for name in names | started:
                 _wait_name_free(name)
             self.handles.clear()

@@ -267,7 +267,7 @@ class ShardHost(DedupRecord, Snapshots, Causes):
         for i, req in enumerate(requests):
             cid = req.command_id
             if type(cid) is not str or not cid:  # it could be neither remembered nor recorded
-                batch.decided.append((i, InvalidCommand(
+                decided.append((i, InvalidCommand(
                     reason=f"a command id must be a non-empty str, not {cid!r:.80}")))
                 continue
             if cid in dedup or cid in seen:
@@ -275,11 +275,11 @@ class ShardHost(DedupRecord, Snapshots, Causes):
                 # carries a different command.
                 conflict = self._conflict(req, batch.prints, seen)
                 if conflict is not None:
-                    batch.decided.append((i, conflict))
+                    decided.append((i, conflict))
                 continue
             seen[cid] = i
             if refused and i in refused:
-                batch.decided.append((i, refused[i]))
+                decided.append((i, refused[i]))
                 continue
             command = req.command
             if type(command) not in takes:
